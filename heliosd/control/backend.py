@@ -1,0 +1,97 @@
+"""The seam between the control API and the daemon.
+
+The aiohttp app validates requests, calls exactly one method here with the caller's
+:class:`Actor`, and turns the JSON-ready result (or a ``heliosd.errors`` exception) into the
+response. Keeping the seam narrow lets the API be tested against the real daemon and lets the
+daemon be driven without HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from heliosd.types import Mode, OrderType, Side
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked: from SO_PEERCRED on the Unix socket, or the TCP listener's token."""
+
+    uid: int | None
+    user: str
+    via: str = "unix"  # "unix", "tcp", "internal"
+
+    def __str__(self) -> str:
+        return self.user if self.uid is None else f"{self.user} (uid {self.uid})"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    pair: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None
+    reason: str
+
+
+class ControlBackend(Protocol):
+    # --- mode (design.md sections 5, 11)
+    async def get_mode(self) -> JSON:
+        """{"mode","updated_at","updated_by","halted","halt_reason", ...}"""
+        ...
+
+    async def set_mode(
+        self, mode: Mode, *, confirm_token: str | None, reason: str, actor: Actor
+    ) -> JSON:
+        """Switch; raises GateRejected / ConfirmationRequired / InvalidConfirmToken."""
+        ...
+
+    async def mode_history(self, limit: int) -> JSON: ...
+
+    async def audit(self, limit: int) -> JSON: ...
+
+    # --- stops
+    async def emergency_stop(self, *, reason: str, actor: Actor) -> JSON: ...
+
+    async def resume(self, *, reason: str, actor: Actor) -> JSON: ...
+
+    # --- engine
+    async def engine_status(self) -> JSON: ...
+
+    async def engine_start(self, *, actor: Actor) -> JSON: ...
+
+    async def engine_stop(self, *, actor: Actor) -> JSON: ...
+
+    # --- orders and ledger
+    async def list_orders(self, *, state: str, limit: int) -> JSON: ...
+
+    async def get_order(self, order_id: int) -> JSON: ...
+
+    async def place_order(self, request: OrderRequest, *, actor: Actor) -> JSON:
+        """{"order": ORDER}; raises RiskRejected / ExchangeRejected (details hold the order)."""
+        ...
+
+    async def cancel_order(self, order_id: int, *, actor: Actor) -> JSON: ...
+
+    async def positions(self) -> JSON: ...
+
+    async def pnl(self) -> JSON: ...
+
+    async def risk(self) -> JSON: ...
+
+    # --- introspection
+    async def plugins(self) -> JSON: ...
+
+    async def health(self) -> tuple[bool, JSON]:
+        """(healthy, body): the API answers 200 when healthy, 503 otherwise."""
+        ...
+
+    def events(self) -> AsyncIterator[Mapping[str, Any]]:
+        """Every event as it happens (for GET /api/events, server-sent events)."""
+        ...
