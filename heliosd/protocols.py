@@ -128,7 +128,17 @@ class ExchangeClient(Protocol):
 
 
 class MarketView(Protocol):
-    """Prices as the feed last saw them."""
+    """Prices and pair limits as the feed last saw them.
+
+    ``version`` increases on every change, so views derived from prices (equity, exposure)
+    can be cached and recomputed only when it moves.
+    """
+
+    version: int
+
+    def pair(self, symbol: str) -> PairInfo | None: ...
+
+    def pairs(self) -> Mapping[str, PairInfo]: ...
 
     def quote(self, pair: str) -> Quote | None: ...
 
