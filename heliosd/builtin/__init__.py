@@ -1,0 +1,1 @@
+"""Plugins shipped in the box, registered from heliosd.plugins.BUILTIN_PLUGINS."""
