@@ -1,0 +1,285 @@
+"""Orders: the lifecycle state machine, fill application and venue reconciliation.
+
+An order is stored (state ``new``) before it is sent; the venue's answer and every stream
+event then move it forward, never backward: ``new -> sent -> placed -> partially_filled ->
+filled``, or to ``cancelled`` / ``failed``; ``rejected`` is for orders a risk rule refused
+(never sent). Terminal states are final.
+
+Fills are keyed by the venue's trade id (``UNIQUE(mode, trade_id)``): a fill delivered twice
+(stream + reconciliation, or a replay after reconnect) is stored and applied once. A fill
+counts only after its commit: the ledger is updated in the commit's completion, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from heliosd import store as st
+from heliosd.store import iso
+from heliosd.types import (
+    ZERO,
+    Fill,
+    Mode,
+    OpenOrder,
+    OrderIntent,
+    OrderState,
+    OrderStatus,
+    PlaceResult,
+    Verdict,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+_RANK = {
+    OrderState.NEW: 0,
+    OrderState.SENT: 1,
+    OrderState.PLACED: 2,
+    OrderState.PARTIALLY_FILLED: 3,
+}
+
+ORDER_COLUMNS = (
+    "id", "customer_order_id", "exchange_order_id", "mode", "pair", "side", "type",
+    "requested_quantity", "quantity", "price", "state", "reason", "source", "actor", "verdicts",
+    "filled_quantity", "average_price", "failed_reason", "created_at", "updated_at",
+)  # fmt: skip
+# Built from the constant column list above, never from input.
+_SELECT = "SELECT " + ", ".join(ORDER_COLUMNS) + " FROM orders"  # noqa: S608
+
+
+def new_customer_order_id() -> str:
+    """VALR allows <= 50 chars of [0-9A-Za-z-]; unique among open orders (we keep it global)."""
+    return "hd-" + uuid.uuid4().hex
+
+
+def can_move(old: OrderState, new: OrderState) -> bool:
+    """Forward only: terminal states are final; open states only advance."""
+    if old.is_terminal:
+        return False
+    if new.is_terminal:
+        return True
+    return _RANK[new] > _RANK[old]
+
+
+def order_json(row: Sequence[Any]) -> dict[str, Any]:
+    out = dict(zip(ORDER_COLUMNS, row, strict=True))
+    out["verdicts"] = json.loads(out["verdicts"])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    mode: Mode
+    intent: OrderIntent
+    quantity: Decimal
+    verdicts: Sequence[Verdict]
+    actor: str
+    state: OrderState = OrderState.NEW
+    customer_order_id: str = ""
+
+
+# ---------------------------------------------------------------------- SQL (writer thread)
+
+
+def insert_order(conn: sqlite3.Connection, order: NewOrder) -> dict[str, Any]:
+    now = iso(utcnow())
+    i = order.intent
+    cid = order.customer_order_id or new_customer_order_id()
+    cur = conn.execute(
+        "INSERT INTO orders(customer_order_id, mode, pair, side, type, requested_quantity,"
+        " quantity, price, state, reason, source, actor, verdicts, created_at, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            cid, str(order.mode), i.pair, str(i.side), str(i.type), str(i.quantity),
+            str(order.quantity), None if i.price is None else str(i.price), str(order.state),
+            i.reason, i.source, order.actor,
+            json.dumps([v.as_json() for v in order.verdicts]), now, now,
+        ),
+    )  # fmt: skip
+    return get_order_row(conn, int(cur.lastrowid or 0))
+
+
+def get_order_row(conn: sqlite3.Connection, order_id: int) -> dict[str, Any]:
+    row = conn.execute(_SELECT + " WHERE id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise KeyError(order_id)
+    return order_json(row)
+
+
+def find_order_row(
+    conn: sqlite3.Connection,
+    mode: Mode,
+    *,
+    customer_order_id: str | None,
+    exchange_order_id: str | None,
+) -> dict[str, Any] | None:
+    row = None
+    if customer_order_id:
+        row = conn.execute(
+            _SELECT + " WHERE customer_order_id = ?", (customer_order_id,)
+        ).fetchone()
+    if row is None and exchange_order_id:
+        row = conn.execute(
+            _SELECT + " WHERE exchange_order_id = ? AND mode = ?", (exchange_order_id, str(mode))
+        ).fetchone()
+    return order_json(row) if row is not None else None
+
+
+def apply_result(conn: sqlite3.Connection, order_id: int, result: PlaceResult) -> dict[str, Any]:
+    """Record a placement's immediate answer (forward-only)."""
+    row = get_order_row(conn, order_id)
+    old = OrderState(row["state"])
+    new = result.state
+    if can_move(old, new):
+        conn.execute(
+            "UPDATE orders SET state = ?, exchange_order_id = COALESCE(?, exchange_order_id),"
+            " failed_reason = CASE WHEN ? != '' THEN ? ELSE failed_reason END, updated_at = ?"
+            " WHERE id = ?",
+            (str(new), result.exchange_order_id, result.reason, result.reason, iso(utcnow()),
+             order_id),
+        )  # fmt: skip
+    elif result.exchange_order_id and not row["exchange_order_id"]:
+        conn.execute(
+            "UPDATE orders SET exchange_order_id = ? WHERE id = ?",
+            (result.exchange_order_id, order_id),
+        )
+    return get_order_row(conn, order_id)
+
+
+def apply_status(
+    conn: sqlite3.Connection, mode: Mode, status: OrderStatus
+) -> dict[str, Any] | None:
+    row = find_order_row(
+        conn,
+        mode,
+        customer_order_id=status.customer_order_id,
+        exchange_order_id=status.exchange_order_id,
+    )
+    if row is None:
+        return None
+    old = OrderState(row["state"])
+    filled = Decimal(row["filled_quantity"])
+    executed = max(filled, status.executed_quantity)
+    new = status.state
+    # A fill the stream has not delivered yet must not make a PLACED order look untouched.
+    if new is OrderState.PLACED and executed > 0:
+        new = OrderState.PARTIALLY_FILLED
+    if not can_move(old, new) and not (old is new and executed > filled):
+        return row
+    avg = row["average_price"]
+    if status.average_price is not None and executed > filled:
+        avg = str(status.average_price)
+    conn.execute(
+        "UPDATE orders SET state = ?, exchange_order_id = COALESCE(exchange_order_id, ?),"
+        " filled_quantity = ?, average_price = ?,"
+        " failed_reason = CASE WHEN ? != '' THEN ? ELSE failed_reason END, updated_at = ?"
+        " WHERE id = ?",
+        (str(new) if can_move(old, new) else str(old), status.exchange_order_id, str(executed),
+         avg, status.failed_reason, status.failed_reason, iso(utcnow()), row["id"]),
+    )  # fmt: skip
+    return get_order_row(conn, row["id"])
+
+
+def apply_fill(conn: sqlite3.Connection, mode: Mode, fill: Fill) -> dict[str, Any] | None:
+    """Store the fill once and advance its order. None when the fill was already stored.
+
+    Returns ``{"order": ORDER | None}`` for a new fill.
+    """
+    row = find_order_row(
+        conn,
+        mode,
+        customer_order_id=fill.customer_order_id,
+        exchange_order_id=fill.exchange_order_id,
+    )
+    if not st.insert_fill(conn, mode, fill, row["id"] if row else None):
+        return None
+    if row is None:
+        return {"order": None}
+    filled = Decimal(row["filled_quantity"])
+    avg = Decimal(row["average_price"]) if row["average_price"] else ZERO
+    new_filled = filled + fill.quantity
+    new_avg = (avg * filled + fill.price * fill.quantity) / new_filled
+    old = OrderState(row["state"])
+    target = (
+        OrderState.FILLED if new_filled >= Decimal(row["quantity"]) else OrderState.PARTIALLY_FILLED
+    )
+    state = target if can_move(old, target) else old
+    conn.execute(
+        "UPDATE orders SET filled_quantity = ?, average_price = ?, state = ?, updated_at = ?,"
+        " exchange_order_id = COALESCE(exchange_order_id, ?) WHERE id = ?",
+        (str(new_filled), str(new_avg.quantize(Decimal("1e-12")).normalize()), str(state),
+         iso(utcnow()), fill.exchange_order_id, row["id"]),
+    )  # fmt: skip
+    return {"order": get_order_row(conn, row["id"])}
+
+
+def list_orders(
+    conn: sqlite3.Connection, *, open_only: bool, limit: int, mode: Mode | None = None
+) -> list[dict[str, Any]]:
+    where = []
+    args: list[Any] = []
+    if open_only:
+        where.append("state IN ('new','sent','placed','partially_filled')")
+    if mode is not None:
+        where.append("mode = ?")
+        args.append(str(mode))
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY id DESC LIMIT ?"
+    args.append(limit)
+    return [order_json(r) for r in conn.execute(sql, args).fetchall()]
+
+
+# ---------------------------------------------------------------------- in-memory counters
+
+
+class OrderCounters:
+    """Cheap counts for risk rules (implements heliosd.protocols.OrderStats)."""
+
+    def __init__(self, window: timedelta = timedelta(hours=1)) -> None:
+        self._recent: deque[tuple[datetime, Mode]] = deque()
+        self._open: dict[tuple[Mode, str], set[int]] = {}
+        self._window = window
+
+    def sent(self, mode: Mode, at: datetime) -> None:
+        self._recent.append((at, mode))
+        cutoff = at - self._window
+        while self._recent and self._recent[0][0] < cutoff:
+            self._recent.popleft()
+
+    def track(self, order: Mapping[str, Any]) -> None:
+        key = (Mode(order["mode"]), order["pair"])
+        ids = self._open.setdefault(key, set())
+        if OrderState(order["state"]).is_open:
+            ids.add(order["id"])
+        else:
+            ids.discard(order["id"])
+
+    def orders_since(self, since: datetime, mode: Mode | None = None) -> int:
+        return sum(1 for at, m in reversed(self._recent)
+                   if at >= since and (mode is None or m is mode))  # fmt: skip
+
+    def open_orders(self, pair: str | None = None, mode: Mode | None = None) -> int:
+        return sum(
+            len(ids) for (m, p), ids in self._open.items()
+            if (pair is None or p == pair) and (mode is None or m is mode)
+        )  # fmt: skip
+
+
+def open_orders_by_id(orders: Sequence[OpenOrder]) -> tuple[set[str], set[str]]:
+    """Exchange ids and customer ids of a venue's open-order snapshot."""
+    return (
+        {o.exchange_order_id for o in orders},
+        {o.customer_order_id for o in orders if o.customer_order_id},
+    )
+
+
+Callback = Callable[[dict[str, Any]], None]

@@ -1,0 +1,279 @@
+"""ExecutionRouter: every order, manual or automatic, takes this one path.
+
+1. Read the mode from the database *now* (``Store.mode_state``: a ~1 us ``PRAGMA
+   data_version`` unless something committed). A LIVE without a sealed, confirmed switch is
+   refused and the operator is told (out-of-band SQL).
+2. Run every risk rule (fail closed; Caps take the smallest quantity; any Reject rejects) plus
+   the core's own latch check: while an emergency stop is latched only reducing orders pass.
+3. Store the order (intent, customer_order_id, mode, verdicts) and only then send it to the
+   client of *that* mode. Clients are looked up per order: nothing caches "the current
+   client", so a switch takes effect on the very next order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from heliosd import orders as od
+from heliosd.breakers import EMERGENCY, Breakers
+from heliosd.config import Settings
+from heliosd.errors import (
+    AuthError,
+    ExchangeRejected,
+    HeliosError,
+    ModeIntegrityError,
+    OutcomeUnknownError,
+    RiskRejected,
+    TransientError,
+)
+from heliosd.protocols import (
+    Event,
+    ExchangeClient,
+    LedgerView,
+    MarketView,
+    RiskContext,
+    RiskRule,
+)
+from heliosd.store import Store
+from heliosd.types import (
+    Mode,
+    OrderIntent,
+    OrderState,
+    PlaceRequest,
+    PlaceResult,
+    Verdict,
+    VerdictAction,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
+
+
+def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
+    """An order reduces when it is against the position and no larger than it."""
+    if position == 0:
+        return False
+    against = (position > 0) != (intent.side.sign > 0)
+    return against and intent.quantity <= abs(position)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    mode: Mode
+    verdicts: tuple[Verdict, ...]
+    quantity: Decimal | None  # None: rejected
+    reason: str = ""
+
+
+class ExecutionRouter:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        clients: Mapping[Mode, ExchangeClient],
+        ledgers: Mapping[Mode, LedgerView],
+        market: MarketView,
+        breakers: Breakers,
+        counters: od.OrderCounters,
+        rules: Sequence[RiskRule] = (),
+        enqueue: EnqueueFn | None = None,
+        on_order: Callable[[dict[str, Any], str], None] | None = None,
+        on_integrity: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._clients = clients
+        self._ledgers = ledgers
+        self._market = market
+        self._breakers = breakers
+        self._counters = counters
+        self.rules: tuple[RiskRule, ...] = tuple(rules)  # replaced whole on plugin reload
+        self._enqueue = enqueue
+        self._on_order = on_order
+        self._on_integrity = on_integrity
+        self._rule_timeout = float(settings.risk.rule_timeout_s)
+        self._integrity_reported: int | None = None
+
+    # ------------------------------------------------------------------ risk
+
+    async def evaluate(self, intent: OrderIntent, mode: Mode | None = None) -> Evaluation:
+        """The pre-trade path: mode at execution time and every risk verdict."""
+        if mode is None:
+            mode = self._store.mode_state().mode
+        ledger = self._ledgers[mode]
+        breakers = self._breakers.states()
+        verdicts: list[Verdict] = []
+        if EMERGENCY in breakers and not reduces_position(intent, ledger.position(intent.pair)):
+            verdicts.append(
+                Verdict.reject(
+                    "emergency_stop",
+                    f"trading is halted by an emergency stop ({breakers[EMERGENCY].reason});"
+                    " only orders that reduce a position may pass until a resume",
+                )
+            )
+        if mode is Mode.LIVE or self._settings.risk.enforce_in_paper:
+            ctx = RiskContext(
+                mode=mode, settings=self._settings, pair=self._market.pair(intent.pair),
+                ledger=ledger, market=self._market, breakers=breakers, now=utcnow(),
+                order_stats=self._counters,
+            )  # fmt: skip
+            pending: list[tuple[str, Awaitable[Verdict]]] = []
+            for rule in self.rules:
+                name = getattr(rule, "name", type(rule).__name__)
+                try:
+                    answer: Any = rule.check(intent, ctx)
+                except Exception as exc:
+                    log.warning("risk rule %s raised %s: %s", name, type(exc).__name__, exc)
+                    verdicts.append(Verdict.reject(name, f"rule {name} failed: {exc}"))
+                    continue
+                if isinstance(answer, Verdict):
+                    verdicts.append(answer)
+                elif inspect.isawaitable(answer):
+                    pending.append((name, answer))
+                else:
+                    verdicts.append(Verdict.reject(name, f"rule {name} returned no verdict"))
+            if pending:
+                verdicts.extend(await asyncio.gather(*(self._await(n, a) for n, a in pending)))
+        return self._combine(mode, intent, verdicts)
+
+    async def _await(self, name: str, answer: Awaitable[Verdict]) -> Verdict:
+        try:
+            result: Any = await asyncio.wait_for(answer, self._rule_timeout)
+        except TimeoutError:
+            return Verdict.reject(name, f"rule {name} timed out after {self._rule_timeout:g} s")
+        except Exception as exc:
+            log.warning("risk rule %s raised %s: %s", name, type(exc).__name__, exc)
+            return Verdict.reject(name, f"rule {name} failed: {exc}")
+        if not isinstance(result, Verdict):
+            return Verdict.reject(name, f"rule {name} returned no verdict")
+        return result
+
+    @staticmethod
+    def _combine(mode: Mode, intent: OrderIntent, verdicts: list[Verdict]) -> Evaluation:
+        quantity = intent.quantity
+        rejects = []
+        for v in verdicts:
+            if v.action is VerdictAction.REJECT:
+                rejects.append(v)
+            elif v.action is VerdictAction.CAP:
+                if v.quantity is None or v.quantity <= 0:
+                    rejects.append(Verdict.reject(v.rule, v.reason or "capped to nothing"))
+                elif v.quantity < quantity:
+                    quantity = v.quantity
+        if rejects:
+            reason = "; ".join(f"{v.rule}: {v.reason}" for v in rejects)
+            return Evaluation(mode, tuple(verdicts), None, reason)
+        return Evaluation(mode, tuple(verdicts), quantity)
+
+    # ------------------------------------------------------------------ submit
+
+    async def submit(self, intent: OrderIntent, *, actor: str) -> dict[str, Any]:
+        """Evaluate, store, send. Returns the stored ORDER.
+
+        Raises RiskRejected (never sent), ExchangeRejected (the venue refused it at once),
+        TransientError / AuthError (not placed), each with ``details["order"]``.
+        """
+        state = self._store.mode_state()
+        mode = state.mode
+        if mode is Mode.LIVE and not state.verified:
+            reason = (
+                "the database says LIVE but no confirmed switch to LIVE is recorded (changed "
+                "outside heliosd?); orders are refused until the mode is set through heliosd"
+            )
+            await self._report_integrity(state.data_version, reason)
+            verdict = Verdict.reject("mode_integrity", reason)
+            row = await self._store_order(
+                od.NewOrder(mode, intent, intent.quantity, (verdict,), actor, OrderState.REJECTED)
+            )
+            raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
+
+        evaluation = await self.evaluate(intent, mode)
+        if evaluation.quantity is None:
+            row = await self._store_order(
+                od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
+                            OrderState.REJECTED),
+                event="risk_rejected" if mode is Mode.LIVE else None,
+                event_text=evaluation.reason,
+            )  # fmt: skip
+            raise RiskRejected(
+                f"Order refused by risk rules: {evaluation.reason}",
+                details={"order": row, "verdicts": row["verdicts"]},
+            )
+
+        row = await self._store_order(
+            od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor)
+        )
+        request = PlaceRequest(
+            customer_order_id=row["customer_order_id"], pair=intent.pair, side=intent.side,
+            type=intent.type, quantity=evaluation.quantity, price=intent.price,
+        )  # fmt: skip
+        self._counters.sent(mode, utcnow())
+        client = self._clients[mode]
+        error: HeliosError | None = None
+        try:
+            result = await client.place(request)
+        except ExchangeRejected as exc:
+            result = PlaceResult(OrderState.FAILED, None, exc.message)
+            error = exc
+        except OutcomeUnknownError as exc:
+            # Sent, outcome unknown: leave it SENT; the stream or reconciliation settles it.
+            log.warning("order %s outcome unknown: %s", request.customer_order_id, exc)
+            result = PlaceResult(OrderState.SENT, None, "")
+        except (TransientError, AuthError) as exc:
+            result = PlaceResult(OrderState.FAILED, None, exc.message)
+            error = exc
+        row = await self._store.write(lambda c: od.apply_result(c, row["id"], result))
+        self._counters.track(row)
+        self._after_order(row, mode)
+        if error is not None:
+            if isinstance(error, ExchangeRejected):
+                raise ExchangeRejected(
+                    error.message, venue_code=error.venue_code, details={"order": row}
+                )
+            error.details = {**error.details, "order": row}
+            raise error
+        return row
+
+    async def _store_order(
+        self, order: od.NewOrder, *, event: str | None = None, event_text: str = ""
+    ) -> dict[str, Any]:
+        enqueue = self._enqueue
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+            row = od.insert_order(conn, order)
+            if event and enqueue is not None:
+                i = order.intent
+                enqueue(conn, Event(
+                    kind=event, title=f"heliosd {order.mode}: order refused",
+                    body=f"{i.side} {i.quantity} {i.pair} refused: {event_text}",
+                    at=utcnow(), data={"order_id": row["id"]},
+                ))  # fmt: skip
+            return row
+
+        row = await self._store.write(tx)
+        self._counters.track(row)
+        if order.state is OrderState.REJECTED:
+            self._after_order(row, order.mode)
+        return row
+
+    def _after_order(self, row: dict[str, Any], mode: Mode) -> None:
+        if self._on_order is not None:
+            self._on_order(row, str(mode))
+
+    async def _report_integrity(self, version: int, reason: str) -> None:
+        if self._integrity_reported == version:
+            return
+        self._integrity_reported = version
+        log.error("mode integrity: %s", reason)
+        if self._on_integrity is not None:
+            await self._on_integrity(reason)
