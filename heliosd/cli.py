@@ -1,0 +1,147 @@
+"""``heliosd run|demo|sim|check-config|backup``.
+
+Exit codes: 0 ok, 1 failure, 78 configuration error (systemd's RestartPreventExitStatus=78
+keeps a broken config from restart-looping), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from heliosd.errors import ConfigError
+
+log = logging.getLogger("heliosd")
+
+EXIT_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="heliosd", description="Safety-first VALR trading daemon")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon (systemd runs this)")
+    run.add_argument("--config", required=True, help="path to heliosd.toml")
+    demo = sub.add_parser("demo", help="embedded VALR simulator + daemon in PAPER with the demo")
+    demo.add_argument("--state-dir", default="./var")
+    demo.add_argument("--no-engine", action="store_true", help="do not start the demo strategy")
+    demo.add_argument("--no-status", action="store_true", help="no live status line")
+    demo.add_argument("--sim-port", type=int, default=0)
+    sim = sub.add_parser("sim", help="run the VALR simulator alone")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--seed", type=int, default=1)
+    check = sub.add_parser("check-config", help="validate a config file and its plugins")
+    check.add_argument("config")
+    backup = sub.add_parser("backup", help="online backup of the database to PATH")
+    backup.add_argument("path")
+    backup.add_argument("--config", default="/etc/heliosd/heliosd.toml")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "demo":
+            from heliosd.demo import run_demo
+
+            return run_demo(Path(args.state_dir), engine=not args.no_engine,
+                            status=not args.no_status, sim_port=args.sim_port)  # fmt: skip
+        if args.command == "sim":
+            return _sim(args.host, args.port, args.seed)
+        if args.command == "check-config":
+            return _check(args.config)
+        if args.command == "backup":
+            return _backup(args.config, Path(args.path))
+    except ConfigError as exc:
+        print(f"heliosd: configuration error: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _run(config: str) -> int:
+    from heliosd.daemon import Daemon
+    from heliosd.logs import setup_logging
+    from heliosd.plugins import load_with_plugins
+
+    settings, pm = load_with_plugins(config)
+    setup_logging(settings.daemon.log_level)
+    daemon = Daemon(settings, pm=pm)
+    try:
+        return asyncio.run(daemon.run())
+    except ConfigError:
+        raise
+    except OSError as exc:
+        log.error("heliosd failed to start: %s", exc)
+        return 1
+
+
+def _check(config: str) -> int:
+    from heliosd.plugins import collect, load_with_plugins
+
+    settings, pm = load_with_plugins(config)
+    registry = collect(pm, settings)
+    for name in (settings.exchange.live, settings.exchange.paper):
+        if name not in registry.exchanges:
+            raise ConfigError(f"no exchange plugin named {name!r}", key="exchange",
+                              source=settings.source)  # fmt: skip
+    if settings.engine.strategy and settings.engine.strategy not in registry.strategies:
+        raise ConfigError(f"no strategy named {settings.engine.strategy!r}",
+                          key="engine.strategy", source=settings.source)  # fmt: skip
+    print(
+        f"{config}: ok ({len(registry.risk_rules)} risk rules, {len(registry.gates)} gates, "
+        f"{len(registry.notifiers)} notifiers, strategies: {', '.join(registry.strategies)})"
+    )
+    return 0
+
+
+def _backup(config: str, dest: Path) -> int:
+    """SQLite's online backup from a second connection: safe while the daemon runs (WAL)."""
+    from heliosd.config import load_settings
+
+    settings = load_settings(config)
+    src_path = settings.daemon.db_path
+    if not src_path.exists():
+        print(f"heliosd: no database at {src_path}", file=sys.stderr)
+        return 1
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(dest)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    dest.chmod(0o600)
+    print(f"backup written to {dest}")
+    return 0
+
+
+def _sim(host: str, port: int, seed: int) -> int:
+    from heliosd.sim import SimConfig, Simulator
+
+    async def serve() -> None:
+        sim = Simulator(SimConfig(seed=seed))
+        await sim.start(host=host, port=port)
+        print(f"VALR simulator on {sim.rest_url} (WebSockets {sim.ws_url}); Ctrl-C stops")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await sim.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The daemon: startup stack, staged shutdown, signals, sd_notify, watchdog.
+
+Resources open on an AsyncExitStack in the order store -> notifications -> exchanges/feeds ->
+engine -> control API, and close in reverse. SIGTERM/SIGINT start a staged shutdown (stop
+taking orders, stop the engine, drain fills, persist, close) bounded by
+``daemon.shutdown_timeout_s`` (kept below systemd's TimeoutStopSec, which a test checks); a
+second signal forces exit. SIGHUP reloads drop-in plugins.
+
+The daemon also implements :class:`heliosd.control.backend.ControlBackend` (in
+:mod:`heliosd.service`), so the control API drives the very objects that trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from heliosd.config import Settings
+from heliosd.logs import register_secret
+from heliosd.sdnotify import SdNotifier
+from heliosd.service import Service
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops the restart loop
+
+
+class DaemonState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Teach the log redactor every secret the config holds."""
+    secrets = [settings.valr.api_key, settings.valr.api_secret, settings.daemon.http_token]
+    secrets.extend(settings.notify.urls)
+    for secret in secrets:
+        if secret is not None:
+            register_secret(secret.reveal())
+
+
+class Daemon:
+    """Owns one :class:`Service` and its process-level concerns."""
+
+    def __init__(self, settings: Settings, *, pm: Any = None, status_line: bool = False) -> None:
+        self.settings = settings
+        self.state = DaemonState.STARTING
+        self.service = Service(settings, pm=pm)
+        self.sd = SdNotifier()
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._status_line = status_line
+        self.on_ready: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ signals
+
+    def handle_signal(self, signum: int) -> None:
+        """First SIGTERM/SIGINT: staged shutdown. Second: exit now."""
+        self._signals += 1
+        if self._signals >= 2:
+            log.error("second signal %s: exiting immediately", signal.Signals(signum).name)
+            os._exit(EXIT_FAILURE)
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        self._stop.set()
+
+    def handle_reload(self) -> None:
+        asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
+        try:
+            records = await self.service.reload_plugins()
+            log.info("plugins reloaded: %d drop-in files", len(records))
+        except Exception as exc:
+            log.error("plugin reload failed, keeping the previous plugins: %s", exc)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.handle_signal, signum)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+        register_settings_secrets(self.settings)
+        try:
+            await self.service.start()
+        except BaseException:
+            self.state = DaemonState.STOPPED
+            with contextlib.suppress(Exception):
+                await self.service.close()
+            raise
+        self.state = DaemonState.RUNNING
+        self.sd.ready()
+        self.sd.status(self.service.status_text())
+        interval = self.sd.watchdog_interval()
+        if interval:
+            self._tasks.append(loop.create_task(self._watchdog(interval / 2)))
+        self._tasks.append(loop.create_task(self._status_updates()))
+        for callback in self.on_ready:
+            callback()
+        log.info("heliosd ready (mode %s)", self.service.store_mode())
+        await self._stop.wait()
+        return await self.shutdown()
+
+    async def shutdown(self) -> int:
+        self.state = DaemonState.STOPPING
+        self.sd.stopping()
+        for task in self._tasks:
+            task.cancel()
+        timeout = float(self.settings.daemon.shutdown_timeout_s)
+        try:
+            await asyncio.wait_for(self.service.close(), timeout)
+        except TimeoutError:
+            log.error("shutdown did not finish within %.0f s; exiting anyway", timeout)
+            self.state = DaemonState.STOPPED
+            return EXIT_FAILURE
+        self.state = DaemonState.STOPPED
+        log.info("heliosd stopped")
+        return EXIT_OK
+
+    async def _watchdog(self, period: float) -> None:
+        # Ping only while the loop and the store answer: a wedged daemon gets restarted.
+        while True:
+            if await self.service.alive():
+                self.sd.watchdog()
+            await asyncio.sleep(period)
+
+    async def _status_updates(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            self.sd.status(self.service.status_text())

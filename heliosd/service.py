@@ -1,0 +1,725 @@
+"""Service: the running trading system, wired together, and the control backend.
+
+``start()`` builds everything in dependency order on an AsyncExitStack; ``close()`` unwinds it
+in reverse. The methods after that implement :class:`heliosd.control.backend.ControlBackend`:
+the control API drives exactly the objects that trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import pluggy
+
+from heliosd import orders as od
+from heliosd import store as st
+from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
+from heliosd.config import Settings
+from heliosd.control.backend import Actor, OrderRequest
+from heliosd.engine import Engine
+from heliosd.errors import AuthError, HeliosError, NotFoundError
+from heliosd.ledger import Ledger
+from heliosd.marketdata import MarketData
+from heliosd.mode import ModeOrchestrator, mode_json
+from heliosd.notify import Notifications, enqueue
+from heliosd.plugins import (
+    Registry,
+    collect,
+    make_plugin_manager,
+    plugin_records,
+    reload_dropins,
+)
+from heliosd.protocols import (
+    Event,
+    ExchangeClient,
+    ExchangeContext,
+    GateContext,
+    MonitorContext,
+)
+from heliosd.router import ExecutionRouter
+from heliosd.store import Store, iso
+from heliosd.types import (
+    ActionKind,
+    Mode,
+    OpenOrder,
+    OrderIntent,
+    OrderState,
+    Side,
+    utcnow,
+)
+from heliosd.venue import VenueSink
+
+log = logging.getLogger(__name__)
+
+SYSTEM = Actor(None, "heliosd", "internal")
+
+
+class Service:
+    def __init__(self, settings: Settings, *, pm: pluggy.PluginManager | None = None) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.stack = contextlib.AsyncExitStack()
+        self.started_at = utcnow()
+        self._stop_lock = asyncio.Lock()
+        self._monitor_pending: set[Mode] = set()
+        self._marks_dirty: set[Mode] = set()
+        self._background: set[asyncio.Task[Any]] = set()
+        self.control: Any = None
+
+    # ================================================================== lifecycle
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.pm is None:
+            self.pm = make_plugin_manager(s)
+        self.registry: Registry = collect(self.pm, s)
+        for name in (s.exchange.live, s.exchange.paper):
+            if name not in self.registry.exchanges:
+                from heliosd.errors import ConfigError
+
+                known = ", ".join(sorted(self.registry.exchanges))
+                raise ConfigError(f"no exchange plugin named {name!r} (known: {known})",
+                                  key="exchange", source=s.source)  # fmt: skip
+
+        self.store = await Store.open(s.daemon.db_path)
+        self.stack.push_async_callback(self.store.close)
+
+        self.market = MarketData()
+        self.breakers = Breakers(self.store)
+        await self.breakers.load()
+        self.counters = od.OrderCounters()
+
+        self.notifications = Notifications(self.store, self.registry.notifiers, s.notify)
+        self.notifications.start()
+        self.stack.push_async_callback(self.notifications.close)
+
+        tz = s.risk.tz
+        fills = {m: await self.store.read(partial(st.load_fills, mode=m)) for m in Mode}
+        self.ledgers: dict[Mode, Ledger] = {}
+        for mode in Mode:
+            ledger = Ledger(
+                mode, s.risk.reference_currency, tz, self.market.pairs(), self.market,
+                s.paper.starting_balances if mode is Mode.PAPER else None,
+            )  # fmt: skip
+            ledger.rebuild(fills[mode])
+            peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
+            ledger.restore_marks(peak, day, day_equity)
+            self.ledgers[mode] = ledger
+
+        self.clients: dict[Mode, ExchangeClient] = {}
+        for mode, name in ((Mode.LIVE, s.exchange.live), (Mode.PAPER, s.exchange.paper)):
+            self.clients[mode] = self.registry.exchanges[name](
+                ExchangeContext(s, mode, self.market)
+            )
+        self.sinks: dict[Mode, VenueSink] = {}
+        for mode in Mode:
+            watermark = await self.store.read(partial(st.latest_fill_time, mode=mode))
+            self.sinks[mode] = VenueSink(
+                mode=mode, store=self.store, ledger=self.ledgers[mode], market=self.market,
+                counters=self.counters, client=partial(self.clients.__getitem__, mode),
+                enqueue=self._enqueue_fn(),
+                notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
+                publish=self.notifications.publish, on_ledger_change=self._ledger_changed,
+                on_connection_change=self._connection_changed, watermark=watermark,
+            )  # fmt: skip
+        open_rows = await self.store.read(
+            lambda c: od.list_orders(c, open_only=True, limit=100_000)
+        )
+        for row in open_rows:
+            self.counters.track(row)
+        paper = self.clients[Mode.PAPER]
+        restore = getattr(paper, "restore", None)
+        if callable(restore):
+            restore(fills[Mode.PAPER], [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])
+        for mode in (Mode.LIVE, Mode.PAPER):
+            await self.clients[mode].start(self.sinks[mode])
+            self.stack.push_async_callback(self.clients[mode].close)
+        await self._load_pairs()
+        self.market.subscribe(lambda _q: self._quote_changed())
+
+        self.router = ExecutionRouter(
+            store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
+            market=self.market, breakers=self.breakers, counters=self.counters,
+            rules=self.registry.risk_rules, enqueue=self._enqueue_fn(),
+            on_order=self._order_event, on_integrity=self._integrity_alert,
+        )  # fmt: skip
+        self.engine = Engine(
+            router=self.router, strategies=self.registry.strategies, settings=s,
+            market=self.market, ledgers=self.ledgers,
+            mode_provider=lambda: self.store.mode_state().mode,
+            halted=self.breakers.halt_reason, on_event=self.notifications.publish,
+        )  # fmt: skip
+        self.stack.push_async_callback(self._stop_engine_quietly)
+        self.orchestrator = ModeOrchestrator(
+            self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
+            gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
+            enqueue=self._enqueue_fn(), halted=self._emergency_reason,
+            live_leftovers=self._live_leftovers, after_change=self._mode_changed,
+        )  # fmt: skip
+        self._spawn(self._marks_loop())
+        for mode in Mode:
+            self._ledger_changed(mode)
+        if s.engine.autostart and s.engine.strategy:
+            if self.breakers.halt_reason():
+                log.warning("engine autostart skipped: %s", self.breakers.halt_reason())
+            else:
+                await self.engine.start(s.engine.strategy, actor="autostart")
+
+        from heliosd.control.app import build_app
+        from heliosd.control.server import ControlServer
+
+        app = build_app(self, settings=s, plugin_info=self.plugins)
+        self.control = ControlServer()
+        await self.control.start(app, s)
+        self.stack.push_async_callback(self.control.stop)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for sink in getattr(self, "sinks", {}).values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sink.drain(), 5)
+        with contextlib.suppress(Exception):
+            await self._flush_marks()
+        await self.stack.aclose()
+
+    async def _stop_engine_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.engine.stop(actor="shutdown")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _load_pairs(self) -> None:
+        """The venue's pair limits (public data), or the defaults when it cannot be reached."""
+        try:
+            pairs = await asyncio.wait_for(self.clients[Mode.LIVE].pairs(), 10)
+        except (HeliosError, TimeoutError) as exc:
+            log.warning("venue pairs unavailable (%s); using built-in pair limits", exc)
+            return
+        wanted = {p: info for p, info in pairs.items() if p in self.settings.valr.pairs}
+        if wanted:
+            self.market.set_pairs({**self.market.pairs(), **wanted})
+
+    async def reload_plugins(self) -> list[Any]:
+        assert self.pm is not None
+        records = reload_dropins(self.pm, self.settings)
+        registry = collect(self.pm, self.settings)
+        self.registry.gates[:] = registry.gates
+        self.registry.monitors[:] = registry.monitors
+        self.registry.risk_rules[:] = registry.risk_rules
+        self.router.rules = tuple(registry.risk_rules)
+        return records
+
+    def store_mode(self) -> str:
+        return str(self.store.mode_state().mode)
+
+    async def alive(self) -> bool:
+        try:
+            await asyncio.wait_for(self.store.read(lambda c: c.execute("SELECT 1").fetchone()), 5)
+        except Exception:
+            return False
+        return True
+
+    def status_text(self) -> str:
+        mode = self.store.mode_state().mode
+        snap = self.ledgers[mode].snapshot(utcnow())
+        halt = self.breakers.halt_reason()
+        return (
+            f"{mode} equity {snap.equity:.2f} {self.settings.risk.reference_currency}"
+            f" day {snap.daily_pnl:+.2f} dd {snap.drawdown_pct:.2f}%"
+            + (f" HALTED ({halt})" if halt else "")
+        )
+
+    # ================================================================== events
+
+    def _enqueue_fn(self) -> Any:
+        """An enqueue for use inside store transactions (which run in the writer thread)."""
+        notify = self.notifications
+        loop = asyncio.get_running_loop()
+
+        def fn(conn: sqlite3.Connection, event: Event) -> None:
+            if notify.wants(event):
+                enqueue(conn, event)
+                loop.call_soon_threadsafe(notify.wake)
+
+        return fn
+
+    def _order_event(self, row: dict[str, Any], mode: str) -> None:
+        self.notifications.publish({"type": "order", "mode": mode, "order": row})
+
+    async def _integrity_alert(self, reason: str) -> None:
+        enqueue_fn = self._enqueue_fn()
+
+        def tx(conn: sqlite3.Connection) -> None:
+            st.audit(
+                conn, actor="heliosd", action="mode_integrity", outcome="refused", reason=reason
+            )
+            enqueue_fn(
+                conn,
+                Event("integrity", "heliosd: LIVE mode not trusted", reason, utcnow(), urgent=True),
+            )
+
+        await self.store.write(tx)  # fmt: skip
+
+    def _connection_changed(self, mode: Mode, stream: str, up: bool, detail: str) -> None:
+        self.notifications.publish(
+            {"type": "connection", "mode": str(mode), "stream": stream, "up": up, "detail": detail}
+        )
+        if mode is not Mode.LIVE or stream != "account":
+            return
+        kind = "connection_restored" if up else "connection_lost"
+        text = f"VALR {stream} stream {'restored' if up else 'lost'}: {detail}"
+        self._spawn(self.store.write(
+            lambda c: self._enqueue_fn()(c, Event(kind, f"heliosd: {text}", text, utcnow()))
+        ))  # fmt: skip
+
+    async def _mode_changed(self, mode: Mode) -> None:
+        self.notifications.publish({"type": "mode", **mode_json(self.store.mode_state())})
+
+    def _quote_changed(self) -> None:
+        for mode in Mode:
+            self._ledger_changed(mode)
+
+    def _ledger_changed(self, mode: Mode) -> None:
+        """Run the monitors soon (coalesced: one pass per loop turn, whatever the burst)."""
+        if mode in self._monitor_pending:
+            return
+        self._monitor_pending.add(mode)
+        asyncio.get_running_loop().call_soon(self._run_monitors, mode)
+
+    def _run_monitors(self, mode: Mode) -> None:
+        self._monitor_pending.discard(mode)
+        ledger = self.ledgers[mode]
+        before = ledger.marks()
+        snapshot = ledger.snapshot(utcnow())
+        if ledger.marks() != before:
+            self._marks_dirty.add(mode)
+        if mode is Mode.PAPER and not self.settings.risk.enforce_in_paper:
+            return
+        ctx = MonitorContext(self.settings, self.breakers.states())
+        for monitor in self.registry.monitors:
+            try:
+                action = monitor.on_update(snapshot, ctx)
+            except Exception as exc:
+                log.error("monitor %s raised: %s", getattr(monitor, "name", monitor), exc)
+                continue
+            if action is None:
+                continue
+            if action.kind is ActionKind.EMERGENCY_STOP:
+                if not self.breakers.is_tripped(EMERGENCY):
+                    self._spawn(self._breaker_emergency(mode, action.breaker, action.reason))
+            elif action.kind is ActionKind.HALT and not self.breakers.is_tripped(action.breaker):
+                self._spawn(self._halt(mode, action.breaker, action.reason, action.until))
+
+    async def _marks_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await self._flush_marks()
+
+    async def _flush_marks(self) -> None:
+        dirty, self._marks_dirty = self._marks_dirty, set()
+        for mode in dirty:
+            peak, day, day_equity = self.ledgers[mode].marks()
+            await self.store.write(
+                partial(_save_marks, mode=mode, peak=peak, day=day, day_equity=day_equity)
+            )
+
+    # ================================================================== stops
+
+    def _emergency_reason(self) -> str | None:
+        states = self.breakers.states()
+        return states[EMERGENCY].reason if EMERGENCY in states else None
+
+    async def _halt(self, mode: Mode, breaker: str, reason: str, until: Any) -> None:
+        """Daily loss: stop the engine, cancel that mode's open orders, refuse new risk."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
+            st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
+            self._enqueue_fn()(
+                conn,
+                Event("halt", f"heliosd {mode}: trading halted", reason, utcnow(), urgent=True),
+            )
+
+        await self.store.write(tx)
+        self.breakers.committed_trip(breaker, reason, until)
+        self.notifications.publish({"type": "halt", "breaker": breaker, "reason": reason})
+        await self._stop_engine_quietly()
+        await self._cancel_everything([mode])
+
+    async def _breaker_emergency(self, mode: Mode, breaker: str, reason: str) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            trip_sql(conn, breaker, mode=mode, reason=reason)
+
+        await self.store.write(tx)
+        self.breakers.committed_trip(breaker, reason, None)
+        await self.emergency_stop(reason=f"{breaker}: {reason}", actor=SYSTEM)
+
+    async def _cancel_everything(self, modes: Sequence[Mode]) -> tuple[int, int, list[str]]:
+        cancelled = 0
+        remaining = 0
+        notes: list[str] = []
+
+        async def one(mode: Mode) -> None:
+            nonlocal cancelled, remaining
+            client = self.clients[mode]
+            try:
+                cancelled += await client.cancel_all()
+                left = await client.open_orders()
+            except AuthError as exc:
+                notes.append(f"{mode}: {exc.message}")
+                return
+            except HeliosError as exc:
+                notes.append(f"{mode}: cancel failed: {exc.message}")
+                remaining += -1 if remaining < 0 else 0
+                return
+            if mode is Mode.LIVE:
+                remaining += len(left)
+            await self.sinks[mode].on_open_orders(left)
+
+        await asyncio.gather(*(one(m) for m in modes))
+        return cancelled, remaining, notes
+
+    # ================================================================== ControlBackend
+
+    async def get_mode(self) -> dict[str, Any]:
+        state = self.store.mode_state()
+        halt = self.breakers.halt_reason()
+        return {
+            **mode_json(state), "halted": halt is not None, "halt_reason": halt or "",
+            "live_venue": self.settings.valr.label,
+        }  # fmt: skip
+
+    async def set_mode(
+        self, mode: Mode, *, confirm_token: str | None, reason: str, actor: Actor
+    ) -> dict[str, Any]:
+        result = await self.orchestrator.switch(
+            mode, confirm_token=confirm_token, reason=reason or "no reason given", actor=actor
+        )
+        return {**await self.get_mode(), **result}
+
+    async def mode_history(self, limit: int) -> dict[str, Any]:
+        return {"history": await self.store.read(lambda c: st.history(c, limit))}
+
+    async def audit(self, limit: int) -> dict[str, Any]:
+        return {"audit": await self.store.read(lambda c: st.audit_rows(c, limit))}
+
+    async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        """Latch, go PAPER, stop the engine, cancel everything, verify none remain."""
+        reason = reason or "emergency stop"
+        async with self._stop_lock:
+            who = str(actor)
+
+            def tx(conn: sqlite3.Connection) -> None:
+                trip_sql(conn, EMERGENCY, mode=None, reason=reason)
+                row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
+                if row is not None and row[0] == "LIVE":
+                    st.set_mode(
+                        self.store,
+                        conn,
+                        Mode.PAPER,
+                        actor=who,
+                        reason=f"emergency stop: {reason}",
+                        confirmed=False,
+                    )
+                st.audit(conn, actor=who, action="emergency_stop", outcome="latched", reason=reason)
+                self._enqueue_fn()(
+                    conn,
+                    Event(
+                        "emergency_stop",
+                        "heliosd: EMERGENCY STOP",
+                        f"{who}: {reason}",
+                        utcnow(),
+                        urgent=True,
+                    ),
+                )
+
+            await self.store.write(tx)
+            self.breakers.committed_trip(EMERGENCY, reason, None)
+            await self._stop_engine_quietly()
+            cancelled, remaining, notes = await self._cancel_everything([Mode.LIVE, Mode.PAPER])
+            flattened: list[str] = []
+            if self.settings.risk.flatten_on_emergency_stop:
+                flattened = await self._flatten()
+            await self.store.write(lambda c: st.audit(
+                c, actor=who, action="emergency_stop", outcome="done", reason=reason,
+                details={"cancelled": cancelled, "remaining": remaining, "notes": notes},
+            ))  # fmt: skip
+            self.notifications.publish({"type": "emergency_stop", "reason": reason,
+                                        "cancelled_orders": cancelled})  # fmt: skip
+            out: dict[str, Any] = {
+                "halted": True, "mode": str(self.store.mode_state().mode),
+                "cancelled_orders": cancelled, "remaining_open_orders": remaining,
+                "reason": reason, "notes": notes,
+            }  # fmt: skip
+            if flattened:
+                out["flattened"] = flattened
+            return out
+
+    async def _flatten(self) -> list[str]:
+        """Close positions at market (config choice, off by default): reducing orders pass."""
+        done = []
+        for mode in Mode:
+            for pair, qty in self.ledgers[mode].positions().items():
+                info = self.market.pair(pair)
+                if qty <= 0 or info is None:
+                    continue
+                qty = info.round_quantity(qty)
+                if qty < info.min_base:
+                    continue
+                intent = OrderIntent(pair, Side.SELL, _market(), qty, None,
+                                     "flatten on emergency stop", "emergency")  # fmt: skip
+                try:
+                    await self.router.submit(intent, actor="emergency-stop")
+                    done.append(f"{mode} {pair} {qty}")
+                except HeliosError as exc:
+                    done.append(f"{mode} {pair} {qty} failed: {exc.message}")
+        return done
+
+    async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        who = str(actor)
+        names = [EMERGENCY, DAILY_LOSS, DRAWDOWN]
+
+        def tx(conn: sqlite3.Connection) -> int:
+            n = clear_sql(conn, names, actor=who, reason=reason)
+            st.audit(
+                conn,
+                actor=who,
+                action="resume",
+                outcome="cleared",
+                reason=reason,
+                details={"cleared": n},
+            )
+            self._enqueue_fn()(
+                conn, Event("resume", "heliosd: trading resumed", f"{who}: {reason}", utcnow())
+            )
+            return n
+
+        cleared = await self.store.write(tx)
+        self.breakers.committed_clear(names)
+        self.notifications.publish({"type": "resume", "reason": reason})
+        return {"halted": False, "cleared": cleared, **await self.get_mode()}
+
+    async def engine_status(self) -> dict[str, Any]:
+        return dict(self.engine.status())
+
+    async def engine_start(self, *, actor: Actor) -> dict[str, Any]:
+        return dict(await self.engine.start(self.settings.engine.strategy, actor=str(actor)))
+
+    async def engine_stop(self, *, actor: Actor) -> dict[str, Any]:
+        return dict(await self.engine.stop(actor=str(actor)))
+
+    async def list_orders(self, *, state: str, limit: int) -> dict[str, Any]:
+        open_only = state == "open"
+        rows = await self.store.read(lambda c: od.list_orders(c, open_only=open_only, limit=limit))
+        return {"orders": rows}
+
+    async def get_order(self, order_id: int) -> dict[str, Any]:
+        try:
+            return {"order": await self.store.read(lambda c: od.get_order_row(c, order_id))}
+        except KeyError:
+            raise NotFoundError(f"no order {order_id}") from None
+
+    async def place_order(self, request: OrderRequest, *, actor: Actor) -> dict[str, Any]:
+        intent = OrderIntent(
+            pair=request.pair, side=request.side, type=request.type, quantity=request.quantity,
+            price=request.price, reason=request.reason, source="manual",
+        )  # fmt: skip
+        return {"order": await self.router.submit(intent, actor=str(actor))}
+
+    async def cancel_order(self, order_id: int, *, actor: Actor) -> dict[str, Any]:
+        row = (await self.get_order(order_id))["order"]
+        if not OrderState(row["state"]).is_open:
+            return {"order": row, "cancelled": False}
+        client = self.clients[Mode(row["mode"])]
+        await client.cancel(row["pair"], exchange_order_id=row["exchange_order_id"],
+                            customer_order_id=row["customer_order_id"])  # fmt: skip
+        status = await client.order_status(
+            row["pair"],
+            exchange_order_id=row["exchange_order_id"],
+            customer_order_id=row["customer_order_id"],
+        )
+        if status is not None:
+            await self.sinks[Mode(row["mode"])].on_order_status(status)
+        await self.store.write(
+            lambda c: st.audit(
+                c,
+                actor=str(actor),
+                action="cancel_order",
+                outcome="sent",
+                details={"order": order_id},
+            )
+        )
+        return {**await self.get_order(order_id), "cancelled": True}
+
+    async def positions(self) -> dict[str, Any]:
+        return {m.value.lower(): self.ledgers[m].positions_json() for m in Mode} | {
+            "mode": str(self.store.mode_state().mode)
+        }
+
+    async def pnl(self) -> dict[str, Any]:
+        now = utcnow()
+        return {"mode": str(self.store.mode_state().mode),
+                **{m.value.lower(): self.ledgers[m].pnl_json(now) for m in Mode}}  # fmt: skip
+
+    async def risk(self) -> dict[str, Any]:
+        mode = self.store.mode_state().mode
+        r = self.settings.risk
+        snap = self.ledgers[mode].snapshot(utcnow())
+        ledger = self.ledgers[mode]
+        equity = snap.equity
+        largest = Decimal(0)
+        for pair, qty in ledger.positions().items():
+            mark = self.market.mark(pair)
+            if mark is not None and equity > 0:
+                largest = max(largest, abs(qty) * mark / equity * 100)
+        leverage = ledger.gross_exposure() / equity if equity > 0 else Decimal(0)
+
+        def q(x: Decimal) -> str:
+            return str(x.quantize(Decimal("0.01")))
+
+        return {
+            "mode": str(mode), "reference_currency": r.reference_currency, "equity": q(equity),
+            "limits": {
+                "max_position_pct": {"limit": str(r.max_position_pct), "use": q(largest)},
+                "max_leverage": {"limit": str(r.max_leverage), "use": q(leverage)},
+                "daily_loss_pct": {"limit": str(r.daily_loss_pct), "use": q(snap.daily_loss_pct)},
+                "max_drawdown_pct": {"limit": str(r.max_drawdown_pct),
+                                     "use": q(snap.drawdown_pct)},
+            },
+            "breakers": self.breakers.as_json(),
+            "halted": self.breakers.halt_reason() is not None,
+            "rules": [getattr(x, "name", "?") for x in self.router.rules],
+        }  # fmt: skip
+
+    async def plugins(self) -> dict[str, Any]:
+        assert self.pm is not None
+        return {
+            "plugins": [r.as_json() for r in plugin_records(self.pm)],
+            "risk_rules": [getattr(x, "name", "?") for x in self.router.rules],
+            "gates": [getattr(x, "name", "?") for x in self.registry.gates],
+            "monitors": [getattr(x, "name", "?") for x in self.registry.monitors],
+            "strategies": sorted(self.registry.strategies),
+            "exchanges": sorted(self.registry.exchanges),
+            "notifiers": [getattr(x, "name", "?") for x in self.registry.notifiers],
+        }
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        store_ok = await self.alive()
+        streams = {
+            f"{str(m).lower()}.{name}": {"up": up, "detail": detail, "since": since}
+            for m, sink in self.sinks.items() for name, (up, detail, since) in sink.streams.items()
+        }  # fmt: skip
+        body = {
+            "status": "ok" if store_ok else "degraded", "store": store_ok,
+            "mode": str(self.store.mode_state().mode), "streams": streams,
+            "started_at": iso(self.started_at), "halted": self.breakers.halt_reason() is not None,
+        }  # fmt: skip
+        return store_ok, body
+
+    def events(self) -> AsyncIterator[Mapping[str, Any]]:
+        return self.notifications.subscribe()
+
+    async def backup(self, *, actor: Actor) -> dict[str, Any]:
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+        path = await self.store.backup(self.settings.daemon.backup_dir / f"heliosd-{stamp}.db")
+        await self.store.write(
+            lambda c: st.audit(
+                c, actor=str(actor), action="backup", outcome="written", details={"path": str(path)}
+            )
+        )
+        return {"backup": str(path)}
+
+    # ================================================================== gates
+
+    def _gate_context(self) -> GateContext:
+        return GateContext(
+            settings=self.settings, live=self.clients[Mode.LIVE], paper=self.clients[Mode.PAPER],
+            paper_ledger=self.ledgers[Mode.PAPER], live_ledger=self.ledgers[Mode.LIVE],
+            market=self.market, orders=_StoreOrders(self.store), pairs=self.market.pairs(),
+            engine_running=self.engine.running,
+        )  # fmt: skip
+
+    async def _live_leftovers(self) -> dict[str, Any]:
+        try:
+            orders = await self.clients[Mode.LIVE].open_orders()
+        except AuthError:
+            orders = []
+        return {
+            "orders": [{"pair": o.pair, "side": str(o.side), "remaining": str(o.remaining_quantity),
+                        "exchange_order_id": o.exchange_order_id} for o in orders],
+            "positions": self.ledgers[Mode.LIVE].positions_json(),
+        }  # fmt: skip
+
+
+class _StoreOrders:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def open_orders(self, mode: Mode | None = None) -> Sequence[Mapping[str, Any]]:
+        return await self._store.read(
+            lambda c: od.list_orders(c, open_only=True, limit=10_000, mode=mode)
+        )
+
+
+def _market() -> Any:
+    from heliosd.types import OrderType
+
+    return OrderType.MARKET
+
+
+def _open_order(row: Mapping[str, Any]) -> OpenOrder:
+    from heliosd.types import OrderType
+
+    qty = Decimal(row["quantity"])
+    return OpenOrder(
+        exchange_order_id=row["exchange_order_id"] or "", pair=row["pair"],
+        side=Side(row["side"]), type=OrderType(row["type"]),
+        price=Decimal(row["price"]) if row["price"] else None, original_quantity=qty,
+        remaining_quantity=qty - Decimal(row["filled_quantity"]),
+        customer_order_id=row["customer_order_id"],
+    )  # fmt: skip
+
+
+def _load_marks(conn: sqlite3.Connection, mode: Mode) -> tuple[Any, Any, Any]:
+    from datetime import date
+
+    peak = conn.execute(
+        "SELECT value FROM equity_marks WHERE mode = ? AND kind = 'peak'", (str(mode),)
+    ).fetchone()
+    day = conn.execute(
+        "SELECT day, value FROM equity_marks WHERE mode = ? AND kind = 'day_start'"
+        " ORDER BY day DESC LIMIT 1",
+        (str(mode),),
+    ).fetchone()
+    return (
+        Decimal(peak[0]) if peak else None,
+        date.fromisoformat(day[0]) if day else None,
+        Decimal(day[1]) if day else None,
+    )
+
+
+def _save_marks(conn: sqlite3.Connection, mode: Mode, peak: Any, day: Any, day_equity: Any) -> None:
+    now = iso(utcnow())
+    if peak is not None:
+        conn.execute(
+            "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'peak', '-', ?, ?)"
+            " ON CONFLICT(mode, kind, day) DO UPDATE SET value = excluded.value, at = excluded.at",
+            (str(mode), str(peak), now),
+        )
+    if day is not None and day_equity is not None:
+        conn.execute(
+            "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'day_start', ?, ?, ?)"
+            " ON CONFLICT(mode, kind, day) DO NOTHING",
+            (str(mode), day.isoformat(), str(day_equity), now),
+        )

@@ -1,0 +1,206 @@
+"""VenueSink: what an exchange client's streams say, applied to the store, ledger and market.
+
+One sink per mode (paper, live). A fill is queued for the group-committing writer without
+waiting in line (the stream keeps reading; design.md section 12), and applied to the ledger
+only in its commit's completion, in commit order: a fill counts once it is durable, and a
+fill already stored (``UNIQUE(mode, trade_id)``) is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from heliosd import orders as od
+from heliosd.errors import HeliosError
+from heliosd.protocols import Event, ExchangeClient
+from heliosd.store import Store, iso
+from heliosd.types import (
+    Balance,
+    Fill,
+    Mode,
+    OpenOrder,
+    OrderState,
+    OrderStatus,
+    Quote,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from heliosd.ledger import Ledger
+    from heliosd.marketdata import MarketData
+
+log = logging.getLogger(__name__)
+
+EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
+
+# A fill stream may outrun the disk for a moment; past this many queued fills the stream
+# waits for the writer (backpressure) instead of growing memory without bound.
+MAX_PENDING_FILLS = 50_000
+
+
+class VenueSink:
+    """Implements :class:`heliosd.protocols.ExchangeEvents` for one mode."""
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        store: Store,
+        ledger: Ledger,
+        market: MarketData,
+        counters: od.OrderCounters,
+        client: Callable[[], ExchangeClient],
+        enqueue: EnqueueFn | None,
+        notify_trades: bool,
+        publish: Callable[[dict[str, Any]], None],
+        on_ledger_change: Callable[[Mode], None],
+        on_connection_change: Callable[[Mode, str, bool, str], None],
+        watermark: datetime | None = None,
+    ) -> None:
+        self.mode = mode
+        self._store = store
+        self._ledger = ledger
+        self._market = market
+        self._counters = counters
+        self._client = client
+        self._enqueue = enqueue
+        self._notify_trades = notify_trades
+        self._publish = publish
+        self._on_ledger_change = on_ledger_change
+        self._on_connection_change = on_connection_change
+        self._watermark = watermark
+        self._pending = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self.fills_applied = 0
+        self.streams: dict[str, tuple[bool, str, str]] = {}  # stream -> (up, detail, since)
+
+    # ------------------------------------------------------------------ fills
+
+    async def on_fill(self, fill: Fill) -> None:
+        if self._pending >= MAX_PENDING_FILLS:
+            await self._drained.wait()
+        mode = self.mode
+        enqueue = self._enqueue if self._notify_trades else None
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            outcome = od.apply_fill(conn, mode, fill)
+            if outcome is not None and enqueue is not None:
+                enqueue(conn, Event(
+                    kind="fill", title=f"heliosd {mode}: {fill.side} {fill.quantity} {fill.pair}",
+                    body=f"filled {fill.quantity} {fill.pair} at {fill.price}"
+                         f" (fee {fill.fee} {fill.fee_currency})",
+                    at=utcnow(), data={"trade_id": fill.trade_id},
+                ))  # fmt: skip
+            return outcome
+
+        self._pending += 1
+        self._drained.clear()
+        self._store.submit(tx).add_done_callback(lambda fut: self._fill_committed(fill, fut))
+
+    def _fill_committed(self, fill: Fill, fut: asyncio.Future[dict[str, Any] | None]) -> None:
+        self._pending -= 1
+        if self._pending == 0:
+            self._drained.set()
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.error("fill %s not stored: %s", fill.trade_id, exc)
+            return
+        outcome = fut.result()
+        if outcome is None:
+            return  # already stored: a replay
+        self._ledger.apply_fill(fill)
+        self.fills_applied += 1
+        if self._watermark is None or fill.traded_at > self._watermark:
+            self._watermark = fill.traded_at
+        order = outcome.get("order")
+        if order is not None:
+            self._counters.track(order)
+        self._publish({
+            "type": "fill", "mode": str(self.mode), "trade_id": fill.trade_id,
+            "pair": fill.pair, "side": str(fill.side), "price": str(fill.price),
+            "quantity": str(fill.quantity), "fee": str(fill.fee),
+            "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
+            "order_id": order["id"] if order else None,
+        })  # fmt: skip
+        self._on_ledger_change(self.mode)
+
+    async def drain(self) -> None:
+        """Wait until every queued fill is committed and applied."""
+        await self._drained.wait()
+
+    def fill_watermark(self) -> datetime | None:
+        return self._watermark
+
+    # ------------------------------------------------------------------ orders
+
+    async def on_order_status(self, status: OrderStatus) -> None:
+        mode = self.mode
+        row = await self._store.write(lambda c: od.apply_status(c, mode, status))
+        if row is not None:
+            self._counters.track(row)
+            self._publish({"type": "order", "mode": str(mode), "order": row})
+
+    async def on_open_orders(self, orders: Sequence[OpenOrder]) -> None:
+        """Local orders the venue no longer lists are looked up (in the background)."""
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            return
+        exchange_ids, customer_ids = od.open_orders_by_id(orders)
+        self._reconcile_task = asyncio.get_running_loop().create_task(
+            self._reconcile(exchange_ids, customer_ids)
+        )
+
+    async def _reconcile(self, exchange_ids: set[str], customer_ids: set[str]) -> None:
+        mode = self.mode
+        cutoff = iso(utcnow() - timedelta(seconds=2))
+        local = await self._store.read(
+            lambda c: od.list_orders(c, open_only=True, limit=1000, mode=mode)
+        )
+        for row in local:
+            if row["exchange_order_id"] in exchange_ids or row["customer_order_id"] in customer_ids:
+                continue
+            if row["updated_at"] > cutoff:
+                continue  # just sent: the venue's list may not show it yet
+            try:
+                status = await self._client().order_status(
+                    row["pair"], exchange_order_id=row["exchange_order_id"],
+                    customer_order_id=row["customer_order_id"],
+                )  # fmt: skip
+            except HeliosError as exc:
+                log.warning("reconcile: status of order %s unknown: %s", row["id"], exc)
+                continue
+            if status is None:
+                if OrderState(row["state"]) in (OrderState.NEW, OrderState.SENT):
+                    # The venue never saw it: it was not placed.
+                    status = OrderStatus(
+                        pair=row["pair"], state=OrderState.FAILED,
+                        customer_order_id=row["customer_order_id"],
+                        failed_reason="not known to the venue after reconnect",
+                    )  # fmt: skip
+                else:
+                    continue
+            await self.on_order_status(status)
+
+    # ------------------------------------------------------------------ balances, prices
+
+    async def on_balances(self, balances: Sequence[Balance], *, snapshot: bool) -> None:
+        if self.mode is Mode.LIVE:
+            self._ledger.set_balances(balances, snapshot=snapshot)
+            self._on_ledger_change(self.mode)
+
+    async def on_quote(self, quote: Quote) -> None:
+        self._market.update(quote)
+
+    async def on_connection(self, stream: str, up: bool, detail: str) -> None:
+        previous = self.streams.get(stream)
+        self.streams[stream] = (up, detail, iso(utcnow()))
+        if previous is None or previous[0] != up:
+            self._on_connection_change(self.mode, stream, up, detail)
