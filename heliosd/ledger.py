@@ -1,0 +1,503 @@
+"""One mode's money: balances, positions, cost basis, P&L, fees, equity, peak and day start.
+
+Pure in-memory arithmetic on :class:`~decimal.Decimal`; no I/O. The core persists fills and
+the equity marks (peak, day start) and feeds them back after a restart
+(:meth:`Ledger.rebuild`, :meth:`Ledger.restore_marks`), so the figures are a function of the
+stored fills, the balances the venue reports and the current marks.
+
+Two sources of truth, on purpose:
+
+* **Balances.** In PAPER (``starting_balances`` given) they are the starting balances plus every
+  fill. As soon as a venue balance snapshot arrives (:meth:`Ledger.set_balances`, always the
+  case in LIVE) the venue is the truth for balances and fills no longer touch them: the venue
+  knows about deposits, withdrawals and fills we have not seen yet. A LIVE ledger before its
+  first snapshot has *unknown* balances: :attr:`Ledger.ready` is false and equity is 0, so the
+  risk rules (which refuse when equity <= 0) fail closed.
+* **Cost basis.** Fills alone drive the per-pair book: quantity, average cost, realized P&L and
+  fees. We use the **average-cost method** because VALR reports average entry prices and
+  operators reason in them. Realized P&L on a reducing trade is ``(price - avg_cost) * qty``
+  for a long (mirror for a short).
+
+``position(pair)`` is the base currency's balance (what is really held, as
+:class:`~heliosd.protocols.LedgerView` says for spot), so the risk limits see the truth even
+when the account held coins before heliosd saw a fill. Such opening inventory has no cost
+basis: it is valued at mark in equity and carries no unrealized P&L.
+
+Fees: a fee charged in the **base** currency is base that leaves the account at the fill
+price (a BUY nets ``quantity - fee`` into the position at the fill price; a SELL gives up
+``quantity + fee``); its value, ``fee * price``, counts as a fee. A fee in the **quote**
+currency counts at face value. Everything is converted to the reference currency with the
+quote currency's rate at the time of the fill (1 when the quote is the reference currency).
+With these rules, at unchanged marks, ``realized + unrealized - fees`` equals the change in
+equity exactly (the property test checks it).
+
+Valuation: currency ``C`` is worth ``mark(C + reference)`` (``BTC`` via ``BTCZAR``); without a
+mark, the last fill price of that pair; otherwise 0 (nothing we can value honestly).
+
+Cost: ``position()``, ``equity()`` and ``gross_exposure()`` run on every order. Valuations are
+cached and recomputed only when a fill, a balance or the market's ``version`` changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from heliosd.protocols import LedgerSnapshot, MarketView
+from heliosd.types import ZERO, Balance, Fill, Mode, PairInfo
+
+log = logging.getLogger(__name__)
+
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
+_MONEY_PLACES = Decimal("1e-8")
+_PCT_PLACES = Decimal("1e-4")
+_COST_PLACES = Decimal("1e-12")
+
+
+def decimal_text(value: Decimal, places: Decimal = _MONEY_PLACES) -> str:
+    """Fixed-point text for JSON: rounded to ``places``, no exponent, no trailing zeros."""
+    text = format(value.quantize(places, rounding=ROUND_HALF_EVEN), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+@dataclass(slots=True)
+class _Book:
+    """Cost basis of one pair, driven by fills only.
+
+    ``cost`` is the signed total cost of ``quantity`` in the quote currency (``quantity *
+    average_cost``). Keeping the total rather than the average keeps the arithmetic exact:
+    only the share of cost removed by a partial close is a division, and it is rounded once
+    and booked on both sides (realized P&L and remaining cost).
+    """
+
+    info: PairInfo
+    quantity: Decimal = ZERO
+    cost: Decimal = ZERO
+    realized: Decimal = ZERO  # reference currency
+    fees: Decimal = ZERO  # reference currency
+    last_price: Decimal | None = None
+
+    @property
+    def average_cost(self) -> Decimal:
+        return self.cost / self.quantity if self.quantity else ZERO
+
+    def trade(self, delta: Decimal, price: Decimal) -> Decimal:
+        """Apply a signed base quantity at ``price``; return realized P&L in the quote currency."""
+        q = self.quantity
+        if not delta:
+            return ZERO
+        if not q or (q > 0) == (delta > 0):
+            self.quantity = q + delta
+            self.cost += delta * price
+            return ZERO
+        closed = min(abs(delta), abs(q))
+        # The cost share of a partial close is the only division: round it to a fixed
+        # 1e-12 so every later sum stays exact in 28 digits (the books always balance).
+        removed = (
+            self.cost
+            if closed == abs(q)
+            else (self.cost * closed / abs(q)).quantize(_COST_PLACES, rounding=ROUND_HALF_EVEN)
+        )
+        realized = (closed * price if q > 0 else -closed * price) - removed
+        self.cost -= removed
+        self.quantity = q + delta
+        if abs(delta) > closed:  # flipped through zero: the remainder opens at this price
+            self.cost = self.quantity * price
+        elif not self.quantity:
+            self.cost = ZERO
+        return realized
+
+
+@dataclass(frozen=True, slots=True)
+class _Valuation:
+    equity: Decimal
+    gross: Decimal
+    unrealized: Decimal
+
+
+class Ledger:
+    """Balances, positions and P&L of one mode, valued in the reference currency.
+
+    Implements :class:`heliosd.protocols.LedgerView`. Not thread-safe: call it from the loop.
+    """
+
+    def __init__(
+        self,
+        mode: Mode,
+        reference_currency: str,
+        tz: ZoneInfo,
+        pairs: Mapping[str, PairInfo],
+        market: MarketView,
+        starting_balances: Mapping[str, Decimal] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.reference_currency = reference_currency
+        self.tz = tz
+        self._pairs: dict[str, PairInfo] = dict(pairs)
+        self._market = market
+        self._starting = dict(starting_balances) if starting_balances is not None else None
+        self._venue: dict[str, Balance] | None = None
+        self._peak: Decimal | None = None
+        self._day: date | None = None
+        self._day_start_equity: Decimal | None = None
+        self._reset_fill_state()
+
+    def _reset_fill_state(self) -> None:
+        self._fill_balances: dict[str, Decimal] = dict(self._starting or {})
+        self._books: dict[str, _Book] = {}
+        self._realized = ZERO
+        self._fees = ZERO
+        self._changed()
+
+    def _changed(self) -> None:
+        # Any change to balances or books invalidates cached valuations and balance views.
+        self._cache_key: int | None = None
+        self._cache: _Valuation | None = None
+        self._balance_view: Mapping[str, Balance] | None = None
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_pairs(self, pairs: Mapping[str, PairInfo]) -> None:
+        """Add or update pair definitions (pairs are often loaded after the ledger exists)."""
+        self._pairs.update(pairs)
+        self._changed()
+
+    def set_balances(self, balances: Iterable[Balance], *, snapshot: bool) -> None:
+        """Take balances from the venue, which from now on is the truth for balances.
+
+        ``snapshot`` replaces every balance; otherwise each row replaces that currency only.
+        A delta before the first snapshot is ignored: clients send a snapshot on connect,
+        and a partial view would misstate equity.
+        """
+        if snapshot:
+            self._venue = {b.currency: b for b in balances}
+        elif self._venue is None:
+            log.debug("%s ledger: balance delta before the first snapshot ignored", self.mode)
+            return
+        else:
+            for b in balances:
+                self._venue[b.currency] = b
+        self._changed()
+
+    def apply_fill(self, fill: Fill) -> None:
+        """Apply one new fill (the store guarantees each trade id is applied once).
+
+        A negative fee is a maker rebate and is booked as such. Raises ValueError for a fill
+        that cannot be right (a pair whose currencies are unknown, a non-positive quantity or
+        price) rather than booking nonsense.
+        """
+        info = self._pair_info(fill.pair) or self._inferred_pair(fill.pair)
+        if info is None:
+            raise ValueError(f"fill {fill.trade_id}: unknown pair {fill.pair}")
+        if fill.quantity <= 0 or fill.price <= 0:
+            raise ValueError(
+                f"fill {fill.trade_id}: quantity {fill.quantity} and price {fill.price} "
+                "must be positive"
+            )
+        book = self._books.get(fill.pair)
+        if book is None:
+            book = self._books[fill.pair] = _Book(info)
+        sign = fill.side.sign
+        base_fee = fill.fee if fill.fee_currency == info.base else ZERO
+        quote_fee = fill.fee if fill.fee_currency == info.quote else ZERO
+        quote_rate = self._rate(info.quote)
+        if fill.fee_currency == info.base:
+            fee_value = base_fee * fill.price * quote_rate
+        elif fill.fee_currency == info.quote:
+            fee_value = quote_fee * quote_rate
+        else:
+            fee_value = fill.fee * self._rate(fill.fee_currency)
+
+        realized = book.trade(sign * fill.quantity - base_fee, fill.price) * quote_rate
+        book.realized += realized
+        book.fees += fee_value
+        book.last_price = fill.price
+        self._realized += realized
+        self._fees += fee_value
+
+        bal = self._fill_balances
+        notional = fill.quantity * fill.price
+        bal[info.base] = bal.get(info.base, ZERO) + sign * fill.quantity - base_fee
+        bal[info.quote] = bal.get(info.quote, ZERO) - sign * notional - quote_fee
+        if fill.fee_currency not in (info.base, info.quote):
+            bal[fill.fee_currency] = bal.get(fill.fee_currency, ZERO) - fill.fee
+        self._changed()
+
+    def rebuild(self, fills: Iterable[Fill]) -> None:
+        """Forget every fill and apply ``fills`` again, in the order given (the store's order).
+
+        Venue balances and equity marks are kept: they do not come from fills. Applying the
+        same fills in the same order always gives the same figures.
+        """
+        self._reset_fill_state()
+        for fill in fills:
+            self.apply_fill(fill)
+
+    def restore_marks(
+        self, peak: Decimal | None, day: date | None, day_start_equity: Decimal | None
+    ) -> None:
+        """Restore the persisted peak equity and the start-of-day equity of ``day``."""
+        self._peak = peak
+        self._day = day
+        self._day_start_equity = day_start_equity
+
+    def marks(self) -> tuple[Decimal | None, date | None, Decimal | None]:
+        """``(peak, day, day_start_equity)`` as last updated by :meth:`snapshot`, to persist."""
+        return self._peak, self._day, self._day_start_equity
+
+    # ------------------------------------------------------------------ LedgerView
+
+    @property
+    def ready(self) -> bool:
+        """False while balances are unknown (LIVE before the venue's first snapshot)."""
+        return self._venue is not None or self._starting is not None
+
+    def balances(self) -> Mapping[str, Balance]:
+        view = self._balance_view
+        if view is None:
+            if self._venue is not None:
+                view = MappingProxyType(dict(self._venue))
+            elif self._starting is None:
+                view = MappingProxyType({})
+            else:
+                view = MappingProxyType(
+                    {c: Balance(c, amount) for c, amount in self._fill_balances.items()}
+                )
+            self._balance_view = view
+        return view
+
+    def position(self, pair: str) -> Decimal:
+        """The base currency's balance (fill-driven quantity while balances are unknown)."""
+        info = self._pair_info(pair)
+        if info is None:
+            return ZERO
+        if not self.ready:
+            book = self._books.get(pair)
+            return book.quantity if book else ZERO
+        return self._total(info.base)
+
+    def positions(self) -> Mapping[str, Decimal]:
+        """Non-zero positions by pair (pairs sharing a base currency show the same balance)."""
+        out: dict[str, Decimal] = {}
+        for symbol in self._known_pairs():
+            qty = self.position(symbol)
+            if qty:
+                out[symbol] = qty
+        return out
+
+    def equity(self) -> Decimal:
+        """Balances (available + reserved) valued at mark; 0 while balances are unknown."""
+        return self._valuation().equity
+
+    def gross_exposure(self) -> Decimal:
+        """Sum of |holding| x value of every currency but the reference currency.
+
+        Counted per currency, not per pair, so a coin traded in two pairs counts once.
+        """
+        return self._valuation().gross
+
+    def unrealized_pnl(self) -> Decimal:
+        """Sum over books of ``quantity * mark - cost``, in the reference currency."""
+        return self._valuation().unrealized
+
+    def realized_pnl(self) -> Decimal:
+        return self._realized
+
+    def fees_paid(self) -> Decimal:
+        return self._fees
+
+    # ------------------------------------------------------------------ equity marks
+
+    def snapshot(self, now: datetime) -> LedgerSnapshot:
+        """The figures at ``now``, updating the peak and, on a new local day, the day start.
+
+        The day starts at 00:00 in ``tz``; its start equity is the equity at the first
+        snapshot of that day (or the restored value for that day). While balances are
+        unknown the marks are left alone (an unknown equity is not a loss).
+        """
+        return self._figures(now, update=True)
+
+    def _figures(self, now: datetime, *, update: bool) -> LedgerSnapshot:
+        local_day = now.astimezone(self.tz).date()
+        equity = self.equity()
+        peak, day_start_equity = self._peak, self._day_start_equity
+        if self.ready:
+            if self._day != local_day or day_start_equity is None:
+                day_start_equity = equity
+            peak = equity if peak is None else max(peak, equity)
+            if update:
+                self._peak, self._day, self._day_start_equity = peak, local_day, day_start_equity
+        peak = ZERO if peak is None else peak
+        start = ZERO if day_start_equity is None else day_start_equity
+        daily_pnl = equity - start if self.ready else ZERO
+        daily_loss = max(ZERO, -daily_pnl) / start * HUNDRED if start > 0 else ZERO
+        drawdown = max(ZERO, peak - equity) / peak * HUNDRED if peak > 0 else ZERO
+        return LedgerSnapshot(
+            mode=self.mode,
+            at=now,
+            equity=equity,
+            peak_equity=peak,
+            day_start_equity=start,
+            day_start=day_start(local_day, self.tz),
+            realized_pnl=self._realized,
+            unrealized_pnl=self.unrealized_pnl(),
+            fees=self._fees,
+            daily_pnl=daily_pnl,
+            drawdown_pct=drawdown,
+            daily_loss_pct=daily_loss,
+            positions=self.positions(),
+        )
+
+    # ------------------------------------------------------------------ JSON views
+
+    def positions_json(self) -> list[dict[str, Any]]:
+        """``GET /api/positions`` rows: every pair held or traded, Decimal values as strings."""
+        rows = []
+        for symbol in sorted(self._known_pairs()):
+            info = self._pair_info(symbol)
+            book = self._books.get(symbol)
+            qty = self.position(symbol)
+            if info is None or (not qty and book is None):
+                continue
+            mark = self._price(symbol, book)
+            rate = self._rate(info.quote)
+            unrealized = (
+                (book.quantity * mark - book.cost) * rate if book and mark is not None else ZERO
+            )
+            rows.append(
+                {
+                    "pair": symbol,
+                    "quantity": decimal_text(qty),
+                    "average_cost": decimal_text(book.average_cost if book else ZERO),
+                    "mark": None if mark is None else decimal_text(mark),
+                    "notional": decimal_text(abs(qty) * (mark or ZERO) * rate),
+                    "unrealized_pnl": decimal_text(unrealized),
+                    "realized_pnl": decimal_text(book.realized if book else ZERO),
+                    "fees": decimal_text(book.fees if book else ZERO),
+                    "currency": self.reference_currency,
+                }
+            )
+        return rows
+
+    def pnl_json(self, now: datetime) -> dict[str, Any]:
+        """``GET /api/pnl``: the figures at ``now`` without moving the persisted marks."""
+        s = self._figures(now, update=False)
+        return {
+            "mode": str(self.mode),
+            "reference_currency": self.reference_currency,
+            "ready": self.ready,
+            "equity": decimal_text(s.equity),
+            "realized": decimal_text(s.realized_pnl),
+            "unrealized": decimal_text(s.unrealized_pnl),
+            "fees": decimal_text(s.fees),
+            "daily_pnl": decimal_text(s.daily_pnl),
+            "daily_loss_pct": decimal_text(s.daily_loss_pct, _PCT_PLACES),
+            "drawdown_pct": decimal_text(s.drawdown_pct, _PCT_PLACES),
+            "peak_equity": decimal_text(s.peak_equity),
+            "day_start_equity": decimal_text(s.day_start_equity),
+            "day_start": s.day_start.isoformat(),
+            "gross_exposure": decimal_text(self.gross_exposure()),
+        }
+
+    # ------------------------------------------------------------------ internals
+
+    def _pair_info(self, pair: str) -> PairInfo | None:
+        info = self._pairs.get(pair)
+        if info is None:
+            info = self._market.pair(pair)
+            if info is not None:
+                self._pairs[pair] = info
+        return info
+
+    def _inferred_pair(self, symbol: str) -> PairInfo | None:
+        """A stand-in for a pair quoted in the reference currency that is not (yet) listed.
+
+        Stored fills can name a pair the venue's list has not delivered yet (a restart
+        rebuilds before pairs load); ``SOLZAR`` is unambiguous enough to book.
+        """
+        ref = self.reference_currency
+        if not symbol.endswith(ref) or len(symbol) <= len(ref):
+            return None
+        info = PairInfo(
+            symbol=symbol,
+            base=symbol[: -len(ref)],
+            quote=ref,
+            min_base=ZERO,
+            max_base=ZERO,
+            min_quote=ZERO,
+            max_quote=ZERO,
+            tick_size=_MONEY_PLACES,
+            base_decimals=8,
+        )
+        self._pairs[symbol] = info
+        return info
+
+    def _known_pairs(self) -> set[str]:
+        return set(self._pairs) | set(self._books)
+
+    def _total(self, currency: str) -> Decimal:
+        if self._venue is not None:
+            b = self._venue.get(currency)
+            return b.total if b is not None else ZERO
+        return self._fill_balances.get(currency, ZERO)
+
+    def _price(self, pair: str, book: _Book | None) -> Decimal | None:
+        mark = self._market.mark(pair)
+        if mark is None and book is not None:
+            return book.last_price
+        return mark
+
+    def _rate(self, currency: str) -> Decimal:
+        """Value of one unit of ``currency`` in the reference currency (0 when unknown)."""
+        if currency == self.reference_currency:
+            return ONE
+        symbol = currency + self.reference_currency
+        price = self._price(symbol, self._books.get(symbol))
+        return price if price is not None else ZERO
+
+    def _valuation(self) -> _Valuation:
+        # A MarketView without a version counter cannot tell us when marks move: no caching.
+        key: int | None = getattr(self._market, "version", None)
+        if key is not None and self._cache is not None and self._cache_key == key:
+            return self._cache
+        equity = gross = unrealized = ZERO
+        if self.ready:
+            for currency, balance in self.balances().items():
+                total = balance.total
+                if not total:
+                    continue
+                rate = self._rate(currency)
+                equity += total * rate
+                if currency != self.reference_currency:
+                    gross += abs(total) * rate
+        for symbol, book in self._books.items():
+            if not book.quantity:
+                continue
+            mark = self._price(symbol, book)
+            if mark is not None:
+                unrealized += (book.quantity * mark - book.cost) * self._rate(book.info.quote)
+        self._cache = _Valuation(equity, gross, unrealized)
+        self._cache_key = key
+        return self._cache
+
+
+def day_start(day: date, tz: ZoneInfo) -> datetime:
+    """00:00 of ``day`` in ``tz``, as UTC."""
+    return datetime.combine(day, time(0), tz).astimezone(UTC)
+
+
+def next_day_start(now: datetime, tz: ZoneInfo) -> datetime:
+    """The next 00:00 in ``tz`` after ``now``, as UTC (when a daily-loss halt expires)."""
+    return day_start(now.astimezone(tz).date() + timedelta(days=1), tz)
+
+
+__all__ = ["Ledger", "day_start", "decimal_text", "next_day_start"]
