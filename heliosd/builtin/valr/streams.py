@@ -1,0 +1,449 @@
+"""VALR's two WebSocket streams: ``/ws/account`` (fills, orders, balances) and ``/ws/trade``
+(prices), each a task that never dies (valr-api.md §5).
+
+Each stream is the websockets library's ``async for ws in connect(...)`` reconnect loop with
+exponential backoff; the auth headers are signed afresh for every connection attempt (the
+timestamp must be current). Per connection:
+
+1. wait for ``AUTHENTICATED`` (when signed), within ``auth_timeout_s``;
+2. account: reconcile through REST *before* reading on (balances snapshot, fills since the
+   watermark, open orders), then set :attr:`AccountStream.ready`; trade: SUBSCRIBE;
+3. report ``on_connection(stream, True, ...)`` and deliver events in arrival order;
+4. a ``{"type":"PING"}`` every ``ping_interval_s``; no ``PONG`` for two intervals means the
+   socket is dead: it is aborted and the loop reconnects.
+
+A message that is not JSON, has an unknown type or lacks a field is logged at warning
+(never its payload) and skipped. If the events sink raises, the fill or update may be lost,
+so the stream logs it and reconnects: the reconciliation that follows re-delivers what was
+missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Collection, Generator
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from heliosd.builtin.valr import parse
+from heliosd.builtin.valr.retry import ValrTuning
+from heliosd.errors import HeliosError
+from heliosd.protocols import ExchangeEvents
+from heliosd.types import Quote, utcnow
+
+log = logging.getLogger(__name__)
+
+Sign = Callable[[str, str], dict[str, str]]  # (verb, path) -> auth headers
+Reconcile = Callable[[ExchangeEvents, "datetime | None"], Awaitable[None]]
+Handler = Callable[[Any], Awaitable[None]]
+
+PING = json.dumps({"type": "PING"})
+_PARSE_ERRORS = (parse.ParseError, AttributeError, TypeError, KeyError, IndexError)
+
+
+class _Reconnect(Exception):
+    """End this connection and let the loop open a new one (``detail`` says why)."""
+
+
+class _SignedConnect(connect):
+    """``connect`` that signs the upgrade request anew on every (re)connection attempt."""
+
+    def __init__(self, uri: str, *, sign: Sign | None, **kwargs: Any) -> None:
+        super().__init__(uri, **kwargs)
+        self._sign = sign
+        self._path = urlsplit(uri).path
+
+    async def connect(self) -> ClientConnection:
+        if self._sign is not None:
+            self.additional_headers = self._sign("GET", self._path)
+        return await super().connect()
+
+
+def _backoff(tuning: ValrTuning) -> Callable[[], Generator[float]]:
+    def delays() -> Generator[float]:
+        delay = tuning.reconnect_initial_s
+        while True:
+            yield random.uniform(delay / 2, delay)
+            delay = min(delay * 2, tuning.reconnect_max_s)
+
+    return delays
+
+
+class _Stream:
+    """Reconnect loop, keep-alive and message dispatch shared by both streams."""
+
+    name = "stream"
+    # Types VALR documents that this client does not act on: dropped without a warning.
+    ignored: Collection[str] = frozenset({"AUTHENTICATED", "PONG", "SUBSCRIBED", "UNSUBSCRIBED"})
+
+    def __init__(
+        self, url: str, events: ExchangeEvents, tuning: ValrTuning, *, sign: Sign | None
+    ) -> None:
+        self._url = url
+        self._events = events
+        self._tuning = tuning
+        self._sign = sign
+        self._task: asyncio.Task[None] | None = None
+        self._up = False
+        self._down_since: datetime | None = None
+        self._last_pong = 0.0
+        self._quiet = False  # not reading (reconciling): do not judge missing PONGs
+        self._handlers: dict[str, Handler] = {}
+        self.connections = 0  # sessions opened so far (for health views and tests)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"valr-{self.name}-stream"
+        )
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._went_down("client closed")
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    # ------------------------------------------------------------------ the loop
+
+    def _process_exception(self, exc: Exception) -> Exception | None:
+        """Every connection failure is retried with backoff; refusals are worth a warning."""
+        if isinstance(exc, InvalidStatus):
+            log.warning(
+                "VALR %s stream: handshake refused with HTTP %d; retrying with backoff",
+                self.name,
+                exc.response.status_code,
+            )
+        else:
+            log.info("VALR %s stream: connect failed (%s)", self.name, type(exc).__name__)
+        return None
+
+    async def _run(self) -> None:
+        delays = _backoff(self._tuning)()
+        while True:
+            try:
+                async for ws in _SignedConnect(
+                    self._url,
+                    sign=self._sign,
+                    ping_interval=None,  # VALR wants its own JSON PING (valr-api.md §5.2)
+                    process_exception=self._process_exception,
+                    reconnect_delays=_backoff(self._tuning),
+                    open_timeout=self._tuning.auth_timeout_s,
+                    close_timeout=2,
+                    max_size=2**22,
+                    logger=log,
+                ):
+                    detail, failed = "connection closed by VALR", False
+                    try:
+                        await self._session(ws)
+                    except ConnectionClosed as exc:
+                        code = exc.rcvd.code if exc.rcvd is not None else "none"
+                        detail = f"connection closed (code {code})"
+                    except _Reconnect as exc:
+                        detail, failed = str(exc), True
+                    except HeliosError as exc:
+                        detail, failed = f"reconciliation failed: {exc.message}", True
+                        log.warning("VALR %s stream: %s", self.name, detail)
+                    except Exception:
+                        detail, failed = "event handling failed", True
+                        log.exception(
+                            "VALR %s stream: event handling failed; reconnecting to reconcile",
+                            self.name,
+                        )
+                    await self._went_down(detail)
+                    if failed:
+                        await asyncio.sleep(next(delays))
+                    else:
+                        delays = _backoff(self._tuning)()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in this loop: report it, never stop streaming
+                log.exception("VALR %s stream loop failed; restarting", self.name)
+                await self._went_down("stream loop failed")
+                await asyncio.sleep(next(delays))
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self.connections += 1
+        self._last_pong = asyncio.get_running_loop().time()
+        pinger = asyncio.get_running_loop().create_task(self._keepalive(ws))
+        try:
+            if self._sign is not None:
+                await self._await_authenticated(ws)
+            detail = await self._on_open(ws)
+            self._up = True
+            await self._events.on_connection(self.name, True, detail)
+            async for raw in ws:
+                await self._handle(raw)
+        finally:
+            pinger.cancel()
+
+    async def _await_authenticated(self, ws: ClientConnection) -> None:
+        try:
+            async with asyncio.timeout(self._tuning.auth_timeout_s):
+                async for raw in ws:
+                    if '"AUTHENTICATED"' in raw and _type_of(raw) == "AUTHENTICATED":
+                        return
+                    await self._handle(raw)
+        except TimeoutError:
+            raise _Reconnect("no AUTHENTICATED from VALR in time") from None
+        raise _Reconnect("closed before AUTHENTICATED")
+
+    async def _on_open(self, ws: ClientConnection) -> str:
+        """Per-stream work after authentication; returns the on_connection detail."""
+        raise NotImplementedError
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        interval = self._tuning.ping_interval_s
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if self._quiet:
+                    self._last_pong = loop.time()
+                elif loop.time() - self._last_pong > 2 * interval:
+                    log.warning(
+                        "VALR %s stream: no PONG for %.0f s; reconnecting",
+                        self.name,
+                        loop.time() - self._last_pong,
+                    )
+                    ws.transport.abort()
+                    return
+                await ws.send(PING)
+        except ConnectionClosed:
+            return
+
+    async def _went_down(self, detail: str) -> None:
+        if not self._up:
+            return
+        self._up = False
+        self._down_since = utcnow()
+        self._on_down()
+        try:
+            await self._events.on_connection(self.name, False, detail)
+        except Exception:
+            log.exception("VALR %s stream: on_connection failed", self.name)
+
+    def _on_down(self) -> None:
+        """Per-stream state to clear when the connection is lost."""
+
+    # ------------------------------------------------------------------ messages
+
+    async def _handle(self, raw: str | bytes) -> None:
+        """Decode once, dispatch by ``type``; anything unreadable is skipped with a warning."""
+        try:
+            msg = json.loads(raw)
+            kind = msg["type"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("VALR %s stream: skipped an unreadable message", self.name)
+            return
+        if not isinstance(kind, str):
+            log.warning("VALR %s stream: skipped a message without a type", self.name)
+            return
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            await handler(msg)
+        elif kind == "PONG":
+            self._last_pong = asyncio.get_running_loop().time()
+        elif kind not in self.ignored:
+            log.warning("VALR %s stream: skipped a message of unknown type %.40r", self.name, kind)
+
+    def _skip(self, kind: str, exc: BaseException) -> None:
+        log.warning("VALR %s stream: skipped a %s message (%s)", self.name, kind, exc)
+
+
+def _type_of(raw: str | bytes) -> Any:
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    return msg.get("type") if isinstance(msg, dict) else None
+
+
+class AccountStream(_Stream):
+    """``/ws/account``: fills, order updates, open orders and balances, reconciled through
+    REST after every (re)connect before :attr:`ready` is set."""
+
+    name = "account"
+    ignored = frozenset(
+        {
+            *_Stream.ignored,
+            "NEW_ACCOUNT_HISTORY_RECORD",
+            "MODIFY_ORDER_OUTCOME",
+            "INSTANT_ORDER_COMPLETED",
+            "NEW_PENDING_RECEIVE",
+            "SEND_STATUS_UPDATE",
+            "OPEN_POSITION_UPDATE",
+            "REDUCE_POSITION",
+            "POSITION_CLOSED",
+            "ADD_CONDITIONAL_ORDER",
+            "REMOVE_CONDITIONAL_ORDER",
+            "MARGIN_INFO",
+            "LEVERAGE_UPDATED",
+            "CANCEL_ON_DISCONNECT_UPDATE",
+        }
+    )
+
+    def __init__(
+        self,
+        url: str,
+        events: ExchangeEvents,
+        tuning: ValrTuning,
+        *,
+        sign: Sign,
+        reconcile: Reconcile,
+    ) -> None:
+        super().__init__(url, events, tuning, sign=sign)
+        self._reconcile = reconcile
+        self.ready = asyncio.Event()  # connected and reconciled: orders may be placed
+        self._handlers = {
+            "NEW_ACCOUNT_TRADE": self._on_trade,
+            "ORDER_STATUS_UPDATE": self._on_status,
+            "ORDER_PROCESSED": self._on_processed,
+            "OPEN_ORDERS_UPDATE": self._on_open_orders,
+            "BALANCE_UPDATE": self._on_balance,
+            "FAILED_CANCEL_ORDER": self._on_failed_cancel,
+        }
+
+    async def _on_open(self, ws: ClientConnection) -> str:
+        # Reconcile before reading further: events arriving meanwhile wait in the socket
+        # buffer and are applied afterwards, in order (each OPEN_ORDERS_UPDATE is a full
+        # snapshot and each BALANCE_UPDATE a full row, so the latest always wins).
+        self._quiet = True
+        try:
+            await self._reconcile(self._events, self._down_since)
+        finally:
+            self._quiet = False
+        self.ready.set()
+        return "connected and reconciled"
+
+    def _on_down(self) -> None:
+        self.ready.clear()
+
+    async def _on_trade(self, msg: Any) -> None:
+        try:
+            fill = parse.fill(msg["data"], lenient=True)
+        except _PARSE_ERRORS as exc:
+            return self._skip("NEW_ACCOUNT_TRADE", exc)
+        await self._events.on_fill(fill)
+
+    async def _on_status(self, msg: Any) -> None:
+        try:
+            status = parse.order_status(msg["data"], lenient=True)
+        except _PARSE_ERRORS as exc:
+            return self._skip("ORDER_STATUS_UPDATE", exc)
+        await self._events.on_order_status(status)
+
+    async def _on_processed(self, msg: Any) -> None:
+        try:
+            status = parse.order_processed_failure(msg["data"])
+        except _PARSE_ERRORS as exc:
+            return self._skip("ORDER_PROCESSED", exc)
+        if status is not None:
+            await self._events.on_order_status(status)
+
+    async def _on_open_orders(self, msg: Any) -> None:
+        try:
+            data = msg["data"]
+            if not isinstance(data, list):
+                raise parse.ParseError("data is not a list")
+            orders = [parse.open_order(row, lenient=True) for row in data]
+        except _PARSE_ERRORS as exc:
+            return self._skip("OPEN_ORDERS_UPDATE", exc)
+        await self._events.on_open_orders(orders)
+
+    async def _on_balance(self, msg: Any) -> None:
+        try:
+            balance = parse.balance(msg["data"])
+        except _PARSE_ERRORS as exc:
+            return self._skip("BALANCE_UPDATE", exc)
+        await self._events.on_balances([balance], snapshot=False)
+
+    async def _on_failed_cancel(self, msg: Any) -> None:
+        data = msg.get("data") if isinstance(msg, dict) else None
+        order_id = data.get("orderId") if isinstance(data, dict) else None
+        log.warning("VALR could not cancel order %s", order_id)
+
+
+class TradeStream(_Stream):
+    """``/ws/trade``: top of book and last price per configured pair -> ``on_quote``."""
+
+    name = "trade"
+    ignored = frozenset({*_Stream.ignored, "NEW_TRADE", "NEW_TRADE_BUCKET", "MARK_PRICE_UPDATE"})
+
+    def __init__(
+        self,
+        url: str,
+        events: ExchangeEvents,
+        tuning: ValrTuning,
+        *,
+        sign: Sign | None,
+        pairs: Collection[str],
+    ) -> None:
+        super().__init__(url, events, tuning, sign=sign)
+        self._pairs = list(pairs)
+        # pair -> [bid, ask, last]: a quote combines the book top and the last trade.
+        self._state: dict[str, list[Any]] = {}
+        self._handlers = {
+            "AGGREGATED_ORDERBOOK_UPDATE": self._on_book,
+            "MARKET_SUMMARY_UPDATE": self._on_summary,
+        }
+
+    async def _on_open(self, ws: ClientConnection) -> str:
+        pairs = self._pairs
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "SUBSCRIBE",
+                    "subscriptions": [
+                        {"event": "AGGREGATED_ORDERBOOK_UPDATE", "pairs": pairs},
+                        {"event": "MARKET_SUMMARY_UPDATE", "pairs": pairs},
+                    ],
+                }
+            )
+        )
+        return f"subscribed to {', '.join(pairs)}"
+
+    def _on_down(self) -> None:
+        self._state.clear()  # a book from before the gap is stale
+
+    def _slot(self, msg: Any) -> tuple[str, list[Any]]:
+        pair = msg.get("currencyPairSymbol")
+        if not isinstance(pair, str):
+            data = msg.get("data")
+            pair = data.get("currencyPair") if isinstance(data, dict) else None
+        if not isinstance(pair, str) or not pair:
+            raise parse.ParseError("currencyPairSymbol is missing")
+        slot = self._state.get(pair)
+        if slot is None:
+            slot = self._state[pair] = [None, None, None]
+        return pair, slot
+
+    async def _on_book(self, msg: Any) -> None:
+        try:
+            pair, slot = self._slot(msg)
+            slot[0], slot[1] = parse.book_top(msg["data"])
+        except _PARSE_ERRORS as exc:
+            return self._skip("AGGREGATED_ORDERBOOK_UPDATE", exc)
+        await self._events.on_quote(Quote(pair, slot[0], slot[1], slot[2], utcnow()))
+
+    async def _on_summary(self, msg: Any) -> None:
+        try:
+            pair, slot = self._slot(msg)
+            slot[2] = parse.market_summary(msg["data"], pair).last
+        except _PARSE_ERRORS as exc:
+            return self._skip("MARKET_SUMMARY_UPDATE", exc)
+        await self._events.on_quote(Quote(pair, slot[0], slot[1], slot[2], utcnow()))
