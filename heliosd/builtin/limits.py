@@ -1,0 +1,263 @@
+"""The four essential risk rules (design.md section 4): position, leverage, daily loss, drawdown.
+
+Each rule is an object with a ``name`` and a synchronous ``check(intent, ctx) -> Verdict``: no
+I/O, so the router calls it directly on the order path. Limits are read from
+``ctx.settings.risk`` on every call, so the rules always apply the settings the order is
+checked under.
+
+Shared semantics:
+
+* An order **reduces** when it is on the opposite side of the current position and its
+  quantity is at most the position's size (a spot SELL of base currency held). Reducing
+  orders always pass: refusing them would trap an operator in a position.
+* Anything the rule cannot value (no price, equity <= 0, unknown pair) is a REJECT with the
+  reason: fail closed.
+* Notional is valued in the reference currency: ``quantity * price * rate(quote)``, where
+  ``rate`` is 1 for pairs quoted in the reference currency and otherwise the mark of
+  ``QUOTE + reference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from heliosd.config import Settings
+from heliosd.hookspecs import hookimpl
+from heliosd.ledger import decimal_text
+from heliosd.protocols import MarketView, RiskContext, RiskRule
+from heliosd.types import ZERO, OrderIntent, OrderType, PairInfo, Side, Verdict
+
+DAILY_LOSS = "daily_loss"
+DRAWDOWN = "drawdown"
+EMERGENCY = "emergency"
+
+_HUNDRED = Decimal(100)
+
+
+def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
+    """True when the order is opposite the position and no larger than it."""
+    if not position or intent.quantity <= 0:
+        return False
+    opposite = (position > 0) != (intent.side is Side.BUY)
+    return opposite and intent.quantity <= abs(position)
+
+
+def valuation_price(intent: OrderIntent, market: MarketView) -> Decimal | None:
+    """The price that values the order: the market price it would trade at, or its own
+    LIMIT price when that is higher.
+
+    For a BUY this is exactly "best ask, or the limit price if worse". For a SELL we also
+    take the higher of bid and limit price: a resting sell above the bid fills at its limit,
+    and a higher price never understates the exposure.
+    """
+    price = market.price_for(intent.pair, intent.side)
+    if intent.type is OrderType.LIMIT and intent.price is not None and intent.price > 0:
+        price = intent.price if price is None else max(price, intent.price)
+    if price is None or price <= 0:
+        return None
+    return price
+
+
+def quote_rate(pair: PairInfo, reference: str, market: MarketView) -> Decimal | None:
+    """Reference-currency value of one unit of the pair's quote currency (None: unknown)."""
+    if pair.quote == reference:
+        return Decimal(1)
+    rate = market.mark(pair.quote + reference)
+    return rate if rate is not None and rate > 0 else None
+
+
+def _pair(intent: OrderIntent, ctx: RiskContext) -> PairInfo | None:
+    if ctx.pair is not None and ctx.pair.symbol == intent.pair:
+        return ctx.pair
+    return ctx.market.pair(intent.pair)
+
+
+def _fixed2(value: Decimal) -> str:
+    """Two decimals, always shown: "4.00", "400000.00" (reasons are read by people)."""
+    return format(value, ".2f")
+
+
+_pct = _fixed2
+
+
+class PositionLimit:
+    """|post-trade position notional in the pair| / equity <= ``risk.max_position_pct``.
+
+    Above the limit the order is capped to the largest quantity within it, rounded down to
+    the pair's base decimals; a cap below the pair's minimum order is a reject.
+    """
+
+    name = "position_limit"
+
+    def __init__(self) -> None:
+        # Verdicts are immutable: the common answers are built once, not per order.
+        self._reduces = Verdict.accept(self.name, "reduces the position")
+        self._within = Verdict.accept(self.name, "within the position limit")
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
+        position = ctx.ledger.position(intent.pair)
+        if reduces_position(intent, position):
+            return self._reduces
+        pair = _pair(intent, ctx)
+        if pair is None:
+            return Verdict.reject(self.name, f"unknown pair {intent.pair}")
+        if intent.quantity <= 0:
+            return Verdict.reject(self.name, f"quantity {intent.quantity} is not positive")
+        risk = ctx.settings.risk
+        reference = risk.reference_currency
+        limit_pct = risk.max_position_pct
+        price = valuation_price(intent, ctx.market)
+        if price is None:
+            return Verdict.reject(self.name, f"no price for {intent.pair}: cannot value the order")
+        rate = quote_rate(pair, reference, ctx.market)
+        if rate is None:
+            return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
+        equity = ctx.ledger.equity()
+        if equity <= 0:
+            return Verdict.reject(
+                self.name, f"equity is {decimal_text(equity)} {reference}: nothing to size against"
+            )
+        unit_value = price * rate
+        post = position + intent.quantity if intent.side is Side.BUY else position - intent.quantity
+        # Compare by multiplication (exact, and cheaper than dividing on every order).
+        if abs(post) * unit_value * _HUNDRED <= equity * limit_pct:
+            return self._within
+        max_size = equity * limit_pct / _HUNDRED / unit_value  # largest |position| allowed
+        requested_pct = _pct(abs(post) * unit_value / equity * _HUNDRED)
+        # Room left on this side: BUY may take the position up to +max, SELL down to -max.
+        room = max_size - position if intent.side is Side.BUY else max_size + position
+        allowed = pair.round_quantity(room) if room > 0 else ZERO
+        details = {
+            "requested": str(intent.quantity),
+            "allowed": str(allowed),
+            "equity": decimal_text(equity),
+            "price": str(price),
+            "limit_pct": str(limit_pct),
+            "requested_pct": requested_pct,
+        }
+        head = (
+            f"position {intent.pair} would be {requested_pct}% of equity "
+            f"(limit {decimal_text(limit_pct)}%)"
+        )
+        if allowed <= 0:
+            return Verdict.reject(self.name, f"{head}; no room left", details)
+        if allowed < pair.min_base or allowed * price < pair.min_quote:
+            return Verdict.reject(
+                self.name,
+                f"{head}; the allowed {allowed} is below the {intent.pair} minimum order "
+                f"({pair.min_base} base, {pair.min_quote} {pair.quote})",
+                details,
+            )
+        return Verdict.cap(
+            self.name, allowed, f"{head}: capped {intent.quantity} -> {allowed}", details
+        )
+
+
+class LeverageLimit:
+    """Post-trade gross notional of all positions / equity <= ``risk.max_leverage``.
+
+    Above the limit the order is rejected (not capped: leverage is a whole-account limit and
+    a silent cap would surprise more than a refusal).
+    """
+
+    name = "leverage_limit"
+
+    def __init__(self) -> None:
+        self._reduces = Verdict.accept(self.name, "reduces the position")
+        self._within = Verdict.accept(self.name, "within the leverage limit")
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
+        position = ctx.ledger.position(intent.pair)
+        if reduces_position(intent, position):
+            return self._reduces
+        pair = _pair(intent, ctx)
+        if pair is None:
+            return Verdict.reject(self.name, f"unknown pair {intent.pair}")
+        reference = ctx.settings.risk.reference_currency
+        max_leverage = ctx.settings.risk.max_leverage
+        price = valuation_price(intent, ctx.market)
+        if price is None:
+            return Verdict.reject(self.name, f"no price for {intent.pair}: cannot value the order")
+        rate = quote_rate(pair, reference, ctx.market)
+        if rate is None:
+            return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
+        equity = ctx.ledger.equity()
+        if equity <= 0:
+            return Verdict.reject(
+                self.name, f"equity is {decimal_text(equity)} {reference}: leverage undefined"
+            )
+        # Replace this pair's share of the gross (at mark) by its post-trade size (at price).
+        mark = ctx.market.mark(intent.pair)
+        current = abs(position) * (mark if mark is not None else price) * rate
+        signed = intent.quantity if intent.side is Side.BUY else -intent.quantity
+        gross = ctx.ledger.gross_exposure() - current + abs(position + signed) * price * rate
+        if gross > equity * max_leverage:
+            leverage = gross / equity
+            numbers = f"gross {_fixed2(gross)} {reference}, equity {_fixed2(equity)} {reference}"
+            return Verdict.reject(
+                self.name,
+                f"leverage {_fixed2(leverage)}x would exceed the "
+                f"{decimal_text(max_leverage)}x limit ({numbers})",
+                {
+                    "leverage": _fixed2(leverage),
+                    "limit": str(max_leverage),
+                    "gross": decimal_text(gross),
+                    "equity": decimal_text(equity),
+                },
+            )
+        return self._within
+
+
+class _BreakerRule:
+    """Rejects risk-increasing orders while its breaker is tripped.
+
+    The breaker's ``tripped`` flag is the truth: clearing it (at ``until`` or on a resume)
+    is the core's job, so an expired-but-still-tripped breaker still blocks (fail closed).
+    """
+
+    name: str
+    breaker: str
+    what: str
+
+    def __init__(self) -> None:
+        # Verdicts are immutable: the common answer is built once, not per order.
+        self._clear = Verdict.accept(self.name, f"{self.what} not reached")
+        self._reduces = Verdict.accept(self.name, f"{self.what} reached; the order reduces")
+
+    def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
+        state = ctx.breakers.get(self.breaker)
+        if state is None or not state.tripped:
+            return self._clear
+        if reduces_position(intent, ctx.ledger.position(intent.pair)):
+            return self._reduces
+        until = f" until {state.until.isoformat()} or a resume" if state.until else ""
+        because = f" ({state.reason})" if state.reason else ""
+        return Verdict.reject(
+            self.name,
+            f"{self.what} reached{because}: only position-reducing orders are accepted{until}",
+        )
+
+
+class DailyLossLimit(_BreakerRule):
+    name = "daily_loss_limit"
+    breaker = DAILY_LOSS
+    what = "daily loss limit"
+
+
+class DrawdownLimit(_BreakerRule):
+    name = "drawdown_limit"
+    breaker = DRAWDOWN
+    what = "drawdown limit"
+
+
+def essential_rules() -> list[RiskRule]:
+    """Fresh instances of the four rules, in the order they are registered."""
+    return [PositionLimit(), LeverageLimit(), DailyLossLimit(), DrawdownLimit()]
+
+
+@hookimpl
+def heliosd_register_risk_rules(register: Callable[[RiskRule], None], config: Settings) -> None:
+    """Register the four essential limits; their thresholds come from ``[risk]``."""
+    for rule in essential_rules():
+        register(rule)
