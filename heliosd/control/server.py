@@ -28,9 +28,10 @@ import socket
 import stat
 import struct
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from heliosd.config import Secret, Settings
@@ -127,6 +128,21 @@ def identity_middleware(settings: Settings, own_uid: int) -> Middleware:
         return await handler(request)
 
     return identify
+
+
+class _ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger, minus the traceback for requests that are not valid HTTP.
+
+    aiohttp logs a malformed request (a bad Content-Length, an overlong line) as an error with
+    a traceback; that is the client's fault, and any local user could flood the journal with
+    it. Such requests get one warning line; every other error is passed through unchanged.
+    """
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            log.warning("control API: malformed HTTP request refused: %s", exc_info.message)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kw)
 
 
 # --------------------------------------------------------------------------- addresses
@@ -248,7 +264,12 @@ class ControlServer:
             )
 
         app.middlewares.append(identity_middleware(settings, self.own_uid))
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=self.shutdown_timeout_s)
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            shutdown_timeout=self.shutdown_timeout_s,
+            logger=cast(logging.Logger, _ProtocolLog(logging.getLogger("aiohttp.server"))),
+        )
         await runner.setup()
         sock, tmp = _bind_unix(path, d.socket_mode)
         try:
