@@ -1,0 +1,865 @@
+"""Notifications: event -> outbox row (in the cause's transaction) -> delivery task.
+
+Contract (design.md sections 1 and 3):
+
+* An event worth telling an operator is written to the ``outbox`` table *inside the
+  transaction of what caused it* (:func:`enqueue`, or :meth:`Notifications.record` which also
+  applies the ``[notify]`` filters). A mode change and its notification commit together or not
+  at all; a crash after the commit still delivers the notification after the restart.
+* :class:`Notifications` runs one delivery task. It sends due rows oldest first to every
+  notifier (each ``send`` under ``notify.timeout_s``), marks them delivered, or records the
+  error and schedules a retry with exponential backoff and jitter. The retry state lives in
+  the row (``attempts``, ``next_attempt_at``, ``last_error``), so it survives restarts. After
+  ``notify.max_attempts`` the row is left undelivered with its ``last_error`` and logged at
+  error level. Delivery is at least once: a crash between a send and its commit resends.
+* Trading never waits on a notification: enqueueing is one INSERT in a transaction the caller
+  makes anyway, and delivery runs in its own task, so a failing or hanging receiver only
+  delays notifications.
+* Everything also fans out in memory to subscribers (``GET /api/events``): see
+  :meth:`Notifications.publish` and :meth:`Notifications.subscribe`.
+
+Filtering is decided here, not by each caller: :func:`enqueue` always writes (for callers that
+have decided), :meth:`Notifications.record` (the ``EnqueueFn`` the daemon hands to the mode
+orchestrator and the router) writes only what :func:`wants` accepts.
+
+The event builders at the bottom (one per kind in ``heliosd.config.EVENT_KINDS``) write titles
+and bodies for a phone screen: what happened first, numbers as plain decimals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from heliosd.config import EVENT_KINDS, NotifySettings
+from heliosd.protocols import Event, Notifier
+from heliosd.types import GateResult, Mode, OrderIntent, Verdict, VerdictAction, utcnow
+
+if TYPE_CHECKING:
+    from heliosd.store import Store
+    from heliosd.types import Fill
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EVENT_KINDS",
+    "TRADE_KINDS",
+    "URGENT_KINDS",
+    "Notifications",
+    "Subscription",
+    "connection_lost_event",
+    "connection_restored_event",
+    "emergency_stop_event",
+    "enqueue",
+    "fill_event",
+    "halt_event",
+    "integrity_event",
+    "live_refused_event",
+    "mode_change_event",
+    "order_event",
+    "resume_event",
+    "risk_rejected_event",
+    "wants",
+]
+
+# Kinds about individual trades: in PAPER they are noise unless notify.paper_trades is set.
+TRADE_KINDS = frozenset({"order", "fill", "risk_rejected"})
+# Stops and integrity alarms: a human should look now.
+URGENT_KINDS = frozenset({"halt", "emergency_stop", "integrity"})
+
+_LATE = timedelta(minutes=1)
+_ERROR_CHARS = 1000  # last_error is for people; a notifier's essay is cut here
+
+
+# --------------------------------------------------------------------------- outbox rows
+
+
+def _json_default(value: Any) -> Any:
+    """Event data must never fail to serialise: a notification bug must not roll back the
+    mode change or order it rides with, so anything unknown becomes its ``str``."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    return str(value)  # Decimal keeps its exact text
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    return json.dumps(dict(data), default=_json_default, sort_keys=True)
+
+
+def _ts(dt: datetime) -> str:
+    # Fixed-width ISO text so the due-row comparison in SQL is a plain string comparison.
+    return dt.isoformat(timespec="microseconds")
+
+
+def enqueue(conn: sqlite3.Connection, event: Event) -> int:
+    """Insert one outbox row for ``event`` and return its id.
+
+    Call it inside the ``Store.write`` function of whatever caused the event, so both commit
+    together. It never commits, never filters and never raises for odd ``data`` values (they
+    are stored as text). The delivery task sees the row after the commit (a
+    :meth:`Notifications.wake` makes that immediate; otherwise within its poll interval).
+    """
+    cur = conn.execute(
+        "INSERT INTO outbox(kind, urgent, title, body, data, created_at, attempts,"
+        " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+        (
+            event.kind,
+            1 if event.urgent else 0,
+            event.title,
+            event.body,
+            _dumps(event.data),
+            _ts(event.at),
+            _ts(event.at),
+        ),
+    )
+    row_id = cur.lastrowid
+    assert row_id is not None  # an INSERT always has one
+    return row_id
+
+
+def wants(settings: NotifySettings, event: Event) -> bool:
+    """Whether ``[notify]`` asks for this event.
+
+    ``events`` lists the kinds wanted. Trade kinds (order, fill, risk_rejected) in PAPER are
+    dropped unless ``paper_trades`` is set. The mode comes from ``event.data["mode"]``; an
+    event without one counts as LIVE (when unsure, tell the operator).
+    """
+    if event.kind not in settings.events:
+        return False
+    if event.kind in TRADE_KINDS and not settings.paper_trades:
+        return str(event.data.get("mode", Mode.LIVE)).upper() != Mode.PAPER
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    attempts: int
+    event: Event
+
+
+def _due_rows(conn: sqlite3.Connection, now: str, max_attempts: int, limit: int) -> list[_Row]:
+    rows = conn.execute(
+        "SELECT id, kind, urgent, title, body, data, created_at, attempts FROM outbox"
+        " WHERE delivered_at IS NULL AND next_attempt_at <= ? AND attempts < ?"
+        " ORDER BY id LIMIT ?",
+        (now, max_attempts, limit),
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def _row(r: Sequence[Any]) -> _Row:
+    try:
+        data = json.loads(r[5])
+    except ValueError:  # someone edited the row by hand; still deliver the text
+        data = {"raw": r[5]}
+    event = Event(
+        kind=r[1],
+        title=r[3],
+        body=r[4],
+        at=datetime.fromisoformat(r[6]),
+        urgent=bool(r[2]),
+        data=data if isinstance(data, dict) else {"raw": data},
+    )
+    return _Row(id=r[0], attempts=r[7], event=event)
+
+
+def _next_due(conn: sqlite3.Connection, max_attempts: int) -> str | None:
+    row = conn.execute(
+        "SELECT min(next_attempt_at) FROM outbox WHERE delivered_at IS NULL AND attempts < ?",
+        (max_attempts,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _rows_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[_Row]:
+    rows = conn.execute(
+        "SELECT id, kind, urgent, title, body, data, created_at, attempts FROM outbox"
+        " WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def _max_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(id) FROM outbox").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+class Subscription:
+    """One subscriber's bounded view of the event stream (an async iterator of dicts).
+
+    A slow subscriber never blocks a publisher: when its buffer is full the oldest event is
+    dropped, and the next item it reads is ``{"type": "dropped", "at", "count"}`` saying how
+    many it missed. Iteration ends after :meth:`close` (or the hub closing) once the buffer is
+    drained. Use as ``async with notes.subscribe() as events: async for ev in events: ...``.
+    """
+
+    def __init__(self, maxsize: int, on_close: Callable[[Subscription], None]) -> None:
+        self._items: deque[dict[str, Any]] = deque()
+        self._maxsize = max(1, maxsize)
+        self._dropped = 0
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._on_close = on_close
+
+    def put(self, item: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self._dropped += 1
+        self._items.append(item)
+        self._ready.set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._ready.set()
+            self._on_close(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            if self._dropped:
+                count, self._dropped = self._dropped, 0
+                return {"type": "dropped", "at": _ts(utcnow()), "count": count}
+            if self._items:
+                return self._items.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class Notifications:
+    """The outbox delivery task and the in-memory event hub.
+
+    Lifecycle: construct, :meth:`start` (needs a running loop), :meth:`close` before the
+    store closes. All methods except :meth:`record` must be called from the event loop's
+    thread; :meth:`record` runs in the store's writer thread.
+
+    ``retry_initial_s``/``retry_max_s`` shape the backoff (attempt n waits
+    ``min(max, initial * 2**(n-1))`` plus up to ``initial`` of jitter); ``poll_s`` bounds how
+    long a committed row can wait when nobody called :meth:`wake`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Sequence[Notifier],
+        settings: NotifySettings,
+        *,
+        retry_initial_s: float = 2.0,
+        retry_max_s: float = 600.0,
+        poll_s: float = 2.0,
+        retention: timedelta = timedelta(days=30),
+        batch: int = 100,
+    ) -> None:
+        self._store = store
+        self._notifiers = list(notifiers)
+        self._settings = settings
+        self._timeout = float(settings.timeout_s)
+        self._wait = tenacity.wait_exponential(
+            multiplier=retry_initial_s, max=retry_max_s
+        ) + tenacity.wait_random(0, retry_initial_s)
+        self._poll_s = poll_s
+        self._retention = retention
+        self._batch = batch
+        self._wake_ev = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._subscribers: set[Subscription] = set()
+        self._published_id: int | None = None
+        # Notifier indexes that already took a row in this process, so a retry after a
+        # partial failure does not resend to the ones that succeeded (lost on restart).
+        self._sent: dict[int, set[int]] = {}
+        self._last_prune = float("-inf")
+        self._failing = False  # the last send failed: flush the backlog on the next success
+        self.delivered = 0  # counters for /api/health and tests
+        self.failures = 0
+
+    # ------------------------------------------------------------------ producers
+
+    def wants(self, event: Event) -> bool:
+        """See :func:`wants`."""
+        return wants(self._settings, event)
+
+    def record(self, conn: sqlite3.Connection, event: Event) -> int | None:
+        """Enqueue ``event`` in the caller's transaction if ``[notify]`` wants it.
+
+        This is the ``EnqueueFn`` the mode orchestrator and the router take. Returns the row
+        id, or None when filtered out. It nudges the delivery task itself (thread-safely), so
+        callers need not call :meth:`wake`.
+        """
+        if not self.wants(event):
+            return None
+        row_id = enqueue(conn, event)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # Runs after the current write batch: the store serialises reads behind it, and
+            # the poll interval covers the rare miss.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.wake)
+        return row_id
+
+    async def notify(self, event: Event) -> int | None:
+        """Enqueue ``event`` in a transaction of its own (for events with no other write,
+        e.g. a lost connection) and nudge delivery. Returns the row id or None if filtered."""
+        if not self.wants(event):
+            return None
+        row_id = await self._store.write(lambda conn: enqueue(conn, event))
+        self.wake()
+        return row_id
+
+    def wake(self) -> None:
+        """Tell the delivery task that rows were committed (call after ``store.write``)."""
+        self._wake_ev.set()
+
+    # ------------------------------------------------------------------ event hub
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        """Fan ``event`` out to every subscriber; never blocks, never raises.
+
+        Shape: ``{"type": <what>, "at": <ISO-8601 UTC>, ...}``; ``at`` is added when missing
+        and values are made JSON-ready (Decimal -> str). Notifications appear as
+        ``{"type": "notification", "id", "kind", "title", "body", "urgent", "data", "at"}``
+        once their outbox row is committed; everything else (orders, fills, verdicts) is
+        published by its owner.
+        """
+        if not self._subscribers:
+            return
+        item: dict[str, Any] = json.loads(json.dumps(dict(event), default=_json_default))
+        item.setdefault("type", "event")
+        item.setdefault("at", _ts(utcnow()))
+        for sub in list(self._subscribers):
+            sub.put(item)
+
+    def subscribe(self, maxsize: int = 256) -> Subscription:
+        """A new subscriber, registered at once (nothing published after this call is
+        missed, except what its bounded buffer drops)."""
+        sub = Subscription(maxsize, self._subscribers.discard)
+        if self._closing:
+            sub.close()
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Launch the delivery task (idempotent)."""
+        if self._task is not None:
+            return
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="heliosd-notify")
+
+    async def close(self, grace_s: float | None = None) -> None:
+        """Stop delivery within ``grace_s`` (default: one send timeout plus a second).
+
+        A send in flight is abandoned (its row stays due and is sent after the restart).
+        Subscribers' streams end. Call before the store closes.
+        """
+        self._closing = True
+        self._loop = None
+        self.wake()
+        for sub in list(self._subscribers):
+            sub.close()
+        task, self._task = self._task, None
+        if task is None:
+            return
+        limit = self._timeout + 1.0 if grace_s is None else grace_s
+        done, _ = await asyncio.wait({task}, timeout=limit)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------------ the task
+
+    def _stopping(self) -> bool:
+        # A method, not the attribute: mypy would narrow the attribute across awaits.
+        return self._closing
+
+    async def _run(self) -> None:
+        while not self._stopping():
+            self._wake_ev.clear()
+            delay = self._poll_s
+            try:
+                await self._publish_committed()
+                await self._deliver_due()
+                delay = await self._next_delay()
+                await self._prune()
+            except Exception:
+                if self._stopping():
+                    break
+                # Never die: a broken pass (disk full, locked DB) is retried after a poll.
+                log.exception("notification delivery pass failed; retrying in %.0f s", delay)
+            if self._stopping():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_ev.wait(), max(0.0, delay))
+
+    async def _publish_committed(self) -> None:
+        if self._published_id is None:
+            # Start after what is already there: a restart does not replay old events.
+            self._published_id = await self._store.read(_max_id)
+            # A (re)start retries the whole backlog now, oldest first, instead of each row
+            # waiting out the backoff it had when the last process stopped.
+            await self._pull_backlog_forward()
+            return
+        while True:
+            after = self._published_id
+            rows = await self._store.read(
+                functools.partial(_rows_after, after_id=after, limit=self._batch)
+            )
+            for row in rows:
+                ev = row.event
+                self.publish(
+                    {
+                        "type": "notification",
+                        "at": _ts(ev.at),
+                        "id": row.id,
+                        "kind": ev.kind,
+                        "title": ev.title,
+                        "body": ev.body,
+                        "urgent": ev.urgent,
+                        "data": dict(ev.data),
+                    }
+                )
+                self._published_id = row.id
+            if len(rows) < self._batch:
+                return
+
+    async def _deliver_due(self) -> None:
+        max_attempts = self._settings.max_attempts
+        while not self._closing:
+            now = _ts(utcnow())
+            rows = await self._store.read(
+                functools.partial(_due_rows, now=now, max_attempts=max_attempts, limit=self._batch)
+            )
+            for row in rows:
+                if self._stopping():
+                    return
+                await self._deliver(row)
+            if len(rows) < self._batch:
+                return
+
+    async def _deliver(self, row: _Row) -> None:
+        done = self._sent.setdefault(row.id, set())
+        pending = [(i, n) for i, n in enumerate(self._notifiers) if i not in done]
+        event = _late(row.event, utcnow())
+        outcomes = await asyncio.gather(*(self._send(n, event) for _, n in pending))
+        errors: list[str] = []
+        for (index, notifier), error in zip(pending, outcomes, strict=True):
+            if error is None:
+                done.add(index)
+            else:
+                errors.append(f"{_name(notifier)}: {error}")
+        now = utcnow()
+        attempts = row.attempts + 1
+        if not errors:
+            self._sent.pop(row.id, None)
+            # With no notifier configured the row is closed at once (kept for the record).
+            note = None if self._notifiers else "no notifier configured"
+            await self._store.write(
+                lambda c: c.execute(
+                    "UPDATE outbox SET delivered_at = ?, attempts = ?, last_error = ? WHERE id = ?",
+                    (_ts(now), attempts, note, row.id),
+                )
+            )
+            self.delivered += 1
+            if self._failing:
+                # The receivers are back: flush the backlog now, oldest first, rather than
+                # each row at the end of its own backoff (up to retry_max_s away).
+                self._failing = False
+                await self._pull_backlog_forward()
+            return
+        self.failures += 1
+        self._failing = True
+        error_text = "; ".join(errors)[:_ERROR_CHARS]
+        if attempts >= self._settings.max_attempts:
+            self._sent.pop(row.id, None)
+            next_at = now
+            log.error(
+                "notification %d (%s) given up after %d attempts: %s",
+                row.id,
+                row.event.kind,
+                attempts,
+                error_text,
+            )
+        else:
+            delay = self._backoff(attempts)
+            next_at = now + timedelta(seconds=delay)
+            log.warning(
+                "notification %d (%s) attempt %d failed, retrying in %.1f s: %s",
+                row.id,
+                row.event.kind,
+                attempts,
+                delay,
+                error_text,
+            )
+        await self._store.write(
+            lambda c: c.execute(
+                "UPDATE outbox SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
+                (attempts, error_text, _ts(next_at), row.id),
+            )
+        )
+
+    async def _pull_backlog_forward(self) -> None:
+        now = _ts(utcnow())
+        await self._store.write(
+            lambda c: c.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE delivered_at IS NULL"
+                " AND attempts < ? AND next_attempt_at > ?",
+                (now, self._settings.max_attempts, now),
+            )
+        )
+
+    async def _send(self, notifier: Notifier, event: Event) -> str | None:
+        """One notifier, one event: None when sent, else a secret-free reason."""
+        try:
+            await asyncio.wait_for(notifier.send(event), self._timeout)
+        except TimeoutError:
+            return f"timed out after {self._timeout:g} s"
+        except Exception as exc:
+            # Notifier errors are ours to phrase (errors.py: messages carry no secrets).
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def _backoff(self, attempts: int) -> float:
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        state.attempt_number = attempts
+        return float(self._wait(state))
+
+    async def _next_delay(self) -> float:
+        due = await self._store.read(lambda c: _next_due(c, self._settings.max_attempts))
+        if due is None:
+            return self._poll_s
+        wait = (datetime.fromisoformat(due) - utcnow()).total_seconds()
+        return min(self._poll_s, max(0.0, wait))
+
+    async def _prune(self) -> None:
+        """Delete delivered rows older than ``retention`` (hourly); undelivered rows stay."""
+        now = time.monotonic()
+        if now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        cutoff = _ts(utcnow() - self._retention)
+        deleted = await self._store.write(
+            lambda c: (
+                c.execute(
+                    "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+                    (cutoff,),
+                ).rowcount
+            )
+        )
+        if deleted:
+            log.info("pruned %d delivered notifications older than %s", deleted, self._retention)
+
+
+def _late(event: Event, now: datetime) -> Event:
+    """``event`` with its time appended to the body when it is delivered over a minute
+    late (after an outage, or out of order behind a retried row), so the reader can tell."""
+    if now - event.at <= _LATE:
+        return event
+    stamp = event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    note = f"(Happened at {stamp} UTC; delivered late.)"
+    return replace(event, body=f"{event.body}\n{note}" if event.body else note)
+
+
+def _name(notifier: Notifier) -> str:
+    return str(getattr(notifier, "name", type(notifier).__name__))
+
+
+# --------------------------------------------------------------------------- event builders
+# Titles lead with what happened and the mode; bodies are a few short lines. Every builder
+# puts the mode (when there is one) in data["mode"], which wants() uses for paper trades.
+
+
+def _num(value: Any) -> str:
+    """A quantity or price as plain text: no exponent, thousands separated when large."""
+    if value is None or value == "":
+        return "?"
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    if not d.is_finite():
+        return str(d)
+    if abs(d) >= 1000:
+        return f"{d:,f}"
+    return f"{d:f}"
+
+
+def _lines(*parts: str) -> str:
+    return "\n".join(p for p in parts if p)
+
+
+def _event(kind: str, title: str, body: str, data: Mapping[str, Any]) -> Event:
+    return Event(
+        kind=kind,
+        title=title,
+        body=body,
+        at=utcnow(),
+        urgent=kind in URGENT_KINDS,
+        data={k: v for k, v in data.items() if v is not None},
+    )
+
+
+def order_event(order: Mapping[str, Any]) -> Event:
+    """An order as the control API shows it (ORDER dict, design.md section 11)."""
+    mode = str(order.get("mode", ""))
+    state = str(order.get("state", ""))
+    side, pair = str(order.get("side", "")), str(order.get("pair", ""))
+    price = order.get("price")
+    title = f"{mode} order {state}: {side} {_num(order.get('quantity'))} {pair}"
+    if price not in (None, ""):
+        title += f" @ {_num(price)}"
+    requested = order.get("requested_quantity")
+    capped = ""
+    if requested not in (None, "") and str(requested) != str(order.get("quantity")):
+        capped = f"Requested {_num(requested)}, capped to {_num(order.get('quantity'))}."
+    filled = ""
+    if order.get("filled_quantity") not in (None, "", "0"):
+        filled = f"Filled {_num(order.get('filled_quantity'))}"
+        if order.get("average_price") not in (None, ""):
+            filled += f" at average {_num(order.get('average_price'))}"
+        filled += "."
+    body = _lines(
+        f"Order #{order.get('id', '?')} {order.get('type', '')}"
+        f" ({order.get('customer_order_id', '')})",
+        capped,
+        filled,
+        f"Failed: {order['failed_reason']}" if order.get("failed_reason") else "",
+        f"Reason: {order['reason']}" if order.get("reason") else "",
+    )
+    keys = ("id", "customer_order_id", "exchange_order_id", "pair", "side", "type", "quantity",
+            "price", "state", "filled_quantity", "average_price")  # fmt: skip
+    data = {"mode": mode, **{("order_id" if k == "id" else k): order.get(k) for k in keys}}
+    return _event("order", title, body, data)
+
+
+def fill_event(mode: Mode | str, fill: Fill, *, order_id: int | None = None) -> Event:
+    """One execution (applied once: the caller enqueues it with the fill's INSERT)."""
+    title = f"{mode} fill: {fill.side} {_num(fill.quantity)} {fill.pair} @ {_num(fill.price)}"
+    value = fill.quantity * fill.price
+    body = _lines(
+        f"Value {_num(value)}, fee {_num(fill.fee)} {fill.fee_currency}.",
+        f"Trade {fill.trade_id} at {fill.traded_at.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+        + (f", order #{order_id}." if order_id is not None else "."),
+    )
+    data = {
+        "mode": str(mode),
+        "trade_id": fill.trade_id,
+        "order_id": order_id,
+        "customer_order_id": fill.customer_order_id,
+        "pair": fill.pair,
+        "side": str(fill.side),
+        "price": fill.price,
+        "quantity": fill.quantity,
+        "fee": fill.fee,
+        "fee_currency": fill.fee_currency,
+        "traded_at": fill.traded_at,
+    }
+    return _event("fill", title, body, data)
+
+
+def mode_change_event(
+    old: Mode | str | None,
+    new: Mode | str,
+    *,
+    actor: str,
+    reason: str,
+    open_orders: int = 0,
+    positions: Mapping[str, Decimal] | None = None,
+) -> Event:
+    """A committed mode change. ``open_orders``/``positions``: what LIVE left open."""
+    title = f"Trading mode {old or '?'} -> {new}"
+    if str(new) == Mode.LIVE:
+        title = f"Trading is now LIVE (was {old or '?'})"
+    left = ""
+    if open_orders or positions:
+        held = ", ".join(f"{p} {_num(q)}" for p, q in (positions or {}).items())
+        left = f"Left open on the live account: {open_orders} orders" + (
+            f"; positions {held}." if held else "."
+        )
+    body = _lines(f"By {actor}: {reason or 'no reason given'}", left)
+    data = {
+        "old_mode": str(old) if old else None,
+        "new_mode": str(new),
+        "actor": actor,
+        "reason": reason,
+        "open_orders": open_orders,
+        "positions": dict(positions or {}),
+    }
+    return _event("mode_change", title, body, data)
+
+
+def live_refused_event(actor: str, *, gates: Sequence[GateResult] = (), reason: str = "") -> Event:
+    """A refused switch to LIVE: failed gates, or ``reason`` (e.g. an integrity refusal)."""
+    failed = [g for g in gates if not g.ok]
+    reasons = [reason] if reason else []
+    reasons += [g.reason or f"{g.name} failed" for g in failed]
+    body = _lines(
+        f"Requested by {actor}. Trading stays in PAPER.",
+        *(f"- {r}" for r in reasons),
+    )
+    data = {
+        "actor": actor,
+        "reason": reason or None,
+        "gates": [{"name": g.name, "ok": g.ok, "reason": g.reason} for g in gates],
+    }
+    return _event("live_refused", "LIVE switch refused", body, data)
+
+
+def risk_rejected_event(
+    mode: Mode | str, intent: OrderIntent, verdicts: Iterable[Verdict]
+) -> Event:
+    """An order a risk rule refused (never sent)."""
+    rejects = [v for v in verdicts if v.action is VerdictAction.REJECT]
+    title = f"{mode} order rejected: {intent.side} {_num(intent.quantity)} {intent.pair}" + (
+        f" ({rejects[0].rule})" if rejects else ""
+    )
+    body = _lines(
+        *(f"{v.rule}: {v.reason}" for v in rejects),
+        f"Source: {intent.source}" + (f"; reason: {intent.reason}" if intent.reason else ""),
+    )
+    data = {
+        "mode": str(mode),
+        "pair": intent.pair,
+        "side": str(intent.side),
+        "type": str(intent.type),
+        "quantity": intent.quantity,
+        "price": intent.price,
+        "source": intent.source,
+        "verdicts": [v.as_json() for v in rejects],
+    }
+    return _event("risk_rejected", title, body, data)
+
+
+def halt_event(
+    *,
+    breaker: str,
+    reason: str,
+    mode: Mode | str | None = None,
+    until: datetime | None = None,
+    cancelled_orders: int | None = None,
+) -> Event:
+    """A halt (daily-loss style): engine stopped, new risk-increasing orders refused. Urgent."""
+    where = f" ({mode})" if mode else ""
+    body = _lines(
+        reason,
+        f"Cancelled {cancelled_orders} open orders." if cancelled_orders is not None else "",
+        "New risk-increasing orders are refused until "
+        + (f"{until.strftime('%Y-%m-%d %H:%M')} UTC or a resume." if until else "a resume."),
+    )
+    data = {
+        "mode": str(mode) if mode else None,
+        "breaker": breaker,
+        "reason": reason,
+        "until": until,
+        "cancelled_orders": cancelled_orders,
+    }
+    return _event("halt", f"HALT{where}: trading stopped by {breaker}", body, data)
+
+
+def emergency_stop_event(
+    *,
+    reason: str,
+    actor: str,
+    cancelled_orders: int,
+    remaining_open_orders: int,
+    breaker: str = "emergency_stop",
+) -> Event:
+    """An emergency stop: orders cancelled, mode PAPER, latched until a resume. Urgent."""
+    body = _lines(
+        f"{reason or 'no reason given'} (by {actor}).",
+        f"Cancelled {cancelled_orders} orders; mode is PAPER; latched until a resume.",
+        f"{remaining_open_orders} orders still open on the exchange: CHECK VALR NOW."
+        if remaining_open_orders
+        else "No orders left open on the exchange.",
+    )
+    data = {
+        "breaker": breaker,
+        "reason": reason,
+        "actor": actor,
+        "cancelled_orders": cancelled_orders,
+        "remaining_open_orders": remaining_open_orders,
+    }
+    return _event("emergency_stop", "EMERGENCY STOP: trading halted", body, data)
+
+
+def resume_event(*, actor: str, reason: str, breakers: Sequence[str] = ()) -> Event:
+    """A latched stop cleared by an operator."""
+    cleared = ", ".join(breakers) if breakers else "stop"
+    body = f"{cleared} cleared by {actor}: {reason or 'no reason given'}"
+    data = {"actor": actor, "reason": reason, "breakers": list(breakers)}
+    return _event("resume", "Trading resumed", body, data)
+
+
+def connection_lost_event(
+    *, venue: str, stream: str, detail: str = "", mode: Mode | str | None = None
+) -> Event:
+    """An exchange stream went down (the client reconnects and reconciles by itself)."""
+    body = _lines(
+        detail,
+        "Reconnecting; open orders and missed trades are reconciled after it is back.",
+    )
+    data = {"venue": venue, "stream": stream, "detail": detail, "mode": mode and str(mode)}
+    return _event("connection_lost", f"{venue} {stream} connection lost", body, data)
+
+
+def connection_restored_event(
+    *, venue: str, stream: str, detail: str = "", down_for: timedelta | None = None
+) -> Event:
+    """An exchange stream is back."""
+    after = f" after {down_for.total_seconds():.0f} s" if down_for is not None else ""
+    data = {"venue": venue, "stream": stream, "detail": detail, "down_for": down_for}
+    return _event(
+        "connection_restored", f"{venue} {stream} connection restored{after}", detail, data
+    )
+
+
+def integrity_event(
+    problem: str, *, action: str = "", details: Mapping[str, Any] | None = None
+) -> Event:
+    """Something that must not happen happened (e.g. LIVE without a confirmed switch). Urgent.
+
+    ``action`` says what heliosd did about it (e.g. "orders are refused").
+    """
+    data = {"problem": problem, "action": action or None, "details": dict(details or {})}
+    return _event("integrity", "INTEGRITY ALERT", _lines(problem, action), data)
