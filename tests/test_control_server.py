@@ -335,7 +335,9 @@ async def _raw(path: Path, data: bytes) -> bytes:
         writer.close()
 
 
-async def test_hundred_bad_requests_then_a_good_one(sock_dir: Path, backend: MemoryBackend) -> None:
+async def test_hundred_bad_requests_then_a_good_one(
+    sock_dir: Path, backend: MemoryBackend, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = settings_for(sock_dir)
     server, session = await serve(backend, settings)
     path = settings.daemon.control_socket
