@@ -144,21 +144,23 @@ async def test_market_buy_fills_at_slipped_ask_with_fee_in_base(market: MarketDa
     ex, rec = await started(market)
     result = await ex.place(req(BUY, "0.01"))
     assert result.state is OrderState.FILLED
-    # ask 1,000,000 x 1.0005 = 1,000,500; notional 10,005 ZAR; fee 0.1 % of 0.01 BTC.
-    assert await funds(ex) == {"ZAR": (D(89995), 0), "BTC": (D("0.50999"), 0)}
+    # ask 1,000,000 x 1.0005 = 1,000,500. 0.01 BTC is what VALR credits after the fee, so
+    # the fill is 0.01 / 0.999 = 0.01001001001 -> 0.01001002 (up); fee 0.1 % of it,
+    # 0.00001001002 -> 0.00001002 (up); notional 0.01001002 x 1,000,500 = 10,015.02501 ZAR.
+    assert await funds(ex) == {"ZAR": (D("89984.97499"), 0), "BTC": (D("0.51"), 0)}
     await drain()
     (fill,) = rec.fills
-    assert (fill.side, fill.price, fill.quantity) == (BUY, D(1000500), D("0.01"))
-    assert (fill.fee, fill.fee_currency) == (D("0.00001"), "BTC")
+    assert (fill.side, fill.price, fill.quantity) == (BUY, D(1000500), D("0.01001002"))
+    assert (fill.fee, fill.fee_currency) == (D("0.00001002"), "BTC")
     assert fill.trade_id.startswith("paper-")
     assert fill.exchange_order_id == result.exchange_order_id
     assert fill.customer_order_id == "c-1"
     (status,) = rec.statuses
     assert status.state is OrderState.FILLED
-    assert status.executed_quantity == D("0.01")
+    assert status.executed_quantity == D("0.01001002")
     assert status.average_price == D(1000500)
     assert rec.balances[-1] == (
-        [Balance("ZAR", D(89995)), Balance("BTC", D("0.50999"))],
+        [Balance("ZAR", D("89984.97499")), Balance("BTC", D("0.51"))],
         False,
     )
     await ex.close()
@@ -531,7 +533,7 @@ async def test_restore_continues_exactly_where_the_last_run_stopped(market: Mark
     status = await again.order_status("BTCZAR", customer_order_id="m1")
     assert status is not None
     assert status.state is OrderState.FILLED
-    assert status.executed_quantity == D("0.02")
+    assert status.executed_quantity == D("0.02002003")  # grossed up for the fee
 
     rec2 = Recorder()
     await again.start(rec2)

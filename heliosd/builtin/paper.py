@@ -7,8 +7,13 @@ prices. What it cannot know (depth, queue position) it models pessimistically.
 
 Execution model
 ---------------
+* Requests are checked as VALR and the VALR client check them: quantity truncated to the
+  base decimals, a limit price rounded to the tick never against the trader (BUY down,
+  SELL up), min/max base and quote amounts (a market order valued at the touch).
 * MARKET orders fill at once and in full at the touch (best ask for a BUY, best bid for a
-  SELL) worsened by ``slippage_pct`` and rounded to the tick *against* the trader.
+  SELL) worsened by ``slippage_pct`` and rounded to the tick *against* the trader. The
+  quantity is VALR's ``baseAmount``: for a BUY that is the base credited *after* the taker
+  fee, so the fill is grossed up (0.01 BTC asked, 0.01001002 filled at 0.1 %).
 * A LIMIT order that crosses the touch fills at once as taker, at the touch worsened by
   slippage but never beyond its limit (with no slippage: the better of limit and touch).
 * Any other LIMIT order rests, reserving quote (BUY) or base (SELL), and fills in full as
@@ -408,12 +413,18 @@ class PaperExchange:
             raise ExchangeRejected(f"No market price for {info.symbol}")
         quantity = info.round_quantity(request.quantity)
         if order_type is _MARKET:
+            # Sized at the touch, as the VALR client estimates a market order's value.
+            self._check_size(info, quantity, touch)
             price = self._slipped(info, buy, touch)
-            self._check_size(info, quantity, price)
+            if buy:
+                quantity = self._gross_up(info, quantity)
             return self._take(info, cid, side, quantity, price)
         if request.price is None or request.price <= 0:
             raise ExchangeRejected(INVALID_REQUEST, venue_code=-11)
-        limit = info.round_price(request.price)
+        # Rounded to the tick never against the trader, as the VALR client sends it.
+        limit = _to_tick(request.price, info.tick_size, ROUND_FLOOR if buy else ROUND_CEILING)
+        if limit <= 0:
+            raise ExchangeRejected(INVALID_REQUEST, venue_code=-11)
         self._check_size(info, quantity, limit)
         if (limit >= touch) if buy else (limit <= touch):
             slipped = self._slipped(info, buy, touch)
@@ -519,6 +530,20 @@ class PaperExchange:
             base_q, quote_q = _quanta(info)
             cached = self._quanta[info.symbol] = (info, base_q, quote_q)
         return cached[1], cached[2]
+
+    def _gross_up(self, info: PairInfo, net: Decimal) -> Decimal:
+        """The gross base quantity a market BUY fills so that ``net`` is credited after the
+        taker fee: VALR's ``baseAmount`` on a market BUY is the amount received after the
+        fee (valr-api.md section 4.3), and the VALR client sends the quantity as it."""
+        pct = self._taker_pct
+        if not pct:
+            return net
+        base_q = self._fee_quanta(info)[0]
+        gross = (net * _HUNDRED / (_HUNDRED - pct)).quantize(base_q, rounding=ROUND_CEILING)
+        # The fee rounds up too, which can cost one quantum of the net: add it back.
+        while gross - _fee(gross, pct, base_q) < net:
+            gross += base_q
+        return gross
 
     def _take(
         self, info: PairInfo, cid: str, side: Side, quantity: Decimal, price: Decimal
