@@ -23,6 +23,8 @@ saying so: not knowing is never a pass.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -70,6 +72,19 @@ def worth_an_order(quantity: Decimal, info: PairInfo, mark: Decimal | None) -> b
     if size == 0 or size < info.min_base:
         return False
     return mark is None or size * mark >= info.min_quote
+
+
+# How the VALR client words a refusal: "VALR refused the request (GET /path): <VALR's text>".
+_REFUSAL = re.compile(r"^VALR refused the request \([^)]*\): (?P<text>.+)$", re.DOTALL)
+
+
+def venue_message(exc: HeliosError) -> str:
+    """VALR's own text from an error (the contract shows it verbatim), else the whole message."""
+    given = exc.details.get("venue_message")
+    if isinstance(given, str) and given:
+        return given
+    match = _REFUSAL.match(exc.message)
+    return match.group("text") if match else exc.message
 
 
 def _cannot(name: str, what: str, exc: HeliosError) -> GateResult:
@@ -223,7 +238,7 @@ class ValrCredentials:
         try:
             info = await ctx.live.check_credentials()
         except AuthError as exc:
-            return GateResult(self.name, False, f"invalid VALR credentials ({exc.message})")
+            return GateResult(self.name, False, f"invalid VALR credentials ({venue_message(exc)})")
         except HeliosError as exc:
             return _cannot(self.name, "VALR credentials", exc)
         permissions = {p.strip().lower() for p in info.permissions}
@@ -258,8 +273,7 @@ class RiskConfigComplete:
 class ClockSkew:
     """|server time - local time| must stay under ``valr.max_clock_skew_s``.
 
-    Uses the live client's ``clock_skew()`` (seconds, server minus local) when it has one;
-    otherwise asks ``server_time()`` and compares with the middle of the request's round trip.
+    Measured afresh on every check (see :func:`_measure_skew`).
     """
 
     name: str = CLOCK
@@ -279,14 +293,21 @@ class ClockSkew:
 
 
 async def _measure_skew(ctx: GateContext) -> float:
-    measure: Any = getattr(ctx.live, "clock_skew", None)
-    if callable(measure):
-        value: Any = measure()
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+    """Server minus local time, in seconds, measured now.
+
+    ``server_time()`` is asked in any case: it makes a client that tracks its offset measure
+    afresh (a skew measured hours ago says little about the clock now). The client's own
+    figure is preferred when it has one (it knows its transport); an unknown (non-finite)
+    figure falls back to our own comparison.
+    """
     before = time.time()
     server: datetime = await ctx.live.server_time()
     after = time.time()
+    measure: Any = getattr(ctx.live, "clock_skew", None)
+    if callable(measure):
+        value: Any = measure()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
     local = datetime.fromtimestamp((before + after) / 2, UTC)
     return (server - local).total_seconds()
 
@@ -337,5 +358,6 @@ __all__ = [
     "builtin_gates",
     "format_quantity",
     "heliosd_register_gates",
+    "venue_message",
     "worth_an_order",
 ]
