@@ -38,7 +38,12 @@ def set_price(market: MarketData, pair: str, mid: str, spread: str = "0") -> Non
 
 
 def fill(
-    side: Side, qty: str, price: str, fee: str = "0", fee_currency: str = "ZAR", pair: str = "BTCZAR"
+    side: Side,
+    qty: str,
+    price: str,
+    fee: str = "0",
+    fee_currency: str = "ZAR",
+    pair: str = "BTCZAR",
 ) -> Fill:
     return Fill(
         trade_id=f"t{next(_ids)}",
