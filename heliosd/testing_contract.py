@@ -246,6 +246,51 @@ def valr_settings(
     )
 
 
+SIM_KEY, SIM_SECRET = "a1" * 32, "b2" * 32  # the funded primary account "0"
+
+
+def fast_valr_tuning(**overrides: Any) -> Any:
+    """ValrTuning with test-sized waits (retries in ms, PING every second)."""
+    from heliosd.builtin.valr.retry import RetryPolicy, ValrTuning
+
+    quick = RetryPolicy(max_attempts=4, max_total_s=5, base_delay_s=0.01, max_delay_s=0.05)
+    values: dict[str, Any] = {
+        "read_policy": quick,
+        "write_policy": quick,
+        "lookup_policy": quick,
+        "lookup_grace_s": 0.01,
+        "ping_interval_s": 1.0,
+        "auth_timeout_s": 2.0,
+        "reconnect_initial_s": 0.05,
+        "reconnect_max_s": 0.2,
+        "ready_timeout_s": 5.0,
+        "reconcile_overlap_s": 1.0,
+    }
+    values.update(overrides)
+    return ValrTuning(**values)
+
+
+@contextlib.asynccontextmanager
+async def funded_sim(
+    zar: Decimal = Decimal(100000), *, seed: int = 1, **config: Any
+) -> AsyncIterator[Any]:
+    """A started simulator (prices still unless ``price_interval_s`` is given) whose primary
+    account "0" holds ``zar`` and answers to ``SIM_KEY``/``SIM_SECRET``."""
+    from heliosd.sim import SimConfig, Simulator
+
+    config.setdefault("price_interval_s", None)
+    sim = Simulator(SimConfig(seed=seed, **config))
+    await sim.start()
+    try:
+        sim.add_account("0")
+        sim.add_api_key(SIM_KEY, SIM_SECRET, account_id="0")
+        if zar:
+            sim.fund("0", "ZAR", zar)
+        yield sim
+    finally:
+        await sim.stop()
+
+
 @contextlib.asynccontextmanager
 async def valr_on_sim(
     sim: Any,
