@@ -326,6 +326,14 @@ class Ledger:
         """
         return self._figures(now, update=True)
 
+    def peek(self, now: datetime) -> LedgerSnapshot:
+        """The same figures as :meth:`snapshot` without moving the peak or the day start.
+
+        For readers (status lines, ``GET /api/risk``): only the caller that persists
+        :meth:`marks` should call :meth:`snapshot`, or a mark change could go unsaved.
+        """
+        return self._figures(now, update=False)
+
     def _figures(self, now: datetime, *, update: bool) -> LedgerSnapshot:
         local_day = now.astimezone(self.tz).date()
         equity = self.equity()
@@ -390,7 +398,7 @@ class Ledger:
 
     def pnl_json(self, now: datetime) -> dict[str, Any]:
         """``GET /api/pnl``: the figures at ``now`` without moving the persisted marks."""
-        s = self._figures(now, update=False)
+        s = self.peek(now)
         return {
             "mode": str(self.mode),
             "reference_currency": self.reference_currency,
@@ -442,7 +450,9 @@ class Ledger:
         return info
 
     def _known_pairs(self) -> set[str]:
-        return set(self._pairs) | set(self._books)
+        # The market's list too: pairs loaded after this ledger was built must still show
+        # their holdings (the pre-LIVE gates look for open positions here).
+        return set(self._pairs) | set(self._market.pairs()) | set(self._books)
 
     def _total(self, currency: str) -> Decimal:
         if self._venue is not None:

@@ -273,10 +273,20 @@ def test_restored_marks_survive_a_restart_on_the_same_day_only() -> None:
     assert ledger.marks() == (D(120000), date(2026, 3, 4), D(90000))
 
 
-def test_pnl_json_does_not_move_the_persisted_marks() -> None:
+def test_readers_do_not_move_the_persisted_marks() -> None:
     ledger = paper(make_market(BTCZAR="1000000"))
     ledger.pnl_json(T0)
+    assert ledger.peek(T0).day_start_equity == D(100000)
     assert ledger.marks() == (None, None, None)
+
+
+def test_pairs_listed_later_by_the_market_show_their_holdings() -> None:
+    market = MarketData({"BTCZAR": BTCZAR})
+    start = {"ZAR": D(1000), "ETH": D(2)}
+    ledger = Ledger(Mode.PAPER, "ZAR", SAST, market.pairs(), market, start)
+    assert ledger.positions() == {}
+    market.set_pairs({"BTCZAR": BTCZAR, "ETHZAR": ETHZAR})
+    assert ledger.positions() == {"ETHZAR": D(2)}
 
 
 def test_decimal_text_is_fixed_point() -> None:
