@@ -64,7 +64,7 @@ class _Subscription:
             raise StopAsyncIteration
         return item
 
-    async def aclose(self) -> None:
+    def close(self) -> None:  # sync, like heliosd.notify.Subscription
         if self in self.backend.subscribers:
             self.backend.subscribers.remove(self)
 
@@ -800,6 +800,40 @@ async def test_events_stream_server_sent_events_with_heartbeats(served: Served) 
         served.backend.end_streams()
         assert await asyncio.wait_for(resp.content.read(), 5) == b""
     assert served.backend.subscribers == []
+
+
+class GeneratorEventsBackend(MemoryBackend):
+    """events() as an async generator: the API must close it when the reader leaves."""
+
+    closed: bool = False
+
+    async def _gen(self) -> AsyncIterator[Mapping[str, Any]]:
+        try:
+            yield {"type": "hello"}
+            await asyncio.Event().wait()
+        finally:
+            self.closed = True
+
+    def events(self) -> AsyncIterator[Mapping[str, Any]]:
+        return self._gen()
+
+
+async def test_event_stream_is_closed_when_the_reader_leaves(sock_dir: Path) -> None:
+    backend = GeneratorEventsBackend()
+    server, session = await serve(backend, settings_for(sock_dir), sse_heartbeat_s=0.05)
+    try:
+        async with session.get("http://heliosd/api/events") as resp:
+            assert await _read_event_block(resp) == ": connected\n"
+            assert (await _read_event_block(resp)).startswith("event: hello\n")
+        # The next heartbeat write fails and the handler closes the backend's generator.
+        for _ in range(100):
+            if backend.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert backend.closed
+    finally:
+        await session.close()
+        await server.stop()
 
 
 async def test_server_stop_ends_open_event_streams_promptly(served: Served) -> None:

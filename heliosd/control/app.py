@@ -410,6 +410,19 @@ def format_event(event: Mapping[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {dumps(dict(event))}\n\n".encode()
 
 
+async def _close_stream(stream: object) -> None:
+    """Unsubscribe: async generators have ``aclose``, subscription objects ``close``."""
+    closer = getattr(stream, "aclose", None) or getattr(stream, "close", None)
+    if closer is None:
+        return
+    try:
+        result = closer()
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("closing an event subscription failed")
+
+
 class ControlApi:
     """The route handlers; one instance per app."""
 
@@ -586,10 +599,7 @@ class ControlApi:
             log.exception("event stream failed; closing the SSE response")
         finally:
             queue.put_nowait(_END)
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
+            await _close_stream(stream)
 
     async def on_shutdown(self, app: web.Application) -> None:
         # SSE responses never end on their own; end them so shutdown does not wait on them.
