@@ -101,6 +101,15 @@ def describe(intents: Sequence[OrderIntent]) -> str:
 
 
 class Engine:
+    """Runs one strategy at a time (see the module docstring for the contract).
+
+    ``ledgers`` maps each mode to its ledger; ``mode_provider()`` says which mode is stored
+    now (read on every tick, so the strategy always sees the ledger the router will use);
+    ``pairs_provider()`` gives the pair limits (default: the market's); ``halted()`` returns
+    the reason of a latched breaker or None; ``on_event`` receives
+    ``{"type": "engine", "event": "started"|"stopped"|"error", "strategy", "at", ...}``.
+    """
+
     def __init__(
         self,
         router: OrderRouter,
@@ -108,8 +117,8 @@ class Engine:
         settings: Settings,
         market: MarketData,
         ledgers: Mapping[Mode, LedgerView],
-        pairs_provider: Callable[[], Mapping[str, PairInfo]],
-        mode_provider: Callable[[], Mode],
+        pairs_provider: Callable[[], Mapping[str, PairInfo]] | None = None,
+        mode_provider: Callable[[], Mode] | None = None,
         on_event: EventSink | None = None,
         *,
         halted: Callable[[], str | None] = lambda: None,
@@ -122,7 +131,10 @@ class Engine:
         self._settings = settings
         self._market = market
         self._ledgers = ledgers
-        self._pairs_provider = pairs_provider
+        self._pairs_provider = pairs_provider or market.pairs
+        if mode_provider is None:
+            # No default: a guessed mode would hand the strategy the wrong ledger.
+            raise TypeError("Engine needs mode_provider (the stored mode, read per tick)")
         self._mode_provider = mode_provider
         self._on_event = on_event
         self._halted = halted
@@ -183,7 +195,7 @@ class Engine:
                 self._run(name, strategy), name=f"engine:{name}"
             )
             log.info("engine started strategy %s (by %s)", name, actor or "?")
-            self._emit("engine_started", name, actor=actor)
+            self._emit("started", name, actor=actor)
             return {**self.status(), "changed": True}
 
     async def stop(self, actor: str = "", reason: str = "") -> dict[str, Any]:
@@ -212,7 +224,7 @@ class Engine:
         self._finish()
         if name is not None:
             log.info("engine stopped strategy %s (by %s)", name, actor or "?")
-            self._emit("engine_stopped", name, actor=actor, reason=reason)
+            self._emit("stopped", name, actor=actor, reason=reason)
 
     def _finish(self) -> None:
         if self._unsubscribe is not None:
@@ -254,14 +266,14 @@ class Engine:
                 if halt:
                     stats.last_error = f"stopped: trading is halted ({halt})"
                     log.warning("engine: stopping %s, trading is halted (%s)", name, halt)
-                    self._emit("engine_stopped", name, reason=f"trading is halted ({halt})")
+                    self._emit("stopped", name, reason=f"trading is halted ({halt})")
                     break
                 await self._tick(name, strategy, stats)
         except StrategyFailed as exc:
             stats.errors += 1
             stats.last_error = str(exc)
             log.error("engine: strategy %s stopped: %s", name, exc)
-            self._emit("engine_error", name, error=str(exc))
+            self._emit("error", name, error=str(exc))
         finally:
             stats.running = False
             if self._task is asyncio.current_task() and not self._stopping:
@@ -351,7 +363,13 @@ class Engine:
     def _emit(self, kind: str, strategy: str, **fields: Any) -> None:
         if self._on_event is None:
             return
-        event = {"kind": kind, "strategy": strategy, "at": utcnow().isoformat(), **fields}
+        event = {
+            "type": "engine",
+            "event": kind,
+            "strategy": strategy,
+            "at": utcnow().isoformat(),
+            **fields,
+        }
         try:
             self._on_event(event)
         except Exception:
