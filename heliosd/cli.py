@@ -73,6 +73,7 @@ def _run(config: str) -> int:
     from heliosd.logs import setup_logging
     from heliosd.plugins import load_with_plugins
 
+    setup_logging("info")  # so plugin loading (paths, sha256) is logged properly
     settings, pm = load_with_plugins(config)
     setup_logging(settings.daemon.log_level)
     daemon = Daemon(settings, pm=pm)

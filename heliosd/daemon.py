@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from heliosd.config import Settings
-from heliosd.logs import register_secret
+from heliosd.logs import register_settings_secrets
 from heliosd.sdnotify import SdNotifier
 from heliosd.service import Service
 
@@ -38,15 +38,6 @@ class DaemonState(enum.StrEnum):
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
-
-
-def register_settings_secrets(settings: Settings) -> None:
-    """Teach the log redactor every secret the config holds."""
-    secrets = [settings.valr.api_key, settings.valr.api_secret, settings.daemon.http_token]
-    secrets.extend(settings.notify.urls)
-    for secret in secrets:
-        if secret is not None:
-            register_secret(secret.reveal())
 
 
 class Daemon:

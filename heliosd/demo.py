@@ -95,6 +95,7 @@ async def _demo(state_dir: Path, *, engine: bool, status: bool, sim_port: int) -
                     label="heliosd demo")  # fmt: skip
     sim.fund("0", "ZAR", Decimal(100000))
     receiver, port = await _receiver(state_dir / "notifications.log")
+    setup_logging("info")
     try:
         settings, pm = demo_settings(
             state_dir, rest_url=sim.rest_url, ws_url=sim.ws_url, key=key, secret=secret,
@@ -132,7 +133,7 @@ async def _status(daemon: Any) -> None:
         await asyncio.sleep(1 if tty else 10)
         try:
             mode = service.store.mode_state().mode
-            snap = service.ledgers[mode].snapshot(utcnow())
+            snap = service.ledgers[mode].peek(utcnow())
             positions = (
                 ", ".join(
                     f"{p} {q.normalize()}"

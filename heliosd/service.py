@@ -232,7 +232,7 @@ class Service:
 
     def status_text(self) -> str:
         mode = self.store.mode_state().mode
-        snap = self.ledgers[mode].snapshot(utcnow())
+        snap = self.ledgers[mode].peek(utcnow())
         halt = self.breakers.halt_reason()
         return (
             f"{mode} equity {snap.equity:.2f} {self.settings.risk.reference_currency}"
@@ -279,9 +279,9 @@ class Service:
             return
         kind = "connection_restored" if up else "connection_lost"
         text = f"VALR {stream} stream {'restored' if up else 'lost'}: {detail}"
-        self._spawn(self.store.write(
-            lambda c: self._enqueue_fn()(c, Event(kind, f"heliosd: {text}", text, utcnow()))
-        ))  # fmt: skip
+        enqueue_fn = self._enqueue_fn()
+        event = Event(kind, f"heliosd: {text}", text, utcnow())
+        self._spawn(self.store.write(lambda c: enqueue_fn(c, event)))
 
     async def _mode_changed(self, mode: Mode) -> None:
         self.notifications.publish({"type": "mode", **mode_json(self.store.mode_state())})
@@ -300,6 +300,12 @@ class Service:
     def _run_monitors(self, mode: Mode) -> None:
         self._monitor_pending.discard(mode)
         ledger = self.ledgers[mode]
+        # An unknown equity is not a loss: no verdicts until the venue's balances and a mark
+        # for every held position are known (a restart would otherwise read as a 100% drop).
+        if not ledger.ready or any(
+            qty and self.market.mark(pair) is None for pair, qty in ledger.positions().items()
+        ):
+            return
         before = ledger.marks()
         snapshot = ledger.snapshot(utcnow())
         if ledger.marks() != before:
@@ -343,10 +349,12 @@ class Service:
     async def _halt(self, mode: Mode, breaker: str, reason: str, until: Any) -> None:
         """Daily loss: stop the engine, cancel that mode's open orders, refuse new risk."""
 
+        enqueue_fn = self._enqueue_fn()
+
         def tx(conn: sqlite3.Connection) -> None:
             trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
             st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
-            self._enqueue_fn()(
+            enqueue_fn(
                 conn,
                 Event("halt", f"heliosd {mode}: trading halted", reason, utcnow(), urgent=True),
             )
@@ -420,6 +428,8 @@ class Service:
         async with self._stop_lock:
             who = str(actor)
 
+            enqueue_fn = self._enqueue_fn()
+
             def tx(conn: sqlite3.Connection) -> None:
                 trip_sql(conn, EMERGENCY, mode=None, reason=reason)
                 row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
@@ -433,7 +443,7 @@ class Service:
                         confirmed=False,
                     )
                 st.audit(conn, actor=who, action="emergency_stop", outcome="latched", reason=reason)
-                self._enqueue_fn()(
+                enqueue_fn(
                     conn,
                     Event(
                         "emergency_stop",
@@ -490,6 +500,8 @@ class Service:
         who = str(actor)
         names = [EMERGENCY, DAILY_LOSS, DRAWDOWN]
 
+        enqueue_fn = self._enqueue_fn()
+
         def tx(conn: sqlite3.Connection) -> int:
             n = clear_sql(conn, names, actor=who, reason=reason)
             st.audit(
@@ -500,7 +512,7 @@ class Service:
                 reason=reason,
                 details={"cleared": n},
             )
-            self._enqueue_fn()(
+            enqueue_fn(
                 conn, Event("resume", "heliosd: trading resumed", f"{who}: {reason}", utcnow())
             )
             return n
@@ -575,7 +587,7 @@ class Service:
     async def risk(self) -> dict[str, Any]:
         mode = self.store.mode_state().mode
         r = self.settings.risk
-        snap = self.ledgers[mode].snapshot(utcnow())
+        snap = self.ledgers[mode].peek(utcnow())
         ledger = self.ledgers[mode]
         equity = snap.equity
         largest = Decimal(0)

@@ -241,6 +241,20 @@ class DaemonProcess:
         self.proc.kill()
         self.proc.wait(10)
 
+    # The simulator usually runs in the test's event loop: blocking it while the daemon
+    # talks to the simulator would deadlock, so async tests use these.
+    async def astart(self, timeout: float = 30, env: dict[str, str] | None = None) -> None:
+        await asyncio.to_thread(self.start, timeout, env)
+
+    async def arequest(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        return await asyncio.to_thread(self.request, method, path, body)
+
+    async def aterminate(self, timeout: float = 30) -> int:
+        return await asyncio.to_thread(self.terminate, timeout)
+
+    async def akill9(self) -> None:
+        await asyncio.to_thread(self.kill9)
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
 

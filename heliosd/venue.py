@@ -202,5 +202,6 @@ class VenueSink:
     async def on_connection(self, stream: str, up: bool, detail: str) -> None:
         previous = self.streams.get(stream)
         self.streams[stream] = (up, detail, iso(utcnow()))
-        if previous is None or previous[0] != up:
+        # The first "up" is the normal start, not news; a first "down" is (never connected).
+        if (previous is None and not up) or (previous is not None and previous[0] != up):
             self._on_connection_change(self.mode, stream, up, detail)
