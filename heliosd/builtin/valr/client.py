@@ -79,6 +79,11 @@ def wire_decimal(value: Decimal) -> str:
     return format(value, "f")
 
 
+def plain(value: Decimal) -> str:
+    """Decimal text for people: no exponent, no trailing zeros ("9", "0.0001")."""
+    return format(value.normalize(), "f")
+
+
 def _is_not_found(exc: ExchangeRejected) -> bool:
     return exc.venue_code == ORDER_NOT_FOUND or exc.details.get("status") == 404
 
@@ -376,12 +381,12 @@ class ValrClient:
             notional = qty * price
             if notional < pair.min_quote:
                 raise reject(
-                    f"Order value {notional:f} {pair.quote} is below the minimum "
+                    f"Order value {plain(notional)} {pair.quote} is below the minimum "
                     f"{pair.min_quote} {pair.quote} for {symbol}"
                 )
             if notional > pair.max_quote:
                 raise reject(
-                    f"Order value {notional:f} {pair.quote} is above the maximum "
+                    f"Order value {plain(notional)} {pair.quote} is above the maximum "
                     f"{pair.max_quote} {pair.quote} for {symbol}"
                 )
         if request.type is OrderType.LIMIT:
