@@ -565,10 +565,11 @@ async def test_restore_reports_orders_that_cannot_rest_again(
     market: MarketData, caplog: pytest.LogCaptureFixture
 ) -> None:
     unfunded = OpenOrder("e-1", "BTCZAR", BUY, LIMIT, D(990000), D(1), D(1), "u-1")
-    unknown = OpenOrder("e-2", "DOGEZAR", BUY, LIMIT, D(1), D(100), D(100), "u-2")
+    unknown = OpenOrder("e-2", "DOGEXYZ", BUY, LIMIT, D(1), D(100), D(100), "u-2")
+    never_placed = OpenOrder("", "BTCZAR", BUY, LIMIT, D(900000), D("0.01"), D("0.01"), "u-3")
     ex = PaperExchange(market, settings())
     with caplog.at_level(logging.WARNING, logger="heliosd.builtin.paper"):
-        ex.restore([], [unfunded, unknown])
+        ex.restore([], [unfunded, unknown, never_placed])
     assert len(caplog.records) == 2
     assert await ex.open_orders() == []
     assert await funds(ex) == {"ZAR": (D(100000), 0), "BTC": (D("0.5"), 0)}
@@ -584,10 +585,31 @@ async def test_restore_reports_orders_that_cannot_rest_again(
     await ex.close()
 
 
-async def test_restore_refuses_a_fill_of_an_unknown_pair(market: MarketData) -> None:
-    fill = Fill("t-1", "DOGEZAR", BUY, D(1), D(10), D(0), "DOGE", datetime.now(UTC))
-    with pytest.raises(HeliosError, match="unknown pair DOGEZAR"):
+async def test_restore_refuses_a_fill_of_an_unreadable_pair(market: MarketData) -> None:
+    fill = Fill("t-1", "DOGEXYZ", BUY, D(1), D(10), D(0), "DOGE", datetime.now(UTC))
+    with pytest.raises(HeliosError, match="unknown pair DOGEXYZ"):
         PaperExchange(market, settings()).restore([fill], [])
+
+
+async def test_restore_reads_pairs_not_loaded_yet_from_their_symbol(market: MarketData) -> None:
+    """The core restores before the venue's pairs load: XRPZAR is not in the defaults."""
+    fill = Fill("t-1", "XRPZAR", BUY, D(10), D(100), D("0.1"), "XRP", datetime.now(UTC))
+    order = OpenOrder("e-1", "XRPZAR", SELL, LIMIT, D(12), D(50), D(50), "x-1")
+    ex = PaperExchange(market, settings())
+    ex.restore([fill], [order])
+    assert await funds(ex) == {
+        "ZAR": (D(99000), 0),
+        "BTC": (D("0.5"), 0),
+        "XRP": (D("49.9"), D(50)),
+    }
+    assert [o.customer_order_id for o in await ex.open_orders()] == ["x-1"]
+    rec = Recorder()
+    await ex.start(rec)
+    market.update(quote("12", "13", pair="XRPZAR"))
+    await drain()
+    assert [(f.price, f.quantity) for f in rec.fills] == [(D(12), D(50))]
+    assert (await funds(ex))["ZAR"] == (D(99600), 0)
+    await ex.close()
 
 
 async def test_restore_counts_a_trade_id_once(market: MarketData) -> None:

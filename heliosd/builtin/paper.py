@@ -95,6 +95,9 @@ INVALID_ORDER = "Invalid Order. "  # -1, trailing space included
 _CUSTOMER_ID = re.compile(r"[0-9A-Za-z-]{1,50}")
 _HUNDRED = Decimal(100)
 _DELIVERY_DRAIN_S = 5.0
+# VALR's quote currencies, longest first so "USDC" wins over a hypothetical "DC"; used only
+# to read a pair symbol that is not loaded yet (see PaperExchange._restore_pair).
+_QUOTE_CURRENCIES = ("USDC", "USDT", "ZAR", "BTC", "ETH", "EUR", "USD")
 # Finished orders kept for order_status lookups; older ones are forgotten (the store has them).
 MAX_FINISHED_ORDERS = 10_000
 
@@ -293,7 +296,7 @@ class PaperExchange:
         for fill in sorted(fills, key=lambda f: f.traded_at):
             if fill.trade_id in self._trade_ids:
                 continue
-            info = self._market.pair(fill.pair)
+            info = self._restore_pair(fill.pair)
             if info is None:
                 raise HeliosError(
                     f"cannot restore paper fill {fill.trade_id}: unknown pair {fill.pair}"
@@ -310,6 +313,14 @@ class PaperExchange:
             self._trade_ids.add(fill.trade_id)
             self._remember_fill(fill)
         for order in open_orders:
+            if not order.exchange_order_id:
+                # Never acknowledged by this venue (the daemon stopped between sending and
+                # recording): the core's reconciliation fails it when the venue does not
+                # list it, which is the truth.
+                logger.info(
+                    "paper order %s was never placed; not restored", order.customer_order_id
+                )
+                continue
             if order.exchange_order_id in self._open:
                 continue
             self._restore_open(order)
@@ -794,8 +805,40 @@ class PaperExchange:
             )
         )
 
+    def _restore_pair(self, symbol: str) -> PairInfo | None:
+        """The pair's info, or a provisional one read from the symbol.
+
+        The core restores before the venue's pair list is loaded, so a pair beyond the
+        defaults is not known yet; its base and quote are still plain in the symbol (VALR
+        concatenates them), and that is all a restored fill needs. Restored orders of such a
+        pair keep the provisional info: fees in base decimals 8 and quote cents.
+        """
+        info = self._market.pair(symbol)
+        if info is not None:
+            return info
+        for quote in _QUOTE_CURRENCIES:
+            if symbol.endswith(quote) and len(symbol) > len(quote):
+                logger.info(
+                    "paper restore: %s not loaded yet; read as %s/%s",
+                    symbol,
+                    symbol[: -len(quote)],
+                    quote,
+                )
+                return PairInfo(
+                    symbol=symbol,
+                    base=symbol[: -len(quote)],
+                    quote=quote,
+                    min_base=ZERO,
+                    max_base=Decimal("Infinity"),
+                    min_quote=ZERO,
+                    max_quote=Decimal("Infinity"),
+                    tick_size=Decimal(1),
+                    base_decimals=8,
+                )
+        return None
+
     def _restore_open(self, order: OpenOrder) -> None:
-        info = self._market.pair(order.pair)
+        info = self._restore_pair(order.pair)
         try:
             side = Side(order.side)
             is_limit = OrderType(order.type) is _LIMIT
