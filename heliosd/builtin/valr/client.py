@@ -61,6 +61,7 @@ from heliosd.types import (
     PlaceRequest,
     PlaceResult,
     Side,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class ValrClient:
         self._pairs_lock = asyncio.Lock()
         self._account: AccountStream | None = None
         self._trade: TradeStream | None = None
+        self._started_at = utcnow()
 
     @classmethod
     def from_context(cls, ctx: ExchangeContext) -> ValrClient:
@@ -138,6 +140,7 @@ class ValrClient:
     async def start(self, events: ExchangeEvents) -> None:
         """Measure the clock offset and start the streams (the account stream only with
         credentials). Returns at once; connection state arrives via ``on_connection``."""
+        self._started_at = utcnow()
         try:
             await self._rest.sync_time()
         except TransientError as exc:
@@ -510,6 +513,8 @@ class ValrClient:
             async with asyncio.timeout(self.tuning.ready_timeout_s):
                 await stream.ready.wait()
         except TimeoutError:
+            if isinstance(stream.last_error, AuthError):
+                raise stream.last_error from None
             raise TransientError(
                 "the VALR account stream is not connected and reconciled; order not sent",
                 retry_after=self.tuning.reconnect_initial_s,
@@ -552,17 +557,17 @@ class ValrClient:
 
     # ------------------------------------------------------------------ reconciliation
 
-    async def _reconcile(self, events: ExchangeEvents, down_since: datetime | None) -> None:
+    async def _reconcile(self, events: ExchangeEvents) -> None:
         """Run after every (re)connect of the account stream, before it is marked ready:
         a balance snapshot, the fills missed since the watermark, then the open orders.
 
-        Without a watermark (nothing durable yet) only fills since the stream last went down
-        are replayed: the account's older history predates this daemon's orders.
+        Without a watermark (nothing durable yet) fills are replayed from when this client
+        started: every order it placed is younger, and the account's older history predates
+        this daemon's orders (replaying it would invent fills the ledger never ordered).
         """
         await events.on_balances(await self.balances(), snapshot=True)
-        since = events.fill_watermark() or down_since
-        if since is not None:
-            since -= timedelta(seconds=self.tuning.reconcile_overlap_s)
-            for fill in await self.trade_history(since=since):
-                await events.on_fill(fill)
+        since = events.fill_watermark() or self._started_at
+        since -= timedelta(seconds=self.tuning.reconcile_overlap_s)
+        for fill in await self.trade_history(since=since):
+            await events.on_fill(fill)
         await events.on_open_orders(await self.open_orders())

@@ -26,7 +26,6 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Generator
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,14 +34,18 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from heliosd.builtin.valr import parse
 from heliosd.builtin.valr.retry import ValrTuning
-from heliosd.errors import HeliosError
+from heliosd.errors import AuthError, HeliosError
 from heliosd.protocols import ExchangeEvents
 from heliosd.types import Quote, utcnow
 
 log = logging.getLogger(__name__)
+# The websockets library logs handshake headers (our API key and signature) and frame
+# contents at DEBUG. Its logger is pinned to INFO so a debug log level never leaks them.
+_ws_log = logging.getLogger(f"{__name__}.websockets")
+_ws_log.setLevel(logging.INFO)
 
 Sign = Callable[[str, str], dict[str, str]]  # (verb, path) -> auth headers
-Reconcile = Callable[[ExchangeEvents, "datetime | None"], Awaitable[None]]
+Reconcile = Callable[[ExchangeEvents], Awaitable[None]]
 Handler = Callable[[Any], Awaitable[None]]
 
 PING = json.dumps({"type": "PING"})
@@ -93,7 +96,8 @@ class _Stream:
         self._sign = sign
         self._task: asyncio.Task[None] | None = None
         self._up = False
-        self._down_since: datetime | None = None
+        # Why the last connection attempt failed, when it was the credentials.
+        self.last_error: HeliosError | None = None
         self._last_pong = 0.0
         self._quiet = False  # not reading (reconciling): do not judge missing PONGs
         self._handlers: dict[str, Handler] = {}
@@ -123,11 +127,16 @@ class _Stream:
     def _process_exception(self, exc: Exception) -> Exception | None:
         """Every connection failure is retried with backoff; refusals are worth a warning."""
         if isinstance(exc, InvalidStatus):
+            status = exc.response.status_code
             log.warning(
                 "VALR %s stream: handshake refused with HTTP %d; retrying with backoff",
                 self.name,
-                exc.response.status_code,
+                status,
             )
+            if status in (401, 403):
+                self.last_error = AuthError(
+                    f"VALR refused the {self.name} stream's credentials (HTTP {status})"
+                )
         else:
             log.info("VALR %s stream: connect failed (%s)", self.name, type(exc).__name__)
         return None
@@ -145,7 +154,7 @@ class _Stream:
                     open_timeout=self._tuning.auth_timeout_s,
                     close_timeout=2,
                     max_size=2**22,
-                    logger=log,
+                    logger=_ws_log,
                 ):
                     detail, failed = "connection closed by VALR", False
                     try:
@@ -184,7 +193,7 @@ class _Stream:
             if self._sign is not None:
                 await self._await_authenticated(ws)
             detail = await self._on_open(ws)
-            self._up = True
+            self._up, self.last_error = True, None
             await self._events.on_connection(self.name, True, detail)
             async for raw in ws:
                 await self._handle(raw)
@@ -216,7 +225,7 @@ class _Stream:
                     self._last_pong = loop.time()
                 elif loop.time() - self._last_pong > 2 * interval:
                     log.warning(
-                        "VALR %s stream: no PONG for %.0f s; reconnecting",
+                        "VALR %s stream: no PONG for %.1f s; reconnecting",
                         self.name,
                         loop.time() - self._last_pong,
                     )
@@ -230,7 +239,6 @@ class _Stream:
         if not self._up:
             return
         self._up = False
-        self._down_since = utcnow()
         self._on_down()
         try:
             await self._events.on_connection(self.name, False, detail)
@@ -324,7 +332,7 @@ class AccountStream(_Stream):
         # snapshot and each BALANCE_UPDATE a full row, so the latest always wins).
         self._quiet = True
         try:
-            await self._reconcile(self._events, self._down_since)
+            await self._reconcile(self._events)
         finally:
             self._quiet = False
         self.ready.set()
