@@ -15,6 +15,7 @@ from heliosd.builtin import limits
 from heliosd.builtin.limits import (
     DAILY_LOSS,
     DRAWDOWN,
+    EMPTY_ACCOUNT,
     DailyLossLimit,
     DrawdownLimit,
     LeverageLimit,
@@ -185,14 +186,25 @@ def test_missing_price_or_equity_fails_closed() -> None:
         assert v.reason == "no price for BTCZAR: cannot value the order"
 
     m = market()
-    broke = ledger_with(m, ZAR="0")
     unknown = Ledger(Mode.LIVE, "ZAR", SETTINGS.risk.tz, PAIRS, m, None)  # no snapshot yet
-    for ledger in (broke, unknown):
-        v = PositionLimit().check(buy("0.001"), ctx(ledger, m))
-        assert v.action is VerdictAction.REJECT
-        assert v.reason == "equity is 0 ZAR: nothing to size against"
-        v = LeverageLimit().check(buy("0.001"), ctx(ledger, m))
-        assert v.reason == "equity is 0 ZAR: leverage undefined"
+    v = PositionLimit().check(buy("0.001"), ctx(unknown, m))
+    assert v.action is VerdictAction.REJECT
+    assert v.reason == "equity is 0 ZAR: nothing to size against"
+    v = LeverageLimit().check(buy("0.001"), ctx(unknown, m))
+    assert v.reason == "equity is 0 ZAR: leverage undefined"
+    # Negative equity (a margin account under water) is not "empty": refused.
+    under = ledger_with(m, ZAR="-5", BTC="0")
+    assert PositionLimit().check(buy("0.001"), ctx(under, m)).action is VerdictAction.REJECT
+
+
+def test_known_empty_account_lets_the_venue_refuse() -> None:
+    """Seed Phase 2: a zero-balance LIVE account gets VALR's Insufficient Balance, not ours."""
+    m = market()
+    broke = ledger_with(m, ZAR="0")
+    for rule in (PositionLimit(), LeverageLimit()):
+        v = rule.check(buy("0.001"), ctx(broke, m))
+        assert v.action is VerdictAction.ACCEPT
+        assert v.reason == EMPTY_ACCOUNT
 
     intent = OrderIntent("DOGEZAR", Side.BUY, OrderType.MARKET, D(1))
     v = PositionLimit().check(intent, ctx(ledger_with(m, ZAR="100"), m))

@@ -11,7 +11,11 @@ Shared semantics:
   quantity is at most the position's size (a spot SELL of base currency held). Reducing
   orders always pass: refusing them would trap an operator in a position.
 * Anything the rule cannot value (no price, equity <= 0, unknown pair) is a REJECT with the
-  reason: fail closed.
+  reason: fail closed. One exception, on purpose: an account whose balances are *known* and
+  all zero (the normal state of a fresh LIVE account before funding, seed Phase 2) holds
+  nothing that can be lost, so its orders pass to the venue, which refuses them with its own
+  "Insufficient Balance" -- the operator then sees the real venue answer, not a sizing error.
+  heliosd never sends ``allowMargin``, so an empty account cannot borrow.
 * Notional is valued in the reference currency: ``quantity * price * rate(quote)``, where
   ``rate`` is 1 for pairs quoted in the reference currency and otherwise the mark of
   ``QUOTE + reference``.
@@ -33,6 +37,17 @@ DRAWDOWN = "drawdown"
 EMERGENCY = "emergency"
 
 _HUNDRED = Decimal(100)
+
+
+EMPTY_ACCOUNT = "account holds nothing (all balances known and zero): the venue decides"
+
+
+def empty_account(ctx: RiskContext) -> bool:
+    """Balances are known (the ledger is ready) and every one of them is zero."""
+    ledger = ctx.ledger
+    if not getattr(ledger, "ready", False):
+        return False
+    return all(not b.total for b in ledger.balances().values())
 
 
 def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
@@ -115,6 +130,8 @@ class PositionLimit:
             return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
         equity = ctx.ledger.equity()
         if equity <= 0:
+            if empty_account(ctx):
+                return Verdict.accept(self.name, EMPTY_ACCOUNT)
             return Verdict.reject(
                 self.name, f"equity is {decimal_text(equity)} {reference}: nothing to size against"
             )
@@ -184,6 +201,8 @@ class LeverageLimit:
             return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
         equity = ctx.ledger.equity()
         if equity <= 0:
+            if empty_account(ctx):
+                return Verdict.accept(self.name, EMPTY_ACCOUNT)
             return Verdict.reject(
                 self.name, f"equity is {decimal_text(equity)} {reference}: leverage undefined"
             )
