@@ -8,7 +8,6 @@ keeps serving; a restart rebuilds the same ledger from stored fills.
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
