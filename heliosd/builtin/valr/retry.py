@@ -38,7 +38,8 @@ class RetryPolicy:
         """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
         if retry_after is not None:
             return max(retry_after, 0.0)
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        # The exponent is capped: a stream may retry for days, and 2.0**1024 overflows.
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2.0 ** min(attempt - 1, 32))
         return random.uniform(ceiling / 2, ceiling)
 
 

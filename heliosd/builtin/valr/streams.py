@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable, Collection, Generator
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from heliosd.builtin.valr import parse
-from heliosd.builtin.valr.retry import ValrTuning
+from heliosd.builtin.valr.retry import RetryPolicy, ValrTuning
 from heliosd.errors import AuthError, HeliosError
 from heliosd.protocols import ExchangeEvents
 from heliosd.types import Quote, utcnow
@@ -71,11 +70,16 @@ class _SignedConnect(connect):
 
 
 def _backoff(tuning: ValrTuning) -> Callable[[], Generator[float]]:
+    """Reconnect delays: the retry policies' jittered doubling, from the tuning's bounds."""
+    policy = RetryPolicy(
+        base_delay_s=tuning.reconnect_initial_s, max_delay_s=tuning.reconnect_max_s
+    )
+
     def delays() -> Generator[float]:
-        delay = tuning.reconnect_initial_s
+        attempt = 0
         while True:
-            yield random.uniform(delay / 2, delay)
-            delay = min(delay * 2, tuning.reconnect_max_s)
+            attempt += 1
+            yield policy.delay(attempt, None)
 
     return delays
 
