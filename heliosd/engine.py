@@ -274,6 +274,11 @@ class Engine:
             stats.last_error = str(exc)
             log.error("engine: strategy %s stopped: %s", name, exc)
             self._emit("error", name, error=str(exc))
+        except Exception as exc:  # a bug of ours (or a provider's): stop, say so, never crash
+            stats.errors += 1
+            stats.last_error = f"engine failed: {type(exc).__name__}: {exc}"
+            log.exception("engine: strategy %s stopped by an engine failure", name)
+            self._emit("error", name, error=stats.last_error)
         finally:
             stats.running = False
             if self._task is asyncio.current_task() and not self._stopping:

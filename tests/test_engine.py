@@ -478,3 +478,24 @@ def test_the_engine_needs_the_stored_mode() -> None:
     router: Any = type("R", (), {"submit": never})()
     with pytest.raises(TypeError, match="mode_provider"):
         Engine(router, {}, Settings(), MarketData(), {}, None, None)
+
+
+async def test_an_engine_failure_stops_and_reports_instead_of_crashing(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A mode without a ledger: the engine's own wiring is wrong, not the strategy.
+    strategy = Scripted("scripted", [])
+    engine = Engine(
+        rig.router, {"scripted": strategy}, rig.settings, rig.market,
+        {Mode.PAPER: rig.ledgers[Mode.PAPER]}, rig.market.pairs, lambda: Mode.LIVE,
+        rig.events.append,
+    )  # fmt: skip
+    rig.engines.append(engine)
+    with caplog.at_level(logging.ERROR, logger="heliosd.engine"):
+        await engine.start("scripted")
+        await until(lambda: not engine.running)
+    assert stats(engine, "scripted")["last_error"] == "engine failed: KeyError: <Mode.LIVE: 'LIVE'>"
+    assert strategy.calls == []
+    assert rig.events[-1]["event"] == "error"
+    (record,) = caplog.records
+    assert record.exc_info is not None
