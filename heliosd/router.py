@@ -256,7 +256,7 @@ class ExecutionRouter:
                 enqueue(conn, Event(
                     kind=event, title=f"heliosd {order.mode}: order refused",
                     body=f"{i.side} {i.quantity} {i.pair} refused: {event_text}",
-                    at=utcnow(), data={"order_id": row["id"]},
+                    at=utcnow(), data={"order_id": row["id"], "mode": str(order.mode)},
                 ))  # fmt: skip
             return row
 

@@ -96,7 +96,7 @@ class VenueSink:
                     kind="fill", title=f"heliosd {mode}: {fill.side} {fill.quantity} {fill.pair}",
                     body=f"filled {fill.quantity} {fill.pair} at {fill.price}"
                          f" (fee {fill.fee} {fill.fee_currency})",
-                    at=utcnow(), data={"trade_id": fill.trade_id},
+                    at=utcnow(), data={"trade_id": fill.trade_id, "mode": str(mode)},
                 ))  # fmt: skip
             return outcome
 
