@@ -232,7 +232,7 @@ class ExecutionRouter:
         except (TransientError, AuthError) as exc:
             result = PlaceResult(OrderState.FAILED, None, exc.message)
             error = exc
-        row = await self._store.write(lambda c: od.apply_result(c, row["id"], result))
+        row = await self._store.write(self._result_tx(row["id"], result, mode))
         self._counters.track(row)
         self._after_order(row, mode)
         if error is not None:
@@ -243,6 +243,26 @@ class ExecutionRouter:
             error.details = {**error.details, "order": row}
             raise error
         return row
+
+    def _result_tx(
+        self, order_id: int, result: PlaceResult, mode: Mode
+    ) -> Callable[[sqlite3.Connection], dict[str, Any]]:
+        """Record the venue's answer; a LIVE order's notification commits with it."""
+        enqueue = self._enqueue if mode is Mode.LIVE else None
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+            row = od.apply_result(conn, order_id, result)
+            if enqueue is not None:
+                what = f"{row['side']} {row['quantity']} {row['pair']} {row['type']}"
+                state = row["state"] + (f": {row['failed_reason']}" if row["failed_reason"] else "")
+                enqueue(conn, Event(
+                    kind="order", title=f"heliosd LIVE order {row['id']}: {what}",
+                    body=f"{what} -> {state} (reason: {row['reason'] or 'none given'})",
+                    at=utcnow(), data={"order_id": row["id"], "mode": str(mode)},
+                ))  # fmt: skip
+            return row
+
+        return tx
 
     async def _store_order(
         self, order: od.NewOrder, *, event: str | None = None, event_text: str = ""

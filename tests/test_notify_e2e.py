@@ -60,6 +60,10 @@ async def test_mode_change_notification_survives_receiver_outage_and_restart(
             {"mode": "LIVE", "confirm_token": token, "reason": "first live day"},
         )  # fmt: skip
         assert status == 200, body
+        buy = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
+        status, body = await proc.arequest("POST", "/api/orders", buy)
+        assert status == 201, body
+        await asyncio.sleep(0.5)  # let the fill arrive on the account stream
         status, body = await proc.arequest(
             "POST", "/api/trading/emergency-stop", {"reason": "drill"}
         )
@@ -71,10 +75,12 @@ async def test_mode_change_notification_survives_receiver_outage_and_restart(
         await proc.astart()  # pending rows are due at once after a restart
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
-        while loop.time() < deadline and len(receiver.received) < 2:
+        while loop.time() < deadline and len(receiver.received) < 4:
             await asyncio.sleep(0.1)
         titles = [r.get("title", "") for r in receiver.received]
         assert any("PAPER -> LIVE" in t for t in titles), titles
+        assert any(t.startswith("heliosd LIVE order") for t in titles), titles  # every LIVE order
+        assert any(t.startswith("heliosd LIVE: BUY") for t in titles), titles  # and its fill
         urgent = [r for r in receiver.received if "EMERGENCY STOP" in r.get("title", "")]
         assert len(urgent) == 1, titles
         assert urgent[0]["type"] == "failure"  # urgent events are sent as failures
