@@ -141,7 +141,9 @@ class Service:
         for mode in (Mode.LIVE, Mode.PAPER):
             await self.clients[mode].start(self.sinks[mode])
             self.stack.push_async_callback(self.clients[mode].close)
-        await self._load_pairs()
+        # Pair limits are public venue data; startup never waits on the network for them
+        # (the built-in limits serve until they arrive).
+        self._spawn(self._load_pairs())
         self.market.subscribe(lambda _q: self._quote_changed())
 
         self.router = ExecutionRouter(
@@ -200,15 +202,20 @@ class Service:
         task.add_done_callback(self._background.discard)
 
     async def _load_pairs(self) -> None:
-        """The venue's pair limits (public data), or the defaults when it cannot be reached."""
-        try:
-            pairs = await asyncio.wait_for(self.clients[Mode.LIVE].pairs(), 10)
-        except (HeliosError, TimeoutError) as exc:
-            log.warning("venue pairs unavailable (%s); using built-in pair limits", exc)
+        """The venue's pair limits (public data); retried in the background until loaded."""
+        delay = 1.0
+        while True:
+            try:
+                pairs = await asyncio.wait_for(self.clients[Mode.LIVE].pairs(), 10)
+            except (HeliosError, TimeoutError) as exc:
+                log.warning("venue pairs unavailable (%s); built-in pair limits meanwhile", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+                continue
+            wanted = {p: info for p, info in pairs.items() if p in self.settings.valr.pairs}
+            if wanted:
+                self.market.set_pairs({**self.market.pairs(), **wanted})
             return
-        wanted = {p: info for p, info in pairs.items() if p in self.settings.valr.pairs}
-        if wanted:
-            self.market.set_pairs({**self.market.pairs(), **wanted})
 
     async def reload_plugins(self) -> list[Any]:
         assert self.pm is not None
@@ -373,25 +380,41 @@ class Service:
         self.breakers.committed_trip(breaker, reason, None)
         await self.emergency_stop(reason=f"{breaker}: {reason}", actor=SYSTEM)
 
-    async def _cancel_everything(self, modes: Sequence[Mode]) -> tuple[int, int, list[str]]:
+    async def _cancel_everything(
+        self, modes: Sequence[Mode], attempts: int = 3
+    ) -> tuple[int, int | None, list[str]]:
+        """Cancel every open order of each mode's account, then verify none remain.
+
+        A stop must not give up on one transient error: cancel-all and the verification
+        are retried (bounded). ``remaining`` counts live orders still open at the venue, or
+        is None when the venue could not be checked at all (the notes say why).
+        """
         cancelled = 0
-        remaining = 0
+        remaining: int | None = 0
         notes: list[str] = []
 
         async def one(mode: Mode) -> None:
             nonlocal cancelled, remaining
             client = self.clients[mode]
-            try:
-                cancelled += await client.cancel_all()
-                left = await client.open_orders()
-            except AuthError as exc:
-                notes.append(f"{mode}: {exc.message}")
+            left: list[OpenOrder] | None = None
+            for attempt in range(attempts):
+                try:
+                    cancelled += await client.cancel_all()
+                    left = await client.open_orders()
+                except AuthError as exc:
+                    notes.append(f"{mode}: {exc.message}")
+                    return
+                except HeliosError as exc:
+                    notes.append(f"{mode}: attempt {attempt + 1}: {exc.message}")
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                if not left:
+                    break
+            if left is None:
+                if mode is Mode.LIVE:
+                    remaining = None
                 return
-            except HeliosError as exc:
-                notes.append(f"{mode}: cancel failed: {exc.message}")
-                remaining += -1 if remaining < 0 else 0
-                return
-            if mode is Mode.LIVE:
+            if mode is Mode.LIVE and remaining is not None:
                 remaining += len(left)
             await self.sinks[mode].on_open_orders(left)
 
