@@ -321,6 +321,22 @@ class Ctl:
             return EXIT_REFUSED
         return self.finish(status, body)
 
+    def live_smoke(self) -> int:
+        from heliosd.control.smoke import live_smoke_command
+
+        a = self.args
+        return live_smoke_command(
+            self.client,
+            a.pair,
+            quantity=a.quantity,
+            yes=a.yes,
+            timeout_s=a.timeout,
+            as_json=self.json,
+            stdin=self.stdin,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
 
 def _show_order(body: Any) -> str:
     order = body.get("order") if isinstance(body, dict) else None
@@ -427,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("backup", "take a database backup"),
     ):
         cmd(name, help_text)
+    ls = cmd("live-smoke", "first LIVE trade check: minimum MARKET BUY, then verify everything")
+    ls.add_argument("pair")
+    ls.add_argument("--yes", action="store_true", help="do not ask before placing the order")
+    ls.add_argument("--quantity", metavar="QTY", help="base quantity (default: pair minimum)")
+    ls.add_argument("--timeout", type=_positive_int, default=30, help="seconds per check")
     w = cmd("watch", "follow events until Ctrl-C")
     w.add_argument("--count", type=_positive_int, help="stop after N events")
     return p
@@ -470,6 +491,7 @@ def main(
         "health": ctl.health,
         "watch": ctl.watch,
         "backup": ctl.backup,
+        "live-smoke": ctl.live_smoke,
     }
     try:
         return commands[args.command]()
