@@ -136,7 +136,7 @@ async def _status(daemon: Any) -> None:
             snap = service.ledgers[mode].peek(utcnow())
             positions = (
                 ", ".join(
-                    f"{p} {q.normalize()}"
+                    f"{p} {format(q.normalize(), 'f')}"
                     for p, q in service.ledgers[mode].positions().items()
                     if q
                 )

@@ -56,6 +56,12 @@ ORDER_COLUMNS = (
 _SELECT = "SELECT " + ", ".join(ORDER_COLUMNS) + " FROM orders"  # noqa: S608
 
 
+def plain(value: Decimal) -> str:
+    """Fixed-point text without trailing zeros: never "5.005E+4" in an API answer."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def new_customer_order_id() -> str:
     """VALR allows <= 50 chars of [0-9A-Za-z-]; unique among open orders (we keep it global)."""
     return "hd-" + uuid.uuid4().hex
@@ -216,7 +222,7 @@ def apply_fill(conn: sqlite3.Connection, mode: Mode, fill: Fill) -> dict[str, An
     conn.execute(
         "UPDATE orders SET filled_quantity = ?, average_price = ?, state = ?, updated_at = ?,"
         " exchange_order_id = COALESCE(exchange_order_id, ?) WHERE id = ?",
-        (str(new_filled), str(new_avg.quantize(Decimal("1e-12")).normalize()), str(state),
+        (str(new_filled), plain(new_avg.quantize(Decimal("1e-12"))), str(state),
          iso(utcnow()), fill.exchange_order_id, row["id"]),
     )  # fmt: skip
     return {"order": get_order_row(conn, row["id"])}

@@ -89,7 +89,8 @@ class PairInfo:
     def round_price(self, price: Decimal) -> Decimal:
         """Round a price to a multiple of the tick size."""
         ticks = (price / self.tick_size).to_integral_value(rounding=ROUND_HALF_EVEN)
-        return (ticks * self.tick_size).normalize() if ticks else self.tick_size
+        # quantize, not normalize: normalize turns 1000000 into 1E+6.
+        return (ticks * self.tick_size).quantize(self.tick_size) if ticks else self.tick_size
 
 
 @dataclass(frozen=True, slots=True)

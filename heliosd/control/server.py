@@ -268,6 +268,9 @@ class ControlServer:
             app,
             handle_signals=False,
             shutdown_timeout=self.shutdown_timeout_s,
+            # No per-request access lines: status polling would flood the journal, and
+            # every state-changing request is in the audit table with its caller.
+            access_log=None,
             logger=cast(logging.Logger, _ProtocolLog(logging.getLogger("aiohttp.server"))),
         )
         await runner.setup()
