@@ -1,0 +1,152 @@
+"""``heliosd demo`` as an operator meets it: a real process driven by the real heliosctl.
+
+What ``make run`` starts, minus the terminal: the embedded simulator, the local notification
+receiver and the daemon in PAPER with the demo strategy. heliosctl (a separate process each
+time, as typed in a shell) checks the engine runs, switches to LIVE on the simulator's
+account with the typed-out confirmation, pulls the emergency stop, and SIGINT ends the demo
+with exit code 0.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from heliosd.demo import DEMO_LABEL
+
+
+class Demo:
+    def __init__(self, state_dir: Path, log_path: Path) -> None:
+        self.state_dir = state_dir
+        self.socket = state_dir / "heliosd.sock"
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "heliosd.cli", "demo", "--state-dir", str(self.state_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"demo exited early: {self.logs()}"
+            if self.socket.exists() and self.ctl("health")[0] == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"demo not healthy after {timeout} s: {self.logs()}")
+
+    def ctl(self, *args: str) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "heliosd.control.ctl", "--socket", str(self.socket), *args],
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+        return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+    def ctl_json(self, *args: str) -> Any:
+        code, out, err = self.ctl(*args, "--json")
+        assert code == 0, (args, out, err, self.logs())
+        return json.loads(out)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def demo(short_dir: Path) -> Iterator[Demo]:
+    running = Demo(short_dir / "var", short_dir / "demo.log")
+    try:
+        yield running
+    finally:
+        if running.proc is not None and running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait(10)
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
+    demo.start()
+
+    mode = demo.ctl_json("mode")
+    assert mode["mode"] == "PAPER"
+    assert mode["live_venue"] == DEMO_LABEL  # LIVE here is the simulator, and says so
+    code, out, _ = demo.ctl("mode")
+    assert code == 0 and "PAPER" in out
+
+    wait_until(lambda: demo.ctl_json("engine", "status")["running"], 10, "the engine")
+    engine = demo.ctl_json("engine", "status")
+    assert engine["strategy"] == "demo"
+    assert engine["strategies"]["demo"]["running"] is True
+    assert set(engine["pairs"]) == {"BTCZAR", "ETHZAR"}
+
+    # The gates refuse LIVE while the engine runs: the operator stops it first.
+    code, _, err = demo.ctl("mode", "live", "--confirm", "LIVE")
+    assert code == 1
+    assert "engine is running" in err
+    assert demo.ctl_json("engine", "stop")["running"] is False
+    # The strategy may already have bought in PAPER: flatten, as the gates demand.
+    for row in demo.ctl_json("positions")["paper"]:
+        if Decimal(row["quantity"]) > 0:
+            code, out, err = demo.ctl("order", "SELL", row["pair"], row["quantity"])
+            assert code == 0, out + err
+    wait_until(
+        lambda: all(Decimal(r["quantity"]) == 0 for r in demo.ctl_json("positions")["paper"]),
+        10,
+        "flat paper positions",
+    )
+
+    code, out, err = demo.ctl("mode", "live", "--confirm", "LIVE", "--reason", "demo tour")
+    assert code == 0, out + err
+    assert "All gates passed." in out
+    mode = demo.ctl_json("mode")
+    assert mode["mode"] == "LIVE"
+    assert mode["verified"] is True
+    assert mode["live_venue"] == DEMO_LABEL
+    history = demo.ctl_json("history")["history"]
+    assert history[0]["new_mode"] == "LIVE" and history[0]["reason"] == "demo tour"
+
+    stop = demo.ctl_json("stop", "--reason", "demo tour over")
+    assert stop["halted"] is True
+    assert stop["mode"] == "PAPER"
+    assert stop["remaining_open_orders"] == 0
+    mode = demo.ctl_json("mode")
+    assert mode["mode"] == "PAPER" and mode["halted"] is True
+
+    # The stop reached the demo's notification receiver (real Apprise delivery).
+    received = demo.state_dir / "notifications.log"
+    wait_until(
+        lambda: received.exists() and "EMERGENCY STOP" in received.read_text(),
+        10,
+        "the emergency-stop notification",
+    )
+
+    assert demo.proc is not None
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.proc.wait(30) == 0, demo.logs()
+    assert not demo.socket.exists()
+    logs = demo.logs()
+    assert "heliosd stopped" in logs
+    # Nothing went wrong on the way, quietly or loudly.
+    assert not [line for line in logs.splitlines() if " ERROR " in line or " WARNING " in line]
+    assert "Traceback" not in logs
