@@ -1,0 +1,173 @@
+"""Simulator configuration: the static market definition and the mutable fault switches.
+
+``SimConfig`` is fixed for the life of a simulator; ``FaultConfig`` is deliberately mutable
+so a test can flip a fault on and off while a client is connected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencySpec:
+    """One currency as VALR describes it (the ``currency`` object of BALANCE_UPDATE)."""
+
+    short_name: str  # the code clients use: "ZAR", "BTC"
+    symbol: str  # VALR's own symbol: ZAR's is "R"
+    long_name: str
+    decimal_places: int
+
+    @property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.decimal_places)
+
+
+@dataclass(frozen=True, slots=True)
+class PairSpec:
+    """One spot pair with the limits VALR publishes in ``/v1/public/pairs``."""
+
+    symbol: str
+    base: str
+    quote: str
+    min_base: Decimal
+    max_base: Decimal
+    min_quote: Decimal
+    max_quote: Decimal
+    tick_size: Decimal
+    base_decimal_places: int
+
+    @property
+    def base_quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.base_decimal_places)
+
+
+CURRENCIES: dict[str, CurrencySpec] = {
+    "ZAR": CurrencySpec("ZAR", "R", "Rand", 2),
+    "BTC": CurrencySpec("BTC", "BTC", "Bitcoin", 8),
+    "ETH": CurrencySpec("ETH", "ETH", "Ethereum", 8),
+    "USDC": CurrencySpec("USDC", "USDC", "USD Coin", 6),
+}
+
+PAIRS: dict[str, PairSpec] = {
+    "BTCZAR": PairSpec(
+        "BTCZAR",
+        "BTC",
+        "ZAR",
+        Decimal("0.0001"),
+        Decimal("2"),
+        Decimal("10"),
+        Decimal("5000000"),
+        Decimal("1"),
+        8,
+    ),
+    "ETHZAR": PairSpec(
+        "ETHZAR",
+        "ETH",
+        "ZAR",
+        Decimal("0.0002"),
+        Decimal("69.21"),
+        Decimal("10"),
+        Decimal("5000000"),
+        Decimal("1"),
+        8,
+    ),
+    "BTCUSDC": PairSpec(
+        "BTCUSDC",
+        "BTC",
+        "USDC",
+        Decimal("0.00001"),
+        Decimal("2"),
+        Decimal("1"),
+        Decimal("300000"),
+        Decimal("1"),
+        8,
+    ),
+}
+
+DEFAULT_START_PRICES: dict[str, Decimal] = {
+    "BTCZAR": Decimal("1000000"),
+    "ETHZAR": Decimal("50000"),
+    "BTCUSDC": Decimal("60000"),
+}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything that shapes one simulated exchange.
+
+    ``price_interval_s`` of 0 or None means prices only move through ``Simulator.set_price``
+    (deterministic tests). Fees are percentages, as ``/v1/account/fees/trade`` reports them.
+    """
+
+    seed: int = 1
+    pairs: tuple[str, ...] = ("BTCZAR", "ETHZAR")
+    start_prices: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_START_PRICES))
+    price_interval_s: float | None = 0.5
+    # The real window is undocumented (valr-api.md §1.1); 60 s either side of server time.
+    timestamp_window_ms: int = 60_000
+    # VALR closes unauthenticated trade sockets after 15 minutes.
+    unauth_timeout_s: float = 900.0
+    taker_fee_pct: Decimal = Decimal("0.1")
+    maker_fee_pct: Decimal = Decimal("0")
+    # Random-walk step bound per tick, in basis points of the mid price.
+    volatility_bps: int = 5
+    # Replay "pair,price" rows instead of the random walk (one row per pair per tick).
+    price_csv: Path | str | None = None
+    mm_levels: int = 10
+    mm_half_spread_bps: int = 5
+    mm_level_step_bps: int = 5
+    # Quote notional the market maker shows per level (0.5 BTC at 1,000,000 ZAR).
+    mm_level_notional: Decimal = Decimal("500000")
+    # Per-key fixed wall-clock-minute budget (VALR: 2000/min); None = unlimited.
+    rate_limit_per_minute: int | None = None
+    # Delay before a v1 (202) order or cancel is processed; 0 = next loop iteration.
+    v1_processing_delay_s: float = 0.0
+    # Extra pairs beyond the built-in PAIRS table.
+    pair_specs: dict[str, PairSpec] = field(default_factory=dict)
+
+    def pair_spec(self, symbol: str) -> PairSpec:
+        return self.pair_specs.get(symbol) or PAIRS[symbol]
+
+    def currencies(self) -> list[str]:
+        """Every currency of the configured pairs, in a stable order."""
+        seen: dict[str, None] = {}
+        for pair in self.pairs:
+            spec = self.pair_spec(pair)
+            seen.setdefault(spec.base)
+            seen.setdefault(spec.quote)
+        return list(seen)
+
+
+@dataclass
+class FaultConfig:
+    """Fault switches a test may change at any time (all randomness is seeded).
+
+    * ``http_429_rate`` / ``http_5xx_rate``: fraction (0..1) of REST requests answered with a
+      429 (``x-valr-ratelimited: true``, ``Retry-After``, HTML body) or a 5xx.
+    * ``http_5xx_after_rate``: fraction of those 5xx answers produced *after* the handler ran,
+      so the request took effect but its response was lost (a gateway timeout). This is the
+      case a client's "place at most once" logic must survive.
+    * ``delay_s``: added before every REST response.
+    * ``drop_ws_every_s``: close every account and trade socket periodically.
+    * ``ws_drop_mode``: ``"close"`` sends a close frame (1001); ``"abort"`` cuts the TCP
+      connection without one.
+    * ``pause_account_stream``: account events are discarded, not queued, while set; trades
+      still happen, so a client has to reconcile through REST.
+    * ``garble_rate``: fraction of pushed WS events replaced by a truncated, non-JSON or
+      unknown-type message (the original is lost).
+    * ``read_only``: ``/v1/public/status`` says ``read-only`` and every non-GET gets 503.
+    """
+
+    http_429_rate: float = 0.0
+    http_5xx_rate: float = 0.0
+    http_5xx_after_rate: float = 0.5
+    retry_after_s: int = 1
+    delay_s: float = 0.0
+    drop_ws_every_s: float | None = None
+    ws_drop_mode: str = "close"
+    pause_account_stream: bool = False
+    garble_rate: float = 0.0
+    read_only: bool = False

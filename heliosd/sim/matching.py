@@ -1,0 +1,582 @@
+"""The matching engine: places, matches and cancels orders and moves the money.
+
+Everything here is synchronous and single-threaded (it runs on the event loop), so each
+public method is atomic with respect to clients: a WS snapshot taken between two calls is
+always consistent.
+
+Matching rules (sim choices where VALR documents none):
+
+* Price-time priority. At one price, resting client orders come before the market maker
+  (the market maker re-quotes constantly, so it is always the newest).
+* Self-trade prevention: an order that would reach one of the account's own resting
+  orders fails as a whole with VALR's self-trade ``failedReason``.
+* Post-only orders fail if they would match anything; FOK orders fail unless fully
+  fillable; IOC remainders are cancelled; market orders are IOC.
+* Fees: taker ``taker_fee_pct`` (default 0.1 %), maker ``maker_fee_pct`` (default 0 %).
+  The fee is charged in the currency the taker *receives* and the maker *pays*
+  (valr-api.md §4.2): a taker buying BTC pays its fee in BTC; a taker selling BTC pays in
+  ZAR; a maker buying pays in ZAR; a maker selling pays in BTC. Fees are rounded half-up
+  to the currency's decimal places.
+* A buy limit reserves ``quantity × price`` (+ a positive maker fee) of quote, a sell
+  reserves the base quantity; the reservation shrinks with each fill and the rest is
+  released when the order finishes.
+* When the market maker moves through a resting client order (``set_price`` or a tick),
+  the order fills completely at its own limit price, as maker.
+* Market ``baseAmount`` on a BUY and ``quoteAmount`` on a SELL are amounts credited after
+  the fee (valr-api.md §4.3); the sim grosses them up by the taker fee.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+from typing import Any, Protocol
+
+from heliosd.sim import wire
+from heliosd.sim.accounts import Account, ApiKey
+from heliosd.sim.config import PairSpec, SimConfig
+from heliosd.sim.errors import (
+    REASON_FOK,
+    REASON_INSUFFICIENT_BALANCE,
+    REASON_NO_LIQUIDITY,
+    REASON_POST_ONLY,
+    REASON_SELF_TRADE,
+)
+from heliosd.sim.market import Level, Market
+from heliosd.sim.orders import (
+    CANCELLED,
+    FAILED,
+    FILLED,
+    PARTIALLY_FILLED,
+    ZERO,
+    IdFactory,
+    Order,
+    PublicTrade,
+    Side,
+    Trade,
+)
+from heliosd.sim.validation import LimitRequest, MarketRequest, OrderRequest
+
+HUNDRED = Decimal(100)
+
+
+class EventSink(Protocol):
+    """Where the engine's events go (the WebSocket hub, or nothing)."""
+
+    def wants_account(self, account_id: str) -> bool: ...
+
+    def account(self, account_id: str, message: dict[str, Any]) -> None: ...
+
+    def account_text(self, account_id: str, text: str) -> None:
+        """An already serialised account message (the bulk-injection fast path)."""
+        ...
+
+    def wants_market(self, event: str, pair: str) -> bool: ...
+
+    def market(self, event: str, pair: str, message: dict[str, Any]) -> None: ...
+
+
+class NullSink:
+    def wants_account(self, account_id: str) -> bool:
+        return False
+
+    def account(self, account_id: str, message: dict[str, Any]) -> None:
+        return None
+
+    def account_text(self, account_id: str, text: str) -> None:
+        return None
+
+    def wants_market(self, event: str, pair: str) -> bool:
+        return False
+
+    def market(self, event: str, pair: str, message: dict[str, Any]) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class Fill:
+    maker: Order | Level
+    price: Decimal
+    quantity: Decimal
+
+
+@dataclass(slots=True)
+class Plan:
+    fills: list[Fill]
+    self_trade: bool = False
+    exhausted: bool = False  # the book ran out before the amount was reached
+
+    @property
+    def base(self) -> Decimal:
+        return sum((f.quantity for f in self.fills), ZERO)
+
+    @property
+    def quote(self) -> Decimal:
+        return sum((f.quantity * f.price for f in self.fills), ZERO)
+
+
+def _other(side: Side) -> Side:
+    return "sell" if side == "buy" else "buy"
+
+
+class Exchange:
+    """Accounts, keys, books and the rules that connect them."""
+
+    def __init__(self, config: SimConfig, sink: EventSink | None = None) -> None:
+        self.config = config
+        self.sink: EventSink = sink or NullSink()
+        self.ids = IdFactory(config.seed)
+        self.rng = random.Random(config.seed * 7919 + 1)
+        self.specs: dict[str, PairSpec] = {p: config.pair_spec(p) for p in config.pairs}
+        self.markets: dict[str, Market] = {
+            p: Market(spec, config, config.start_prices[p]) for p, spec in self.specs.items()
+        }
+        self.accounts: dict[str, Account] = {}
+        self.keys: dict[str, ApiKey] = {}
+        self.taker_rate = config.taker_fee_pct / HUNDRED
+        self.maker_rate = config.maker_fee_pct / HUNDRED
+        self._dirty: set[str] = set()
+
+    # -- accounts -----------------------------------------------------------------------
+
+    def add_account(self, account_id: str = "0", label: str = "") -> Account:
+        account = self.accounts.get(account_id)
+        if account is None:
+            account = self.accounts[account_id] = Account(account_id, label)
+        return account
+
+    def account(self, account_id: str) -> Account:
+        return self.accounts[account_id]
+
+    def add_api_key(self, key: ApiKey) -> None:
+        self.add_account(key.account_id)
+        self.keys[key.key] = key
+
+    def fund(self, account_id: str, currency: str, amount: Decimal) -> None:
+        acct = self.add_account(account_id)
+        acct.credit(currency, amount, datetime.now(UTC))
+        self._emit_balance(acct, currency)
+
+    def reference_price(self, currency: str) -> Decimal:
+        """Value of one unit in ZAR (for BALANCE_UPDATE's ``totalInReference``)."""
+        if currency == wire.REFERENCE_CURRENCY:
+            return Decimal(1)
+        for market in self.markets.values():
+            if market.spec.base == currency and market.spec.quote == wire.REFERENCE_CURRENCY:
+                return market.mid
+        return ZERO
+
+    # -- orders -------------------------------------------------------------------------
+
+    def new_order(self, account_id: str, req: OrderRequest) -> Order:
+        """Create the order and claim its customerOrderId; nothing is matched yet."""
+        acct = self.accounts[account_id]
+        now = datetime.now(UTC)
+        if isinstance(req, LimitRequest):
+            order = Order(
+                order_id=self.ids.uuid(),
+                account_id=account_id,
+                pair=req.pair,
+                side=req.side,
+                kind="limit",
+                price=req.price,
+                original_quantity=req.quantity,
+                remaining=req.quantity,
+                time_in_force=req.time_in_force,
+                post_only=req.post_only,
+                customer_order_id=req.customer_order_id,
+                created_at=now,
+                updated_at=now,
+                allow_margin=req.allow_margin,
+            )
+        else:
+            amount = req.base_amount or ZERO
+            order = Order(
+                order_id=self.ids.uuid(),
+                account_id=account_id,
+                pair=req.pair,
+                side=req.side,
+                kind="market",
+                price=ZERO,
+                original_quantity=amount,
+                remaining=amount,
+                time_in_force="IOC",
+                post_only=False,
+                customer_order_id=req.customer_order_id,
+                created_at=now,
+                updated_at=now,
+            )
+        if order.customer_order_id is not None:
+            acct.live_customer_ids[order.customer_order_id] = order.order_id
+        return order
+
+    def execute(self, order: Order, req: OrderRequest) -> str:
+        """Run an order created by ``new_order``; return its failedReason ("" if none)."""
+        acct = self.accounts[order.account_id]
+        acct.orders[order.order_id] = order
+        if isinstance(req, LimitRequest):
+            reason = self._execute_limit(acct, order)
+        else:
+            reason = self._execute_market(acct, order, req)
+        self.flush()
+        return reason
+
+    def _execute_limit(self, acct: Account, order: Order) -> str:
+        market = self.markets[order.pair]
+        spec = market.spec
+        best = market.best_ask() if order.side == "buy" else market.best_bid()
+        crosses = best is not None and (
+            best <= order.price if order.side == "buy" else best >= order.price
+        )
+        if order.post_only and crosses:
+            return self._fail(acct, order, REASON_POST_ONLY)
+        plan = self._plan(market, order.side, acct.account_id, order.price, order.remaining)
+        if plan.self_trade:
+            return self._fail(acct, order, REASON_SELF_TRADE)
+        if order.time_in_force == "FOK" and plan.base < order.remaining:
+            return self._fail(acct, order, REASON_FOK)
+        currency = spec.quote if order.side == "buy" else spec.base
+        needed = self._reservation(spec, order.side, order.remaining, order.price)
+        if acct.balance(currency).available < needed:
+            return self._fail(acct, order, REASON_INSUFFICIENT_BALANCE)
+        now = datetime.now(UTC)
+        acct.reserve(currency, needed, now)
+        order.reserved_currency, order.reserved_amount = currency, needed
+        self._emit(acct, wire.order_processed(order))
+        self._emit_balance(acct, currency)
+        for fill in plan.fills:
+            self._apply_fill(market, order, fill)
+        if order.remaining and order.time_in_force == "GTC":
+            market.resting[order.order_id] = order
+            acct.open_orders[order.order_id] = order
+            market.changed()
+            self._dirty.add(order.pair)
+            if not plan.fills:
+                self._emit(acct, wire.order_status_update(order))
+            self._emit_open_orders(acct)
+        elif order.remaining:  # IOC remainder
+            self._finish(acct, order, CANCELLED)
+        return ""
+
+    def _execute_market(self, acct: Account, order: Order, req: MarketRequest) -> str:
+        market = self.markets[order.pair]
+        spec = market.spec
+        base_amount, quote_amount = req.base_amount, req.quote_amount
+        if order.side == "buy" and base_amount is not None:
+            base_amount = (base_amount / (1 - self.taker_rate)).quantize(
+                spec.base_quantum, rounding=ROUND_UP
+            )
+        if order.side == "sell" and quote_amount is not None:
+            quote_amount = quote_amount / (1 - self.taker_rate)
+        plan = self._plan(market, order.side, acct.account_id, None, base_amount, quote_amount)
+        if plan.self_trade:
+            return self._fail(acct, order, REASON_SELF_TRADE)
+        if not plan.fills:
+            return self._fail(acct, order, REASON_NO_LIQUIDITY)
+        if order.side == "buy":
+            currency = spec.quote
+            needed = req.quote_amount if req.quote_amount is not None else plan.quote
+        else:
+            currency = spec.base
+            needed = req.base_amount if req.base_amount is not None else plan.base
+        if acct.balance(currency).available < needed:
+            return self._fail(acct, order, REASON_INSUFFICIENT_BALANCE)
+        # The whole plan's cost is reserved for the instant it executes, so the fills below
+        # go through the same reservation path as limit orders.
+        cost = plan.quote if order.side == "buy" else plan.base
+        acct.reserve(currency, cost, datetime.now(UTC))
+        order.reserved_currency, order.reserved_amount = currency, cost
+        # The order's size is what it asked for when it named a base amount, otherwise what
+        # the book gave it; a shortfall leaves a remainder that is cancelled (IOC).
+        requested = base_amount if base_amount is not None and plan.exhausted else plan.base
+        order.original_quantity = order.remaining = requested
+        self._emit(acct, wire.order_processed(order))
+        for fill in plan.fills:
+            self._apply_fill(market, order, fill)
+        if order.remaining:  # the book ran out before the amount was reached
+            self._finish(acct, order, CANCELLED)
+        return ""
+
+    def _reservation(self, spec: PairSpec, side: Side, qty: Decimal, price: Decimal) -> Decimal:
+        maker_extra = max(self.maker_rate, ZERO)
+        if side == "buy":
+            cost = qty * price
+            fee = (cost * maker_extra).quantize(wire.currency_spec(spec.quote).quantum, ROUND_UP)
+            return cost + fee
+        fee = (qty * maker_extra).quantize(wire.currency_spec(spec.base).quantum, ROUND_UP)
+        return qty + fee
+
+    def _plan(
+        self,
+        market: Market,
+        side: Side,
+        account_id: str,
+        limit: Decimal | None,
+        max_base: Decimal | None = None,
+        max_quote: Decimal | None = None,
+    ) -> Plan:
+        """Walk the opposite side without changing anything."""
+        opposite = _other(side)
+        makers: list[tuple[Decimal, int, int, Order | Level]] = [
+            (o.price, 0, i, o) for i, o in enumerate(market.resting.values()) if o.side == opposite
+        ]
+        mm = market.mm_asks if side == "buy" else market.mm_bids
+        makers += [(lv.price, 1, i, lv) for i, lv in enumerate(mm) if lv.quantity > 0]
+        makers.sort(key=lambda m: (m[0] if side == "buy" else -m[0], m[1], m[2]))
+        quantum = market.spec.base_quantum
+        plan = Plan([])
+        base_left, quote_left = max_base, max_quote
+        for price, _, _, maker in makers:
+            if limit is not None and (price > limit if side == "buy" else price < limit):
+                return plan
+            if isinstance(maker, Order) and maker.account_id == account_id:
+                plan.self_trade = True
+                return plan
+            qty = maker.remaining if isinstance(maker, Order) else maker.quantity
+            if base_left is not None:
+                qty = min(qty, base_left)
+            if quote_left is not None:
+                qty = min(qty, (quote_left / price).quantize(quantum, rounding=ROUND_DOWN))
+            if qty <= 0:
+                return plan
+            plan.fills.append(Fill(maker, price, qty))
+            if base_left is not None:
+                base_left -= qty
+            if quote_left is not None:
+                quote_left -= qty * price
+        plan.exhausted = bool(base_left) or bool(quote_left)
+        return plan
+
+    # -- fills --------------------------------------------------------------------------
+
+    def _apply_fill(self, market: Market, taker: Order, fill: Fill) -> None:
+        now = datetime.now(UTC)
+        self._settle(market, taker, fill.price, fill.quantity, maker=False, now=now)
+        if isinstance(fill.maker, Order):
+            self._settle(market, fill.maker, fill.price, fill.quantity, maker=True, now=now)
+        else:
+            fill.maker.quantity -= fill.quantity
+        self._public_trade(market, fill.price, fill.quantity, taker.side, now)
+
+    def _settle(
+        self,
+        market: Market,
+        order: Order,
+        price: Decimal,
+        qty: Decimal,
+        *,
+        maker: bool,
+        now: datetime,
+    ) -> None:
+        """Move one account's money for one fill and tell it (trade, balances, status)."""
+        acct = self.accounts[order.account_id]
+        spec = market.spec
+        base_q = wire.currency_spec(spec.base).quantum
+        quote_q = wire.currency_spec(spec.quote).quantum
+        rate = self.maker_rate if maker else self.taker_rate
+        notional = qty * price
+        if order.side == "buy":
+            # Taker receives base -> fee in base; maker pays quote -> fee in quote.
+            fee_currency = spec.quote if maker else spec.base
+            fee = (notional if maker else qty) * rate
+            fee = fee.quantize(quote_q if maker else base_q, ROUND_HALF_UP)
+            self._consume(acct, order, notional + (fee if maker else ZERO), now)
+            acct.credit(spec.base, qty - (ZERO if maker else fee), now)
+        else:
+            fee_currency = spec.base if maker else spec.quote
+            fee = (qty if maker else notional) * rate
+            fee = fee.quantize(base_q if maker else quote_q, ROUND_HALF_UP)
+            self._consume(acct, order, qty + (fee if maker else ZERO), now)
+            acct.credit(spec.quote, notional - (ZERO if maker else fee), now)
+        order.remaining -= qty
+        order.executed_quantity += qty
+        order.executed_quote += notional
+        order.executed_fee += fee
+        order.fee_currency = fee_currency
+        order.status = PARTIALLY_FILLED if order.remaining else FILLED
+        order.updated_at = now
+        trade = Trade(
+            self.ids.uuid(),
+            acct.account_id,
+            order.order_id,
+            order.customer_order_id,
+            order.pair,
+            order.side,
+            price,
+            qty,
+            fee,
+            fee_currency,
+            now,
+            self.ids.sequence(),
+            maker,
+        )
+        acct.trades.append(trade)
+        was_open = False if order.remaining else self._close(acct, order, FILLED, "", now)
+        self._emit(acct, wire.new_account_trade(trade))
+        self._emit_balance(acct, spec.base)
+        self._emit_balance(acct, spec.quote)
+        self._emit(acct, wire.order_status_update(order))
+        if was_open or order.order_id in acct.open_orders:
+            self._emit_open_orders(acct)
+
+    def _consume(self, acct: Account, order: Order, amount: Decimal, now: datetime) -> None:
+        """Pay for a fill out of the order's reservation, then shrink it to what is left."""
+        currency = order.reserved_currency
+        from_reserved = min(amount, order.reserved_amount)
+        bal = acct.balance(currency)
+        bal.reserved -= from_reserved
+        order.reserved_amount -= from_reserved
+        if amount > from_reserved:  # rounding of a positive maker fee; never more than dust
+            acct.debit(currency, amount - from_reserved, now)
+        bal.updated_at = now
+
+    def _close(self, acct: Account, order: Order, status: str, reason: str, now: datetime) -> bool:
+        """Terminal transition without telling anyone: release what is still reserved and
+        take the order off the book. Returns whether it was open."""
+        order.status, order.failed_reason, order.updated_at = status, reason, now
+        was_open = acct.open_orders.pop(order.order_id, None) is not None
+        market = self.markets[order.pair]
+        if market.resting.pop(order.order_id, None) is not None:
+            market.changed()
+            self._dirty.add(order.pair)
+        cid = order.customer_order_id
+        if cid is not None and acct.live_customer_ids.get(cid) == order.order_id:
+            del acct.live_customer_ids[cid]
+        if order.reserved_amount:
+            acct.release(order.reserved_currency, order.reserved_amount, now)
+            order.reserved_amount = ZERO
+        return was_open
+
+    def _finish(self, acct: Account, order: Order, status: str, reason: str = "") -> None:
+        """Terminal transition plus its events: status, the released balance, open orders."""
+        had_reservation = bool(order.reserved_amount)
+        was_open = self._close(acct, order, status, reason, datetime.now(UTC))
+        self._emit(acct, wire.order_status_update(order))
+        if had_reservation:
+            self._emit_balance(acct, order.reserved_currency)
+        if was_open:
+            self._emit_open_orders(acct)
+
+    def _fail(self, acct: Account, order: Order, reason: str) -> str:
+        self._emit(acct, wire.order_processed(order, reason))
+        self._finish(acct, order, FAILED, reason)
+        return reason
+
+    def print_trade(self, pair: str, price: Decimal, qty: Decimal, taker_side: Side) -> None:
+        """Put a trade between other parties on the public tape (and push it)."""
+        self._public_trade(self.markets[pair], price, qty, taker_side, datetime.now(UTC))
+        self.flush()
+
+    def _public_trade(
+        self, market: Market, price: Decimal, qty: Decimal, taker_side: Side, now: datetime
+    ) -> None:
+        trade = PublicTrade(
+            self.ids.uuid(), market.spec.symbol, price, qty, taker_side, now, self.ids.sequence()
+        )
+        market.record_public_trade(trade)
+        self._dirty.add(market.spec.symbol)
+        if self.sink.wants_market("NEW_TRADE", trade.pair):
+            self.sink.market("NEW_TRADE", trade.pair, wire.ws_new_trade(trade))
+
+    # -- cancels ------------------------------------------------------------------------
+
+    def cancel(
+        self, account_id: str, pair: str, order_id: str | None, customer_order_id: str | None
+    ) -> Order | None:
+        """Cancel one open order; None if it is unknown, on another pair, or finished."""
+        acct = self.accounts[account_id]
+        order = acct.find_order(order_id, customer_order_id)
+        if order is None or order.pair != pair or not order.is_open:
+            return None
+        self._finish(acct, order, CANCELLED)
+        self.flush()
+        return order
+
+    def cancel_all(self, account_id: str, pair: str | None = None) -> list[Order]:
+        acct = self.accounts[account_id]
+        victims = [o for o in acct.open_orders.values() if pair is None or o.pair == pair]
+        for order in victims:
+            self._finish(acct, order, CANCELLED)
+        self.flush()
+        return victims
+
+    # -- prices -------------------------------------------------------------------------
+
+    def set_price(self, pair: str, price: Decimal, *, trade: bool = False) -> None:
+        """Move the mid: re-quote, fill every resting order the new quotes cross."""
+        market = self.markets[pair]
+        market.requote(price)
+        self._dirty.add(pair)
+        ask = market.mm_asks[0].price if market.mm_asks else None
+        bid = market.mm_bids[0].price if market.mm_bids else None
+        crossed = [
+            o
+            for o in market.resting.values()
+            if (o.side == "buy" and ask is not None and o.price >= ask)
+            or (o.side == "sell" and bid is not None and o.price <= bid)
+        ]
+        # Best prices first, as the market maker would sweep them.
+        crossed.sort(key=lambda o: -o.price if o.side == "buy" else o.price)
+        now = datetime.now(UTC)
+        for order in crossed:
+            qty = order.remaining
+            self._settle(market, order, order.price, qty, maker=True, now=now)
+            self._public_trade(market, order.price, qty, _other(order.side), now)
+        if trade and not crossed and market.mm_asks and market.mm_bids:
+            # A tick's synthetic print keeps the public tape and lastTradedPrice moving.
+            side: Side = "buy" if self.rng.random() < 0.5 else "sell"
+            level = market.mm_asks[0] if side == "buy" else market.mm_bids[0]
+            qty = market.spec.min_base * self.rng.randint(1, 10)
+            self._public_trade(market, level.price, qty, side, now)
+        self.flush()
+
+    def flush(self) -> None:
+        """Push one book and one summary per pair that changed during this operation."""
+        for pair in sorted(self._dirty):
+            market = self.markets[pair]
+            if self.sink.wants_market("AGGREGATED_ORDERBOOK_UPDATE", pair):
+                self.sink.market("AGGREGATED_ORDERBOOK_UPDATE", pair, wire.ws_order_book(market))
+            if self.sink.wants_market("MARKET_SUMMARY_UPDATE", pair):
+                self.sink.market("MARKET_SUMMARY_UPDATE", pair, wire.ws_market_summary(market))
+        self._dirty.clear()
+
+    # -- events -------------------------------------------------------------------------
+
+    def emit_account(self, account_id: str, message: dict[str, Any]) -> None:
+        if self.sink.wants_account(account_id):
+            self.sink.account(account_id, message)
+
+    def _emit(self, acct: Account, message: dict[str, Any]) -> None:
+        if self.sink.wants_account(acct.account_id):
+            self.sink.account(acct.account_id, message)
+
+    def _emit_balance(self, acct: Account, currency: str) -> None:
+        if self.sink.wants_account(acct.account_id):
+            bal = acct.balance(currency)
+            msg = wire.balance_update(currency, bal, self.reference_price(currency))
+            self.sink.account(acct.account_id, msg)
+
+    def _emit_open_orders(self, acct: Account) -> None:
+        if self.sink.wants_account(acct.account_id):
+            self.sink.account(acct.account_id, wire.open_orders_update(acct.open_orders.values()))
+
+    def snapshot(self, account_id: str) -> list[dict[str, Any]]:
+        """What a fresh account socket gets: one BALANCE_UPDATE per held asset, then the
+        open orders."""
+        acct = self.add_account(account_id)
+        messages = [
+            wire.balance_update(cur, bal, self.reference_price(cur))
+            for cur, bal in acct.balances.items()
+            if bal.total
+        ]
+        messages.append(wire.open_orders_update(acct.open_orders.values()))
+        return messages
+
+    def trade_rows(self, account_id: str, pair: str | None = None) -> Iterable[Trade]:
+        """Newest first, as the trade-history endpoints return them."""
+        for trade in reversed(self.accounts[account_id].trades):
+            if pair is None or trade.pair == pair:
+                yield trade

@@ -1,0 +1,207 @@
+"""``Simulator``: one protocol-faithful VALR exchange on a loopback port.
+
+REST on ``rest_url`` (``/v1/...``, ``/v2/...``), WebSockets on ``ws_url`` + ``/ws/account``
+and ``/ws/trade``, all served by one aiohttp server. Tests drive it through the methods
+below and observe it only through the protocol, the way heliosd's client will.
+
+Usage::
+
+    sim = Simulator(SimConfig(seed=1, price_interval_s=None))
+    await sim.start()                      # ephemeral port
+    sim.add_api_key("k" * 64, "s" * 64)    # account "0", View access + Trade
+    sim.fund("0", "ZAR", Decimal("100000"))
+    ...
+    await sim.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from heliosd.sim import wire
+from heliosd.sim.accounts import ApiKey
+from heliosd.sim.app import make_app
+from heliosd.sim.config import FaultConfig, SimConfig
+from heliosd.sim.context import SimState
+from heliosd.sim.inject import inject_fills
+from heliosd.sim.matching import Exchange
+from heliosd.sim.prices import PricePath
+from heliosd.sim.streams import StreamHub
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PERMISSIONS = ("View access", "Trade")
+
+
+class Simulator:
+    """A simulated VALR. Not thread-safe: use it from the event loop that started it."""
+
+    def __init__(self, config: SimConfig | None = None, faults: FaultConfig | None = None):
+        self.config = config or SimConfig()
+        self.faults = faults or FaultConfig()
+        self.hub = StreamHub(self.faults, self.config.seed)
+        self.exchange = Exchange(self.config, self.hub)
+        self.prices = PricePath(
+            {p: m.mid for p, m in self.exchange.markets.items()},
+            seed=self.config.seed,
+            volatility_bps=self.config.volatility_bps,
+            csv_path=self.config.price_csv,
+        )
+        self._state = SimState(self.config, self.faults, self.exchange, self.hub)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if self._runner is not None:
+            raise RuntimeError("simulator already started")
+        runner = web.AppRunner(make_app(self._state), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        self.host = host
+        self.port = int(runner.addresses[0][1])
+        loop = asyncio.get_running_loop()
+        if self.config.price_interval_s:
+            self._tasks.append(loop.create_task(self._tick_loop(self.config.price_interval_s)))
+        self._tasks.append(loop.create_task(self._drop_loop()))
+        log.info("VALR simulator listening on %s", self.rest_url)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self._state.cancel_pending()
+        await self.hub.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Simulator:
+        if self._runner is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    # -- accounts -----------------------------------------------------------------------
+
+    def add_account(self, account_id: str = "0", label: str = "") -> None:
+        self.exchange.add_account(account_id, label)
+
+    def add_api_key(
+        self,
+        key: str,
+        secret: str,
+        permissions: tuple[str, ...] | list[str] = DEFAULT_PERMISSIONS,
+        account_id: str = "0",
+        label: str = "test",
+    ) -> None:
+        self.exchange.add_api_key(
+            ApiKey(key, secret, tuple(permissions), account_id, label, datetime.now(UTC))
+        )
+
+    def fund(self, account_id: str, currency: str, amount: Decimal) -> None:
+        """Credit ``amount`` (pushes a BALANCE_UPDATE to connected account sockets)."""
+        self.exchange.fund(account_id, currency, amount)
+
+    def balances(self, account_id: str) -> dict[str, tuple[Decimal, Decimal]]:
+        """``{currency: (available, reserved)}`` for every currency the account touched."""
+        acct = self.exchange.account(account_id)
+        return {cur: (bal.available, bal.reserved) for cur, bal in acct.balances.items()}
+
+    def open_orders(self, account_id: str) -> list[dict[str, Any]]:
+        """Exactly what ``GET /v1/orders/open`` returns."""
+        acct = self.exchange.account(account_id)
+        return [wire.open_order(o) for o in acct.open_orders.values()]
+
+    def trades(self, account_id: str) -> list[dict[str, Any]]:
+        """Every account trade, newest first, as ``GET /v1/account/tradehistory`` rows."""
+        return [wire.account_trade(t) for t in self.exchange.trade_rows(account_id)]
+
+    def orders_received(self, account_id: str) -> list[dict[str, Any]]:
+        """Every place request that reached a handler, oldest first (rejected ones too:
+        ``accepted`` is False and ``error`` holds the answer). Requests refused by a
+        fault before the handler ran are not here; ones whose answer a fault replaced
+        after it ran are."""
+        acct = self.exchange.account(account_id)
+        return [
+            {
+                "route": r.route,
+                "receivedAt": wire.iso(r.received_at),
+                "accepted": r.accepted,
+                "orderId": r.order_id,
+                "customerOrderId": r.customer_order_id,
+                "body": r.body,
+                "error": dict(r.error),
+            }
+            for r in acct.received
+        ]
+
+    # -- market -------------------------------------------------------------------------
+
+    def set_price(self, pair: str, price: Decimal) -> None:
+        """Move the mid now: re-quote, fill crossed resting orders, push book + summary."""
+        self.prices.moved_to(pair, price)
+        self.exchange.set_price(pair, price)
+
+    def tick(self) -> None:
+        """Advance every pair one step of the price path (what the ticker task does)."""
+        for pair in self.exchange.markets:
+            self.exchange.set_price(pair, self.prices.next(pair), trade=True)
+
+    async def _tick_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+
+    # -- faults -------------------------------------------------------------------------
+
+    def drop_ws_connections(self) -> None:
+        """Close every account and trade socket now (``faults.ws_drop_mode``)."""
+        self.hub.drop_all()
+
+    async def _drop_loop(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.05)
+            every = self.faults.drop_ws_every_s
+            now = time.monotonic()
+            if not every:
+                last = now
+            elif now - last >= every:
+                last = now
+                self.drop_ws_connections()
+
+    # -- benchmarks ---------------------------------------------------------------------
+
+    async def inject_fills(
+        self, account_id: str, pair: str, n: int, quantity: Decimal = Decimal("0.0001")
+    ) -> list[str]:
+        """Create ``n`` real fills for the account (see ``heliosd.sim.inject``); returns
+        the trade ids. The account must be funded with enough quote currency."""
+        return inject_fills(self.exchange, account_id, pair, n, quantity)

@@ -1,0 +1,195 @@
+"""Fan-out of engine events to WebSocket connections, with the WS fault modes.
+
+Each message is serialised once and queued on every interested socket's ``Outbox``; one
+writer task per socket drains its queue, so the engine never awaits a slow client and the
+order of messages on a socket is the order the engine produced them.
+
+Faults applied here (``FaultConfig``):
+
+* ``pause_account_stream``: account events are dropped, never queued (a paused client
+  misses them for good and must reconcile through REST). Control replies still flow.
+* ``garble_rate``: each pushed event (not AUTHENTICATED/SUBSCRIBED/PONG) is, with that
+  probability, replaced by a truncated frame, a non-JSON frame, or an unknown ``type``.
+* ``drop_all``: close every socket, with a close frame (1001) or by aborting TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+from heliosd.sim.config import FaultConfig
+from heliosd.sim.wire import dumps
+
+TRADE_EVENTS = frozenset({"AGGREGATED_ORDERBOOK_UPDATE", "MARKET_SUMMARY_UPDATE", "NEW_TRADE"})
+
+
+class Outbox:
+    """One socket's outgoing queue and the task that writes it."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws = ws
+        self._transport = request.transport
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def push(self, text: str) -> None:
+        self._queue.append(text)
+        self._wake.set()
+
+    async def _run(self) -> None:
+        queue, ws = self._queue, self.ws
+        try:
+            while not ws.closed:
+                while queue:
+                    await ws.send_str(queue.popleft())
+                self._wake.clear()
+                await self._wake.wait()
+        except (ConnectionError, RuntimeError):
+            return  # the peer went away mid-write; the reader side cleans up
+
+    async def close(self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"") -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close(code=code, message=message)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class TradeSubscriber:
+    """A trade-stream socket and the pairs it wants per event."""
+
+    def __init__(self, box: Outbox) -> None:
+        self.box = box
+        self.subscriptions: dict[str, set[str]] = {}
+
+
+class StreamHub:
+    """Implements the engine's ``EventSink`` on top of the live sockets."""
+
+    def __init__(self, faults: FaultConfig, seed: int) -> None:
+        self.faults = faults
+        self._rng = random.Random(seed * 31 + 7)
+        self._accounts: dict[str, set[Outbox]] = {}
+        self._trade: set[TradeSubscriber] = set()
+        self._index: dict[tuple[str, str], set[TradeSubscriber]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- EventSink ----------------------------------------------------------------------
+
+    def wants_account(self, account_id: str) -> bool:
+        return bool(self._accounts.get(account_id)) and not self.faults.pause_account_stream
+
+    def account(self, account_id: str, message: dict[str, Any]) -> None:
+        if not self.faults.pause_account_stream and self._accounts.get(account_id):
+            self.account_text(account_id, dumps(message))
+
+    def account_text(self, account_id: str, text: str) -> None:
+        if self.faults.pause_account_stream:
+            return
+        for box in self._accounts.get(account_id, ()):
+            box.push(self.garble(text) if self.faults.garble_rate > 0 else text)
+
+    def wants_market(self, event: str, pair: str) -> bool:
+        return bool(self._index.get((event, pair)))
+
+    def market(self, event: str, pair: str, message: dict[str, Any]) -> None:
+        subscribers = self._index.get((event, pair))
+        if subscribers:
+            text = dumps(message)
+            for sub in subscribers:
+                sub.box.push(self.garble(text))
+
+    # -- faults -------------------------------------------------------------------------
+
+    def garble(self, text: str) -> str:
+        rate = self.faults.garble_rate
+        if rate <= 0 or self._rng.random() >= rate:
+            return text
+        kind = self._rng.randrange(3)
+        if kind == 0:
+            return text[: max(1, len(text) // 2)]  # truncated JSON
+        if kind == 1:
+            return "\x00garbled\xff" + text[-8:]  # not JSON at all
+        return dumps({"type": "SIM_UNKNOWN_EVENT", "data": {"garbled": True}})
+
+    def drop_all(self) -> None:
+        """Close every account and trade socket now (``FaultConfig.ws_drop_mode``)."""
+        boxes = [box for group in self._accounts.values() for box in group]
+        boxes += [sub.box for sub in self._trade]
+        for box in boxes:
+            if self.faults.ws_drop_mode == "abort":
+                box.abort()
+            else:
+                self.spawn(box.close(WSCloseCode.GOING_AWAY, b"sim: connection dropped"))
+
+    def spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close_all(self) -> None:
+        boxes = [box for group in self._accounts.values() for box in group]
+        boxes += [sub.box for sub in self._trade]
+        await asyncio.gather(*(box.close(WSCloseCode.GOING_AWAY, b"sim stopping") for box in boxes))
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- registry -----------------------------------------------------------------------
+
+    def add_account_socket(self, account_id: str, box: Outbox) -> None:
+        self._accounts.setdefault(account_id, set()).add(box)
+
+    def remove_account_socket(self, account_id: str, box: Outbox) -> None:
+        boxes = self._accounts.get(account_id)
+        if boxes is not None:
+            boxes.discard(box)
+            if not boxes:
+                del self._accounts[account_id]
+
+    def add_trade_socket(self, sub: TradeSubscriber) -> None:
+        self._trade.add(sub)
+
+    def remove_trade_socket(self, sub: TradeSubscriber) -> None:
+        self._trade.discard(sub)
+        for event in list(sub.subscriptions):
+            self.set_pairs(sub, event, ())
+
+    def set_pairs(self, sub: TradeSubscriber, event: str, pairs: Iterable[str]) -> None:
+        """Replace ``event``'s pair set (an empty set unsubscribes)."""
+        new = set(pairs)
+        for pair in sub.subscriptions.get(event, set()) - new:
+            group = self._index.get((event, pair))
+            if group is not None:
+                group.discard(sub)
+                if not group:
+                    del self._index[(event, pair)]
+        for pair in new:
+            self._index.setdefault((event, pair), set()).add(sub)
+        if new:
+            sub.subscriptions[event] = new
+        else:
+            sub.subscriptions.pop(event, None)
+
+    def account_socket_count(self) -> int:
+        return sum(len(group) for group in self._accounts.values())
+
+    def trade_socket_count(self) -> int:
+        return len(self._trade)
