@@ -408,7 +408,24 @@ class LiveSmoke:
             f"{plan.venue}, VALR order id {order.get('exchange_order_id') or '-'}",
         )
         record(CHECKS[1], *_verdict_check(order, rules))
+        try:
+            self._after_placement(order, result, record, before_qty, before_pnl, events)
+        except SmokeRefused as exc:
+            # The order is out: a daemon that stops answering now is a failed check (with
+            # the order named), never a "refused" that would read as "nothing happened".
+            record(CHECKS[len(result.checks)], FAILED, f"order {order['id']}: {exc.message}")
+            return skip_rest("the daemon stopped answering; check heliosctl orders")
+        return result
 
+    def _after_placement(
+        self,
+        order: dict[str, Any],
+        result: SmokeResult,
+        record: Callable[[str, str, str], None],
+        before_qty: Decimal,
+        before_pnl: Mapping[str, Any],
+        events: EventTap | None,
+    ) -> None:
         order = self._wait_filled(order)
         result.order = order
         state = order.get("state")
@@ -426,7 +443,6 @@ class LiveSmoke:
         record(CHECKS[4], *self._ledger_check(before_qty, filled))
         record(CHECKS[5], *self._pnl_check(before_pnl, filled))
         record(CHECKS[6], *self._notification_check(order, events))
-        return result
 
     def _wait_filled(self, order: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_s
