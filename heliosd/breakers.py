@@ -19,6 +19,7 @@ from heliosd.types import Mode, utcnow
 EMERGENCY = "emergency"
 DAILY_LOSS = "daily_loss"
 DRAWDOWN = "drawdown"
+BUILTIN = frozenset({EMERGENCY, DAILY_LOSS, DRAWDOWN})
 
 
 def trip_sql(
@@ -78,8 +79,10 @@ class Breakers:
         return name in self.states()
 
     def halt_reason(self) -> str | None:
+        """Why trading is halted: the emergency latch first, then any other breaker
+        (daily loss, or one a plugin monitor tripped under its own name)."""
         states = self.states()
-        for name in (EMERGENCY, DAILY_LOSS):
+        for name in (EMERGENCY, *sorted(states)):
             if name in states:
                 return f"{name}: {states[name].reason}"
         return None
@@ -95,7 +98,7 @@ class Breakers:
     def as_json(self) -> dict[str, dict[str, object]]:
         states = self.states()
         out: dict[str, dict[str, object]] = {}
-        for name in (EMERGENCY, DAILY_LOSS, DRAWDOWN):
+        for name in (EMERGENCY, DAILY_LOSS, DRAWDOWN, *sorted(set(states) - BUILTIN)):
             s = states.get(name)
             out[name] = {
                 "tripped": s is not None,

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from heliosd import orders as od
-from heliosd.breakers import EMERGENCY, Breakers
+from heliosd.breakers import BUILTIN, EMERGENCY, Breakers
 from heliosd.config import Settings
 from heliosd.errors import (
     AuthError,
@@ -113,14 +113,23 @@ class ExecutionRouter:
         ledger = self._ledgers[mode]
         breakers = self._breakers.states()
         verdicts: list[Verdict] = []
-        if EMERGENCY in breakers and not reduces_position(intent, ledger.position(intent.pair)):
-            verdicts.append(
-                Verdict.reject(
-                    "emergency_stop",
-                    f"trading is halted by an emergency stop ({breakers[EMERGENCY].reason});"
-                    " only orders that reduce a position may pass until a resume",
-                )
-            )
+        # The core's own latch check, whatever rules are loaded: while any breaker is
+        # tripped (emergency stop, daily loss, or one a plugin monitor named), only orders
+        # that reduce a position pass.
+        if breakers and not reduces_position(intent, ledger.position(intent.pair)):
+            for name, state in breakers.items():
+                if name == EMERGENCY:
+                    verdicts.append(Verdict.reject(
+                        "emergency_stop",
+                        f"trading is halted by an emergency stop ({state.reason});"
+                        " only orders that reduce a position may pass until a resume",
+                    ))  # fmt: skip
+                elif name not in BUILTIN:
+                    verdicts.append(Verdict.reject(
+                        f"breaker:{name}",
+                        f"breaker {name} is tripped ({state.reason}); only orders that reduce"
+                        " a position may pass until a resume",
+                    ))  # fmt: skip
         if mode is Mode.LIVE or self._settings.risk.enforce_in_paper:
             ctx = RiskContext(
                 mode=mode, settings=self._settings, pair=self._market.pair(intent.pair),
@@ -232,6 +241,15 @@ class ExecutionRouter:
         except (TransientError, AuthError) as exc:
             result = PlaceResult(OrderState.FAILED, None, exc.message)
             error = exc
+        except Exception as exc:
+            # A plugin client broke its contract. It may have sent the order, so the order
+            # stays SENT (reconciliation settles it) and the caller gets a clear error.
+            log.exception("exchange client %s raised on place()", getattr(client, "name", "?"))
+            result = PlaceResult(OrderState.SENT, None, "")
+            error = TransientError(
+                f"exchange client failed: {type(exc).__name__}: {exc}; the order's outcome is"
+                " unknown until reconciliation"
+            )
         row = await self._store.write(self._result_tx(row["id"], result, mode))
         self._counters.track(row)
         self._after_order(row, mode)

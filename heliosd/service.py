@@ -174,6 +174,11 @@ class Service:
             else:
                 await self.engine.start(s.engine.strategy, actor="autostart")
 
+        # Plugins' startup hooks run once everything is up, before the API listens; one that
+        # raises fails the start (a plugin that could not start must not trade half-set-up).
+        self.pm.hook.heliosd_startup(daemon=self)
+        self.stack.push_async_callback(self._shutdown_hooks)
+
         from heliosd.control.app import build_app
         from heliosd.control.server import ControlServer
 
@@ -191,6 +196,13 @@ class Service:
         with contextlib.suppress(Exception):
             await self._flush_marks()
         await self.stack.aclose()
+
+    async def _shutdown_hooks(self) -> None:
+        assert self.pm is not None
+        try:
+            self.pm.hook.heliosd_shutdown(daemon=self)
+        except Exception:
+            log.exception("a plugin's heliosd_shutdown hook failed; shutting down anyway")
 
     async def _stop_engine_quietly(self) -> None:
         with contextlib.suppress(Exception):
@@ -521,7 +533,7 @@ class Service:
 
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         who = str(actor)
-        names = [EMERGENCY, DAILY_LOSS, DRAWDOWN]
+        names = sorted({EMERGENCY, DAILY_LOSS, DRAWDOWN, *self.breakers.states()})
 
         enqueue_fn = self._enqueue_fn()
 

@@ -97,14 +97,20 @@ def config_text(
     secret_file: Path | None = None,
     notify_url: str | None = None,
     extra: str = "",
+    daemon_extra: str = "",
 ) -> str:
-    """A heliosd.toml for tests: credentials by $file, everything else explicit."""
+    """A heliosd.toml for tests: credentials by $file, everything else explicit.
+
+    ``daemon_extra`` adds lines to ``[daemon]`` (e.g. ``plugin_dirs = [...]``); ``extra``
+    appends whole sections.
+    """
     lines = [
         "[daemon]",
         f'state_dir = "{state_dir}"',
         f'control_socket = "{state_dir / "heliosd.sock"}"',
         'log_level = "info"',
         "shutdown_timeout_s = 10",
+        daemon_extra,
         "",
         "[valr]",
     ]
