@@ -151,7 +151,7 @@ async def test_foreign_exception_from_place_leaves_order_sent(
         assert "venue plugin bug" in body["message"]
         order = body["details"]["order"]
         assert order["state"] == "sent"  # may have been sent: never assumed failed
-        status, health = await running.request("GET", "/api/health")
+        status, _ = await running.request("GET", "/api/health")
         assert status == 200
     finally:
         await running.stop()
