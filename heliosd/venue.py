@@ -41,6 +41,8 @@ EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 # A fill stream may outrun the disk for a moment; past this many queued fills the stream
 # waits for the writer (backpressure) instead of growing memory without bound.
 MAX_PENDING_FILLS = 50_000
+# Reconciliation leaves orders updated this recently alone (they may be in flight).
+RECENT_S = 2.0
 
 
 class VenueSink:
@@ -159,15 +161,36 @@ class VenueSink:
         )
 
     async def _reconcile(self, exchange_ids: set[str], customer_ids: set[str]) -> None:
+        # An order touched in the last RECENT_S may be on its way: the venue's list need not
+        # show it yet, so it is skipped. Skipped must not mean forgotten: an order stored
+        # just before a crash (still `new`) is only this young when the restarted daemon
+        # first reconciles, and nothing else would ever look at it again. So while any order
+        # was skipped (or its status lookup failed), look again a little later, with a fresh
+        # snapshot of the venue.
+        while await self._reconcile_once(exchange_ids, customer_ids):
+            await asyncio.sleep(RECENT_S)
+            try:
+                exchange_ids, customer_ids = od.open_orders_by_id(
+                    await self._client().open_orders()
+                )
+            except HeliosError as exc:
+                log.warning("reconcile: venue open orders unknown: %s", exc)
+                return
+
+    async def _reconcile_once(self, exchange_ids: set[str], customer_ids: set[str]) -> bool:
+        """One pass over the local open orders; True when one of them was too young to judge
+        or its status could not be read (so another pass is due)."""
         mode = self.mode
-        cutoff = iso(utcnow() - timedelta(seconds=2))
+        cutoff = iso(utcnow() - timedelta(seconds=RECENT_S))
         local = await self._store.read(
             lambda c: od.list_orders(c, open_only=True, limit=1000, mode=mode)
         )
+        skipped = False
         for row in local:
             if row["exchange_order_id"] in exchange_ids or row["customer_order_id"] in customer_ids:
                 continue
             if row["updated_at"] > cutoff:
+                skipped = True
                 continue  # just sent: the venue's list may not show it yet
             try:
                 status = await self._client().order_status(
@@ -176,6 +199,7 @@ class VenueSink:
                 )  # fmt: skip
             except HeliosError as exc:
                 log.warning("reconcile: status of order %s unknown: %s", row["id"], exc)
+                skipped = True
                 continue
             if status is None:
                 if OrderState(row["state"]) in (OrderState.NEW, OrderState.SENT):
@@ -188,6 +212,7 @@ class VenueSink:
                 else:
                     continue
             await self.on_order_status(status)
+        return skipped
 
     # ------------------------------------------------------------------ balances, prices
 
