@@ -106,10 +106,23 @@ def _check(config: str) -> int:
 
 
 def _backup(config: str, dest: Path) -> int:
-    """SQLite's online backup from a second connection: safe while the daemon runs (WAL)."""
-    from heliosd.config import load_settings
+    """SQLite's online backup from a second connection: safe while the daemon runs (WAL).
 
-    settings = load_settings(config)
+    Only ``[daemon]`` is read: a backup needs the state directory, not the VALR secrets
+    (which outside systemd are not even readable: ``$credential`` needs systemd).
+    """
+    import tomllib
+
+    from heliosd.config import parse_settings
+
+    try:
+        with open(config, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=config) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", source=config) from None
+    settings = parse_settings({"daemon": data.get("daemon", {})}, config)
     src_path = settings.daemon.db_path
     if not src_path.exists():
         print(f"heliosd: no database at {src_path}", file=sys.stderr)

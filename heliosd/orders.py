@@ -183,7 +183,7 @@ def apply_status(
         return row
     avg = row["average_price"]
     if status.average_price is not None and executed > filled:
-        avg = str(status.average_price)
+        avg = plain(status.average_price)
     conn.execute(
         "UPDATE orders SET state = ?, exchange_order_id = COALESCE(exchange_order_id, ?),"
         " filled_quantity = ?, average_price = ?,"

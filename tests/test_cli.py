@@ -58,7 +58,11 @@ def test_backup_is_a_consistent_copy_while_another_connection_writes(tmp_path: P
     conn.execute("BEGIN")
     conn.execute("UPDATE trading_mode_state SET current_mode = 'PAPER'")  # not committed
     config = tmp_path / "heliosd.toml"
-    config.write_text(f'[daemon]\nstate_dir = "{state}"\n')
+    # The production shape: secrets from systemd credentials, which a shell does not have.
+    config.write_text(
+        f'[daemon]\nstate_dir = "{state}"\n[valr]\napi_key = {{ "$credential" = "k" }}\n'
+        'api_secret = { "$credential" = "s" }\n'
+    )
     dest = tmp_path / "backups" / "copy.db"
     assert main(["backup", str(dest), "--config", str(config)]) == 0
     conn.rollback()
