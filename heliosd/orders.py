@@ -289,3 +289,20 @@ def open_orders_by_id(orders: Sequence[OpenOrder]) -> tuple[set[str], set[str]]:
 
 
 Callback = Callable[[dict[str, Any]], None]
+
+
+def fills_of_order(conn: sqlite3.Connection, order_id: int) -> list[Fill]:
+    rows = conn.execute(
+        "SELECT trade_id, pair, side, price, quantity, fee, fee_currency, traded_at,"
+        " exchange_order_id, customer_order_id FROM fills WHERE order_id = ? ORDER BY id",
+        (order_id,),
+    ).fetchall()
+    return [st._fill_from_row(r) for r in rows]  # one row->Fill mapping, the store's
+
+
+def fill_json(fill: Fill) -> dict[str, Any]:
+    return {
+        "trade_id": fill.trade_id, "pair": fill.pair, "side": str(fill.side),
+        "price": plain(fill.price), "quantity": plain(fill.quantity), "fee": plain(fill.fee),
+        "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
+    }  # fmt: skip

@@ -577,6 +577,21 @@ class Service:
         except KeyError:
             raise NotFoundError(f"no order {order_id}") from None
 
+    async def order_fills(self, order_id: int) -> dict[str, Any]:
+        """Stored fills of one order; for LIVE, checked against VALR's own trade history."""
+        row = (await self.get_order(order_id))["order"]
+        fills = await self.store.read(partial(od.fills_of_order, order_id=order_id))
+        out: dict[str, Any] = {"order_id": order_id, "mode": row["mode"], "venue_checked": False,
+                               "fills": [od.fill_json(f) for f in fills]}  # fmt: skip
+        if row["mode"] == "LIVE" and fills:
+            since = min(f.traded_at for f in fills)
+            history = await self.clients[Mode.LIVE].trade_history(since=since)
+            known = {f.trade_id for f in history}
+            for item in out["fills"]:
+                item["in_venue_history"] = item["trade_id"] in known
+            out["venue_checked"] = True
+        return out
+
     async def place_order(self, request: OrderRequest, *, actor: Actor) -> dict[str, Any]:
         intent = OrderIntent(
             pair=request.pair, side=request.side, type=request.type, quantity=request.quantity,
@@ -646,8 +661,29 @@ class Service:
             },
             "breakers": self.breakers.as_json(),
             "halted": self.breakers.halt_reason() is not None,
+            "pairs": self._pairs_json(),
             "rules": [getattr(x, "name", "?") for x in self.router.rules],
         }  # fmt: skip
+
+    def _pairs_json(self) -> dict[str, dict[str, Any]]:
+        """Each traded pair's venue limits and current prices (live-smoke sizes from these)."""
+        out: dict[str, dict[str, Any]] = {}
+        for symbol in self.settings.valr.pairs:
+            info = self.market.pair(symbol)
+            if info is None:
+                continue
+            quote = self.market.quote(symbol)
+            mark = self.market.mark(symbol)
+            out[symbol] = {
+                "base": info.base, "quote": info.quote, "min_base": str(info.min_base),
+                "max_base": str(info.max_base), "min_quote": str(info.min_quote),
+                "max_quote": str(info.max_quote), "tick_size": str(info.tick_size),
+                "base_decimals": info.base_decimals, "active": info.active,
+                "bid": None if quote is None or quote.bid is None else str(quote.bid),
+                "ask": None if quote is None or quote.ask is None else str(quote.ask),
+                "mark": None if mark is None else str(mark),
+            }  # fmt: skip
+        return out
 
     async def plugins(self) -> dict[str, Any]:
         assert self.pm is not None

@@ -81,6 +81,15 @@ async def test_next_order_follows_the_mode_without_restart(sim: SimHandle, short
         assert len(received) == 1
         assert received[0]["customerOrderId"] == body["order"]["customer_order_id"]
         await wait_for(lambda: running.service.ledgers[_mode("LIVE")].position("BTCZAR") > 0)
+        status, fills = await running.request("GET", f"/api/orders/{body['order']['id']}/fills")
+        assert status == 200, fills
+        assert fills["venue_checked"] is True
+        assert [f["in_venue_history"] for f in fills["fills"]] == [True]
+        sim_ids = {t["id"] for t in sim.sim.trades(sim.account)}
+        assert {f["trade_id"] for f in fills["fills"]} <= sim_ids
+        status, risk = await running.request("GET", "/api/risk")
+        assert risk["pairs"]["BTCZAR"]["min_base"] == "0.0001"
+        assert risk["pairs"]["BTCZAR"]["ask"] is not None
 
         await switch(running, "PAPER")
         status, body = await running.request("POST", "/api/orders", BUY)

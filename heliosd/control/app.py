@@ -508,6 +508,10 @@ class ControlApi:
     async def get_order(self, request: web.Request) -> web.Response:
         return json_response(await self.backend.get_order(parse_order_id(request)))
 
+    async def order_fills(self, request: web.Request) -> web.Response:
+        query(request, ())
+        return json_response(await self.backend.order_fills(parse_order_id(request)))
+
     async def cancel_order(self, request: web.Request) -> web.Response:
         order_id = parse_order_id(request)
         return json_response(await self.backend.cancel_order(order_id, actor=actor_of(request)))
@@ -638,6 +642,7 @@ def build_app(
         ("GET", "/api/orders", api.list_orders),
         ("POST", "/api/orders", api.place_order),
         ("GET", "/api/orders/{id}", api.get_order),
+        ("GET", "/api/orders/{id}/fills", api.order_fills),
         ("DELETE", "/api/orders/{id}", api.cancel_order),
         ("GET", "/api/positions", api.positions),
         ("GET", "/api/pnl", api.pnl),

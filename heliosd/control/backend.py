@@ -73,6 +73,11 @@ class ControlBackend(Protocol):
 
     async def get_order(self, order_id: int) -> JSON: ...
 
+    async def order_fills(self, order_id: int) -> JSON:
+        """{"order_id", "mode", "fills": [...], "venue_checked": bool}; for LIVE each fill
+        says whether VALR's own trade history lists its trade id (``in_venue_history``)."""
+        ...
+
     async def place_order(self, request: OrderRequest, *, actor: Actor) -> JSON:
         """{"order": ORDER}; raises RiskRejected / ExchangeRejected (details hold the order)."""
         ...

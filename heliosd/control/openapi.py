@@ -299,6 +299,16 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         params=[_ORDER_ID],
         errors={"404": _error("No such order.")},
     ),
+    ("GET", "/api/orders/{id}/fills"): _op(
+        "The order's stored fills, and for LIVE whether VALR's trade history has each",
+        _json(_ref("Object"), "Fills with venue confirmation."),
+        params=[_ORDER_ID],
+        errors={
+            "404": _error("No such order."),
+            "502": _error("exchange_auth: the venue refused the credentials."),
+            "503": _error("exchange_unavailable: the venue could not be asked."),
+        },
+    ),
     ("DELETE", "/api/orders/{id}"): _op(
         "Cancel one order",
         _json(_ref("Object"), "Cancel requested."),
