@@ -88,9 +88,10 @@ async def test_funded_account_passes_every_check(
     try:
         await go_live(running)
         code, out, err = await heliosctl(
-            running, "live-smoke", "btczar", "--yes", "--quantity", "0.0001", "--timeout", "10"
-        )
+            running, "live-smoke", "btczar", "--yes", "--timeout", "10"
+        )  # no --quantity: the pair's minimum comes from the daemon's /api/risk
         assert code == 0, out + err
+        assert "VALR's trade history lists trade" in out
         passed = lines_with(out, "PASSED")
         names = [line.split(":", 1)[0].split(None, 1)[1] for line in passed]
         assert names == [

@@ -437,12 +437,33 @@ class LiveSmoke:
                 detail += f" after {self.timeout_s:g} s; {self._cancel(order)}"
             record(CHECKS[2], FAILED, detail)
         else:
-            record(CHECKS[2], *_fill_check(order))
+            status, detail = _fill_check(order)
+            if status == PASSED:
+                status, detail = self._venue_history_check(order, detail)
+            record(CHECKS[2], status, detail)
         self._database_check(order, record)
         filled = _dec(order.get("filled_quantity")) or Decimal(0)
         record(CHECKS[4], *self._ledger_check(before_qty, filled))
         record(CHECKS[5], *self._pnl_check(before_pnl, filled))
         record(CHECKS[6], *self._notification_check(order, events))
+
+    def _venue_history_check(self, order: Mapping[str, Any], detail: str) -> tuple[str, str]:
+        """Every stored fill of the order must be in VALR's own trade history."""
+
+        def probe() -> tuple[str, str]:
+            status, body = self.client.request("GET", f"/api/orders/{order['id']}/fills")
+            if status != 200 or not isinstance(body, dict):
+                return FAILED, f"GET /api/orders/{order['id']}/fills answered HTTP {status}"
+            fills = body.get("fills") or []
+            if not body.get("venue_checked") or not fills:
+                return FAILED, f"order {order['id']}: no fill confirmed by VALR's trade history"
+            missing = [f["trade_id"] for f in fills if not f.get("in_venue_history")]
+            if missing:
+                return FAILED, f"not in VALR's trade history: {', '.join(missing)}"
+            ids = ", ".join(f["trade_id"] for f in fills)
+            return PASSED, f"{detail}; VALR's trade history lists trade {ids}"
+
+        return self._poll(probe)
 
     def _wait_filled(self, order: dict[str, Any]) -> dict[str, Any]:
         deadline = time.monotonic() + self.timeout_s
