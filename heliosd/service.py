@@ -87,6 +87,14 @@ class Service:
                 known = ", ".join(sorted(self.registry.exchanges))
                 raise ConfigError(f"no exchange plugin named {name!r} (known: {known})",
                                   key="exchange", source=s.source)  # fmt: skip
+        # The same check as `heliosd check-config`: a config it calls broken must not run
+        # (exit 78), rather than start and fail only when the engine is asked to trade.
+        if s.engine.strategy and s.engine.strategy not in self.registry.strategies:
+            from heliosd.errors import ConfigError
+
+            known = ", ".join(sorted(self.registry.strategies))
+            raise ConfigError(f"no strategy named {s.engine.strategy!r} (known: {known})",
+                              key="engine.strategy", source=s.source)  # fmt: skip
 
         self.store = await Store.open(s.daemon.db_path)
         self.stack.push_async_callback(self.store.close)
