@@ -12,7 +12,8 @@ The account must hold enough quote currency for all ``n`` fills beforehand.
 
 Speed: the messages are rendered from templates made by serialising ``wire``'s own
 payloads once with placeholder values, so they are byte-identical to what the general
-path would send (a test checks this) at a fraction of the cost of ``json`` per message.
+path would send (a test checks this) at a fraction of the cost of ``json`` per message,
+and they reach the sockets in batches rather than one call per message.
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ from heliosd.sim.wire import dec, dumps
 
 
 class _Template:
-    """A serialised message with ``@@name@@`` holes, rendered by string joins."""
+    """A serialised message with ``@@name@@`` holes, compiled to a ``str.format`` string."""
 
     def __init__(self, message: dict[str, object]) -> None:
-        self.chunks = dumps(message).split("@@")
-        self.names = self.chunks[1::2]
+        # Escape the JSON's own braces, then turn every @@name@@ into a {name} field.
+        parts = dumps(message).replace("{", "{{").replace("}", "}}").split("@@")
+        self.format = "".join(p if i % 2 == 0 else "{" + p + "}" for i, p in enumerate(parts))
 
     def render(self, values: dict[str, str]) -> str:
-        chunks = self.chunks[:]
-        for i in range(1, len(chunks), 2):
-            chunks[i] = values[chunks[i]]
-        return "".join(chunks)
+        return self.format.format_map(values)
 
 
 def _balance_template(currency: str, bal: Balance) -> _Template:
@@ -56,6 +55,9 @@ def _trade_template(trade: Trade) -> _Template:
     message["data"]["orderId"] = "@@orderId@@"
     message["data"]["id"] = "@@id@@"
     return _Template(message)
+
+
+BATCH = 1024  # messages handed to the sockets per call: bounded memory, few calls
 
 
 def inject_fills(
@@ -92,6 +94,7 @@ def inject_fills(
     quote_tpl = _balance_template(spec.quote, quote_bal)
     quote_bal.updated_at = base_bal.updated_at = now
     trade_ids: list[str] = []
+    pending: list[str] = []
     for _ in range(n):
         order_id, trade_id = ids.uuid(), ids.uuid()
         orders[order_id] = Order(
@@ -135,9 +138,14 @@ def inject_fills(
         base_bal.available += net
         trade_ids.append(trade_id)
         if wants:
-            sink.account_text(account_id, trade_tpl.render({"orderId": order_id, "id": trade_id}))
-            sink.account_text(account_id, _render_balance(base_tpl, base_bal, ref_base, stamp))
-            sink.account_text(account_id, _render_balance(quote_tpl, quote_bal, ref_quote, stamp))
+            pending.append(trade_tpl.render({"orderId": order_id, "id": trade_id}))
+            pending.append(_render_balance(base_tpl, base_bal, ref_base, stamp))
+            pending.append(_render_balance(quote_tpl, quote_bal, ref_quote, stamp))
+            if len(pending) >= BATCH:
+                sink.account_texts(account_id, pending)
+                pending = []
+    if pending:
+        sink.account_texts(account_id, pending)
     # One public print summarising the burst keeps the tape and statistics honest without
     # flooding the trade stream with n NEW_TRADE messages.
     exchange.print_trade(pair, price, qty * n, "buy")

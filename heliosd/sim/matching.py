@@ -70,8 +70,8 @@ class EventSink(Protocol):
 
     def account(self, account_id: str, message: dict[str, Any]) -> None: ...
 
-    def account_text(self, account_id: str, text: str) -> None:
-        """An already serialised account message (the bulk-injection fast path)."""
+    def account_texts(self, account_id: str, texts: list[str]) -> None:
+        """Already serialised account messages, in order (the bulk-injection fast path)."""
         ...
 
     def wants_market(self, event: str, pair: str) -> bool: ...
@@ -86,7 +86,7 @@ class NullSink:
     def account(self, account_id: str, message: dict[str, Any]) -> None:
         return None
 
-    def account_text(self, account_id: str, text: str) -> None:
+    def account_texts(self, account_id: str, texts: list[str]) -> None:
         return None
 
     def wants_market(self, event: str, pair: str) -> bool:

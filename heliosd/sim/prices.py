@@ -19,6 +19,7 @@ from itertools import cycle
 from pathlib import Path
 
 BPS = Decimal(10_000)
+STATE_QUANTUM = Decimal("1e-8")
 
 
 class PricePath:
@@ -47,7 +48,8 @@ class PricePath:
             price = next(replay)
         else:
             step = self._rng.randint(-self._volatility, self._volatility)
-            price = self._last[pair] * (BPS + step) / BPS
+            # Quantised so the walk's Decimals stay short instead of growing 28 digits.
+            price = (self._last[pair] * (BPS + step) / BPS).quantize(STATE_QUANTUM)
         self._last[pair] = price
         return price
 

@@ -47,6 +47,10 @@ class Outbox:
         self._queue.append(text)
         self._wake.set()
 
+    def extend(self, texts: list[str]) -> None:
+        self._queue.extend(texts)
+        self._wake.set()
+
     async def _run(self) -> None:
         queue, ws = self._queue, self.ws
         try:
@@ -98,14 +102,22 @@ class StreamHub:
         return bool(self._accounts.get(account_id)) and not self.faults.pause_account_stream
 
     def account(self, account_id: str, message: dict[str, Any]) -> None:
-        if not self.faults.pause_account_stream and self._accounts.get(account_id):
-            self.account_text(account_id, dumps(message))
+        if self.faults.pause_account_stream:
+            return
+        boxes = self._accounts.get(account_id)
+        if boxes:
+            text = dumps(message)
+            for box in boxes:
+                box.push(self.garble(text))
 
-    def account_text(self, account_id: str, text: str) -> None:
+    def account_texts(self, account_id: str, texts: list[str]) -> None:
         if self.faults.pause_account_stream:
             return
         for box in self._accounts.get(account_id, ()):
-            box.push(self.garble(text) if self.faults.garble_rate > 0 else text)
+            if self.faults.garble_rate > 0:
+                box.extend([self.garble(text) for text in texts])
+            else:
+                box.extend(texts)
 
     def wants_market(self, event: str, pair: str) -> bool:
         return bool(self._index.get((event, pair)))
