@@ -4,6 +4,7 @@ subscriptions and the unauthenticated-session limit."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -253,3 +254,21 @@ async def test_unauthenticated_trade_socket_is_closed_after_timeout() -> None:
         assert await recv_json(signed) == {"type": "PONG"}
         await signed.close()
         await expect_401(sim.ws_url + "/ws/trade", probe.headers("GET", "/ws/account"))
+
+
+async def test_stop_is_bounded_with_a_client_that_stopped_reading() -> None:
+    sim = Simulator(SimConfig(price_interval_s=None))
+    await sim.start()
+    sim.add_api_key(PROBE_KEY, PROBE_SECRET)
+    sim.fund("0", "ZAR", Decimal("10000000"))
+    headers = auth_headers(PROBE_KEY, PROBE_SECRET, int(time.time() * 1000), "GET", "/ws/account")
+    # A tiny receive queue: the client stops reading and TCP backs up into the sim.
+    ws = await websockets.connect(
+        sim.ws_url + "/ws/account", additional_headers=headers, max_queue=4
+    )
+    await sim.inject_fills("0", "BTCZAR", 20_000)
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await sim.stop()
+    assert time.monotonic() - started < 5
+    ws.transport.abort()

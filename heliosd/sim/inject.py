@@ -29,32 +29,46 @@ from heliosd.sim.wire import dec, dumps
 
 
 class _Template:
-    """A serialised message with ``@@name@@`` holes, compiled to a ``str.format`` string."""
+    """A serialised message with ``@@name@@`` holes, filled positionally by a join.
 
-    def __init__(self, message: dict[str, object]) -> None:
-        # Escape the JSON's own braces, then turn every @@name@@ into a {name} field.
-        parts = dumps(message).replace("{", "{{").replace("}", "}}").split("@@")
-        self.format = "".join(p if i % 2 == 0 else "{" + p + "}" for i, p in enumerate(parts))
+    (``str.format_map`` re-parses a 450-character format string on every call; slicing
+    the values into a pre-split list is several times cheaper.)
+    """
 
-    def render(self, values: dict[str, str]) -> str:
-        return self.format.format_map(values)
+    def __init__(self, message: dict[str, object], names: tuple[str, ...]) -> None:
+        self._parts = dumps(message).split("@@")
+        # The holes must appear in exactly the order callers pass values in.
+        assert tuple(self._parts[1::2]) == names, (self._parts[1::2], names)
+
+    def render(self, *values: str) -> str:
+        parts = self._parts[:]
+        parts[1::2] = values
+        return "".join(parts)
+
+
+BALANCE_HOLES = ("available", "reserved", "total", "updatedAt", "inRef", "inRef")
 
 
 def _balance_template(currency: str, bal: Balance) -> _Template:
     message = wire.balance_update(currency, bal, Decimal(1))
     data = message["data"]
-    for name in ("available", "reserved", "total", "totalInReference"):
-        data[name] = f"@@{name}@@"
-    data["totalInReferenceWeighted"] = "@@totalInReference@@"
-    data["updatedAt"] = "@@updatedAt@@"
-    return _Template(message)
+    for key, hole in (
+        ("available", "available"),
+        ("reserved", "reserved"),
+        ("total", "total"),
+        ("updatedAt", "updatedAt"),
+        ("totalInReference", "inRef"),
+        ("totalInReferenceWeighted", "inRef"),
+    ):
+        data[key] = f"@@{hole}@@"
+    return _Template(message, BALANCE_HOLES)
 
 
 def _trade_template(trade: Trade) -> _Template:
     message = wire.new_account_trade(trade)
     message["data"]["orderId"] = "@@orderId@@"
     message["data"]["id"] = "@@id@@"
-    return _Template(message)
+    return _Template(message, ("orderId", "id"))
 
 
 BATCH = 1024  # messages handed to the sockets per call: bounded memory, few calls
@@ -138,7 +152,7 @@ def inject_fills(
         base_bal.available += net
         trade_ids.append(trade_id)
         if wants:
-            pending.append(trade_tpl.render({"orderId": order_id, "id": trade_id}))
+            pending.append(trade_tpl.render(order_id, trade_id))
             pending.append(_render_balance(base_tpl, base_bal, ref_base, stamp))
             pending.append(_render_balance(quote_tpl, quote_bal, ref_quote, stamp))
             if len(pending) >= BATCH:
@@ -158,12 +172,4 @@ def _render_balance(tpl: _Template, bal: Balance, reference: Decimal, stamp: str
     available = dec(bal.available)
     total = available if not bal.reserved else dec(bal.available + bal.reserved)
     in_reference = total if reference == 1 else dec((bal.available + bal.reserved) * reference)
-    return tpl.render(
-        {
-            "available": available,
-            "reserved": dec(bal.reserved),
-            "total": total,
-            "totalInReference": in_reference,
-            "updatedAt": stamp,
-        }
-    )
+    return tpl.render(available, dec(bal.reserved), total, stamp, in_reference, in_reference)

@@ -157,10 +157,19 @@ class StreamHub:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close_all(self) -> None:
+    async def close_all(self, timeout: float = 1.0) -> None:
+        """Close every socket for shutdown; one whose peer stopped reading is aborted
+        after ``timeout`` so stopping the simulator never hangs on a stuck client."""
         boxes = [box for group in self._accounts.values() for box in group]
         boxes += [sub.box for sub in self._trade]
-        await asyncio.gather(*(box.close(WSCloseCode.GOING_AWAY, b"sim stopping") for box in boxes))
+
+        async def close(box: Outbox) -> None:
+            try:
+                await asyncio.wait_for(box.close(WSCloseCode.GOING_AWAY, b"sim stopping"), timeout)
+            except TimeoutError:
+                box.abort()
+
+        await asyncio.gather(*(close(box) for box in boxes))
         for task in list(self._tasks):
             task.cancel()
 

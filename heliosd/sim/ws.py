@@ -20,7 +20,8 @@ answered ``{"type":"UNSUBSCRIBED"}``. Events the sim does not produce, and unkno
 are accepted and ignored.
 
 Both streams answer ``{"type":"PING"}`` with ``{"type":"PONG"}``; other client messages
-(including account-stream SUBSCRIBE for MARGIN_INFO) are ignored.
+(including account-stream SUBSCRIBE for MARGIN_INFO) are ignored. permessage-deflate is not
+negotiated (VALR does not document it), so every frame is plain JSON text.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ async def account_stream(request: web.Request) -> web.StreamResponse:
         ctx = _authenticate(state, request)
     except ApiError as error:
         return _unauthorised(error)
-    ws = web.WebSocketResponse(autoping=True)
+    ws = web.WebSocketResponse(autoping=True, compress=False)
     await ws.prepare(request)
     box = Outbox(ws, request)
     box.push(AUTHENTICATED)
@@ -104,7 +105,7 @@ async def trade_stream(request: web.Request) -> web.StreamResponse:
             _authenticate(state, request)
         except ApiError as error:
             return _unauthorised(error)
-    ws = web.WebSocketResponse(autoping=True)
+    ws = web.WebSocketResponse(autoping=True, compress=False)
     await ws.prepare(request)
     box = Outbox(ws, request)
     sub = TradeSubscriber(box)
