@@ -93,12 +93,13 @@ class Market:
     # -- queries ------------------------------------------------------------------------
 
     def best_ask(self) -> Decimal | None:
-        prices = [lv.price for lv in self.mm_asks[:1] if lv.quantity > 0]
+        # The first market-maker level with size left (takers may have emptied the top).
+        prices = [lv.price for lv in self.mm_asks if lv.quantity > 0][:1]
         prices += [o.price for o in self.resting.values() if o.side == "sell"]
         return min(prices) if prices else None
 
     def best_bid(self) -> Decimal | None:
-        prices = [lv.price for lv in self.mm_bids[:1] if lv.quantity > 0]
+        prices = [lv.price for lv in self.mm_bids if lv.quantity > 0][:1]
         prices += [o.price for o in self.resting.values() if o.side == "buy"]
         return max(prices) if prices else None
 
