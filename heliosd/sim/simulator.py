@@ -129,18 +129,25 @@ class Simulator:
         """Credit ``amount`` (pushes a BALANCE_UPDATE to connected account sockets)."""
         self.exchange.fund(account_id, currency, amount)
 
+    # The observers below answer "nothing" for an account the sim has never seen, so a
+    # test can assert on an account before anything happened to it.
+
     def balances(self, account_id: str) -> dict[str, tuple[Decimal, Decimal]]:
         """``{currency: (available, reserved)}`` for every currency the account touched."""
-        acct = self.exchange.account(account_id)
+        acct = self.exchange.accounts.get(account_id)
+        if acct is None:
+            return {}
         return {cur: (bal.available, bal.reserved) for cur, bal in acct.balances.items()}
 
     def open_orders(self, account_id: str) -> list[dict[str, Any]]:
         """Exactly what ``GET /v1/orders/open`` returns."""
-        acct = self.exchange.account(account_id)
-        return [wire.open_order(o) for o in acct.open_orders.values()]
+        acct = self.exchange.accounts.get(account_id)
+        return [] if acct is None else [wire.open_order(o) for o in acct.open_orders.values()]
 
     def trades(self, account_id: str) -> list[dict[str, Any]]:
         """Every account trade, newest first, as ``GET /v1/account/tradehistory`` rows."""
+        if account_id not in self.exchange.accounts:
+            return []
         return [wire.account_trade(t) for t in self.exchange.trade_rows(account_id)]
 
     def orders_received(self, account_id: str) -> list[dict[str, Any]]:
@@ -148,7 +155,9 @@ class Simulator:
         ``accepted`` is False and ``error`` holds the answer). Requests refused by a
         fault before the handler ran are not here; ones whose answer a fault replaced
         after it ran are."""
-        acct = self.exchange.account(account_id)
+        acct = self.exchange.accounts.get(account_id)
+        if acct is None:
+            return []
         return [
             {
                 "route": r.route,
