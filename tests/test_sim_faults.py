@@ -105,6 +105,30 @@ async def test_delay(env: tuple[Simulator, Probe]) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+async def test_delay_after_the_handler_means_it_happened(env: tuple[Simulator, Probe]) -> None:
+    sim, probe = env
+    sim.faults.delay_after_s = 0.5
+    request = asyncio.create_task(
+        probe.call("POST", "/v2/orders/limit", {**LIMIT, "customerOrderId": "late"})
+    )
+    await asyncio.sleep(0.2)
+    assert [o["customerOrderId"] for o in sim.open_orders("0")] == ["late"]  # already placed
+    assert not request.done()
+    assert (await request).status == 201
+
+
+async def test_delay_before_the_handler_holds_the_request(env: tuple[Simulator, Probe]) -> None:
+    sim, probe = env
+    sim.faults.delay_s = 0.5
+    request = asyncio.create_task(
+        probe.call("POST", "/v2/orders/limit", {**LIMIT, "customerOrderId": "held"})
+    )
+    await asyncio.sleep(0.2)
+    assert sim.open_orders("0") == []  # still in flight
+    assert (await request).status == 201
+    assert [o["customerOrderId"] for o in sim.open_orders("0")] == ["held"]
+
+
 async def test_read_only_mode(env: tuple[Simulator, Probe]) -> None:
     sim, probe = env
     sim.faults.read_only = True

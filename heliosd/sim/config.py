@@ -150,7 +150,8 @@ class FaultConfig:
     * ``http_5xx_after_rate``: fraction of those 5xx answers produced *after* the handler ran,
       so the request took effect but its response was lost (a gateway timeout). This is the
       case a client's "place at most once" logic must survive.
-    * ``delay_s``: added before every REST response.
+    * ``delay_s``: added to every REST request *before* it is handled (held in flight);
+      ``delay_after_s``: added *after* it was handled (it took effect, the answer is late).
     * ``drop_ws_every_s``: close every account and trade socket periodically.
     * ``ws_drop_mode``: ``"close"`` sends a close frame (1001); ``"abort"`` cuts the TCP
       connection without one.
@@ -166,6 +167,7 @@ class FaultConfig:
     http_5xx_after_rate: float = 0.5
     retry_after_s: int = 1
     delay_s: float = 0.0
+    delay_after_s: float = 0.0
     drop_ws_every_s: float | None = None
     ws_drop_mode: str = "close"
     pause_account_stream: bool = False

@@ -2,7 +2,9 @@
 
 Applied to every ``/v1`` and ``/v2`` request, in this order:
 
-1. ``delay_s`` sleep.
+1. ``delay_s`` sleep *before* the handler runs (the request is held in flight: a client
+   that times out and looks the order up may not find it yet). ``delay_after_s`` sleeps
+   *after* the handler ran (the request took effect; only the answer is late).
 2. ``read_only``: any non-GET gets 503 (VALR's read-only mode).
 3. The real per-key fixed-window counter (``SimConfig.rate_limit_per_minute``; VALR's
    windows reset at each wall-clock minute), then the random ``http_429_rate``. A 429 has
@@ -101,6 +103,9 @@ def fault_middleware(faults: FaultConfig, counter: MinuteCounter, seed: int) -> 
             if rng.random() < faults.http_5xx_after_rate:
                 await handler(request)  # it happened; the answer is lost on the way back
             return server_error(status)
-        return await handler(request)
+        response = await handler(request)
+        if faults.delay_after_s > 0:
+            await asyncio.sleep(faults.delay_after_s)
+        return response
 
     return middleware

@@ -151,7 +151,7 @@ class Simulator:
         return [wire.account_trade(t) for t in self.exchange.trade_rows(account_id)]
 
     def orders_received(self, account_id: str) -> list[dict[str, Any]]:
-        """Every place request that reached a handler, oldest first (rejected ones too:
+        """Every authenticated place request with a JSON body, oldest first (rejected ones too:
         ``accepted`` is False and ``error`` holds the answer). Requests refused by a
         fault before the handler ran are not here; ones whose answer a fault replaced
         after it ran are."""
