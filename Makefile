@@ -19,14 +19,14 @@ sim: $(STAMP)
 	$(VENV)/bin/heliosd sim --port 8765
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check heliosd tests plugins bench
-	$(VENV)/bin/ruff format --check heliosd tests plugins bench
+	$(VENV)/bin/ruff check heliosd tests plugins $(wildcard bench)
+	$(VENV)/bin/ruff format --check heliosd tests plugins $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check heliosd tests plugins bench
+	$(VENV)/bin/ruff check heliosd tests plugins $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
