@@ -219,6 +219,10 @@ def apply_fill(conn: sqlite3.Connection, mode: Mode, fill: Fill) -> dict[str, An
         OrderState.FILLED if new_filled >= Decimal(row["quantity"]) else OrderState.PARTIALLY_FILLED
     )
     state = target if can_move(old, target) else old
+    if old is OrderState.FAILED and target is OrderState.FILLED:
+        # Fills are the venue's facts. "failed" may be our inference (an answer lost, a lookup
+        # that came before the venue acted): an order the venue then filled in full is filled.
+        state = OrderState.FILLED
     conn.execute(
         "UPDATE orders SET filled_quantity = ?, average_price = ?, state = ?, updated_at = ?,"
         " exchange_order_id = COALESCE(exchange_order_id, ?) WHERE id = ?",
@@ -254,6 +258,9 @@ class OrderCounters:
         self._recent: deque[tuple[datetime, Mode]] = deque()
         self._open: dict[tuple[Mode, str], set[int]] = {}
         self._window = window
+        # customerOrderIds whose placement is under way in this process (the router adds and
+        # removes them): reconciliation leaves these to the placer.
+        self.placing: set[str] = set()
 
     def sent(self, mode: Mode, at: datetime) -> None:
         self._recent.append((at, mode))

@@ -229,28 +229,34 @@ class ExecutionRouter:
         self._counters.sent(mode, utcnow())
         client = self._clients[mode]
         error: HeliosError | None = None
+        # While this process is placing the order (answers lost, lookups, a resend: it can
+        # take many seconds), reconciliation must not judge it from the venue's view.
+        self._counters.placing.add(request.customer_order_id)
         try:
-            result = await client.place(request)
-        except ExchangeRejected as exc:
-            result = PlaceResult(OrderState.FAILED, None, exc.message)
-            error = exc
-        except OutcomeUnknownError as exc:
-            # Sent, outcome unknown: leave it SENT; the stream or reconciliation settles it.
-            log.warning("order %s outcome unknown: %s", request.customer_order_id, exc)
-            result = PlaceResult(OrderState.SENT, None, "")
-        except (TransientError, AuthError) as exc:
-            result = PlaceResult(OrderState.FAILED, None, exc.message)
-            error = exc
-        except Exception as exc:
-            # A plugin client broke its contract. It may have sent the order, so the order
-            # stays SENT (reconciliation settles it) and the caller gets a clear error.
-            log.exception("exchange client %s raised on place()", getattr(client, "name", "?"))
-            result = PlaceResult(OrderState.SENT, None, "")
-            error = TransientError(
-                f"exchange client failed: {type(exc).__name__}: {exc}; the order's outcome is"
-                " unknown until reconciliation"
-            )
-        row = await self._store.write(self._result_tx(row["id"], result, mode))
+            try:
+                result = await client.place(request)
+            except ExchangeRejected as exc:
+                result = PlaceResult(OrderState.FAILED, None, exc.message)
+                error = exc
+            except OutcomeUnknownError as exc:
+                # Sent, outcome unknown: leave it SENT; the stream or reconciliation settles it.
+                log.warning("order %s outcome unknown: %s", request.customer_order_id, exc)
+                result = PlaceResult(OrderState.SENT, None, "")
+            except (TransientError, AuthError) as exc:
+                result = PlaceResult(OrderState.FAILED, None, exc.message)
+                error = exc
+            except Exception as exc:
+                # A plugin client broke its contract. It may have sent the order, so the order
+                # stays SENT (reconciliation settles it) and the caller gets a clear error.
+                log.exception("exchange client %s raised on place()", getattr(client, "name", "?"))
+                result = PlaceResult(OrderState.SENT, None, "")
+                error = TransientError(
+                    f"exchange client failed: {type(exc).__name__}: {exc}; the order's outcome is"
+                    " unknown until reconciliation"
+                )
+            row = await self._store.write(self._result_tx(row["id"], result, mode))
+        finally:
+            self._counters.placing.discard(request.customer_order_id)
         self._counters.track(row)
         self._after_order(row, mode)
         if error is not None:

@@ -81,6 +81,10 @@ class VenueSink:
         self._drained.set()
         self._reconcile_task: asyncio.Task[None] | None = None
         self.fills_applied = 0
+        # Called with each new fill once it is committed and applied to the ledger (after
+        # fills_applied moves). For measurement (bench/fills.py); keep listeners trivial:
+        # they run inside the commit's completion, on the loop.
+        self.fill_listeners: list[Callable[[Fill], None]] = []
         self.streams: dict[str, tuple[bool, str, str]] = {}  # stream -> (up, detail, since)
 
     # ------------------------------------------------------------------ fills
@@ -121,6 +125,8 @@ class VenueSink:
             return  # already stored: a replay
         self._ledger.apply_fill(fill)
         self.fills_applied += 1
+        for listener in self.fill_listeners:
+            listener(fill)
         if self._watermark is None or fill.traded_at > self._watermark:
             self._watermark = fill.traded_at
         order = outcome.get("order")
@@ -189,9 +195,9 @@ class VenueSink:
         for row in local:
             if row["exchange_order_id"] in exchange_ids or row["customer_order_id"] in customer_ids:
                 continue
-            if row["updated_at"] > cutoff:
+            if row["updated_at"] > cutoff or row["customer_order_id"] in self._counters.placing:
                 skipped = True
-                continue  # just sent: the venue's list may not show it yet
+                continue  # being placed or just sent: the venue's list may not show it yet
             try:
                 status = await self._client().order_status(
                     row["pair"], exchange_order_id=row["exchange_order_id"],
