@@ -259,6 +259,7 @@ def fast_valr_tuning(**overrides: Any) -> Any:
         "write_policy": quick,
         "lookup_policy": quick,
         "lookup_grace_s": 0.01,
+        "lookup_window_s": 0.3,
         "ping_interval_s": 1.0,
         "auth_timeout_s": 2.0,
         "reconnect_initial_s": 0.05,

@@ -10,12 +10,14 @@ Placing an order is the one place where a retry can cost money, so it follows a 
 * A request VALR certainly did not execute is re-sent, bounded: a **429** (VALR's limiter
   answers before the request reaches the matching engine, and the simulator models it the
   same way) or a connection that was refused before anything was sent.
-* A request whose answer was lost (timeout, dropped connection, 5xx) may have been executed.
-  We wait a moment, look the order up by ``customerOrderId`` and return its real state. Only
-  if the venue has never seen it do we send it again, once, with the same customerOrderId
-  (VALR refuses a duplicate among open orders with -11502, which we then also resolve by
-  lookup). If the lookup itself fails, or the second send is lost too, the caller gets
-  :class:`~heliosd.errors.OutcomeUnknownError`: look it up later, never resend blindly.
+* A request whose answer was lost (timeout, dropped connection, 5xx) may have been executed,
+  or may still be executed: a delayed request can reach the matching engine after we asked.
+  It is **never sent again**. We look the order up by ``customerOrderId`` repeatedly, for
+  twice the request timeout, and return its real state; if VALR does not list it by then,
+  or the lookups fail, the caller gets :class:`~heliosd.errors.OutcomeUnknownError` and the order
+  stays "sent" until the account stream or reconciliation settles it. A resend would not be
+  safe even with the same customerOrderId: VALR refuses a duplicate only among *open*
+  orders, so a filled market order could execute twice (found by tests/faults).
 
 Without credentials the client still streams prices; every account method raises
 ``AuthError("VALR credentials are not configured")``.
@@ -417,33 +419,22 @@ class ValrClient:
         path, body = self._order_body(request, await self.pair(request.pair))
         await self._wait_ready()
         cid = request.customer_order_id
-        resent = False
         while True:
             try:
                 answer = await self._write("POST", path, body)
-            except ExchangeRejected as exc:
-                if exc.venue_code == DUPLICATE_CUSTOMER_ORDER_ID and resent:
-                    # Our first, lost send did land after all.
-                    status = await self._lookup_written(request)
-                    if status is not None:
-                        return self._result(request, status)
-                raise
             except TransientError as exc:
                 if isinstance(exc, NotExecuted):
                     raise
                 log.warning("placing %s: answer lost (%s); looking it up", cid, exc.message)
-                status = await self._lookup_written(request)
+                status = await self._find_after_lost_answer(request)
                 if status is not None:
                     return self._result(request, status)
-                if resent:
-                    raise OutcomeUnknownError(
-                        f"placing {cid}: VALR's answer was lost twice; look it up by "
-                        "customerOrderId before doing anything else",
-                        details={"customer_order_id": cid},
-                    ) from None
-                log.warning("placing %s: VALR never saw it; sending it once more", cid)
-                resent = True
-                continue
+                raise OutcomeUnknownError(
+                    f"placing {cid}: VALR's answer was lost and VALR does not list the order;"
+                    " it is not sent again (a delayed request could still execute); the"
+                    " account stream or reconciliation will settle it",
+                    details={"customer_order_id": cid},
+                ) from None
             order_id = answer.get("id") if isinstance(answer, dict) else None
             if not isinstance(order_id, str):
                 raise OutcomeUnknownError(
@@ -469,6 +460,20 @@ class ValrClient:
         if not state.is_terminal:
             state = OrderState.PLACED if request.type is OrderType.LIMIT else OrderState.SENT
         return PlaceResult(state, status.exchange_order_id, status.failed_reason)
+
+    async def _find_after_lost_answer(self, request: PlaceRequest) -> OrderStatus | None:
+        """Look the order up until VALR lists it or the lookup window has passed.
+
+        The window defaults to twice the request timeout: long enough for a request we
+        stopped waiting for to have reached VALR, short enough to answer the caller."""
+        window = self.tuning.lookup_window_s
+        if window is None:
+            window = 2 * float(self._valr.request_timeout_s)
+        deadline = time.monotonic() + window
+        while True:
+            status = await self._lookup_written(request)
+            if status is not None or time.monotonic() >= deadline:
+                return status
 
     async def _lookup_written(self, request: PlaceRequest) -> OrderStatus | None:
         """After a lost answer: the order's status, None if VALR never saw it, or

@@ -74,9 +74,10 @@ class ValrTuning:
     * ``read_policy``: GET retries.
     * ``write_policy``: resends of a write VALR certainly did not execute (429, refused
       connection), bounded by attempts and total time.
-    * ``lookup_policy`` / ``lookup_grace_s``: after a write whose answer was lost, wait
-      ``lookup_grace_s`` (so a request still in flight lands first) and then look the order
-      up by customerOrderId within these bounds.
+    * ``lookup_policy`` / ``lookup_grace_s`` / ``lookup_window_s``: after a write whose
+      answer was lost, wait ``lookup_grace_s`` (so a request still in flight lands first),
+      look the order up by customerOrderId within ``lookup_policy``, and keep looking until
+      VALR lists it or ``lookup_window_s`` has passed. The order is never sent again.
     * ``ping_interval_s``: PING period on each socket; no PONG for two periods = dead.
     * ``auth_timeout_s``: how long to wait for AUTHENTICATED after the upgrade.
     * ``reconnect_initial_s`` / ``reconnect_max_s``: reconnect backoff (doubling, jittered).
@@ -92,6 +93,7 @@ class ValrTuning:
     write_policy: RetryPolicy = RetryPolicy(max_attempts=6, max_total_s=60.0)
     lookup_policy: RetryPolicy = RetryPolicy(max_attempts=6, max_total_s=30.0)
     lookup_grace_s: float = 0.5
+    lookup_window_s: float | None = None  # None: twice valr.request_timeout_s
     ping_interval_s: float = 30.0
     auth_timeout_s: float = 10.0
     reconnect_initial_s: float = 1.0
