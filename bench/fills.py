@@ -1,0 +1,211 @@
+"""Benchmark 2 (issue 8): fills from the venue's account stream to durable and applied.
+
+The real simulator runs in a child process (its own core, as the real VALR is another
+machine) and pushes real fills -- a NEW_ACCOUNT_TRADE and two BALANCE_UPDATEs each, on the
+account WebSocket -- with ``Simulator.inject_fills``. A real daemon runs in this process
+(``heliosd.testing.start_daemon``), its LIVE venue the simulator, its account stream
+connected. A fill counts when ``VenueSink`` has seen its commit and applied it to the ledger
+(``VenueSink.fill_listeners`` is called exactly then); at the end the fills table is counted
+through a separate SQLite connection, so durability is checked, not assumed.
+
+Two measurements:
+
+* **burst**: N fills injected at once (N >= 20,000). Fills per second = N / (time from the
+  injection call until the last fill is committed and applied).
+* **paced**: fills injected at a steady ``--rate`` in small batches every few ms. Delay per
+  fill = its commit-and-apply time minus the moment its batch was injected at the simulator
+  (CLOCK_MONOTONIC, which both processes share). That moment is when the simulator queues the
+  frames, a little before they leave its socket, so the delay is if anything overstated.
+
+Prints one JSON line. ``--quick`` is a smoke-test size (not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import sqlite3
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contextlib
+
+from _common import emit, median_of, ms, note, summary
+
+from heliosd.testing import SimHandle, start_daemon, start_sim, write_config
+from heliosd.types import Fill, Mode
+
+PAIR = "BTCZAR"
+QUANTITY = Decimal("0.0001")
+
+
+# ---------------------------------------------------------------------- the simulator process
+
+
+def sim_process(conn: Connection) -> None:
+    asyncio.run(_sim_main(conn))
+
+
+async def _sim_main(conn: Connection) -> None:
+    handle = await start_sim(funded=Decimal(10) ** 10)
+    sim = handle.sim
+    conn.send({"rest": sim.rest_url, "ws": sim.ws_url, "key": handle.key,
+               "secret": handle.secret})  # fmt: skip
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            cmd = await loop.run_in_executor(None, conn.recv)
+            if cmd[0] == "stop":
+                break
+            if cmd[0] == "cpu":
+                conn.send(time.process_time())
+            elif cmd[0] == "burst":
+                t = time.monotonic_ns()
+                ids = await sim.inject_fills(handle.account, PAIR, cmd[1], QUANTITY)
+                conn.send([(t, ids)])
+            elif cmd[0] == "paced":
+                _, n, batch, interval_s = cmd
+                batches = []
+                start = time.monotonic()
+                for i in range(0, n, batch):
+                    # Absolute schedule: a late batch does not push the others back.
+                    delay = start + (i // batch) * interval_s - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    t = time.monotonic_ns()
+                    ids = await sim.inject_fills(handle.account, PAIR, min(batch, n - i), QUANTITY)
+                    batches.append((t, ids))
+                    await asyncio.sleep(0)  # let the socket writers run
+                conn.send(batches)
+    finally:
+        await sim.stop()
+
+
+# ---------------------------------------------------------------------- the daemon side
+
+
+class Recorder:
+    """Commit-and-apply time of every fill, by trade id."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, int] = {}
+
+    def __call__(self, fill: Fill) -> None:
+        self.at[fill.trade_id] = time.monotonic_ns()
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what} ({timeout:g} s)")
+        await asyncio.sleep(0.001)
+
+
+async def run(conn: Connection, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    info = await asyncio.to_thread(conn.recv)
+    handle = SimHandle(SimpleNamespace(rest_url=info["rest"], ws_url=info["ws"]),
+                       info["key"], info["secret"])  # fmt: skip
+    config = write_config(work, handle)
+    running = await start_daemon(config)
+    try:
+        sink = running.service.sinks[Mode.LIVE]
+        await wait_for(lambda: sink.streams.get("account", (False,))[0], 30, "account stream")
+        recorder = Recorder()
+        sink.fill_listeners.append(recorder)
+
+        async def sim_cpu() -> float:
+            conn.send(("cpu",))
+            seconds: float = await asyncio.to_thread(conn.recv)
+            return seconds
+
+        async def inject(cmd: tuple[Any, ...]) -> list[tuple[int, list[str]]]:
+            before = len(recorder.at)  # fills are applied while the simulator still answers
+            conn.send(cmd)
+            batches: list[tuple[int, list[str]]] = await asyncio.to_thread(conn.recv)
+            target = before + sum(len(b) for _, b in batches)
+            await wait_for(lambda: len(recorder.at) >= target, 120, "fills applied")
+            return batches
+
+        bursts = []
+        for _ in range(args.repeats):
+            sim0, own0 = await sim_cpu(), time.process_time()
+            batches = await inject(("burst", args.fills))
+            sim1, own1 = await sim_cpu(), time.process_time()
+            t0, ids = batches[0]
+            last = max(recorder.at[i] for i in ids)
+            delays = [ms(recorder.at[i] - t0) for i in ids]
+            bursts.append({"fills": len(ids), "seconds": round((last - t0) / 1e9, 3),
+                           "fills_per_s": round(len(ids) / ((last - t0) / 1e9)),
+                           "delay_ms": summary(delays),
+                           # CPU per fill of each side: who is the bottleneck on 2 cores.
+                           "daemon_cpu_us_per_fill": round((own1 - own0) / len(ids) * 1e6, 1),
+                           "sim_cpu_us_per_fill": round((sim1 - sim0) / len(ids) * 1e6, 1),
+                           })  # fmt: skip
+        paced_delays: list[float] = []
+        interval = args.batch / args.rate
+        for _ in range(args.repeats):
+            batches = await inject(("paced", args.paced_fills, args.batch, interval))
+            paced_delays += [ms(recorder.at[i] - t) for t, ids in batches for i in ids]
+        applied = sink.fills_applied
+        commits = running.service.store.commits
+        db = config.parent / "state" / "heliosd.db"
+    finally:
+        await running.stop()
+    with sqlite3.connect(db) as check:
+        stored = check.execute("SELECT count(*) FROM fills WHERE mode = 'LIVE'").fetchone()[0]
+    expected = args.repeats * (args.fills + args.paced_fills)
+    if stored != expected or applied != expected:
+        raise RuntimeError(f"expected {expected} fills, {stored} stored, {applied} applied")
+    return {
+        "fills_per_s": round(median_of(b["fills_per_s"] for b in bursts)),
+        "burst": bursts,
+        "paced": {"rate_per_s": args.rate, "batch": args.batch,
+                  "fills": len(paced_delays), "delay_ms": summary(paced_delays)},
+        "stored": stored,
+        "applied": applied,
+        "group_commits": commits,
+        "fills_per_commit": round(stored / max(1, commits), 1),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--fills", type=int, default=20_000, help="fills per burst")
+    parser.add_argument("--paced-fills", type=int, default=10_000)
+    parser.add_argument("--rate", type=int, default=10_000, help="paced fills per second")
+    parser.add_argument("--batch", type=int, default=50, help="fills per paced injection")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.quick:
+        args.fills, args.paced_fills, args.repeats = 300, 200, 1
+    parent, child = mp.Pipe()
+    proc = mp.get_context("fork").Process(target=sim_process, args=(child,), daemon=True)
+    proc.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
+            figures = asyncio.run(run(parent, args, Path(tmp)))
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send(("stop",))
+        proc.join(10)
+        if proc.is_alive():
+            note("simulator process did not stop; terminating it")
+            proc.terminate()
+    p99 = figures["paced"]["delay_ms"]["p99"]
+    emit("fills", figures, {"at_least_20k_fills_per_s": figures["fills_per_s"] >= 20_000,
+                            "p99_delay_under_20ms": p99 < 20})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
