@@ -6,7 +6,7 @@
   shape, and the daemon is still healthy afterwards.
 * The venue: the simulator garbles a share of its WebSocket messages (truncated, non-JSON,
   unknown types). Each is skipped with a warning, the stream stays connected, fills still
-  arrive afterwards, and the next reconnect recovers the fills the garbling destroyed.
+  arrive afterwards, and a REST catch-up recovers the fills the garbling destroyed.
 * The config file: broken configs make ``heliosd run`` exit 78 naming the key.
 """
 
@@ -237,12 +237,14 @@ async def test_garbled_venue_messages_are_skipped_and_the_stream_lives(
 
         after = await sim.sim.inject_fills(sim.account, "BTCZAR", 5)
         await wait_until(lambda: set(after) <= stored(), 10, "fills after the garbling")
-        # Garbling destroyed some fills for good on this connection; the next reconnect's
-        # reconciliation brings every one of them back, each once.
-        sim.sim.drop_ws_connections()
+        # Garbling destroyed some fill messages; each skipped account message triggers a
+        # catch-up through REST trade history, so every fill comes back, each once, on the
+        # same connection (no reconnect needed).
         everything = {t["id"] for t in sim.sim.trades(sim.account)}
-        await wait_until(lambda: stored() == everything, 15, "every fill after a reconnect")
+        await wait_until(lambda: stored() == everything, 15, "every fill after the catch-up")
         assert set(garbled_ids) <= everything
+        assert sim.sim.hub.account_socket_count() == 1
+        assert sink.streams["account"][2] == since
         held = sim.sim.balances(sim.account)["BTC"]
         ledger = running.service.ledgers[Mode.LIVE]
         await wait_until(lambda: ledger.position("BTCZAR") == held[0] + held[1], 10, "ledger")

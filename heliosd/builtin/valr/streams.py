@@ -261,9 +261,11 @@ class _Stream:
             kind = msg["type"]
         except (ValueError, TypeError, KeyError):
             log.warning("VALR %s stream: skipped an unreadable message", self.name)
+            self._lost_message()
             return
         if not isinstance(kind, str):
             log.warning("VALR %s stream: skipped a message without a type", self.name)
+            self._lost_message()
             return
         handler = self._handlers.get(kind)
         if handler is not None:
@@ -272,9 +274,19 @@ class _Stream:
             self._last_pong = asyncio.get_running_loop().time()
         elif kind not in self.ignored:
             log.warning("VALR %s stream: skipped a message of unknown type %.40r", self.name, kind)
+            self._lost_message()
 
     def _skip(self, kind: str, exc: BaseException) -> None:
         log.warning("VALR %s stream: skipped a %s message (%s)", self.name, kind, exc)
+        self._lost_message()
+
+    def _lost_message(self) -> None:
+        """A skipped message may have carried something that matters; see subclasses."""
+
+
+# After an unreadable account message, wait this long before reconciling through REST, so a
+# burst of bad messages costs a single catch-up.
+CATCH_UP_DELAY_S = 0.5
 
 
 def _type_of(raw: str | bytes) -> Any:
@@ -320,6 +332,7 @@ class AccountStream(_Stream):
     ) -> None:
         super().__init__(url, events, tuning, sign=sign)
         self._reconcile = reconcile
+        self._catch_up: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # connected and reconciled: orders may be placed
         self._handlers = {
             "NEW_ACCOUNT_TRADE": self._on_trade,
@@ -344,6 +357,30 @@ class AccountStream(_Stream):
 
     def _on_down(self) -> None:
         self.ready.clear()
+
+    async def stop(self) -> None:
+        if self._catch_up is not None:
+            self._catch_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catch_up
+        await super().stop()
+
+    def _lost_message(self) -> None:
+        """A skipped account message may have been a fill: reconcile through REST soon.
+
+        One catch-up at a time, a moment later (a burst of garbage costs one catch-up). It
+        does not block orders: everything it delivers is idempotent (fills are keyed by
+        trade id, open orders and balances are snapshots)."""
+        if self._catch_up is not None and not self._catch_up.done():
+            return
+        self._catch_up = asyncio.get_running_loop().create_task(self._catch_up_later())
+
+    async def _catch_up_later(self) -> None:
+        await asyncio.sleep(CATCH_UP_DELAY_S)
+        try:
+            await self._reconcile(self._events)
+        except Exception as exc:  # the next reconnect reconciles anyway
+            log.warning("VALR account stream: catch-up after a skipped message failed: %s", exc)
 
     async def _on_trade(self, msg: Any) -> None:
         try:
