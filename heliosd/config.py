@@ -479,6 +479,12 @@ def _validate(settings: Settings) -> None:
     _check_positive(r.max_leverage, "risk.max_leverage", src, upper=Decimal(100))
     _check_positive(r.daily_loss_pct, "risk.daily_loss_pct", src, upper=Decimal(100))
     _check_positive(r.max_drawdown_pct, "risk.max_drawdown_pct", src, upper=Decimal(100))
+    if r.daily_loss_pct >= r.max_drawdown_pct:
+        # A daily-loss halt that can only fire after the drawdown emergency stop is a typo.
+        raise _fail(
+            "risk.daily_loss_pct", src,
+            f"must be below risk.max_drawdown_pct ({r.daily_loss_pct} >= {r.max_drawdown_pct})",
+        )  # fmt: skip
     _check_positive(r.rule_timeout_s, "risk.rule_timeout_s", src)
     _check_positive(r.gate_timeout_s, "risk.gate_timeout_s", src)
     if not Decimal(0) < r.kelly_fraction <= Decimal(1):

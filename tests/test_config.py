@@ -284,6 +284,11 @@ def test_unknown_section_is_named(tmp_path: Path) -> None:
         ("[risk]\nmax_position_pct = 101", "risk.max_position_pct", "at most 100"),
         ('[risk]\ndaily_loss_pct = "nan"', "risk.daily_loss_pct", "must be finite"),
         ('[risk]\ntimezone = "Mars/Olympus"', "risk.timezone", "unknown time zone"),
+        (
+            "[risk]\ndaily_loss_pct = 20\nmax_drawdown_pct = 15",
+            "risk.daily_loss_pct",
+            "must be below risk.max_drawdown_pct",
+        ),
         ('[risk]\nreference_currency = "zar"', "risk.reference_currency", "currency code"),
         ("[risk]\nkelly_fraction = 2", "risk.kelly_fraction", "must be in (0, 1]"),
         ('[risk]\nenforce_in_paper = "yes"', "risk.enforce_in_paper", "true or false"),
