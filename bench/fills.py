@@ -24,71 +24,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import sqlite3
 import sys
 import tempfile
 import time
-from decimal import Decimal
-from multiprocessing.connection import Connection
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import contextlib
 
-from _common import emit, median_of, ms, note, summary
+from _common import emit, median_of, ms, summary
+from _simproc import SimProcess
 
-from heliosd.testing import SimHandle, start_daemon, start_sim, write_config
+from heliosd.testing import start_daemon, write_config
 from heliosd.types import Fill, Mode
-
-PAIR = "BTCZAR"
-QUANTITY = Decimal("0.0001")
-
-
-# ---------------------------------------------------------------------- the simulator process
-
-
-def sim_process(conn: Connection) -> None:
-    asyncio.run(_sim_main(conn))
-
-
-async def _sim_main(conn: Connection) -> None:
-    handle = await start_sim(funded=Decimal(10) ** 10)
-    sim = handle.sim
-    conn.send({"rest": sim.rest_url, "ws": sim.ws_url, "key": handle.key,
-               "secret": handle.secret})  # fmt: skip
-    loop = asyncio.get_running_loop()
-    try:
-        while True:
-            cmd = await loop.run_in_executor(None, conn.recv)
-            if cmd[0] == "stop":
-                break
-            if cmd[0] == "cpu":
-                conn.send(time.process_time())
-            elif cmd[0] == "burst":
-                t = time.monotonic_ns()
-                ids = await sim.inject_fills(handle.account, PAIR, cmd[1], QUANTITY)
-                conn.send([(t, ids)])
-            elif cmd[0] == "paced":
-                _, n, batch, interval_s = cmd
-                batches = []
-                start = time.monotonic()
-                for i in range(0, n, batch):
-                    # Absolute schedule: a late batch does not push the others back.
-                    delay = start + (i // batch) * interval_s - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    t = time.monotonic_ns()
-                    ids = await sim.inject_fills(handle.account, PAIR, min(batch, n - i), QUANTITY)
-                    batches.append((t, ids))
-                    await asyncio.sleep(0)  # let the socket writers run
-                conn.send(batches)
-    finally:
-        await sim.stop()
-
 
 # ---------------------------------------------------------------------- the daemon side
 
@@ -111,11 +61,8 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(conn: Connection, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    info = await asyncio.to_thread(conn.recv)
-    handle = SimHandle(SimpleNamespace(rest_url=info["rest"], ws_url=info["ws"]),
-                       info["key"], info["secret"])  # fmt: skip
-    config = write_config(work, handle)
+async def run(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    config = write_config(work, sim.handle)
     running = await start_daemon(config)
     try:
         sink = running.service.sinks[Mode.LIVE]
@@ -124,14 +71,13 @@ async def run(conn: Connection, args: argparse.Namespace, work: Path) -> dict[st
         sink.fill_listeners.append(recorder)
 
         async def sim_cpu() -> float:
-            conn.send(("cpu",))
-            seconds: float = await asyncio.to_thread(conn.recv)
+            seconds: float = await asyncio.to_thread(sim.ask, ("cpu",))
             return seconds
 
         async def inject(cmd: tuple[Any, ...]) -> list[tuple[int, list[str]]]:
             before = len(recorder.at)  # fills are applied while the simulator still answers
-            conn.send(cmd)
-            batches: list[tuple[int, list[str]]] = await asyncio.to_thread(conn.recv)
+            sim.send(cmd)
+            batches: list[tuple[int, list[str]]] = await asyncio.to_thread(sim.recv)
             target = before + sum(len(b) for _, b in batches)
             await wait_for(lambda: len(recorder.at) >= target, 120, "fills applied")
             return batches
@@ -189,19 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.fills, args.paced_fills, args.repeats = 300, 200, 1
-    parent, child = mp.Pipe()
-    proc = mp.get_context("fork").Process(target=sim_process, args=(child,), daemon=True)
-    proc.start()
-    try:
-        with tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
-            figures = asyncio.run(run(parent, args, Path(tmp)))
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send(("stop",))
-        proc.join(10)
-        if proc.is_alive():
-            note("simulator process did not stop; terminating it")
-            proc.terminate()
+    with SimProcess() as sim, tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
+        figures = asyncio.run(run(sim, args, Path(tmp)))
     p99 = figures["paced"]["delay_ms"]["p99"]
     emit("fills", figures, {"at_least_20k_fills_per_s": figures["fills_per_s"] >= 20_000,
                             "p99_delay_under_20ms": p99 < 20})  # fmt: skip

@@ -1,0 +1,81 @@
+"""Every benchmark runs end to end at a tiny size (``--quick``) and prints its one JSON line.
+
+Not timing assertions: the figures of a 2-core CI box under load mean nothing at these sizes.
+What is asserted is that each benchmark really did its work -- the checks it makes of the
+system (fills stored and applied, orders cancelled at the simulator, READY received) passed,
+and the line carries the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(name: str, *args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name), "--quick", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout  # one JSON line, nothing else on stdout
+    result: dict[str, Any] = json.loads(lines[0])
+    assert result["machine"]["cores"] >= 1
+    assert set(result["targets"]) and result["all_targets_met"] == all(result["targets"].values())
+    return result
+
+
+def test_risk_path_evaluates_a_mixed_stream_and_submits() -> None:
+    r = run_bench("risk_path.py", "--peer", "/nonexistent/python")
+    assert r["rules"] == ["position_limit", "leverage_limit", "daily_loss_limit", "drawdown_limit"]
+    mix = r["evaluate"]["mix"]
+    assert mix["accepted"] and mix["capped"] and mix["rejected"]  # the stream is realistic
+    assert sum(mix.values()) == r["evaluate"]["orders"]
+    assert r["evaluate"]["latency_us"]["median"] > 0
+    assert [s["concurrency"] for s in r["submit"]] == [1, 64]
+    assert r["store_commits"] > 0  # submit really stored the orders
+    # A missing peer degrades with a message that says what to do, never a crash.
+    assert "make bench-peers" in r["nautilus"]["error"]
+    assert r["targets"]["ratio_at_most_1_5"] is False
+
+
+def test_fills_are_counted_only_once_durable_and_applied() -> None:
+    r = run_bench("fills.py")
+    assert r["stored"] == r["applied"] == 500  # 300 in the burst + 200 paced, all in SQLite
+    assert r["burst"][0]["fills"] == 300
+    assert r["paced"]["fills"] == 200
+    assert r["group_commits"] < r["stored"]  # fills share commits
+
+
+def test_emergency_stop_cancels_every_order_at_the_simulator() -> None:
+    r = run_bench("emergency_stop.py")
+    assert r["cancelled_orders"] == [20]
+    assert r["latency_ms"]["median"] > 0
+
+
+def test_control_answers_the_mode_on_a_keep_alive_connection() -> None:
+    r = run_bench("control.py")
+    assert r["route"] == "GET /api/trading/mode"
+    assert r["requests_per_s"] > 0
+
+
+def test_startup_reaches_ready_through_sd_notify() -> None:
+    r = run_bench("startup.py")
+    assert 0 < r["sim"]["ready_s"]["median"] < 30
+    assert r["sim"]["rss_mb"]["median"] > 10  # a real Python process, measured from /proc
+
+
+@pytest.mark.parametrize(
+    "name", ["risk_path.py", "fills.py", "emergency_stop.py", "control.py", "startup.py"]
+)
+def test_every_benchmark_documents_itself(name: str) -> None:
+    text = (BENCH / name).read_text()
+    assert text.startswith('"""Benchmark') and "--quick" in text
