@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import sqlite3
@@ -186,14 +187,23 @@ class ExecutionRouter:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(self, intent: OrderIntent, *, actor: str) -> dict[str, Any]:
+    async def submit(
+        self, intent: OrderIntent, *, actor: str, mode: Mode | None = None
+    ) -> dict[str, Any]:
         """Evaluate, store, send. Returns the stored ORDER.
+
+        ``mode`` is for the core's own position-closing orders only (an emergency stop's
+        flatten must sell LIVE holdings on the LIVE account although the mode is already
+        PAPER); every other order takes the mode the database holds at this moment.
 
         Raises RiskRejected (never sent), ExchangeRejected (the venue refused it at once),
         TransientError / AuthError (not placed), each with ``details["order"]``.
         """
         state = self._store.mode_state()
-        mode = state.mode
+        if mode is None:
+            mode = state.mode
+        elif mode is Mode.LIVE:
+            state = dataclasses.replace(state, mode=Mode.LIVE, verified=True)
         if mode is Mode.LIVE and not state.verified:
             reason = (
                 "the database says LIVE but no confirmed switch to LIVE is recorded (changed "

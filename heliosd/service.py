@@ -20,7 +20,7 @@ import pluggy
 
 from heliosd import orders as od
 from heliosd import store as st
-from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
+from heliosd.breakers import EMERGENCY, Breakers
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine
@@ -44,6 +44,7 @@ from heliosd.protocols import (
     MonitorContext,
 )
 from heliosd.router import ExecutionRouter
+from heliosd.stops import Stops
 from heliosd.store import Store, iso
 from heliosd.types import (
     ActionKind,
@@ -160,6 +161,12 @@ class Service:
             rules=self.registry.risk_rules, enqueue=self._enqueue_fn(),
             on_order=self._order_event, on_integrity=self._integrity_alert,
         )  # fmt: skip
+        self.stops = Stops(
+            store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
+            ledgers=self.ledgers, market=self.market, enqueue=self._enqueue_fn,
+            publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
+            on_open_orders=self._venue_open_orders, submit=self.router.submit,
+        )  # fmt: skip
         self.engine = Engine(
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
@@ -170,7 +177,7 @@ class Service:
         self.orchestrator = ModeOrchestrator(
             self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self._enqueue_fn(), halted=self._emergency_reason,
+            enqueue=self._enqueue_fn(), halted=self.stops.emergency_reason,
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
@@ -211,6 +218,9 @@ class Service:
             self.pm.hook.heliosd_shutdown(daemon=self)
         except Exception:
             log.exception("a plugin's heliosd_shutdown hook failed; shutting down anyway")
+
+    async def _venue_open_orders(self, mode: Mode, orders: list[OpenOrder]) -> None:
+        await self.sinks[mode].on_open_orders(orders)
 
     async def _stop_engine_quietly(self) -> None:
         with contextlib.suppress(Exception):
@@ -350,9 +360,9 @@ class Service:
                 continue
             if action.kind is ActionKind.EMERGENCY_STOP:
                 if not self.breakers.is_tripped(EMERGENCY):
-                    self._spawn(self._breaker_emergency(mode, action.breaker, action.reason))
+                    self._spawn(self.stops.breaker_emergency(mode, action.breaker, action.reason))
             elif action.kind is ActionKind.HALT and not self.breakers.is_tripped(action.breaker):
-                self._spawn(self._halt(mode, action.breaker, action.reason, action.until))
+                self._spawn(self.stops.halt(mode, action.breaker, action.reason, action.until))
 
     async def _marks_loop(self) -> None:
         while True:
@@ -368,78 +378,6 @@ class Service:
             )
 
     # ================================================================== stops
-
-    def _emergency_reason(self) -> str | None:
-        states = self.breakers.states()
-        return states[EMERGENCY].reason if EMERGENCY in states else None
-
-    async def _halt(self, mode: Mode, breaker: str, reason: str, until: Any) -> None:
-        """Daily loss: stop the engine, cancel that mode's open orders, refuse new risk."""
-
-        enqueue_fn = self._enqueue_fn()
-
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
-            st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
-            enqueue_fn(
-                conn,
-                Event("halt", f"heliosd {mode}: trading halted", reason, utcnow(), urgent=True),
-            )
-
-        await self.store.write(tx)
-        self.breakers.committed_trip(breaker, reason, until)
-        self.notifications.publish({"type": "halt", "breaker": breaker, "reason": reason})
-        await self._stop_engine_quietly()
-        await self._cancel_everything([mode])
-
-    async def _breaker_emergency(self, mode: Mode, breaker: str, reason: str) -> None:
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, breaker, mode=mode, reason=reason)
-
-        await self.store.write(tx)
-        self.breakers.committed_trip(breaker, reason, None)
-        await self.emergency_stop(reason=f"{breaker}: {reason}", actor=SYSTEM)
-
-    async def _cancel_everything(
-        self, modes: Sequence[Mode], attempts: int = 3
-    ) -> tuple[int, int | None, list[str]]:
-        """Cancel every open order of each mode's account, then verify none remain.
-
-        A stop must not give up on one transient error: cancel-all and the verification
-        are retried (bounded). ``remaining`` counts live orders still open at the venue, or
-        is None when the venue could not be checked at all (the notes say why).
-        """
-        cancelled = 0
-        remaining: int | None = 0
-        notes: list[str] = []
-
-        async def one(mode: Mode) -> None:
-            nonlocal cancelled, remaining
-            client = self.clients[mode]
-            left: list[OpenOrder] | None = None
-            for attempt in range(attempts):
-                try:
-                    cancelled += await client.cancel_all()
-                    left = await client.open_orders()
-                except AuthError as exc:
-                    notes.append(f"{mode}: {exc.message}")
-                    return
-                except HeliosError as exc:
-                    notes.append(f"{mode}: attempt {attempt + 1}: {exc.message}")
-                    await asyncio.sleep(0.2 * (attempt + 1))
-                    continue
-                if not left:
-                    break
-            if left is None:
-                if mode is Mode.LIVE:
-                    remaining = None
-                return
-            if mode is Mode.LIVE and remaining is not None:
-                remaining += len(left)
-            await self.sinks[mode].on_open_orders(left)
-
-        await asyncio.gather(*(one(m) for m in modes))
-        return cancelled, remaining, notes
 
     # ================================================================== ControlBackend
 
@@ -466,103 +404,10 @@ class Service:
         return {"audit": await self.store.read(lambda c: st.audit_rows(c, limit))}
 
     async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        """Latch, go PAPER, stop the engine, cancel everything, verify none remain."""
-        reason = reason or "emergency stop"
-        async with self._stop_lock:
-            who = str(actor)
-
-            enqueue_fn = self._enqueue_fn()
-
-            def tx(conn: sqlite3.Connection) -> None:
-                trip_sql(conn, EMERGENCY, mode=None, reason=reason)
-                row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
-                if row is not None and row[0] == "LIVE":
-                    st.set_mode(
-                        self.store,
-                        conn,
-                        Mode.PAPER,
-                        actor=who,
-                        reason=f"emergency stop: {reason}",
-                        confirmed=False,
-                    )
-                st.audit(conn, actor=who, action="emergency_stop", outcome="latched", reason=reason)
-                enqueue_fn(
-                    conn,
-                    Event(
-                        "emergency_stop",
-                        "heliosd: EMERGENCY STOP",
-                        f"{who}: {reason}",
-                        utcnow(),
-                        urgent=True,
-                    ),
-                )
-
-            await self.store.write(tx)
-            self.breakers.committed_trip(EMERGENCY, reason, None)
-            await self._stop_engine_quietly()
-            cancelled, remaining, notes = await self._cancel_everything([Mode.LIVE, Mode.PAPER])
-            flattened: list[str] = []
-            if self.settings.risk.flatten_on_emergency_stop:
-                flattened = await self._flatten()
-            await self.store.write(lambda c: st.audit(
-                c, actor=who, action="emergency_stop", outcome="done", reason=reason,
-                details={"cancelled": cancelled, "remaining": remaining, "notes": notes},
-            ))  # fmt: skip
-            self.notifications.publish({"type": "emergency_stop", "reason": reason,
-                                        "cancelled_orders": cancelled})  # fmt: skip
-            out: dict[str, Any] = {
-                "halted": True, "mode": str(self.store.mode_state().mode),
-                "cancelled_orders": cancelled, "remaining_open_orders": remaining,
-                "reason": reason, "notes": notes,
-            }  # fmt: skip
-            if flattened:
-                out["flattened"] = flattened
-            return out
-
-    async def _flatten(self) -> list[str]:
-        """Close positions at market (config choice, off by default): reducing orders pass."""
-        done = []
-        for mode in Mode:
-            for pair, qty in self.ledgers[mode].positions().items():
-                info = self.market.pair(pair)
-                if qty <= 0 or info is None:
-                    continue
-                qty = info.round_quantity(qty)
-                if qty < info.min_base:
-                    continue
-                intent = OrderIntent(pair, Side.SELL, _market(), qty, None,
-                                     "flatten on emergency stop", "emergency")  # fmt: skip
-                try:
-                    await self.router.submit(intent, actor="emergency-stop")
-                    done.append(f"{mode} {pair} {qty}")
-                except HeliosError as exc:
-                    done.append(f"{mode} {pair} {qty} failed: {exc.message}")
-        return done
+        return await self.stops.emergency_stop(reason=reason, actor=actor)
 
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        who = str(actor)
-        names = sorted({EMERGENCY, DAILY_LOSS, DRAWDOWN, *self.breakers.states()})
-
-        enqueue_fn = self._enqueue_fn()
-
-        def tx(conn: sqlite3.Connection) -> int:
-            n = clear_sql(conn, names, actor=who, reason=reason)
-            st.audit(
-                conn,
-                actor=who,
-                action="resume",
-                outcome="cleared",
-                reason=reason,
-                details={"cleared": n},
-            )
-            enqueue_fn(
-                conn, Event("resume", "heliosd: trading resumed", f"{who}: {reason}", utcnow())
-            )
-            return n
-
-        cleared = await self.store.write(tx)
-        self.breakers.committed_clear(names)
-        self.notifications.publish({"type": "resume", "reason": reason})
+        cleared = await self.stops.resume(reason=reason, actor=actor)
         return {"halted": False, "cleared": cleared, **await self.get_mode()}
 
     async def engine_status(self) -> dict[str, Any]:
@@ -761,12 +606,6 @@ class _StoreOrders:
         return await self._store.read(
             lambda c: od.list_orders(c, open_only=True, limit=10_000, mode=mode)
         )
-
-
-def _market() -> Any:
-    from heliosd.types import OrderType
-
-    return OrderType.MARKET
 
 
 def _open_order(row: Mapping[str, Any]) -> OpenOrder:

@@ -98,11 +98,12 @@ def config_text(
     notify_url: str | None = None,
     extra: str = "",
     daemon_extra: str = "",
+    risk_extra: str = "",
 ) -> str:
     """A heliosd.toml for tests: credentials by $file, everything else explicit.
 
-    ``daemon_extra`` adds lines to ``[daemon]`` (e.g. ``plugin_dirs = [...]``); ``extra``
-    appends whole sections.
+    ``daemon_extra`` / ``risk_extra`` add lines to ``[daemon]`` / ``[risk]`` (e.g.
+    ``plugin_dirs = [...]``); ``extra`` appends whole sections.
     """
     lines = [
         "[daemon]",
@@ -120,7 +121,7 @@ def config_text(
         lines += [f'api_key = {{ "$file" = "{key_file}" }}',
                   f'api_secret = {{ "$file" = "{secret_file}" }}']  # fmt: skip
     lines += ["request_timeout_s = 5", ""]
-    lines += ["[risk]", "gate_timeout_s = 5", ""]
+    lines += ["[risk]", "gate_timeout_s = 5", risk_extra, ""]
     if notify_url:
         lines += ["[notify]", f'urls = ["{notify_url}"]', ""]
     return "\n".join(lines) + "\n" + extra

@@ -203,3 +203,34 @@ async def test_manual_emergency_stop_answers_with_counts(sim: SimHandle, short_d
         await eventually(all_cancelled)
     finally:
         await running.stop()
+
+
+async def test_flatten_on_emergency_stop_sells_live_holdings_on_the_live_account(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    config = write_config(
+        short_dir, sim, notify_url=NOTIFY, risk_extra="flatten_on_emergency_stop = true"
+    )
+    running = await start_daemon(config)
+    req = running.request
+    try:
+        await eventually(lambda: _has_price(running))
+        await go_live(req)
+        status, body = await req("POST", "/api/orders", order("BUY", "0.01"))
+        assert status == 201, body
+        await eventually(lambda: _position(running, "LIVE"))
+        status, body = await req("POST", "/api/trading/emergency-stop", {"reason": "flatten"})
+        assert status == 200, body
+        assert body["mode"] == "PAPER"
+        assert [f.split()[:2] for f in body["flattened"]] == [["LIVE", "BTCZAR"]]
+        # The sale went to the LIVE account (the simulator), not to paper.
+        sells = [r for r in sim.sim.orders_received(sim.account) if r["body"]["side"] == "SELL"]
+        assert len(sells) == 1
+
+        async def flat() -> bool:
+            btc = sim.sim.balances(sim.account).get("BTC", (Decimal(0), Decimal(0)))
+            return sum(btc) < Decimal("0.0001")  # below the minimum order: dust
+
+        await eventually(flat)
+    finally:
+        await running.stop()
