@@ -476,6 +476,36 @@ async def test_cancel_all_and_per_pair(env: tuple[Simulator, Probe]) -> None:
     assert sim.balances("0")["ZAR"] == (Decimal("100000"), 0)
 
 
+async def test_cancel_all_events_one_snapshot_per_operation(env: tuple[Simulator, Probe]) -> None:
+    """A status per cancelled order, then one balance per currency and one open-order list:
+    per-order full snapshots would be O(n^2) (2 s for 500 orders; RESULTS.md section 3)."""
+    sim, probe = env
+    sim.fund("0", "ZAR", Decimal("100000"))
+    sim.fund("0", "BTC", Decimal("1"))
+    ids = []
+    for body in (limit(price="990000"), limit(price="980000"), limit("SELL", price="1100000")):
+        ids.append((await probe.call("POST", "/v2/orders/limit", body)).json()["id"])
+    ws = await account_ws(probe)
+    reply = await probe.call("DELETE", "/v1/orders")
+    assert sorted(o["orderId"] for o in reply.json()) == sorted(ids)
+    events = await drain(ws)
+    assert [m["type"] for m in events] == [
+        *["ORDER_STATUS_UPDATE"] * 3,
+        "BALANCE_UPDATE",
+        "BALANCE_UPDATE",
+        "OPEN_ORDERS_UPDATE",
+    ]
+    statuses = [(m["data"]["orderId"], m["data"]["orderStatusType"]) for m in events[:3]]
+    assert statuses == [(i, "Cancelled") for i in ids]  # in the order they were placed
+    balances = {m["data"]["currency"]["shortName"]: m["data"] for m in events[3:5]}
+    assert (balances["ZAR"]["available"], balances["ZAR"]["reserved"]) == ("100000", "0")
+    assert (balances["BTC"]["available"], balances["BTC"]["reserved"]) == ("1", "0")
+    assert events[5]["data"] == []
+    assert (await probe.call("DELETE", "/v1/orders")).json() == []
+    assert await drain(ws, 0.1) == []  # nothing to cancel: nothing to say
+    await ws.close()
+
+
 async def test_order_history_lists_finished_orders(env: tuple[Simulator, Probe]) -> None:
     sim, probe = env
     sim.fund("0", "ZAR", Decimal("20000"))
