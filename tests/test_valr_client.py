@@ -165,6 +165,29 @@ async def test_zero_balance_account_is_refused_with_valrs_message() -> None:
         assert await client.balances() == []
 
 
+async def test_a_stored_rows_two_ids_are_accepted_and_the_exchange_id_is_used() -> None:
+    """The daemon passes both ids of a stored order (reconciliation, DELETE /api/orders/{id});
+    VALR takes one reference, so the venue's own id is the one sent."""
+    async with (
+        funded_sim() as sim,
+        valr_on_sim(sim, SIM_KEY, SIM_SECRET, tuning=fast_valr_tuning()) as client,
+    ):
+        placed = await client.place(limit("two-1", "900000"))
+        ids = {"exchange_order_id": placed.exchange_order_id, "customer_order_id": "two-1"}
+        status = await client.order_status("BTCZAR", **ids)
+        assert status is not None
+        assert status.state is OrderState.PLACED
+        await client.cancel("BTCZAR", **ids)
+        done = await client.order_status("BTCZAR", **ids)
+        assert done is not None
+        assert done.state is OrderState.CANCELLED
+        routes = sim.request_counts()
+        assert routes["GET /v1/orders/{pair}/orderid/{orderId}"] == 2
+        assert "GET /v1/orders/{pair}/customerorderid/{customerOrderId}" not in routes
+        with pytest.raises(ValueError, match="exchange_order_id or customer_order_id"):
+            await client.order_status("BTCZAR")
+
+
 async def test_cancel_all_counts() -> None:
     async with (
         funded_sim() as sim,

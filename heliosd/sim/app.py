@@ -5,6 +5,9 @@ Middleware, outermost first: faults (``heliosd.sim.faults``), then protocol erro
 * A POST/PUT/PATCH/DELETE whose Content-Type is not ``application/json`` -> 403 (VALR
   rejects writes without it; the body is ``{"code":-11,...}``, a sim choice).
 * ``ApiError`` raised anywhere in a handler -> its status and ``{"code","message"}`` body.
+
+Every request that gets past the faults is counted per route pattern
+(``Simulator.request_counts``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 @web.middleware
 async def protocol_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    pattern = route.canonical if route is not None else request.path
+    request.app[STATE].requests[f"{request.method} {pattern}"] += 1
     if request.method in _WRITES and request.content_type != "application/json":
         return error_response(wrong_content_type())
     try:

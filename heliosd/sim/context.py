@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,9 @@ class SimState:
     exchange: Exchange
     hub: StreamHub
     _timers: set[asyncio.TimerHandle] = field(default_factory=set)
+    # "METHOD /route/{pattern}" -> requests answered (any status): lets a test assert how
+    # many calls of a kind a client made (e.g. no per-order status lookups after a stop).
+    requests: Counter[str] = field(default_factory=Counter)
 
     # -- auth and bodies ----------------------------------------------------------------
 

@@ -139,6 +139,11 @@ class Simulator:
             return {}
         return {cur: (bal.available, bal.reserved) for cur, bal in acct.balances.items()}
 
+    def request_counts(self) -> dict[str, int]:
+        """``{"GET /v1/orders/{pair}/orderid/{orderId}": n, ...}``: REST requests answered
+        so far (past the fault injection), by method and route pattern."""
+        return dict(self._state.requests)
+
     def open_orders(self, account_id: str) -> list[dict[str, Any]]:
         """Exactly what ``GET /v1/orders/open`` returns."""
         acct = self.exchange.accounts.get(account_id)

@@ -289,10 +289,13 @@ class ValrClient:
         customer_order_id: str | None = None,
     ) -> OrderStatus | None:
         """The order's state; None when VALR does not know it. Tries the live status route,
-        then the history summary (finished orders), as valr-api.md §4.3 advises."""
+        then the history summary (finished orders), as valr-api.md §4.3 advises.
+
+        VALR's routes take one reference: with both, the exchange order id is used (the
+        venue's own key; callers pass a stored row's two ids as they are)."""
         self._require_credentials()
-        if (exchange_order_id is None) == (customer_order_id is None):
-            raise ValueError("give exactly one of exchange_order_id and customer_order_id")
+        if exchange_order_id is None and customer_order_id is None:
+            raise ValueError("give exchange_order_id or customer_order_id")
         if exchange_order_id is not None:
             kind, ref = "orderid", path_segment(exchange_order_id)
         else:
@@ -533,10 +536,13 @@ class ValrClient:
         customer_order_id: str | None = None,
     ) -> None:
         """Cancel one order (``DELETE /v2/orders/order``, synchronous). A lost answer is
-        resolved by a status lookup: an order already finished counts as done."""
+        resolved by a status lookup: an order already finished counts as done. With both
+        ids, the exchange order id is sent (VALR refuses a body naming both)."""
         self._require_credentials()
-        if (exchange_order_id is None) == (customer_order_id is None):
-            raise ValueError("give exactly one of exchange_order_id and customer_order_id")
+        if exchange_order_id is None and customer_order_id is None:
+            raise ValueError("give exchange_order_id or customer_order_id")
+        if exchange_order_id is not None:
+            customer_order_id = None
         body = (
             {"orderId": exchange_order_id, "pair": pair}
             if exchange_order_id is not None
