@@ -207,6 +207,12 @@ class RiskContext:
     breakers: Mapping[str, BreakerState]
     now: datetime
     order_stats: OrderStats
+    # Scratch space for work several rules share within this one order (the built-in limits
+    # keep the order's valuation here, so it is computed once, not once per rule). The router
+    # gives every order a fresh dict; None (a context built elsewhere) means "no sharing:
+    # compute it". Keys are owned by the module that writes them; values are only valid for
+    # this order, so a rule that keeps one must also check it was computed for its intent.
+    memo: dict[str, Any] | None = None
 
 
 class OrderStats(Protocol):

@@ -135,7 +135,7 @@ class ExecutionRouter:
             ctx = RiskContext(
                 mode=mode, settings=self._settings, pair=self._market.pair(intent.pair),
                 ledger=ledger, market=self._market, breakers=breakers, now=utcnow(),
-                order_stats=self._counters,
+                order_stats=self._counters, memo={},
             )  # fmt: skip
             pending: list[tuple[str, Awaitable[Verdict]]] = []
             for rule in self.rules:

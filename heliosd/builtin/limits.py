@@ -88,6 +88,75 @@ def _pair(intent: OrderIntent, ctx: RiskContext) -> PairInfo | None:
     return ctx.market.pair(intent.pair)
 
 
+_MEMO_KEY = "heliosd.builtin.limits.valuation"
+
+
+class OrderValuation:
+    """The figures both size limits value an order with, computed once per order.
+
+    Computed in the order the rules check them, stopping at the first one that is missing:
+    ``position``; ``reduces`` (when true nothing else is computed); ``pair`` (None: unknown);
+    ``price`` (None: no price); ``rate`` (None: no mark for the quote currency); then
+    ``equity``, ``unit_value`` (``price * rate``) and ``post`` (the signed position after the
+    order). ``equity``, ``unit_value`` and ``post`` are meaningful only when ``rate`` is set.
+    Pure reads of the ledger and the market: computing one changes nothing.
+    """
+
+    __slots__ = (
+        "equity", "intent", "pair", "position", "post", "price", "rate", "reduces",
+        "reference", "unit_value",
+    )  # fmt: skip
+
+    intent: OrderIntent
+    reference: str
+    position: Decimal
+    reduces: bool
+    pair: PairInfo | None
+    price: Decimal | None
+    rate: Decimal | None
+    equity: Decimal
+    unit_value: Decimal
+    post: Decimal
+
+    def __init__(self, intent: OrderIntent, ctx: RiskContext) -> None:
+        self.intent = intent
+        self.reference = reference = ctx.settings.risk.reference_currency
+        self.position = position = ctx.ledger.position(intent.pair)
+        self.reduces = reduces_position(intent, position)
+        self.pair = self.price = self.rate = None
+        self.equity = self.unit_value = self.post = ZERO
+        if self.reduces:
+            return
+        self.pair = pair = _pair(intent, ctx)
+        if pair is None:
+            return
+        self.price = price = valuation_price(intent, ctx.market)
+        if price is None:
+            return
+        self.rate = rate = quote_rate(pair, reference, ctx.market)
+        if rate is None:
+            return
+        self.equity = ctx.ledger.equity()
+        self.unit_value = price * rate
+        quantity = intent.quantity
+        self.post = position + quantity if intent.side is Side.BUY else position - quantity
+
+
+def order_valuation(intent: OrderIntent, ctx: RiskContext) -> OrderValuation:
+    """The order's valuation, shared through ``ctx.memo`` by every rule of this order.
+
+    Without a memo (a context not built by the router) it is computed for each call.
+    """
+    memo = ctx.memo
+    if memo is None:
+        return OrderValuation(intent, ctx)
+    valuation: OrderValuation | None = memo.get(_MEMO_KEY)
+    # The intent check keeps a context reused for another order from seeing stale figures.
+    if valuation is None or valuation.intent is not intent:
+        valuation = memo[_MEMO_KEY] = OrderValuation(intent, ctx)
+    return valuation
+
+
 def _fixed2(value: Decimal) -> str:
     """Two decimals, always shown: "4.00", "400000.00" (reasons are read by people)."""
     return format(value, ".2f")
@@ -111,32 +180,31 @@ class PositionLimit:
         self._within = Verdict.accept(self.name, "within the position limit")
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
-        position = ctx.ledger.position(intent.pair)
-        if reduces_position(intent, position):
+        v = order_valuation(intent, ctx)
+        if v.reduces:
             return self._reduces
-        pair = _pair(intent, ctx)
+        pair = v.pair
         if pair is None:
             return Verdict.reject(self.name, f"unknown pair {intent.pair}")
         if intent.quantity <= 0:
             return Verdict.reject(self.name, f"quantity {intent.quantity} is not positive")
-        risk = ctx.settings.risk
-        reference = risk.reference_currency
-        limit_pct = risk.max_position_pct
-        price = valuation_price(intent, ctx.market)
+        reference = v.reference
+        limit_pct = ctx.settings.risk.max_position_pct
+        price = v.price
         if price is None:
             return Verdict.reject(self.name, f"no price for {intent.pair}: cannot value the order")
-        rate = quote_rate(pair, reference, ctx.market)
-        if rate is None:
+        if v.rate is None:
             return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
-        equity = ctx.ledger.equity()
+        position = v.position
+        equity = v.equity
         if equity <= 0:
             if empty_account(ctx):
                 return Verdict.accept(self.name, EMPTY_ACCOUNT)
             return Verdict.reject(
                 self.name, f"equity is {decimal_text(equity)} {reference}: nothing to size against"
             )
-        unit_value = price * rate
-        post = position + intent.quantity if intent.side is Side.BUY else position - intent.quantity
+        unit_value = v.unit_value
+        post = v.post
         # Compare by multiplication (exact, and cheaper than dividing on every order).
         if abs(post) * unit_value * _HUNDRED <= equity * limit_pct:
             return self._within
@@ -185,21 +253,21 @@ class LeverageLimit:
         self._within = Verdict.accept(self.name, "within the leverage limit")
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
-        position = ctx.ledger.position(intent.pair)
-        if reduces_position(intent, position):
+        v = order_valuation(intent, ctx)
+        if v.reduces:
             return self._reduces
-        pair = _pair(intent, ctx)
+        pair = v.pair
         if pair is None:
             return Verdict.reject(self.name, f"unknown pair {intent.pair}")
-        reference = ctx.settings.risk.reference_currency
+        reference = v.reference
         max_leverage = ctx.settings.risk.max_leverage
-        price = valuation_price(intent, ctx.market)
+        price = v.price
         if price is None:
             return Verdict.reject(self.name, f"no price for {intent.pair}: cannot value the order")
-        rate = quote_rate(pair, reference, ctx.market)
+        rate = v.rate
         if rate is None:
             return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
-        equity = ctx.ledger.equity()
+        equity = v.equity
         if equity <= 0:
             if empty_account(ctx):
                 return Verdict.accept(self.name, EMPTY_ACCOUNT)
@@ -207,10 +275,10 @@ class LeverageLimit:
                 self.name, f"equity is {decimal_text(equity)} {reference}: leverage undefined"
             )
         # Replace this pair's share of the gross (at mark) by its post-trade size (at price).
+        position = v.position
         mark = ctx.market.mark(intent.pair)
         current = abs(position) * (mark if mark is not None else price) * rate
-        signed = intent.quantity if intent.side is Side.BUY else -intent.quantity
-        gross = ctx.ledger.gross_exposure() - current + abs(position + signed) * price * rate
+        gross = ctx.ledger.gross_exposure() - current + abs(v.post) * price * rate
         if gross > equity * max_leverage:
             leverage = gross / equity
             numbers = f"gross {_fixed2(gross)} {reference}, equity {_fixed2(equity)} {reference}"
