@@ -44,6 +44,7 @@ from heliosd.protocols import (
 )
 from heliosd.store import Store
 from heliosd.types import (
+    ZERO,
     Mode,
     OrderIntent,
     OrderState,
@@ -57,6 +58,12 @@ from heliosd.types import (
 log = logging.getLogger(__name__)
 
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
+
+# Module constants compared by identity on the order path: on 3.11 every ``Mode.LIVE`` or
+# ``VerdictAction.CAP`` is a ~100 ns class attribute lookup, several per order.
+_LIVE = Mode.LIVE
+_REJECT = VerdictAction.REJECT
+_CAP = VerdictAction.CAP
 
 
 def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
@@ -131,7 +138,7 @@ class ExecutionRouter:
                         f"breaker {name} is tripped ({state.reason}); only orders that reduce"
                         " a position may pass until a resume",
                     ))  # fmt: skip
-        if mode is Mode.LIVE or self._settings.risk.enforce_in_paper:
+        if mode is _LIVE or self._settings.risk.enforce_in_paper:
             ctx = RiskContext(
                 mode=mode, settings=self._settings, pair=self._market.pair(intent.pair),
                 ledger=ledger, market=self._market, breakers=breakers, now=utcnow(),
@@ -173,10 +180,11 @@ class ExecutionRouter:
         quantity = intent.quantity
         rejects = []
         for v in verdicts:
-            if v.action is VerdictAction.REJECT:
+            action = v.action
+            if action is _REJECT:
                 rejects.append(v)
-            elif v.action is VerdictAction.CAP:
-                if v.quantity is None or v.quantity <= 0:
+            elif action is _CAP:
+                if v.quantity is None or v.quantity <= ZERO:
                     rejects.append(Verdict.reject(v.rule, v.reason or "capped to nothing"))
                 elif v.quantity < quantity:
                     quantity = v.quantity
