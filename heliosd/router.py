@@ -18,9 +18,8 @@ import inspect
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from heliosd import orders as od
 from heliosd.breakers import BUILTIN, EMERGENCY, Breakers
@@ -74,8 +73,13 @@ def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
     return against and intent.quantity <= abs(position)
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(NamedTuple):
+    """The outcome of :meth:`ExecutionRouter.evaluate`. Immutable.
+
+    A NamedTuple, not a frozen dataclass: one is built per order, and a frozen dataclass's
+    ``__init__`` (``object.__setattr__`` per field) costs ~1 us, a tenth of the whole path.
+    """
+
     mode: Mode
     verdicts: tuple[Verdict, ...]
     quantity: Decimal | None  # None: rejected
@@ -105,7 +109,7 @@ class ExecutionRouter:
         self._market = market
         self._breakers = breakers
         self._counters = counters
-        self.rules: tuple[RiskRule, ...] = tuple(rules)  # replaced whole on plugin reload
+        self.rules = tuple(rules)
         self._enqueue = enqueue
         self._on_order = on_order
         self._on_integrity = on_integrity
@@ -113,6 +117,20 @@ class ExecutionRouter:
         self._integrity_reported: int | None = None
 
     # ------------------------------------------------------------------ risk
+
+    @property
+    def rules(self) -> tuple[RiskRule, ...]:
+        """The loaded risk rules, in order. Replaced whole (on plugin reload), never mutated."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: Sequence[RiskRule]) -> None:
+        self._rules: tuple[RiskRule, ...] = tuple(rules)
+        # Each rule's name is looked up once here, not per rule per order (a getattr with a
+        # default is ~150 ns). Names are class attributes by contract (RiskRule.name).
+        self._named_rules: tuple[tuple[RiskRule, str], ...] = tuple(
+            (rule, getattr(rule, "name", type(rule).__name__)) for rule in self._rules
+        )
 
     async def evaluate(self, intent: OrderIntent, mode: Mode | None = None) -> Evaluation:
         """The pre-trade path: mode at execution time and every risk verdict."""
@@ -139,14 +157,16 @@ class ExecutionRouter:
                         " a position may pass until a resume",
                     ))  # fmt: skip
         if mode is _LIVE or self._settings.risk.enforce_in_paper:
+            market = self._market
+            # Positional: keyword arguments cost ~0.3 us more per order. The order is
+            # RiskContext's field order: mode, settings, pair, ledger, market, breakers, now,
+            # order_stats, memo (a fresh dict: see RiskContext.memo); mypy checks each type.
             ctx = RiskContext(
-                mode=mode, settings=self._settings, pair=self._market.pair(intent.pair),
-                ledger=ledger, market=self._market, breakers=breakers, now=utcnow(),
-                order_stats=self._counters, memo={},
+                mode, self._settings, market.pair(intent.pair), ledger, market, breakers,
+                utcnow(), self._counters, {},
             )  # fmt: skip
             pending: list[tuple[str, Awaitable[Verdict]]] = []
-            for rule in self.rules:
-                name = getattr(rule, "name", type(rule).__name__)
+            for rule, name in self._named_rules:
                 try:
                     answer: Any = rule.check(intent, ctx)
                 except Exception as exc:
