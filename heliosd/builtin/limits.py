@@ -172,6 +172,29 @@ def _fixed2(value: Decimal) -> str:
 _pct = _fixed2
 
 
+class _LastText:
+    """``decimal_text`` of the last value asked for, kept for the next call.
+
+    Cap and reject reasons repeat the same figures order after order (the equity changes only
+    when the ledger or a mark does, a limit only when the settings do), and ``decimal_text``
+    costs ~1 us. Exact: equal Decimals have equal texts (the text is of the value rounded to
+    fixed places), and the pair is replaced in one assignment.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[Decimal, str] | None = None
+
+    def __call__(self, value: Decimal) -> str:
+        last = self._last
+        if last is not None and last[0] == value:
+            return last[1]
+        text = decimal_text(value)
+        self._last = (value, text)
+        return text
+
+
 class PositionLimit:
     """|post-trade position notional in the pair| / equity <= ``risk.max_position_pct``.
 
@@ -185,6 +208,8 @@ class PositionLimit:
         # Verdicts are immutable: the common answers are built once, not per order.
         self._reduces = Verdict.accept(self.name, "reduces the position")
         self._within = Verdict.accept(self.name, "within the position limit")
+        self._equity_text = _LastText()
+        self._limit_text = _LastText()
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
         v = order_valuation(intent, ctx)
@@ -212,25 +237,27 @@ class PositionLimit:
             )
         unit_value = v.unit_value
         post = v.post
+        exposure = abs(post) * unit_value
+        budget = equity * limit_pct
         # Compare by multiplication (exact, and cheaper than dividing on every order).
-        if abs(post) * unit_value * _HUNDRED <= equity * limit_pct:
+        if exposure * _HUNDRED <= budget:
             return self._within
-        max_size = equity * limit_pct / _HUNDRED / unit_value  # largest |position| allowed
-        requested_pct = _pct(abs(post) * unit_value / equity * _HUNDRED)
+        max_size = budget / _HUNDRED / unit_value  # largest |position| allowed
+        requested_pct = _pct(exposure / equity * _HUNDRED)
         # Room left on this side: BUY may take the position up to +max, SELL down to -max.
         room = max_size - position if intent.side is _BUY else max_size + position
         allowed = pair.round_quantity(room) if room > ZERO else ZERO
         details = {
             "requested": str(intent.quantity),
             "allowed": str(allowed),
-            "equity": decimal_text(equity),
+            "equity": self._equity_text(equity),
             "price": str(price),
             "limit_pct": str(limit_pct),
             "requested_pct": requested_pct,
         }
         head = (
             f"position {intent.pair} would be {requested_pct}% of equity "
-            f"(limit {decimal_text(limit_pct)}%)"
+            f"(limit {self._limit_text(limit_pct)}%)"
         )
         if allowed <= ZERO:
             return Verdict.reject(self.name, f"{head}; no room left", details)
@@ -258,6 +285,8 @@ class LeverageLimit:
     def __init__(self) -> None:
         self._reduces = Verdict.accept(self.name, "reduces the position")
         self._within = Verdict.accept(self.name, "within the leverage limit")
+        self._equity_text = _LastText()
+        self._limit_text = _LastText()
 
     def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
         v = order_valuation(intent, ctx)
@@ -287,17 +316,17 @@ class LeverageLimit:
         current = abs(position) * (mark if mark is not None else price) * rate
         gross = ctx.ledger.gross_exposure() - current + abs(v.post) * price * rate
         if gross > equity * max_leverage:
-            leverage = gross / equity
+            leverage = _fixed2(gross / equity)
             numbers = f"gross {_fixed2(gross)} {reference}, equity {_fixed2(equity)} {reference}"
             return Verdict.reject(
                 self.name,
-                f"leverage {_fixed2(leverage)}x would exceed the "
-                f"{decimal_text(max_leverage)}x limit ({numbers})",
+                f"leverage {leverage}x would exceed the "
+                f"{self._limit_text(max_leverage)}x limit ({numbers})",
                 {
-                    "leverage": _fixed2(leverage),
+                    "leverage": leverage,
                     "limit": str(max_leverage),
                     "gross": decimal_text(gross),
-                    "equity": decimal_text(equity),
+                    "equity": self._equity_text(equity),
                 },
             )
         return self._within
