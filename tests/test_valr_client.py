@@ -4,6 +4,7 @@ method, local validation, and placement that stays at-most-once through 429/5xx 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -186,6 +187,41 @@ async def test_a_stored_rows_two_ids_are_accepted_and_the_exchange_id_is_used() 
         assert "GET /v1/orders/{pair}/customerorderid/{customerOrderId}" not in routes
         with pytest.raises(ValueError, match="exchange_order_id or customer_order_id"):
             await client.order_status("BTCZAR")
+
+
+async def test_start_returns_at_once_when_the_venue_never_answers() -> None:
+    """ExchangeClient.start returns "once started (not connected)": a venue that accepts
+    connections and never answers must not hold up startup (it took 31 s, RESULTS.md §5)."""
+    hang = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(8)
+    url = f"127.0.0.1:{hang.getsockname()[1]}"
+    settings = valr_settings(f"http://{url}", f"ws://{url}", SIM_KEY, SIM_SECRET)
+    client = ValrClient(settings, tuning=fast_valr_tuning())
+    try:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await client.start(RecordingEvents())
+        assert loop.time() - t0 < 0.5
+        assert client.clock_skew() == float("inf")  # the skew gate fails closed meanwhile
+    finally:
+        t0 = asyncio.get_running_loop().time()
+        await client.close()  # the measurement under way is cancelled, not waited for
+        assert asyncio.get_running_loop().time() - t0 < 2
+        hang.close()
+
+
+async def test_clock_offset_is_measured_in_the_background_after_start() -> None:
+    async with (
+        funded_sim() as sim,
+        valr_on_sim(sim, None, None, tuning=fast_valr_tuning(), wait_ready=False) as c,  # type: ignore[arg-type]
+    ):
+        for _ in range(100):
+            if c.clock_skew() != float("inf"):
+                break
+            await asyncio.sleep(0.02)
+        assert abs(c.clock_skew()) < 1  # no account stream, no call: start's own measurement
+        assert sim.request_counts()["GET /v1/public/time"] == 1
 
 
 async def test_cancel_all_counts() -> None:

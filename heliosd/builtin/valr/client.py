@@ -26,6 +26,7 @@ Without credentials the client still streams prices; every account method raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +47,7 @@ from heliosd.config import Settings
 from heliosd.errors import (
     AuthError,
     ExchangeRejected,
+    HeliosError,
     OutcomeUnknownError,
     TransientError,
 )
@@ -127,6 +129,7 @@ class ValrClient:
         self._pairs_lock = asyncio.Lock()
         self._account: AccountStream | None = None
         self._trade: TradeStream | None = None
+        self._time_sync: asyncio.Task[None] | None = None
         self._started_at = utcnow()
 
     @classmethod
@@ -140,14 +143,16 @@ class ValrClient:
         return self._rest.has_credentials
 
     async def start(self, events: ExchangeEvents) -> None:
-        """Measure the clock offset and start the streams (the account stream only with
-        credentials). Returns at once; connection state arrives via ``on_connection``."""
+        """Start the streams (the account stream only with credentials) and measure the
+        clock offset in the background. Returns at once, never waiting on the network (a
+        venue that accepts connections and never answers must not hold up startup);
+        connection state arrives via ``on_connection``.
+
+        Until the first measurement :meth:`clock_skew` is ``inf`` (the skew gate fails
+        closed), the streams sign with local time, and a signed REST request measures
+        first."""
         self._started_at = utcnow()
-        try:
-            await self._rest.sync_time()
-        except TransientError as exc:
-            # Not fatal: every signed request re-measures first if this did not succeed.
-            log.warning("could not read VALR server time at start: %s", exc.message)
+        self._time_sync = asyncio.get_running_loop().create_task(self._sync_time_at_start())
         ws_url = self._valr.ws_url.rstrip("/")
         sign = self._rest.signed_headers if self.has_credentials else None
         self._trade = TradeStream(
@@ -164,7 +169,18 @@ class ValrClient:
             )
             self._account.start()
 
+    async def _sync_time_at_start(self) -> None:
+        try:
+            await self._rest.sync_time()
+        except HeliosError as exc:
+            # Not fatal: every signed request re-measures first if this did not succeed.
+            log.warning("could not read VALR server time at start: %s", exc.message)
+
     async def close(self) -> None:
+        if self._time_sync is not None:
+            self._time_sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._time_sync
         for stream in (self._account, self._trade):
             if stream is not None:
                 await stream.stop()
