@@ -115,7 +115,7 @@ async def test_the_router_gives_the_verdicts_each_rule_gives_alone(rig: Rig) -> 
         evaluation = await rig.router.evaluate(intent)
         alone = tuple(r.check(intent, rig.bare_context(intent, None)) for r in rig.router.rules)
         assert evaluation.verdicts == alone
-        seen |= {v.action for v in alone}
+        seen |= {v.action for v in evaluation.verdicts}
     assert seen == {VerdictAction.ACCEPT, VerdictAction.CAP, VerdictAction.REJECT}
 
 
@@ -174,7 +174,8 @@ async def test_replacing_the_rules_renames_their_verdicts(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Rule names are looked up when the rules are set (a plugin reload assigns router.rules).
-    rig.router.rules = [Named(), Nameless()]
+    nameless: Any = Nameless()  # a rule without a name attribute, on purpose
+    rig.router.rules = [Named(), nameless]
     evaluation = await rig.router.evaluate(buy("0.001"))
     assert evaluation.quantity is None  # fail closed: a raising rule rejects
     assert [v.rule for v in evaluation.verdicts] == ["named_rule", "nameless_said"]
