@@ -177,10 +177,12 @@ class VenueSink:
         # stream is already saying how (ORDER_STATUS_UPDATE comes before the venue's new
         # list): the first pass only notes such orders, and the next, RECENT_S later, looks
         # up those still open here. After an emergency stop of 500 orders that is no status
-        # lookup instead of 500 (bench/emergency_stop.py).
+        # lookup instead of 500 (bench/emergency_stop.py). Deferred must not mean dropped:
+        # if the fresh snapshot cannot be read, the deferred lookups run against the one
+        # we have (an order absent from it and older than RECENT_S was not open then).
         look_up = False
         while await self._reconcile_once(exchange_ids, customer_ids, look_up=look_up):
-            look_up = True
+            deferred, look_up = not look_up, True
             await asyncio.sleep(RECENT_S)
             try:
                 exchange_ids, customer_ids = od.open_orders_by_id(
@@ -188,7 +190,8 @@ class VenueSink:
                 )
             except HeliosError as exc:
                 log.warning("reconcile: venue open orders unknown: %s", exc)
-                return
+                if not deferred:
+                    return
 
     async def _reconcile_once(
         self, exchange_ids: set[str], customer_ids: set[str], *, look_up: bool = True
