@@ -200,16 +200,90 @@ def apply_fill(conn: sqlite3.Connection, mode: Mode, fill: Fill) -> dict[str, An
 
     Returns ``{"order": ORDER | None}`` for a new fill.
     """
-    row = find_order_row(
-        conn,
-        mode,
-        customer_order_id=fill.customer_order_id,
-        exchange_order_id=fill.exchange_order_id,
-    )
-    if not st.insert_fill(conn, mode, fill, row["id"] if row else None):
-        return None
-    if row is None:
-        return {"order": None}
+    return apply_fills(conn, mode, (fill,))[0]
+
+
+def apply_fills(
+    conn: sqlite3.Connection, mode: Mode, fills: Sequence[Fill]
+) -> list[dict[str, Any] | None]:
+    """:func:`apply_fill` for each fill in order, in the caller's transaction: the
+    outcome per fill (None for one already stored, or repeated earlier in ``fills``).
+
+    The same rows as ``apply_fill`` one by one, written with a few statements per batch, not
+    a handful per fill (see ``store.chunks``: statements, not rows, set the writer thread's
+    cost). An order's row in the outcomes is its state after that fill. Raises, having
+    written part of the batch (the caller's savepoint undoes it), if the store disagrees
+    with what was read at the start.
+    """
+    if not fills:
+        return []
+    stored = st.stored_trade_ids(conn, mode, [f.trade_id for f in fills])
+    orders, by_cid, by_eid = _orders_of(conn, mode, fills)
+    now = iso(utcnow())
+    new: list[tuple[Fill, int | None]] = []
+    outcomes: list[dict[str, Any] | None] = []
+    touched: dict[int, dict[str, Any]] = {}
+    for fill in fills:
+        if fill.trade_id in stored:
+            outcomes.append(None)
+            continue
+        stored.add(fill.trade_id)
+        order_id = None
+        if fill.customer_order_id:
+            order_id = by_cid.get(fill.customer_order_id)
+        if order_id is None and fill.exchange_order_id:
+            order_id = by_eid.get(fill.exchange_order_id)
+        new.append((fill, order_id))
+        if order_id is None:
+            outcomes.append({"order": None})
+            continue
+        row = orders[order_id]
+        _advance(row, fill, now)
+        touched[order_id] = row
+        outcomes.append({"order": dict(row)})
+    written = st.insert_fills(conn, mode, new)
+    if written != len(new):
+        raise RuntimeError(f"stored {written} of {len(new)} new fills")
+    if touched:
+        conn.executemany(
+            "UPDATE orders SET filled_quantity = ?, average_price = ?, state = ?,"
+            " updated_at = ?, exchange_order_id = ? WHERE id = ?",
+            [(r["filled_quantity"], r["average_price"], r["state"], r["updated_at"],
+              r["exchange_order_id"], i) for i, r in touched.items()],
+        )  # fmt: skip
+    return outcomes
+
+
+# Constant texts, never built from input: {} becomes the placeholders (store.select_in).
+_BY_CUSTOMER_IDS = _SELECT + " WHERE customer_order_id IN ({})"
+_BY_EXCHANGE_IDS = _SELECT + " WHERE mode = ? AND exchange_order_id IN ({}) ORDER BY id"
+
+
+def _orders_of(
+    conn: sqlite3.Connection, mode: Mode, fills: Sequence[Fill]
+) -> tuple[dict[int, dict[str, Any]], dict[str, int], dict[str, int]]:
+    """The stored orders the fills name, as :func:`find_order_row` finds them: by customer
+    order id (any mode), else by exchange order id in ``mode`` (the oldest such order)."""
+    orders: dict[int, dict[str, Any]] = {}
+    by_cid: dict[str, int] = {}
+    by_eid: dict[str, int] = {}
+    cids = sorted({f.customer_order_id for f in fills if f.customer_order_id})
+    for r in st.select_in(conn, _BY_CUSTOMER_IDS, cids):
+        row = orders[r[0]] = order_json(r)
+        by_cid[row["customer_order_id"]] = row["id"]
+    eids = sorted({
+        f.exchange_order_id for f in fills
+        if f.exchange_order_id and (not f.customer_order_id or f.customer_order_id not in by_cid)
+    })  # fmt: skip
+    rows = st.select_in(conn, _BY_EXCHANGE_IDS, eids, (str(mode),)) if eids else []
+    for r in sorted(rows, key=lambda r: int(r[0])):  # chunks are ordered each, not together
+        row = orders.setdefault(r[0], order_json(r))
+        by_eid.setdefault(row["exchange_order_id"], row["id"])
+    return orders, by_cid, by_eid
+
+
+def _advance(row: dict[str, Any], fill: Fill, now: str) -> None:
+    """Move an order row (in memory) past one new fill: quantity, average price, state."""
     filled = Decimal(row["filled_quantity"])
     avg = Decimal(row["average_price"]) if row["average_price"] else ZERO
     new_filled = filled + fill.quantity
@@ -223,13 +297,12 @@ def apply_fill(conn: sqlite3.Connection, mode: Mode, fill: Fill) -> dict[str, An
         # Fills are the venue's facts. "failed" may be our inference (an answer lost, a lookup
         # that came before the venue acted): an order the venue then filled in full is filled.
         state = OrderState.FILLED
-    conn.execute(
-        "UPDATE orders SET filled_quantity = ?, average_price = ?, state = ?, updated_at = ?,"
-        " exchange_order_id = COALESCE(exchange_order_id, ?) WHERE id = ?",
-        (str(new_filled), plain(new_avg.quantize(Decimal("1e-12"))), str(state),
-         iso(utcnow()), fill.exchange_order_id, row["id"]),
-    )  # fmt: skip
-    return {"order": get_order_row(conn, row["id"])}
+    row["filled_quantity"] = str(new_filled)
+    row["average_price"] = plain(new_avg.quantize(Decimal("1e-12")))
+    row["state"] = str(state)
+    row["updated_at"] = now
+    if row["exchange_order_id"] is None:
+        row["exchange_order_id"] = fill.exchange_order_id
 
 
 def list_orders(

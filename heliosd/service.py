@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -28,7 +28,7 @@ from heliosd.errors import AuthError, HeliosError, NotFoundError
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
-from heliosd.notify import Notifications, enqueue
+from heliosd.notify import Notifications, enqueue, enqueue_many
 from heliosd.plugins import (
     Registry,
     collect,
@@ -133,7 +133,7 @@ class Service:
             self.sinks[mode] = VenueSink(
                 mode=mode, store=self.store, ledger=self.ledgers[mode], market=self.market,
                 counters=self.counters, client=partial(self.clients.__getitem__, mode),
-                enqueue=self._enqueue_fn(),
+                enqueue=self._enqueue_many_fn(),
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
                 publish=self.notifications.publish, on_ledger_change=self._ledger_changed,
                 on_connection_change=self._connection_changed, watermark=watermark,
@@ -282,14 +282,47 @@ class Service:
     def _enqueue_fn(self) -> Any:
         """An enqueue for use inside store transactions (which run in the writer thread)."""
         notify = self.notifications
-        loop = asyncio.get_running_loop()
+        woken = self._wake_notify_fn()
 
         def fn(conn: sqlite3.Connection, event: Event) -> None:
             if notify.wants(event):
                 enqueue(conn, event)
-                loop.call_soon_threadsafe(notify.wake)
+                woken()
 
         return fn
+
+    def _enqueue_many_fn(self) -> Any:
+        """Like :meth:`_enqueue_fn` for a sequence of events (one statement for all)."""
+        notify = self.notifications
+        woken = self._wake_notify_fn()
+
+        def fn(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+            wanted = [e for e in events if notify.wants(e)]
+            if wanted:
+                enqueue_many(conn, wanted)
+                woken()
+
+        return fn
+
+    def _wake_notify_fn(self) -> Callable[[], None]:
+        """Wake the delivery task from the writer thread, once per burst, not per row: a
+        batch of 500 fills would otherwise write 500 times to the loop's self-pipe. The flag
+        is set only in the writer thread and cleared on the loop before waking; a row
+        enqueued after the clear schedules a new wake-up, so none is missed."""
+        notify = self.notifications
+        loop = asyncio.get_running_loop()
+        waking = [False]
+
+        def wake() -> None:
+            waking[0] = False
+            notify.wake()
+
+        def woken() -> None:
+            if not waking[0]:
+                waking[0] = True
+                loop.call_soon_threadsafe(wake)
+
+        return woken
 
     def _order_event(self, row: dict[str, Any], mode: str) -> None:
         self.notifications.publish({"type": "order", "mode": mode, "order": row})

@@ -4,6 +4,12 @@ One sink per mode (paper, live). A fill is queued for the group-committing write
 waiting in line (the stream keeps reading; design.md section 12), and applied to the ledger
 only in its commit's completion, in commit order: a fill counts once it is durable, and a
 fill already stored (``UNIQUE(mode, trade_id)``) is a no-op.
+
+Fills that arrive in the same loop turn go to the store as one job (``orders.apply_fills``:
+a few statements for the whole batch). If that job fails, nothing of it was stored and each
+of its fills is submitted again on its own, so a bad fill fails alone. Any other write from
+the stream (an order status) first submits the fills received before it: the store runs
+jobs in the order they are queued, so the stream's order is kept.
 """
 
 from __future__ import annotations
@@ -36,13 +42,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
+# Outbox rows for several events, inside the caller's transaction (service._enqueue_many_fn).
+EnqueueFn = Callable[[sqlite3.Connection, Sequence[Event]], Any]
 
 # A fill stream may outrun the disk for a moment; past this many queued fills the stream
 # waits for the writer (backpressure) instead of growing memory without bound.
 MAX_PENDING_FILLS = 50_000
 # Reconciliation leaves orders updated this recently alone (they may be in flight).
 RECENT_S = 2.0
+
+
+def _fill_event(mode: Mode, fill: Fill) -> Event:
+    return Event(
+        kind="fill", title=f"heliosd {mode}: {fill.side} {fill.quantity} {fill.pair}",
+        body=f"filled {fill.quantity} {fill.pair} at {fill.price}"
+             f" (fee {fill.fee} {fill.fee_currency})",
+        at=utcnow(), data={"trade_id": fill.trade_id, "mode": str(mode)},
+    )  # fmt: skip
 
 
 class VenueSink:
@@ -76,7 +92,8 @@ class VenueSink:
         self._on_ledger_change = on_ledger_change
         self._on_connection_change = on_connection_change
         self._watermark = watermark
-        self._pending = 0
+        self._pending = 0  # fills received and not yet committed (or failed)
+        self._batch: list[Fill] = []  # received in this loop turn, not yet submitted
         self._drained = asyncio.Event()
         self._drained.set()
         self._reconcile_task: asyncio.Task[None] | None = None
@@ -90,39 +107,84 @@ class VenueSink:
     # ------------------------------------------------------------------ fills
 
     async def on_fill(self, fill: Fill) -> None:
+        """Queue ``fill``; it is applied once committed (see :meth:`_flush`)."""
         if self._pending >= MAX_PENDING_FILLS:
             await self._drained.wait()
+        self._pending += 1
+        self._drained.clear()
+        self._batch.append(fill)
+        if len(self._batch) == 1:
+            # Every fill the stream delivers in this loop turn (one socket read holds
+            # hundreds) joins one store job: one savepoint, one future and one completion
+            # per batch instead of per fill (bench/fills.py).
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        fills, self._batch = self._batch, []
+        if fills:
+            self._submit(fills)
+
+    def _submit(self, fills: list[Fill]) -> None:
         mode = self.mode
         enqueue = self._enqueue if self._notify_trades else None
 
-        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            outcome = od.apply_fill(conn, mode, fill)
-            if outcome is not None and enqueue is not None:
-                enqueue(conn, Event(
-                    kind="fill", title=f"heliosd {mode}: {fill.side} {fill.quantity} {fill.pair}",
-                    body=f"filled {fill.quantity} {fill.pair} at {fill.price}"
-                         f" (fee {fill.fee} {fill.fee_currency})",
-                    at=utcnow(), data={"trade_id": fill.trade_id, "mode": str(mode)},
-                ))  # fmt: skip
-            return outcome
+        def tx(conn: sqlite3.Connection) -> list[dict[str, Any] | None]:
+            outcomes = od.apply_fills(conn, mode, fills)
+            if enqueue is not None:
+                enqueue(conn, [
+                    _fill_event(mode, fill)
+                    for fill, outcome in zip(fills, outcomes, strict=True) if outcome is not None
+                ])  # fmt: skip
+            return outcomes
 
-        self._pending += 1
-        self._drained.clear()
-        self._store.submit(tx).add_done_callback(lambda fut: self._fill_committed(fill, fut))
+        try:
+            fut = self._store.submit(tx)
+        except RuntimeError as exc:  # the store is closed: shutting down
+            log.error("%d fills not stored: %s", len(fills), exc)
+            self._settled(len(fills))
+            return
+        fut.add_done_callback(lambda f: self._fills_committed(fills, f))
 
-    def _fill_committed(self, fill: Fill, fut: asyncio.Future[dict[str, Any] | None]) -> None:
-        self._pending -= 1
+    def _fills_committed(
+        self, fills: list[Fill], fut: asyncio.Future[list[dict[str, Any] | None]]
+    ) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None and len(fills) > 1:
+            # The batch rolled back as a whole (its savepoint): nothing of it is stored. Each
+            # fill is tried again as its own job, so one bad fill fails alone, as it would
+            # have without batching. They commit, and are applied, after the batches that
+            # were queued meanwhile: the ledger still follows commit order.
+            log.warning("a batch of %d fills was not stored (%s); storing one by one",
+                        len(fills), exc)  # fmt: skip
+            for fill in fills:
+                self._submit([fill])  # still pending: each retry settles its own fill
+            return
+        try:
+            if fut.cancelled():
+                return
+            if exc is not None:
+                log.error("fill %s not stored: %s", fills[0].trade_id, exc)
+                return
+            applied = False
+            for fill, outcome in zip(fills, fut.result(), strict=True):
+                if outcome is None:
+                    continue  # already stored: a replay
+                try:
+                    self._applied(fill, outcome)
+                except Exception:  # one fill the ledger refuses must not drop the others
+                    log.exception("fill %s stored but not applied", fill.trade_id)
+                applied = True
+            if applied:
+                self._on_ledger_change(self.mode)
+        finally:
+            self._settled(len(fills))
+
+    def _settled(self, n: int) -> None:
+        self._pending -= n
         if self._pending == 0:
             self._drained.set()
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is not None:
-            log.error("fill %s not stored: %s", fill.trade_id, exc)
-            return
-        outcome = fut.result()
-        if outcome is None:
-            return  # already stored: a replay
+
+    def _applied(self, fill: Fill, outcome: dict[str, Any]) -> None:
         self._ledger.apply_fill(fill)
         self.fills_applied += 1
         for listener in self.fill_listeners:
@@ -139,7 +201,6 @@ class VenueSink:
             "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
             "order_id": order["id"] if order else None,
         })  # fmt: skip
-        self._on_ledger_change(self.mode)
 
     async def drain(self) -> None:
         """Wait until every queued fill is committed and applied."""
@@ -151,6 +212,10 @@ class VenueSink:
     # ------------------------------------------------------------------ orders
 
     async def on_order_status(self, status: OrderStatus) -> None:
+        # The store applies jobs in the order they are queued: fills that arrived before this
+        # update go first, as they came (a status applied before its fill would count the
+        # fill's quantity twice: apply_status takes the venue's executed quantity).
+        self._flush()
         mode = self.mode
         row = await self._store.write(lambda c: od.apply_status(c, mode, status))
         if row is not None:

@@ -1,0 +1,250 @@
+"""Fills stored in batches (orders.apply_fills, VenueSink): the same rows and outcomes as one
+by one, exactly once per (mode, trade_id), applied only after their commit, in order, and a
+bad fill fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from heliosd import orders as od
+from heliosd import store as st
+from heliosd.ledger import Ledger
+from heliosd.marketdata import MarketData
+from heliosd.notify import enqueue_many
+from heliosd.protocols import Event, ExchangeClient
+from heliosd.store import Store
+from heliosd.types import (
+    Fill,
+    Mode,
+    OrderIntent,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    PairInfo,
+    Side,
+)
+from heliosd.venue import VenueSink
+
+D = Decimal
+T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+BTCZAR = PairInfo("BTCZAR", "BTC", "ZAR", D("0.0001"), D(10), D(10), D(10_000_000), D(1), 8)
+
+
+def order(mode: Mode, qty: str, cid: str, state: OrderState = OrderState.PLACED) -> od.NewOrder:
+    intent = OrderIntent("BTCZAR", Side.BUY, OrderType.LIMIT, D(qty), D(1_000_000))
+    return od.NewOrder(mode, intent, D(qty), (), "test", state=state, customer_order_id=cid)
+
+
+def fill(n: int, qty: str = "0.001", price: int = 1_000_000, **ids: str | None) -> Fill:
+    return Fill(f"t{n}", "BTCZAR", Side.BUY, D(price + n), D(qty), D("0.000001"), "BTC",
+                T0 + timedelta(seconds=n), **ids)  # fmt: skip
+
+
+def seed(conn: sqlite3.Connection) -> None:
+    """Orders the fills below name: by customer id, by exchange id only, one failed, one in
+    the other mode (customer ids are global, exchange ids are per mode)."""
+    od.insert_order(conn, order(Mode.LIVE, "0.01", "hd-a"))
+    od.insert_order(conn, order(Mode.LIVE, "0.5", "hd-b"))
+    row = od.insert_order(conn, order(Mode.LIVE, "0.002", "hd-c", OrderState.FAILED))
+    conn.execute("UPDATE orders SET exchange_order_id = 'x-c' WHERE id = ?", (row["id"],))
+    row = od.insert_order(conn, order(Mode.LIVE, "0.003", "hd-d"))
+    conn.execute("UPDATE orders SET exchange_order_id = 'x-d' WHERE id = ?", (row["id"],))
+    row = od.insert_order(conn, order(Mode.PAPER, "0.003", "hd-e"))
+    conn.execute("UPDATE orders SET exchange_order_id = 'x-d' WHERE id = ?", (row["id"],))
+
+
+def mixed_fills() -> list[Fill]:
+    """700 fills (several statement chunks) over every way a fill finds (or not) its order,
+    with repeats inside the batch."""
+    out = []
+    for n in range(700):
+        kind = n % 7
+        if kind == 0:
+            out.append(fill(n, customer_order_id="hd-a", exchange_order_id="x-a"))
+        elif kind == 1:
+            out.append(fill(n, qty="0.0001", customer_order_id="hd-b"))
+        elif kind == 2:
+            out.append(fill(n, exchange_order_id="x-d"))  # by exchange id, LIVE's order
+        elif kind == 3:
+            out.append(fill(n, exchange_order_id="x-c", customer_order_id="unknown"))
+        elif kind == 4:
+            out.append(fill(n, exchange_order_id="x-nobody"))
+        elif kind == 5:
+            out.append(fill(n - 5, customer_order_id="hd-a", exchange_order_id="x-a"))  # repeat
+        else:
+            out.append(fill(n))
+    return out
+
+
+def table(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+def without_time(outcome: dict[str, Any] | None) -> Any:
+    if outcome is None or outcome["order"] is None:
+        return outcome
+    return {k: v for k, v in outcome["order"].items() if k not in ("created_at", "updated_at")}
+
+
+async def test_a_batch_stores_what_single_fills_store(tmp_path: Path) -> None:
+    fills = mixed_fills()
+    results = []
+    for name, batch in (("batch", len(fills)), ("single", 1)):
+        s = await Store.open(tmp_path / name / "h.db")
+        try:
+            await s.write(seed)
+            # One fill already stored: the batch must skip it, not fail.
+            assert await s.write(lambda c: od.apply_fill(c, Mode.LIVE, fills[6])) is not None
+            outcomes: list[dict[str, Any] | None] = []
+            for i in range(0, len(fills), batch):
+                part = fills[i : i + batch]
+                outcomes += await s.write(partial(od.apply_fills, mode=Mode.LIVE, fills=part))
+            rows = await s.read(lambda c: (
+                table(c, "SELECT id, mode, trade_id, order_id, customer_order_id,"
+                         " exchange_order_id, pair, side, price, quantity, fee, fee_currency,"
+                         " traded_at FROM fills ORDER BY id"),
+                table(c, "SELECT id, state, filled_quantity, average_price, exchange_order_id"
+                         " FROM orders ORDER BY id"),
+            ))  # fmt: skip
+            results.append(([without_time(o) for o in outcomes], rows))
+        finally:
+            await s.close()
+    assert results[0] == results[1]
+    outcomes, (fill_rows, order_rows) = results[0]
+    # Each trade id once, in the order received, every repeat a no-op.
+    assert [r[2] for r in fill_rows] == ["t6"] + [
+        f"t{n}" for n in range(700) if n % 7 != 5 and n != 6
+    ]
+    assert outcomes[6] is None and outcomes[5] is None and outcomes[0] is not None
+    by_order = {r[0]: r[1:] for r in order_rows}
+    # hd-a: 100 fills of 0.001 against 0.01 (filled after 10; more fills keep it filled).
+    assert by_order[1][:2] == ("filled", "0.100")
+    # hd-b: 100 x 0.0001 of 0.5, average of the prices 1,000,001 ... 1,000,694 step 7.
+    assert by_order[2][:2] == ("partially_filled", "0.0100")
+    assert D(by_order[2][2]) == sum(D(1_000_000 + n) for n in range(1, 700, 7)) / 100
+    # hd-c was "failed" here; the venue's fills filled it, found by exchange id.
+    assert by_order[3][:2] == ("filled", "0.100")
+    assert by_order[4][0] == "filled" and by_order[5][:2] == ("placed", "0")  # PAPER's x-d
+    assert {r[3] for r in fill_rows if r[2] in ("t4", "t6")} == {None}
+
+
+async def test_batches_respect_a_small_parameter_limit(tmp_path: Path) -> None:
+    s = await Store.open(tmp_path / "h.db")
+    try:
+        await s.read(lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 40))
+        fills = [fill(n) for n in range(300)]
+        outcomes = await s.write(lambda c: od.apply_fills(c, Mode.LIVE, fills))
+        assert outcomes == [{"order": None}] * 300
+        again = await s.write(lambda c: od.apply_fills(c, Mode.LIVE, fills[::-1]))
+        assert again == [None] * 300
+        assert await s.read(lambda c: st.load_fills(c, Mode.LIVE)) == fills
+    finally:
+        await s.close()
+
+
+def test_enqueue_many_stores_rows_in_order(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    for statement in st._statements(st.MIGRATIONS[0]):
+        conn.execute(statement)
+    events = [Event("fill", f"t {i} é", f"b{i}", T0, data={"n": D(i)}) for i in range(70)]
+    enqueue_many(conn, events)
+    rows = conn.execute("SELECT kind, title, body, data, created_at, next_attempt_at, attempts"
+                        " FROM outbox ORDER BY id").fetchall()  # fmt: skip
+    assert [r[1] for r in rows] == [f"t {i} é" for i in range(70)]
+    at = T0.isoformat(timespec="microseconds")
+    assert rows[3] == ("fill", "t 3 é", "b3", '{"n": "3"}', at, at, 0)
+
+
+# ---------------------------------------------------------------------- VenueSink
+
+
+class Sink:
+    """A real VenueSink over a real store and ledger, with what it reports recorded."""
+
+    def __init__(self, store: Store) -> None:
+        market = MarketData({"BTCZAR": BTCZAR})
+        self.ledger = Ledger(Mode.LIVE, "ZAR", ZoneInfo("UTC"), {"BTCZAR": BTCZAR}, market,
+                             starting_balances={"ZAR": D(10**9)})  # fmt: skip
+        self.published: list[dict[str, Any]] = []
+        self.changes: list[Mode] = []
+
+        def no_client() -> ExchangeClient:
+            raise AssertionError("fills never call the venue")
+
+        self.sink = VenueSink(
+            mode=Mode.LIVE, store=store, ledger=self.ledger, market=market,
+            counters=od.OrderCounters(), client=no_client, enqueue=enqueue_many,
+            notify_trades=True, publish=self.published.append,
+            on_ledger_change=self.changes.append, on_connection_change=lambda *a: None,
+        )  # fmt: skip
+        self.applied: list[str] = []
+        self.sink.fill_listeners.append(lambda f: self.applied.append(f.trade_id))
+
+
+async def test_sink_stores_a_burst_as_few_jobs_and_applies_after_commit(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        s = Sink(store)
+        fills = [fill(n) for n in range(500)] + [fill(3)]
+        for f in fills:
+            await s.sink.on_fill(f)
+        assert s.applied == []  # nothing counts before its commit
+        commits = store.commits
+        await asyncio.wait_for(s.sink.drain(), 10)
+        assert store.commits - commits == 1  # one loop turn, one job, one commit
+        assert s.applied == [f"t{n}" for n in range(500)]
+        assert s.sink.fills_applied == 500 and s.changes == [Mode.LIVE]
+        assert [p["trade_id"] for p in s.published] == s.applied
+        assert s.ledger.position("BTCZAR") == D("0.5") - 500 * D("0.000001")
+        titles = await store.read(lambda c: table(c, "SELECT title FROM outbox ORDER BY id"))
+        assert titles == [("heliosd LIVE: BUY 0.001 BTCZAR",)] * 500
+    finally:
+        await store.close()
+
+
+async def test_a_bad_fill_fails_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        s = Sink(store)
+        bad = Fill("bad", None, Side.BUY, D(1), D(1), D(0), "BTC", T0)  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING, logger="heliosd.venue"):
+            for f in (fill(1), bad, fill(2)):
+                await s.sink.on_fill(f)
+            await asyncio.wait_for(s.sink.drain(), 10)
+        assert s.applied == ["t1", "t2"]
+        stored = await store.read(lambda c: st.load_fills(c, Mode.LIVE))
+        assert [f.trade_id for f in stored] == ["t1", "t2"]
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("a batch of 3 fills was not stored" in m for m in messages), messages
+        assert any(m.startswith("fill bad not stored: NOT NULL") for m in messages), messages
+    finally:
+        await store.close()
+
+
+async def test_a_status_after_a_fill_is_applied_after_it(tmp_path: Path) -> None:
+    """The venue's ORDER_STATUS_UPDATE (executed = the fill's quantity) follows its fill in
+    the same loop turn: applied in that order, the fill is counted once."""
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        await store.write(seed)
+        s = Sink(store)
+        await s.sink.on_fill(fill(1, qty="0.01", customer_order_id="hd-a"))
+        await s.sink.on_order_status(OrderStatus(
+            "BTCZAR", OrderState.FILLED, customer_order_id="hd-a",
+            executed_quantity=D("0.01"), average_price=D(1_000_001),
+        ))  # fmt: skip
+        await asyncio.wait_for(s.sink.drain(), 10)
+        row = await store.read(lambda c: od.get_order_row(c, 1))
+        assert (row["state"], row["filled_quantity"]) == ("filled", "0.01")
+    finally:
+        await store.close()
