@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -16,14 +17,28 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from heliosd import notify
 from heliosd import orders as od
 from heliosd import store as st
+from heliosd.builtin.valr.streams import AccountStream
+from heliosd.config import NotifySettings
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
-from heliosd.notify import enqueue_many
+from heliosd.notify import Notifications, enqueue_many
 from heliosd.protocols import Event, ExchangeClient
+from heliosd.sim import wire
+from heliosd.sim.accounts import Balance as SimBalance
 from heliosd.store import Store
+from heliosd.testing_contract import (
+    SIM_KEY,
+    SIM_SECRET,
+    RecordingEvents,
+    fast_valr_tuning,
+    funded_sim,
+    valr_on_sim,
+)
 from heliosd.types import (
+    Balance,
     Fill,
     Mode,
     OrderIntent,
@@ -248,3 +263,93 @@ async def test_a_status_after_a_fill_is_applied_after_it(tmp_path: Path) -> None
         assert (row["state"], row["filled_quantity"]) == ("filled", "0.01")
     finally:
         await store.close()
+
+
+async def test_outbox_rows_nobody_listened_for_are_not_replayed(tmp_path: Path) -> None:
+    """With no subscriber the hub skips past committed rows instead of reading them back (a
+    fill burst is thousands of rows); a later subscriber gets what follows, nothing older."""
+    store = await Store.open(tmp_path / "h.db")
+    notes = Notifications(store, [], NotifySettings(), poll_s=30.0)
+    notes.start()
+    try:
+        await asyncio.sleep(0.05)  # the task notes where the outbox starts
+        await notes.notify(notify.resume_event(actor="before", reason="nobody listens"))
+        await asyncio.sleep(0.1)  # a pass with no subscriber
+        async with notes.subscribe() as sub:
+            await notes.notify(notify.resume_event(actor="after", reason="ok"))
+            item = await asyncio.wait_for(anext(sub), 2)
+    finally:
+        await notes.close()
+        await store.close()
+    assert (item["kind"], item["data"]["actor"]) == ("resume", "after")
+
+
+# ---------------------------------------------------------------------- balance rows
+
+
+class Ordered(RecordingEvents):
+    """Records the order of deliveries (and counts balance calls)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+        self.balance_calls = 0
+
+    async def on_balances(self, balances: Sequence[Balance], *, snapshot: bool) -> None:
+        await super().on_balances(balances, snapshot=snapshot)
+        if not snapshot:
+            self.balance_calls += 1
+            self.log += [f"{b.currency} {b.available}" for b in balances]
+
+    async def on_order_status(self, status: OrderStatus) -> None:
+        await super().on_order_status(status)
+        self.log.append(f"status {status.customer_order_id}")
+
+    async def on_connection(self, stream: str, up: bool, detail: str) -> None:
+        await super().on_connection(stream, up, detail)
+        self.log.append(f"{stream} {'up' if up else 'down'}")
+
+
+def balance_frame(currency: str, available: str) -> str:
+    bal = SimBalance(D(available), D(0), T0)
+    return wire.dumps(wire.balance_update(currency, bal, D(1)))
+
+
+async def test_balance_rows_of_a_burst_arrive_latest_per_currency() -> None:
+    async with funded_sim(D(10_000_000)) as sim:
+        events = Ordered()
+        async with valr_on_sim(sim, SIM_KEY, SIM_SECRET, events=events, tuning=fast_valr_tuning()):
+            await sim.inject_fills("0", "BTCZAR", 3000)
+            await events.wait_for(lambda: len(events.fills) == 3000, within=20)
+            want = {c: a for c, (a, _) in sim.balances("0").items()}
+            await events.wait_for(
+                lambda: {c: events.balances[c].available for c in want} == want, within=5
+            )
+    # 6,000 BALANCE_UPDATE frames, a few deliveries (one per socket read at most).
+    assert 0 < events.balance_calls < 1000, events.balance_calls
+
+
+async def test_balance_rows_wait_for_nothing_but_fills() -> None:
+    """Rows held back for coalescing are delivered before any later order event and before
+    the connection is reported down: the venue's order is kept."""
+    events = Ordered()
+
+    async def reconcile(_: Any) -> None:
+        return None
+
+    stream = AccountStream("ws://127.0.0.1:9/ws/account", events, fast_valr_tuning(),
+                           sign=lambda v, p: {}, reconcile=reconcile)  # fmt: skip
+    stream._up = True
+    status = wire.dumps({"type": "ORDER_STATUS_UPDATE", "data": {
+        "orderId": "x-1", "customerOrderId": "c-1", "currencyPair": "BTCZAR",
+        "orderStatusType": "Placed", "originalQuantity": "1", "remainingQuantity": "1",
+    }})  # fmt: skip
+    for frame in (balance_frame("BTC", "1"), balance_frame("ZAR", "5"),
+                  balance_frame("BTC", "2"), status, balance_frame("BTC", "3")):  # fmt: skip
+        await stream._handle(frame)
+    assert events.log == ["ZAR 5", "BTC 2", "status c-1"]
+    await stream._went_down("test")
+    assert events.log == ["ZAR 5", "BTC 2", "status c-1", "BTC 3", "account down"]
+    await asyncio.sleep(0)  # the scheduled delivery finds nothing left
+    assert events.balance_calls == 2
+    await stream.stop()
