@@ -101,8 +101,12 @@ def _json_default(value: Any) -> Any:
     return str(value)  # Decimal keeps its exact text
 
 
+# One encoder for every row: json.dumps with options builds a new one per call (~1.7 us).
+_ENCODER = json.JSONEncoder(default=_json_default, sort_keys=True)
+
+
 def _dumps(data: Mapping[str, Any]) -> str:
-    return json.dumps(dict(data), default=_json_default, sort_keys=True)
+    return _ENCODER.encode(dict(data))
 
 
 def _ts(dt: datetime) -> str:
@@ -139,10 +143,10 @@ def enqueue(conn: sqlite3.Connection, event: Event) -> int:
 def enqueue_many(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
     """:func:`enqueue` for several events, in order, in a few statements (a burst of fills:
     one INSERT per row costs the writer thread a GIL hand-off per row; ``store.chunks``)."""
-    rows = [
-        (e.kind, 1 if e.urgent else 0, e.title, e.body, _dumps(e.data), _ts(e.at), _ts(e.at))
-        for e in events
-    ]
+    rows = []
+    for e in events:
+        at = _ts(e.at)
+        rows.append((e.kind, 1 if e.urgent else 0, e.title, e.body, _dumps(e.data), at, at))
     insert_many(
         conn,
         "INSERT INTO outbox(kind, urgent, title, body, data, created_at, attempts,"

@@ -52,12 +52,12 @@ MAX_PENDING_FILLS = 50_000
 RECENT_S = 2.0
 
 
-def _fill_event(mode: Mode, fill: Fill) -> Event:
+def _fill_event(mode: str, fill: Fill, at: datetime) -> Event:
+    quantity = str(fill.quantity)
     return Event(
-        kind="fill", title=f"heliosd {mode}: {fill.side} {fill.quantity} {fill.pair}",
-        body=f"filled {fill.quantity} {fill.pair} at {fill.price}"
-             f" (fee {fill.fee} {fill.fee_currency})",
-        at=utcnow(), data={"trade_id": fill.trade_id, "mode": str(mode)},
+        "fill", f"heliosd {mode}: {fill.side} {quantity} {fill.pair}",
+        f"filled {quantity} {fill.pair} at {fill.price} (fee {fill.fee} {fill.fee_currency})",
+        at, data={"trade_id": fill.trade_id, "mode": mode},
     )  # fmt: skip
 
 
@@ -131,8 +131,9 @@ class VenueSink:
         def tx(conn: sqlite3.Connection) -> list[dict[str, Any] | None]:
             outcomes = od.apply_fills(conn, mode, fills)
             if enqueue is not None:
+                at, text = utcnow(), str(mode)  # one notification time per batch
                 enqueue(conn, [
-                    _fill_event(mode, fill)
+                    _fill_event(text, fill, at)
                     for fill, outcome in zip(fills, outcomes, strict=True) if outcome is not None
                 ])  # fmt: skip
             return outcomes
