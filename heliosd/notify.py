@@ -372,6 +372,10 @@ class Notifications:
 
     # ------------------------------------------------------------------ event hub
 
+    def listening(self) -> bool:
+        """Whether anyone subscribes: a publisher may skip building events nobody reads."""
+        return bool(self._subscribers)
+
     def publish(self, event: Mapping[str, Any]) -> None:
         """Fan ``event`` out to every subscriber; never blocks, never raises.
 

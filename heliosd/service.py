@@ -135,7 +135,8 @@ class Service:
                 counters=self.counters, client=partial(self.clients.__getitem__, mode),
                 enqueue=self._enqueue_many_fn(),
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
-                publish=self.notifications.publish, on_ledger_change=self._ledger_changed,
+                publish=self.notifications.publish, listening=self.notifications.listening,
+                on_ledger_change=self._ledger_changed,
                 on_connection_change=self._connection_changed, watermark=watermark,
             )  # fmt: skip
         open_rows = await self.store.read(

@@ -79,6 +79,7 @@ class VenueSink:
         on_ledger_change: Callable[[Mode], None],
         on_connection_change: Callable[[Mode, str, bool, str], None],
         watermark: datetime | None = None,
+        listening: Callable[[], bool] = lambda: True,
     ) -> None:
         self.mode = mode
         self._store = store
@@ -89,6 +90,7 @@ class VenueSink:
         self._enqueue = enqueue
         self._notify_trades = notify_trades
         self._publish = publish
+        self._listening = listening  # False: nobody reads published fills, skip building them
         self._on_ledger_change = on_ledger_change
         self._on_connection_change = on_connection_change
         self._watermark = watermark
@@ -167,11 +169,12 @@ class VenueSink:
                 log.error("fill %s not stored: %s", fills[0].trade_id, exc)
                 return
             applied = False
+            publish = self._listening()
             for fill, outcome in zip(fills, fut.result(), strict=True):
                 if outcome is None:
                     continue  # already stored: a replay
                 try:
-                    self._applied(fill, outcome)
+                    self._applied(fill, outcome, publish=publish)
                 except Exception:  # one fill the ledger refuses must not drop the others
                     log.exception("fill %s stored but not applied", fill.trade_id)
                 applied = True
@@ -185,7 +188,7 @@ class VenueSink:
         if self._pending == 0:
             self._drained.set()
 
-    def _applied(self, fill: Fill, outcome: dict[str, Any]) -> None:
+    def _applied(self, fill: Fill, outcome: dict[str, Any], *, publish: bool) -> None:
         self._ledger.apply_fill(fill)
         self.fills_applied += 1
         for listener in self.fill_listeners:
@@ -195,13 +198,14 @@ class VenueSink:
         order = outcome.get("order")
         if order is not None:
             self._counters.track(order)
-        self._publish({
-            "type": "fill", "mode": str(self.mode), "trade_id": fill.trade_id,
-            "pair": fill.pair, "side": str(fill.side), "price": str(fill.price),
-            "quantity": str(fill.quantity), "fee": str(fill.fee),
-            "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
-            "order_id": order["id"] if order else None,
-        })  # fmt: skip
+        if publish:
+            self._publish({
+                "type": "fill", "mode": str(self.mode), "trade_id": fill.trade_id,
+                "pair": fill.pair, "side": str(fill.side), "price": str(fill.price),
+                "quantity": str(fill.quantity), "fee": str(fill.fee),
+                "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
+                "order_id": order["id"] if order else None,
+            })  # fmt: skip
 
     async def drain(self) -> None:
         """Wait until every queued fill is committed and applied."""
