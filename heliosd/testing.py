@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -141,6 +141,53 @@ def write_config(directory: Path, sim: SimHandle | None, **kwargs: Any) -> Path:
     path.write_text(config_text(directory / "state", sim=sim, key_file=key_file,
                                 secret_file=secret_file, **kwargs))  # fmt: skip
     return path
+
+
+# ------------------------------------------------------------------------- waiting, switching
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll a plain predicate on the event loop until it is truthy (AssertionError after
+    ``timeout``): the loop keeps running, so the daemon and simulator make progress."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+    """Await ``fn`` until it returns something truthy, and return that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await fn()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s (last: {value!r})")
+        await asyncio.sleep(0.05)
+
+
+Request = Callable[..., Awaitable[tuple[int, Any]]]
+
+
+async def go_live(request: Request, reason: str = "test") -> dict[str, Any]:
+    """The two-step switch to LIVE (gates -> confirm_token -> confirm); asserts each step.
+
+    ``request`` is ``RunningDaemon.request`` or ``DaemonProcess.arequest``."""
+    status, body = await request("POST", "/api/trading/mode", {"mode": "LIVE"})
+    assert status == 409, body
+    assert body["error"] == "confirmation_required", body
+    token = body["details"]["confirm_token"]
+    status, body = await request(
+        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token, "reason": reason}
+    )
+    assert status == 200, body
+    assert body["mode"] == "LIVE", body
+    result: dict[str, Any] = body
+    return result
 
 
 # ------------------------------------------------------------------------- in-process daemon

@@ -4,7 +4,6 @@ file on the page loaded as a drop-in into a real daemon and doing what the page 
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import re
 import sys
@@ -12,7 +11,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,7 +24,7 @@ from heliosd.protocols import (
     MonitorContext,
     StrategyContext,
 )
-from heliosd.testing import SimHandle, start_daemon, write_config
+from heliosd.testing import SimHandle, start_daemon, wait_for, write_config
 from heliosd.types import ActionKind, Mode, OrderType, PlaceRequest, Side, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,15 +77,6 @@ def _forget_dropins() -> Iterator[None]:
     yield
     for name in [m for m in sys.modules if m.startswith("heliosd_dropin_")]:
         del sys.modules[name]
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_the_examples_load_into_a_real_daemon_and_work(

@@ -27,7 +27,7 @@ import pytest
 from heliosd.config import DaemonSettings, Settings
 from heliosd.errors import ConfigError
 from heliosd.plugins import load_with_plugins, make_plugin_manager
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, write_config
+from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
 from heliosd.types import Side
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "plugins"
@@ -66,15 +66,6 @@ def config_with(short_dir: Path, sim: SimHandle, plugin_dir: Path, extra: str = 
     text = path.read_text().replace("[daemon]\n", f'[daemon]\nplugin_dirs = ["{plugin_dir}"]\n', 1)
     path.write_text(text)
     return path
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def prices(running: RunningDaemon, *pairs: str) -> None:

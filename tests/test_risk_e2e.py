@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from heliosd.control import ctl
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, write_config
+from heliosd.testing import RunningDaemon, SimHandle, go_live, start_daemon, wait_for, write_config
 from heliosd.types import Mode, Side
 
 NOTIFY = "json://127.0.0.1:9/unused"  # the risk-config gate wants one; never delivered to
@@ -45,31 +45,12 @@ def order(side: str, quantity: str, **extra: str) -> dict[str, str]:
             "reason": "phase 4 check", **extra}  # fmt: skip
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 async def set_price(running: RunningDaemon, sim: SimHandle, mid: Decimal) -> None:
     """Move the simulator's mid and wait until the daemon's feed shows the new ask."""
     sim.sim.set_price("BTCZAR", mid)
     ask = mid + mid * Decimal("0.0005")
     ask = ask.to_integral_value(rounding="ROUND_CEILING")
     await wait_for(lambda: running.service.market.price_for("BTCZAR", Side.BUY) == ask)
-
-
-async def go_live(running: RunningDaemon) -> None:
-    status, body = await running.request("POST", "/api/trading/mode", {"mode": "LIVE"})
-    assert status == 409 and body["error"] == "confirmation_required", body
-    token = body["details"]["confirm_token"]
-    status, body = await running.request(
-        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token, "reason": "phase 4"}
-    )
-    assert status == 200 and body["mode"] == "LIVE", body
 
 
 def verdict(order_json: dict[str, Any], rule: str) -> dict[str, Any]:
@@ -191,7 +172,7 @@ async def test_live_caps_and_rejects_against_the_simulator_account(
         live = running.service.ledgers[Mode.LIVE]
         await set_price(running, sim, MID)
         await wait_for(lambda: live.equity() == Decimal(100000))  # the simulator's ZAR
-        await go_live(running)
+        await go_live(running.request, reason="phase 4")
 
         status, body = await running.request("POST", "/api/orders", order("BUY", QTY_4X))
         refused = assert_4x_refused(status, body)

@@ -7,24 +7,22 @@ keeps serving; a restart rebuilds the same ledger from stored fills.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, start_sim, write_config
+from heliosd.testing import (
+    RunningDaemon,
+    SimHandle,
+    start_daemon,
+    start_sim,
+    wait_for,
+    write_config,
+)
 
 NOTIFY = "json://127.0.0.1:9/unused"
 BUY = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.001", "reason": "t"}
-
-
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def wait_for_prices(running: RunningDaemon) -> None:

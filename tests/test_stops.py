@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import SimHandle, start_daemon, write_config
+from heliosd.testing import SimHandle, eventually, start_daemon, write_config
 from heliosd.venue import RECENT_S
 
 NOTIFY = "json://127.0.0.1:9/unused"
@@ -22,18 +22,6 @@ LOOKUPS = (
     "GET /v1/orders/{pair}/orderid/{orderId}",
     "GET /v1/orders/{pair}/customerorderid/{customerOrderId}",
 )
-
-
-async def eventually(fn: Any, timeout: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fn()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.05)
 
 
 def lookups(sim: SimHandle) -> int:

@@ -10,7 +10,6 @@ monitors trip, the stops latch in SQLite and survive ``kill -9``.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -18,36 +17,13 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import SimHandle, start_daemon, write_config
+from heliosd.testing import SimHandle, eventually, go_live, start_daemon, write_config
 
 NOTIFY = "json://127.0.0.1:9/unused"
 
 
-async def eventually(fn: Any, timeout: float = 15.0) -> Any:
-    """Poll an async ``fn`` until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await fn()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.1)
-
-
 def order(side: str, qty: str, pair: str = "BTCZAR", **extra: str) -> dict[str, str]:
     return {"pair": pair, "side": side, "type": "MARKET", "quantity": qty, "reason": "t", **extra}
-
-
-async def go_live(request: Any) -> None:
-    status, body = await request("POST", "/api/trading/mode", {"mode": "LIVE"})
-    assert status == 409, body
-    token = body["details"]["confirm_token"]
-    status, body = await request(
-        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token, "reason": "t"}
-    )
-    assert status == 200, body
 
 
 async def test_daily_loss_halts_and_only_reducing_orders_pass(
