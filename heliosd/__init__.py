@@ -40,6 +40,7 @@ from heliosd.types import (
     Side,
     Verdict,
     VerdictAction,
+    reduces_position,
 )
 
 __version__ = "0.1.0"
@@ -78,4 +79,5 @@ __all__ = [
     "Verdict",
     "VerdictAction",
     "hookimpl",
+    "reduces_position",
 ]

@@ -51,6 +51,7 @@ from heliosd.types import (
     PlaceResult,
     Verdict,
     VerdictAction,
+    reduces_position,
     utcnow,
 )
 
@@ -63,14 +64,6 @@ EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 _LIVE = Mode.LIVE
 _REJECT = VerdictAction.REJECT
 _CAP = VerdictAction.CAP
-
-
-def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
-    """An order reduces when it is against the position and no larger than it."""
-    if position == 0:
-        return False
-    against = (position > 0) != (intent.side.sign > 0)
-    return against and intent.quantity <= abs(position)
 
 
 class Evaluation(NamedTuple):

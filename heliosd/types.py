@@ -41,6 +41,21 @@ class OrderType(enum.StrEnum):
     LIMIT = "LIMIT"
 
 
+_BUY = Side.BUY  # a module constant: Side.BUY is an attribute lookup on every call (hot path)
+
+
+def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
+    """True when the order is opposite the position and no larger than it.
+
+    The one definition the router's latch check, the built-in limits and drop-in rules share:
+    reducing orders always pass, since refusing them would trap an operator in a position.
+    """
+    if not position or intent.quantity <= ZERO:
+        return False
+    opposite = (position > ZERO) != (intent.side is _BUY)
+    return opposite and intent.quantity <= abs(position)
+
+
 class OrderState(enum.StrEnum):
     """Lifecycle of an order as heliosd records it (contract: design.md section 11)."""
 

@@ -31,6 +31,7 @@ from heliosd.hookspecs import hookimpl
 from heliosd.ledger import decimal_text
 from heliosd.protocols import MarketView, RiskContext, RiskRule
 from heliosd.types import ZERO, OrderIntent, OrderType, PairInfo, Side, Verdict
+from heliosd.types import reduces_position as reduces_position
 
 DAILY_LOSS = "daily_loss"
 DRAWDOWN = "drawdown"
@@ -54,14 +55,6 @@ def empty_account(ctx: RiskContext) -> bool:
     if not getattr(ledger, "ready", False):
         return False
     return all(not b.total for b in ledger.balances().values())
-
-
-def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
-    """True when the order is opposite the position and no larger than it."""
-    if not position or intent.quantity <= ZERO:
-        return False
-    opposite = (position > ZERO) != (intent.side is _BUY)
-    return opposite and intent.quantity <= abs(position)
 
 
 def valuation_price(intent: OrderIntent, market: MarketView) -> Decimal | None:
