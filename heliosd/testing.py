@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -188,6 +189,36 @@ async def go_live(request: Request, reason: str = "test") -> dict[str, Any]:
     assert body["mode"] == "LIVE", body
     result: dict[str, Any] = body
     return result
+
+
+def request_as(uid: int, gid: int, path: str, request: bytes) -> bytes:
+    """One raw HTTP request on the Unix socket ``path`` from a forked child running as
+    ``uid``/``gid`` (needs root); its raw answer (or ``child failed: ...``)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: plain syscalls only, then _exit
+        try:
+            os.close(read_fd)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(request)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            os.write(write_fd, data[:8192])
+        except BaseException as exc:
+            os.write(write_fd, f"child failed: {exc!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    return out
 
 
 # ------------------------------------------------------------------------- in-process daemon

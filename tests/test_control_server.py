@@ -26,6 +26,7 @@ from heliosd.control.server import (
     uid_allowed,
 )
 from heliosd.errors import ConfigError
+from heliosd.testing import request_as
 
 __all__ = ["no_unexpected_errors", "sock_dir"]  # fixtures shared with test_control_api
 
@@ -153,34 +154,7 @@ async def test_peer_credentials_become_the_actor(sock_dir: Path, backend: Memory
     assert backend.history[-1]["changed_by"] == f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
 
 
-def _request_as(uid: int, path: str) -> bytes:
-    """One raw GET from a forked child running as ``uid`` (root only); its raw answer."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: plain syscalls only, then _exit
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.connect(path)
-            s.sendall(b"GET /api/trading/mode HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            os.write(write_fd, data[:8192])
-        except BaseException as exc:
-            os.write(write_fd, f"child failed: {exc!r}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    out = b""
-    with os.fdopen(read_fd, "rb") as fh:
-        out = fh.read()
-    os.waitpid(pid, 0)
-    return out
+GET_MODE = b"GET /api/trading/mode HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
@@ -194,7 +168,7 @@ async def test_allowed_uids_refuse_other_users_as_root(
         server, session = await serve(backend, settings)
         try:
             answer = await asyncio.to_thread(
-                _request_as, nobody, str(settings.daemon.control_socket)
+                request_as, nobody, nobody, str(settings.daemon.control_socket), GET_MODE
             )
             assert answer.startswith(b"HTTP/1.1 " + expect), answer
             if expect == b"403":

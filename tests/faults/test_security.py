@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import DaemonProcess, SimHandle, start_daemon, write_config
+from heliosd.testing import DaemonProcess, SimHandle, request_as, start_daemon, write_config
 
 from .conftest import NOTIFY, go_live, wait_until
 
@@ -34,35 +34,6 @@ NOBODY = 65534
 def _insert_daemon_keys(config: Path, lines: str) -> None:
     text = config.read_text()
     config.write_text(text.replace("[daemon]\n", "[daemon]\n" + lines, 1))
-
-
-def _request_as(uid: int, gid: int, path: str, request: bytes) -> bytes:
-    """One raw request from a forked child running as ``uid``/``gid``; its raw answer."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: plain syscalls only, then _exit
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(5)
-            s.connect(path)
-            s.sendall(request)
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            os.write(write_fd, data[:8192])
-        except BaseException as exc:
-            os.write(write_fd, f"child failed: {exc!r}".encode())
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as fh:
-        out = fh.read()
-    os.waitpid(pid, 0)
-    return out
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another uid")
@@ -87,7 +58,7 @@ async def test_allowed_uids_refuse_a_user_the_socket_mode_lets_in(
                     b"Connection: close\r\nContent-Type: application/json\r\n"
                     b"Content-Length: 2\r\n\r\n{}")  # fmt: skip
             answer = await asyncio.to_thread(
-                _request_as, NOBODY, 0, str(sock_dir / "heliosd.sock"), stop
+                request_as, NOBODY, 0, str(sock_dir / "heliosd.sock"), stop
             )
             assert answer.startswith(b"HTTP/1.1 403"), answer
             assert b"application/json" in answer and b'"error":"forbidden"' in answer, answer
