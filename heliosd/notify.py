@@ -322,6 +322,7 @@ class Notifications:
         self._wake_ev = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._nudged = False
         self._closing = False
         self._subscribers: set[Subscription] = set()
         self._published_id: int | None = None
@@ -349,13 +350,32 @@ class Notifications:
         if not self.wants(event):
             return None
         row_id = enqueue(conn, event)
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            # Runs after the current write batch: the store serialises reads behind it, and
-            # the poll interval covers the rare miss.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.wake)
+        self._nudge()
         return row_id
+
+    def record_many(self, conn: sqlite3.Connection, events: Sequence[Event]) -> None:
+        """:meth:`record` for a batch (one statement for all the wanted events)."""
+        wanted = [e for e in events if self.wants(e)]
+        if wanted:
+            enqueue_many(conn, wanted)
+            self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake the delivery task from the writer thread, once per burst, not per row: a
+        batch of 500 fills would otherwise write 500 times to the loop's self-pipe. The flag
+        is set only here (writer thread) and cleared on the loop before waking; a row
+        enqueued after the clear schedules a new wake-up, so none is missed. The wake runs
+        after the current write batch; the poll interval covers the rare miss."""
+        loop = self._loop
+        if self._nudged or loop is None or loop.is_closed():
+            return
+        self._nudged = True
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._nudge_arrived)
+
+    def _nudge_arrived(self) -> None:
+        self._nudged = False
+        self.wake()
 
     async def notify(self, event: Event) -> int | None:
         """Enqueue ``event`` in a transaction of its own (for events with no other write,

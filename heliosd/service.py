@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -28,7 +28,7 @@ from heliosd.errors import AuthError, HeliosError, NotFoundError
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
-from heliosd.notify import Notifications, enqueue, enqueue_many
+from heliosd.notify import Notifications
 from heliosd.plugins import (
     Registry,
     collect,
@@ -133,7 +133,7 @@ class Service:
             self.sinks[mode] = VenueSink(
                 mode=mode, store=self.store, ledger=self.ledgers[mode], market=self.market,
                 counters=self.counters, client=partial(self.clients.__getitem__, mode),
-                enqueue=self._enqueue_many_fn(),
+                enqueue=self.notifications.record_many,
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
                 publish=self.notifications.publish, listening=self.notifications.listening,
                 on_ledger_change=self._ledger_changed,
@@ -159,12 +159,12 @@ class Service:
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
             market=self.market, breakers=self.breakers, counters=self.counters,
-            rules=self.registry.risk_rules, enqueue=self._enqueue_fn(),
+            rules=self.registry.risk_rules, enqueue=self.notifications.record,
             on_order=self._order_event, on_integrity=self._integrity_alert,
         )  # fmt: skip
         self.stops = Stops(
             store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
-            ledgers=self.ledgers, market=self.market, enqueue=self._enqueue_fn,
+            ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
             on_open_orders=self._venue_open_orders, submit=self.router.submit,
         )  # fmt: skip
@@ -178,7 +178,7 @@ class Service:
         self.orchestrator = ModeOrchestrator(
             self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self._enqueue_fn(), halted=self.stops.emergency_reason,
+            enqueue=self.notifications.record, halted=self.stops.emergency_reason,
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
@@ -280,56 +280,11 @@ class Service:
 
     # ================================================================== events
 
-    def _enqueue_fn(self) -> Any:
-        """An enqueue for use inside store transactions (which run in the writer thread)."""
-        notify = self.notifications
-        woken = self._wake_notify_fn()
-
-        def fn(conn: sqlite3.Connection, event: Event) -> None:
-            if notify.wants(event):
-                enqueue(conn, event)
-                woken()
-
-        return fn
-
-    def _enqueue_many_fn(self) -> Any:
-        """Like :meth:`_enqueue_fn` for a sequence of events (one statement for all)."""
-        notify = self.notifications
-        woken = self._wake_notify_fn()
-
-        def fn(conn: sqlite3.Connection, events: Sequence[Event]) -> None:
-            wanted = [e for e in events if notify.wants(e)]
-            if wanted:
-                enqueue_many(conn, wanted)
-                woken()
-
-        return fn
-
-    def _wake_notify_fn(self) -> Callable[[], None]:
-        """Wake the delivery task from the writer thread, once per burst, not per row: a
-        batch of 500 fills would otherwise write 500 times to the loop's self-pipe. The flag
-        is set only in the writer thread and cleared on the loop before waking; a row
-        enqueued after the clear schedules a new wake-up, so none is missed."""
-        notify = self.notifications
-        loop = asyncio.get_running_loop()
-        waking = [False]
-
-        def wake() -> None:
-            waking[0] = False
-            notify.wake()
-
-        def woken() -> None:
-            if not waking[0]:
-                waking[0] = True
-                loop.call_soon_threadsafe(wake)
-
-        return woken
-
     def _order_event(self, row: dict[str, Any], mode: str) -> None:
         self.notifications.publish({"type": "order", "mode": mode, "order": row})
 
     async def _integrity_alert(self, reason: str) -> None:
-        enqueue_fn = self._enqueue_fn()
+        enqueue_fn = self.notifications.record
 
         def tx(conn: sqlite3.Connection) -> None:
             st.audit(
@@ -350,7 +305,7 @@ class Service:
             return
         kind = "connection_restored" if up else "connection_lost"
         text = f"VALR {stream} stream {'restored' if up else 'lost'}: {detail}"
-        enqueue_fn = self._enqueue_fn()
+        enqueue_fn = self.notifications.record
         event = Event(kind, f"heliosd: {text}", text, utcnow())
         self._spawn(self.store.write(lambda c: enqueue_fn(c, event)))
 
