@@ -67,6 +67,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "fill_event",
+    "fills_event",
     "halt_event",
     "integrity_event",
     "live_refused_event",
@@ -751,6 +752,73 @@ def fill_event(mode: Mode | str, fill: Fill, *, order_id: int | None = None) -> 
         "traded_at": fill.traded_at,
     }
     return _event("fill", title, body, data)
+
+
+# A digest lists each trade up to this many; past it, only the totals per pair and side.
+FILLS_LISTED = 10
+
+
+def fills_event(mode: Mode | str, fills: Sequence[tuple[Fill, int | None]]) -> Event:
+    """Several executions that arrived together (one socket read: a market order sweeping
+    the book, a reconnect's catch-up), as one notification: the totals per pair and side,
+    and each trade while there are few. ``fills`` pairs each fill with its order id.
+
+    Why one and not one per fill: a burst of 500 fills as 500 phone notifications buries
+    whatever comes next (an emergency stop), and chat services throttle far below that. Each
+    trade stays in the database and in ``GET /api/orders/{id}/fills``.
+    """
+    if len(fills) == 1:
+        return fill_event(mode, fills[0][0], order_id=fills[0][1])
+    groups: dict[tuple[str, str], list[Fill]] = {}
+    for fill, _ in fills:
+        groups.setdefault((fill.pair, str(fill.side)), []).append(fill)
+    lines, totals = [], []
+    for (pair, side), group in groups.items():
+        quantity = sum((f.quantity for f in group), Decimal(0))
+        value = sum((f.quantity * f.price for f in group), Decimal(0))
+        fees: dict[str, Decimal] = {}
+        for f in group:
+            fees[f.fee_currency] = fees.get(f.fee_currency, Decimal(0)) + f.fee
+        fee_text = ", ".join(f"{_num(v)} {c}" for c, v in fees.items())
+        average = value / quantity if quantity else None
+        lines.append(
+            f"{side} {_num(quantity)} {pair} in {len(group)} trades, average "
+            f"{_num(_significant(average))}, value {_num(value)}, fees {fee_text}."
+        )
+        totals.append({
+            "pair": pair, "side": side, "trades": len(group), "quantity": quantity,
+            "value": value, "fees": fees,
+        })  # fmt: skip
+    if len(fills) <= FILLS_LISTED:
+        for fill, order_id in fills:
+            lines.append(
+                f"Trade {fill.trade_id}: {fill.side} {_num(fill.quantity)} {fill.pair} @ "
+                f"{_num(fill.price)}, fee {_num(fill.fee)} {fill.fee_currency}"
+                + (f", order #{order_id}." if order_id is not None else ".")
+            )
+    else:
+        lines.append(f"{len(fills)} trades; each is in GET /api/orders/{{id}}/fills.")
+    first, last = fills[0][0], fills[-1][0]
+    what = ", ".join(f"{side} {pair}" for pair, side in groups)
+    title = f"{mode} fills: {len(fills)} trades ({what})"
+    data = {
+        "mode": str(mode),
+        "trades": len(fills),
+        "first_trade_id": first.trade_id,
+        "last_trade_id": last.trade_id,
+        "totals": totals,
+        "order_ids": sorted({o for _, o in fills if o is not None}),
+        "from": min(f.traded_at for f, _ in fills),
+        "to": max(f.traded_at for f, _ in fills),
+    }
+    return _event("fill", title, _lines(*lines), data)
+
+
+def _significant(value: Decimal | None) -> Decimal | None:
+    """An average price to 10 significant digits (a quotient has 28)."""
+    if value is None or not value:
+        return value
+    return value.quantize(Decimal(1).scaleb(value.adjusted() - 9)).normalize()
 
 
 def mode_change_event(

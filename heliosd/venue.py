@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from heliosd import orders as od
 from heliosd.errors import HeliosError
+from heliosd.notify import fills_event
 from heliosd.protocols import Event, ExchangeClient
 from heliosd.store import Store, iso
 from heliosd.types import (
@@ -50,15 +51,6 @@ EnqueueFn = Callable[[sqlite3.Connection, Sequence[Event]], Any]
 MAX_PENDING_FILLS = 50_000
 # Reconciliation leaves orders updated this recently alone (they may be in flight).
 RECENT_S = 2.0
-
-
-def _fill_event(mode: str, fill: Fill, at: datetime) -> Event:
-    quantity = str(fill.quantity)
-    return Event(
-        "fill", f"heliosd {mode}: {fill.side} {quantity} {fill.pair}",
-        f"filled {quantity} {fill.pair} at {fill.price} (fee {fill.fee} {fill.fee_currency})",
-        at, data={"trade_id": fill.trade_id, "mode": mode},
-    )  # fmt: skip
 
 
 class VenueSink:
@@ -133,11 +125,13 @@ class VenueSink:
         def tx(conn: sqlite3.Connection) -> list[dict[str, Any] | None]:
             outcomes = od.apply_fills(conn, mode, fills)
             if enqueue is not None:
-                at, text = utcnow(), str(mode)  # one notification time per batch
-                enqueue(conn, [
-                    _fill_event(text, fill, at)
+                new = [
+                    (fill, outcome["order"]["id"] if outcome["order"] else None)
                     for fill, outcome in zip(fills, outcomes, strict=True) if outcome is not None
-                ])  # fmt: skip
+                ]  # fmt: skip
+                if new:
+                    # One notification per batch: a burst is one digest (notify.fills_event).
+                    enqueue(conn, [fills_event(mode, new)])
             return outcomes
 
         try:

@@ -5,6 +5,7 @@ bad fill fails alone."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -221,8 +222,25 @@ async def test_sink_stores_a_burst_as_few_jobs_and_applies_after_commit(tmp_path
         assert s.sink.fills_applied == 500 and s.changes == [Mode.LIVE]
         assert [p["trade_id"] for p in s.published] == s.applied
         assert s.ledger.position("BTCZAR") == D("0.5") - 500 * D("0.000001")
-        titles = await store.read(lambda c: table(c, "SELECT title FROM outbox ORDER BY id"))
-        assert titles == [("heliosd LIVE: BUY 0.001 BTCZAR",)] * 500
+        # One notification for the burst, not 500 (notify.fills_event).
+        rows = await store.read(lambda c: table(c, "SELECT title, body, data FROM outbox"))
+        assert len(rows) == 1
+        title, body, data = rows[0]
+        assert title == "LIVE fills: 500 trades (BUY BTCZAR)"
+        assert body.splitlines() == [
+            "BUY 0.500 BTCZAR in 500 trades, average 1,000,249.5, value 500,124.750,"
+            " fees 0.000500 BTC.",
+            "500 trades; each is in GET /api/orders/{id}/fills.",
+        ]
+        digest = json.loads(data)
+        assert (digest["trades"], digest["first_trade_id"], digest["last_trade_id"]) == (
+            500,
+            "t0",
+            "t499",
+        )
+        assert digest["totals"] == [{"pair": "BTCZAR", "side": "BUY", "trades": 500,
+                                     "quantity": "0.500", "value": "500124.750",
+                                     "fees": {"BTC": "0.000500"}}]  # fmt: skip
     finally:
         await store.close()
 
@@ -353,3 +371,25 @@ async def test_balance_rows_wait_for_nothing_but_fills() -> None:
     await asyncio.sleep(0)  # the scheduled delivery finds nothing left
     assert events.balance_calls == 2
     await stream.stop()
+
+
+def test_a_small_digest_lists_each_trade_and_one_fill_is_a_fill_event() -> None:
+    eth = Fill("e1", "ETHZAR", Side.SELL, D("40000"), D("0.5"), D("0.0000001"), "ZAR", T0)
+    batch = [(fill(1), 7), (fill(2), 7), (eth, None)]
+    event = notify.fills_event(Mode.LIVE, batch)
+    assert event.kind == "fill" and not event.urgent
+    assert event.title == "LIVE fills: 3 trades (BUY BTCZAR, SELL ETHZAR)"
+    assert event.body.splitlines() == [
+        "BUY 0.002 BTCZAR in 2 trades, average 1,000,001.5, value 2,000.003, fees 0.000002 BTC.",
+        "SELL 0.5 ETHZAR in 1 trades, average 40,000, value 20,000.0, fees 0.0000001 ZAR.",
+        "Trade t1: BUY 0.001 BTCZAR @ 1,000,001, fee 0.000001 BTC, order #7.",
+        "Trade t2: BUY 0.001 BTCZAR @ 1,000,002, fee 0.000001 BTC, order #7.",
+        "Trade e1: SELL 0.5 ETHZAR @ 40,000, fee 0.0000001 ZAR.",  # no exponent (was 1E-7)
+    ]
+    assert event.data["order_ids"] == [7] and event.data["trades"] == 3
+    assert (event.data["from"], event.data["to"]) == (T0, T0 + timedelta(seconds=2))
+    single = notify.fills_event(Mode.LIVE, [(eth, 9)])
+    one = notify.fill_event(Mode.LIVE, eth, order_id=9)
+    assert (single.title, single.body, single.data) == (one.title, one.body, one.data)
+    assert single.title == "LIVE fill: SELL 0.5 ETHZAR @ 40,000"
+    assert "fee 0.0000001 ZAR" in single.body and "order #9" in single.body
