@@ -454,7 +454,7 @@ class Service:
             customer_order_id=row["customer_order_id"],
         )
         if status is not None:
-            await self.sinks[Mode(row["mode"])].on_order_status(status)
+            await self.sinks[Mode(row["mode"])].apply_order_status(status)
         await self.store.write(
             lambda c: st.audit(
                 c,

@@ -5,11 +5,13 @@ waiting in line (the stream keeps reading; design.md section 12), and applied to
 only in its commit's completion, in commit order: a fill counts once it is durable, and a
 fill already stored (``UNIQUE(mode, trade_id)``) is a no-op.
 
-Fills that arrive in the same loop turn go to the store as one job (``orders.apply_fills``:
-a few statements for the whole batch). If that job fails, nothing of it was stored and each
-of its fills is submitted again on its own, so a bad fill fails alone. Any other write from
-the stream (an order status) first submits the fills received before it: the store runs
-jobs in the order they are queued, so the stream's order is kept.
+Fills and order statuses that arrive in the same loop turn go to the store as a few jobs, in
+the order they came: each run of fills is one job (``orders.apply_fills``: a few statements
+for the whole run), each run of statuses another. The store runs jobs in the order they are
+queued, so the stream's order is kept (a status applied before the fill it reports would
+count the fill twice). If a job fails, nothing of it was stored and each of its items is
+submitted again on its own, so a bad fill or status fails alone. The stream never waits for
+a commit; it waits only when MAX_PENDING items are queued (backpressure).
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ log = logging.getLogger(__name__)
 # Outbox rows for several events, inside the caller's transaction (service._enqueue_many_fn).
 EnqueueFn = Callable[[sqlite3.Connection, Sequence[Event]], Any]
 
-# A fill stream may outrun the disk for a moment; past this many queued fills the stream
-# waits for the writer (backpressure) instead of growing memory without bound.
-MAX_PENDING_FILLS = 50_000
+# A fill stream may outrun the disk for a moment; past this many queued fills and statuses
+# the stream waits for the writer (backpressure) instead of growing memory without bound.
+MAX_PENDING = 50_000
 # Reconciliation leaves orders updated this recently alone (they may be in flight).
 RECENT_S = 2.0
 
@@ -86,8 +88,8 @@ class VenueSink:
         self._on_ledger_change = on_ledger_change
         self._on_connection_change = on_connection_change
         self._watermark = watermark
-        self._pending = 0  # fills received and not yet committed (or failed)
-        self._batch: list[Fill] = []  # received in this loop turn, not yet submitted
+        self._pending = 0  # fills and statuses received and not yet committed (or failed)
+        self._batch: list[Fill | OrderStatus] = []  # received this loop turn, not submitted
         self._drained = asyncio.Event()
         self._drained.set()
         self._reconcile_task: asyncio.Task[None] | None = None
@@ -102,21 +104,31 @@ class VenueSink:
 
     async def on_fill(self, fill: Fill) -> None:
         """Queue ``fill``; it is applied once committed (see :meth:`_flush`)."""
-        if self._pending >= MAX_PENDING_FILLS:
+        await self._queue(fill)
+
+    async def _queue(self, item: Fill | OrderStatus) -> None:
+        if self._pending >= MAX_PENDING:
             await self._drained.wait()
         self._pending += 1
         self._drained.clear()
-        self._batch.append(fill)
+        self._batch.append(item)
         if len(self._batch) == 1:
-            # Every fill the stream delivers in this loop turn (one socket read holds
-            # hundreds) joins one store job: one savepoint, one future and one completion
-            # per batch instead of per fill (bench/fills.py).
+            # Everything the stream delivers in this loop turn (one socket read holds
+            # hundreds of messages) joins a few store jobs: one savepoint, one future and one
+            # completion per run instead of per message (bench/fills.py, emergency_stop.py).
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        fills, self._batch = self._batch, []
-        if fills:
-            self._submit(fills)
+        items, self._batch = self._batch, []
+        start = 0
+        for i in range(1, len(items) + 1):
+            if i == len(items) or type(items[i]) is not type(items[start]):
+                run = items[start:i]
+                if isinstance(run[0], Fill):
+                    self._submit(run)  # type: ignore[arg-type]  # a run is of one type
+                else:
+                    self._submit_statuses(run)  # type: ignore[arg-type]
+                start = i
 
     def _submit(self, fills: list[Fill]) -> None:
         mode = self.mode
@@ -202,7 +214,7 @@ class VenueSink:
             })  # fmt: skip
 
     async def drain(self) -> None:
-        """Wait until every queued fill is committed and applied."""
+        """Wait until every queued fill and status is committed and applied."""
         await self._drained.wait()
 
     def fill_watermark(self) -> datetime | None:
@@ -211,15 +223,61 @@ class VenueSink:
     # ------------------------------------------------------------------ orders
 
     async def on_order_status(self, status: OrderStatus) -> None:
-        # The store applies jobs in the order they are queued: fills that arrived before this
-        # update go first, as they came (a status applied before its fill would count the
-        # fill's quantity twice: apply_status takes the venue's executed quantity).
-        self._flush()
+        """Queue ``status`` behind the fills and statuses received before it; the order row
+        moves once committed (the stream does not wait for the disk: 500 cancellations after
+        an emergency stop are a few commits, not 500 in a row)."""
+        await self._queue(status)
+
+    async def apply_order_status(self, status: OrderStatus) -> dict[str, Any] | None:
+        """:meth:`on_order_status`, returning once it is committed: the order row after it
+        (None for an order not stored here)."""
+        self._flush()  # what came before goes first
         mode = self.mode
         row = await self._store.write(lambda c: od.apply_status(c, mode, status))
+        self._status_applied(row)
+        return row
+
+    def _submit_statuses(self, statuses: list[OrderStatus]) -> None:
+        mode = self.mode
+
+        def tx(conn: sqlite3.Connection) -> list[dict[str, Any] | None]:
+            return [od.apply_status(conn, mode, status) for status in statuses]
+
+        try:
+            fut = self._store.submit(tx)
+        except RuntimeError as exc:  # the store is closed: shutting down
+            log.error("%d order statuses not stored: %s", len(statuses), exc)
+            self._settled(len(statuses))
+            return
+        fut.add_done_callback(lambda f: self._statuses_committed(statuses, f))
+
+    def _statuses_committed(
+        self, statuses: list[OrderStatus], fut: asyncio.Future[list[dict[str, Any] | None]]
+    ) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None and len(statuses) > 1:
+            log.warning("%d order statuses were not stored (%s); storing one by one",
+                        len(statuses), exc)  # fmt: skip
+            for status in statuses:
+                self._submit_statuses([status])
+            return
+        try:
+            if fut.cancelled():
+                return
+            if exc is not None:
+                s = statuses[0]
+                log.error("order status %s (%s) not stored: %s", s.customer_order_id or
+                          s.exchange_order_id, s.state, exc)  # fmt: skip
+                return
+            for row in fut.result():
+                self._status_applied(row)
+        finally:
+            self._settled(len(statuses))
+
+    def _status_applied(self, row: dict[str, Any] | None) -> None:
         if row is not None:
             self._counters.track(row)
-            self._publish({"type": "order", "mode": str(mode), "order": row})
+            self._publish({"type": "order", "mode": str(self.mode), "order": row})
 
     async def on_open_orders(self, orders: Sequence[OpenOrder]) -> None:
         """Local orders the venue no longer lists are looked up (in the background)."""

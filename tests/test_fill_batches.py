@@ -283,6 +283,72 @@ async def test_a_status_after_a_fill_is_applied_after_it(tmp_path: Path) -> None
         await store.close()
 
 
+async def test_statuses_of_a_turn_are_a_few_commits_in_stream_order(tmp_path: Path) -> None:
+    """500 cancellations (an emergency stop) are one store job, not 500 awaited commits; a
+    fill and statuses interleaved keep the stream's order; the stream never waits."""
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        rows = await store.write(
+            lambda c: [od.insert_order(c, order(Mode.LIVE, "0.01", f"hd-s{i}")) for i in range(500)]
+        )
+        await store.write(seed)
+        s = Sink(store)
+        commits = store.commits
+        for i in range(500):
+            await s.sink.on_order_status(OrderStatus(
+                "BTCZAR", OrderState.CANCELLED, customer_order_id=f"hd-s{i}"))  # fmt: skip
+        assert store.commits == commits and s.published == []  # queued, nothing waited for
+        await s.sink.on_fill(fill(1, qty="0.01", customer_order_id="hd-a"))
+        await s.sink.on_order_status(OrderStatus(
+            "BTCZAR", OrderState.FILLED, customer_order_id="hd-a",
+            executed_quantity=D("0.01"), average_price=D(1_000_001),
+        ))  # fmt: skip
+        await asyncio.wait_for(s.sink.drain(), 10)
+        assert store.commits - commits <= 3  # statuses, the fill, the last status: grouped
+        states = await store.read(lambda c: table(
+            c, "SELECT state, count(*) FROM orders WHERE customer_order_id LIKE 'hd-s%'"
+            " GROUP BY state"))  # fmt: skip
+        assert states == [("cancelled", 500)]
+        a = await store.read(lambda c: od.get_order_row(c, rows[-1]["id"] + 1))
+        assert (a["customer_order_id"], a["state"], a["filled_quantity"]) == (
+            "hd-a",
+            "filled",
+            "0.01",
+        )
+        assert [p["order"]["state"] for p in s.published if p["type"] == "order"] == (
+            ["cancelled"] * 500 + ["filled"]
+        )
+        row = await s.sink.apply_order_status(OrderStatus(
+            "BTCZAR", OrderState.CANCELLED, customer_order_id="hd-s0"))  # fmt: skip
+        assert row is not None and row["state"] == "cancelled"  # committed on return
+    finally:
+        await store.close()
+
+
+async def test_a_bad_status_fails_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        await store.write(seed)
+        s = Sink(store)
+        bad = OrderStatus("BTCZAR", "nonsense", customer_order_id="hd-b")  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING, logger="heliosd.venue"):
+            await s.sink.on_order_status(OrderStatus(
+                "BTCZAR", OrderState.CANCELLED, customer_order_id="hd-a"))  # fmt: skip
+            await s.sink.on_order_status(bad)
+            await s.sink.on_order_status(OrderStatus(
+                "BTCZAR", OrderState.CANCELLED, customer_order_id="hd-d"))  # fmt: skip
+            await asyncio.wait_for(s.sink.drain(), 10)
+        states = await store.read(lambda c: table(
+            c, "SELECT customer_order_id, state FROM orders WHERE mode = 'LIVE'"
+            " AND customer_order_id IN ('hd-a', 'hd-b', 'hd-d') ORDER BY 1"))  # fmt: skip
+        assert states == [("hd-a", "cancelled"), ("hd-b", "placed"), ("hd-d", "cancelled")]
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("3 order statuses were not stored" in m for m in messages), messages
+        assert any(m.startswith("order status hd-b") for m in messages), messages
+    finally:
+        await store.close()
+
+
 async def test_outbox_rows_nobody_listened_for_are_not_replayed(tmp_path: Path) -> None:
     """With no subscriber the hub skips past committed rows instead of reading them back (a
     fill burst is thousands of rows); a later subscriber gets what follows, nothing older."""
