@@ -55,6 +55,16 @@ MAX_PENDING = 50_000
 RECENT_S = 2.0
 
 
+def _plural(item: Fill | OrderStatus) -> str:
+    return "fills" if isinstance(item, Fill) else "order statuses"
+
+
+def _describe(item: Fill | OrderStatus) -> str:
+    if isinstance(item, Fill):
+        return f"fill {item.trade_id}"
+    return f"order status {item.customer_order_id or item.exchange_order_id} ({item.state})"
+
+
 class VenueSink:
     """Implements :class:`heliosd.protocols.ExchangeEvents` for one mode."""
 
@@ -123,14 +133,21 @@ class VenueSink:
         start = 0
         for i in range(1, len(items) + 1):
             if i == len(items) or type(items[i]) is not type(items[start]):
-                run = items[start:i]
-                if isinstance(run[0], Fill):
-                    self._submit(run)  # type: ignore[arg-type]  # a run is of one type
-                else:
-                    self._submit_statuses(run)  # type: ignore[arg-type]
+                self._submit(items[start:i])  # a run of fills, or of statuses
                 start = i
 
-    def _submit(self, fills: list[Fill]) -> None:
+    def _submit(self, items: Sequence[Fill | OrderStatus]) -> None:
+        """One store job for a run of fills or of statuses (never mixed)."""
+        tx = self._fills_tx(items) if isinstance(items[0], Fill) else self._statuses_tx(items)
+        try:
+            fut = self._store.submit(tx)
+        except RuntimeError as exc:  # the store is closed: shutting down
+            log.error("%d %s not stored: %s", len(items), _plural(items[0]), exc)
+            self._settled(len(items))
+            return
+        fut.add_done_callback(lambda f: self._committed(items, f))
+
+    def _fills_tx(self, fills: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
         mode = self.mode
         enqueue = self._enqueue if self._notify_trades else None
 
@@ -146,48 +163,51 @@ class VenueSink:
                     enqueue(conn, [fills_event(mode, new)])
             return outcomes
 
-        try:
-            fut = self._store.submit(tx)
-        except RuntimeError as exc:  # the store is closed: shutting down
-            log.error("%d fills not stored: %s", len(fills), exc)
-            self._settled(len(fills))
-            return
-        fut.add_done_callback(lambda f: self._fills_committed(fills, f))
+        return tx
 
-    def _fills_committed(
-        self, fills: list[Fill], fut: asyncio.Future[list[dict[str, Any] | None]]
-    ) -> None:
+    def _statuses_tx(self, statuses: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
+        mode = self.mode
+        return lambda conn: [od.apply_status(conn, mode, status) for status in statuses]
+
+    def _committed(self, items: Sequence[Fill | OrderStatus], fut: asyncio.Future[Any]) -> None:
         exc = None if fut.cancelled() else fut.exception()
-        if exc is not None and len(fills) > 1:
+        if exc is not None and len(items) > 1:
             # The batch rolled back as a whole (its savepoint): nothing of it is stored. Each
-            # fill is tried again as its own job, so one bad fill fails alone, as it would
-            # have without batching. They commit, and are applied, after the batches that
-            # were queued meanwhile: the ledger still follows commit order.
-            log.warning("a batch of %d fills was not stored (%s); storing one by one",
-                        len(fills), exc)  # fmt: skip
-            for fill in fills:
-                self._submit([fill])  # still pending: each retry settles its own fill
+            # item is tried again as its own job, so one bad fill or status fails alone, as
+            # it would have without batching. They commit, and are applied, after the jobs
+            # queued meanwhile: the ledger still follows commit order.
+            log.warning("a batch of %d %s was not stored (%s); storing one by one",
+                        len(items), _plural(items[0]), exc)  # fmt: skip
+            for item in items:
+                self._submit([item])  # still pending: each retry settles its own item
             return
         try:
             if fut.cancelled():
                 return
             if exc is not None:
-                log.error("fill %s not stored: %s", fills[0].trade_id, exc)
+                log.error("%s not stored: %s", _describe(items[0]), exc)
                 return
-            applied = False
-            publish = self._listening()
-            for fill, outcome in zip(fills, fut.result(), strict=True):
-                if outcome is None:
-                    continue  # already stored: a replay
-                try:
-                    self._applied(fill, outcome, publish=publish)
-                except Exception:  # one fill the ledger refuses must not drop the others
-                    log.exception("fill %s stored but not applied", fill.trade_id)
-                applied = True
-            if applied:
-                self._on_ledger_change(self.mode)
+            if isinstance(items[0], Fill):
+                self._fills_done(items, fut.result())  # type: ignore[arg-type]
+            else:
+                for row in fut.result():
+                    self._status_applied(row)
         finally:
-            self._settled(len(fills))
+            self._settled(len(items))
+
+    def _fills_done(self, fills: Sequence[Fill], outcomes: list[dict[str, Any] | None]) -> None:
+        applied = False
+        publish = self._listening()
+        for fill, outcome in zip(fills, outcomes, strict=True):
+            if outcome is None:
+                continue  # already stored: a replay
+            try:
+                self._applied(fill, outcome, publish=publish)
+            except Exception:  # one fill the ledger refuses must not drop the others
+                log.exception("fill %s stored but not applied", fill.trade_id)
+            applied = True
+        if applied:
+            self._on_ledger_change(self.mode)
 
     def _settled(self, n: int) -> None:
         self._pending -= n
@@ -236,43 +256,6 @@ class VenueSink:
         row = await self._store.write(lambda c: od.apply_status(c, mode, status))
         self._status_applied(row)
         return row
-
-    def _submit_statuses(self, statuses: list[OrderStatus]) -> None:
-        mode = self.mode
-
-        def tx(conn: sqlite3.Connection) -> list[dict[str, Any] | None]:
-            return [od.apply_status(conn, mode, status) for status in statuses]
-
-        try:
-            fut = self._store.submit(tx)
-        except RuntimeError as exc:  # the store is closed: shutting down
-            log.error("%d order statuses not stored: %s", len(statuses), exc)
-            self._settled(len(statuses))
-            return
-        fut.add_done_callback(lambda f: self._statuses_committed(statuses, f))
-
-    def _statuses_committed(
-        self, statuses: list[OrderStatus], fut: asyncio.Future[list[dict[str, Any] | None]]
-    ) -> None:
-        exc = None if fut.cancelled() else fut.exception()
-        if exc is not None and len(statuses) > 1:
-            log.warning("%d order statuses were not stored (%s); storing one by one",
-                        len(statuses), exc)  # fmt: skip
-            for status in statuses:
-                self._submit_statuses([status])
-            return
-        try:
-            if fut.cancelled():
-                return
-            if exc is not None:
-                s = statuses[0]
-                log.error("order status %s (%s) not stored: %s", s.customer_order_id or
-                          s.exchange_order_id, s.state, exc)  # fmt: skip
-                return
-            for row in fut.result():
-                self._status_applied(row)
-        finally:
-            self._settled(len(statuses))
 
     def _status_applied(self, row: dict[str, Any] | None) -> None:
         if row is not None:

@@ -343,7 +343,7 @@ async def test_a_bad_status_fails_alone(tmp_path: Path, caplog: pytest.LogCaptur
             " AND customer_order_id IN ('hd-a', 'hd-b', 'hd-d') ORDER BY 1"))  # fmt: skip
         assert states == [("hd-a", "cancelled"), ("hd-b", "placed"), ("hd-d", "cancelled")]
         messages = [r.getMessage() for r in caplog.records]
-        assert any("3 order statuses were not stored" in m for m in messages), messages
+        assert any("a batch of 3 order statuses was not stored" in m for m in messages), messages
         assert any(m.startswith("order status hd-b") for m in messages), messages
     finally:
         await store.close()
