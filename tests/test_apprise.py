@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pluggy
 import pytest
-from aiohttp import web
 
 import heliosd.builtin.apprise as apprise_plugin
 from heliosd import hookspecs
@@ -18,60 +15,15 @@ from heliosd.builtin.apprise import AppriseNotifier
 from heliosd.config import NotifySettings, Secret, Settings
 from heliosd.errors import ConfigError, TransientError
 from heliosd.protocols import Event, Notifier
+from heliosd.testing import NotifyReceiver
 from heliosd.types import utcnow
 
 PASSWORD = "pw-Zq8r1xT"
 TOKEN = "tok-4f9c2e7d1ab0"
 
 
-class Receiver:
-    """A webhook endpoint: records JSON POSTs; ``mode`` is "ok", "fail" (HTTP 500) or "hang"."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.mode = "ok"
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        if self.mode == "hang":
-            await asyncio.sleep(30)
-        if self.mode == "fail":
-            return web.Response(status=500)
-        self.posts.append(
-            {
-                "path": request.path,
-                "json": await request.json(),
-                "auth": request.headers.get("Authorization"),
-            }
-        )
-        return web.Response(text="ok")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        # access_log off: it would print the path (with its token); it is the remote side.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def url(self, path: str = f"/hook/{TOKEN}") -> str:
-        return f"json://heliosd:{PASSWORD}@127.0.0.1:{self.port}{path}"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
+def url(receiver: NotifyReceiver, path: str = f"/hook/{TOKEN}") -> str:
+    return receiver.url(path, user="heliosd", password=PASSWORD)
 
 
 @pytest.fixture(autouse=True)
@@ -92,34 +44,35 @@ def event(title: str = "LIVE fill: BUY 0.01 BTCZAR", *, urgent: bool = False) ->
     return Event(kind="fill", title=title, body="Fee 0.00001 BTC.", at=utcnow(), urgent=urgent)
 
 
-async def test_info_event_arrives_as_apprise_json(receiver: Receiver) -> None:
-    notifier = AppriseNotifier([Secret(receiver.url())], timeout_s=5)
+async def test_info_event_arrives_as_apprise_json(notify_receiver: NotifyReceiver) -> None:
+    notifier = AppriseNotifier([Secret(url(notify_receiver))], timeout_s=5)
     await notifier.send(event())
-    (post,) = receiver.posts
-    assert post["path"] == f"/hook/{TOKEN}"
-    assert post["json"]["title"] == "LIVE fill: BUY 0.01 BTCZAR"
-    assert post["json"]["message"] == "Fee 0.00001 BTC."
-    assert post["json"]["type"] == "info"
-    assert post["auth"].startswith("Basic ")  # the user:password of the URL was used
+    (post,) = notify_receiver.posts
+    assert post.path == f"/hook/{TOKEN}"
+    assert post.json["title"] == "LIVE fill: BUY 0.01 BTCZAR"
+    assert post.json["message"] == "Fee 0.00001 BTC."
+    assert post.json["type"] == "info"
+    assert post.auth is not None
+    assert post.auth.startswith("Basic ")  # the user:password of the URL was used
 
 
-async def test_urgent_event_is_marked(receiver: Receiver) -> None:
-    notifier = AppriseNotifier([Secret(receiver.url())], timeout_s=5)
+async def test_urgent_event_is_marked(notify_receiver: NotifyReceiver) -> None:
+    notifier = AppriseNotifier([Secret(url(notify_receiver))], timeout_s=5)
     await notifier.send(event("EMERGENCY STOP: trading halted", urgent=True))
-    (post,) = receiver.posts
-    assert post["json"]["title"] == "URGENT: EMERGENCY STOP: trading halted"
-    assert post["json"]["type"] == "failure"
+    (post,) = notify_receiver.posts
+    assert post.json["title"] == "URGENT: EMERGENCY STOP: trading halted"
+    assert post.json["type"] == "failure"
 
 
-async def test_every_url_gets_the_event(receiver: Receiver) -> None:
-    urls = [Secret(receiver.url("/a")), Secret(receiver.url("/b"))]
+async def test_every_url_gets_the_event(notify_receiver: NotifyReceiver) -> None:
+    urls = [Secret(url(notify_receiver, "/a")), Secret(url(notify_receiver, "/b"))]
     await AppriseNotifier(urls, timeout_s=5).send(event())
-    assert sorted(p["path"] for p in receiver.posts) == ["/a", "/b"]
+    assert sorted(p.path for p in notify_receiver.posts) == ["/a", "/b"]
 
 
-async def test_refused_delivery_raises_without_secrets(receiver: Receiver) -> None:
-    receiver.mode = "fail"
-    notifier = AppriseNotifier([Secret(receiver.url())], timeout_s=5)
+async def test_refused_delivery_raises_without_secrets(notify_receiver: NotifyReceiver) -> None:
+    notify_receiver.fail()
+    notifier = AppriseNotifier([Secret(url(notify_receiver))], timeout_s=5)
     with pytest.raises(TransientError) as info:
         await notifier.send(event())
     assert "0/1 URLs accepted" in str(info.value)
@@ -127,10 +80,12 @@ async def test_refused_delivery_raises_without_secrets(receiver: Receiver) -> No
     assert TOKEN not in str(info.value)
 
 
-async def test_hanging_receiver_times_out(receiver: Receiver, logged_errors: list[str]) -> None:
+async def test_hanging_receiver_times_out(
+    notify_receiver: NotifyReceiver, logged_errors: list[str]
+) -> None:
     logged_errors.append("did not finish within")  # Apprise's own report of the timeout
-    receiver.mode = "hang"
-    notifier = AppriseNotifier([Secret(receiver.url())], timeout_s=0.5)
+    notify_receiver.stall()
+    notifier = AppriseNotifier([Secret(url(notify_receiver))], timeout_s=0.5)
     started = time.monotonic()
     with pytest.raises(TransientError):
         await notifier.send(event())
@@ -138,11 +93,11 @@ async def test_hanging_receiver_times_out(receiver: Receiver, logged_errors: lis
 
 
 async def test_unreachable_receiver_raises() -> None:
-    r = Receiver()
+    r = NotifyReceiver()
     await r.start()
     await r.stop()  # the port is now closed
     with pytest.raises(TransientError):
-        await AppriseNotifier([Secret(r.url())], timeout_s=2).send(event())
+        await AppriseNotifier([Secret(url(r))], timeout_s=2).send(event())
 
 
 def test_bad_url_is_a_config_error_naming_its_index(logged_errors: list[str]) -> None:
@@ -168,13 +123,13 @@ def test_hook_registers_only_when_urls_are_configured() -> None:
 
 
 async def test_secrets_never_reach_the_logs(
-    receiver: Receiver, caplog: pytest.LogCaptureFixture, logged_errors: list[str]
+    notify_receiver: NotifyReceiver, caplog: pytest.LogCaptureFixture, logged_errors: list[str]
 ) -> None:
     logged_errors.append("did not finish within")
-    notifier = AppriseNotifier([Secret(receiver.url())], timeout_s=0.5)
+    notifier = AppriseNotifier([Secret(url(notify_receiver))], timeout_s=0.5)
     await notifier.send(event())  # Apprise logs the URL and urllib3 the request line at debug
-    for mode in ("fail", "hang"):
-        receiver.mode = mode
+    for refuse in (notify_receiver.fail, notify_receiver.stall):  # answer 500, then hang
+        refuse()
         with pytest.raises(TransientError):
             await notifier.send(event())
     text = caplog.text + "".join(str(r.args) for r in caplog.records)
