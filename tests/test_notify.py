@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from heliosd import notify
 from heliosd import store as st
@@ -24,6 +23,7 @@ from heliosd.config import EVENT_KINDS, NotifySettings, Secret
 from heliosd.notify import Notifications, enqueue
 from heliosd.protocols import Event
 from heliosd.store import Store
+from heliosd.testing import NotifyReceiver
 from heliosd.types import (
     Fill,
     GateResult,
@@ -43,53 +43,8 @@ TOKEN = "tok-9b1e77c04d2f"
 FAST = {"retry_initial_s": 0.05, "retry_max_s": 0.2, "poll_s": 30.0}
 
 
-class Receiver:
-    """A webhook endpoint: records JSON POSTs; ``mode`` is "ok", "fail" (HTTP 500) or "hang"."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.mode = "ok"
-        self.port = 0
-        self.hits = 0
-        self._runner: web.AppRunner | None = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.hits += 1
-        if self.mode == "hang":
-            await asyncio.sleep(30)
-        if self.mode == "fail":
-            return web.Response(status=500)
-        self.posts.append(await request.json())
-        return web.Response(text="ok")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self._handle)
-        # access_log off: it would print the path (with its token); it is the remote side.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def url(self) -> Secret:
-        return Secret(f"json://heliosd:{PASSWORD}@127.0.0.1:{self.port}/hook/{TOKEN}")
-
-    def titles(self) -> list[str]:
-        return [p["title"] for p in self.posts]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
+def url(receiver: NotifyReceiver) -> Secret:
+    return Secret(receiver.url(f"/hook/{TOKEN}", user="heliosd", password=PASSWORD))
 
 
 @pytest.fixture
@@ -120,8 +75,8 @@ def logged(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
     assert not bad, f"unexpected log records: {bad}"
 
 
-def settings(receiver: Receiver | None = None, **kw: Any) -> NotifySettings:
-    urls = (receiver.url(),) if receiver is not None else ()
+def settings(receiver: NotifyReceiver | None = None, **kw: Any) -> NotifySettings:
+    urls = (url(receiver),) if receiver is not None else ()
     kw.setdefault("timeout_s", Decimal(2))
     return NotifySettings(urls=urls, **kw)
 
@@ -169,8 +124,10 @@ def fill(mode_tag: str = "t1") -> Fill:
 # --------------------------------------------------------------------------- delivery
 
 
-async def test_event_committed_with_its_cause_arrives(store: Store, receiver: Receiver) -> None:
-    cfg = settings(receiver)
+async def test_event_committed_with_its_cause_arrives(
+    store: Store, notify_receiver: NotifyReceiver
+) -> None:
+    cfg = settings(notify_receiver)
     notes = notifications(store, cfg)
     notes.start()
     try:
@@ -182,13 +139,13 @@ async def test_event_committed_with_its_cause_arrives(store: Store, receiver: Re
 
         row_id = await store.write(switch)
         assert row_id is not None
-        await until(lambda: len(receiver.posts) == 1)
+        await until(lambda: len(notify_receiver.posts) == 1)
     finally:
         await notes.close()
-    (post,) = receiver.posts
-    assert post["title"] == "Trading mode LIVE -> PAPER"
-    assert post["message"] == "By alice: done"
-    assert post["type"] == "info"
+    (post,) = notify_receiver.posts
+    assert post.json["title"] == "Trading mode LIVE -> PAPER"
+    assert post.json["message"] == "By alice: done"
+    assert post.json["type"] == "info"
     (row,) = await outbox(store)
     assert row["id"] == row_id
     assert row["delivered_at"] is not None
@@ -196,8 +153,10 @@ async def test_event_committed_with_its_cause_arrives(store: Store, receiver: Re
     assert row["last_error"] is None
 
 
-async def test_rolled_back_cause_sends_nothing(store: Store, receiver: Receiver) -> None:
-    notes = notifications(store, settings(receiver))
+async def test_rolled_back_cause_sends_nothing(
+    store: Store, notify_receiver: NotifyReceiver
+) -> None:
+    notes = notifications(store, settings(notify_receiver))
     notes.start()
 
     def failing(conn: sqlite3.Connection) -> None:
@@ -211,11 +170,11 @@ async def test_rolled_back_cause_sends_nothing(store: Store, receiver: Receiver)
     finally:
         await notes.close()
     assert await outbox(store) == []
-    assert receiver.hits == 0
+    assert notify_receiver.hits == 0
 
 
-async def test_urgent_stop_is_marked(store: Store, receiver: Receiver) -> None:
-    notes = notifications(store, settings(receiver))
+async def test_urgent_stop_is_marked(store: Store, notify_receiver: NotifyReceiver) -> None:
+    notes = notifications(store, settings(notify_receiver))
     notes.start()
     try:
         ev = notify.emergency_stop_event(
@@ -223,21 +182,21 @@ async def test_urgent_stop_is_marked(store: Store, receiver: Receiver) -> None:
         )
         assert ev.urgent
         await notes.notify(ev)
-        await until(lambda: len(receiver.posts) == 1)
+        await until(lambda: len(notify_receiver.posts) == 1)
     finally:
         await notes.close()
-    (post,) = receiver.posts
-    assert post["title"] == "URGENT: EMERGENCY STOP: trading halted"
-    assert post["type"] == "failure"
-    assert "Cancelled 3 orders" in post["message"]
+    (post,) = notify_receiver.posts
+    assert post.json["title"] == "URGENT: EMERGENCY STOP: trading halted"
+    assert post.json["type"] == "failure"
+    assert "Cancelled 3 orders" in post.json["message"]
 
 
 async def test_down_receiver_is_retried_from_the_database(
-    store: Store, receiver: Receiver, logged: list[str]
+    store: Store, notify_receiver: NotifyReceiver, logged: list[str]
 ) -> None:
     logged.append("failed, retrying in")
-    receiver.mode = "fail"
-    notes = notifications(store, settings(receiver))
+    notify_receiver.fail()
+    notes = notifications(store, settings(notify_receiver))
     notes.start()
     try:
         await notes.notify(notify.halt_event(breaker="daily_loss", reason="daily loss 5.1%"))
@@ -252,22 +211,22 @@ async def test_down_receiver_is_retried_from_the_database(
         assert "0/1 URLs accepted" in row["last_error"]
         assert TOKEN not in row["last_error"]
         assert PASSWORD not in row["last_error"]
-        receiver.mode = "ok"
-        await until(lambda: len(receiver.posts) == 1)
+        notify_receiver.recover()
+        await until(lambda: len(notify_receiver.posts) == 1)
         await until(lambda: notes.delivered == 1)
     finally:
         await notes.close()
     (row,) = await outbox(store)
     assert row["delivered_at"] is not None
     assert row["attempts"] >= 3
-    assert receiver.titles() == ["URGENT: HALT: trading stopped by daily_loss"]
+    assert notify_receiver.titles() == ["URGENT: HALT: trading stopped by daily_loss"]
 
 
 async def test_pending_rows_are_delivered_once_after_a_restart(
     tmp_path: Path, logged: list[str]
 ) -> None:
     logged.append("failed, retrying in")
-    receiver = Receiver()
+    receiver = NotifyReceiver()
     await receiver.start()
     await receiver.stop()  # down: the port refuses connections
     cfg = settings(receiver)
@@ -307,44 +266,47 @@ async def test_pending_rows_are_delivered_once_after_a_restart(
 
 
 async def test_recovery_flushes_the_backlog_without_waiting_out_backoffs(
-    store: Store, receiver: Receiver, logged: list[str]
+    store: Store, notify_receiver: NotifyReceiver, logged: list[str]
 ) -> None:
     logged.append("failed, retrying in")
-    receiver.mode = "fail"
-    notes = notifications(store, settings(receiver), retry_initial_s=60.0, retry_max_s=60.0)
+    notify_receiver.fail()
+    notes = notifications(store, settings(notify_receiver), retry_initial_s=60.0, retry_max_s=60.0)
     notes.start()
     try:
         first = notify.connection_lost_event(venue="VALR", stream="trade")
         await notes.notify(first)
         await until(lambda: notes.failures == 1)  # next try of `first` is a minute away
-        receiver.mode = "ok"
+        notify_receiver.recover()
         second = notify.connection_restored_event(venue="VALR", stream="trade")
         await notes.notify(second)
-        await until(lambda: len(receiver.posts) == 2)
+        await until(lambda: len(notify_receiver.posts) == 2)
     finally:
         await notes.close()
-    assert receiver.titles() == [second.title, first.title]
+    assert notify_receiver.titles() == [second.title, first.title]
 
 
-async def test_late_delivery_says_when_it_happened(store: Store, receiver: Receiver) -> None:
+async def test_late_delivery_says_when_it_happened(
+    store: Store, notify_receiver: NotifyReceiver
+) -> None:
     at = utcnow() - timedelta(minutes=5)
     await store.write(lambda c: enqueue(c, Event("resume", "Trading resumed", "by a", at=at)))
-    notes = notifications(store, settings(receiver))
+    notes = notifications(store, settings(notify_receiver))
     notes.start()
     try:
-        await until(lambda: len(receiver.posts) == 1)
+        await until(lambda: len(notify_receiver.posts) == 1)
     finally:
         await notes.close()
     stamp = at.strftime("%Y-%m-%d %H:%M:%S")
-    assert receiver.posts[0]["message"] == f"by a\n(Happened at {stamp} UTC; delivered late.)"
+    late = f"by a\n(Happened at {stamp} UTC; delivered late.)"
+    assert notify_receiver.posts[0].json["message"] == late
 
 
 async def test_gives_up_after_max_attempts(
-    store: Store, receiver: Receiver, logged: list[str]
+    store: Store, notify_receiver: NotifyReceiver, logged: list[str]
 ) -> None:
     logged += ["failed, retrying in", "given up after 2 attempts"]
-    receiver.mode = "fail"
-    notes = notifications(store, settings(receiver, max_attempts=2))
+    notify_receiver.fail()
+    notes = notifications(store, settings(notify_receiver, max_attempts=2))
     notes.start()
     try:
         await notes.notify(notify.integrity_event("LIVE without a confirmed switch"))
@@ -356,18 +318,18 @@ async def test_gives_up_after_max_attempts(
     assert row["attempts"] == 2
     assert row["delivered_at"] is None
     assert row["last_error"]
-    assert receiver.hits == 2
+    assert notify_receiver.hits == 2
 
 
 async def test_hanging_receiver_blocks_neither_writes_nor_close(
-    store: Store, receiver: Receiver, logged: list[str]
+    store: Store, notify_receiver: NotifyReceiver, logged: list[str]
 ) -> None:
     logged += ["did not finish within", "failed, retrying in"]
-    receiver.mode = "hang"
-    notes = notifications(store, settings(receiver, timeout_s=Decimal(3)))
+    notify_receiver.stall()
+    notes = notifications(store, settings(notify_receiver, timeout_s=Decimal(3)))
     notes.start()
     await notes.notify(notify.resume_event(actor="a", reason="b"))
-    await until(lambda: receiver.hits == 1)  # a send is now stuck in the receiver
+    await until(lambda: notify_receiver.hits == 1)  # a send is now stuck in the receiver
     started = time.monotonic()
     await store.write(
         lambda c: st.audit(c, actor="test", action="order", outcome="ok", reason="trading goes on")
@@ -383,7 +345,7 @@ async def test_hanging_receiver_blocks_neither_writes_nor_close(
 
 
 async def test_two_notifiers_one_failing_only_the_failed_one_is_retried(
-    store: Store, receiver: Receiver, logged: list[str]
+    store: Store, notify_receiver: NotifyReceiver, logged: list[str]
 ) -> None:
     logged.append("failed, retrying in")
 
@@ -399,7 +361,7 @@ async def test_two_notifiers_one_failing_only_the_failed_one_is_retried(
                 raise ConnectionError("first try fails")
 
     flaky = Flaky()
-    cfg = settings(receiver)
+    cfg = settings(notify_receiver)
     notes = Notifications(store, [AppriseNotifier.from_settings(cfg), flaky], cfg, **FAST)
     notes.start()
     try:
@@ -408,7 +370,7 @@ async def test_two_notifiers_one_failing_only_the_failed_one_is_retried(
     finally:
         await notes.close()
     assert flaky.calls == 2
-    assert len(receiver.posts) == 1  # the retry did not resend to Apprise
+    assert len(notify_receiver.posts) == 1  # the retry did not resend to Apprise
     (row,) = await outbox(store)
     assert row["attempts"] == 2
 
