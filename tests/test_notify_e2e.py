@@ -4,51 +4,19 @@ delivery to a local receiver, and delivery after a restart when the receiver was
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from heliosd.testing import SimHandle, write_config
-
-
-class Receiver:
-    """An HTTP endpoint Apprise's json:// posts to; can be started late (receiver down)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.received: list[dict[str, Any]] = []
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        async def handle(request: web.Request) -> web.Response:
-            self.received.append(await request.json())
-            return web.Response(text="ok")
-
-        app = web.Application()
-        app.router.add_post("/hook", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from heliosd.testing import NotifyReceiver, SimHandle, write_config
 
 
 async def test_mode_change_notification_survives_receiver_outage_and_restart(
     sim: SimHandle, short_dir: Path, heliosd_process: Any
 ) -> None:
-    port = free_port()
-    receiver = Receiver(port)
-    config = write_config(short_dir, sim, notify_url=f"json://127.0.0.1:{port}/hook")
+    receiver = NotifyReceiver()
+    await receiver.start()
+    await receiver.stop()  # down until after the restart below; its port is now known
+    config = write_config(short_dir, sim, notify_url=receiver.url("/hook"))
     proc = heliosd_process(config)
     await proc.astart()
     try:
@@ -71,17 +39,16 @@ async def test_mode_change_notification_survives_receiver_outage_and_restart(
         await asyncio.sleep(0.5)  # the receiver is down: deliveries fail and are kept
         assert await proc.aterminate() == 0
 
-        await receiver.start()
+        await receiver.start()  # back up, on the same port
         await proc.astart()  # pending rows are due at once after a restart
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while loop.time() < deadline and len(receiver.received) < 4:
-            await asyncio.sleep(0.1)
-        titles = [r.get("title", "") for r in receiver.received]
+        posts = await receiver.wait_for(4, timeout=20)
+        assert {p.path for p in posts} == {"/hook"}, posts  # the URL in the config
+        received = [p.json for p in posts]
+        titles = [r.get("title", "") for r in received]
         assert any("PAPER -> LIVE" in t for t in titles), titles
         assert any(t.startswith("heliosd LIVE order") for t in titles), titles  # every LIVE order
         assert any(t.startswith("LIVE fill: BUY") for t in titles), titles  # and its fill
-        urgent = [r for r in receiver.received if "EMERGENCY STOP" in r.get("title", "")]
+        urgent = [r for r in received if "EMERGENCY STOP" in r.get("title", "")]
         assert len(urgent) == 1, titles
         assert urgent[0]["type"] == "failure"  # urgent events are sent as failures
         assert "drill" in urgent[0]["message"]
