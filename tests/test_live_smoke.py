@@ -10,48 +10,24 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from heliosd.control import ctl
 from heliosd.control.smoke import minimum_quantity
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, start_sim, write_config
+from heliosd.testing import (
+    NotifyReceiver,
+    ReceivedPost,
+    RunningDaemon,
+    SimHandle,
+    start_daemon,
+    start_sim,
+    write_config,
+)
 from heliosd.types import Side
-
-
-class Receiver:
-    """An Apprise json:// endpoint that keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.posts.append(json.loads(await request.text()))
-        return web.Response(text="ok")
-
-
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"json://127.0.0.1:{port}/notify"
-    try:
-        yield rec
-    finally:
-        await runner.cleanup()
 
 
 async def heliosctl(running: RunningDaemon, *args: str) -> tuple[int, str, str]:
@@ -82,9 +58,11 @@ def lines_with(text: str, status: str) -> list[str]:
 
 
 async def test_funded_account_passes_every_check(
-    sim: SimHandle, short_dir: Path, receiver: Receiver
+    sim: SimHandle, short_dir: Path, notify_receiver: NotifyReceiver
 ) -> None:
-    running = await start_daemon(write_config(short_dir, sim, notify_url=receiver.url))
+    running = await start_daemon(
+        write_config(short_dir, sim, notify_url=notify_receiver.url("/notify"))
+    )
     try:
         await go_live(running)
         code, out, err = await heliosctl(
@@ -125,18 +103,23 @@ async def test_funded_account_passes_every_check(
         assert trades, sim.sim.trades(sim.account)
         assert sum(Decimal(t["quantity"]) for t in trades) == Decimal(order["filled_quantity"])
         assert order["reason"].startswith("live-smoke")
+
         # "Sent" means received by the notification endpoint, not only queued.
-        for _ in range(100):
-            if any(str(order["id"]) in json.dumps(p) for p in receiver.posts):
-                break
-            await asyncio.sleep(0.05)
-        assert any(str(order["id"]) in json.dumps(p) for p in receiver.posts), receiver.posts
+        def names_the_order(posts: list[ReceivedPost]) -> bool:
+            return any(str(order["id"]) in json.dumps(p.json) for p in posts)
+
+        posts = await notify_receiver.wait_for(names_the_order, timeout=5)
+        assert names_the_order(posts), posts
     finally:
         await running.stop()
 
 
-async def test_json_output_for_scripts(sim: SimHandle, short_dir: Path, receiver: Receiver) -> None:
-    running = await start_daemon(write_config(short_dir, sim, notify_url=receiver.url))
+async def test_json_output_for_scripts(
+    sim: SimHandle, short_dir: Path, notify_receiver: NotifyReceiver
+) -> None:
+    running = await start_daemon(
+        write_config(short_dir, sim, notify_url=notify_receiver.url("/notify"))
+    )
     try:
         await go_live(running)
         code, out, err = await heliosctl(
@@ -153,11 +136,13 @@ async def test_json_output_for_scripts(sim: SimHandle, short_dir: Path, receiver
 
 
 async def test_zero_balance_fails_with_valr_insufficient_balance(
-    short_dir: Path, receiver: Receiver
+    short_dir: Path, notify_receiver: NotifyReceiver
 ) -> None:
     handle = await start_sim(funded=None)  # credentials work, no money on the account
     try:
-        running = await start_daemon(write_config(short_dir, handle, notify_url=receiver.url))
+        running = await start_daemon(
+            write_config(short_dir, handle, notify_url=notify_receiver.url("/notify"))
+        )
         try:
             await go_live(running)
             code, out, err = await heliosctl(
@@ -182,8 +167,12 @@ async def test_zero_balance_fails_with_valr_insufficient_balance(
         await handle.sim.stop()
 
 
-async def test_refusals_place_nothing(sim: SimHandle, short_dir: Path, receiver: Receiver) -> None:
-    running = await start_daemon(write_config(short_dir, sim, notify_url=receiver.url))
+async def test_refusals_place_nothing(
+    sim: SimHandle, short_dir: Path, notify_receiver: NotifyReceiver
+) -> None:
+    running = await start_daemon(
+        write_config(short_dir, sim, notify_url=notify_receiver.url("/notify"))
+    )
     try:
         code, _, err = await heliosctl(running, "live-smoke", "BTCZAR", "--yes", "--quantity", "1")
         assert code == 1
