@@ -17,6 +17,7 @@ from heliosd.builtin.valr.retry import RetryPolicy
 from heliosd.config import Settings
 from heliosd.errors import AuthError, ExchangeRejected, OutcomeUnknownError, TransientError
 from heliosd.protocols import ExchangeClient, ExchangeContext, ExchangeFactory
+from heliosd.sim.validation import max_size_error, min_size_error
 from heliosd.testing_contract import (
     SIM_KEY,
     SIM_SECRET,
@@ -132,12 +133,19 @@ async def test_orders_are_validated_and_rounded_before_sending() -> None:
         funded_sim() as sim,
         valr_on_sim(sim, SIM_KEY, SIM_SECRET, tuning=fast_valr_tuning()) as client,
     ):
-        with pytest.raises(ExchangeRejected, match=r"below the minimum 0\.0001 BTC"):
-            await client.place(limit("tiny", "900000", qty="0.00009"))
-        with pytest.raises(ExchangeRejected, match="above the maximum 2 BTC"):
-            await client.place(limit("huge", "900000", qty="2.5"))
-        with pytest.raises(ExchangeRejected, match="Order value 9 ZAR is below the minimum 10"):
-            await client.place(limit("cheap", "90000", qty="0.0001"))
+        # Refused locally with VALR's own text and code: what the venue (here the
+        # simulator's validation) says for the same order, and what the paper venue says.
+        spec = sim.exchange.markets["BTCZAR"].spec
+        below, above = min_size_error(spec), max_size_error(spec)
+        for request, venue in [
+            (limit("tiny", "900000", qty="0.00009"), below),  # below the minimum amount
+            (limit("huge", "900000", qty="2.5"), above),  # above the maximum amount
+            (limit("cheap", "90000", qty="0.0001"), below),  # 9 ZAR: below the minimum total
+        ]:
+            with pytest.raises(ExchangeRejected) as refused:
+                await client.place(request)
+            assert (refused.value.message, refused.value.venue_code) == (venue.message, venue.code)
+            assert refused.value.details == {"local": True}
         with pytest.raises(ExchangeRejected, match="not a VALR pair"):
             await client.place(
                 PlaceRequest("x", "DOGEZAR", Side.BUY, OrderType.LIMIT, Decimal(1), Decimal(1))

@@ -372,23 +372,34 @@ class ValrClient:
         buy, up for a sell. Violations raise ExchangeRejected locally, before any request.
         """
 
-        def reject(message: str) -> ExchangeRejected:
-            return ExchangeRejected(message, details={"local": True})
+        def reject(message: str, venue_code: int | None = None) -> ExchangeRejected:
+            return ExchangeRejected(message, venue_code=venue_code, details={"local": True})
+
+        # VALR's own texts and codes for the size limits (valr-api.md -12007; the maximum's
+        # text is the simulator's): refused here, before a request, the operator reads what
+        # VALR would have said, and what the paper venue says for the same order.
+        def below_minimum() -> ExchangeRejected:
+            return reject(
+                f"Minimum order size not met . Minimum amount: {plain(pair.min_base)} "
+                f"{pair.base}, minimum total: {plain(pair.min_quote)} {pair.quote}",
+                -12007,
+            )
+
+        def above_maximum() -> ExchangeRejected:
+            return reject(
+                f"Maximum order size exceeded . Maximum amount: {plain(pair.max_base)} "
+                f"{pair.base}, maximum total: {plain(pair.max_quote)} {pair.quote}",
+                -11,
+            )
 
         symbol = pair.symbol
         if not pair.active:
             raise reject(f"{symbol} is not active on VALR")
         qty = pair.round_quantity(request.quantity)
         if qty <= 0 or qty < pair.min_base:
-            raise reject(
-                f"Quantity {request.quantity} {pair.base} is below the minimum "
-                f"{pair.min_base} {pair.base} for {symbol}"
-            )
+            raise below_minimum()
         if qty > pair.max_base:
-            raise reject(
-                f"Quantity {qty} {pair.base} is above the maximum {pair.max_base} {pair.base} "
-                f"for {symbol}"
-            )
+            raise above_maximum()
         price: Decimal | None
         if request.type is OrderType.LIMIT:
             if request.price is None or request.price <= 0:
@@ -404,15 +415,9 @@ class ValrClient:
         if price is not None:
             notional = qty * price
             if notional < pair.min_quote:
-                raise reject(
-                    f"Order value {plain(notional)} {pair.quote} is below the minimum "
-                    f"{pair.min_quote} {pair.quote} for {symbol}"
-                )
+                raise below_minimum()
             if notional > pair.max_quote:
-                raise reject(
-                    f"Order value {plain(notional)} {pair.quote} is above the maximum "
-                    f"{pair.max_quote} {pair.quote} for {symbol}"
-                )
+                raise above_maximum()
         if request.type is OrderType.LIMIT:
             assert price is not None
             return "/v2/orders/limit", {
