@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from heliosd import orders as od
 from heliosd.errors import HeliosError
-from heliosd.notify import fills_event
+from heliosd.notices import fills_event
 from heliosd.protocols import Event, ExchangeClient
 from heliosd.store import Store, iso
 from heliosd.types import (
