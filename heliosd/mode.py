@@ -35,6 +35,7 @@ from heliosd.errors import (
     HaltedError,
     InvalidConfirmToken,
 )
+from heliosd.notices import live_refused_event, mode_change_event
 from heliosd.protocols import Event, Gate, GateContext
 from heliosd.store import ModeState, Store
 from heliosd.types import GateResult, Mode, utcnow
@@ -141,7 +142,7 @@ class ModeOrchestrator:
         def tx(conn: sqlite3.Connection) -> None:
             st.set_mode(self._store, conn, Mode.PAPER, actor=who, reason=reason, confirmed=False)
             st.audit(conn, actor=who, action="mode_paper", outcome="switched", reason=reason)
-            self._event(conn, "mode_change", "heliosd: LIVE -> PAPER", f"{who}: {reason}")
+            self._event(conn, mode_change_event(Mode.LIVE, Mode.PAPER, actor=who, reason=reason))
 
         await self._store.write(tx)
         if self._after_change is not None:
@@ -191,7 +192,7 @@ class ModeOrchestrator:
                     reason=reason,
                     details=details,
                 )
-                self._event(conn, "live_refused", "heliosd: LIVE switch refused", message)
+                self._event(conn, live_refused_event(who, gates=results))
 
             await self._store.write(refuse)
             raise GateRejected(message, details=details)
@@ -222,13 +223,7 @@ class ModeOrchestrator:
                 reason=reason,
                 details={**details, "backup": str(backup)},
             )
-            self._event(
-                conn,
-                "mode_change",
-                "heliosd: PAPER -> LIVE",
-                f"{who} switched to LIVE: {reason}",
-                urgent=True,
-            )
+            self._event(conn, mode_change_event(current.mode, Mode.LIVE, actor=who, reason=reason))
 
         await self._store.write(switch)
         if self._after_change is not None:
@@ -260,13 +255,9 @@ class ModeOrchestrator:
 
     # ------------------------------------------------------------------ helpers
 
-    def _event(
-        self, conn: sqlite3.Connection, kind: str, title: str, body: str, *, urgent: bool = False
-    ) -> None:
+    def _event(self, conn: sqlite3.Connection, event: Event) -> None:
         if self._enqueue is not None:
-            self._enqueue(
-                conn, Event(kind=kind, title=title, body=body, at=utcnow(), urgent=urgent)
-            )
+            self._enqueue(conn, event)
 
     async def _audit(
         self,

@@ -9,6 +9,7 @@ Delivery (the outbox, retries, subscribers) is :mod:`heliosd.notify`'s.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -189,8 +190,9 @@ def mode_change_event(
 ) -> Event:
     """A committed mode change. ``open_orders``/``positions``: what LIVE left open."""
     title = f"Trading mode {old or '?'} -> {new}"
-    if str(new) == Mode.LIVE:
-        title = f"Trading is now LIVE (was {old or '?'})"
+    live = str(new) == Mode.LIVE
+    if live:
+        title += ": orders are real from now on"
     left = ""
     if open_orders or positions:
         held = ", ".join(f"{p} {_num(q)}" for p, q in (positions or {}).items())
@@ -206,7 +208,9 @@ def mode_change_event(
         "open_orders": open_orders,
         "positions": dict(positions or {}),
     }
-    return _event("mode_change", title, body, data)
+    event = _event("mode_change", title, body, data)
+    # Real money from now on: a switch to LIVE is urgent (if it was not you, act now).
+    return replace(event, urgent=True) if live else event
 
 
 def live_refused_event(actor: str, *, gates: Sequence[GateResult] = (), reason: str = "") -> Event:

@@ -525,7 +525,8 @@ def test_a_builder_for_every_kind_and_stops_are_urgent() -> None:
     assert set(built) == set(EVENT_KINDS)
     for kind, ev in built.items():
         assert ev.kind == kind
-        assert ev.urgent == (kind in {"halt", "emergency_stop", "integrity"})
+        # Stops, integrity alarms and a switch to LIVE (real money from now on) are urgent.
+        assert ev.urgent == (kind in {"halt", "emergency_stop", "integrity", "mode_change"})
         assert ev.title
         assert ev.at.tzinfo is not None
         json.dumps(json.loads(notify._dumps(ev.data)))  # stored as JSON
