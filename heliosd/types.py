@@ -8,10 +8,11 @@ immutable and cheap (``slots=True``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from types import MappingProxyType
 from typing import Any
 
 ZERO = Decimal(0)
@@ -82,6 +83,10 @@ _OPEN_STATES = frozenset(
 )
 
 
+# ``1E-n`` for the base decimals pairs use (VALR's go up to 8; 18 covers any venue's).
+_QUANTA: Mapping[int, Decimal] = {n: Decimal(1).scaleb(-n) for n in range(19)}
+
+
 @dataclass(frozen=True, slots=True)
 class PairInfo:
     """A tradable pair and its venue limits (VALR ``/v1/public/pairs``)."""
@@ -99,7 +104,11 @@ class PairInfo:
 
     def round_quantity(self, quantity: Decimal) -> Decimal:
         """Truncate to the pair's base decimals (VALR truncates too; never round up)."""
-        return quantity.quantize(Decimal(1).scaleb(-self.base_decimals), rounding=ROUND_DOWN)
+        decimals = self.base_decimals
+        # The quantum is looked up, not built: ``Decimal(1).scaleb(-n)`` is ~0.2 us, half the
+        # cost of a cap on the order path. Same value either way, so the same result.
+        quantum = _QUANTA.get(decimals) or Decimal(1).scaleb(-decimals)
+        return quantity.quantize(quantum, rounding=ROUND_DOWN)
 
     def round_price(self, price: Decimal) -> Decimal:
         """Round a price to a multiple of the tick size."""
@@ -249,15 +258,40 @@ class VerdictAction(enum.StrEnum):
     REJECT = "reject"
 
 
+# The default ``details`` of ``Verdict(...)``: a marker replaced by a fresh ``{}`` per verdict.
+_NO_DETAILS: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """A risk rule's answer: Accept, Cap(quantity) or Reject. Stored with the order."""
+    """A risk rule's answer: Accept, Cap(quantity) or Reject. Stored with the order.
+
+    A frozen slots dataclass like the other value types (the same fields, equality, repr,
+    ``dataclasses.replace``; assigning a field raises ``FrozenInstanceError``), with its own
+    ``__init__``: the generated one sets each field through ``object.__setattr__`` (~0.7 us
+    per verdict, a tenth of a capped order's whole risk path); this one calls the fields'
+    slot descriptors directly (~0.3 us). Keyword and positional construction are unchanged.
+    """
 
     rule: str
     action: VerdictAction
     reason: str = ""
     quantity: Decimal | None = None  # the allowed quantity, for CAP
     details: Mapping[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        rule: str,
+        action: VerdictAction,
+        reason: str = "",
+        quantity: Decimal | None = None,
+        details: Mapping[str, str] = _NO_DETAILS,
+    ) -> None:
+        _set_rule(self, rule)
+        _set_action(self, action)
+        _set_reason(self, reason)
+        _set_quantity(self, quantity)
+        _set_details(self, {} if details is _NO_DETAILS else details)
 
     @classmethod
     def accept(cls, rule: str, reason: str = "") -> Verdict:
@@ -280,6 +314,16 @@ class Verdict:
         if self.details:
             out["details"] = dict(self.details)
         return out
+
+
+# The slot descriptors of Verdict's fields (a frozen class's fields can only be set through
+# them or object.__setattr__); taken once the dataclass has made the slots class.
+_SlotSet = Callable[[Verdict, Any], None]
+_set_rule: _SlotSet = Verdict.__dict__["rule"].__set__
+_set_action: _SlotSet = Verdict.__dict__["action"].__set__
+_set_reason: _SlotSet = Verdict.__dict__["reason"].__set__
+_set_quantity: _SlotSet = Verdict.__dict__["quantity"].__set__
+_set_details: _SlotSet = Verdict.__dict__["details"].__set__
 
 
 class ActionKind(enum.StrEnum):
