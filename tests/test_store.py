@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -143,3 +144,23 @@ async def test_online_backup_is_a_consistent_copy(tmp_path: Path) -> None:
     assert conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()[0] == "LIVE"
     conn.close()
     assert (dest.stat().st_mode & 0o777) == 0o600
+
+
+async def test_a_group_commit_runs_in_one_worker_thread_hop(tmp_path: Path) -> None:
+    """store.py relies on aiosqlite's internal ``Connection._execute`` (pyproject caps the
+    version for it): every job of a batch runs in aiosqlite's worker thread, never on the
+    event loop's, and concurrent writes share one commit."""
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        loop_thread = threading.get_ident()
+        commits = store.commits
+
+        def job(conn: sqlite3.Connection) -> int:
+            conn.execute("SELECT 1").fetchone()
+            return threading.get_ident()
+
+        threads = await asyncio.gather(*(store.write(job) for _ in range(20)))
+        assert len(set(threads)) == 1 and threads[0] != loop_thread
+        assert store.commits - commits <= 2  # the first job, then the 19 queued behind it
+    finally:
+        await store.close()
