@@ -102,6 +102,13 @@ async def run(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict[str
         for _ in range(args.repeats):
             batches = await inject(("paced", args.paced_fills, args.batch, interval))
             paced_delays += [ms(recorder.at[i] - t) for t, ids in batches for i in ids]
+        # The same at other rates, to show where the delay stops being a few ms (once per
+        # rate: a profile of the machine, not the target's measurement).
+        sweep = []
+        for rate in args.sweep:
+            batches = await inject(("paced", args.paced_fills, args.batch, args.batch / rate))
+            delays = [ms(recorder.at[i] - t) for t, ids in batches for i in ids]
+            sweep.append({"rate_per_s": rate, "fills": len(delays), "delay_ms": summary(delays)})
         applied = sink.fills_applied
         commits = running.service.store.commits
         db = config.parent / "state" / "heliosd.db"
@@ -109,7 +116,7 @@ async def run(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict[str
         await running.stop()
     with sqlite3.connect(db) as check:
         stored = check.execute("SELECT count(*) FROM fills WHERE mode = 'LIVE'").fetchone()[0]
-    expected = args.repeats * (args.fills + args.paced_fills)
+    expected = args.repeats * (args.fills + args.paced_fills) + len(args.sweep) * args.paced_fills
     if stored != expected or applied != expected:
         raise RuntimeError(f"expected {expected} fills, {stored} stored, {applied} applied")
     return {
@@ -117,6 +124,7 @@ async def run(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict[str
         "burst": bursts,
         "paced": {"rate_per_s": args.rate, "batch": args.batch,
                   "fills": len(paced_delays), "delay_ms": summary(paced_delays)},
+        "paced_sweep": sweep,
         "stored": stored,
         "applied": applied,
         "group_commits": commits,
@@ -132,9 +140,15 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=10_000, help="paced fills per second")
     parser.add_argument("--batch", type=int, default=50, help="fills per paced injection")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--sweep",
+        default="5000,15000,20000",
+        help="other paced rates, measured once each ('' for none)",
+    )
     args = parser.parse_args()
+    args.sweep = [int(r) for r in args.sweep.split(",") if r.strip()]
     if args.quick:
-        args.fills, args.paced_fills, args.repeats = 300, 200, 1
+        args.fills, args.paced_fills, args.repeats, args.sweep = 300, 200, 1, [2000]
     with SimProcess() as sim, tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
         figures = asyncio.run(run(sim, args, Path(tmp)))
     p99 = figures["paced"]["delay_ms"]["p99"]

@@ -49,9 +49,11 @@ def test_risk_path_evaluates_a_mixed_stream_and_submits() -> None:
 
 def test_fills_are_counted_only_once_durable_and_applied() -> None:
     r = run_bench("fills.py")
-    assert r["stored"] == r["applied"] == 500  # 300 in the burst + 200 paced, all in SQLite
+    # 300 in the burst + 200 paced + 200 at the sweep's one rate, all in SQLite
+    assert r["stored"] == r["applied"] == 700
     assert r["burst"][0]["fills"] == 300
     assert r["paced"]["fills"] == 200
+    assert [(p["rate_per_s"], p["fills"]) for p in r["paced_sweep"]] == [(2000, 200)]
     assert r["group_commits"] < r["stored"]  # fills share commits
 
 
