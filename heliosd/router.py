@@ -62,6 +62,7 @@ EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 # Module constants compared by identity on the order path: on 3.11 every ``Mode.LIVE`` or
 # ``VerdictAction.CAP`` is a ~100 ns class attribute lookup, several per order.
 _LIVE = Mode.LIVE
+_ACCEPT = VerdictAction.ACCEPT
 _REJECT = VerdictAction.REJECT
 _CAP = VerdictAction.CAP
 
@@ -190,17 +191,40 @@ class ExecutionRouter:
 
     @staticmethod
     def _combine(mode: Mode, intent: OrderIntent, verdicts: list[Verdict]) -> Evaluation:
+        """Any reject rejects; caps take the smallest quantity; accepts change nothing.
+
+        Fail closed on what a rule may hand back that is not one of those: an action given
+        as a plain string ("reject", "cap": a drop-in rule's keyword-built Verdict) counts
+        as the action it names; any other action, and a cap whose quantity is not a finite
+        Decimal, rejects the order with a reason naming the problem.
+        """
         quantity = intent.quantity
         rejects = []
         for v in verdicts:
             action = v.action
+            # Identity first: every built-in verdict's action is the enum member itself.
+            if action is _ACCEPT:
+                continue
             if action is _REJECT:
                 rejects.append(v)
-            elif action is _CAP:
-                if v.quantity is None or v.quantity <= ZERO:
+            elif action is _CAP or action == _CAP:
+                allowed = v.quantity
+                if isinstance(allowed, Decimal) and allowed.is_finite():
+                    if allowed > ZERO:
+                        if allowed < quantity:
+                            quantity = allowed
+                        continue
                     rejects.append(Verdict.reject(v.rule, v.reason or "capped to nothing"))
-                elif v.quantity < quantity:
-                    quantity = v.quantity
+                elif allowed is None:
+                    rejects.append(Verdict.reject(v.rule, v.reason or "capped to nothing"))
+                else:
+                    rejects.append(Verdict.reject(
+                        v.rule, f"cap quantity {allowed!r} is not a finite Decimal"
+                    ))  # fmt: skip
+            elif action == _REJECT:
+                rejects.append(v)
+            elif action != _ACCEPT:
+                rejects.append(Verdict.reject(v.rule, f"unknown verdict action {action!r}"))
         if rejects:
             reason = "; ".join(f"{v.rule}: {v.reason}" for v in rejects)
             return Evaluation(mode, tuple(verdicts), None, reason)
