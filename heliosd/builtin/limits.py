@@ -68,8 +68,15 @@ def valuation_price(intent: OrderIntent, market: MarketView) -> Decimal | None:
     """
     price = market.price_for(intent.pair, intent.side)
     limit = intent.price
-    if limit is not None and intent.type is _LIMIT and limit > ZERO:
-        price = limit if price is None else max(price, limit)
+    # The higher of the two, as max(price, limit) without the builtin's call (~60 ns): on a
+    # tie both keep the market price (equal Decimals may differ in exponent).
+    if (
+        limit is not None
+        and intent.type is _LIMIT
+        and limit > ZERO
+        and (price is None or limit > price)
+    ):
+        price = limit
     if price is None or price <= ZERO:
         return None
     return price
