@@ -191,17 +191,28 @@ async def throughput_evaluate(router: ExecutionRouter, orders: list[OrderIntent]
     return len(orders) / ((time.perf_counter_ns() - t0) / 1e9)
 
 
-async def verdict_mix(router: ExecutionRouter, orders: list[OrderIntent]) -> dict[str, int]:
-    mix = {"accepted": 0, "capped": 0, "rejected": 0}
+async def verdict_kinds(router: ExecutionRouter, orders: list[OrderIntent]) -> list[str]:
+    """Each order's outcome: "accepted", "capped" or "rejected" (the ledger and market stay
+    still during the bench, so an order's outcome is the same on every pass)."""
+    kinds = []
     for intent in orders:
         ev = await router.evaluate(intent)
         if ev.quantity is None:
-            mix["rejected"] += 1
+            kinds.append("rejected")
         elif any(v.action is VerdictAction.CAP for v in ev.verdicts):
-            mix["capped"] += 1
+            kinds.append("capped")
         else:
-            mix["accepted"] += 1
-    return mix
+            kinds.append("accepted")
+    return kinds
+
+
+def by_kind(kinds: list[str], runs: list[list[float]]) -> dict[str, dict[str, float]]:
+    """Latency per outcome over all runs: the p99 of the stream is set by its slowest kind."""
+    split: dict[str, list[float]] = {"accepted": [], "capped": [], "rejected": []}
+    for run in runs:
+        for kind, sample in zip(kinds, run, strict=True):
+            split[kind].append(sample)
+    return {kind: summary(samples) for kind, samples in split.items() if samples}
 
 
 async def time_submit(rig: Rig, orders: list[OrderIntent], concurrency: int) -> dict[str, Any]:
@@ -267,10 +278,11 @@ async def main() -> None:
     orders = intents(stream)
     with tempfile.TemporaryDirectory(prefix="hd-bench-") as tmp:
         async with Rig(Path(tmp)) as rig:
-            mix = await verdict_mix(rig.router, orders)
+            kinds = await verdict_kinds(rig.router, orders)
+            mix = {kind: kinds.count(kind) for kind in ("accepted", "capped", "rejected")}
             for intent in orders[: min(warmup, n)] * max(1, warmup // n):
                 await rig.router.evaluate(intent)
-            samples: list[float] = []
+            runs: list[list[float]] = []
             run_medians, run_p99s, rates = [], [], []
             for _ in range(repeats):
                 gc.collect()
@@ -278,14 +290,15 @@ async def main() -> None:
                 s = summary(run)
                 run_medians.append(s["median"])
                 run_p99s.append(s["p99"])
-                samples += run
+                runs.append(run)
                 rates.append(await throughput_evaluate(rig.router, orders))
             evaluate = {
                 "orders": n,
                 "repeats": repeats,
-                "latency_us": summary(samples),
+                "latency_us": summary([x for run in runs for x in run]),
                 "run_medians_us": run_medians,
                 "run_p99s_us": run_p99s,
+                "by_kind_us": by_kind(kinds, runs),
                 "orders_per_s": round(median_of(rates)),
                 "mix": mix,
             }
