@@ -175,7 +175,13 @@ class ExecutionRouter:
                     verdicts.append(Verdict.reject(name, f"rule {name} returned no verdict"))
             if pending:
                 verdicts.extend(await asyncio.gather(*(self._await(n, a) for n, a in pending)))
-        return self._combine(mode, intent, verdicts)
+        # Most orders get nothing but accepts: that answer is built here, without
+        # _combine's call and bookkeeping (~0.2 us of a ~4.5 us order); it is the answer
+        # _combine gives for accepts only.
+        for v in verdicts:
+            if v.action is not _ACCEPT:
+                return self._combine(mode, intent, verdicts)
+        return Evaluation(mode, tuple(verdicts), intent.quantity)
 
     async def _await(self, name: str, answer: Awaitable[Verdict]) -> Verdict:
         try:
