@@ -7,11 +7,17 @@ not fire again while their breaker is already tripped, so one loss produces one 
 notification, not one per price tick.
 
 Thresholds are "at the limit": ``>=`` (design.md section 4, "At the limit: ...").
+
+The end of the module holds the core's rule for *any* monitor's answer (fail closed): one
+that raises, or answers anything but ``None`` or a well-formed Action, is read as a HALT under
+its own breaker ``monitor:<name>`` (:func:`checked_action`, :func:`failure_action`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 
 from heliosd.config import Settings
@@ -24,6 +30,9 @@ DAILY_LOSS = "daily_loss"
 DRAWDOWN = "drawdown"
 
 _CENT = Decimal("0.01")
+# A failing monitor's reason is shown in notifications, logs and every refused order: keep
+# it one short line even if the plugin's exception text is a page.
+REASON_MAX = 240
 
 
 def _fixed2(value: Decimal) -> str:
@@ -89,3 +98,59 @@ def heliosd_register_monitors(register: Callable[[Monitor], None], config: Setti
     """Register the daily-loss and drawdown monitors; thresholds come from ``[risk]``."""
     register(DailyLossMonitor())
     register(DrawdownMonitor())
+
+
+# --------------------------------------------------------------------------- any monitor
+
+
+def failure_breaker(name: str) -> str:
+    """The breaker a failing monitor trips: its own, so a resume clears exactly that."""
+    return f"monitor:{name}"
+
+
+def checked_action(value: object) -> Action | None:
+    """A monitor's answer as an Action the core can act on; raises on anything else.
+
+    A garbage answer is a broken monitor, and a broken monitor must not fail open. An action
+    kind given as its string value ("halt") counts as that kind, as the router does for a
+    verdict's action; an ``until`` must be timezone-aware (a naive one would break every
+    later comparison with the clock, in the breakers every order reads).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Action):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: say so here, not as a RuntimeWarning at exit
+            raise TypeError("on_update returned a coroutine; monitors must be synchronous")
+        raise TypeError(f"on_update returned {type(value).__name__}, not an Action or None")
+    try:
+        kind = ActionKind(value.kind)
+    except (ValueError, TypeError):
+        raise ValueError(f"unknown action kind {value.kind!r}") from None
+    if not isinstance(value.breaker, str) or not value.breaker.strip():
+        raise ValueError(f"action breaker {value.breaker!r} is not a non-empty string")
+    if not isinstance(value.reason, str):
+        raise TypeError(f"action reason is {type(value.reason).__name__}, not a string")
+    until = value.until
+    if until is not None and (not isinstance(until, datetime) or until.utcoffset() is None):
+        raise ValueError(f"action until {until!r} is not a timezone-aware datetime")
+    if kind is value.kind:
+        return value
+    return Action(kind, value.breaker, value.reason, until)
+
+
+def failure_action(name: str, exc: BaseException) -> Action:
+    """The HALT a monitor's failure stands for: latched (no ``until``) until a resume.
+
+    The reason names the monitor and the exception's type and text, on one line and
+    truncated. The text is the plugin's own: plugins must never put a secret in one.
+    """
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<unprintable exception>"
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    reason = " ".join(f"monitor {name} failed: {detail}".split())
+    if len(reason) > REASON_MAX:
+        reason = reason[: REASON_MAX - 3] + "..."
+    return Action(ActionKind.HALT, failure_breaker(name), reason)

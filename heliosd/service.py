@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -28,6 +28,7 @@ from heliosd.errors import AuthError, HeliosError, NotFoundError
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
+from heliosd.monitors import checked_action, failure_action
 from heliosd.notify import Notifications
 from heliosd.plugins import (
     Registry,
@@ -47,6 +48,7 @@ from heliosd.router import ExecutionRouter
 from heliosd.stops import Stops
 from heliosd.store import Store, iso
 from heliosd.types import (
+    Action,
     ActionKind,
     Mode,
     OpenOrder,
@@ -70,6 +72,7 @@ class Service:
         self.started_at = utcnow()
         self._stop_lock = asyncio.Lock()
         self._monitor_pending: set[Mode] = set()
+        self._tripping: set[str] = set()  # breakers whose trip is being committed
         self._marks_dirty: set[Mode] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self.control: Any = None
@@ -338,20 +341,53 @@ class Service:
             self._marks_dirty.add(mode)
         if mode is Mode.PAPER and not self.settings.risk.enforce_in_paper:
             return
+        if not hasattr(self, "stops"):
+            # A venue's first balances can arrive while start() is still wiring; nothing
+            # could act on a verdict yet. start() runs a pass of its own once it can.
+            return
         ctx = MonitorContext(self.settings, self.breakers.states())
         for monitor in self.registry.monitors:
+            name = getattr(monitor, "name", type(monitor).__name__)
             try:
-                action = monitor.on_update(snapshot, ctx)
+                action = checked_action(monitor.on_update(snapshot, ctx))
             except Exception as exc:
-                log.error("monitor %s raised: %s", getattr(monitor, "name", monitor), exc)
-                continue
-            if action is None:
-                continue
-            if action.kind is ActionKind.EMERGENCY_STOP:
-                if not self.breakers.is_tripped(EMERGENCY):
-                    self._spawn(self.stops.breaker_emergency(mode, action.breaker, action.reason))
-            elif action.kind is ActionKind.HALT and not self.breakers.is_tripped(action.breaker):
-                self._spawn(self.stops.halt(mode, action.breaker, action.reason, action.until))
+                # Fail closed: a broken monitor (say, a drawdown guard) must not quietly stop
+                # protecting the account. It halts under its own breaker; the traceback is
+                # logged once per trip, not on every price tick while it stays broken.
+                action = failure_action(name, exc)
+                if self._may_trip(action.breaker):
+                    log.error("monitor %s failed; trading halted under breaker %s: %s",
+                              name, action.breaker, action.reason, exc_info=exc)  # fmt: skip
+            if action is not None:
+                self._act_on(mode, action)
+
+    def _may_trip(self, key: str) -> bool:
+        """Not tripped, and no trip of it on its way to the database."""
+        return key not in self._tripping and not self.breakers.is_tripped(key)
+
+    def _act_on(self, mode: Mode, action: Action) -> None:
+        emergency = action.kind is ActionKind.EMERGENCY_STOP
+        key = EMERGENCY if emergency else action.breaker
+        # A trip commits asynchronously; until it has, the next update (a loop turn later)
+        # must not start a second stop with its own notification and cancel-all.
+        if not self._may_trip(key):
+            return
+        if emergency:
+            work = self.stops.breaker_emergency(mode, action.breaker, action.reason)
+        else:
+            work = self.stops.halt(mode, action.breaker, action.reason, action.until)
+        self._tripping.add(key)
+        self._spawn(self._trip(key, work))
+
+    async def _trip(self, key: str, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:
+            # Nothing else awaits this task; a store that could not commit the latch is
+            # retried by the next update, which finds the breaker still untripped.
+            log.exception("tripping breaker %s failed", key)
+        finally:
+            self._tripping.discard(key)
 
     async def _marks_loop(self) -> None:
         while True:
