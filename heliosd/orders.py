@@ -8,6 +8,10 @@ filled``, or to ``cancelled`` / ``failed``; ``rejected`` is for orders a risk ru
 Fills are keyed by the venue's trade id (``UNIQUE(mode, trade_id)``): a fill delivered twice
 (stream + reconciliation, or a replay after reconnect) is stored and applied once. A fill
 counts only after its commit: the ledger is updated in the commit's completion, in order.
+
+A status's executed quantity is the venue's running total, fills included: an order row's
+``filled_quantity`` is the larger of it and the sum of the stored fills, never both added, so
+statuses and fills may arrive in any order (a lookup answered before the stream's fill).
 """
 
 from __future__ import annotations
@@ -164,6 +168,16 @@ def apply_result(conn: sqlite3.Connection, order_id: int, result: PlaceResult) -
 def apply_status(
     conn: sqlite3.Connection, mode: Mode, status: OrderStatus
 ) -> dict[str, Any] | None:
+    """Move an order row to what the venue reports (forward-only), None for an order not
+    stored here.
+
+    ``executed_quantity`` is the venue's cumulative figure: it already includes every fill of
+    the order, stored here or not. The row's ``filled_quantity`` is kept at max(the highest
+    such figure seen, the sum of the order's stored fills) (see :func:`apply_fills`), so a
+    status raises it to ``executed`` and never lowers it; it is never a sum of both. A higher
+    figure is news even when the state may not move (a late lookup of a cancelled order that
+    had traded first).
+    """
     row = find_order_row(
         conn,
         mode,
@@ -174,23 +188,30 @@ def apply_status(
         return None
     old = OrderState(row["state"])
     filled = Decimal(row["filled_quantity"])
+    # max(max(reported so far, stored fills), executed): the row already holds the first max.
     executed = max(filled, status.executed_quantity)
     new = status.state
     # A fill the stream has not delivered yet must not make a PLACED order look untouched.
     if new is OrderState.PLACED and executed > 0:
         new = OrderState.PARTIALLY_FILLED
-    if not can_move(old, new) and not (old is new and executed > filled):
-        return row
+    moves = can_move(old, new)
+    if not moves and executed == filled:
+        return row  # nothing new
     avg = row["average_price"]
-    if status.average_price is not None and executed > filled:
+    # Past what the row held the stored fills cannot cover the quantity: only the venue knows
+    # the average of fills not received yet. At or below it, the row's average stands (the
+    # fills' VWAP when they cover it).
+    if status.average_price is not None and executed > 0 and (executed > filled or avg is None):
         avg = plain(status.average_price)
+    reason = status.failed_reason if moves or old is new else ""
     conn.execute(
         "UPDATE orders SET state = ?, exchange_order_id = COALESCE(exchange_order_id, ?),"
         " filled_quantity = ?, average_price = ?,"
         " failed_reason = CASE WHEN ? != '' THEN ? ELSE failed_reason END, updated_at = ?"
         " WHERE id = ?",
-        (str(new) if can_move(old, new) else str(old), status.exchange_order_id, str(executed),
-         avg, status.failed_reason, status.failed_reason, iso(utcnow()), row["id"]),
+        (str(new) if moves else str(old), status.exchange_order_id,
+         row["filled_quantity"] if executed == filled else str(executed), avg, reason, reason,
+         iso(utcnow()), row["id"]),
     )  # fmt: skip
     return get_order_row(conn, row["id"])
 
@@ -211,21 +232,23 @@ def apply_fills(
 
     The same rows as ``apply_fill`` one by one, written with a few statements per batch, not
     a handful per fill (see ``store.chunks``: statements, not rows, set the writer thread's
-    cost). An order's row in the outcomes is its state after that fill. Raises, having
-    written part of the batch (the caller's savepoint undoes it), if the store disagrees
-    with what was read at the start.
+    cost): one read of the touched orders' stored fills, the inserts, one update per order.
+    An order's row in the outcomes is its state after that fill. Raises, having written part
+    of the batch (the caller's savepoint undoes it), if the store disagrees with what was
+    read at the start.
+
+    An order's ``filled_quantity`` is max(the venue's cumulative executed quantity seen in a
+    status, the sum of its stored fills): a fill a status already reported does not count
+    twice, whichever came first (see :func:`_advance`).
     """
     if not fills:
         return []
     stored = st.stored_trade_ids(conn, mode, [f.trade_id for f in fills])
     orders, by_cid, by_eid = _orders_of(conn, mode, fills)
-    now = iso(utcnow())
-    new: list[tuple[Fill, int | None]] = []
-    outcomes: list[dict[str, Any] | None] = []
-    touched: dict[int, dict[str, Any]] = {}
+    matched: list[tuple[Fill, int | None] | None] = []  # None: already stored
     for fill in fills:
         if fill.trade_id in stored:
-            outcomes.append(None)
+            matched.append(None)
             continue
         stored.add(fill.trade_id)
         order_id = None
@@ -233,12 +256,28 @@ def apply_fills(
             order_id = by_cid.get(fill.customer_order_id)
         if order_id is None and fill.exchange_order_id:
             order_id = by_eid.get(fill.exchange_order_id)
-        new.append((fill, order_id))
+        matched.append((fill, order_id))
+    new = [m for m in matched if m is not None]
+    # Read before this batch's inserts: the totals of the fills stored before it. A row at 0
+    # has none (it is never below its fills), so an order's first fill reads nothing: the
+    # read scans the fills table (no index on order_id yet).
+    totals = _fill_totals(conn, {
+        order_id for _, order_id in new
+        if order_id is not None and Decimal(orders[order_id]["filled_quantity"]) > 0
+    })  # fmt: skip
+    now = iso(utcnow())
+    outcomes: list[dict[str, Any] | None] = []
+    touched: dict[int, dict[str, Any]] = {}
+    for m in matched:
+        if m is None:
+            outcomes.append(None)
+            continue
+        fill, order_id = m
         if order_id is None:
             outcomes.append({"order": None})
             continue
         row = orders[order_id]
-        _advance(row, fill, now)
+        _advance(row, fill, totals.setdefault(order_id, _FillTotals()), now)
         touched[order_id] = row
         outcomes.append({"order": dict(row)})
     written = st.insert_fills(conn, mode, new)
@@ -252,6 +291,36 @@ def apply_fills(
               r["exchange_order_id"], i) for i, r in touched.items()],
         )  # fmt: skip
     return outcomes
+
+
+@dataclass(slots=True)
+class _FillTotals:
+    """One order's stored fills so far: total quantity and value (price x quantity), exact."""
+
+    quantity: Decimal = ZERO
+    value: Decimal = ZERO
+
+    def add(self, fill: Fill) -> None:
+        self.quantity += fill.quantity
+        self.value += fill.price * fill.quantity
+
+
+# A constant text, never built from input: {} becomes the placeholders (store.select_in).
+_FILLS_OF_ORDERS = "SELECT order_id, quantity, price FROM fills WHERE order_id IN ({})"
+
+
+def _fill_totals(conn: sqlite3.Connection, order_ids: set[int]) -> dict[int, _FillTotals]:
+    """The stored fills' totals of each of ``order_ids``, a few statements for any number.
+    Summed here, not with SQL SUM(): SQLite would add the Decimal texts as floats."""
+    totals = {order_id: _FillTotals() for order_id in order_ids}
+    if not order_ids:
+        return totals
+    for order_id, quantity, price in st.select_in(conn, _FILLS_OF_ORDERS, sorted(order_ids)):
+        t = totals[order_id]
+        q = Decimal(quantity)
+        t.quantity += q
+        t.value += Decimal(price) * q
+    return totals
 
 
 # Constant texts, never built from input: {} becomes the placeholders (store.select_in).
@@ -282,23 +351,37 @@ def _orders_of(
     return orders, by_cid, by_eid
 
 
-def _advance(row: dict[str, Any], fill: Fill, now: str) -> None:
-    """Move an order row (in memory) past one new fill: quantity, average price, state."""
-    filled = Decimal(row["filled_quantity"])
-    avg = Decimal(row["average_price"]) if row["average_price"] else ZERO
-    new_filled = filled + fill.quantity
-    new_avg = (avg * filled + fill.price * fill.quantity) / new_filled
+def _advance(row: dict[str, Any], fill: Fill, totals: _FillTotals, now: str) -> None:
+    """Move an order row (in memory) past one new fill: quantity, average price, state.
+
+    ``totals`` are the order's fills before this one; they take it in. The row holds
+    F = max(R, S), R the venue's highest reported executed quantity and S the fills before
+    this one; with S' = S + this fill, the row becomes max(F, S') = max(R, S') (S' >= S): R
+    need not be stored apart. When S' covers it the average is the fills' own VWAP; below it
+    the venue's reported average stands (it has seen fills we have not), the fills' VWAP only
+    if the venue gave none.
+    """
+    held = Decimal(row["filled_quantity"])  # F
+    totals.add(fill)
+    vwap = None
+    if totals.quantity > 0:
+        vwap = plain((totals.value / totals.quantity).quantize(Decimal("1e-12")))
+    if totals.quantity >= held:
+        filled = totals.quantity
+        row["filled_quantity"] = str(filled)
+        row["average_price"] = vwap
+    else:  # this fill was already in a status's figure: it does not add again
+        filled = held
+        row["average_price"] = row["average_price"] or vwap
     old = OrderState(row["state"])
     target = (
-        OrderState.FILLED if new_filled >= Decimal(row["quantity"]) else OrderState.PARTIALLY_FILLED
+        OrderState.FILLED if filled >= Decimal(row["quantity"]) else OrderState.PARTIALLY_FILLED
     )
     state = target if can_move(old, target) else old
     if old is OrderState.FAILED and target is OrderState.FILLED:
         # Fills are the venue's facts. "failed" may be our inference (an answer lost, a lookup
         # that came before the venue acted): an order the venue then filled in full is filled.
         state = OrderState.FILLED
-    row["filled_quantity"] = str(new_filled)
-    row["average_price"] = plain(new_avg.quantize(Decimal("1e-12")))
     row["state"] = str(state)
     row["updated_at"] = now
     if row["exchange_order_id"] is None:
