@@ -115,6 +115,11 @@ class PaperSettings:
     maker_fee_pct: Decimal = Decimal(0)
     taker_fee_pct: Decimal = Decimal("0.1")
     slippage_pct: Decimal = Decimal("0.05")
+    # Market orders (and limits that would take) are refused, and resting limits are not
+    # matched, on a quote older than this (heliosd's receive time). VALR's BTCZAR and ETHZAR
+    # books change many times a minute, so 30 s of silence means a dead feed, not a quiet
+    # market, and an honest refusal costs less than a fill at a price that has moved.
+    max_quote_age_s: Decimal = Decimal(30)
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,9 @@ class Settings:
     def replace(self, **sections: Any) -> Settings:
         return dataclasses.replace(self, **sections)
 
+
+# The largest [paper] max_quote_age_s accepted: a price an hour old is no market price.
+MAX_QUOTE_AGE_S = Decimal(3600)
 
 # --------------------------------------------------------------------------- value parsers
 
@@ -408,6 +416,7 @@ _PARSERS: dict[type, dict[str, Parser]] = {
         "maker_fee_pct": p_decimal,
         "taker_fee_pct": p_decimal,
         "slippage_pct": p_decimal,
+        "max_quote_age_s": p_decimal,
     },
     RiskSettings: {
         "reference_currency": p_currency,
@@ -495,6 +504,9 @@ def _validate(settings: Settings) -> None:
             raise _fail(f"paper.{key}", src, f"must be a percentage between -1 and 10, got {val}")
     if not Decimal(0) <= p.slippage_pct < Decimal(10):
         raise _fail("paper.slippage_pct", src, f"must be in [0, 10), got {p.slippage_pct}")
+    # 0 cannot mean "off": fills at a price of unknown age are the defect this key prevents.
+    # The upper bound keeps a huge value from switching the check off in all but name.
+    _check_positive(p.max_quote_age_s, "paper.max_quote_age_s", src, upper=MAX_QUOTE_AGE_S)
     _check_positive(settings.engine.interval_s, "engine.interval_s", src)
     _check_positive(settings.valr.request_timeout_s, "valr.request_timeout_s", src)
     if settings.notify.max_attempts < 1:

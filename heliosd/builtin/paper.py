@@ -19,6 +19,15 @@ Execution model
 * Any other LIMIT order rests, reserving quote (BUY) or base (SELL), and fills in full as
   maker at its limit price when a quote crosses it: a BUY when the ask is at or below the
   limit (or, with no ask known, a trade strictly below it); a SELL symmetrically.
+* Stale prices: a quote older than ``max_quote_age_s`` is no market price. A MARKET order, or
+  a LIMIT order that would take, is refused with the pair and the quote's age; a resting
+  order is not matched against such a quote. The age is ``now - Quote.at``, and ``Quote.at``
+  is when heliosd *received* the quote (the VALR client stamps it with heliosd's clock on
+  arrival, never with VALR's timestamp): a dead feed is what makes a price stale, and a
+  receive time shows it without depending on the exchange's clock. A quote dated in the
+  future by more than the limit (heliosd's clock stepped back) has no knowable age and is
+  stale too. A non-marketable LIMIT order still rests on a stale quote: it fills only when
+  a fresh quote crosses it.
 * Fees (percent, as VALR reports them): a taker pays in the currency it receives (BUY: base,
   SELL: quote); a maker pays in the currency it pays (BUY: quote, SELL: base), and a negative
   maker fee is a rebate in that currency (valr-api.md section 4, fee currency rule). Fees are
@@ -49,7 +58,7 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
@@ -94,6 +103,7 @@ INVALID_ORDER = "Invalid Order. "  # -1, trailing space included
 # same ids so that a bad id generator is caught in rehearsal, not on the first LIVE order.
 _CUSTOMER_ID = re.compile(r"[0-9A-Za-z-]{1,50}")
 _HUNDRED = Decimal(100)
+_TENTH = Decimal("0.1")
 _DELIVERY_DRAIN_S = 5.0
 # VALR's quote currencies, longest first so "USDC" wins over a hypothetical "DC"; used only
 # to read a pair symbol that is not loaded yet (see PaperExchange._restore_pair).
@@ -226,6 +236,13 @@ def _quanta(info: PairInfo) -> tuple[Decimal, Decimal]:
     return Decimal(1).scaleb(-info.base_decimals), Decimal(1).scaleb(-max(2, tick_decimals))
 
 
+def _seconds(age: timedelta) -> str:
+    """An age in seconds to the tenth, rounded up so that an age over a limit never reads
+    as equal to it (Decimal from whole microseconds: no float text like 30.000001)."""
+    micros = (age.days * 86_400 + age.seconds) * 1_000_000 + age.microseconds
+    return f"{(Decimal(micros) / 1_000_000).quantize(_TENTH, rounding=ROUND_CEILING)} s"
+
+
 def _min_size(info: PairInfo) -> ExchangeRejected:
     # VALR's wording, stray space before the full stop included (valr-api.md -12007).
     return ExchangeRejected(
@@ -253,6 +270,10 @@ class PaperExchange:
         self._market = market
         self._maker_pct = settings.maker_fee_pct
         self._taker_pct = settings.taker_fee_pct
+        self._max_age_s = settings.max_quote_age_s
+        self._max_age = timedelta(microseconds=int(settings.max_quote_age_s * 1_000_000))
+        # Pairs whose stale quotes were already logged; cleared by the next fresh one.
+        self._stale_logged: set[str] = set()
         slip = settings.slippage_pct / _HUNDRED
         self._slipping = bool(slip)
         self._buy_factor = 1 + slip
@@ -424,6 +445,10 @@ class PaperExchange:
             raise ExchangeRejected(f"No market price for {info.symbol}")
         quantity = info.round_quantity(request.quantity)
         if order_type is _MARKET:
+            # Before sizing: a size judged at a stale price would be a second wrong answer.
+            stale = self._stale(info.symbol, self._market.quote(info.symbol))
+            if stale is not None:
+                raise ExchangeRejected(stale)
             # Sized at the touch, as the VALR client estimates a market order's value.
             self._check_size(info, quantity, touch)
             price = self._slipped(info, buy, touch)
@@ -438,6 +463,9 @@ class PaperExchange:
             raise ExchangeRejected(INVALID_REQUEST, venue_code=-11)
         self._check_size(info, quantity, limit)
         if (limit >= touch) if buy else (limit <= touch):
+            stale = self._stale(info.symbol, self._market.quote(info.symbol))
+            if stale is not None:
+                raise ExchangeRejected(stale)
             slipped = self._slipped(info, buy, touch)
             price = min(limit, slipped) if buy else max(limit, slipped)
             return self._take(info, cid, side, quantity, price)
@@ -517,6 +545,29 @@ class PaperExchange:
         return self._market.pairs()
 
     # ------------------------------------------------------------------ execution
+
+    def _stale(self, pair: str, quote: Quote | None) -> str | None:
+        """Why ``quote`` is no market price for ``pair`` now (too old, undatable), or None."""
+        if quote is None:
+            # A view that prices the pair without a quote cannot say how old the price is.
+            return f"No market price for {pair}: no quote, so its age is unknown"
+        try:
+            age = htypes.utcnow() - quote.at
+        except TypeError:  # a naive ``at`` from a feed plugin: the age cannot be known
+            return f"No market price for {pair}: the quote's time has no time zone"
+        limit = self._max_age
+        if age > limit:
+            return (
+                f"Stale market price for {pair}: the last quote is {_seconds(age)} old, "
+                f"more than paper.max_quote_age_s ({self._max_age_s} s)"
+            )
+        if age < -limit:
+            return (
+                f"Stale market price for {pair}: the last quote is dated {_seconds(-age)} in "
+                f"the future (clock stepped back?), more than paper.max_quote_age_s "
+                f"({self._max_age_s} s)"
+            )
+        return None
 
     def _slipped(self, info: PairInfo, buy: bool, touch: Decimal) -> Decimal:
         """The touch worsened by slippage, rounded to the tick against the trader."""
@@ -650,10 +701,19 @@ class PaperExchange:
         return info.base, quantity + _fee(quantity, self._maker_pct, base_q)
 
     def _on_quote(self, quote: Quote) -> None:
-        """MarketData subscriber: fill every resting order of the pair this quote crosses."""
+        """MarketData subscriber: fill every resting order of the pair this quote crosses,
+        unless the quote is stale (then they wait for a fresh one)."""
         book = self._resting.get(quote.pair)
         if not book:
             return
+        stale = self._stale(quote.pair, quote)
+        if stale is not None:
+            pair = quote.pair
+            if pair not in self._stale_logged:
+                self._stale_logged.add(pair)
+                logger.warning("paper: resting %s orders not matched: %s", pair, stale)
+            return
+        self._stale_logged.discard(quote.pair)
         ask = quote.ask
         bid = quote.bid
         last = quote.last
