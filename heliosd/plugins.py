@@ -5,7 +5,8 @@ registration (design.md section 3):
 
 1. the built-ins in :data:`BUILTIN_PLUGINS`, skipping those ``daemon.blocked_plugins`` names
    (the :data:`ESSENTIAL_PLUGINS` cannot be blocked: naming one is a :class:`ConfigError`);
-2. the ``heliosd`` entry-point group of installed distributions;
+2. the ``heliosd`` entry-point group of installed distributions (one that fails to import
+   or whose name is taken stops startup: see :func:`_load_entrypoints`);
 3. every ``*.py`` file of each ``daemon.plugin_dirs`` entry, sorted by name, imported as
    ``heliosd_dropin_<stem>``.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
 import logging
@@ -226,25 +228,51 @@ def _refuse_unmarked_hooks(plugin: object, name: str) -> None:
             )
 
 
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    """The ``heliosd`` group's entry points, one distribution per name.
+
+    ``entry_points()`` keeps the first distribution of each name on ``sys.path`` (the one
+    Python imports from), so a package installed twice is not two plugins.
+    """
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _describe(ep: importlib.metadata.EntryPoint) -> str:
+    dist = ep.dist
+    owner = f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+    return f"entry-point plugin {ep.name!r} ({ep.value}, from {owner})"
+
+
 def _load_entrypoints(pm: pluggy.PluginManager) -> None:
-    before = {name for name, _ in pm.list_name_plugin()}
-    try:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(
-            f"an entry-point plugin ({ENTRY_POINT_GROUP!r} group) failed to load: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    for name, plugin in pm.list_name_plugin():
-        if name in before or plugin is None:
+    """Import and register every ``heliosd`` entry point; any problem is a ConfigError.
+
+    Not pluggy's ``load_setuptools_entrypoints``: that one lets the import error through
+    without saying which plugin failed, and silently skips an entry point whose name is
+    taken. An operator who installed a risk rule must never run without it, so a name
+    clash (with a built-in or another distribution's entry point) refuses to start rather
+    than pick one.
+    """
+    claimed: dict[str, str] = {}
+    for ep in _entry_points():
+        where = _describe(ep)
+        if pm.is_blocked(ep.name) or pm.is_blocked(ep.module):
+            logger.warning("%s is blocked by daemon.blocked_plugins", where)
             continue
-        _refuse_unmarked_hooks(plugin, name)
+        if ep.name in claimed:
+            raise ConfigError(f"{where} has the same name as {claimed[ep.name]}")
+        if pm.has_plugin(ep.name):
+            raise ConfigError(f"{where} has the same name as a built-in plugin")
+        claimed[ep.name] = where
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise ConfigError(f"{where} failed to import: {type(exc).__name__}: {exc}") from exc
         path = getattr(plugin, "__file__", None)
-        if isinstance(pm, HeliosPluginManager):
-            pm.origins[name] = _Origin("entrypoint", path)
-        logger.info("loaded entry-point plugin %s from %s", name, path or "<object>")
+        try:
+            _register(pm, plugin, ep.name, _Origin("entrypoint", path))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        logger.info("loaded %s from %s", where, path or "<object>")
 
 
 def _finish(pm: pluggy.PluginManager) -> None:
