@@ -393,6 +393,66 @@ async def test_clock_skew_fails_closed_when_valr_cannot_be_asked(world: World) -
     assert result.reason.startswith("cannot check clock skew (")
 
 
+class WithoutClockSkew:
+    """A third-party client written before ``ExchangeClient`` declared ``clock_skew()``: it
+    only answers ``server_time()`` (through a real VALR client on the skewed server)."""
+
+    name = "legacy"
+
+    def __init__(self, inner: ValrClient) -> None:
+        self._inner = inner
+
+    async def server_time(self) -> datetime:
+        return await self._inner.server_time()
+
+
+class OwnFigure(WithoutClockSkew):
+    """A client with its own skew figure, which may disagree with ``server_time()``."""
+
+    def __init__(self, inner: ValrClient, figure: float) -> None:
+        super().__init__(inner)
+        self.figure = figure
+
+    def clock_skew(self) -> float:
+        return self.figure
+
+
+def skewed_client(world: World, url: str) -> ValrClient:
+    client = ValrClient(valr_settings(url, "ws://127.0.0.1:9", None, None),
+                        tuning=fast_valr_tuning())  # fmt: skip
+    world.clients.append(client)
+    return client
+
+
+@pytest.mark.parametrize(("skew", "ok"), [(3.2, False), (-3.2, False), (1.5, True)])
+async def test_clock_skew_of_a_client_without_the_method_is_measured_by_comparison(
+    world: World, skewed_valr: Any, skew: float, ok: bool
+) -> None:
+    state, url = skewed_valr
+    state["skew"] = skew
+    legacy = WithoutClockSkew(skewed_client(world, url))
+    result = await check(ClockSkew(), world.ctx(live=legacy))
+    assert (result.ok, result.reason) == ((True, "") if ok else (False, "clock skew 3.2 s"))
+
+
+async def test_clock_skew_unknown_to_the_client_falls_back_to_comparison(
+    world: World, skewed_valr: Any
+) -> None:
+    state, url = skewed_valr
+    state["skew"] = 3.2
+    unknown = OwnFigure(skewed_client(world, url), float("inf"))
+    result = await check(ClockSkew(), world.ctx(live=unknown))
+    assert (result.ok, result.reason) == (False, "clock skew 3.2 s")
+
+
+async def test_clock_skew_the_client_reports_is_preferred(world: World, skewed_valr: Any) -> None:
+    state, url = skewed_valr
+    state["skew"] = 0.0  # by our own comparison all is well ...
+    knows_better = OwnFigure(skewed_client(world, url), -5.0)  # ... the client knows better
+    result = await check(ClockSkew(), world.ctx(live=knows_better))
+    assert (result.ok, result.reason) == (False, "clock skew 5.0 s")
+
+
 # --------------------------------------------------------------------------- engine
 
 

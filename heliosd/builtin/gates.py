@@ -297,8 +297,10 @@ async def _measure_skew(ctx: GateContext) -> float:
 
     ``server_time()`` is asked in any case: it makes a client that tracks its offset measure
     afresh (a skew measured hours ago says little about the clock now). The client's own
-    figure is preferred when it has one (it knows its transport); an unknown (non-finite)
-    figure falls back to our own comparison.
+    figure (``ExchangeClient.clock_skew()``) is preferred (it knows its transport); an
+    unknown (non-finite) figure falls back to our own comparison. So does a client without
+    the method: third-party clients written before the protocol declared it are not type
+    checked, and such a client is still measured rather than failed or passed unseen.
     """
     before = time.time()
     server: datetime = await ctx.live.server_time()
