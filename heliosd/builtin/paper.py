@@ -541,6 +541,10 @@ class PaperExchange:
     async def server_time(self) -> datetime:
         return htypes.utcnow()
 
+    def clock_skew(self) -> float:
+        """Always 0.0: the paper venue is its own clock (``server_time()`` is local time)."""
+        return 0.0
+
     async def pairs(self) -> Mapping[str, PairInfo]:
         return self._market.pairs()
 
