@@ -124,7 +124,21 @@ class ExchangeClient(Protocol):
         """Raises AuthError when the credentials are missing or refused."""
         ...
 
-    async def server_time(self) -> datetime: ...
+    async def server_time(self) -> datetime:
+        """The venue's clock now (UTC, aware). A client that tracks its offset from the venue
+        measures it afresh here."""
+        ...
+
+    def clock_skew(self) -> float:
+        """Seconds the venue's clock is ahead of ours (venue time minus local time; negative
+        when ours runs ahead), as last measured, e.g. by ``server_time()``.
+
+        ``inf`` while unknown (nothing measured yet), never a guess: the clock gate then
+        compares the two clocks itself. Synchronous and cheap, no I/O. A venue that is its own
+        clock (the paper venue) returns ``0.0``. The pre-LIVE clock gate compares its size
+        with ``valr.max_clock_skew_s``.
+        """
+        ...
 
 
 class MarketView(Protocol):

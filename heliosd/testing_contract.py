@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -131,6 +133,29 @@ def new_customer_order_id() -> str:
 
 class ExchangeContract:
     """Subclass as ``Test<Venue>Contract`` and provide the ``exchange_under_test`` fixture."""
+
+    async def test_implements_every_protocol_member(
+        self, exchange_under_test: ExchangeUnderTest
+    ) -> None:
+        # runtime_checkable: every method and attribute of ExchangeClient is present.
+        assert isinstance(exchange_under_test.client, ExchangeClient)
+
+    async def test_clock_skew_is_venue_minus_local_seconds(
+        self, exchange_under_test: ExchangeUnderTest
+    ) -> None:
+        client = exchange_under_test.client
+        before = time.time()
+        server = await client.server_time()
+        after = time.time()
+        assert server.utcoffset() == timedelta(0)
+        skew = client.clock_skew()
+        assert isinstance(skew, float)
+        # The suite's venues run on this host's clock: known after server_time(), near 0,
+        # and agreeing (sign included) with our own comparison of the two clocks.
+        assert math.isfinite(skew)
+        assert abs(skew) < 0.5
+        compared = server.timestamp() - (before + after) / 2
+        assert abs(skew - compared) < 0.5 + (after - before)
 
     async def test_pairs_have_limits(self, exchange_under_test: ExchangeUnderTest) -> None:
         pairs = await exchange_under_test.client.pairs()
