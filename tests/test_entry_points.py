@@ -27,7 +27,7 @@ import pytest
 from heliosd.config import DaemonSettings, Settings
 from heliosd.errors import ConfigError, RiskRejected
 from heliosd.plugins import ENTRY_POINT_GROUP, collect, make_plugin_manager, plugin_records
-from heliosd.testing import SimHandle, start_daemon, write_config
+from heliosd.testing import SimHandle, start_daemon, wait_for, write_config
 from heliosd.types import Mode, OrderIntent, OrderState, OrderType, Side
 
 NOTIFY = "json://127.0.0.1:9/unused"
@@ -209,6 +209,8 @@ async def test_the_rule_refuses_through_the_real_router_and_the_venue_is_used(
         assert "desk_max_quantity" in [r.name for r in router.rules]
         venue = running.service.clients[Mode.PAPER]
         assert type(venue).__module__ == f"{MODULE_PREFIX}desk"
+        # Without a price the built-in limits refuse first ("No market price"): wait for one.
+        await wait_for(lambda: running.service.market.quote("BTCZAR") is not None)
 
         with pytest.raises(RiskRejected) as refused:
             await router.submit(intent("0.01"), actor="test")
