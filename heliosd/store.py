@@ -180,6 +180,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE delivered_at IS NULL;
     """,
+    # 2: an order's fills by order id (orders.apply_fills sums them for every fill after an
+    # order's first, and GET /api/orders/{id}/fills): without it each was a full scan.
+    """
+    CREATE INDEX fills_order ON fills(order_id) WHERE order_id IS NOT NULL;
+    """,
 )
 
 

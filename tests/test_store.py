@@ -117,8 +117,13 @@ async def test_failing_write_rolls_back_alone_in_a_group_commit(tmp_path: Path) 
 async def test_fill_stored_once(tmp_path: Path) -> None:
     s = await Store.open(tmp_path / "heliosd.db")
     fill = Fill(
-        trade_id="t-1", pair="BTCZAR", side=Side.BUY, price=Decimal("1000000"),
-        quantity=Decimal("0.01"), fee=Decimal("0.00001"), fee_currency="BTC",
+        trade_id="t-1",
+        pair="BTCZAR",
+        side=Side.BUY,
+        price=Decimal("1000000"),
+        quantity=Decimal("0.01"),
+        fee=Decimal("0.00001"),
+        fee_currency="BTC",
         traded_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
     try:
@@ -134,9 +139,7 @@ async def test_fill_stored_once(tmp_path: Path) -> None:
 async def test_online_backup_is_a_consistent_copy(tmp_path: Path) -> None:
     s = await Store.open(tmp_path / "heliosd.db")
     try:
-        await s.write(
-            lambda c: st.set_mode(s, c, Mode.LIVE, actor="a", reason="r", confirmed=True)
-        )
+        await s.write(lambda c: st.set_mode(s, c, Mode.LIVE, actor="a", reason="r", confirmed=True))
         dest = await s.backup(tmp_path / "backups" / "copy.db")
     finally:
         await s.close()
@@ -162,5 +165,29 @@ async def test_a_group_commit_runs_in_one_worker_thread_hop(tmp_path: Path) -> N
         threads = await asyncio.gather(*(store.write(job) for _ in range(20)))
         assert len(set(threads)) == 1 and threads[0] != loop_thread
         assert store.commits - commits <= 2  # the first job, then the 19 queued behind it
+    finally:
+        await store.close()
+
+
+async def test_migration_2_indexes_fills_by_order_and_upgrades_an_old_file(tmp_path: Path) -> None:
+    """A database made at version 1 (before the index) is upgraded in place on open, and the
+    query that sums an order's fills uses the index instead of scanning every fill."""
+    path = tmp_path / "h.db"
+    with sqlite3.connect(path, isolation_level=None) as raw:
+        raw.execute("BEGIN")
+        for statement in st._statements(st.MIGRATIONS[0]):
+            raw.execute(statement)
+        raw.execute("INSERT INTO trading_mode_state(id, current_mode, updated_at, updated_by)"
+                    " VALUES (1, 'PAPER', '2026-01-01T00:00:00+00:00', 'v1')")  # fmt: skip
+        raw.execute("PRAGMA user_version = 1")
+        raw.execute("COMMIT")
+    store = await Store.open(path)
+    try:
+        version = await store.read(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        assert version == len(st.MIGRATIONS) >= 2
+        plan = await store.read(lambda c: c.execute(
+            "EXPLAIN QUERY PLAN SELECT order_id, quantity, price FROM fills"
+            " WHERE order_id IN (?, ?)", (1, 2)).fetchall())  # fmt: skip
+        assert any("fills_order" in str(row) for row in plan), plan
     finally:
         await store.close()
