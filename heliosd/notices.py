@@ -234,7 +234,8 @@ def risk_rejected_event(
     mode: Mode | str, intent: OrderIntent, verdicts: Iterable[Verdict]
 ) -> Event:
     """An order a risk rule refused (never sent)."""
-    rejects = [v for v in verdicts if v.action is VerdictAction.REJECT]
+    # == not is: a drop-in rule may give the action as the plain string "reject".
+    rejects = [v for v in verdicts if v.action == VerdictAction.REJECT]
     title = f"{mode} order rejected: {intent.side} {_num(intent.quantity)} {intent.pair}" + (
         f" ({rejects[0].rule})" if rejects else ""
     )
@@ -347,3 +348,15 @@ def integrity_event(
     """
     data = {"problem": problem, "action": action or None, "details": dict(details or {})}
     return _event("integrity", "INTEGRITY ALERT", _lines(problem, action), data)
+
+
+def strategy_error_event(strategy: str, error: str, *, mode: Mode | str | None = None) -> Event:
+    """The engine stopped a strategy on an error: automatic trading is off until a person
+    starts it again. Not urgent (stopping is the safe direction), but worth knowing."""
+    where = f" ({mode})" if mode else ""
+    body = _lines(
+        error,
+        "Automatic trading is off until someone starts it again: heliosctl engine start.",
+    )
+    data = {"strategy": strategy, "error": error, "mode": str(mode) if mode else None}
+    return _event("strategy_error", f"Strategy {strategy} stopped on an error{where}", body, data)

@@ -8,10 +8,11 @@ fill already stored (``UNIQUE(mode, trade_id)``) is a no-op.
 Fills and order statuses that arrive in the same loop turn go to the store as a few jobs, in
 the order they came: each run of fills is one job (``orders.apply_fills``: a few statements
 for the whole run), each run of statuses another. The store runs jobs in the order they are
-queued, so the stream's order is kept (a status applied before the fill it reports would
-count the fill twice). If a job fails, nothing of it was stored and each of its items is
-submitted again on its own, so a bad fill or status fails alone. The stream never waits for
-a commit; it waits only when MAX_PENDING items are queued (backpressure).
+queued, so the stream's order is kept (``orders`` counts a fill once whichever of it and its
+status comes first; the ledger and listeners see fills in the venue's order). If a job
+fails, nothing of it was stored and each of its items is submitted again on its own, so a
+bad fill or status fails alone. The stream never waits for a commit; it waits only when
+MAX_PENDING items are queued (backpressure).
 """
 
 from __future__ import annotations
