@@ -154,6 +154,7 @@ EVENT_KINDS = (
     "connection_lost",
     "connection_restored",
     "integrity",
+    "strategy_error",
 )
 
 

@@ -58,6 +58,7 @@ from heliosd.notices import (
     order_event,
     resume_event,
     risk_rejected_event,
+    strategy_error_event,
 )
 from heliosd.protocols import Event, Notifier
 from heliosd.store import insert_many
@@ -88,6 +89,7 @@ __all__ = [
     "order_event",
     "resume_event",
     "risk_rejected_event",
+    "strategy_error_event",
     "wants",
 ]
 

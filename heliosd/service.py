@@ -29,6 +29,7 @@ from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
 from heliosd.monitors import checked_action, failure_action
+from heliosd.notices import strategy_error_event
 from heliosd.notify import Notifications
 from heliosd.plugins import (
     Registry,
@@ -175,7 +176,7 @@ class Service:
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
             mode_provider=lambda: self.store.mode_state().mode,
-            halted=self.breakers.halt_reason, on_event=self.notifications.publish,
+            halted=self.breakers.halt_reason, on_event=self._engine_event,
         )  # fmt: skip
         self.stack.push_async_callback(self._stop_engine_quietly)
         self.orchestrator = ModeOrchestrator(
@@ -285,6 +286,17 @@ class Service:
 
     def _order_event(self, row: dict[str, Any], mode: str) -> None:
         self.notifications.publish({"type": "order", "mode": mode, "order": row})
+
+    def _engine_event(self, event: dict[str, Any]) -> None:
+        """Engine events go to /api/events; a strategy stopped by an error is also a
+        notification (automatic trading is off until a person starts it again)."""
+        self.notifications.publish(event)
+        if event.get("event") == "error":
+            notice = strategy_error_event(
+                str(event.get("strategy", "?")), str(event.get("error", "")),
+                mode=self.store.mode_state().mode,
+            )  # fmt: skip
+            self._spawn(self.notifications.notify(notice))
 
     async def _integrity_alert(self, reason: str) -> None:
         enqueue_fn = self.notifications.record

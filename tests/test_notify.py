@@ -521,6 +521,7 @@ def test_a_builder_for_every_kind_and_stops_are_urgent() -> None:
             venue="VALR", stream="account", down_for=timedelta(seconds=12)
         ),
         "integrity": notify.integrity_event("LIVE without a confirmed switch"),
+        "strategy_error": notify.strategy_error_event("demo", "boom", mode=Mode.PAPER),
     }
     assert set(built) == set(EVENT_KINDS)
     for kind, ev in built.items():
