@@ -68,7 +68,9 @@ def heliosd_register_monitors(register: Callable[[Monitor], None], config: Setti
 
     ``on_update`` is called after every fill and every price update with the mode's ledger
     snapshot; returning an :class:`heliosd.types.Action` trips a breaker (halt or emergency
-    stop). Breakers are persisted and survive restarts. Return value ignored.
+    stop). Breakers are persisted and survive restarts. A monitor that raises, or returns
+    anything but None or a well-formed Action, counts as a HALT under breaker
+    ``monitor:<name>``, latched until a resume (fail closed). Return value ignored.
     """
 
 
