@@ -286,26 +286,44 @@ def emergency_stop_event(
     *,
     reason: str,
     actor: str,
-    cancelled_orders: int,
-    remaining_open_orders: int,
+    cancelled_orders: int | None = None,
+    remaining_open_orders: int | None = None,
     breaker: str = "emergency_stop",
+    checked: bool = True,
 ) -> Event:
-    """An emergency stop: orders cancelled, mode PAPER, latched until a resume. Urgent."""
-    body = _lines(
-        f"{reason or 'no reason given'} (by {actor}).",
-        f"Cancelled {cancelled_orders} orders; mode is PAPER; latched until a resume.",
-        f"{remaining_open_orders} orders still open on the exchange: CHECK VALR NOW."
-        if remaining_open_orders
-        else "No orders left open on the exchange.",
-    )
+    """An emergency stop: orders cancelled, mode PAPER, latched until a resume. Urgent.
+
+    Sent when the stop latches (before the cancellations: counts None, so it goes out even
+    if heliosd dies next), and once more after them only when orders may remain open at the
+    exchange (``remaining_open_orders`` above 0, or ``checked`` False when the exchange could
+    not be asked): the operator must then act at VALR.
+    """
+    if cancelled_orders is None:
+        what = "Cancelling every open order; mode is PAPER; latched until a resume."
+        title = "EMERGENCY STOP: trading halted"
+    else:
+        what = f"Cancelled {cancelled_orders} orders; mode is PAPER; latched until a resume."
+        title = "EMERGENCY STOP: trading halted"
+        if not checked or remaining_open_orders:
+            title = "EMERGENCY STOP: CHECK VALR NOW"
+    if not checked:
+        left = "Could not list the exchange's open orders: CHECK VALR NOW."
+    elif remaining_open_orders:
+        left = f"{remaining_open_orders} orders still open on the exchange: CHECK VALR NOW."
+    elif remaining_open_orders == 0:
+        left = "No orders left open on the exchange."
+    else:
+        left = ""
+    body = _lines(f"{reason or 'no reason given'} (by {actor}).", what, left)
     data = {
         "breaker": breaker,
         "reason": reason,
         "actor": actor,
         "cancelled_orders": cancelled_orders,
         "remaining_open_orders": remaining_open_orders,
+        "checked": checked,
     }
-    return _event("emergency_stop", "EMERGENCY STOP: trading halted", body, data)
+    return _event("emergency_stop", title, body, data)
 
 
 def resume_event(*, actor: str, reason: str, breakers: Sequence[str] = ()) -> Event:

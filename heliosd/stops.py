@@ -22,9 +22,10 @@ from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sq
 from heliosd.config import Settings
 from heliosd.control.backend import Actor
 from heliosd.errors import AuthError, HeliosError
+from heliosd.notices import emergency_stop_event, halt_event, resume_event
 from heliosd.protocols import Event, ExchangeClient, LedgerView, MarketView
 from heliosd.store import Store
-from heliosd.types import Mode, OpenOrder, OrderIntent, OrderType, Side, utcnow
+from heliosd.types import Mode, OpenOrder, OrderIntent, OrderType, Side
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ class Stops:
         def tx(conn: sqlite3.Connection) -> None:
             trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
             st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
-            enqueue(conn, Event("halt", f"heliosd {mode}: trading halted", reason, utcnow(),
-                                urgent=True))  # fmt: skip
+            enqueue(conn, halt_event(breaker=breaker, reason=reason, mode=mode, until=until))
 
         await self.store.write(tx)
         self.breakers.committed_trip(breaker, reason, until)
@@ -97,19 +97,25 @@ class Stops:
                                 reason=f"emergency stop: {reason}", confirmed=False)  # fmt: skip
                 st.audit(conn, actor=who, action="emergency_stop", outcome="latched",
                          reason=reason)  # fmt: skip
-                enqueue(conn, Event("emergency_stop", "heliosd: EMERGENCY STOP",
-                                    f"{who}: {reason}", utcnow(), urgent=True))  # fmt: skip
+                enqueue(conn, emergency_stop_event(reason=reason, actor=who))
 
             await store.write(tx)
             self.breakers.committed_trip(EMERGENCY, reason, None)
             await self.stop_engine()
             cancelled, remaining, notes = await self.cancel_everything([Mode.LIVE, Mode.PAPER])
             flattened = await self.flatten() if self.settings.risk.flatten_on_emergency_stop else []
-            await store.write(lambda c: st.audit(
-                c, actor=who, action="emergency_stop", outcome="done", reason=reason,
-                details={"cancelled": cancelled, "remaining": remaining, "notes": notes,
-                         "flattened": flattened},
-            ))  # fmt: skip
+
+            def done(conn: sqlite3.Connection) -> None:
+                st.audit(conn, actor=who, action="emergency_stop", outcome="done", reason=reason,
+                         details={"cancelled": cancelled, "remaining": remaining,
+                                  "notes": notes, "flattened": flattened})  # fmt: skip
+                if remaining != 0:  # orders may still be open at VALR: a person must look
+                    enqueue(conn, emergency_stop_event(
+                        reason=reason, actor=who, cancelled_orders=cancelled,
+                        remaining_open_orders=remaining, checked=remaining is not None,
+                    ))  # fmt: skip
+
+            await store.write(done)
             self.publish({"type": "emergency_stop", "reason": reason,
                           "cancelled_orders": cancelled})  # fmt: skip
             out: dict[str, Any] = {
@@ -125,14 +131,14 @@ class Stops:
         """Clear every latched breaker; returns how many were cleared."""
         who = str(actor)
         names = sorted({EMERGENCY, DAILY_LOSS, DRAWDOWN, *self.breakers.states()})
+        cleared_names = sorted(self.breakers.states())  # what the notification says it lifts
         enqueue = self.enqueue()
 
         def tx(conn: sqlite3.Connection) -> int:
             n = clear_sql(conn, names, actor=who, reason=reason)
             st.audit(conn, actor=who, action="resume", outcome="cleared", reason=reason,
                      details={"cleared": n})  # fmt: skip
-            enqueue(conn, Event("resume", "heliosd: trading resumed", f"{who}: {reason}",
-                                utcnow()))  # fmt: skip
+            enqueue(conn, resume_event(actor=who, reason=reason, breakers=cleared_names))
             return n
 
         cleared = await self.store.write(tx)

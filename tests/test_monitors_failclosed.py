@@ -144,9 +144,11 @@ async def test_a_raising_monitor_halts_once_per_trip_until_a_person_resumes(
 
         # Notified like any halt: urgent, the reason as its body.
         posts = await notify_receiver.wait_for(
-            lambda ps: any("halted" in str(p.json.get("title")) for p in ps)
+            lambda ps: any("HALT" in str(p.json.get("title")) for p in ps)
         )
-        [halt] = [p.json for p in posts if "halted" in str(p.json.get("title"))]
+        [halt] = [p.json for p in posts if "HALT" in str(p.json.get("title"))]
+        assert halt["title"] == f"URGENT: HALT (PAPER): trading stopped by {BREAKER}"
+        assert halt["type"] == "failure"  # urgent
         assert f"monitor {NAME} failed: RuntimeError" in halt["message"]
 
         # The router's latch refuses new risk; a reducing order still passes.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import SimHandle, eventually, start_daemon, write_config
+from heliosd.testing import NotifyReceiver, SimHandle, eventually, start_daemon, write_config
 from heliosd.venue import RECENT_S
 
 NOTIFY = "json://127.0.0.1:9/unused"
@@ -74,3 +74,30 @@ async def test_emergency_stop_settles_stored_orders_from_the_stream_without_look
 
 async def _has_price(running: Any) -> bool:
     return running.service.market.mark("BTCZAR") is not None
+
+
+async def test_an_emergency_stop_that_cannot_check_valr_says_check_valr_now(
+    sim: SimHandle, short_dir: Any, notify_receiver: NotifyReceiver
+) -> None:
+    """The stop's first notification goes out when it latches; when the exchange cannot be
+    asked afterwards (every REST call fails), a second, urgent one tells the operator that
+    orders may still be open there."""
+    config = write_config(short_dir, sim, notify_url=notify_receiver.url("/hook"))
+    running = await start_daemon(config)
+    try:
+        sim.sim.faults.http_5xx_rate = 1.0  # VALR answers nothing but 5xx from now on
+        status, body = await running.request(
+            "POST", "/api/trading/emergency-stop", {"reason": "drill"}
+        )
+        assert status == 200, body
+        assert body["remaining_open_orders"] is None  # could not be checked
+        posts = await notify_receiver.wait_for(2, timeout=30)
+        titles = [p.json["title"] for p in posts]
+        assert titles == ["URGENT: EMERGENCY STOP: trading halted",
+                          "URGENT: EMERGENCY STOP: CHECK VALR NOW"]  # fmt: skip
+        assert "Cancelling every open order" in posts[0].json["message"]
+        assert "Could not list the exchange's open orders: CHECK VALR NOW." in (
+            posts[1].json["message"])  # fmt: skip
+    finally:
+        sim.sim.faults.http_5xx_rate = 0.0
+        await running.stop()
