@@ -231,16 +231,23 @@ def live_refused_event(actor: str, *, gates: Sequence[GateResult] = (), reason: 
 
 
 def risk_rejected_event(
-    mode: Mode | str, intent: OrderIntent, verdicts: Iterable[Verdict]
+    mode: Mode | str,
+    intent: OrderIntent,
+    verdicts: Iterable[Verdict],
+    *,
+    reason: str = "",
+    order_id: int | None = None,
 ) -> Event:
-    """An order a risk rule refused (never sent)."""
+    """An order a risk rule refused (never sent). ``reason``: the router's whole refusal
+    text, which also names what the verdicts alone do not (a verdict with an unknown
+    action, a cap to nothing); without it, each rejecting verdict is listed."""
     # == not is: a drop-in rule may give the action as the plain string "reject".
     rejects = [v for v in verdicts if v.action == VerdictAction.REJECT]
     title = f"{mode} order rejected: {intent.side} {_num(intent.quantity)} {intent.pair}" + (
         f" ({rejects[0].rule})" if rejects else ""
     )
     body = _lines(
-        *(f"{v.rule}: {v.reason}" for v in rejects),
+        *([reason] if reason else (f"{v.rule}: {v.reason}" for v in rejects)),
         f"Source: {intent.source}" + (f"; reason: {intent.reason}" if intent.reason else ""),
     )
     data = {
@@ -251,6 +258,7 @@ def risk_rejected_event(
         "quantity": intent.quantity,
         "price": intent.price,
         "source": intent.source,
+        "order_id": order_id,
         "verdicts": [v.as_json() for v in rejects],
     }
     return _event("risk_rejected", title, body, data)

@@ -33,6 +33,7 @@ from heliosd.errors import (
     RiskRejected,
     TransientError,
 )
+from heliosd.notices import order_event, risk_rejected_event
 from heliosd.protocols import (
     Event,
     ExchangeClient,
@@ -338,13 +339,7 @@ class ExecutionRouter:
         def tx(conn: sqlite3.Connection) -> dict[str, Any]:
             row = od.apply_result(conn, order_id, result)
             if enqueue is not None:
-                what = f"{row['side']} {row['quantity']} {row['pair']} {row['type']}"
-                state = row["state"] + (f": {row['failed_reason']}" if row["failed_reason"] else "")
-                enqueue(conn, Event(
-                    kind="order", title=f"heliosd LIVE order {row['id']}: {what}",
-                    body=f"{what} -> {state} (reason: {row['reason'] or 'none given'})",
-                    at=utcnow(), data={"order_id": row["id"], "mode": str(mode)},
-                ))  # fmt: skip
+                enqueue(conn, order_event(row))
             return row
 
         return tx
@@ -357,12 +352,16 @@ class ExecutionRouter:
         def tx(conn: sqlite3.Connection) -> dict[str, Any]:
             row = od.insert_order(conn, order)
             if event and enqueue is not None:
-                i = order.intent
-                enqueue(conn, Event(
-                    kind=event, title=f"heliosd {order.mode}: order refused",
-                    body=f"{i.side} {i.quantity} {i.pair} refused: {event_text}",
-                    at=utcnow(), data={"order_id": row["id"], "mode": str(order.mode)},
-                ))  # fmt: skip
+                enqueue(
+                    conn,
+                    risk_rejected_event(
+                        order.mode,
+                        order.intent,
+                        order.verdicts,
+                        reason=event_text,
+                        order_id=row["id"],
+                    ),
+                )
             return row
 
         row = await self._store.write(tx)

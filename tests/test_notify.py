@@ -538,3 +538,22 @@ def test_a_builder_for_every_kind_and_stops_are_urgent() -> None:
     assert "leverage: leverage 3.4x above 3x" in built["risk_rejected"].body
     assert "CHECK VALR NOW" in built["emergency_stop"].body
     assert built["connection_restored"].title == "VALR account connection restored after 12 s"
+
+
+def test_a_risk_refusal_notice_carries_the_routers_whole_reason() -> None:
+    """The router passes its refusal text, which also names what no verdict says (an
+    unknown action); a string "reject" from a drop-in rule is listed as a reject."""
+    intent = OrderIntent("BTCZAR", Side.BUY, OrderType.MARKET, Decimal("0.5"), source="manual")
+    odd = Verdict(rule="desk", action="bogus")  # type: ignore[arg-type]
+    plain = Verdict(rule="desk2", action="reject", reason="no")  # type: ignore[arg-type]
+    event = notify.risk_rejected_event(
+        Mode.LIVE,
+        intent,
+        [odd, plain],
+        reason="desk: unknown verdict action 'bogus'; desk2: no",
+        order_id=3,
+    )
+    assert event.title == "LIVE order rejected: BUY 0.5 BTCZAR (desk2)"
+    assert event.body.splitlines()[0] == "desk: unknown verdict action 'bogus'; desk2: no"
+    assert event.data["order_id"] == 3
+    assert [v["rule"] for v in event.data["verdicts"]] == ["desk2"]

@@ -46,7 +46,7 @@ async def test_mode_change_notification_survives_receiver_outage_and_restart(
         received = [p.json for p in posts]
         titles = [r.get("title", "") for r in received]
         assert any("PAPER -> LIVE" in t for t in titles), titles
-        assert any(t.startswith("heliosd LIVE order") for t in titles), titles  # every LIVE order
+        assert any(t.startswith("LIVE order ") for t in titles), titles  # every LIVE order
         assert any(t.startswith("LIVE fill: BUY") for t in titles), titles  # and its fill
         urgent = [r for r in received if "EMERGENCY STOP" in r.get("title", "")]
         assert len(urgent) == 1, titles
