@@ -4,7 +4,15 @@ Resources open on an AsyncExitStack in the order store -> notifications -> excha
 engine -> control API, and close in reverse. SIGTERM/SIGINT start a staged shutdown (stop
 taking orders, stop the engine, drain fills, persist, close) bounded by
 ``daemon.shutdown_timeout_s`` (kept below systemd's TimeoutStopSec, which a test checks); a
-second signal forces exit. SIGHUP reloads drop-in plugins.
+second signal forces exit.
+
+SIGHUP (``systemctl reload``) re-reads the config file the daemon was started with
+(``settings.source``) and reloads the drop-in plugins, all or nothing
+(:meth:`heliosd.service.Service.reload_plugins`): the drop-ins' sections take effect with
+the new rules, gates and monitors, while core sections ([daemon], [risk], [valr] ...) stay
+as started, each changed key logged "restart heliosd to apply". A reload that fails (file
+missing or invalid, a bad key, a refused plugin) changes nothing, logs one error naming the
+key and the file, and the daemon keeps running. Every reload is audited (actor "SIGHUP").
 
 The daemon also implements :class:`heliosd.control.backend.ControlBackend` (in
 :mod:`heliosd.service`), so the control API drives the very objects that trade.
@@ -62,6 +70,9 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._status_line = status_line
         self.on_ready: list[Callable[[], None]] = []
+        self._reload_lock = asyncio.Lock()
+        self._reload_pending = False
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ signals
 
@@ -75,14 +86,38 @@ class Daemon:
         self._stop.set()
 
     def handle_reload(self) -> None:
-        asyncio.get_running_loop().create_task(self._reload())
+        """SIGHUP: reload config and drop-ins in a task (never in the signal callback)."""
+        if self.state is DaemonState.STARTING:
+            # The file may have been edited after startup read it: reload once running.
+            self._reload_pending = True
+            log.info("SIGHUP during startup: reloading once heliosd is ready")
+            return
+        if self.state is not DaemonState.RUNNING:
+            log.info("SIGHUP ignored: heliosd is %s", self.state)
+            return
+        task = asyncio.get_running_loop().create_task(self._reload())
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     async def _reload(self) -> None:
-        try:
-            records = await self.service.reload_plugins()
-            log.info("plugins reloaded: %d drop-in files", len(records))
-        except Exception as exc:
-            log.error("plugin reload failed, keeping the previous plugins: %s", exc)
+        # Two quick SIGHUPs run one after the other: the second reads the file as it is
+        # after the first applied, never interleaved with it.
+        async with self._reload_lock:
+            self.sd.reloading()
+            try:
+                result = await self.service.reload_plugins(actor="SIGHUP")
+            except Exception as exc:
+                log.error("reload refused, nothing changed, still running as before: %s", exc)
+                return
+            finally:
+                self.sd.ready()
+            # A plugin section may hold secrets of its own (p_secret): redact them from now on.
+            register_settings_secrets(result.settings)
+            # Each changed core key has its own warning (from the service); this is the sum.
+            log.info("reloaded %s: drop-ins: %s; core keys changed but not applied: %s",
+                     self.settings.source, ", ".join(r.name for r in result.dropins) or "none",
+                     ", ".join(result.not_applied) or "none")  # fmt: skip
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -121,6 +156,8 @@ class Daemon:
         for callback in self.on_ready:
             callback()
         log.info("heliosd ready (mode %s)", self.service.store_mode())
+        if self._reload_pending:
+            self.handle_reload()
         await self._stop.wait()
         return await self.shutdown()
 

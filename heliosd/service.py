@@ -24,7 +24,7 @@ from heliosd.breakers import EMERGENCY, Breakers
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine
-from heliosd.errors import AuthError, HeliosError, NotFoundError
+from heliosd.errors import AuthError, ConfigError, HeliosError, NotFoundError
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
@@ -32,11 +32,12 @@ from heliosd.monitors import checked_action, failure_action
 from heliosd.notices import strategy_error_event
 from heliosd.notify import Notifications
 from heliosd.plugins import (
+    ConfigReload,
     Registry,
     collect,
     make_plugin_manager,
     plugin_records,
-    reload_dropins,
+    reload_config,
 )
 from heliosd.protocols import (
     Event,
@@ -252,15 +253,79 @@ class Service:
                 self.market.set_pairs({**self.market.pairs(), **wanted})
             return
 
-    async def reload_plugins(self) -> list[Any]:
+    async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
+        """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.
+
+        Nothing changes unless everything loaded: on any error the running rules, gates,
+        monitors and settings stay, a ``refused`` audit row is written and a ConfigError
+        naming the key and the file propagates. On success the new gates, monitors and risk
+        rules decide from the next switch, update and order, and every plugin reads its new
+        section from ``settings.plugins``. Core sections are never applied live: the keys
+        whose value differs are logged and returned in ``not_applied`` (a restart applies
+        them, after the same validation as any start).
+        """
         assert self.pm is not None
-        records = reload_dropins(self.pm, self.settings)
-        registry = collect(self.pm, self.settings)
+        source = self.settings.source
+        try:
+            if not isinstance(self.settings.plugins, dict):
+                raise ConfigError("plugin sections of the running settings are read-only")
+            result = reload_config(self.pm, self.settings)
+        except BaseException as exc:
+            # A drop-in may even raise SystemExit at import: on a reload that must cost the
+            # reload, never the daemon (the previous plugins are back in place by now).
+            error = (
+                exc
+                if isinstance(exc, ConfigError)
+                else ConfigError(f"reload failed: {type(exc).__name__}: {exc}", source=source)
+            )
+            await self._audit_reload(actor, "refused", str(error),
+                                     {"file": source, "key": error.key})  # fmt: skip
+            if error is exc:
+                raise
+            raise error from exc
+        self._apply_reload(result)
+        for key in result.not_applied:
+            log.warning("%s changed in %s; restart heliosd to apply", key, source)
+        details = {
+            "file": source,
+            "dropins": [{"name": r.name, "path": r.path, "sha256": r.sha256}
+                        for r in result.dropins],
+            "not_applied": list(result.not_applied),
+            "risk_rules": [getattr(x, "name", "?") for x in result.registry.risk_rules],
+        }  # fmt: skip
+        reason = "not applied until a restart: " + ", ".join(result.not_applied)
+        await self._audit_reload(actor, "ok", reason if result.not_applied else "", details)
+        return result
+
+    def _apply_reload(self, result: ConfigReload) -> None:
+        """Swap in what a reload loaded, in one synchronous step (no await): no order,
+        switch or update can see half of it."""
+        plugins = self.settings.plugins
+        assert isinstance(plugins, dict)  # checked before the reload began
+        # In place, not a new Settings object: the router, engine, gates' and monitors'
+        # contexts all hold this one and plugins read their sections from it on each call.
+        # Only this mapping changes, so no core value can change with it.
+        plugins.clear()
+        plugins.update(result.settings.plugins)
+        registry = result.registry
         self.registry.gates[:] = registry.gates
         self.registry.monitors[:] = registry.monitors
         self.registry.risk_rules[:] = registry.risk_rules
         self.router.rules = tuple(registry.risk_rules)
-        return records
+
+    async def _audit_reload(
+        self, actor: str, outcome: str, reason: str, details: dict[str, Any]
+    ) -> None:
+        try:
+            await self.store.write(
+                lambda c: st.audit(
+                    c, actor=actor, action="reload", outcome=outcome, reason=reason, details=details
+                )
+            )
+        except Exception:
+            # The reload's outcome stands (and is logged by the daemon); a lost audit row
+            # must not turn an applied reload into a reported failure.
+            log.exception("could not write the audit row of a %s reload", outcome)
 
     def store_mode(self) -> str:
         return str(self.store.mode_state().mode)
