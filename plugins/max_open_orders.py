@@ -20,8 +20,8 @@ LIMIT orders are counted like any other: a resting order is exactly what this ru
 
 Counts come from ``ctx.order_stats`` (the core's in-memory counters, no I/O) and are per
 mode, so PAPER orders never use up LIVE's allowance. Settings are read from
-``ctx.settings.plugins`` on every call: a copy dropped in by SIGHUP, whose section the
-running daemon never parsed, runs with the defaults until the next restart.
+``ctx.settings.plugins`` on every call: a SIGHUP reload re-reads the config file, so an
+edited ``[max_open_orders]`` section applies from the next order.
 """
 
 from __future__ import annotations
