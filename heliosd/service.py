@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -29,7 +30,12 @@ from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
 from heliosd.monitors import checked_action, failure_action
-from heliosd.notices import strategy_error_event
+from heliosd.notices import (
+    connection_lost_event,
+    connection_restored_event,
+    integrity_event,
+    strategy_error_event,
+)
 from heliosd.notify import Notifications
 from heliosd.plugins import (
     ConfigReload,
@@ -40,7 +46,6 @@ from heliosd.plugins import (
     reload_config,
 )
 from heliosd.protocols import (
-    Event,
     ExchangeClient,
     ExchangeContext,
     GateContext,
@@ -72,6 +77,8 @@ class Service:
         self.pm = pm
         self.stack = contextlib.AsyncExitStack()
         self.started_at = utcnow()
+        self._closing = False  # a stream closed by our own shutdown is not news
+        self._down_since: dict[str, datetime] = {}  # live account stream: when it went down
         self._stop_lock = asyncio.Lock()
         self._monitor_pending: set[Mode] = set()
         self._tripping: set[str] = set()  # breakers whose trip is being committed
@@ -209,6 +216,7 @@ class Service:
         self.stack.push_async_callback(self.control.stop)
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._background):
             task.cancel()
         for sink in getattr(self, "sinks", {}).values():
@@ -370,10 +378,11 @@ class Service:
             st.audit(
                 conn, actor="heliosd", action="mode_integrity", outcome="refused", reason=reason
             )
-            enqueue_fn(
-                conn,
-                Event("integrity", "heliosd: LIVE mode not trusted", reason, utcnow(), urgent=True),
-            )
+            enqueue_fn(conn, integrity_event(
+                f"LIVE mode not trusted: {reason}",
+                action="Every order is refused until an operator switches to PAPER and back to"
+                " LIVE through the gates (heliosctl mode paper, then heliosctl mode live).",
+            ))  # fmt: skip
 
         await self.store.write(tx)  # fmt: skip
 
@@ -383,10 +392,18 @@ class Service:
         )
         if mode is not Mode.LIVE or stream != "account":
             return
-        kind = "connection_restored" if up else "connection_lost"
-        text = f"VALR {stream} stream {'restored' if up else 'lost'}: {detail}"
+        if up:
+            since = self._down_since.pop(stream, None)
+            event = connection_restored_event(
+                venue="VALR", stream=stream, detail=detail,
+                down_for=utcnow() - since if since is not None else None,
+            )  # fmt: skip
+        elif self._closing:
+            return  # our own shutdown closed it
+        else:
+            self._down_since.setdefault(stream, utcnow())
+            event = connection_lost_event(venue="VALR", stream=stream, detail=detail, mode=mode)
         enqueue_fn = self.notifications.record
-        event = Event(kind, f"heliosd: {text}", text, utcnow())
         self._spawn(self.store.write(lambda c: enqueue_fn(c, event)))
 
     async def _mode_changed(self, mode: Mode) -> None:

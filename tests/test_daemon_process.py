@@ -100,6 +100,14 @@ async def test_out_of_band_sql_is_seen_on_next_read(
     assert status in (409, 422), body
     assert "confirmed switch to LIVE" in body["message"]
     assert len(sim.sim.orders_received(sim.account)) == 0  # nothing reached the venue
+    # ... and the operator is told, urgently, with what to do (committed to the outbox).
+    with sqlite3.connect(db) as check:
+        alerts = check.execute(
+            "SELECT title, body, urgent FROM outbox WHERE kind = 'integrity'"
+        ).fetchall()
+    assert [(t, u) for t, _, u in alerts] == [("INTEGRITY ALERT", 1)]
+    assert "no confirmed switch to LIVE is recorded" in alerts[0][1]
+    assert "heliosctl mode paper" in alerts[0][1]
     assert await proc.aterminate() == 0
 
 
