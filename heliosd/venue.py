@@ -168,7 +168,7 @@ class VenueSink:
 
     def _statuses_tx(self, statuses: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
         mode = self.mode
-        return lambda conn: [od.apply_status(conn, mode, status) for status in statuses]
+        return lambda conn: od.apply_statuses(conn, mode, statuses)
 
     def _committed(self, items: Sequence[Fill | OrderStatus], fut: asyncio.Future[Any]) -> None:
         exc = None if fut.cancelled() else fut.exception()

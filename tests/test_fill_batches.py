@@ -459,3 +459,45 @@ def test_a_small_digest_lists_each_trade_and_one_fill_is_a_fill_event() -> None:
     assert (single.title, single.body, single.data) == (one.title, one.body, one.data)
     assert single.title == "LIVE fill: SELL 0.5 ETHZAR @ 40,000"
     assert "fee 0.0000001 ZAR" in single.body and "order #9" in single.body
+
+
+async def test_a_batch_of_statuses_ends_as_the_same_statuses_one_by_one(tmp_path: Path) -> None:
+    """orders.apply_statuses (one job's few statements) leaves every row as apply_status
+    applied one status at a time would: several statuses of one order in turn, by customer
+    id or exchange id only, another mode's exchange id, an order not stored here."""
+    statuses = [
+        OrderStatus("BTCZAR", OrderState.PLACED, customer_order_id="hd-a", exchange_order_id="x-a"),
+        OrderStatus("BTCZAR", OrderState.PARTIALLY_FILLED, customer_order_id="hd-a",
+                    executed_quantity=D("0.004"), average_price=D(1_000_000)),
+        OrderStatus("BTCZAR", OrderState.FILLED, customer_order_id="hd-a",
+                    executed_quantity=D("0.01"), average_price=D(1_000_100)),
+        OrderStatus("BTCZAR", OrderState.CANCELLED, customer_order_id="hd-a"),  # too late
+        OrderStatus("BTCZAR", OrderState.CANCELLED, exchange_order_id="x-d"),  # LIVE's x-d
+        OrderStatus("BTCZAR", OrderState.FAILED, customer_order_id="hd-b",
+                    failed_reason="Insufficient Balance"),
+        OrderStatus("BTCZAR", OrderState.CANCELLED, customer_order_id="hd-nobody"),
+        OrderStatus("BTCZAR", OrderState.PLACED, customer_order_id="hd-c"),  # failed stays
+    ]  # fmt: skip
+    rows = {}
+    for how in ("batch", "one by one"):
+        store = await Store.open(tmp_path / f"{how}.db")
+        try:
+            await store.write(seed)
+            if how == "batch":
+                answers = await store.write(lambda c: od.apply_statuses(c, Mode.LIVE, statuses))
+            else:
+                answers = [await store.write(lambda c, s=s: od.apply_status(c, Mode.LIVE, s))
+                           for s in statuses]  # fmt: skip
+            stored = await store.read(lambda c: table(c, od._SELECT + " ORDER BY id"))
+        finally:
+            await store.close()
+        drop = {"updated_at", "created_at"}  # times: each file was made at its own moment
+        times = [od.ORDER_COLUMNS.index(c) for c in drop]
+        rows[how] = (
+            [None if a is None else {k: v for k, v in a.items() if k not in drop} for a in answers],
+            [tuple(v for i, v in enumerate(r) if i not in times) for r in stored],
+        )
+    batch, single = rows["batch"], rows["one by one"]
+    assert batch[0] == single[0]  # what each status left, as returned
+    assert batch[1] == single[1]  # and what is stored
+    assert batch[0][2]["state"] == "filled" and batch[0][6] is None
