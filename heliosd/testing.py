@@ -94,6 +94,27 @@ def short_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _forget_dropins() -> Iterator[None]:
+    """Drop-in plugin modules live in ``sys.modules`` as ``heliosd_dropin_<stem>``; a test
+    that loads one must not hand it to the next test that loads a file of the same name."""
+    yield
+    from heliosd.plugins import DROPIN_PREFIX
+
+    for name in [m for m in sys.modules if m.startswith(DROPIN_PREFIX)]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def plugin_dir(short_dir: Path) -> Path:
+    """An empty drop-in plugin directory the daemon accepts (0755, owned by this user); put
+    it in a config with ``write_config(..., daemon_extra=f'plugin_dirs = ["{plugin_dir}"]')``."""
+    path = short_dir / "plugins"
+    path.mkdir()
+    path.chmod(0o755)
+    return path
+
+
 def config_text(
     state_dir: Path,
     *,

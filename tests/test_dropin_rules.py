@@ -13,8 +13,6 @@ import hashlib
 import re
 import shutil
 import signal
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -34,22 +32,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "plugins"
 NOTIFY = "json://127.0.0.1:9/unused"
 # A held position to reduce: the paper account starts with some BTC besides its ZAR.
 WITH_BTC = '[paper]\nstarting_balances = { ZAR = "100000", BTC = "0.01" }\n'
-
-
-@pytest.fixture(autouse=True)
-def _forget_dropins() -> Iterator[None]:
-    """Drop-in modules live in sys.modules; keep tests from seeing each other's."""
-    yield
-    for name in [m for m in sys.modules if m.startswith("heliosd_dropin_")]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def plugin_dir(short_dir: Path) -> Path:
-    path = short_dir / "plugins"
-    path.mkdir()
-    path.chmod(0o755)
-    return path
 
 
 def install(plugin_dir: Path, name: str) -> Path:

@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -70,14 +69,6 @@ PLUGIN = textwrap.dedent(
         register(BrokenGuard())
     '''
 )
-
-
-@pytest.fixture(autouse=True)
-def _forget_dropins() -> Iterator[None]:
-    """Drop-in modules live in sys.modules; keep tests from seeing each other's."""
-    yield
-    for name in [m for m in sys.modules if m.startswith("heliosd_dropin_")]:
-        del sys.modules[name]
 
 
 def setup(short_dir: Path, sim: SimHandle, behaviour: str, notify_url: str) -> Path:

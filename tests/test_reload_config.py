@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,9 @@ NOTIFY = "json://127.0.0.1:9/unused"  # the LIVE gates want one; never reached h
 RULE = "max_open_orders"
 
 
-@pytest.fixture(autouse=True)
-def _forget_dropins() -> Iterator[None]:
-    """Drop-in modules live in sys.modules; keep tests from seeing each other's."""
-    yield
-    for name in [m for m in sys.modules if m.startswith("heliosd_dropin_")]:
-        del sys.modules[name]
-
-
 @pytest.fixture
 def plugin_dir(short_dir: Path) -> Path:
+    """The rule installed in an operator-like plugin dir (heliosd.testing's, plus the file)."""
     path = short_dir / "plugins"
     path.mkdir()
     path.chmod(0o755)

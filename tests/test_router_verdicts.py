@@ -10,12 +10,8 @@ never passed because the router did not recognise what it was handed.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
 from heliosd.types import Side
@@ -56,13 +52,6 @@ class Shapes:
 def heliosd_register_risk_rules(register, config):
     register(Shapes())
 """
-
-
-@pytest.fixture(autouse=True)
-def _forget_dropins() -> Iterator[None]:
-    yield
-    for name in [m for m in sys.modules if m.startswith("heliosd_dropin_")]:
-        del sys.modules[name]
 
 
 def order(reason: str) -> dict[str, str]:

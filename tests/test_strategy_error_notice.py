@@ -4,11 +4,7 @@ receiver by a real daemon whose strategy is a drop-in plugin file."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from heliosd.testing import NotifyReceiver, SimHandle, start_daemon, write_config
 
@@ -29,24 +25,14 @@ def heliosd_register_strategies(register, config):
 """
 
 
-@pytest.fixture(autouse=True)
-def _forget_dropins() -> Iterator[None]:
-    yield
-    for name in [m for m in sys.modules if m.startswith("heliosd_dropin_")]:
-        del sys.modules[name]
-
-
 async def test_a_strategy_stopped_on_an_error_is_notified(
-    sim: SimHandle, short_dir: Path, notify_receiver: NotifyReceiver
+    sim: SimHandle, short_dir: Path, plugin_dir: Path, notify_receiver: NotifyReceiver
 ) -> None:
-    plugins = short_dir / "plugins"
-    plugins.mkdir(mode=0o755)
-    (plugins / "boom.py").write_text(BOOM)
-    (plugins / "boom.py").chmod(0o644)
+    (plugin_dir / "boom.py").write_text(BOOM)
+    (plugin_dir / "boom.py").chmod(0o644)
     config = write_config(short_dir, sim, notify_url=notify_receiver.url("/hook"),
+                          daemon_extra=f'plugin_dirs = ["{plugin_dir}"]',
                           extra='[engine]\nstrategy = "boom"\ninterval_s = 0.2\n')  # fmt: skip
-    text = config.read_text().replace("[daemon]\n", f'[daemon]\nplugin_dirs = ["{plugins}"]\n', 1)
-    config.write_text(text)
     running = await start_daemon(config)
     try:
         status, answer = await running.request("POST", "/api/autonomous-engine/start", {})
