@@ -554,17 +554,21 @@ def load_settings(
     plugin_sections: Mapping[str, Callable[[Mapping[str, Any], str], Any]] | None = None,
 ) -> Settings:
     """Read and validate a TOML file. Every problem is a ConfigError (exit 78)."""
+    return parse_settings(read_toml(path), str(path), plugin_sections)
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file's raw tables; a missing, unreadable or malformed file is a ConfigError."""
     source = str(path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError("file not found", source=source) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", source=source) from None
-    return parse_settings(data, source, plugin_sections)
 
 
 def risk_config_problems(settings: Settings) -> list[str]:

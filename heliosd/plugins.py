@@ -40,7 +40,6 @@ import logging
 import os
 import stat
 import sys
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from typing import Any, Literal
 import pluggy
 
 from heliosd import hookspecs
-from heliosd.config import SECTIONS, Settings, load_settings, parse_settings
+from heliosd.config import SECTIONS, Settings, load_settings, parse_settings, read_toml
 from heliosd.errors import ConfigError
 from heliosd.protocols import ExchangeFactory, Gate, Monitor, Notifier, RiskRule, Strategy
 
@@ -193,14 +192,7 @@ def load_with_plugins(
     manager is built from it, and the whole file is then parsed with the plugins' sections.
     """
     source = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        load_settings(path)  # reports a missing or unreadable file in the usual wording
-        raise ConfigError(f"cannot read: {exc.strerror}", source=source) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", source=source) from None
+    data = read_toml(path)
     boot = parse_settings({"daemon": data.get("daemon", {})}, source)
     pm = make_plugin_manager(boot, builtins=builtins)
     return load_settings(path, config_sections(pm)), pm
@@ -446,7 +438,7 @@ def reload_config(pm: pluggy.PluginManager, running: Settings) -> ConfigReload:
     """
     helios = _helios(pm)
     # Read before anything is unloaded: an unreadable file must not even run new plugin code.
-    data = _read_toml(running.source)
+    data = read_toml(running.source)
     with _replacing_dropins(helios):
         _load_dropins(helios, running)
         sections = {name: _guarded(name, parse) for name, parse in config_sections(pm).items()}
@@ -482,19 +474,6 @@ def _load_dropins(pm: pluggy.PluginManager, settings: Settings) -> None:
 
 def _dropin_records(pm: pluggy.PluginManager) -> list[PluginRecord]:
     return [r for r in plugin_records(pm) if r.kind == "dropin"]
-
-
-def _read_toml(path: str) -> dict[str, Any]:
-    """The file's raw tables, with load_settings's wording for each failure."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", source=path) from None
 
 
 def _guarded(section: str, parse: SectionParser) -> SectionParser:
