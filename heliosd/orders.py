@@ -125,25 +125,6 @@ def get_order_row(conn: sqlite3.Connection, order_id: int) -> dict[str, Any]:
     return order_json(row)
 
 
-def find_order_row(
-    conn: sqlite3.Connection,
-    mode: Mode,
-    *,
-    customer_order_id: str | None,
-    exchange_order_id: str | None,
-) -> dict[str, Any] | None:
-    row = None
-    if customer_order_id:
-        row = conn.execute(
-            _SELECT + " WHERE customer_order_id = ?", (customer_order_id,)
-        ).fetchone()
-    if row is None and exchange_order_id:
-        row = conn.execute(
-            _SELECT + " WHERE exchange_order_id = ? AND mode = ?", (exchange_order_id, str(mode))
-        ).fetchone()
-    return order_json(row) if row is not None else None
-
-
 def apply_result(conn: sqlite3.Connection, order_id: int, result: PlaceResult) -> dict[str, Any]:
     """Record a placement's immediate answer (forward-only)."""
     row = get_order_row(conn, order_id)
@@ -363,8 +344,8 @@ _BY_EXCHANGE_IDS = _SELECT + " WHERE mode = ? AND exchange_order_id IN ({}) ORDE
 def _orders_of(
     conn: sqlite3.Connection, mode: Mode, fills: Sequence[Fill] | Sequence[OrderStatus]
 ) -> tuple[dict[int, dict[str, Any]], dict[str, int], dict[str, int]]:
-    """The stored orders the fills (or statuses) name, as :func:`find_order_row` finds them:
-    by customer order id (any mode), else by exchange order id in ``mode`` (the oldest)."""
+    """The stored orders the fills (or statuses) name: by customer order id (any mode: ours
+    are unique), else by exchange order id in ``mode`` (the oldest such order)."""
     orders: dict[int, dict[str, Any]] = {}
     by_cid: dict[str, int] = {}
     by_eid: dict[str, int] = {}
