@@ -306,12 +306,11 @@ def emergency_stop_event(
     exchange (``remaining_open_orders`` above 0, or ``checked`` False when the exchange could
     not be asked): the operator must then act at VALR.
     """
+    title = "EMERGENCY STOP: trading halted"
     if cancelled_orders is None:
         what = "Cancelling every open order; mode is PAPER; latched until a resume."
-        title = "EMERGENCY STOP: trading halted"
     else:
         what = f"Cancelled {cancelled_orders} orders; mode is PAPER; latched until a resume."
-        title = "EMERGENCY STOP: trading halted"
         if not checked or remaining_open_orders:
             title = "EMERGENCY STOP: CHECK VALR NOW"
     if not checked:

@@ -160,7 +160,7 @@ class VenueSink:
                     for fill, outcome in zip(fills, outcomes, strict=True) if outcome is not None
                 ]  # fmt: skip
                 if new:
-                    # One notification per batch: a burst is one digest (notify.fills_event).
+                    # One notification per batch: a burst is one digest (notices.fills_event).
                     enqueue(conn, [fills_event(mode, new)])
             return outcomes
 
