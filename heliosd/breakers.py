@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from heliosd.protocols import BreakerState
+from heliosd.state import sync as sync_trading_state
 from heliosd.store import Store, iso, parse_dt
 from heliosd.types import Mode, utcnow
 
@@ -38,6 +39,7 @@ def trip_sql(
         (name, None if mode is None else str(mode), iso(utcnow()), reason,
          None if until is None else iso(until)),
     )  # fmt: skip
+    sync_trading_state(conn)  # a trip is a transition: new state, new epoch (heliosd.state, S2)
 
 
 def clear_sql(conn: sqlite3.Connection, names: list[str], *, actor: str, reason: str) -> int:
@@ -46,6 +48,7 @@ def clear_sql(conn: sqlite3.Connection, names: list[str], *, actor: str, reason:
         " WHERE name = ? AND cleared_at IS NULL",
         [(iso(utcnow()), actor, reason, n) for n in names],
     )
+    sync_trading_state(conn)  # a clear is a transition too, even one that cleared nothing
     return cur.rowcount
 
 

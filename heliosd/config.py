@@ -99,6 +99,12 @@ class ValrSettings:
     refuse_withdraw_permission: bool = True
     max_clock_skew_s: Decimal = Decimal(2)
     request_timeout_s: Decimal = Decimal(10)
+    # VALR's dead-man's switch: after authenticating the account WebSocket, ask VALR to
+    # cancel every open order if that socket drops (the daemon died or lost its network).
+    cancel_on_disconnect: bool = False
+    # LIVE fill-completeness reconciliation: every this many seconds (and when an order
+    # reaches a terminal state) stored fills are compared with each order's filled quantity.
+    reconcile_interval_s: Decimal = Decimal(30)
     # Label shown wherever LIVE is displayed, e.g. "VALR (simulated)" in the demo.
     label: str = "VALR"
 
@@ -136,6 +142,11 @@ class RiskSettings:
     kelly_fraction: Decimal = Decimal("0.5")
     rule_timeout_s: Decimal = Decimal("0.5")
     gate_timeout_s: Decimal = Decimal(10)
+    # A LIVE risk-increasing order needs a price at most this old; a holding above dust that
+    # cannot be valued this fresh puts the account in REDUCING (stale_prices).
+    max_quote_age_s: Decimal = Decimal(10)
+    # Holdings worth less than this (reference currency) never block anything (fee dust).
+    dust_value: Decimal = Decimal(10)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -410,6 +421,8 @@ _PARSERS: dict[type, dict[str, Parser]] = {
         "refuse_withdraw_permission": p_bool,
         "max_clock_skew_s": p_decimal,
         "request_timeout_s": p_decimal,
+        "cancel_on_disconnect": p_bool,
+        "reconcile_interval_s": p_decimal,
         "label": p_str,
     },
     PaperSettings: {
@@ -431,6 +444,8 @@ _PARSERS: dict[type, dict[str, Parser]] = {
         "kelly_fraction": p_decimal,
         "rule_timeout_s": p_decimal,
         "gate_timeout_s": p_decimal,
+        "max_quote_age_s": p_decimal,
+        "dust_value": p_decimal,
     },
     NotifySettings: {
         "urls": p_secrets,
@@ -497,6 +512,9 @@ def _validate(settings: Settings) -> None:
         )  # fmt: skip
     _check_positive(r.rule_timeout_s, "risk.rule_timeout_s", src)
     _check_positive(r.gate_timeout_s, "risk.gate_timeout_s", src)
+    _check_positive(r.max_quote_age_s, "risk.max_quote_age_s", src, upper=MAX_QUOTE_AGE_S)
+    if r.dust_value < 0:
+        raise _fail("risk.dust_value", src, f"must be zero or more, got {r.dust_value}")
     if not Decimal(0) < r.kelly_fraction <= Decimal(1):
         raise _fail("risk.kelly_fraction", src, f"must be in (0, 1], got {r.kelly_fraction}")
     p = settings.paper
@@ -510,6 +528,7 @@ def _validate(settings: Settings) -> None:
     _check_positive(p.max_quote_age_s, "paper.max_quote_age_s", src, upper=MAX_QUOTE_AGE_S)
     _check_positive(settings.engine.interval_s, "engine.interval_s", src)
     _check_positive(settings.valr.request_timeout_s, "valr.request_timeout_s", src)
+    _check_positive(settings.valr.reconcile_interval_s, "valr.reconcile_interval_s", src)
     if settings.notify.max_attempts < 1:
         raise _fail("notify.max_attempts", src, "must be at least 1")
     v = settings.valr

@@ -111,3 +111,18 @@ class ModeIntegrityError(HeliosError):
     """The stored mode is LIVE without a gated, confirmed switch in the history."""
 
     code = "mode_integrity"
+
+
+class PermitRevoked(HeliosError):
+    """An order's send permit was revoked before it reached the wire: a stop, a halt, a
+    resume or a mode switch changed the trading state (the epoch) since the order was
+    checked. The order was **never sent**; the router stores it REJECTED with this reason."""
+
+    code = "permit_revoked"
+
+
+class StateChanged(HeliosError):
+    """A transition that was checked under one epoch found another when it came to commit
+    (an emergency stop landed while a LIVE switch ran its gates). Nothing was changed."""
+
+    code = "state_changed"

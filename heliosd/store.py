@@ -53,7 +53,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from heliosd.types import Fill, Mode, Side, utcnow
+from heliosd.state import sync as sync_trading_state
+from heliosd.types import Fill, Mode, Side, TradingState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX fills_order ON fills(order_id) WHERE order_id IS NOT NULL;
     """,
+    # 3: the trading state and its epoch beside the mode (heliosd.state owns them); facts the
+    # daemon keeps across restarts (engine on/off, clean or unclean exit); external flows.
+    """
+    ALTER TABLE trading_mode_state ADD COLUMN trading_state TEXT NOT NULL DEFAULT 'ACTIVE'
+        CHECK (trading_state IN ('ACTIVE', 'REDUCING', 'HALTED'));
+    ALTER TABLE trading_mode_state ADD COLUMN state_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE trading_mode_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    -- key -> JSON value: 'engine' {"running", "strategy", "by", "at"}, 'run' {"pid", "state":
+    -- "running"|"clean", "mode", "at"} (a 'running' found at start means an unclean exit).
+    CREATE TABLE daemon_state(
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    -- Deposits, withdrawals and transfers (heliosd.types.Flow): never profit or loss.
+    CREATE TABLE flows(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mode TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT,
+        at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        UNIQUE(mode, flow_id)
+    );
+    """,
 )
 
 
@@ -209,6 +238,10 @@ class ModeState:
     updated_by: str
     verified: bool
     data_version: int
+    # heliosd.state: what may trade now, why, and the epoch (+1 on every transition).
+    trading_state: TradingState = TradingState.HALTED
+    state_reason: str = ""
+    epoch: int = -1
 
 
 class Store:
@@ -384,16 +417,25 @@ class Store:
         if cached is not None and cached.data_version == version:
             return cached
         row = self._reader.execute(
-            "SELECT current_mode, updated_at, updated_by FROM trading_mode_state WHERE id = 1"
+            "SELECT current_mode, updated_at, updated_by, trading_state, state_reason, epoch"
+            " FROM trading_mode_state WHERE id = 1"
         ).fetchone()
-        if row is None:  # somebody deleted the singleton: treat as PAPER, never LIVE
-            state = ModeState(Mode.PAPER, "", "missing row", False, version)
+        if row is None:  # somebody deleted the singleton: treat as PAPER and HALTED, never LIVE
+            state = ModeState(
+                Mode.PAPER, "", "missing row", False, version,
+                TradingState.HALTED, "trading_mode_state row missing", -1,
+            )  # fmt: skip
         else:
             mode = Mode.LIVE if row[0] == "LIVE" else Mode.PAPER
             verified = True
             if mode is Mode.LIVE:
                 verified = self._live_is_sealed(self._reader)
-            state = ModeState(mode, row[1], row[2], verified, version)
+            try:
+                trading = TradingState(row[3])
+            except ValueError:  # a value typed in by hand that we do not know: strictest
+                trading = TradingState.HALTED
+            state = ModeState(mode, row[1], row[2], verified, version, trading, row[4],
+                              int(row[5]))  # fmt: skip
         self._mode_cache = state
         return state
 
@@ -462,6 +504,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
                     "VALUES (1, 'PAPER', ?, 'heliosd (initial)')",
                     (iso(utcnow()),),
                 )
+            if number == 3:  # breakers latched before the state existed must show in it
+                sync_trading_state(conn)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
@@ -515,6 +559,7 @@ def set_mode(
         " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         (str(new_mode), now, actor),
     )
+    sync_trading_state(conn)  # a mode change is a transition: new epoch (heliosd.state, S2)
     return now
 
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from heliosd.permits import Permit
 
 ZERO = Decimal(0)
 
@@ -21,6 +24,19 @@ ZERO = Decimal(0)
 def utcnow() -> datetime:
     """The one clock of the core (tests may monkeypatch ``heliosd.types.utcnow``)."""
     return datetime.now(UTC)
+
+
+class TradingState(enum.StrEnum):
+    """What may trade now (persisted with the mode; :mod:`heliosd.state` owns it).
+
+    ACTIVE: the limits apply. REDUCING: only orders that reduce a holding pass (emergency
+    stop, daily-loss halt, stale prices, venue read-only, a monitor's or plugin's breaker).
+    HALTED: nothing but cancels (an unclean exit until reconciled, an operator's halt).
+    """
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
 
 
 class Mode(enum.StrEnum):
@@ -132,7 +148,17 @@ class OrderIntent:
 
 @dataclass(frozen=True, slots=True)
 class PlaceRequest:
-    """An order as sent to an exchange client, after risk rules."""
+    """An order as sent to an exchange client, after risk rules.
+
+    ``permit`` is the right to send it (:class:`heliosd.permits.Permit`): the mode and epoch
+    the order was checked under. A client calls ``permit.begin_send()`` immediately before
+    every request that could execute the order (the first send and every resend after a 429
+    or a backoff) and ``permit.end_send()`` once that request has answered; every wait it
+    makes before a send (Retry-After, stream ready, pair refresh) goes through
+    ``permit.sleep`` / ``permit.guard`` so a revocation ends it at once. A revoked permit
+    raises :class:`heliosd.errors.PermitRevoked`: the order was never sent. None only for
+    requests built outside the router (tests, tools), which no stop can revoke.
+    """
 
     customer_order_id: str
     pair: str
@@ -140,6 +166,7 @@ class PlaceRequest:
     type: OrderType
     quantity: Decimal
     price: Decimal | None = None
+    permit: Permit | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,3 +366,22 @@ class Action:
     breaker: str
     reason: str
     until: datetime | None = None  # HALT: cleared automatically at this time (next day)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Money that entered or left an account without a trade: a deposit, a withdrawal, a
+    transfer between accounts. Never profit or loss: the risk model moves its baselines
+    (start-of-day equity, peak) by the flow's value instead.
+
+    ``flow_id`` is the venue's transaction id, or ``inferred:<currency>:<iso time>`` for a
+    balance change that no fill explains. ``amount`` is signed: positive into the account.
+    ``kind`` is ``deposit``, ``withdrawal``, ``transfer_in``, ``transfer_out`` or
+    ``inferred``.
+    """
+
+    flow_id: str
+    currency: str
+    amount: Decimal
+    kind: str
+    at: datetime

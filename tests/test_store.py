@@ -36,7 +36,10 @@ async def test_fresh_db_is_paper_with_runbook_tables(tmp_path: Path) -> None:
     # the singleton cannot hold a second row nor an unknown mode
     conn = sqlite3.connect(tmp_path / "heliosd.db")
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO trading_mode_state VALUES (2, 'PAPER', 'x', 'y')")
+        conn.execute(
+            "INSERT INTO trading_mode_state(id, current_mode, updated_at, updated_by)"
+            " VALUES (2, 'PAPER', 'x', 'y')"
+        )
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE trading_mode_state SET current_mode = 'YOLO' WHERE id = 1")
     conn.close()
