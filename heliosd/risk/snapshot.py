@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
 
 from heliosd.types import ZERO, Mode
 
@@ -98,4 +99,25 @@ class RiskSnapshot:
     drawdown_pct: Decimal
 
 
-__all__ = ["NO_PRICE", "REFERENCE", "Holding", "Pending", "Price", "RiskSnapshot"]
+class AssetPricer(Protocol):
+    """What one unit of an asset is worth now (:mod:`heliosd.risk.prices` implements it).
+
+    Synchronous and without I/O: it answers from what it has and may schedule a background
+    refresh (a REST market summary) for an asset it cannot value fresh. ``version`` changes
+    whenever any answer may have changed, so callers can cache valuations on it.
+    """
+
+    version: int
+
+    def price(self, asset: str) -> Price: ...
+
+
+__all__ = [
+    "NO_PRICE",
+    "REFERENCE",
+    "AssetPricer",
+    "Holding",
+    "Pending",
+    "Price",
+    "RiskSnapshot",
+]
