@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from heliosd.sim import wire
+from heliosd.sim.arrivals import ARRIVAL, ArrivalLog, logged
 from heliosd.sim.auth import TRADE, VIEW
 from heliosd.sim.context import SimState, int_param, json_response, state_of
 from heliosd.sim.errors import (
@@ -47,6 +48,9 @@ async def _accept(request: web.Request, kind: str) -> tuple[SimState, str, Order
     """Authenticate, record, validate and create the order (shared by v1 and v2)."""
     state = state_of(request)
     ctx, body = await state.authed_json(request, WRITE)
+    arrival = request.get(ARRIVAL)
+    if arrival is not None:
+        arrival.account = ctx.account_id
     received = state.record(ctx, request.path, body)
     try:
         req = _parse(state, kind, body)
@@ -59,6 +63,8 @@ async def _accept(request: web.Request, kind: str) -> tuple[SimState, str, Order
     received.accepted = True
     received.order_id = order.order_id
     received.customer_order_id = order.customer_order_id
+    if arrival is not None:
+        arrival.order_id = order.order_id
     return state, ctx.account_id, order, req
 
 
@@ -165,10 +171,15 @@ async def cancel_all(request: web.Request) -> web.Response:
     return json_response([{"orderId": o.order_id} for o in cancelled])
 
 
+def _arrivals(request: web.Request) -> ArrivalLog:
+    return state_of(request).arrivals
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_post("/v1/orders/{kind:limit|market}", place_v1)
-    r.add_post("/v2/orders/{kind:limit|market}", place_v2)
+    # Every placement request is in the order-arrival log (heliosd.sim.arrivals).
+    r.add_post("/v1/orders/{kind:limit|market}", logged(_arrivals, place_v1))
+    r.add_post("/v2/orders/{kind:limit|market}", logged(_arrivals, place_v2))
     r.add_get("/v1/orders/open", open_orders)
     r.add_get("/v1/orders/history", order_history)
     r.add_get("/v1/orders/history/summary/orderid/{orderId}", order_summary)
