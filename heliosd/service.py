@@ -679,6 +679,10 @@ class Service:
             "status": "ok" if store_ok else "degraded", "store": store_ok,
             "mode": str(self.store.mode_state().mode), "streams": streams,
             "started_at": iso(self.started_at), "halted": self.breakers.halt_reason() is not None,
+            # VALR's dead-man's switch confirmed on the live account socket now.
+            "cancel_on_disconnect": bool(
+                getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
+            ),
         }  # fmt: skip
         return store_ok, body
 

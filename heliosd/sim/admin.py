@@ -148,7 +148,7 @@ def apply_faults(faults: FaultConfig, data: Any) -> None:
                 RateLimitRule(
                     prefix=_prefix(f"{key}.prefix", item.get("prefix")),
                     count=_integer(f"{key}.count", item.get("count", 1), 0),
-                    retry_after_s=_integer(f"{key}.retry_after_s", item.get("retry_after_s", 1), 1),
+                    retry_after_s=_integer(f"{key}.retry_after_s", item.get("retry_after_s", 1), 0),
                     method=_method(f"{key}.method", item.get("method")),
                 )
                 for item in items

@@ -41,12 +41,13 @@ RATE_LIMIT_HTML = (
 _5XX = (500, 502, 503, 504)
 
 
-def rate_limited(retry_after_s: int) -> web.Response:
+def rate_limited(retry_after_s: int, floor: int = 1) -> web.Response:
+    """VALR's 429. A rule may ask for ``Retry-After: 0`` (``floor`` 0) so tests stay fast."""
     return web.Response(
         status=429,
         text=RATE_LIMIT_HTML,
         content_type="text/html",
-        headers={"x-valr-ratelimited": "true", "Retry-After": str(max(retry_after_s, 1))},
+        headers={"x-valr-ratelimited": "true", "Retry-After": str(max(retry_after_s, floor))},
     )
 
 
@@ -102,7 +103,7 @@ def fault_middleware(faults: FaultConfig, counter: MinuteCounter, seed: int) -> 
             if rule.matches(method, path):
                 rule.count -= 1
                 rule.hits += 1
-                return rate_limited(rule.retry_after_s)
+                return rate_limited(rule.retry_after_s, floor=0)
         who = request.headers.get(HEADER_API_KEY) or (request.remote or "?")
         retry = counter.hit(who)
         if retry is not None:
