@@ -155,7 +155,8 @@ def _ledger(exchange: Exchange, account_id: str) -> list[tuple[datetime, str, An
         order = acct.orders.get(trade.order_id)
         kind = "MARKET" if order is not None and order.kind == "market" else "LIMIT"
         items.append((trade.traded_at, f"{kind}_{trade.side.upper()}", trade))
-    items.sort(key=lambda item: item[0], reverse=True)  # stable: same-instant rows keep order
+    items.sort(key=lambda item: item[0])  # stable: same-instant rows keep their order
+    items.reverse()
     return items
 
 

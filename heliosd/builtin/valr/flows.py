@@ -173,7 +173,7 @@ async def fetch(get: Get, since: datetime | None) -> list[Flow]:
         ids = [row.get("id") for row in payload if isinstance(row, dict)]
         fresh = [i for i in ids if isinstance(i, (str, int)) and str(i) not in seen]
         for flow_ in flows_of(payload)[0]:
-            if since is None or flow_.at >= since:
+            if (since is None or flow_.at >= since) and flow_.flow_id not in found:
                 found[flow_.flow_id] = flow_
         if len(payload) < PAGE:
             break
@@ -185,7 +185,8 @@ async def fetch(get: Get, since: datetime | None) -> list[Flow]:
         before = str(fresh[-1])
         if since is not None and _oldest_before(payload, since):
             break
-    return sorted(found.values(), key=lambda f: (f.at, f.flow_id))
+    # Oldest first; rows of the same instant keep VALR's order (found holds newest first).
+    return sorted(reversed(list(found.values())), key=lambda f: f.at)
 
 
 def _oldest_before(rows: Sequence[Any], since: datetime) -> bool:
