@@ -129,7 +129,8 @@ class Simulator:
         )
 
     def fund(self, account_id: str, currency: str, amount: Decimal) -> None:
-        """Credit ``amount`` (pushes a BALANCE_UPDATE to connected account sockets)."""
+        """Credit ``amount`` (pushes a BALANCE_UPDATE to connected account sockets). This is
+        a starting balance: it records no transaction-history row (``deposit`` does)."""
         self.exchange.fund(account_id, currency, amount)
 
     # The observers below answer "nothing" for an account the sim has never seen, so a
