@@ -252,3 +252,22 @@ async def test_admin_routes_need_no_content_type() -> None:
     ):
         assert resp.status == 200
         assert (await resp.json())["read_only"] is True
+
+
+async def test_lagging_views_and_v1_cancel_200(env: tuple[Simulator, Probe]) -> None:
+    sim, probe = env
+    await admin(probe, "POST", "/sim/faults", {"view_lag_s": 30, "v1_cancel_status": 200})
+    placed = await probe.call("POST", "/v2/orders/limit", {**LIMIT, "customerOrderId": "lag1"})
+    assert placed.status == 201
+    looked = await probe.get("/v1/orders/BTCZAR/customerorderid/lag1")
+    assert looked.status == 400 and looked.json()["code"] == -1  # not in the view yet
+    assert (await probe.get("/v1/orders/open")).json() == []
+    assert [o["customerOrderId"] for o in sim.open_orders("0")] == ["lag1"]  # yet it rests
+    assert (await probe.call("POST", "/v2/orders/market", MARKET)).status == 201
+    assert (await probe.get("/v1/account/tradehistory")).json() == []
+    cancel = await probe.call("DELETE", "/v1/orders/order",
+                              {"customerOrderId": "lag1", "pair": "BTCZAR"})  # fmt: skip
+    assert (cancel.status, cancel.text) == (200, "")
+    await admin(probe, "POST", "/sim/faults", {"view_lag_s": 0})
+    assert len((await probe.get("/v1/account/tradehistory")).json()) >= 1
+    assert (await admin(probe, "POST", "/sim/faults", {"v1_cancel_status": 204}))[0] == 400

@@ -28,7 +28,7 @@ map merges with a count of 0 removing a type)::
     {"http_429_rate": 0.0, "http_5xx_rate": 0.0, "http_5xx_after_rate": 0.5,
      "retry_after_s": 1, "delay_s": 0.0, "delay_after_s": 0.0, "drop_ws_every_s": null,
      "ws_drop_mode": "close", "pause_account_stream": false, "garble_rate": 0.0,
-     "read_only": false,
+     "read_only": false, "view_lag_s": 0.0, "v1_cancel_status": 202,
      "rate_limits": [{"prefix": "/v2/orders", "count": 1, "retry_after_s": 2,
                       "method": "POST", "hits": 0}],
      "route_delays": [{"prefix": "/v2/orders", "delay_s": 1.5, "method": null,
@@ -54,7 +54,7 @@ from heliosd.sim.context import json_response, state_of
 from heliosd.sim.transactions import move_funds, transaction_row
 
 _RATES = ("http_429_rate", "http_5xx_rate", "http_5xx_after_rate", "garble_rate")
-_SECONDS = ("delay_s", "delay_after_s")
+_SECONDS = ("delay_s", "delay_after_s", "view_lag_s")
 _FLAGS = ("pause_account_stream", "read_only")
 _READ_ONLY_KEYS = ("dropped_account_messages",)
 
@@ -138,6 +138,10 @@ def apply_faults(faults: FaultConfig, data: Any) -> None:
             changes[key] = _integer(key, value, 1)
         elif key == "drop_ws_every_s":
             changes[key] = None if value is None else _number(key, value, 0.05)
+        elif key == "v1_cancel_status":
+            if value not in (200, 202) or isinstance(value, bool):
+                raise BadRequest("v1_cancel_status must be 200 or 202")
+            changes[key] = value
         elif key == "ws_drop_mode":
             if value not in ("close", "abort"):
                 raise BadRequest("ws_drop_mode must be 'close' or 'abort'")

@@ -164,6 +164,11 @@ class FaultConfig:
       ``Retry-After`` to the next ``count`` requests on a route prefix (then spent).
     * ``route_delays``: :class:`RouteDelay` s, holding matching requests before (or, with
       ``after``, after) the handler runs.
+    * ``view_lag_s``: VALR's read views lag its matching engine: order lookups, open
+      orders, order history and trade history leave out orders created, and trades made,
+      less than this many seconds ago (a lookup of such an order answers -1).
+    * ``v1_cancel_status``: what ``DELETE /v1/orders/order`` answers, empty-bodied: 202
+      (VALR's docs) or 200 (reported from the live exchange).
     * ``drop_account_messages``: ``{type: n}``: the next ``n`` account-stream messages of
       that ``type`` are dropped at the source (no socket gets them), e.g.
       ``{"NEW_ACCOUNT_TRADE": 1}`` loses exactly one fill notice.
@@ -180,6 +185,8 @@ class FaultConfig:
     pause_account_stream: bool = False
     garble_rate: float = 0.0
     read_only: bool = False
+    view_lag_s: float = 0.0
+    v1_cancel_status: int = 202
     rate_limits: list[RateLimitRule] = field(default_factory=list)
     route_delays: list[RouteDelay] = field(default_factory=list)
     drop_account_messages: dict[str, int] = field(default_factory=dict)
