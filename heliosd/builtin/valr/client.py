@@ -493,7 +493,8 @@ class ValrClient:
         path, body = self._order_body(request, info)
         await _guarded(permit, self._wait_ready)
         if self._rest.clock_offset_s is None:
-            await _guarded(permit, self._rest.sync_time)  # else measured inside the send
+            # Measured before the send (revocably): a failure here means nothing was sent.
+            await _guarded(permit, self._rest.sync_time)
         cid = request.customer_order_id
         while True:
             try:
