@@ -192,6 +192,8 @@ async def test_cancel_on_disconnect_per_socket(env: tuple[Simulator, Probe]) -> 
     assert len(sim.open_orders("0")) == 1
     _, view = await admin(probe, "GET", "/sim/accounts/0")
     assert view["cancel_on_disconnect_sockets"] == 1 and len(view["open_orders"]) == 1
+    assert view["balances"]["ZAR"]["reserved"] == "9000" and view["trades"] == []
+    assert (await admin(probe, "GET", "/sim/accounts/nobody"))[0] == 404
     await armed.close()
     for _ in range(100):
         if not sim.open_orders("0"):

@@ -18,8 +18,8 @@ changes nothing.
                          "currency": "ZAR", "amount": "100", "account": "0", "fee": "0",
                          "type": "<VALR transaction type>"}`` -> 201 ``{"transaction": ROW}``
 ``GET /sim/accounts/{id}``  ``{"balances": {CUR: {"available", "reserved"}},
-                         "open_orders": [...], "cancel_on_disconnect_sockets": n,
-                         "disconnect_cancels": n}``
+                         "open_orders": [...], "trades": [...] (newest first, trade-history
+                         rows), "cancel_on_disconnect_sockets": n, "disconnect_cancels": n}``
 =======================  ==================================================================
 
 Fault state (``GET`` answer; ``POST`` takes the same keys, lists replace, the message-drop
@@ -302,6 +302,7 @@ async def account_view(request: web.Request) -> web.Response:
                 for cur, b in acct.balances.items()
             },
             "open_orders": [wire.open_order(o) for o in acct.open_orders.values()],
+            "trades": [wire.account_trade(t) for t in state.exchange.trade_rows(account_id)],
             "cancel_on_disconnect_sockets": state.hub.armed_account_sockets(account_id),
             "disconnect_cancels": sum(1 for a, _ in state.disconnect_cancels if a == account_id),
         }
