@@ -229,3 +229,25 @@ async def test_search_no_order_arrives_after_a_stop_settled() -> None:
             elif not isinstance(outcome, HeliosError):
                 assert len(seen) == 1 and seen[0].accepted, where
         await client.cancel_all()
+
+
+async def test_the_resend_after_a_timestamp_rejection_is_rechecked() -> None:
+    async with (
+        funded_sim() as sim,
+        valr_on_sim(sim, SIM_KEY, SIM_SECRET, tuning=PATIENT) as client,
+    ):
+        await client.pairs()
+        await wait_for(lambda: client.clock_skew() != float("inf"))
+        client._rest._offset_s = -600.0  # signs 10 minutes behind: VALR refuses the timestamp
+        sim.delay_route("/v1/public/time", 0.3)  # the re-measurement takes a while
+        permits = board()
+        permit = permits.issue(Mode.LIVE, 1, label="ts-1")
+        task = asyncio.create_task(client.place(limit("ts-1", permit)))
+        await wait_for(lambda: [a.status for a in arrivals(sim, "ts-1")] == [401])
+        assert not task.done() and permit.on_wire == 1  # re-measuring, about to resend
+        permits.revoke_all("emergency stop")
+        with pytest.raises(PermitRevoked):
+            await task
+        assert [a.status for a in arrivals(sim, "ts-1")] == [401]  # never re-sent
+        assert permit.on_wire == 0 and await permits.settle(1) == []
+        assert sim.open_orders("0") == []
