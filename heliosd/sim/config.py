@@ -171,7 +171,8 @@ class FaultConfig:
       (VALR's docs) or 200 (reported from the live exchange).
     * ``drop_account_messages``: ``{type: n}``: the next ``n`` account-stream messages of
       that ``type`` are dropped at the source (no socket gets them), e.g.
-      ``{"NEW_ACCOUNT_TRADE": 1}`` loses exactly one fill notice.
+      ``{"NEW_ACCOUNT_TRADE": 1}`` loses exactly one fill notice. Only messages that would
+      have reached a socket count: with no account socket open nothing is dropped.
     """
 
     http_429_rate: float = 0.0
