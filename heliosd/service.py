@@ -326,10 +326,13 @@ class Service:
         return self.store.submit(partial(rs.save_engine_choice, choice=choice))
 
     async def _stop_engine_for_stop(self) -> None:
-        """A stop's or halt's engine-off (Stops.stop_engine): remembered as stopped."""
+        """A stop's or halt's engine-off (Stops.stop_engine): an engine it stopped is
+        remembered as stopped. One that was not running is left as recorded (no commit on
+        the stop's path for nothing)."""
         halt = self.breakers.halt_reason()
         with contextlib.suppress(Exception):
-            await self.engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})")
+            await self.engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})",
+                                   remember=self.engine.running)  # fmt: skip
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
