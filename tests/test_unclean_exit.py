@@ -67,6 +67,23 @@ def reconciled(receiver: NotifyReceiver, n: int) -> Any:
     return met
 
 
+async def place_elsewhere(sim: SimHandle) -> str:
+    """A resting order placed at VALR with another key of the account (as on VALR's site)."""
+    from heliosd.builtin.valr.rest import ValrRest
+    from heliosd.config import Secret
+
+    key, secret = sim.add_key("operator", ("View access", "Trade"))
+    rest = ValrRest(sim.sim.rest_url, api_key=Secret(key), api_secret=Secret(secret))
+    try:
+        answer = await rest.request(
+            "POST", "/v1/orders/limit",
+            body={"side": "BUY", "quantity": "0.0001", "price": "290000", "pair": "BTCZAR"},
+        )  # fmt: skip
+    finally:
+        await rest.close()
+    return str(answer["id"])
+
+
 async def refused_at_once(proc: Any, sim: SimHandle) -> None:
     """An order right after the restart is refused and reaches nothing."""
     sent = len(sim.sim.orders_received(sim.account))
@@ -94,7 +111,19 @@ async def test_kill9_in_live_halts_reconciles_notifies_and_waits_for_a_resume(
     [open_at_venue] = sim.sim.open_orders(sim.account)
 
     await proc.akill9()
-    missed = await sim.sim.inject_fills(sim.account, "BTCZAR", 3)  # traded while it was down
+    # While it is down: trades it did not see, an order someone else placed at VALR, and
+    # an order it had stored as sent whose placement never reached VALR.
+    missed = await sim.sim.inject_fills(sim.account, "BTCZAR", 3)
+    foreign = await place_elsewhere(sim)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "INSERT INTO orders(customer_order_id, mode, pair, side, type, requested_quantity,"
+            " quantity, price, state, created_at, updated_at) VALUES ('hd-lost', 'LIVE',"
+            " 'BTCZAR', 'BUY', 'LIMIT', '0.0001', '0.0001', '310000', 'sent', ?, ?)",
+            ("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00"),
+        )
+    conn.close()
     await proc.astart()
     await refused_at_once(proc, sim)
     state, reason = trading_state(db)
@@ -110,15 +139,23 @@ async def test_kill9_in_live_halts_reconciles_notifies_and_waits_for_a_resume(
 
     posts = await notify_receiver.wait_for(reconciled(notify_receiver, 1), timeout=30)
     [note] = [p.json for p in posts if p.json.get("title", "").endswith(RECONCILED)]
-    assert "1 open order at VALR" in note["message"], note
+    assert "2 open orders at VALR" in note["message"], note
     assert open_at_venue["orderId"] in note["message"], note
-    assert "3 fills recovered" in note["message"], note
+    assert f"Not placed by heliosd: {foreign}." in note["message"], note
+    assert "3 fills recovered, 1 stored order resolved" in note["message"], note
     assert note["type"] in ("warning", "failure"), note  # sent as urgent
     [(details,)] = read(db, "SELECT details FROM audit WHERE action = 'reconcile'"
                             " AND outcome = 'completed'")  # fmt: skip
     found = json.loads(details)
-    assert [o["exchange_order_id"] for o in found["open_orders"]] == [open_at_venue["orderId"]]
-    assert found["unknown_orders"] == [] and found["fills_recovered"] == 3
+    assert {o["exchange_order_id"] for o in found["open_orders"]} == {
+        open_at_venue["orderId"],
+        foreign,
+    }
+    assert [o["exchange_order_id"] for o in found["unknown_orders"]] == [foreign]
+    assert found["fills_recovered"] == 3
+    [lost] = read(db, "SELECT id, state FROM orders WHERE customer_order_id = 'hd-lost'")
+    assert found["resolved_orders"] == [{"id": lost[0], "state": "failed"}]
+    assert lost[1] == "failed"
     stored = {t for (t,) in read(db, "SELECT trade_id FROM fills WHERE mode = 'LIVE'")}
     assert set(missed) <= stored
     await refused_at_once(proc, sim)  # reconciled is not resumed
