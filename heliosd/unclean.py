@@ -124,9 +124,12 @@ class Reconciliation:
                 except (HeliosError, TimeoutError) as exc:
                     problem = "reading VALR failed: " + _why(exc)
                 else:
-                    self.findings, self.completed, self.problem = findings, True, ""
-                    await self._record(findings, "")
-                    return
+                    # Completed once it is on record (fail closed: a finding that could
+                    # not be recorded is looked for again).
+                    if await self._record(findings, ""):
+                        self.findings, self.completed, self.problem = findings, True, ""
+                        return
+                    problem = "its outcome could not be recorded"
             elif not getattr(self._client, "has_credentials", True):
                 problem = "no VALR credentials are configured, so the account cannot be read"
             elif state is not None:
@@ -188,7 +191,8 @@ class Reconciliation:
         )
         return Findings(venue, unknown, int(fills) - self._fills_before, resolved)
 
-    async def _record(self, findings: Findings | None, problem: str) -> None:
+    async def _record(self, findings: Findings | None, problem: str) -> bool:
+        """Audit row and notification in one transaction; False if it did not commit."""
         event = reconcile_event(self._cause, findings, problem)
         details = findings.as_json() if findings else {"problem": problem}
         outcome = "completed" if findings else "incomplete"
@@ -203,12 +207,14 @@ class Reconciliation:
             await self._store.write(tx)
         except Exception:
             log.exception("could not record the reconciliation after the unclean exit")
+            return False
         self._publish({"type": "reconcile", "outcome": outcome, **details})
         if findings:
             log.warning("unclean exit: reconciled with VALR (%s); trading stays HALTED until"
                         " a person resumes", event.body.splitlines()[0])  # fmt: skip
         else:
             log.warning("unclean exit: reconciliation with VALR not complete yet: %s", problem)
+        return True
 
 
 def _unknown(conn: sqlite3.Connection, venue: list[OpenOrder]) -> list[OpenOrder]:
