@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="path to heliosd.toml")
     demo = sub.add_parser("demo", help="embedded VALR simulator + daemon in PAPER with the demo")
     demo.add_argument("--state-dir", default="./var")
-    demo.add_argument("--no-engine", action="store_true", help="do not start the demo strategy")
+    demo.add_argument("--no-engine", action="store_true",
+                      help="do not autostart the demo strategy (a recorded engine start in"
+                      " the state directory is still restored)")  # fmt: skip
     demo.add_argument("--no-status", action="store_true", help="no live status line")
     demo.add_argument("--sim-port", type=int, default=0)
     sim = sub.add_parser("sim", help="run the VALR simulator alone")
