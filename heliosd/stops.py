@@ -117,6 +117,12 @@ class Stops:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _to_paper(self, conn: sqlite3.Connection, who: str, why: str) -> None:
+        """A stop or halt leaves LIVE in its own transaction: LIVE never coexists with one."""
+        row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
+        if row is not None and row[0] == "LIVE":
+            st.set_mode(self.store, conn, Mode.PAPER, actor=who, reason=why, confirmed=False)
+
     def emergency_reason(self) -> str | None:
         states = self.breakers.states()
         return states[EMERGENCY].reason if EMERGENCY in states else None
@@ -124,11 +130,13 @@ class Stops:
     # ------------------------------------------------------------------ monitors' actions
 
     async def halt(self, mode: Mode, breaker: str, reason: str, until: datetime | None) -> None:
-        """Daily loss: stop the engine, cancel that mode's open orders, refuse new risk."""
+        """Daily loss: leave LIVE, stop the engine, cancel that mode's open orders, refuse
+        new risk."""
         enqueue = self.enqueue()
 
         def tx(conn: sqlite3.Connection) -> None:
             trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
+            self._to_paper(conn, "heliosd", f"halt ({breaker}): {reason}")
             st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
             enqueue(conn, halt_event(breaker=breaker, reason=reason, mode=mode, until=until))
 
@@ -173,12 +181,14 @@ class Stops:
         return changed
 
     async def operator_halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        """An operator's HALTED: nothing but cancels until a resume (open orders stay)."""
+        """An operator's HALTED: nothing but cancels until a resume; LIVE becomes PAPER in
+        the same transaction (open orders stay: an emergency stop is the one that cancels)."""
         who = str(actor)
         enqueue = self.enqueue()
 
         def tx(conn: sqlite3.Connection) -> trading.StateRow:
             trip_sql(conn, trading.OPERATOR_HALT, mode=None, reason=reason)
+            self._to_paper(conn, who, f"halt: {reason}")
             st.audit(conn, actor=who, action="halt", outcome="tripped", reason=reason)
             enqueue(conn, halt_event(breaker=trading.OPERATOR_HALT, reason=reason))
             return trading.read(conn)
@@ -209,10 +219,7 @@ class Stops:
 
             def tx(conn: sqlite3.Connection) -> trading.StateRow:
                 trip_sql(conn, EMERGENCY, mode=None, reason=reason)
-                row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
-                if row is not None and row[0] == "LIVE":
-                    st.set_mode(store, conn, Mode.PAPER, actor=who,
-                                reason=f"emergency stop: {reason}", confirmed=False)  # fmt: skip
+                self._to_paper(conn, who, f"emergency stop: {reason}")
                 st.audit(conn, actor=who, action="emergency_stop", outcome="latched",
                          reason=reason)  # fmt: skip
                 enqueue(conn, emergency_stop_event(reason=reason, actor=who))
