@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from heliosd.control.backend import Actor
 from heliosd.errors import ModeIntegrityError, PermitRevoked, RiskRejected
 from heliosd.router import ExecutionRouter
 from heliosd.stops import Stops
+from heliosd.testing import wait_for
 from heliosd.types import (
     Mode,
     OpenOrder,
@@ -28,6 +30,7 @@ from heliosd.types import (
     PlaceRequest,
     PlaceResult,
     Side,
+    TradingState,
     Verdict,
     utcnow,
 )
@@ -238,3 +241,25 @@ async def test_every_permit_is_released(rig: Rig) -> None:
     for call in calls:
         await call()
     assert rig.router.permits.outstanding() == []
+
+
+async def test_a_halt_revokes_stale_permits_and_its_until_brings_active_back(rig: Rig) -> None:
+    placing = asyncio.ensure_future(rig.router.submit(buy(), actor="t"))
+    await rig.venue.entered.wait()
+    until = utcnow() + timedelta(milliseconds=200)
+    await rig.stops.halt(Mode.PAPER, DAILY_LOSS, "5% down", until)
+    assert rig.store.mode_state().trading_state is TradingState.REDUCING
+    if rig.venue.honours_permits:
+        with pytest.raises(PermitRevoked, match="epoch"):
+            await placing
+        assert rig.venue.sent == []
+    else:  # already on the wire when the halt came: it answers
+        rig.venue.gate.set()
+        await placing
+    epoch = rig.store.mode_state().epoch
+    # The expiry timer re-derives the row once `until` has passed: ACTIVE, a new epoch.
+    await wait_for(lambda: rig.store.mode_state().trading_state is TradingState.ACTIVE)
+    assert rig.store.mode_state().epoch == epoch + 1
+    rig.venue.gate.set()
+    row = await rig.router.submit(buy(), actor="t")
+    assert row["state"] == "placed"
