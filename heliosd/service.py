@@ -220,10 +220,8 @@ class Service:
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
         self.engine.on_choice = self._remember_engine
         self.stops.stop_engine = self._stop_engine_for_stop
-        # TODO(lead): Stops.resume_blocked comes with helper S1's work; until it is merged
-        # this attribute is not read and a resume does not wait for the reconciliation
-        # (the ignore then becomes unused and mypy says so: drop it with the merge).
-        self.stops.resume_blocked = self._resume_blocked  # type: ignore[attr-defined]
+        # No resume before an unclean exit is reconciled (Stops.resume consults it).
+        self.stops.resume_blocked = self._resume_blocked
         self._start_reconciliation()
         await self._restore_engine()
 
