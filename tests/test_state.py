@@ -71,9 +71,7 @@ async def test_every_transition_bumps_the_epoch_and_rederives(store: Store) -> N
 
 async def test_an_expired_breaker_counts_only_until_sync_rederives(store: Store) -> None:
     until = utcnow() + timedelta(milliseconds=50)
-    await store.write(
-        lambda c: trip_sql(c, DAILY_LOSS, mode=Mode.PAPER, reason="5%", until=until)
-    )
+    await store.write(lambda c: trip_sql(c, DAILY_LOSS, mode=Mode.PAPER, reason="5%", until=until))
     assert store.mode_state().trading_state is TradingState.REDUCING
     later = until + timedelta(seconds=1)
     row = await store.write(lambda c: state.sync(c, later))
