@@ -212,7 +212,9 @@ class Watch:
             await asyncio.sleep(0)
 
 
-async def test_random_interleavings_keep_both_invariants(running: RunningDaemon) -> None:
+async def test_random_interleavings_keep_both_invariants(
+    running: RunningDaemon, sim: SimHandle
+) -> None:
     seed = int(os.environ.get("HELIOSD_SEED", random.randrange(2**32)))
     print(f"interleaving seed={seed} (reproduce: HELIOSD_SEED={seed})")
     rng = random.Random(seed)
@@ -221,6 +223,7 @@ async def test_random_interleavings_keep_both_invariants(running: RunningDaemon)
     watch = Watch(running)
     poller = asyncio.ensure_future(watch.poll())
     answers: list[tuple[str, int, str]] = []
+    never_sent: list[str] = []  # customerOrderIds answered permit_revoked
 
     async def order() -> None:
         # A round trip, so positions mostly net out (an open position refuses LIVE).
@@ -228,6 +231,8 @@ async def test_random_interleavings_keep_both_invariants(running: RunningDaemon)
             body = {"pair": "BTCZAR", "side": side, "type": "MARKET", "quantity": "0.0001"}
             status, answer = await req("POST", "/api/orders", body)
             answers.append(("order", status, answer.get("error", "")))
+            if answer.get("error") == "permit_revoked":
+                never_sent.append(answer["details"]["order"]["customer_order_id"])
 
     async def stop() -> None:
         status, answer = await req("POST", "/api/trading/emergency-stop", {"reason": "r"})
@@ -256,7 +261,7 @@ async def test_random_interleavings_keep_both_invariants(running: RunningDaemon)
         status, answer = await req("POST", "/api/trading/mode", {"mode": "PAPER"})
         answers.append(("paper", status, answer.get("error", "")))
 
-    ops = [order, order, order, stop, halt, resume, resume, live, live, paper]
+    ops = [order, order, order, order, stop, halt, resume, resume, resume, live, live, paper]
     try:
         for _ in range(14):
             batch = [rng.choice(ops) for _ in range(rng.randint(2, 5))]
@@ -268,6 +273,9 @@ async def test_random_interleavings_keep_both_invariants(running: RunningDaemon)
             await asyncio.gather(*(delayed(op, rng.random() * 0.03) for op in batch))
             watch.check_state()
             assert not watch.violations, (seed, watch.violations)
+        # Whatever the search did, one plain order after a resume must go out (and be seen).
+        await resume()
+        await order()
     finally:
         poller.cancel()
     kinds = {(k, s, e) for k, s, e in answers}
@@ -275,3 +283,9 @@ async def test_random_interleavings_keep_both_invariants(running: RunningDaemon)
     assert all(s < 500 for _, s, _ in answers), (seed, answers)
     assert watch.sends, (seed, "the search sent no order at all")
     assert not watch.violations, (seed, watch.violations)
+    # At the venue: an order answered permit_revoked never arrived, and every order that did
+    # arrive went through a client under a valid permit (recorded above).
+    arrived = {a.customer_order_id for a in sim.sim.order_log()}
+    assert not arrived & set(never_sent), (seed, arrived & set(never_sent))
+    live_sent = {cid for cid, mode, *_ in watch.sends if mode is Mode.LIVE}
+    assert arrived <= live_sent, (seed, arrived - live_sent)
