@@ -20,7 +20,7 @@ from heliosd.control.backend import Actor
 from heliosd.errors import ModeIntegrityError, PermitRevoked, RiskRejected
 from heliosd.router import ExecutionRouter
 from heliosd.stops import Stops
-from heliosd.testing import wait_for
+from heliosd.testing import eventually, wait_for
 from heliosd.types import (
     Mode,
     OpenOrder,
@@ -154,6 +154,17 @@ async def test_an_order_waiting_in_the_client_is_never_sent_after_a_stop(rig: Ri
         row = await placing
         assert row["customer_order_id"] == cid
         assert rig.venue.sent == [(cid, epoch, answer["epoch"])]
+
+        # Once it answered, the stop's follow-up cancels and verifies again, audited.
+        async def follow_up() -> list[Any]:
+            rows = await rig.store.read(lambda c: c.execute(
+                "SELECT details FROM audit WHERE action = 'emergency_stop'"
+                " AND outcome = 'follow_up'"
+            ).fetchall())  # fmt: skip
+            return list(rows)
+
+        [(details,)] = await eventually(follow_up)
+        assert cid in details
     assert answer["epoch"] > epoch and answer["trading_state"] == "REDUCING"
     # Every send happened under the permit's own epoch (or the wrapper made it on-the-wire
     # before the stop, which the stop reported).
