@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from heliosd import store as st
 from heliosd.store import iso
@@ -41,6 +41,9 @@ from heliosd.types import (
     Verdict,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from heliosd.risk.account import AccountRisk
 
 log = logging.getLogger(__name__)
 
@@ -421,9 +424,13 @@ def list_orders(
 
 
 class OrderCounters:
-    """Cheap counts for risk rules (implements heliosd.protocols.OrderStats)."""
+    """Cheap counts for risk rules (implements heliosd.protocols.OrderStats), and the one
+    place every order row change passes through (:meth:`track`): it feeds each mode's
+    account risk model (``accounts``), whose reserved exposure is kept from these rows."""
 
     def __init__(self, window: timedelta = timedelta(hours=1)) -> None:
+        # Mode -> heliosd.risk.account.AccountRisk (the service wires them; empty: none).
+        self.accounts: dict[Mode, AccountRisk] = {}
         self._recent: deque[tuple[datetime, Mode]] = deque()
         self._open: dict[tuple[Mode, str], set[int]] = {}
         self._window = window
@@ -438,12 +445,23 @@ class OrderCounters:
             self._recent.popleft()
 
     def track(self, order: Mapping[str, Any]) -> None:
-        key = (Mode(order["mode"]), order["pair"])
+        mode = Mode(order["mode"])
+        key = (mode, order["pair"])
         ids = self._open.setdefault(key, set())
         if OrderState(order["state"]).is_open:
             ids.add(order["id"])
         else:
             ids.discard(order["id"])
+        account = self.accounts.get(mode)
+        if account is not None:
+            account.track_order(order)
+
+    def fill_applied(self, mode: Mode, order_id: int, quantity: Decimal) -> None:
+        """The ledger of ``mode`` applied a fill of ``order_id`` (before the order's new row
+        is tracked): the reservation moves from the order to the ledger's holdings."""
+        account = self.accounts.get(mode)
+        if account is not None:
+            account.exposure.fill_applied(order_id, quantity)
 
     def orders_since(self, since: datetime, mode: Mode | None = None) -> int:
         return sum(1 for at, m in reversed(self._recent)
