@@ -46,6 +46,7 @@ from heliosd.errors import RiskRejected
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.plugins import collect, make_plugin_manager
+from heliosd.risk.account import AccountRisk
 from heliosd.router import ExecutionRouter
 from heliosd.store import Store
 from heliosd.types import (
@@ -159,10 +160,15 @@ class Rig:
         self.rule_names = [getattr(r, "name", "?") for r in registry.risk_rules]
         self.client = InstantClient()
         clients: Any = {Mode.PAPER: self.client, Mode.LIVE: self.client}
+        # The account risk model the daemon wires (heliosd.service): the limits read its
+        # snapshot (holdings and the open orders' reserved exposure).
+        counters = od.OrderCounters()
+        for mode, ledger in ((Mode.PAPER, self.ledger), (Mode.LIVE, live)):
+            counters.accounts[mode] = AccountRisk(mode, ledger, self.market)
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=clients,
             ledgers={Mode.PAPER: self.ledger, Mode.LIVE: live}, market=self.market,
-            breakers=self.breakers, counters=od.OrderCounters(), rules=registry.risk_rules,
+            breakers=self.breakers, counters=counters, rules=registry.risk_rules,
         )  # fmt: skip
         return self
 

@@ -154,41 +154,48 @@ class OrderValuation:
     def __init__(self, intent: OrderIntent, ctx: RiskContext) -> None:
         self.intent = intent
         self.reference = reference = ctx.settings.risk.reference_currency
-        self.position = position = ctx.ledger.position(intent.pair)
         self.price = self.rate = None
         self.equity = self.unit_value = self.post = ZERO
-        self.pending = pending = NO_PENDING
-        self.held = self.free = position
         self.pair = pair = _pair(intent, ctx)
-        if pair is None:
-            self.reduces = reduces_position(intent, position)
-            return
+        pending = NO_PENDING
         account = ctx.account
-        held = free = position
-        if account is not None and account.ready:
+        if pair is not None and account is not None and account.ready:
+            # The snapshot's holding is the ledger's position (the base currency's balance),
+            # read without the ledger's lookups; plus the fills not in a balance yet.
             holding = account.holdings.get(pair.base)
-            pending = account.pending.get(pair.base, NO_PENDING)
-            self.pending = pending
-            if holding is not None:
-                total = holding.total
-                unsettled = holding.unsettled
-                held = total + unsettled if unsettled > ZERO else total
-                free = total + unsettled if unsettled < ZERO else total
+            if holding is None:
+                position = held = free = ZERO
             else:
-                held = free = ZERO
-        quantity = intent.quantity
-        if intent.side is _BUY:
-            self.held = held
-            self.free = free - pending.sell_quantity
-            self.reduces = held < ZERO and ZERO < quantity <= -held
-            if self.reduces:
-                return
+                position = held = free = holding.total
+                unsettled = holding.unsettled
+                if unsettled:
+                    if unsettled > ZERO:
+                        held = position + unsettled
+                    else:
+                        free = position + unsettled
+            if account.pending:
+                pending = account.pending.get(pair.base, NO_PENDING)
+            equity = account.equity
         else:
-            self.held = held
-            self.free = free = free - pending.sell_quantity
+            account = None
+            position = held = free = ctx.ledger.position(intent.pair)
+            equity = None
+        self.position = position
+        self.pending = pending
+        self.held = held
+        quantity = intent.quantity
+        if intent.side is not _BUY:
+            if pending.orders:
+                free -= pending.sell_quantity
+            self.free = free
             # No spot shorts: a SELL reduces when it fits in the free holding. One that does
             # not is capped or rejected by the position limit, never priced as a short.
             self.reduces = ZERO < quantity <= free
+            return
+        self.free = free
+        # A BUY reduces only a short, which only a ledger with unknown balances can show.
+        self.reduces = reduces = held < ZERO and ZERO < quantity <= -held
+        if reduces or pair is None:
             return
         self.price = price = valuation_price(intent, ctx.market)
         if price is None:
@@ -196,9 +203,7 @@ class OrderValuation:
         self.rate = rate = quote_rate(pair, reference, ctx.market)
         if rate is None:
             return
-        self.equity = (
-            account.equity if account is not None and account.ready else (ctx.ledger.equity())
-        )
+        self.equity = ctx.ledger.equity() if equity is None else equity
         self.unit_value = price * rate
         self.post = held + quantity
 
@@ -292,20 +297,21 @@ class PositionLimit:
             )
         unit_value = v.unit_value
         pending = v.pending
-        held_value = v.held * unit_value
-        order_value = intent.quantity * unit_value
-        if pending.orders:
+        # held + pending buys + this order, valued (post = held + this order).
+        if pending.buy_quantity:
             pending_value = pending.buy_quantity * unit_value
             if pending.buy_value > pending_value:
                 pending_value = pending.buy_value
-            exposure = abs(held_value + pending_value + order_value)
+            exposure = abs(v.post * unit_value + pending_value)
         else:
             pending_value = ZERO
-            exposure = abs(held_value + order_value)
+            exposure = abs(v.post) * unit_value
         budget = equity * limit_pct
         # Compare by multiplication (exact, and cheaper than dividing on every order).
         if exposure * _HUNDRED <= budget:
             return self._within
+        held_value = v.held * unit_value
+        order_value = intent.quantity * unit_value
         # Room left for this order: the budget less what is held and already pending.
         room = (budget / _HUNDRED - held_value - pending_value) / unit_value
         allowed = pair.round_quantity(room) if room > ZERO else ZERO
@@ -435,23 +441,27 @@ class LeverageLimit:
         current = abs(position) * (mark if mark is not None else price) * rate
         unit_value = v.unit_value
         account = ctx.account
-        pending = v.pending
-        held_value = v.held * unit_value
-        order_value = intent.quantity * unit_value
         pending_value = others = ZERO
         if account is not None and account.ready:
-            base = account.gross_exposure
-            if pending.orders:
-                pending_value = pending.buy_quantity * unit_value
-                if pending.buy_value > pending_value:
-                    pending_value = pending.buy_value
-            others = account.pending_buy_value - pending.buy_value
+            rest = account.gross_exposure - current
+            if account.pending_buy_value:
+                pending = v.pending
+                if pending.buy_quantity:
+                    pending_value = pending.buy_quantity * unit_value
+                    if pending.buy_value > pending_value:
+                        pending_value = pending.buy_value
+                others = account.pending_buy_value - pending.buy_value
+                rest += others
+                gross = rest + abs(v.post * unit_value + pending_value)
+            else:
+                gross = rest + abs(v.post) * unit_value
         else:
-            base = ctx.ledger.gross_exposure()
-        rest = base - current + others
-        gross = rest + abs(held_value + pending_value + order_value)
+            rest = ctx.ledger.gross_exposure() - current
+            gross = rest + abs(v.post) * unit_value
         if gross > equity * max_leverage:
             leverage = _fixed2(gross / equity)
+            held_value = v.held * unit_value
+            order_value = intent.quantity * unit_value
             numbers = f"gross {_fixed2(gross)} {reference}, equity {_fixed2(equity)} {reference}"
             parts = (
                 f"held {_fixed2(held_value)} + pending buys {_fixed2(pending_value)} + this "

@@ -100,15 +100,21 @@ class AccountRisk:
         self.max_quote_age_s = max_quote_age_s
         self.exposure = Exposure(ledger.pair_info, self._ask, self._rate)
         self.pricer: AssetPricer = pricer or MarketPricer(market, self.reference, ledger.last_price)
+        # Whose ``version`` says the prices moved: the fallback's is the market's (read as
+        # an attribute there: cheaper than the fallback's property, once per order).
+        self._prices: Any = market if pricer is None else pricer
         ledger.set_pricer(self.pricer)
         self._snapshot: RiskSnapshot | None = None
-        self._key: tuple[Any, ...] | None = None
+        self._ledger_version = self._exposure_version = self._pricer_version = -1
+        self._peak: object = None
+        self._day_start: object = None
 
     # ------------------------------------------------------------------ inputs
 
     def set_pricer(self, pricer: AssetPricer) -> None:
         """Value through ``pricer`` from now on (:mod:`heliosd.risk.prices` plugs in here)."""
         self.pricer = pricer
+        self._prices = pricer
         self.ledger.set_pricer(pricer)
         self._snapshot = None
 
@@ -120,13 +126,28 @@ class AccountRisk:
 
     def snapshot(self, now: datetime | None = None) -> RiskSnapshot:
         """The account's risk state; the same object until something it reads changed."""
+        # Once per order on the order path: int comparisons and identity checks only. The
+        # marks (peak, day start: the ledger's, persisted by the service) are compared by
+        # identity with the objects the snapshot was built from; holding those references
+        # keeps their identities from being reused, and the ledger replaces its marks,
+        # never mutates them (Decimals are immutable).
         ledger = self.ledger
-        key = (ledger.version, self.exposure.version, self.pricer.version, ledger.marks())
         snap = self._snapshot
-        if snap is not None and key == self._key:
+        if (
+            snap is not None
+            and ledger.version == self._ledger_version
+            and self.exposure.version == self._exposure_version
+            and self._prices.version == self._pricer_version
+            and ledger._peak is self._peak
+            and ledger._day_start_equity is self._day_start
+        ):
             return snap
+        self._ledger_version = ledger.version
+        self._exposure_version = self.exposure.version
+        self._pricer_version = self._prices.version
+        self._peak = ledger._peak
+        self._day_start = ledger._day_start_equity
         snap = self._snapshot = self._build(now or utcnow())
-        self._key = key
         return snap
 
     def _build(self, now: datetime) -> RiskSnapshot:
