@@ -176,7 +176,11 @@ class Service:
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
         if callable(restore):
-            restore(fills[Mode.PAPER], [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])
+            # The paper venue replays what the paper ledger could apply: a stored fill it
+            # could not is reported (ledger_error) and must not stop the start here either.
+            unread = {e.trade_id for e in self.ledgers[Mode.PAPER].errors}
+            restore([f for f in fills[Mode.PAPER] if f.trade_id not in unread],
+                    [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
         for mode in (Mode.LIVE, Mode.PAPER):
             await self.clients[mode].start(self.sinks[mode])
             self.stack.push_async_callback(self.clients[mode].close)
