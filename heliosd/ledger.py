@@ -377,8 +377,9 @@ class Ledger:
         return self._total(info.base)
 
     def positions(self) -> Mapping[str, Decimal]:
-        """Non-zero positions by pair: the traded pairs, and pairs with fills whose base no
-        traded pair has (pairs sharing a base currency show the same balance)."""
+        """Non-zero positions of the traded pairs (``valr.pairs``), by pair: pairs sharing a
+        base currency show the same balance. Every other holding is external (see
+        :meth:`book_rows` and :class:`heliosd.risk.account.AccountRisk`)."""
         out: dict[str, Decimal] = {}
         for symbol in self._known_pairs():
             qty = self.position(symbol)
@@ -568,9 +569,6 @@ class Ledger:
         book = self._books.get(pair)
         return None if book is None else book.last_price
 
-    def _traded_bases(self) -> set[str]:
-        return {i.base for s in self.traded if (i := self.pair_info(s)) is not None}
-
     def _is_traded_base(self, asset: str) -> bool:
         if asset == self.reference_currency:
             return True
@@ -622,24 +620,11 @@ class Ledger:
         return None
 
     def _known_pairs(self) -> set[str]:
-        # The traded pairs; booked pairs whose base no traded pair has; and for any other
-        # currency held, its pair in the reference currency once the market lists it (the
-        # pre-LIVE gates look for open positions here). Not the market's whole list: with
-        # every venue pair loaded, BTC would show once per BTC pair.
-        bases = self._traded_bases()
-        out = set(self.traded)
-        for symbol, book in self._books.items():
-            if book.info.base not in bases:
-                out.add(symbol)
-                bases.add(book.info.base)
-        ref = self.reference_currency
-        if self.ready:
-            for currency, balance in self.balances().items():
-                if currency != ref and currency not in bases and balance.total:
-                    symbol = currency + ref
-                    if self._pair_info(symbol) is not None:
-                        out.add(symbol)
-        return out
+        # The traded pairs only (``valr.pairs``: what an open position is, by contract). Not
+        # the market's whole list: with every venue pair loaded, BTC would show once per BTC
+        # pair. Holdings and books outside them are in book_rows() and the account model's
+        # snapshot, marked external.
+        return set(self.traded)
 
     def _total(self, currency: str) -> Decimal:
         if self._venue is not None:
