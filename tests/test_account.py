@@ -298,3 +298,20 @@ def test_the_fallback_pricer_values_through_marks_then_last_fills() -> None:
     version = pricer.version
     market.update(Quote("BTCZAR", D(10), D(12), None, T0))
     assert pricer.version != version and pricer.price("BTC").value == D(11)
+
+
+def test_a_reservation_made_before_the_row_is_stored_counts_until_released() -> None:
+    """For the router: an order evaluated and waiting for its commit already counts, so a
+    second order evaluated meanwhile cannot take the same room."""
+    rig = Rig(ZAR="100000")
+    release = rig.counters.reserve(Mode.LIVE, buy("0.015", "1000000"), D("0.015"))
+    verdict = PositionLimit().check(buy("0.015", "1000000"), rig.ctx())
+    assert verdict.action is VerdictAction.CAP and verdict.quantity == D("0.005")
+    stored = rig.order("BUY", "0.015", price="1000000")  # the stored row is tracked...
+    release()  # ...then the provisional reservation goes
+    release()  # idempotent
+    p = rig.account.snapshot().pending["BTC"]
+    assert p.buy_quantity == D("0.015") and p.orders == 1
+    rig.move(stored, state="cancelled")
+    assert rig.account.snapshot().pending == {}
+    assert rig.counters.reserve(Mode.PAPER, buy("1"), D(1))() is None  # no model: nothing
