@@ -119,7 +119,13 @@ def intents(stream: list[dict[str, Any]]) -> list[OrderIntent]:
 
 
 class InstantClient:
-    """A paper client that accepts every order at once (the bench measures our side)."""
+    """A paper client that answers every order at once (the bench measures our side).
+
+    It answers "cancelled" (as a venue does for an immediate-or-cancel order that found
+    nothing): the order is stored, sent and answered like any other, and leaves no resting
+    exposure. Open orders count toward the position and leverage limits, so orders left
+    resting would fill the account's room and turn the rest of the stream into refusals.
+    """
 
     name = "instant"
 
@@ -128,7 +134,7 @@ class InstantClient:
 
     async def place(self, request: PlaceRequest) -> PlaceResult:
         self.placed += 1
-        return PlaceResult(OrderState.PLACED, f"x-{self.placed}")
+        return PlaceResult(OrderState.CANCELLED, f"x-{self.placed}")
 
 
 class Rig:
