@@ -21,6 +21,7 @@ ledger's marks: peak or day start) and the same frozen object is handed out unti
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -133,17 +134,25 @@ class AccountRisk:
         # never mutates them (Decimals are immutable).
         ledger = self.ledger
         snap = self._snapshot
+        exposure_version = self.exposure.version
         if (
             snap is not None
             and ledger.version == self._ledger_version
-            and self.exposure.version == self._exposure_version
             and self._prices.version == self._pricer_version
             and ledger._peak is self._peak
             and ledger._day_start_equity is self._day_start
         ):
+            if exposure_version == self._exposure_version:
+                return snap
+            # Only a reservation moved (an order stored, answered, filled, cancelled: the
+            # common change on the order path): the valued holdings stand.
+            snap = self._snapshot = replace(
+                snap, pending=self.exposure.pending(), pending_buy_value=self.exposure.buy_value
+            )
+            self._exposure_version = exposure_version
             return snap
         self._ledger_version = ledger.version
-        self._exposure_version = self.exposure.version
+        self._exposure_version = exposure_version
         self._pricer_version = self._prices.version
         self._peak = ledger._peak
         self._day_start = ledger._day_start_equity
