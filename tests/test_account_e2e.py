@@ -29,7 +29,7 @@ from heliosd.testing import (
     wait_for,
     write_config,
 )
-from heliosd.types import Mode, Side
+from heliosd.types import Fill, Mode, Side, utcnow
 
 NOTIFY = "json://127.0.0.1:9/unused"  # the risk-config gate wants one; never delivered to
 MID = Decimal(1200000)
@@ -355,5 +355,30 @@ async def test_other_assets_held_show_as_external_holdings(sim: SimHandle, short
         [usdc] = [r for r in body["live"] if r["asset"] == "USDC"]
         assert usdc["external"] is True and usdc["quantity"] == "250"
         assert usdc["pair"] is None
+    finally:
+        await running.stop()
+
+
+async def test_a_fill_the_ledger_cannot_read_at_runtime_trips_ledger_error(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    """At runtime too: the fill is stored (the venue's fact), reported and trips
+    ``ledger_error``; the other fills keep being applied. (The simulator trades only real
+    pairs, so the fill enters where the account stream delivers it: the venue sink.)"""
+    running = await start_daemon(write_config(short_dir, sim, notify_url=NOTIFY))
+    try:
+        sink = running.service.sinks[Mode.LIVE]
+        await sink.on_fill(Fill("odd-2", "X-Y", Side.BUY, D(1), D(1), D(0), "ZAR", utcnow()))
+        await sink.drain()
+        await wait_for(lambda: running.service.breakers.is_tripped("ledger_error"))
+        status, health = await running.request("GET", "/api/health")
+        assert status == 200, health
+        [error] = health["ledger_errors"]["LIVE"]
+        assert error["trade_id"] == "odd-2"
+        db = running.service.settings.daemon.db_path
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("SELECT pair FROM fills WHERE trade_id = 'odd-2'").fetchone()
+            state = conn.execute("SELECT trading_state FROM trading_mode_state").fetchone()
+        assert state == ("REDUCING",)
     finally:
         await running.stop()
