@@ -14,7 +14,9 @@ Shared semantics:
   The position cap and the leverage limit both count that sum, read from the account's risk
   snapshot (``ctx.account``); the verdict's reason shows each part (held, pending buys, this
   order, equity). A pending BUY counts at the larger of its reserved value (its LIMIT price,
-  or the ask plus a margin for a MARKET BUY) and its quantity at this order's price.
+  or the ask plus a margin for a MARKET BUY) and its quantity at this order's price. The
+  order being checked is charged at the price it would trade at (the ask, or its LIMIT
+  price when higher), as the cap always has; the margin only weighs on the orders after it.
 * **No spot shorts.** heliosd never trades on margin: a SELL may sell what is held minus what
   open and in-flight SELLs already sell (and minus sold coins the venue's balance does not
   show yet). Above that it is capped to it; when nothing is left it is rejected, never
