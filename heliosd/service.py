@@ -314,7 +314,12 @@ class Service:
         self.breakers.committed_trip(LEDGER_ERROR, reason, None)
 
     def _ledger_error_at_runtime(self, mode: Mode, error: LedgerError) -> None:
-        self._spawn(self._ledger_errors(mode, [error]))
+        # One trip and one notification while the breaker stands, not one per bad fill
+        # (each further one is logged by the ledger and listed in health).
+        if not self._may_trip(LEDGER_ERROR):
+            return
+        self._tripping.add(LEDGER_ERROR)
+        self._spawn(self._trip(LEDGER_ERROR, self._ledger_errors(mode, [error])))
 
     async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
         """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.

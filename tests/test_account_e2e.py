@@ -376,10 +376,17 @@ async def test_a_fill_the_ledger_cannot_read_at_runtime_trips_ledger_error(
         assert status == 200, health
         [error] = health["ledger_errors"]["LIVE"]
         assert error["trade_id"] == "odd-2"
+        # A second one is listed and logged; the breaker and its notification stand once.
+        await sink.on_fill(Fill("odd-3", "X-Y", Side.BUY, D(1), D(1), D(0), "ZAR", utcnow()))
+        await sink.drain()
+        _, health = await running.request("GET", "/api/health")
+        assert [e["trade_id"] for e in health["ledger_errors"]["LIVE"]] == ["odd-2", "odd-3"]
         db = running.service.settings.daemon.db_path
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT pair FROM fills WHERE trade_id = 'odd-2'").fetchone()
             state = conn.execute("SELECT trading_state FROM trading_mode_state").fetchone()
+            alerts = conn.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'integrity'")
+            assert alerts.fetchone() == (1,)
         assert state == ("REDUCING",)
     finally:
         await running.stop()
