@@ -10,13 +10,17 @@ steps are printed with every failure so the interleaving can be rebuilt as a tes
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from decimal import Decimal
 from typing import Any
 
 from . import invariants as inv
+from .findings import classify
 from .world import BTC_MIN, PAIR, SETTLE_S, StopRecord, Step, World, now
 
+# HELIOSD_STRICT=1: known findings fail like any other violation.
+STRICT = os.environ.get("HELIOSD_STRICT", "") not in ("", "0")
 QUIET_EVERY = 6  # a forced quiet point (I3, I4) at least this often
 NATURAL_S = 4.0  # how long agreement may take by itself before a reconnect forces it
 
@@ -32,6 +36,8 @@ class Search:
         self.notes: list[str] = []
         self.since_quiet = 0
         self.step: Step | None = None
+        self.known: dict[str, list[str]] = {}  # finding name -> its violations
+        self.seen: set[str] = set()
 
     # ------------------------------------------------------------------ driving
 
@@ -55,15 +61,28 @@ class Search:
             await self.check_quiet(force=self.since_quiet >= QUIET_EVERY)
 
     def say(self, detail: str = "", outcome: str = "") -> None:
-        assert self.step is not None
+        if self.step is None:  # driven by a test, not by the search
+            self.step = Step(len(self.world.steps) + 1, "(test)")
+            self.world.steps.append(self.step)
         if detail:
             self.step.detail = detail
         if outcome:
             self.step.outcome = outcome
 
     def fail(self, problems: list[str]) -> None:
-        if problems:
-            raise Violation(self.world.report(problems))
+        """Record known findings (once each); raise on anything else."""
+        new = []
+        for problem in problems:
+            finding = classify(problem) if not STRICT else None
+            if finding is None:
+                new.append(problem)
+            elif problem not in self.seen:
+                self.seen.add(problem)
+                self.known.setdefault(finding.name, []).append(
+                    f"step {self.step.number if self.step else 0}: {problem}"
+                )
+        if new:
+            raise Violation(self.world.report(new))
 
     # ------------------------------------------------------------------ checks
 
@@ -297,7 +316,10 @@ class Search:
         self.say(f"confirm sent, emergency stop {pause * 1000:.0f} ms later",
                  f"switch {result[0] if isinstance(result, tuple) else result!r} {answer};"
                  f" stop {_stop_outcome(stop)}")  # fmt: skip
-        self.fail(inv.i5_stop_answer_matches(stop))
+        problems = inv.i5_stop_answer_matches(stop) + inv.i2_live_never_with_stop(w, await w.mode())
+        self.fail(problems)
+        if problems:  # known finding: LIVE outlived the stop; the operator would undo it
+            await w.request("POST", "/api/trading/mode", {"mode": "PAPER", "reason": "undo"})
 
     async def go_live(self) -> None:
         await self.switch_live(concurrent_stop=False)

@@ -30,7 +30,7 @@ that polls with a deadline):
   ``remaining_open_orders`` equals the number of orders open at the venue at the instant
   its answer arrived.
 
-Budget: ``make test`` runs one fixed seed for ``HELIOSD_STEPS`` steps (default 30, well
+Budget: ``make test`` runs one fixed seed for ``HELIOSD_STEPS`` steps (default 120, well
 under 90 s). ``--seed N`` or ``HELIOSD_SEED=N`` runs another sequence; the seed is printed
 with every failure, with the steps that led to it. ``make soak`` runs
 ``test_soak`` (skipped otherwise): fresh seeds, one daemon each, until
@@ -53,10 +53,11 @@ import pytest
 
 from heliosd.testing import start_sim
 
+from .findings import KNOWN
 from .search import Search
 from .world import World
 
-STEPS = int(os.environ.get("HELIOSD_STEPS", "30"))
+STEPS = int(os.environ.get("HELIOSD_STEPS", "120"))
 
 
 def say(text: str) -> None:
@@ -79,6 +80,17 @@ async def test_interleavings_keep_the_safety_invariants(world: World, seed: int)
     assert all(checks.get(i, 0) > 0 for i in ("I1", "I2", "I3", "I4")), checks
     assert world.account.received, "no order reached the venue"
     assert [s.action for s in world.steps], world.steps
+    if search.known:
+        pytest.xfail(known_report(search.known, seed))
+
+
+def known_report(known: dict[str, list[str]], seed: int) -> str:
+    lines = [f"seed {seed}: only known, reported findings (HELIOSD_STRICT=1 fails on them):"]
+    for finding in KNOWN:
+        if finding.name in known:
+            hits = known[finding.name]
+            lines.append(f"{finding.name} x{len(hits)}: {finding.summary}; first: {hits[0]}")
+    return "\n".join(lines)
 
 
 SOAK_MINUTES = os.environ.get("HELIOSD_SOAK_MINUTES")
