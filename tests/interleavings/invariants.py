@@ -31,8 +31,9 @@ class LiveWindow:
 def live_windows(world: World) -> list[LiveWindow]:
     from .world import read_db
 
-    rows = read_db(world.db, "SELECT new_mode, changed_at, reason FROM trading_mode_history"
-                             " ORDER BY id")  # fmt: skip
+    rows = read_db(
+        world.db, "SELECT new_mode, changed_at, reason FROM trading_mode_history ORDER BY id"
+    )
     windows: list[LiveWindow] = []
     start: datetime | None = None
     for new_mode, changed_at, reason in rows:
@@ -73,8 +74,10 @@ def i1_no_order_after_stop(world: World, notes: list[str]) -> list[str]:
         arrived = r.received_at
         row = orders.get(cid)
         if row is None:
-            problems.append(f"I1: {cid} reached the venue at {arrived:%T.%f} but heliosd has no"
-                            " stored order for it")  # fmt: skip
+            problems.append(
+                f"I1: {cid} reached the venue at {arrived:%T.%f} but heliosd has no"
+                " stored order for it"
+            )
             continue
         mode, created = row[1], parse_time(row[2])
         if mode != "LIVE":
@@ -83,15 +86,19 @@ def i1_no_order_after_stop(world: World, notes: list[str]) -> list[str]:
         checked_in = _window_of(windows, created)
         arrived_in = _window_of(windows, arrived)
         if checked_in is None:
-            problems.append(f"I1: {cid} checked at {created:%T.%f} while not LIVE reached the"
-                            f" venue at {arrived:%T.%f}")  # fmt: skip
+            problems.append(
+                f"I1: {cid} checked at {created:%T.%f} while not LIVE reached the"
+                f" venue at {arrived:%T.%f}"
+            )
         elif arrived_in is not checked_in:
             end = checked_in.end
             late = f"{(arrived - end).total_seconds() * 1000:.0f} ms" if end else "?"
             if arrived_in is not None:
-                problems.append(f"I1: {cid} checked in the LIVE period from"
-                                f" {checked_in.start:%T.%f} reached the venue in a later LIVE"
-                                f" period ({late} after its own ended)")  # fmt: skip
+                problems.append(
+                    f"I1: {cid} checked in the LIVE period from"
+                    f" {checked_in.start:%T.%f} reached the venue in a later LIVE"
+                    f" period ({late} after its own ended)"
+                )
             else:  # after the switch committed, before any stop answered: see below
                 cause = "an emergency stop" if checked_in.ended_by_stop else "a switch to PAPER"
                 notes.append(f"{cid} reached the venue {late} after {cause} committed")
@@ -100,9 +107,11 @@ def i1_no_order_after_stop(world: World, notes: list[str]) -> list[str]:
                 stop.answered_at < w.start <= created for w in windows
             ):
                 ms = (arrived - stop.answered_at).total_seconds() * 1000
-                problems.append(f"I1: {cid} ({row[3]}) reached the venue {ms:.0f} ms after the"
-                                f" emergency stop of step {stop.step} had answered"
-                                f" {stop.body!r}")  # fmt: skip
+                problems.append(
+                    f"I1: {cid} ({row[3]}) reached the venue {ms:.0f} ms after the"
+                    f" emergency stop of step {stop.step} had answered"
+                    f" {stop.body!r}"
+                )
                 break
     return problems
 
@@ -155,8 +164,10 @@ def i3_fills_once(world: World, live_position: Decimal) -> list[str]:
     if twice:
         problems.append(f"I3: fills stored twice: {twice}")
     if set(stored) != venue:
-        problems.append(f"I3: {len(venue - set(stored))} venue trades not stored,"
-                        f" {len(set(stored) - venue)} stored fills unknown to the venue")  # fmt: skip
+        problems.append(
+            f"I3: {len(venue - set(stored))} venue trades not stored,"
+            f" {len(set(stored) - venue)} stored fills unknown to the venue"
+        )
     held = world.venue_btc()
     if live_position != held:
         problems.append(f"I3: the LIVE ledger holds {live_position} BTC, the venue {held}")
@@ -169,8 +180,12 @@ def i4_open_orders_agree(world: World) -> list[str]:
     from .world import read_db
 
     marks = ",".join("?" * len(OPEN_STATES))
-    rows = read_db(world.db, "SELECT exchange_order_id, customer_order_id FROM orders"
-                             f" WHERE mode = 'LIVE' AND state IN ({marks})", OPEN_STATES)  # fmt: skip
+    rows = read_db(
+        world.db,
+        "SELECT exchange_order_id, customer_order_id FROM orders"
+        f" WHERE mode = 'LIVE' AND state IN ({marks})",
+        OPEN_STATES,
+    )
     ours = {r[0] or f"(no exchange id: {r[1]})" for r in rows}
     venue = {o["orderId"] for o in world.venue_open()}
     problems = []
@@ -196,12 +211,16 @@ def i5_stop_answer_matches(stop: StopRecord) -> list[str]:
     if remaining is None:
         if at_venue == 0:
             return problems  # "could not check" is honest, and nothing was left
-        problems.append(f"I5: the stop of step {stop.step} could not check the venue, which"
-                        f" had {at_venue} open orders")  # fmt: skip
+        problems.append(
+            f"I5: the stop of step {stop.step} could not check the venue, which"
+            f" had {at_venue} open orders"
+        )
     elif remaining != at_venue:
         ids = [o.get("customerOrderId") or o.get("orderId") for o in stop.venue_open]
-        problems.append(f"I5: the stop of step {stop.step} answered remaining_open_orders ="
-                        f" {remaining}, the venue had {at_venue} open: {ids}")  # fmt: skip
+        problems.append(
+            f"I5: the stop of step {stop.step} answered remaining_open_orders ="
+            f" {remaining}, the venue had {at_venue} open: {ids}"
+        )
     return problems
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import invariants as inv
 from .findings import classify
-from .world import BTC_MIN, PAIR, SETTLE_S, StopRecord, Step, World, now
+from .world import BTC_MIN, PAIR, SETTLE_S, Step, StopRecord, World, now
 
 # HELIOSD_STRICT=1: known findings fail like any other violation.
 STRICT = os.environ.get("HELIOSD_STRICT", "") not in ("", "0")
@@ -113,8 +113,9 @@ class Search:
         except AssertionError:
             # heliosd reconciles open orders when its account stream reconnects, not on a
             # timer: force that reconciliation, then judge (I4 is about "after" it).
-            self.notes.append(f"step {self.step.number if self.step else 0}: agreement needed a"
-                              f" reconnect: {last}")  # fmt: skip
+            self.notes.append(
+                f"step {self.step.number if self.step else 0}: agreement needed a reconnect: {last}"
+            )
             w.checks["reconnects forced"] += 1
             w.sim.sim.drop_ws_connections()
             await asyncio.sleep(0.1)
@@ -138,8 +139,12 @@ class Search:
     def order_body(self, kind: str) -> dict[str, Any]:
         qty = Decimal(self.rng.choice(["0.0002", "0.0005", "0.001", "0.002"]))
         side = "SELL" if self.rng.random() < 0.35 else "BUY"
-        body: dict[str, Any] = {"pair": PAIR, "side": side, "quantity": str(qty),
-                                "reason": "interleaving search"}  # fmt: skip
+        body: dict[str, Any] = {
+            "pair": PAIR,
+            "side": side,
+            "quantity": str(qty),
+            "reason": "interleaving search",
+        }
         mid = self.world.mid()
         if kind == "MARKET":
             body["type"] = "MARKET"
@@ -167,8 +172,10 @@ class Search:
     async def order_limit_cross(self) -> None:
         body = self.order_body("cross")
         status, answer = await self.world.request("POST", "/api/orders", body)
-        self.say(f"{body['side']} {body['quantity']} @ {body['price']} (crossing)",
-                 _outcome(status, answer))  # fmt: skip
+        self.say(
+            f"{body['side']} {body['quantity']} @ {body['price']} (crossing)",
+            _outcome(status, answer),
+        )
 
     async def orders_in_flight(self) -> None:
         n = self.rng.randint(2, 8)
@@ -185,7 +192,7 @@ class Search:
             self.say("", "nothing open")
             return
         order = self.rng.choice(live)
-        status, answer = await self.world.request("DELETE", f"/api/orders/{order['id']}")
+        status, _answer = await self.world.request("DELETE", f"/api/orders/{order['id']}")
         self.say(f"order {order['id']}", f"{status}")
 
     # ------------------------------------------------------------------ the market and faults
@@ -225,8 +232,9 @@ class Search:
     async def stop(self) -> StopRecord:
         w = self.world
         sent = now()
-        status, body = await w.request("POST", "/api/trading/emergency-stop",
-                                       {"reason": "interleaving search"})  # fmt: skip
+        status, body = await w.request(
+            "POST", "/api/trading/emergency-stop", {"reason": "interleaving search"}
+        )
         # Read the venue before anything else can run in this loop: the answer's instant.
         number = self.step.number if self.step else 0
         stop = StopRecord(sent, now(), status, body, w.venue_open(), number)
@@ -254,21 +262,23 @@ class Search:
         self.fail(inv.i5_stop_answer_matches(stop))
 
     async def resume(self) -> None:
-        status, body = await self.world.request("POST", "/api/trading/resume",
-                                                {"reason": "interleaving search"})  # fmt: skip
+        status, _body = await self.world.request(
+            "POST", "/api/trading/resume", {"reason": "interleaving search"}
+        )
         self.say("", f"{status}")
 
     async def to_paper(self) -> None:
-        status, body = await self.world.request("POST", "/api/trading/mode",
-                                                {"mode": "PAPER", "reason": "search"})  # fmt: skip
+        status, _body = await self.world.request(
+            "POST", "/api/trading/mode", {"mode": "PAPER", "reason": "search"}
+        )
         self.say("", f"{status}")
 
     async def engine_start(self) -> None:
-        status, body = await self.world.request("POST", "/api/autonomous-engine/start")
+        status, _body = await self.world.request("POST", "/api/autonomous-engine/start")
         self.say("", f"{status}")
 
     async def engine_stop(self) -> None:
-        status, body = await self.world.request("POST", "/api/autonomous-engine/stop")
+        status, _body = await self.world.request("POST", "/api/autonomous-engine/stop")
         self.say("", f"{status}")
 
     async def flatten(self) -> None:
@@ -286,8 +296,17 @@ class Search:
         paper = [r for r in body.get("paper", []) if r["pair"] == PAIR] if status == 200 else []
         qty = Decimal(paper[0]["quantity"]) if paper else Decimal(0)
         if qty >= BTC_MIN and (await w.mode())["mode"] == "PAPER":
-            await w.request("POST", "/api/orders", {"pair": PAIR, "side": "SELL", "type": "MARKET",
-                                                    "quantity": str(qty), "reason": "flatten"})  # fmt: skip
+            await w.request(
+                "POST",
+                "/api/orders",
+                {
+                    "pair": PAIR,
+                    "side": "SELL",
+                    "type": "MARKET",
+                    "quantity": str(qty),
+                    "reason": "flatten",
+                },
+            )
 
     async def switch_live(self, concurrent_stop: bool) -> None:
         w = self.world
@@ -313,9 +332,11 @@ class Search:
         stop = await self.stop()
         result = await switching
         answer = result[1].get("mode", result[1].get("error")) if isinstance(result, tuple) else ""
-        self.say(f"confirm sent, emergency stop {pause * 1000:.0f} ms later",
-                 f"switch {result[0] if isinstance(result, tuple) else result!r} {answer};"
-                 f" stop {_stop_outcome(stop)}")  # fmt: skip
+        self.say(
+            f"confirm sent, emergency stop {pause * 1000:.0f} ms later",
+            f"switch {result[0] if isinstance(result, tuple) else result!r} {answer};"
+            f" stop {_stop_outcome(stop)}",
+        )
         problems = inv.i5_stop_answer_matches(stop) + inv.i2_live_never_with_stop(w, await w.mode())
         self.fail(problems)
         if problems:  # known finding: LIVE outlived the stop; the operator would undo it
@@ -334,8 +355,10 @@ class Search:
 
 def _stop_outcome(stop: StopRecord) -> str:
     body = stop.body if isinstance(stop.body, dict) else {}
-    return (f"{stop.status} mode={body.get('mode')} remaining={body.get('remaining_open_orders')}"
-            f" venue_open={len(stop.venue_open)}")  # fmt: skip
+    return (
+        f"{stop.status} mode={body.get('mode')} remaining={body.get('remaining_open_orders')}"
+        f" venue_open={len(stop.venue_open)}"
+    )
 
 
 def _outcome(status: int, answer: Any) -> str:

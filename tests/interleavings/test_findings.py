@@ -28,8 +28,14 @@ async def go_live(world: World) -> None:
 
 def resting_bid(world: World) -> dict[str, Any]:
     price = (world.mid() * Decimal("0.7")).quantize(Decimal(1))
-    return {"pair": PAIR, "side": "BUY", "type": "LIMIT", "quantity": "0.0005",
-            "price": str(price), "reason": "finding"}  # fmt: skip
+    return {
+        "pair": PAIR,
+        "side": "BUY",
+        "type": "LIMIT",
+        "quantity": "0.0005",
+        "price": str(price),
+        "reason": "finding",
+    }
 
 
 async def stored_states(world: World) -> list[str]:
@@ -87,8 +93,9 @@ async def test_b_a_live_switch_never_outlives_a_concurrent_stop(world: World) ->
     assert status == 409 and body["error"] == "confirmation_required", body
     token = body["details"]["confirm_token"]
     world.sim.sim.faults.delay_s = 0.3
-    switching = world.fire("POST", "/api/trading/mode",
-                           {"mode": "LIVE", "confirm_token": token, "reason": "finding"})  # fmt: skip
+    switching = world.fire(
+        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token, "reason": "finding"}
+    )
     await asyncio.sleep(0.05)  # the confirm is inside its gates (each waits 0.3 s at VALR)
     answer = await stop(world)
     switched = await switching
