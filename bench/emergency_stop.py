@@ -273,6 +273,8 @@ def main() -> None:
     result["verified"] = (
         "0 open at the simulator and in SQLite, mode PAPER, emergency breaker latched"
         + (", no placement arrived after the answer" if inflight else "")
+        if not unverified
+        else "NOT VERIFIED: see unverified"
     )
     result["unverified"] = unverified
     emit("emergency_stop", result,
