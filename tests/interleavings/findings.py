@@ -19,26 +19,38 @@ class Finding:
     name: str
     pattern: re.Pattern[str]
     summary: str
+    actions: frozenset[str] = frozenset()  # only in these steps (empty: in any step)
 
 
 KNOWN: tuple[Finding, ...] = (
     Finding(
-        "stop-during-retry-after",
+        "order-after-stop",
         re.compile(r"^I1: .* reached the venue \d+ ms after the emergency stop of step \d+"),
-        "a placement waiting out a 429 Retry-After is sent after the emergency stop answered"
-        " (no send-time permit: stops.py / the VALR client)",
+        "a placement still inside the daemon (waiting out a 429 Retry-After, or held on the"
+        " wire by a slow venue) reaches VALR after the emergency stop answered: the stop"
+        " neither revokes nor waits for in-flight placements (heliosd.stops + permits)",
     ),
     Finding(
         "switch-outlives-stop",
-        re.compile(r"^I5: the stop of step \d+ answered mode LIVE|^I2: .*LIVE"),
+        re.compile(r"^I5: the stop of step \d+ answered mode LIVE|^I2: "),
         "a LIVE switch confirmed while an emergency stop runs commits LIVE after the stop"
-        " latched (switch and stop do not serialize: mode.py / stops.py)",
+        " latched (switch and stop do not serialize: heliosd.mode / heliosd.stops)",
+        frozenset({"live_switch_vs_stop"}),
+    ),
+    Finding(
+        "stop-gives-up-under-5xx",
+        re.compile(r"^I5: the stop of step \d+ could not check the venue, which had \d+ open"),
+        "while VALR answers mostly 5xx the stop tries cancel-all three times (about 1.2 s),"
+        " answers remaining_open_orders null and never cancels again: the orders rest at VALR"
+        " after the stop (heliosd.stops)",
     ),
 )
 
 
-def classify(problem: str) -> Finding | None:
+def classify(problem: str, action: str) -> Finding | None:
     for finding in KNOWN:
+        if finding.actions and action not in finding.actions:
+            continue
         if finding.pattern.search(problem):
             return finding
     return None

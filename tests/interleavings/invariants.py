@@ -16,9 +16,8 @@ from typing import Any
 
 from .world import OPEN_STATES, PAIR, StopRecord, World, parse_time
 
-# Breakers after which no order may reach the venue until a person resumes and a new LIVE
-# switch commits (an emergency stop, and the halting breakers of the trading state).
-STOPPING = ("emergency", "halt", "unclean_exit", "drawdown")
+# The breakers of an emergency stop: it forces PAPER, so LIVE may not coexist with them.
+STOPPING = ("emergency", "drawdown")
 
 
 @dataclass(frozen=True)
@@ -123,28 +122,44 @@ def _order_columns(world: World) -> set[str]:
 
 
 def i2_live_never_with_stop(world: World, mode_body: dict[str, Any]) -> list[str]:
-    """(I2) LIVE never coexists with an active stop or halt: neither in the control API's
-    answer nor in one consistent read of the database (mode row and breakers together)."""
+    """(I2) LIVE never coexists with an active emergency stop (the drawdown stop is one),
+    neither in the control API's answer nor in one consistent read of the database (mode row
+    and breakers together); and no switch to LIVE ever committed while any breaker (stop or
+    halt) was active. A halt that keeps the mode (the daily-loss halt, ``unclean_exit``:
+    "HALTED (LIVE)") is not a LIVE that outlived a stop: nothing but reducing orders or
+    cancels pass in it, and a LIVE switch is refused unless ACTIVE."""
     problems: list[str] = []
-    if mode_body.get("mode") == "LIVE":
-        state = mode_body.get("trading_state")
-        reason = str(mode_body.get("halt_reason") or mode_body.get("state_reason") or "")
-        if state == "HALTED" or (mode_body.get("halted") and _stopping(reason)):
-            problems.append(f"I2: GET /api/trading/mode says LIVE with {mode_body!r}")
+    reason = str(mode_body.get("halt_reason") or mode_body.get("state_reason") or "")
+    if mode_body.get("mode") == "LIVE" and mode_body.get("halted") and _stopping(reason):
+        problems.append(f"I2: GET /api/trading/mode says LIVE with {mode_body!r}")
     conn = sqlite3.connect(f"file:{world.db}?mode=ro", uri=True, timeout=10)
     try:
         conn.execute("BEGIN")  # one snapshot: the mode row and the breakers at one instant
         mode = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
-        active = [
-            r[0]
-            for r in conn.execute("SELECT name FROM breakers WHERE cleared_at IS NULL")
-            if _stopping(r[0])
-        ]
+        breakers = conn.execute(
+            "SELECT name, tripped_at, cleared_at, until FROM breakers"
+        ).fetchall()
+        switches = conn.execute(
+            "SELECT id, changed_at FROM trading_mode_history WHERE new_mode = 'LIVE'"
+        ).fetchall()
         conn.execute("COMMIT")
     finally:
         conn.close()
+    active = [name for name, _, cleared, _ in breakers if cleared is None and _stopping(name)]
     if mode is not None and mode[0] == "LIVE" and active:
         problems.append(f"I2: the database holds LIVE with active breakers {active}")
+    for row_id, changed_at in switches:
+        at = parse_time(changed_at)
+        during = [
+            name
+            for name, tripped, cleared, until in breakers
+            if parse_time(tripped) < at
+            and (cleared is None or at < parse_time(cleared))
+            and (until is None or at < parse_time(until))
+        ]
+        if during:
+            problems.append(f"I2: the switch to LIVE of history row {row_id} ({at:%T.%f})"
+                            f" committed while {during} was active")  # fmt: skip
     return problems
 
 

@@ -73,10 +73,13 @@ class Search:
         """Record known findings (once each); raise on anything else."""
         new = []
         for problem in problems:
-            finding = classify(problem) if not STRICT else None
+            if problem in self.seen:  # a known finding's trace, seen again in a later step
+                continue
+            action = self.step.action if self.step else ""
+            finding = classify(problem, action) if not STRICT else None
             if finding is None:
                 new.append(problem)
-            elif problem not in self.seen:
+            else:
                 self.seen.add(problem)
                 self.known.setdefault(finding.name, []).append(
                     f"step {self.step.number if self.step else 0}: {problem}"
