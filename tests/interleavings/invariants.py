@@ -65,12 +65,7 @@ def i1_no_order_after_stop(world: World, notes: list[str]) -> list[str]:
     has_epoch = "epoch" in _order_columns(world)
     select = "customer_order_id, mode, created_at, state" + (", epoch" if has_epoch else "")
     orders = {row[0]: row for row in read_db(world.db, f"SELECT {select} FROM orders")}
-    for r in list(world.account.received):
-        body = r.body if isinstance(r.body, dict) else {}
-        cid = body.get("customerOrderId")
-        if not cid:  # the operator's own orders (second key) carry none
-            continue
-        arrived = r.received_at
+    for cid, arrived in world.arrivals():
         row = orders.get(cid)
         if row is None:
             problems.append(

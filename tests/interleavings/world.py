@@ -194,6 +194,17 @@ class World:
     def account(self) -> Any:
         return self.sim.sim.exchange.accounts[self.sim.account]
 
+    def arrivals(self) -> list[tuple[str, datetime]]:
+        """(customerOrderId, instant) of every placement that reached a place handler, from
+        the simulator's order-arrival log (logged when the handler starts, before
+        authentication: the earliest instant the venue had it). The operator's own orders
+        (second key) carry no customerOrderId and are left out."""
+        return [
+            (a.customer_order_id, a.arrived_at)
+            for a in self.sim.sim.order_log(after=0)
+            if a.customer_order_id and a.account in (None, self.sim.account)
+        ]
+
     def venue_open(self) -> list[dict[str, Any]]:
         return list(self.sim.sim.open_orders(self.sim.account))
 
