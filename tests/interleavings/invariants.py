@@ -96,6 +96,14 @@ def i1_no_order_after_stop(world: World, notes: list[str]) -> list[str]:
             else:  # after the switch committed, before any stop answered: see below
                 cause = "an emergency stop" if checked_in.ended_by_stop else "a switch to PAPER"
                 notes.append(f"{cid} reached the venue {late} after {cause} committed")
+        if has_epoch and row[4] is not None:
+            newer = [e for at, e in world.epochs if at < arrived and e > int(row[4])]
+            if newer:  # noted: a send begun before the change may land after it (its start
+                # is not visible from outside); the stop's answer is the bound we can see
+                notes.append(
+                    f"{cid} checked under epoch {row[4]} reached the venue at"
+                    f" {arrived:%T.%f}, after epoch {newer[0]} was visible"
+                )
         for stop in world.stops:
             if stop.answered_at < arrived and not any(
                 stop.answered_at < w.start <= created for w in windows

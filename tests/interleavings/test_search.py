@@ -15,8 +15,12 @@ that polls with a deadline):
   LIVE switch committed after that answer and the order was checked after it; and every
   request that reaches the venue is a stored LIVE order, checked (created) in the LIVE
   period in which it arrived -- not checked under PAPER, nor carried over into a later LIVE
-  period. Arrival instants are the simulator's own (``orders_received``), the answer's
-  instant is taken after it arrived (so it is never early), LIVE periods come from
+  period. (Where orders carry the epoch they were checked under, an arrival after
+  ``GET /api/trading/mode`` showed a later epoch is noted, not failed: a send begun before
+  the change may land after it, and only the stop's answer is a bound visible from
+  outside.) Arrival instants are the
+  simulator's order-arrival log (taken when the place handler starts), the answer's instant
+  is taken after it arrived (so it is never early), LIVE periods come from
   ``trading_mode_history``.
 * **I2** LIVE never coexists with an active stop or halt: ``GET /api/trading/mode`` never
   says LIVE while HALTED or halted by a stop, and no single read of the database finds
@@ -75,7 +79,7 @@ async def test_interleavings_keep_the_safety_invariants(world: World, seed: int)
     say("\n".join(str(s) for s in world.steps))
     say(
         f"\ninterleaving search: seed {seed}, {STEPS} steps in {time.monotonic() - started:.1f}"
-        f" s, {world.restarts} restarts, checks passed {checks}"
+        f" s, {world.restarts} restarts, checks passed {checks}, notes {len(search.notes)}"
     )
     # The search really did something: every invariant was checked, orders reached the
     # venue, and at least one stop was judged (a search that never stops proves nothing).

@@ -115,6 +115,8 @@ class World:
     checks: Counter[str] = field(default_factory=Counter)
     fault_timers: list[asyncio.TimerHandle] = field(default_factory=list)
     restarts: int = 0
+    # (instant, epoch) of every GET /api/trading/mode that carried an epoch, oldest first.
+    epochs: list[tuple[datetime, int]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ building
 
@@ -168,6 +170,8 @@ class World:
     async def mode(self) -> dict[str, Any]:
         status, body = await self.request("GET", "/api/trading/mode")
         assert status == 200, (status, body)
+        if isinstance(body.get("epoch"), int):
+            self.epochs.append((now(), body["epoch"]))
         return dict(body)
 
     async def streams_up(self) -> bool:
