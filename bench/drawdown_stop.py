@@ -3,7 +3,8 @@
 A real ``heliosd run`` process trades LIVE against the simulator (another process). Each run
 starts a fresh daemon (fresh state directory, so the peak and the day's start are this
 run's), switches it to LIVE through the gates, buys BTC worth most of the account
-(``max_position_pct = 100``), places ``--orders`` resting limit bids (100) through the
+(``max_position_pct = 100``; in 9 market buys, see below), places ``--orders`` resting limit
+bids (100) through the
 control socket, and raises the price 10% so the equity peak is above the start of the day.
 Then the simulator moves BTCZAR in one update to 81% of that high: equity falls about 16%
 from its peak (the 15% drawdown limit) but only about 9% on the day (the daily-loss limit is
@@ -48,6 +49,7 @@ START = Decimal(1_000_000)
 HIGH = (START * Decimal("1.1")).quantize(Decimal(1))  # the new peak
 CRASH = (HIGH * Decimal("0.81")).quantize(Decimal(1))  # equity about 16% under its peak
 BUY_BTC = Decimal("0.09")  # ~90k ZAR of ~110k equity
+BUY_PIECES = 9
 FUND_ZAR = Decimal(110_000)
 NOTIFY = '[notify]\nurls = ["json://127.0.0.1:9/unused"]\nevents = ["emergency_stop"]\n'
 RISK = "max_position_pct = 100\ndaily_loss_pct = 12\nmax_drawdown_pct = 15"
@@ -179,8 +181,13 @@ def one_run(sim: Sim, tmp: Path, n: int) -> dict[str, Any]:
             fail(proc, f"LIVE switch refused: {answer}")
         call(proc, conn, "POST", "/api/trading/mode",
              {"mode": "LIVE", "confirm_token": token, "reason": "bench"})  # fmt: skip
-        call(proc, conn, "POST", "/api/orders", {"pair": PAIR, "side": "BUY", "type": "MARKET",
-             "quantity": str(BUY_BTC), "reason": "bench"}, want=201)  # fmt: skip
+        # In pieces of ~9% of equity: between a fill and its BALANCE_UPDATEs the LIVE equity
+        # counts the coin before the quote currency leaves, and the peak keeps that (reported
+        # with issue 12's findings); one 82% buy would trip the drawdown stop by itself.
+        for _ in range(BUY_PIECES):
+            call(proc, conn, "POST", "/api/orders", {"pair": PAIR, "side": "BUY",
+                 "type": "MARKET", "quantity": str(BUY_BTC / BUY_PIECES), "reason": "bench"},
+                 want=201)  # fmt: skip
         bid = {"pair": PAIR, "side": "BUY", "type": "LIMIT", "quantity": "0.0001",
                "price": "600000", "reason": "bench"}  # fmt: skip
         for _ in range(n):
