@@ -4,11 +4,10 @@ A real ``heliosd run`` process trades LIVE against the simulator (another proces
 starts a fresh daemon (fresh state directory, so the peak and the day's start are this
 run's), switches it to LIVE through the gates, buys BTC worth most of the account
 (``max_position_pct = 100``; in 9 market buys, see below), places ``--orders`` resting limit
-bids (100) through the
-control socket, and raises the price 10% so the equity peak is above the start of the day.
-Then the simulator moves BTCZAR in one update to 81% of that high: equity falls about 16%
-from its peak (the 15% drawdown limit) but only about 9% on the day (the daily-loss limit is
-12% here, so only the drawdown monitor trips).
+bids (100) through the control socket, and raises the price 10% so the equity peak is above
+the start of the day. Then the simulator moves BTCZAR in one update to 81% of that high:
+equity falls at least 16% from its peak (the 15% drawdown limit) but only about 9% on the
+day (the daily-loss limit is 12% here, so only the drawdown monitor trips).
 
 The clock starts in the simulator process just before that price update is pushed
 (``CLOCK_MONOTONIC``, shared by every process on the machine) and stops when both are true:
