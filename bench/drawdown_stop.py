@@ -253,7 +253,7 @@ def main() -> None:
         {
             "open_orders": n,
             "runs": runs,
-            "crash": f"BTCZAR {HIGH} -> {CRASH} in one update (equity -16% from peak)",
+            "crash": f"BTCZAR {HIGH} -> {CRASH} in one update (equity >= 16% under peak)",
             "latency_ms": latency,
             "cancelled_ms": summary([r["cancelled_ms"] for r in results]),
             "paper_ms": summary([r["paper_ms"] for r in results]),
