@@ -33,6 +33,7 @@ from heliosd.types import (
 
 if TYPE_CHECKING:
     from heliosd.config import Settings
+    from heliosd.risk.snapshot import RiskSnapshot
 
 
 # --------------------------------------------------------------------------- exchanges
@@ -241,6 +242,11 @@ class RiskContext:
     # compute it". Keys are owned by the module that writes them; values are only valid for
     # this order, so a rule that keeps one must also check it was computed for its intent.
     memo: dict[str, Any] | None = None
+    # The account's risk state (heliosd.risk.account.AccountRisk.snapshot): holdings of every
+    # asset, the open and in-flight orders' reserved exposure, equity. The router always
+    # gives one; None (a context built elsewhere) means only the ledger is known: no
+    # pending orders are counted.
+    account: RiskSnapshot | None = None
 
 
 class OrderStats(Protocol):

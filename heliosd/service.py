@@ -23,12 +23,12 @@ import pluggy
 from heliosd import orders as od
 from heliosd import runstate as rs
 from heliosd import store as st
-from heliosd.breakers import EMERGENCY, Breakers
+from heliosd.breakers import EMERGENCY, Breakers, trip_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine, EngineChoice
 from heliosd.errors import AuthError, ConfigError, HeliosError, NotFoundError
-from heliosd.ledger import Ledger
+from heliosd.ledger import Ledger, LedgerError, decimal_text
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
 from heliosd.monitors import checked_action, failure_action
@@ -39,6 +39,7 @@ from heliosd.notices import (
     strategy_error_event,
 )
 from heliosd.notify import Notifications
+from heliosd.permits import PermitBoard
 from heliosd.plugins import (
     ConfigReload,
     Registry,
@@ -53,6 +54,7 @@ from heliosd.protocols import (
     GateContext,
     MonitorContext,
 )
+from heliosd.risk.account import AccountRisk
 from heliosd.router import ExecutionRouter
 from heliosd.state import UNCLEAN_EXIT
 from heliosd.stops import Stops
@@ -65,12 +67,16 @@ from heliosd.types import (
     OrderIntent,
     OrderState,
     Side,
+    TradingState,
     utcnow,
 )
 from heliosd.unclean import Reconciliation
 from heliosd.venue import VenueSink
 
 log = logging.getLogger(__name__)
+
+# The breaker a stored fill the ledger cannot apply trips (REDUCING until a resume).
+LEDGER_ERROR = "ledger_error"
 
 SYSTEM = Actor(None, "heliosd", "internal")
 
@@ -131,12 +137,24 @@ class Service:
         tz = s.risk.tz
         fills = {m: await self.store.read(partial(st.load_fills, mode=m)) for m in Mode}
         self.ledgers: dict[Mode, Ledger] = {}
+        # One account risk model per mode (heliosd.risk.account): every order row change
+        # reaches it through the counters, every reader takes its snapshot.
+        self.accounts: dict[Mode, AccountRisk] = {}
         for mode in Mode:
             ledger = Ledger(
                 mode, s.risk.reference_currency, tz, self.market.pairs(), self.market,
                 s.paper.starting_balances if mode is Mode.PAPER else None,
+                traded=s.valr.pairs,
             )  # fmt: skip
-            ledger.rebuild(fills[mode])
+            self.accounts[mode] = self.counters.accounts[mode] = AccountRisk(
+                mode, ledger, self.market, dust_value=s.risk.dust_value,
+                max_quote_age_s=float(s.risk.max_quote_age_s),
+            )  # fmt: skip
+            # Stored data never stops a start: a fill the ledger cannot apply is skipped,
+            # reported and trips ledger_error (REDUCING) instead of a crash loop.
+            errors = ledger.rebuild(fills[mode])
+            if errors:
+                await self._ledger_errors(mode, errors)
             peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
             ledger.restore_marks(peak, day, day_equity)
             self.ledgers[mode] = ledger
@@ -157,6 +175,7 @@ class Service:
                 publish=self.notifications.publish, listening=self.notifications.listening,
                 on_ledger_change=self._ledger_changed,
                 on_connection_change=self._connection_changed, watermark=watermark,
+                on_ledger_error=self._ledger_error_at_runtime,
             )  # fmt: skip
         open_rows = await self.store.read(
             lambda c: od.list_orders(c, open_only=True, limit=100_000)
@@ -166,7 +185,11 @@ class Service:
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
         if callable(restore):
-            restore(fills[Mode.PAPER], [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])
+            # The paper venue replays what the paper ledger could apply: a stored fill it
+            # could not is reported (ledger_error) and must not stop the start here either.
+            unread = {e.trade_id for e in self.ledgers[Mode.PAPER].errors}
+            restore([f for f in fills[Mode.PAPER] if f.trade_id not in unread],
+                    [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
         for mode in (Mode.LIVE, Mode.PAPER):
             await self.clients[mode].start(self.sinks[mode])
             self.stack.push_async_callback(self.clients[mode].close)
@@ -175,18 +198,30 @@ class Service:
         self._spawn(self._load_pairs())
         self.market.subscribe(lambda _q: self._quote_changed())
 
+        # One board of send permits: the router issues, the clients check, the stops revoke.
+        self.permits = PermitBoard(
+            lambda: (self.store.mode_state().mode, self.store.mode_state().epoch)
+        )
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
             market=self.market, breakers=self.breakers, counters=self.counters,
             rules=self.registry.risk_rules, enqueue=self.notifications.record,
             on_order=self._order_event, on_integrity=self._integrity_alert,
+            permits=self.permits,
         )  # fmt: skip
         self.stops = Stops(
             store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
             on_open_orders=self._venue_open_orders, submit=self.router.submit,
+            permits=self.permits,
         )  # fmt: skip
+        self.stack.push_async_callback(self.stops.close)
+        # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
+        for state in self.breakers.states().values():
+            if state.until is not None:
+                self.stops.schedule_expiry(state.until)
+        self._spawn(self.stops.sync_expired())  # one that expired while the daemon was down
         self.engine = Engine(
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
@@ -197,7 +232,7 @@ class Service:
         self.orchestrator = ModeOrchestrator(
             self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self.notifications.record, halted=self.stops.emergency_reason,
+            enqueue=self.notifications.record, halted=self.breakers.halt_reason,
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
@@ -206,10 +241,8 @@ class Service:
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
         self.engine.on_choice = self._remember_engine
         self.stops.stop_engine = self._stop_engine_for_stop
-        # TODO(lead): Stops.resume_blocked comes with helper S1's work; until it is merged
-        # this attribute is not read and a resume does not wait for the reconciliation
-        # (the ignore then becomes unused and mypy says so: drop it with the merge).
-        self.stops.resume_blocked = self._resume_blocked  # type: ignore[attr-defined]
+        # No resume before an unclean exit is reconciled (Stops.resume consults it).
+        self.stops.resume_blocked = self._resume_blocked
         self._start_reconciliation()
         await self._restore_engine()
 
@@ -364,10 +397,49 @@ class Service:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)
                 continue
-            wanted = {p: info for p, info in pairs.items() if p in self.settings.valr.pairs}
-            if wanted:
-                self.market.set_pairs({**self.market.pairs(), **wanted})
+            # Every pair's currencies and limits go into the market, so a fill in any pair
+            # (a hand trade in BTCUSDC) can be booked and valued; only the configured pairs
+            # are streamed (the client subscribes to ``valr.pairs``).
+            if pairs:
+                self.market.set_pairs({**self.market.pairs(), **pairs})
             return
+
+    async def _ledger_errors(self, mode: Mode, errors: Sequence[LedgerError]) -> None:
+        """Report fills the ledger could not apply: log, an urgent notification, health
+        (``ledger_errors``), and the ``ledger_error`` breaker (REDUCING until a resume),
+        tripped in a store write and mirrored into the breakers' cache."""
+        first = errors[0]
+        reason = (
+            f"{len(errors)} stored {mode} fill(s) not applied to the ledger (first: trade "
+            f"{first.trade_id} in {first.pair}: {first.reason}); positions may be wrong"
+        )
+        log.error("%s", reason)
+        event = integrity_event(
+            reason,
+            action="Trading is REDUCING (breaker ledger_error): only orders that reduce a "
+            "holding pass. Check the fills and balances on VALR, then heliosctl resume.",
+            details={"mode": str(mode), "ledger_errors": [e.as_json() for e in errors[:20]]},
+        )
+        enqueue = self.notifications.record
+
+        def tx(conn: sqlite3.Connection) -> None:
+            trip_sql(conn, LEDGER_ERROR, mode=mode, reason=reason)
+            enqueue(conn, event)
+
+        try:
+            await self.store.write(tx)
+        except Exception:
+            # Still come up: the cache below holds the breaker for this run (fail closed).
+            log.exception("could not persist the ledger_error breaker")
+        self.breakers.committed_trip(LEDGER_ERROR, reason, None)
+
+    def _ledger_error_at_runtime(self, mode: Mode, error: LedgerError) -> None:
+        # One trip and one notification while the breaker stands, not one per bad fill
+        # (each further one is logged by the ledger and listed in health).
+        if not self._may_trip(LEDGER_ERROR):
+            return
+        self._tripping.add(LEDGER_ERROR)
+        self._spawn(self._trip(LEDGER_ERROR, self._ledger_errors(mode, [error])))
 
     async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
         """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.
@@ -611,8 +683,12 @@ class Service:
     async def get_mode(self) -> dict[str, Any]:
         state = self.store.mode_state()
         halt = self.breakers.halt_reason()
+        # halted: any breaker, or the row says REDUCING/HALTED (trading_state, epoch and
+        # state_reason come from mode_json).
+        halted = halt is not None or state.trading_state is not TradingState.ACTIVE
         return {
-            **mode_json(state), "halted": halt is not None, "halt_reason": halt or "",
+            **mode_json(state), "halted": halted,
+            "halt_reason": halt or state.state_reason or "",
             "live_venue": self.settings.valr.label,
         }  # fmt: skip
 
@@ -634,8 +710,12 @@ class Service:
         return await self.stops.emergency_stop(reason=reason, actor=actor)
 
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        cleared = await self.stops.resume(reason=reason, actor=actor)
-        return {"halted": False, "cleared": cleared, **await self.get_mode()}
+        result = await self.stops.resume(reason=reason, actor=actor)
+        return {"halted": False, **result, **await self.get_mode()}
+
+    async def halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        result = await self.stops.operator_halt(reason=reason, actor=actor)
+        return {**await self.get_mode(), **result}
 
     async def engine_status(self) -> dict[str, Any]:
         return dict(self.engine.status())
@@ -705,27 +785,45 @@ class Service:
         return {**await self.get_order(order_id), "cancelled": True}
 
     async def positions(self) -> dict[str, Any]:
-        return {m.value.lower(): self.ledgers[m].positions_json() for m in Mode} | {
+        return {m.value.lower(): self.accounts[m].positions_json() for m in Mode} | {
             "mode": str(self.store.mode_state().mode)
         }
 
     async def pnl(self) -> dict[str, Any]:
         now = utcnow()
-        return {"mode": str(self.store.mode_state().mode),
-                **{m.value.lower(): self.ledgers[m].pnl_json(now) for m in Mode}}  # fmt: skip
+        out: dict[str, Any] = {"mode": str(self.store.mode_state().mode)}
+        for m in Mode:
+            snap = self.accounts[m].snapshot(now)
+            out[m.value.lower()] = {
+                **self.ledgers[m].pnl_json(now),
+                "pending_buy_value": decimal_text(snap.pending_buy_value),
+                "stale": list(snap.stale),
+            }
+        return out
 
     async def risk(self) -> dict[str, Any]:
         mode = self.store.mode_state().mode
         r = self.settings.risk
-        snap = self.ledgers[mode].peek(utcnow())
-        ledger = self.ledgers[mode]
+        account = self.accounts[mode]
+        snap = account.snapshot()
         equity = snap.equity
         largest = Decimal(0)
-        for pair, qty in ledger.positions().items():
-            mark = self.market.mark(pair)
-            if mark is not None and equity > 0:
-                largest = max(largest, abs(qty) * mark / equity * 100)
-        leverage = ledger.gross_exposure() / equity if equity > 0 else Decimal(0)
+        # Per asset, as the position limit counts it: held (with fills the venue's balance
+        # does not show yet) plus pending BUYs.
+        if equity > 0:
+            for asset in set(snap.holdings) | set(snap.pending):
+                if asset == snap.reference:
+                    continue
+                h = snap.holdings.get(asset)
+                p = snap.pending.get(asset)
+                price = h.price.value if h is not None else account.pricer.price(asset).value
+                if price is None:
+                    continue
+                held = (h.total + max(h.unsettled, Decimal(0))) if h is not None else Decimal(0)
+                value = held * price + (max(p.buy_value, p.buy_quantity * price) if p else 0)
+                largest = max(largest, abs(value) / equity * 100)
+        gross = snap.gross_exposure + snap.pending_buy_value
+        leverage = gross / equity if equity > 0 else Decimal(0)
 
         def q(x: Decimal) -> str:
             return str(x.quantize(Decimal("0.01")))
@@ -739,6 +837,9 @@ class Service:
                 "max_drawdown_pct": {"limit": str(r.max_drawdown_pct),
                                      "use": q(snap.drawdown_pct)},
             },
+            "pending": account.pending_json(),
+            "pending_buy_value": q(snap.pending_buy_value),
+            "stale": list(snap.stale),
             "breakers": self.breakers.as_json(),
             "halted": self.breakers.halt_reason() is not None,
             "pairs": self._pairs_json(),
@@ -787,6 +888,8 @@ class Service:
             "status": "ok" if store_ok else "degraded", "store": store_ok,
             "mode": str(self.store.mode_state().mode), "streams": streams,
             "started_at": iso(self.started_at), "halted": self.breakers.halt_reason() is not None,
+            "ledger_errors": {str(m): [e.as_json() for e in self.ledgers[m].errors]
+                              for m in Mode if self.ledgers[m].errors},
             # VALR's dead-man's switch confirmed on the live account socket now.
             "cancel_on_disconnect": bool(
                 getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
