@@ -451,6 +451,9 @@ class Service:
             return
         self._monitor_blind.pop(mode, None)
         if mode is Mode.LIVE:
+            # A balance change no fill explains is pending before this pass computes a
+            # figure from it (a withdrawal must not read as a drawdown meanwhile).
+            self._flows.observe({c: b.total for c, b in ledger.balances().items()})
             self._flows_kick()
         before = ledger.marks()
         snapshot = ledger.snapshot(utcnow())

@@ -162,27 +162,34 @@ class FlowWatcher:
         self.unexplained = {}
         self._on_pending(ZERO)
 
-    async def check(self, totals: Mapping[str, Decimal]) -> None:
-        """One look at the venue's totals (never raises on a store or venue error)."""
+    def observe(self, totals: Mapping[str, Decimal]) -> bool:
+        """The synchronous half of :meth:`check`: settle or mark the residual pending, at
+        once, before anyone computes a figure from these totals (M2). True when a residual
+        is past its grace and :meth:`check` should resolve it."""
         if self._busy:
-            return
+            return False
         if self._anchor is None:
             self._settle(totals)
-            return
+            return False
         residual = self.residual(totals)
         if not residual:
             if self._since is not None:
                 log.info("%s balance change explained by fills", self.mode)
             self._settle(totals)
-            return
+            return False
         self.unexplained = residual
         self._on_pending(self._worth(residual))
         now = self._clock()
         if self._since is None:
             self._since = now
+            return False
+        return now - self._since >= self.grace_s
+
+    async def check(self, totals: Mapping[str, Decimal]) -> None:
+        """One look at the venue's totals (never raises on a store or venue error)."""
+        if not self.observe(totals):
             return
-        if now - self._since < self.grace_s:
-            return
+        residual = dict(self.unexplained)
         self._busy = True
         try:
             await self._resolve(totals, residual)
