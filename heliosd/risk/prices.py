@@ -97,6 +97,9 @@ class Pricer:
         self._fetch = fetch
         self._clock = clock
         self._last_fill: dict[str, tuple[Decimal, datetime]] = {}
+        # asset -> (quote, second-leg quote or None, value, source) of its last fresh answer
+        # from quotes: valid while those quote objects are still the market's latest.
+        self._memo: dict[str, tuple[Quote, Quote | None, Decimal, str]] = {}
         self._inflight: set[str] = set()
         self._next_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
@@ -124,6 +127,26 @@ class Pricer:
 
     # ------------------------------------------------------------------ answers
 
+    def quick(self, asset: str, now: datetime) -> tuple[Decimal, float, str] | None:
+        """``(value, age_s, source)`` when the asset's last answer came from quotes that are
+        still the market's latest and younger than half the limit; else None (ask
+        :meth:`price`). The monitors' per-pass path: no search, no Price built."""
+        memo = self._memo.get(asset)
+        if memo is None:
+            return None
+        q1, q2, value, source = memo
+        quote = self.market.quote
+        if quote(q1.pair) is not q1:
+            return None
+        # A cross answer stands only while both legs are unchanged and no direct quote exists.
+        if q2 is not None and (quote(q2.pair) is not q2 or quote(asset + self.reference)):
+            return None
+        at = q1.at if q2 is None or q1.at < q2.at else q2.at
+        age = (now - at).total_seconds()
+        if age > self.max_age_s / 2:
+            return None
+        return value, age, source
+
     def price(self, asset: str, now: datetime | None = None) -> Price:
         ref = self.reference
         if asset == ref:
@@ -133,6 +156,7 @@ class Pricer:
         direct = asset + ref
         best = self._quoted(direct, now)
         if best is not None and best.age_s is not None and best.age_s <= max_age / 2:
+            self._remember(asset, direct, None, best)
             return best
         # Older than half the limit (or none): refresh it before it goes stale (P3).
         self._want(direct)
@@ -158,6 +182,7 @@ class Pricer:
             ages = (leg1.age_s or 0.0, leg2.age_s or 0.0)
             cross = Price(leg1.value * leg2.value, max(ages), f"cross:{via}{ref}")
             if cross.fresh(max_age):
+                self._remember(asset, asset + via, via + ref, cross)
                 return cross
             candidates.append(cross)
         fill = self._last_fill.get(direct)
@@ -166,6 +191,12 @@ class Pricer:
         if not candidates:
             return NO_PRICE
         return min(candidates, key=lambda p: p.age_s if p.age_s is not None else float("inf"))
+
+    def _remember(self, asset: str, pair1: str, pair2: str | None, price: Price) -> None:
+        q1 = self.market.quote(pair1)
+        q2 = None if pair2 is None else self.market.quote(pair2)
+        if q1 is not None and price.value is not None and (pair2 is None or q2 is not None):
+            self._memo[asset] = (q1, q2, price.value, price.source)
 
     def _quoted(self, pair: str, now: datetime, *, invert: bool = False) -> Price | None:
         quote = self.market.quote(pair)
@@ -232,9 +263,11 @@ class Pricer:
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """Every holding valued: ``values`` per asset (0 when no price), ``prices``, the assets
-    that are ``dust``, the ones above dust that are not fresh (``stale``), and among those
-    the ones with no price at all (``unpriced``)."""
+    """Every holding valued: ``values`` per asset (0 when no price), the assets that are
+    ``dust``, the ones above dust that are not fresh (``stale``), and among those the ones
+    with no price at all (``unpriced``). ``prices`` holds the answers that needed the full
+    search (every stale one among them); fresh answers from the pricer's memo are not
+    built as Price objects, for speed."""
 
     values: Mapping[str, Decimal]
     prices: Mapping[str, Price]
@@ -258,8 +291,20 @@ def assess(
     dust: list[str] = []
     stale: list[str] = []
     unpriced: list[str] = []
+    quick = pricer.quick
+    ref = pricer.reference
     for asset, total in totals:
         if not total:
+            continue
+        if asset == ref:
+            values[asset] = abs(total)
+            continue
+        hit = quick(asset, now)
+        if hit is not None:  # fresh, from the market's latest quotes
+            worth = abs(total) * hit[0]
+            values[asset] = worth
+            if worth < dust_value:
+                dust.append(asset)
             continue
         price = pricer.price(asset, now)
         prices[asset] = price
