@@ -58,7 +58,7 @@ def build() -> tuple[MarketData, Ledger, Pricer, list[str]]:
     market.set_pairs(pairs)
     now = utcnow()
     market.update(Quote("USDCZAR", Decimal("18.1"), Decimal("18.2"), None, now))
-    for symbol, info in pairs.items():
+    for symbol in pairs:
         if symbol != "USDCZAR":
             market.update(Quote(symbol, Decimal("99.5"), Decimal("100.5"), None, now))
     settings = Settings()

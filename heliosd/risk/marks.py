@@ -45,10 +45,24 @@ class EquityMarks:
         self.peak: Decimal | None = None
         self.day: date | None = None
         self.day_start: Decimal | None = None
-        self.pending = ZERO
+        self._pending = ZERO
+        # A new object on every change of what the effective baselines are made of, so a
+        # cache (the account snapshot) can tell by identity that it must rebuild.
+        self.key: object = object()
+
+    @property
+    def pending(self) -> Decimal:
+        return self._pending
+
+    @pending.setter
+    def pending(self, value: Decimal) -> None:
+        if value != self._pending:
+            self._pending = value
+            self.key = object()
 
     def restore(self, peak: Decimal | None, day: date | None, day_start: Decimal | None) -> None:
         self.peak, self.day, self.day_start = peak, day, day_start
+        self.key = object()
 
     def stored(self) -> tuple[Decimal | None, date | None, Decimal | None]:
         return self.peak, self.day, self.day_start
@@ -62,8 +76,9 @@ class EquityMarks:
             day_start = equity - pending
         if peak is None or equity > peak + pending:
             peak = equity - pending
-        if update:
+        if update and (peak, local_day, day_start) != (self.peak, self.day, self.day_start):
             self.peak, self.day, self.day_start = peak, local_day, day_start
+            self.key = object()
         return Baselines(peak + pending, day_start + pending)
 
     def flow(self, value: Decimal) -> None:
@@ -73,17 +88,20 @@ class EquityMarks:
             self.peak += value
         if self.day_start is not None:
             self.day_start += value
+        self.key = object()
 
     def rebase_peak(self, equity: Decimal) -> tuple[Decimal | None, Decimal]:
         """A resume after a drawdown stop: the peak becomes ``equity`` (old, new)."""
         old = None if self.peak is None else self.peak + self.pending
         self.peak = equity - self.pending
+        self.key = object()
         return old, equity
 
     def restate_day(self, equity: Decimal, local_day: date) -> tuple[Decimal | None, Decimal]:
         """A resume of a daily-loss halt: today's baseline becomes ``equity`` (old, new)."""
         old = None if self.day_start is None else self.day_start + self.pending
         self.day, self.day_start = local_day, equity - self.pending
+        self.key = object()
         return old, equity
 
 

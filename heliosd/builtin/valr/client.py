@@ -19,6 +19,29 @@ Placing an order is the one place where a retry can cost money, so it follows a 
   safe even with the same customerOrderId: VALR refuses a duplicate only among *open*
   orders, so a filled market order could execute twice (found by tests/faults).
 
+Send permits (``PlaceRequest.permit``, :mod:`heliosd.permits`; the client declares
+``honours_permits = True``). With a permit, :meth:`ValrClient.place` guarantees:
+
+* ``permit.begin_send()`` runs immediately before every request that could execute the order
+  (the first POST, every resend after a 429 or a refused connection, and the resend after a
+  timestamp rejection re-checks it), as the last step before the request is handed to the
+  HTTP library; ``permit.end_send()`` runs once that request answered or failed.
+* Every wait before a send ends the moment the permit is revoked: the Retry-After or backoff
+  wait is ``permit.sleep``; the pair-list refresh, the first clock measurement and the wait
+  for the account stream to be connected and reconciled are ``permit.guard``-ed.
+* A revoked permit raises :class:`~heliosd.errors.PermitRevoked` out of ``place``: the order
+  was never sent (a 429 is answered before VALR's matching engine).
+* Lookups after a lost answer are reads, not sends: they are not guarded, so a stop that
+  revokes the permit still learns how the order ended.
+
+Without a permit (``None``: tools and tests) ``place`` behaves the same minus the checks.
+
+Dead-man's switch (``[valr] cancel_on_disconnect``): after every (re)connect of the account
+stream the client asks VALR to cancel all open orders if that socket drops
+(:class:`~heliosd.builtin.valr.streams.AccountStream`);
+:attr:`ValrClient.cancel_on_disconnect_armed` says whether VALR confirmed it for the current
+connection.
+
 Without credentials the client still streams prices; every account method raises
 ``AuthError("VALR credentials are not configured")``.
 """
@@ -29,12 +52,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, TypeVar
 
-from heliosd.builtin.valr import parse
+from heliosd.builtin.valr import flows, parse
 from heliosd.builtin.valr.rest import (
     NOT_CONFIGURED,
     NotExecuted,
@@ -51,11 +74,13 @@ from heliosd.errors import (
     OutcomeUnknownError,
     TransientError,
 )
+from heliosd.permits import Permit
 from heliosd.protocols import ExchangeContext, ExchangeEvents, MarketView
 from heliosd.types import (
     ApiKeyInfo,
     Balance,
     Fill,
+    Flow,
     FuturesPosition,
     OpenOrder,
     OrderState,
@@ -93,6 +118,14 @@ def _is_not_found(exc: ExchangeRejected) -> bool:
     return exc.venue_code == ORDER_NOT_FOUND or exc.details.get("status") == 404
 
 
+async def _guarded(permit: Permit | None, start: Callable[[], Awaitable[T]]) -> T:
+    """Await ``start()``; with a permit, revocably (and not at all if already revoked)."""
+    if permit is None:
+        return await start()
+    permit.check()
+    return await permit.guard(start())
+
+
 def _parsed(fn: Callable[[Any], T], payload: Any, what: str) -> T:
     """Parse a REST answer; an unreadable one is transient (worth a retry, not a guess)."""
     try:
@@ -105,6 +138,7 @@ class ValrClient:
     """The ``valr`` exchange client. See the module docstring for the write rules."""
 
     name = "valr"
+    honours_permits = True
 
     def __init__(
         self,
@@ -166,6 +200,7 @@ class ValrClient:
                 self.tuning,
                 sign=self._rest.signed_headers,
                 reconcile=self._reconcile,
+                cancel_on_disconnect=self._valr.cancel_on_disconnect,
             )
             self._account.start()
 
@@ -185,6 +220,12 @@ class ValrClient:
             if stream is not None:
                 await stream.stop()
         await self._rest.close()
+
+    @property
+    def cancel_on_disconnect_armed(self) -> bool:
+        """VALR confirmed CANCEL_ON_DISCONNECT on the account socket that is up now (False
+        when it is off, not confirmed, or the socket is down)."""
+        return self._account is not None and self._account.cancel_on_disconnect_armed
 
     # ------------------------------------------------------------------ clock
 
@@ -362,6 +403,13 @@ class ValrClient:
         ordered = sorted(fills.values(), key=lambda item: (item[0], item[1]))
         return [f for at, _, f in ordered if since is None or at >= since]
 
+    async def transaction_history(self, since: datetime | None = None) -> list[Flow]:
+        """Deposits, withdrawals and transfers since ``since`` (inclusive; all history when
+        None), oldest first, from ``GET /v1/account/transactionhistory``, paged until
+        complete. Trade and fee rows are skipped; see :mod:`heliosd.builtin.valr.flows`."""
+        self._require_credentials()
+        return await flows.fetch(self._rest.get, since)
+
     # ------------------------------------------------------------------ orders
 
     def _order_body(self, request: PlaceRequest, pair: PairInfo) -> tuple[str, dict[str, Any]]:
@@ -440,12 +488,17 @@ class ValrClient:
         """Place one order with VALR's synchronous (v2) endpoints. See the module docstring
         for what is retried and when OutcomeUnknownError is raised."""
         self._require_credentials()
-        path, body = self._order_body(request, await self.pair(request.pair))
-        await self._wait_ready()
+        permit = request.permit
+        info = await _guarded(permit, lambda: self.pair(request.pair))
+        path, body = self._order_body(request, info)
+        await _guarded(permit, self._wait_ready)
+        if self._rest.clock_offset_s is None:
+            # Measured before the send (revocably): a failure here means nothing was sent.
+            await _guarded(permit, self._rest.sync_time)
         cid = request.customer_order_id
         while True:
             try:
-                answer = await self._write("POST", path, body)
+                answer = await self._write("POST", path, body, permit=permit)
             except TransientError as exc:
                 if isinstance(exc, NotExecuted):
                     raise
@@ -515,22 +568,57 @@ class ValrClient:
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _write(self, verb: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+    async def _write(
+        self,
+        verb: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        permit: Permit | None = None,
+    ) -> Any:
         """One write. Re-sent only when VALR certainly did not execute it (a 429 or a refused
-        connection), bounded by ``write_policy``; anything else is raised to the caller."""
+        connection), bounded by ``write_policy``; anything else is raised to the caller.
+        With a ``permit``, every send is permitted and every wait revocable (module
+        docstring)."""
         policy = self.tuning.write_policy
         deadline = time.monotonic() + policy.max_total_s
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._rest.request(verb, path, body=body)
+                if permit is None:
+                    return await self._rest.request(verb, path, body=body)
+                return await self._permitted(permit, verb, path, body)
             except NotExecuted as exc:
                 delay = policy.delay(attempt, exc.retry_after)
                 if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
                     raise
                 log.info("%s %s not executed (%s); again in %.1f s", verb, path, exc, delay)
-                await asyncio.sleep(delay)
+                if permit is None:
+                    await asyncio.sleep(delay)
+                else:
+                    await permit.sleep(delay)
+
+    async def _permitted(
+        self, permit: Permit, verb: str, path: str, body: Mapping[str, Any] | None
+    ) -> Any:
+        """One request under ``permit``: begin_send right before it leaves (a re-send after
+        a timestamp rejection re-checks), end_send once it answered or failed."""
+        begun = False
+
+        def gate() -> None:
+            nonlocal begun
+            if begun:
+                permit.check()
+            else:
+                permit.begin_send()
+                begun = True
+
+        try:
+            return await self._rest.request(verb, path, body=body, gate=gate)
+        finally:
+            if begun:
+                permit.end_send()
 
     async def _wait_ready(self) -> None:
         """Orders wait while the account stream (re)connects and reconciles, so a fill can
