@@ -7,7 +7,8 @@ new marks, the flow-adjusted peak and day start: ``Ledger.snapshot``) and run th
 built-in monitors (daily loss, drawdown). Each pass follows a quote update of one of the 50
 pairs (outside the timer: that is the feed's cost), so the ledger's valuation cache is
 always cold, as it is in the daemon. Ten of the assets are valued through a cross rate
-(``XUSDC`` times ``USDCZAR``), five are dust.
+(``XUSDC`` times ``USDCZAR``), five are dust. The ledger values through the same pricer, as
+in the daemon.
 
 Target: median and p99 under 200 us. Prints one JSON line. ``--quick`` is a smoke-test size
 (not a measurement).
@@ -69,6 +70,7 @@ def build() -> tuple[MarketData, Ledger, Pricer, list[str]]:
         balances.append(Balance(name, qty))
     ledger.set_balances(balances, snapshot=True)
     pricer = Pricer(market, reference="ZAR", max_age_s=10.0)  # no fetch: no I/O in the pass
+    ledger.set_pricer(pricer)  # as the daemon wires it: equity values through the pricer
     return market, ledger, pricer, direct
 
 

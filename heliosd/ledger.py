@@ -450,6 +450,12 @@ class Ledger:
         daily_pnl = equity - start if self.ready else ZERO
         daily_loss = max(ZERO, -daily_pnl) / start * HUNDRED if start > 0 else ZERO
         drawdown = max(ZERO, peak - equity) / peak * HUNDRED if peak > 0 else ZERO
+        # Positions move with balances, books and the pair list, not with prices: a pass
+        # after every price tick must not rebuild them (bench/monitor_pass.py).
+        key = (self.version, self._market.pairs())
+        cached = getattr(self, "_positions_cache", None)
+        if cached is None or cached[0] != key[0] or cached[1] is not key[1]:
+            cached = self._positions_cache = (key[0], key[1], MappingProxyType(self.positions()))
         return LedgerSnapshot(
             mode=self.mode,
             at=now,
@@ -463,7 +469,7 @@ class Ledger:
             daily_pnl=daily_pnl,
             drawdown_pct=drawdown,
             daily_loss_pct=daily_loss,
-            positions=self.positions(),
+            positions=cached[2],
         )
 
     # ------------------------------------------------------------------ JSON views

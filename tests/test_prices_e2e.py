@@ -7,8 +7,9 @@ over HTTP and WebSocket, plus the resume rebase.
 4. After the trade stream goes quiet, its last quotes are not trusted: a LIVE BUY is
    refused with the quote's age, the account goes REDUCING under ``stale_prices`` with one
    notification, and both end by themselves once a fresh price arrives.
-5. A 16% ZAR withdrawal does not trip the drawdown stop (it is a flow); a deposit does not
-   hide a day's loss.
+5. A 16% ZAR withdrawal does not trip the drawdown stop (it is a flow, read from VALR's
+   transaction history); a deposit does not hide a day's loss. (A balance change the
+   history does not explain is inferred: tests/test_flows.py.)
 Resume: after a drawdown stop the peak is rebased, so the next tick does not re-trip.
 """
 
@@ -158,18 +159,21 @@ async def test_obs5_a_withdrawal_is_a_flow_not_a_drawdown(sim: SimHandle, short_
         await wait_for(lambda: service.market.mark("BTCZAR") is not None)
         await go_live(running.request)
         await wait_for(lambda: service.ledgers[Mode.LIVE].peek(_now()).peak_equity == 100000)
-        sim.sim.fund(sim.account, "ZAR", D(-16000))  # a 16% withdrawal
+        tx = sim.sim.withdraw(sim.account, "ZAR", D(16000))  # a 16% withdrawal
         await wait_for(lambda: service.ledgers[Mode.LIVE].equity() == 84000)
 
         def recorded() -> list[Any]:
             conn = sqlite3.connect(service.settings.daemon.db_path)
             try:
-                return conn.execute("SELECT kind, currency, amount, value FROM flows").fetchall()
+                return conn.execute(
+                    "SELECT flow_id, kind, currency, amount, value FROM flows"
+                ).fetchall()
             finally:
                 conn.close()
 
         await wait_for(lambda: recorded() != [], timeout=20)
-        assert recorded() == [("inferred", "ZAR", "-16000", "-16000")]
+        # Read from VALR's transaction history, under the venue's own id.
+        assert recorded() == [(tx.tx_id, "withdrawal", "ZAR", "-16000", "-16000")]
         sim.sim.set_price("BTCZAR", D("1001000"))  # the next tick
         await wait_for(lambda: service.market.mark("BTCZAR") != D(1000000))
         b = await breakers(running)
@@ -188,7 +192,7 @@ async def test_obs5_a_deposit_does_not_hide_a_days_loss(sim: SimHandle, short_di
     service = running.service
     try:
         await _go_live_with_btc(running)  # ~19% of equity in BTC
-        sim.sim.fund(sim.account, "ZAR", D(50000))  # deposit: equity ~150,000
+        sim.sim.deposit(sim.account, "ZAR", D(50000))  # deposit: equity ~150,000
         await wait_for(lambda: service.ledgers[Mode.LIVE].equity() > 140000)
         sim.sim.set_price("BTCZAR", D("500000"))  # -50% on 0.019 BTC: a ~9,500 ZAR loss
 

@@ -152,6 +152,9 @@ class Pricer:
         if asset == ref:
             return REFERENCE
         now = utcnow() if now is None else now
+        hit = self.quick(asset, now)
+        if hit is not None:
+            return Price(*hit)
         max_age = self.max_age_s
         direct = asset + ref
         best = self._quoted(direct, now)
