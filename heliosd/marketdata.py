@@ -78,6 +78,7 @@ class MarketData:
     def __init__(self, pairs: Mapping[str, PairInfo] | None = None) -> None:
         self.version = 0
         self._quotes: dict[str, Quote] = {}
+        self._quotes_view: Mapping[str, Quote] = MappingProxyType(self._quotes)
         # Derived prices, precomputed per update so reads are a single dict lookup.
         self._buy: dict[str, Decimal] = {}
         self._sell: dict[str, Decimal] = {}
@@ -150,6 +151,11 @@ class MarketData:
 
     def quote(self, pair: str) -> Quote | None:
         return self._quotes.get(pair)
+
+    def live_quotes(self) -> Mapping[str, Quote]:
+        """A read-only view of the latest quotes that follows every update (no copy: for
+        readers that look up many pairs per call, like the pricer's per-pass path)."""
+        return self._quotes_view
 
     def quotes(self) -> Mapping[str, Quote]:
         """Every pair's latest quote (a copy: safe to keep while updates continue)."""

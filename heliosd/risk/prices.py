@@ -99,7 +99,9 @@ class Pricer:
         self._last_fill: dict[str, tuple[Decimal, datetime]] = {}
         # asset -> (quote, second-leg quote or None, value, source) of its last fresh answer
         # from quotes: valid while those quote objects are still the market's latest.
-        self._memo: dict[str, tuple[Quote, Quote | None, Decimal, str]] = {}
+        self._memo: dict[str, tuple[Quote, Quote | None, Decimal, str, str]] = {}
+        self._quotes = market.live_quotes()
+        self._refresh_age = max_age_s / 2
         self._inflight: set[str] = set()
         self._next_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
@@ -134,16 +136,20 @@ class Pricer:
         memo = self._memo.get(asset)
         if memo is None:
             return None
-        q1, q2, value, source = memo
-        quote = self.market.quote
-        if quote(q1.pair) is not q1:
+        q1, q2, value, source, direct = memo
+        quotes = self._quotes
+        if quotes.get(q1.pair) is not q1:
             return None
-        # A cross answer stands only while both legs are unchanged and no direct quote exists.
-        if q2 is not None and (quote(q2.pair) is not q2 or quote(asset + self.reference)):
-            return None
-        at = q1.at if q2 is None or q1.at < q2.at else q2.at
+        if q2 is None:
+            at = q1.at
+        else:
+            # A cross answer stands only while both legs are unchanged and no direct
+            # quote exists.
+            if quotes.get(q2.pair) is not q2 or direct in quotes:
+                return None
+            at = q1.at if q1.at < q2.at else q2.at
         age = (now - at).total_seconds()
-        if age > self.max_age_s / 2:
+        if age > self._refresh_age:
             return None
         return value, age, source
 
@@ -199,7 +205,7 @@ class Pricer:
         q1 = self.market.quote(pair1)
         q2 = None if pair2 is None else self.market.quote(pair2)
         if q1 is not None and price.value is not None and (pair2 is None or q2 is not None):
-            self._memo[asset] = (q1, q2, price.value, price.source)
+            self._memo[asset] = (q1, q2, price.value, price.source, asset + self.reference)
 
     def _quoted(self, pair: str, now: datetime, *, invert: bool = False) -> Price | None:
         quote = self.market.quote(pair)
