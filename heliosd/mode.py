@@ -11,6 +11,14 @@ transaction is all or nothing and nothing is written before it.
 LIVE -> PAPER is always allowed (the safe direction); the answer lists what is left open on
 the live account.
 
+A switch to LIVE and a stop serialize through the database, not a lock: the switch is refused
+unless the trading state is ACTIVE; its confirm token is bound to the epoch it was issued
+under (a token from before a stop or resume is refused); and the confirmed switch captures
+the epoch before its gates run and calls ``state.require(conn, epoch=...)`` in the very
+transaction that writes LIVE. A stop that commits while the gates run has moved the epoch, so
+the switch answers StateChanged and the mode stays PAPER (invariant: LIVE never coexists with
+an active breaker).
+
 Tokens live in memory only: a restart invalidates them, which is the safe failure.
 """
 
@@ -27,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from heliosd import state as trading
 from heliosd import store as st
 from heliosd.control.backend import Actor
 from heliosd.errors import (
@@ -34,11 +43,12 @@ from heliosd.errors import (
     GateRejected,
     HaltedError,
     InvalidConfirmToken,
+    StateChanged,
 )
 from heliosd.notices import live_refused_event, mode_change_event
 from heliosd.protocols import Event, Gate, GateContext
 from heliosd.store import ModeState, Store
-from heliosd.types import GateResult, Mode, utcnow
+from heliosd.types import GateResult, Mode, TradingState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,7 @@ class _Token:
     expires_at: float
     uid: int | None
     user: str
+    epoch: int  # the trading state's epoch when issued: void once it moves
 
 
 def mode_json(state: ModeState) -> dict[str, Any]:
@@ -58,6 +69,9 @@ def mode_json(state: ModeState) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "updated_by": state.updated_by,
         "verified": state.verified,
+        "trading_state": str(state.trading_state),
+        "state_reason": state.state_reason,
+        "epoch": state.epoch,
     }
 
 
@@ -163,10 +177,17 @@ class ModeOrchestrator:
         if current.mode is Mode.LIVE and current.verified:
             await self._audit(who, "mode_live", "noop", reason)
             return {**mode_json(current), "changed": False}
+        # The epoch every check below is made under; the switch's transaction requires it.
+        epoch = current.epoch
         halt = self._halted()
-        if halt:
-            await self._audit(who, "mode_live", "refused_halted", reason, {"halt": halt})
-            raise HaltedError(f"Cannot switch to LIVE: trading is halted ({halt}); resume first")
+        if current.trading_state is not TradingState.ACTIVE or halt:
+            why = current.state_reason or halt or str(current.trading_state)
+            refused = {"halt": why, "trading_state": str(current.trading_state)}
+            await self._audit(who, "mode_live", "refused_halted", reason, refused)
+            raise HaltedError(
+                f"Cannot switch to LIVE: trading is {current.trading_state} ({why}); resume first",
+                details={"trading_state": str(current.trading_state), "reason": why},
+            )
 
         if confirm_token is not None:
             token = self._take_token(confirm_token)
@@ -175,6 +196,15 @@ class ModeOrchestrator:
                 raise InvalidConfirmToken(
                     "confirm_token is unknown, already used, expired or issued to someone else;"
                     " request a new one"
+                )
+            if token.epoch != epoch:
+                await self._audit(who, "mode_live", "invalid_token", reason,
+                                  {"token_epoch": token.epoch, "epoch": epoch})  # fmt: skip
+                raise InvalidConfirmToken(
+                    f"confirm_token was issued before the trading state changed (epoch"
+                    f" {token.epoch} -> {epoch}: a stop, halt, resume or switch); request a new"
+                    " one",
+                    details={"epoch": epoch},
                 )
 
         results = await self.run_gates()
@@ -198,7 +228,7 @@ class ModeOrchestrator:
             raise GateRejected(message, details=details)
 
         if confirm_token is None:
-            token_text = self._issue_token(actor)
+            token_text = self._issue_token(actor, epoch)
             details |= {"confirm_token": token_text, "expires_in": int(self._ttl)}
             await self._audit(
                 who, "mode_live", "confirmation_issued", reason, {"gates": details["gates"]}
@@ -214,6 +244,8 @@ class ModeOrchestrator:
         backup = await self._store.backup(self._backup_dir / f"pre-live-{stamp}.db")
 
         def switch(conn: sqlite3.Connection) -> None:
+            # A stop, halt or resume that committed while the gates ran wins (invariant S4).
+            trading.require(conn, epoch=epoch)
             st.set_mode(self._store, conn, Mode.LIVE, actor=who, reason=reason, confirmed=True)
             st.audit(
                 conn,
@@ -225,7 +257,15 @@ class ModeOrchestrator:
             )
             self._event(conn, mode_change_event(current.mode, Mode.LIVE, actor=who, reason=reason))
 
-        await self._store.write(switch)
+        try:
+            await self._store.write(switch)
+        except StateChanged as exc:
+            await self._audit(who, "mode_live", "state_changed", reason,
+                              {**exc.details, "checked_epoch": epoch})  # fmt: skip
+            raise StateChanged(
+                f"Cannot switch to LIVE: {exc.message}; the mode stays {self.state().mode}",
+                details={**exc.details, "checked_epoch": epoch},
+            ) from None
         if self._after_change is not None:
             await self._after_change(Mode.LIVE)
         return {
@@ -237,10 +277,12 @@ class ModeOrchestrator:
 
     # ------------------------------------------------------------------ tokens
 
-    def _issue_token(self, actor: Actor) -> str:
+    def _issue_token(self, actor: Actor, epoch: int) -> str:
         self._expire_tokens()
         text = secrets.token_urlsafe(24)
-        self._tokens[_digest(text)] = _Token(self._clock() + self._ttl, actor.uid, actor.user)
+        self._tokens[_digest(text)] = _Token(
+            self._clock() + self._ttl, actor.uid, actor.user, epoch
+        )
         return text
 
     def _take_token(self, text: str) -> _Token | None:

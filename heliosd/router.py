@@ -1,13 +1,22 @@
 """ExecutionRouter: every order, manual or automatic, takes this one path.
 
-1. Read the mode from the database *now* (``Store.mode_state``: a ~1 us ``PRAGMA
-   data_version`` unless something committed). A LIVE without a sealed, confirmed switch is
-   refused and the operator is told (out-of-band SQL).
+1. Read the mode, trading state and epoch from the database *now* (``Store.mode_state``: a
+   ~1 us ``PRAGMA data_version`` unless something committed). A LIVE without a sealed,
+   confirmed switch is refused and the operator is told (out-of-band SQL).
 2. Run every risk rule (fail closed; Caps take the smallest quantity; any Reject rejects) plus
-   the core's own latch check: while an emergency stop is latched only reducing orders pass.
-3. Store the order (intent, customer_order_id, mode, verdicts) and only then send it to the
-   client of *that* mode. Clients are looked up per order: nothing caches "the current
-   client", so a switch takes effect on the very next order.
+   the core's own latch check on the trading state (:mod:`heliosd.state`): HALTED refuses
+   every order; REDUCING passes only orders that reduce a holding.
+3. Store the order (intent, customer_order_id, mode, verdicts) in a transaction that checks
+   the epoch is still the one the order was checked under (else it is stored REJECTED and
+   never sent), issue its send permit for that (mode, epoch) (:mod:`heliosd.permits`), and
+   only then send it to the client of *that* mode. The permit is checked right before
+   ``client.place``; a client that does not declare ``honours_permits = True`` has its whole
+   ``place`` call marked as on the wire, so a stop's settle waits for it. Clients are looked
+   up per order: nothing caches "the current client", so a switch takes effect on the very
+   next order.
+
+Invariant: no order reaches a client under an epoch other than the one it was checked in
+(the permit's), and none reaches a client while the trading state is HALTED.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from heliosd import orders as od
+from heliosd import state as trading
 from heliosd.breakers import BUILTIN, EMERGENCY, Breakers
 from heliosd.config import Settings
 from heliosd.errors import (
@@ -30,10 +40,12 @@ from heliosd.errors import (
     HeliosError,
     ModeIntegrityError,
     OutcomeUnknownError,
+    PermitRevoked,
     RiskRejected,
     TransientError,
 )
 from heliosd.notices import order_event, risk_rejected_event
+from heliosd.permits import Permit, PermitBoard
 from heliosd.protocols import (
     Event,
     ExchangeClient,
@@ -42,7 +54,7 @@ from heliosd.protocols import (
     RiskContext,
     RiskRule,
 )
-from heliosd.store import Store
+from heliosd.store import ModeState, Store
 from heliosd.types import (
     ZERO,
     Mode,
@@ -50,6 +62,7 @@ from heliosd.types import (
     OrderState,
     PlaceRequest,
     PlaceResult,
+    TradingState,
     Verdict,
     VerdictAction,
     reduces_position,
@@ -66,6 +79,8 @@ _LIVE = Mode.LIVE
 _ACCEPT = VerdictAction.ACCEPT
 _REJECT = VerdictAction.REJECT
 _CAP = VerdictAction.CAP
+_ACTIVE = TradingState.ACTIVE
+_HALTED = TradingState.HALTED
 
 
 class Evaluation(NamedTuple):
@@ -96,6 +111,7 @@ class ExecutionRouter:
         enqueue: EnqueueFn | None = None,
         on_order: Callable[[dict[str, Any], str], None] | None = None,
         on_integrity: Callable[[str], Awaitable[None]] | None = None,
+        permits: PermitBoard | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -110,6 +126,14 @@ class ExecutionRouter:
         self._on_integrity = on_integrity
         self._rule_timeout = float(settings.risk.rule_timeout_s)
         self._integrity_reported: int | None = None
+        if permits is None:  # a router built on its own (tests, tools) gets its own board
+
+            def current() -> tuple[Mode, int]:
+                ms = store.mode_state()
+                return ms.mode, ms.epoch
+
+            permits = PermitBoard(current)
+        self.permits = permits
 
     # ------------------------------------------------------------------ risk
 
@@ -127,30 +151,25 @@ class ExecutionRouter:
             (rule, getattr(rule, "name", type(rule).__name__)) for rule in self._rules
         )
 
-    async def evaluate(self, intent: OrderIntent, mode: Mode | None = None) -> Evaluation:
-        """The pre-trade path: mode at execution time and every risk verdict."""
+    async def evaluate(
+        self, intent: OrderIntent, mode: Mode | None = None, state: ModeState | None = None
+    ) -> Evaluation:
+        """The pre-trade path: mode and trading state at execution time, every risk verdict.
+
+        ``state`` is the mode read the caller already made (submit), so the verdicts and
+        the permit are for the one (mode, epoch) that read saw.
+        """
+        if state is None:
+            state = self._store.mode_state()
         if mode is None:
-            mode = self._store.mode_state().mode
+            mode = state.mode
         ledger = self._ledgers[mode]
         breakers = self._breakers.states()
         verdicts: list[Verdict] = []
-        # The core's own latch check, whatever rules are loaded: while any breaker is
-        # tripped (emergency stop, daily loss, or one a plugin monitor named), only orders
-        # that reduce a position pass.
-        if breakers and not reduces_position(intent, ledger.position(intent.pair)):
-            for name, state in breakers.items():
-                if name == EMERGENCY:
-                    verdicts.append(Verdict.reject(
-                        "emergency_stop",
-                        f"trading is halted by an emergency stop ({state.reason});"
-                        " only orders that reduce a position may pass until a resume",
-                    ))  # fmt: skip
-                elif name not in BUILTIN:
-                    verdicts.append(Verdict.reject(
-                        f"breaker:{name}",
-                        f"breaker {name} is tripped ({state.reason}); only orders that reduce"
-                        " a position may pass until a resume",
-                    ))  # fmt: skip
+        # The core's own latch check, whatever rules are loaded (only when something is off:
+        # the common ACTIVE order pays one identity test).
+        if breakers or state.trading_state is not _ACTIVE:
+            self._latch(intent, ledger, breakers, state, verdicts)
         if mode is _LIVE or self._settings.risk.enforce_in_paper:
             market = self._market
             # Positional: keyword arguments cost ~0.3 us more per order. The order is
@@ -185,6 +204,51 @@ class ExecutionRouter:
             if v.action is not _ACCEPT:
                 return self._combine(mode, intent, verdicts)
         return Evaluation(mode, tuple(verdicts), intent.quantity)
+
+    @staticmethod
+    def _latch(
+        intent: OrderIntent,
+        ledger: LedgerView,
+        breakers: Mapping[str, Any],
+        state: ModeState,
+        verdicts: list[Verdict],
+    ) -> None:
+        """HALTED (or a halting breaker in the cache) refuses everything; otherwise, while
+        the row says REDUCING or any breaker is tripped, only orders that reduce a holding
+        pass. The emergency stop and plugin breakers keep their own verdict names."""
+        halting = [n for n in breakers if n in trading.HALTING]
+        if state.trading_state is _HALTED or halting:
+            why = (
+                state.state_reason
+                if state.trading_state is _HALTED
+                else "; ".join(f"{n}: {breakers[n].reason}" for n in sorted(halting))
+            )
+            verdicts.append(Verdict.reject(
+                "halted", f"trading is HALTED ({why}): nothing but cancels"
+            ))  # fmt: skip
+            return
+        if reduces_position(intent, ledger.position(intent.pair)):
+            return
+        before = len(verdicts)
+        for name, st in breakers.items():
+            if name == EMERGENCY:
+                verdicts.append(Verdict.reject(
+                    "emergency_stop",
+                    f"trading is halted by an emergency stop ({st.reason});"
+                    " only orders that reduce a position may pass until a resume",
+                ))  # fmt: skip
+            elif name not in BUILTIN:
+                verdicts.append(Verdict.reject(
+                    f"breaker:{name}",
+                    f"breaker {name} is tripped ({st.reason}); only orders that reduce"
+                    " a position may pass until a resume",
+                ))  # fmt: skip
+        if len(verdicts) == before and state.trading_state is TradingState.REDUCING:
+            verdicts.append(Verdict.reject(
+                "reducing",
+                f"trading is REDUCING ({state.state_reason}): only orders that reduce a"
+                " holding pass",
+            ))  # fmt: skip
 
     async def _await(self, name: str, answer: Awaitable[Verdict]) -> Verdict:
         try:
@@ -246,19 +310,36 @@ class ExecutionRouter:
     ) -> dict[str, Any]:
         """Evaluate, store, send. Returns the stored ORDER.
 
-        ``mode`` is for the core's own position-closing orders only (an emergency stop's
-        flatten must sell LIVE holdings on the LIVE account although the mode is already
-        PAPER); every other order takes the mode the database holds at this moment.
+        ``mode`` is for the core's own position-closing orders only: it delegates to
+        :meth:`submit_closing`. Every other order takes the mode the database holds now.
 
-        Raises RiskRejected (never sent), ExchangeRejected (the venue refused it at once),
+        Raises RiskRejected (never sent), PermitRevoked (never sent: the trading state
+        changed after the check), ExchangeRejected (the venue refused it at once),
         TransientError / AuthError (not placed), each with ``details["order"]``.
         """
+        if mode is not None:
+            return await self.submit_closing(intent, actor=actor, mode=mode)
+        return await self._submit(intent, actor, None)
+
+    async def submit_closing(
+        self, intent: OrderIntent, *, actor: str, mode: Mode
+    ) -> dict[str, Any]:
+        """An order of the core's own that closes a holding on ``mode``'s account, whatever
+        the current mode (an emergency stop's flatten sells LIVE holdings on the LIVE account
+        although the mode is already PAPER; the operator closes LIVE holdings after a stop).
+
+        It must reduce a holding of that account; its permit is bound to the epoch but not
+        the mode. Integrity still holds: while the database says LIVE without a confirmed
+        switch, nothing is sent, closing orders included.
+        """
+        return await self._submit(intent, actor, mode)
+
+    async def _submit(
+        self, intent: OrderIntent, actor: str, closing: Mode | None
+    ) -> dict[str, Any]:
         state = self._store.mode_state()
-        if mode is None:
-            mode = state.mode
-        elif mode is Mode.LIVE:
-            state = dataclasses.replace(state, mode=Mode.LIVE, verified=True)
-        if mode is Mode.LIVE and not state.verified:
+        mode = state.mode if closing is None else closing
+        if state.mode is Mode.LIVE and not state.verified:
             reason = (
                 "the database says LIVE but no confirmed switch to LIVE is recorded (changed "
                 "outside heliosd?); orders are refused until the mode is set through heliosd"
@@ -270,7 +351,14 @@ class ExecutionRouter:
             )
             raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
 
-        evaluation = await self.evaluate(intent, mode)
+        if closing is not None and not reduces_position(
+            intent, self._ledgers[mode].position(intent.pair)
+        ):
+            evaluation = Evaluation(mode, (Verdict.reject(
+                "closing", f"a closing order must reduce a {mode} holding of {intent.pair}"
+            ),), None, f"closing: a closing order must reduce a {mode} holding")  # fmt: skip
+        else:
+            evaluation = await self.evaluate(intent, mode, state)
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
@@ -283,12 +371,19 @@ class ExecutionRouter:
                 details={"order": row, "verdicts": row["verdicts"]},
             )
 
+        epoch = state.epoch
         row = await self._store_order(
-            od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor)
+            od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor),
+            epoch=epoch,
+        )
+        if row["state"] == "rejected":  # the epoch moved between the check and the store
+            raise PermitRevoked(f"Order refused: {row['failed_reason']}", details={"order": row})
+        permit = self.permits.issue(
+            mode, epoch, label=row["customer_order_id"], any_mode=closing is not None
         )
         request = PlaceRequest(
             customer_order_id=row["customer_order_id"], pair=intent.pair, side=intent.side,
-            type=intent.type, quantity=evaluation.quantity, price=intent.price,
+            type=intent.type, quantity=evaluation.quantity, price=intent.price, permit=permit,
         )  # fmt: skip
         self._counters.sent(mode, utcnow())
         client = self._clients[mode]
@@ -298,7 +393,11 @@ class ExecutionRouter:
         self._counters.placing.add(request.customer_order_id)
         try:
             try:
-                result = await client.place(request)
+                result = await self._place(client, request, permit)
+            except PermitRevoked as exc:
+                # Never sent (the client checks before every wire send): a business outcome.
+                result = PlaceResult(OrderState.REJECTED, None, exc.message)
+                error = exc
             except ExchangeRejected as exc:
                 result = PlaceResult(OrderState.FAILED, None, exc.message)
                 error = exc
@@ -320,6 +419,7 @@ class ExecutionRouter:
                 )
             row = await self._store.write(self._result_tx(row["id"], result, mode))
         finally:
+            permit.release()
             self._counters.placing.discard(request.customer_order_id)
         self._counters.track(row)
         self._after_order(row, mode)
@@ -331,6 +431,20 @@ class ExecutionRouter:
             error.details = {**error.details, "order": row}
             raise error
         return row
+
+    @staticmethod
+    async def _place(client: ExchangeClient, request: PlaceRequest, permit: Permit) -> PlaceResult:
+        """Check the permit right before the client; a client that does not declare
+        ``honours_permits = True`` (a plugin's) has its whole place() marked as on the wire,
+        so a stop's settle waits for it to answer (fail safe)."""
+        if getattr(client, "honours_permits", False) is True:
+            permit.check()
+            return await client.place(request)
+        permit.begin_send()
+        try:
+            return await client.place(request)
+        finally:
+            permit.end_send()
 
     def _result_tx(
         self, order_id: int, result: PlaceResult, mode: Mode
@@ -347,11 +461,34 @@ class ExecutionRouter:
         return tx
 
     async def _store_order(
-        self, order: od.NewOrder, *, event: str | None = None, event_text: str = ""
+        self,
+        order: od.NewOrder,
+        *,
+        event: str | None = None,
+        event_text: str = "",
+        epoch: int | None = None,
     ) -> dict[str, Any]:
+        """Insert the order. With ``epoch``: only while the row is still at that epoch; an
+        order checked under an older one is stored REJECTED with the reason instead."""
         enqueue = self._enqueue
 
         def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+            nonlocal order
+            if epoch is not None:
+                now = trading.read(conn)
+                if now.epoch != epoch:
+                    why = (
+                        f"the trading state changed after the order was checked (epoch {epoch}"
+                        f" -> {now.epoch}, now {now.state}); it was never sent"
+                    )
+                    order = dataclasses.replace(
+                        order, state=OrderState.REJECTED,
+                        verdicts=(*order.verdicts, Verdict.reject("state_changed", why)),
+                    )  # fmt: skip
+                    row = od.insert_order(conn, order)
+                    conn.execute("UPDATE orders SET failed_reason = ? WHERE id = ?",
+                                 (why, row["id"]))  # fmt: skip
+                    return od.get_order_row(conn, row["id"])
             row = od.insert_order(conn, order)
             if event and enqueue is not None:
                 enqueue(
@@ -368,7 +505,7 @@ class ExecutionRouter:
 
         row = await self._store.write(tx)
         self._counters.track(row)
-        if order.state is OrderState.REJECTED:
+        if row["state"] == "rejected":
             self._after_order(row, order.mode)
         return row
 

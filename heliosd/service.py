@@ -40,6 +40,7 @@ from heliosd.notices import (
     strategy_error_event,
 )
 from heliosd.notify import Notifications
+from heliosd.permits import PermitBoard
 from heliosd.plugins import (
     ConfigReload,
     Registry,
@@ -69,6 +70,7 @@ from heliosd.types import (
     OrderIntent,
     OrderState,
     Side,
+    TradingState,
     utcnow,
 )
 from heliosd.unclean import Reconciliation
@@ -199,18 +201,30 @@ class Service:
         self._spawn(self._load_pairs())
         self.market.subscribe(lambda _q: self._quote_changed())
 
+        # One board of send permits: the router issues, the clients check, the stops revoke.
+        self.permits = PermitBoard(
+            lambda: (self.store.mode_state().mode, self.store.mode_state().epoch)
+        )
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
             market=self.market, breakers=self.breakers, counters=self.counters,
             rules=self.registry.risk_rules, enqueue=self.notifications.record,
             on_order=self._order_event, on_integrity=self._integrity_alert,
+            permits=self.permits,
         )  # fmt: skip
         self.stops = Stops(
             store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
             on_open_orders=self._venue_open_orders, submit=self.router.submit,
+            permits=self.permits,
         )  # fmt: skip
+        self.stack.push_async_callback(self.stops.close)
+        # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
+        for state in self.breakers.states().values():
+            if state.until is not None:
+                self.stops.schedule_expiry(state.until)
+        self._spawn(self.stops.sync_expired())  # one that expired while the daemon was down
         self.engine = Engine(
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
@@ -221,7 +235,7 @@ class Service:
         self.orchestrator = ModeOrchestrator(
             self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self.notifications.record, halted=self.stops.emergency_reason,
+            enqueue=self.notifications.record, halted=self.breakers.halt_reason,
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
@@ -230,10 +244,8 @@ class Service:
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
         self.engine.on_choice = self._remember_engine
         self.stops.stop_engine = self._stop_engine_for_stop
-        # TODO(lead): Stops.resume_blocked comes with helper S1's work; until it is merged
-        # this attribute is not read and a resume does not wait for the reconciliation
-        # (the ignore then becomes unused and mypy says so: drop it with the merge).
-        self.stops.resume_blocked = self._resume_blocked  # type: ignore[attr-defined]
+        # No resume before an unclean exit is reconciled (Stops.resume consults it).
+        self.stops.resume_blocked = self._resume_blocked
         self._start_reconciliation()
         await self._restore_engine()
 
@@ -881,8 +893,12 @@ class Service:
     async def get_mode(self) -> dict[str, Any]:
         state = self.store.mode_state()
         halt = self.breakers.halt_reason()
+        # halted: any breaker, or the row says REDUCING/HALTED (trading_state, epoch and
+        # state_reason come from mode_json).
+        halted = halt is not None or state.trading_state is not TradingState.ACTIVE
         return {
-            **mode_json(state), "halted": halt is not None, "halt_reason": halt or "",
+            **mode_json(state), "halted": halted,
+            "halt_reason": halt or state.state_reason or "",
             "live_venue": self.settings.valr.label,
         }  # fmt: skip
 
@@ -904,8 +920,12 @@ class Service:
         return await self.stops.emergency_stop(reason=reason, actor=actor)
 
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        cleared = await self.stops.resume(reason=reason, actor=actor)
-        return {"halted": False, "cleared": cleared, **await self.get_mode()}
+        result = await self.stops.resume(reason=reason, actor=actor)
+        return {"halted": False, **result, **await self.get_mode()}
+
+    async def halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        result = await self.stops.operator_halt(reason=reason, actor=actor)
+        return {**await self.get_mode(), **result}
 
     async def engine_status(self) -> dict[str, Any]:
         return dict(self.engine.status())

@@ -1,31 +1,47 @@
-"""Stops: the emergency stop, the daily-loss halt, resume.
+"""Stops: the emergency stop, halts, resume.
 
 Order of operations is the point of this module. A stop first commits its latch (and, for
-the emergency stop, the switch to PAPER with its history row) in one transaction, so no
-order can go out while the cancels run; only then does it stop the engine and cancel every
-open order, retrying and verifying against the venue. Resume clears every latched breaker
-with a reason, audited.
+the emergency stop, the switch to PAPER with its history row) in one transaction: a new
+epoch (:mod:`heliosd.state`), so every permit issued before it is stale. Then, in this order:
+
+1. revoke every outstanding send permit (:mod:`heliosd.permits`): no order checked before
+   the stop may begin another wire send, and every wait it is in ends at once;
+2. settle, bounded (``min(2 s, valr.request_timeout_s)``): wait for the placements that were
+   already on the wire to answer, so the cancel-all below sees them at the venue;
+3. stop the engine, cancel-all at each venue, verify with open orders and cancel again what
+   still shows (bounded);
+4. answer honestly: ``remaining_open_orders`` and each of them by name (``remaining``), and
+   ``unresolved_placements`` (still on the wire when the bound ran out; a background
+   follow-up cancels again once they answer).
+
+Stops never take the mode orchestrator's lock: a LIVE switch checks the epoch inside the
+transaction that writes LIVE (``state.require``), so whichever commits first wins and a stop
+never waits on a gate. Resume clears every latched breaker with a reason, audited, unless
+``resume_blocked`` names a reason it may not (an unclean exit not yet reconciled).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from heliosd import state as trading
 from heliosd import store as st
 from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor
-from heliosd.errors import AuthError, HeliosError
+from heliosd.errors import AuthError, HaltedError, HeliosError
 from heliosd.notices import emergency_stop_event, halt_event, resume_event
+from heliosd.permits import Permit, PermitBoard
 from heliosd.protocols import Event, ExchangeClient, LedgerView, MarketView
 from heliosd.store import Store
-from heliosd.types import Mode, OpenOrder, OrderIntent, OrderType, Side
+from heliosd.types import Mode, OpenOrder, OrderIntent, OrderType, Side, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +49,19 @@ SYSTEM = Actor(None, "heliosd", "internal")
 
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 Submit = Callable[..., Awaitable[dict[str, Any]]]
+
+# How long a follow-up waits for placements a stop left on the wire before cancelling again.
+FOLLOW_UP_S = 120.0
+
+
+def _never_blocked() -> str | None:
+    return None
+
+
+def _open_json(mode: Mode, order: OpenOrder) -> dict[str, Any]:
+    return {"mode": str(mode), "pair": order.pair, "side": str(order.side),
+            "exchange_order_id": order.exchange_order_id,
+            "customer_order_id": order.customer_order_id}  # fmt: skip
 
 
 @dataclass
@@ -48,9 +77,51 @@ class Stops:
     stop_engine: Callable[[], Awaitable[None]]
     on_open_orders: Callable[[Mode, list[OpenOrder]], Awaitable[None]]
     submit: Submit
+    permits: PermitBoard | None = None
+    # A reason resume must refuse (S3: an unclean exit not yet reconciled), or None.
+    resume_blocked: Callable[[], str | None] = field(default=_never_blocked)
+    # Run by resume before it commits; its answer joins resume's answer and audit details.
+    on_resume: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    settle_s: float | None = None  # None: min(2 s, valr.request_timeout_s)
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        if self.permits is None:  # built on its own (tests): a board of its own
+
+            def current() -> tuple[Mode, int]:
+                ms = self.store.mode_state()
+                return ms.mode, ms.epoch
+
+            self.permits = PermitBoard(current)
+
+    @property
+    def board(self) -> PermitBoard:
+        assert self.permits is not None  # set in __post_init__
+        return self.permits
+
+    def settle_timeout(self) -> float:
+        if self.settle_s is not None:
+            return self.settle_s
+        return min(2.0, float(self.settings.valr.request_timeout_s))
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _to_paper(self, conn: sqlite3.Connection, who: str, why: str) -> None:
+        """A stop or halt leaves LIVE in its own transaction: LIVE never coexists with one."""
+        row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
+        if row is not None and row[0] == "LIVE":
+            st.set_mode(self.store, conn, Mode.PAPER, actor=who, reason=why, confirmed=False)
 
     def emergency_reason(self) -> str | None:
         states = self.breakers.states()
@@ -59,19 +130,76 @@ class Stops:
     # ------------------------------------------------------------------ monitors' actions
 
     async def halt(self, mode: Mode, breaker: str, reason: str, until: datetime | None) -> None:
-        """Daily loss: stop the engine, cancel that mode's open orders, refuse new risk."""
+        """Daily loss: leave LIVE, stop the engine, cancel that mode's open orders, refuse
+        new risk."""
         enqueue = self.enqueue()
 
         def tx(conn: sqlite3.Connection) -> None:
             trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
+            self._to_paper(conn, "heliosd", f"halt ({breaker}): {reason}")
             st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
             enqueue(conn, halt_event(breaker=breaker, reason=reason, mode=mode, until=until))
 
         await self.store.write(tx)
         self.breakers.committed_trip(breaker, reason, until)
+        self.board.revoke_stale()  # the trip is a new epoch: permits checked before it are void
+        if until is not None:
+            self.schedule_expiry(until)
         self.publish({"type": "halt", "breaker": breaker, "reason": reason})
         await self.stop_engine()
         await self.cancel_everything([mode])
+
+    def schedule_expiry(self, until: datetime) -> None:
+        """When a breaker's ``until`` passes, re-derive the row (it says ACTIVE again)."""
+
+        async def later() -> None:
+            await asyncio.sleep(max((until - utcnow()).total_seconds(), 0.0) + 0.05)
+            await self.sync_expired()
+
+        self._spawn(later())
+
+    async def sync_expired(self) -> bool:
+        """Re-derive the trading state if a breaker has expired since the row was written;
+        True when that changed the row (a new epoch)."""
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            row = trading.read(conn)
+            derived = trading.derive(trading.active_breakers(conn, utcnow()))
+            if (row.state, row.reason) == derived:
+                return False
+            trading.sync(conn)
+            st.audit(conn, actor="heliosd", action="breaker_expired", outcome="synced",
+                     reason=f"{row.state} -> {derived[0]}")  # fmt: skip
+            return True
+
+        changed = await self.store.write(tx)
+        if changed:
+            self.board.revoke_stale()
+            self.publish(
+                {"type": "mode", "trading_state": str(self.store.mode_state().trading_state)}
+            )
+        return changed
+
+    async def operator_halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        """An operator's HALTED: nothing but cancels until a resume; LIVE becomes PAPER in
+        the same transaction (open orders stay: an emergency stop is the one that cancels)."""
+        who = str(actor)
+        enqueue = self.enqueue()
+
+        def tx(conn: sqlite3.Connection) -> trading.StateRow:
+            trip_sql(conn, trading.OPERATOR_HALT, mode=None, reason=reason)
+            self._to_paper(conn, who, f"halt: {reason}")
+            st.audit(conn, actor=who, action="halt", outcome="tripped", reason=reason)
+            enqueue(conn, halt_event(breaker=trading.OPERATOR_HALT, reason=reason))
+            return trading.read(conn)
+
+        row = await self.store.write(tx)
+        self.breakers.committed_trip(trading.OPERATOR_HALT, reason, None)
+        self.board.revoke_all(f"trading halted by {who}: {reason}")
+        self.publish({"type": "halt", "breaker": trading.OPERATOR_HALT, "reason": reason})
+        return {"halted": True, "breaker": trading.OPERATOR_HALT, "reason": reason,
+                "trading_state": str(row.state), "state_reason": row.reason,
+                "epoch": row.epoch}  # fmt: skip
 
     async def breaker_emergency(self, mode: Mode, breaker: str, reason: str) -> None:
         """A monitor asked for the emergency stop (drawdown): record why, then stop."""
@@ -82,37 +210,47 @@ class Stops:
     # ------------------------------------------------------------------ operator actions
 
     async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        """Latch, go PAPER, stop the engine, cancel everything, verify none remain."""
+        """Latch (new epoch), revoke, settle, stop the engine, cancel everything, verify."""
         reason = reason or "emergency stop"
-        async with self._lock:
+        async with self._lock:  # stops among themselves; never the orchestrator's lock
             who = str(actor)
             enqueue = self.enqueue()
             store = self.store
 
-            def tx(conn: sqlite3.Connection) -> None:
+            def tx(conn: sqlite3.Connection) -> trading.StateRow:
                 trip_sql(conn, EMERGENCY, mode=None, reason=reason)
-                row = conn.execute("SELECT current_mode FROM trading_mode_state").fetchone()
-                if row is not None and row[0] == "LIVE":
-                    st.set_mode(store, conn, Mode.PAPER, actor=who,
-                                reason=f"emergency stop: {reason}", confirmed=False)  # fmt: skip
+                self._to_paper(conn, who, f"emergency stop: {reason}")
                 st.audit(conn, actor=who, action="emergency_stop", outcome="latched",
                          reason=reason)  # fmt: skip
                 enqueue(conn, emergency_stop_event(reason=reason, actor=who))
+                return trading.read(conn)
 
-            await store.write(tx)
+            latched = await store.write(tx)
             self.breakers.committed_trip(EMERGENCY, reason, None)
+            board = self.board
+            board.revoke_all(f"emergency stop: {reason}")
+            unresolved = await board.settle(self.settle_timeout())
             await self.stop_engine()
-            cancelled, remaining, notes = await self.cancel_everything([Mode.LIVE, Mode.PAPER])
+            modes = [Mode.LIVE, Mode.PAPER]
+            cancelled, remaining, notes = await self.cancel_everything(modes)
             flattened = await self.flatten() if self.settings.risk.flatten_on_emergency_stop else []
+            labels = sorted(p.label for p in unresolved)
+            if unresolved:
+                notes.append(f"{len(labels)} placements still unanswered after"
+                             f" {self.settle_timeout():g} s; cancelling again once they"
+                             " answer")  # fmt: skip
+                self._spawn(self._follow_up(unresolved, modes, who, reason))
+            count = None if remaining is None else len(remaining)
 
             def done(conn: sqlite3.Connection) -> None:
                 st.audit(conn, actor=who, action="emergency_stop", outcome="done", reason=reason,
                          details={"cancelled": cancelled, "remaining": remaining,
-                                  "notes": notes, "flattened": flattened})  # fmt: skip
-                if remaining != 0:  # orders may still be open at VALR: a person must look
+                                  "unresolved_placements": labels, "notes": notes,
+                                  "flattened": flattened, "epoch": latched.epoch})  # fmt: skip
+                if count != 0 or labels:  # orders may still be open at VALR: a person must look
                     enqueue(conn, emergency_stop_event(
                         reason=reason, actor=who, cancelled_orders=cancelled,
-                        remaining_open_orders=remaining, checked=remaining is not None,
+                        remaining_open_orders=count, checked=count is not None,
                     ))  # fmt: skip
 
             await store.write(done)
@@ -120,45 +258,87 @@ class Stops:
                           "cancelled_orders": cancelled})  # fmt: skip
             out: dict[str, Any] = {
                 "halted": True, "mode": str(store.mode_state().mode),
-                "cancelled_orders": cancelled, "remaining_open_orders": remaining,
+                "trading_state": str(latched.state), "epoch": latched.epoch,
+                "cancelled_orders": cancelled, "remaining_open_orders": count,
+                "remaining": remaining or [], "unresolved_placements": labels,
                 "reason": reason, "notes": notes,
             }  # fmt: skip
             if flattened:
                 out["flattened"] = flattened
             return out
 
-    async def resume(self, *, reason: str, actor: Actor) -> int:
-        """Clear every latched breaker; returns how many were cleared."""
+    async def _follow_up(
+        self, unresolved: list[Permit], modes: Sequence[Mode], who: str, reason: str
+    ) -> None:
+        """Placements a stop could not wait out: once they answer, cancel and verify again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FOLLOW_UP_S
+        while any(p.on_wire > 0 and not p.released for p in unresolved):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await self.board.settle(min(left, 1.0))
+        try:
+            cancelled, remaining, notes = await self.cancel_everything(modes)
+        except Exception:
+            log.exception("emergency stop follow-up cancel failed")
+            return
+        await self.store.write(lambda c: st.audit(
+            c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
+            details={"cancelled": cancelled, "remaining": remaining, "notes": notes,
+                     "placements": sorted(p.label for p in unresolved)},
+        ))  # fmt: skip
+
+    async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        """Clear every latched breaker; answers ``{"cleared": n, "epoch", ...on_resume}``.
+
+        Refused (HaltedError) while ``resume_blocked`` names a reason.
+        """
         who = str(actor)
-        names = sorted({EMERGENCY, DAILY_LOSS, DRAWDOWN, *self.breakers.states()})
+        blocked = self.resume_blocked()
+        if blocked:
+            await self.store.write(lambda c: st.audit(
+                c, actor=who, action="resume", outcome="refused", reason=reason,
+                details={"blocked": blocked},
+            ))  # fmt: skip
+            raise HaltedError(f"Cannot resume: {blocked}", details={"blocked": blocked})
+        extra = await self.on_resume() if self.on_resume is not None else {}
+        names = sorted({EMERGENCY, DAILY_LOSS, DRAWDOWN, trading.OPERATOR_HALT,
+                        *self.breakers.states()})  # fmt: skip
         cleared_names = sorted(self.breakers.states())  # what the notification says it lifts
         enqueue = self.enqueue()
 
-        def tx(conn: sqlite3.Connection) -> int:
-            n = clear_sql(conn, names, actor=who, reason=reason)
+        def tx(conn: sqlite3.Connection) -> tuple[int, list[str], trading.StateRow]:
+            active = [r[0] for r in conn.execute(
+                "SELECT name FROM breakers WHERE cleared_at IS NULL"
+            )]  # fmt: skip
+            every = sorted({*names, *active})
+            n = clear_sql(conn, every, actor=who, reason=reason)
             st.audit(conn, actor=who, action="resume", outcome="cleared", reason=reason,
-                     details={"cleared": n})  # fmt: skip
+                     details={"cleared": n, **extra})  # fmt: skip
             enqueue(conn, resume_event(actor=who, reason=reason, breakers=cleared_names))
-            return n
+            return n, every, trading.read(conn)
 
-        cleared = await self.store.write(tx)
-        self.breakers.committed_clear(names)
+        cleared, every, row = await self.store.write(tx)
+        self.breakers.committed_clear(every)
+        self.board.revoke_stale()
         self.publish({"type": "resume", "reason": reason})
-        return cleared
+        return {**extra, "cleared": cleared, "epoch": row.epoch}
 
     # ------------------------------------------------------------------ the work
 
     async def cancel_everything(
         self, modes: Sequence[Mode], attempts: int = 3
-    ) -> tuple[int, int | None, list[str]]:
+    ) -> tuple[int, list[dict[str, Any]] | None, list[str]]:
         """Cancel every open order of each mode's account, then verify none remain.
 
         A stop must not give up on one transient error: cancel-all and the verification
-        are retried (bounded). ``remaining`` counts live orders still open at the venue, or
-        is None when the venue could not be checked at all (the notes say why).
+        are retried (bounded), and anything that still shows (or appeared) is cancelled
+        again. ``remaining`` names the orders still open at the venue, or is None when the
+        LIVE venue could not be checked at all (the notes say why).
         """
         cancelled = 0
-        remaining: int | None = 0
+        remaining: list[dict[str, Any]] | None = []
         notes: list[str] = []
 
         async def one(mode: Mode) -> None:
@@ -171,19 +351,24 @@ class Stops:
                     left = await client.open_orders()
                 except AuthError as exc:
                     notes.append(f"{mode}: {exc.message}")
-                    return
+                    left = None
+                    break
                 except HeliosError as exc:
                     notes.append(f"{mode}: attempt {attempt + 1}: {exc.message}")
                     await asyncio.sleep(0.2 * (attempt + 1))
                     continue
                 if not left:
                     break
+                if attempt + 1 < attempts:  # a cancel VALR accepted may take a moment to show
+                    await asyncio.sleep(0.05 * (attempt + 1))
             if left is None:
                 if mode is Mode.LIVE:
                     remaining = None
+                else:
+                    notes.append(f"{mode}: open orders could not be checked")
                 return
-            if mode is Mode.LIVE and remaining is not None:
-                remaining += len(left)
+            if remaining is not None:
+                remaining.extend(_open_json(mode, o) for o in left)
             await self.on_open_orders(mode, left)
 
         await asyncio.gather(*(one(m) for m in modes))
@@ -207,7 +392,7 @@ class Stops:
                     continue
                 intent = OrderIntent(pair, Side.SELL, OrderType.MARKET, qty, None,
                                      "flatten on emergency stop", "emergency")  # fmt: skip
-                try:
+                try:  # the core's closing path: bound to the epoch, not the mode
                     await self.submit(intent, actor="emergency-stop", mode=mode)
                     done.append(f"{mode} {pair} {qty}")
                 except HeliosError as exc:

@@ -62,6 +62,8 @@ async def test_fault_state_round_trip_and_all_or_nothing(env: tuple[Simulator, P
         {"read_only": False, "http_429_rate": 2},
         {"read_only": False, "no_such_fault": 1},
         {"rate_limits": [{"prefix": "v2"}]},
+        {"route_delays": [{"prefix": "/v2", "delay_s": 1, "after": "yes"}]},
+        {"route_delays": [{"prefix": "/v2", "delay_s": -1}]},
         {"dropped_account_messages": {}},
         [1, 2],
     ):

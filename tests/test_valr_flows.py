@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heliosd.builtin.valr import flows
 from heliosd.errors import TransientError
@@ -145,3 +147,40 @@ async def test_paper_has_no_flows() -> None:
 
     assert await PaperExchange.transaction_history(object.__new__(PaperExchange), None) == []
     assert PaperExchange.honours_permits is True
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_type = st.sampled_from(
+    [*sorted(flows.DEPOSITS | flows.WITHDRAWALS | flows.TRANSFERS | flows.NOT_FLOWS), "NEW_THING"]
+)
+_rowish = st.fixed_dictionaries(
+    {"transactionType": st.one_of(st.fixed_dictionaries({"type": _type}), _json)},
+    optional={
+        "creditCurrency": st.one_of(st.just("ZAR"), _json),
+        "creditValue": st.one_of(st.just("12.5"), st.just("-1"), st.just("NaN"), _json),
+        "debitCurrency": st.one_of(st.just("BTC"), _json),
+        "debitValue": st.one_of(st.just("0.01"), st.just("0"), _json),
+        "eventAt": st.one_of(st.just("2026-03-01T12:00:00Z"), _json),
+        "id": st.one_of(st.just("row-1"), st.integers(), _json),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_rowish, _json), max_size=8))
+def test_any_ledger_page_is_read_without_crashing(rows: list[Any]) -> None:
+    """Whatever VALR sends in a page, reading it never raises; every flow it yields is
+    well-formed (a non-zero Decimal, signed by its kind, an aware time)."""
+    found, bad = flows.flows_of(rows)
+    assert 0 <= bad <= len(rows) and len(found) <= len(rows) - bad
+    for flow in found:
+        assert isinstance(flow.amount, Decimal) and flow.amount.is_finite() and flow.amount
+        assert (flow.amount > 0) == (flow.kind in ("deposit", "transfer_in"))
+        assert flow.kind in ("deposit", "withdrawal", "transfer_in", "transfer_out")
+        assert flow.at.tzinfo is not None and flow.flow_id and flow.currency

@@ -43,7 +43,8 @@ class OrderRequest:
 class ControlBackend(Protocol):
     # --- mode (design.md sections 5, 11)
     async def get_mode(self) -> JSON:
-        """{"mode","updated_at","updated_by","halted","halt_reason", ...}"""
+        """{"mode","updated_at","updated_by","halted","halt_reason","trading_state",
+        "state_reason","epoch", ...}"""
         ...
 
     async def set_mode(
@@ -60,6 +61,10 @@ class ControlBackend(Protocol):
     async def emergency_stop(self, *, reason: str, actor: Actor) -> JSON: ...
 
     async def resume(self, *, reason: str, actor: Actor) -> JSON: ...
+
+    async def halt(self, *, reason: str, actor: Actor) -> JSON:
+        """Trip the operator's ``halt`` breaker (trading HALTED: nothing but cancels)."""
+        ...
 
     # --- engine
     async def engine_status(self) -> JSON: ...

@@ -100,6 +100,16 @@ def render(body: Any) -> str:
     return "\n\n".join(p for p in [text, *blocks] if p) or "(empty)"
 
 
+def mode_summary(body: Any) -> str:
+    """`heliosctl mode`: one headline (mode, trading state, epoch), then every field."""
+    if not isinstance(body, dict) or "trading_state" not in body:
+        return render(body)
+    head = f"{body.get('mode')}  {body['trading_state']}  epoch {body.get('epoch')}"
+    if body.get("state_reason"):
+        head += f"  ({body['state_reason']})"
+    return f"{head}\n\n{render(body)}"
+
+
 def _flatten(
     body: Mapping[str, Any], prefix: str, pairs: list[tuple[str, str]], blocks: list[str]
 ) -> None:
@@ -173,7 +183,7 @@ class Ctl:
     def mode(self) -> int:
         a = self.args
         if a.target is None:
-            return self.finish(*self.call("GET", "/api/trading/mode"))
+            return self.finish(*self.call("GET", "/api/trading/mode"), show=mode_summary)
         if a.target == "paper":
             body = {"mode": "PAPER", "reason": a.reason or ""}
             return self.finish(*self.call("POST", "/api/trading/mode", body))
@@ -239,6 +249,9 @@ class Ctl:
 
     def resume(self) -> int:
         return self.finish(*self.call("POST", "/api/trading/resume", {"reason": self.args.reason}))
+
+    def halt(self) -> int:
+        return self.finish(*self.call("POST", "/api/trading/halt", {"reason": self.args.reason}))
 
     def engine(self) -> int:
         action = self.args.action
@@ -421,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason")
     r = cmd("resume", "clear a latched stop")
     r.add_argument("--reason", required=True)
+    h = cmd("halt", "HALT trading: refuse every order but cancels until a resume")
+    h.add_argument("--reason", required=True)
     e = cmd("engine", "autonomous engine")
     e.add_argument("action", choices=("start", "stop", "status"))
     o = cmd("order", "place a manual order (MARKET, or LIMIT with --limit PRICE)")
@@ -480,6 +495,7 @@ def main(
         "audit": ctl.audit,
         "stop": ctl.stop,
         "resume": ctl.resume,
+        "halt": ctl.halt,
         "engine": ctl.engine,
         "order": ctl.order,
         "orders": ctl.orders,

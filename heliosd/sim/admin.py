@@ -90,6 +90,12 @@ def _integer(name: str, value: Any, low: int) -> int:
     return value
 
 
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return value
+
+
 def _method(name: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -164,7 +170,7 @@ def apply_faults(faults: FaultConfig, data: Any) -> None:
                     prefix=_prefix(f"{key}.prefix", item.get("prefix")),
                     delay_s=_number(f"{key}.delay_s", item.get("delay_s"), 0.0),
                     method=_method(f"{key}.method", item.get("method")),
-                    after=bool(item.get("after", False)),
+                    after=_flag(f"{key}.after", item.get("after", False)),
                 )
                 for item in items
             ]

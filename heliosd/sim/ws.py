@@ -106,10 +106,10 @@ async def account_stream(request: web.Request) -> web.StreamResponse:
                     box.push(_cod_update(box.cancel_on_disconnect))
     finally:
         state.hub.remove_account_socket(ctx.account_id, box)
-        await box.stop()
-        if box.cancel_on_disconnect:
+        if box.cancel_on_disconnect:  # before any await: it happens however the socket ended
             cancelled = state.exchange.cancel_all(ctx.account_id)
             state.disconnect_cancels.append((ctx.account_id, len(cancelled)))
+        await box.stop()
     return ws
 
 
