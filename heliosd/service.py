@@ -217,7 +217,7 @@ class Service:
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
             on_open_orders=self._venue_open_orders, submit=self.router.submit,
-            permits=self.permits,
+            permits=self.permits, on_resume=self._on_resume,
         )  # fmt: skip
         self.stack.push_async_callback(self.stops.close)
         # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
@@ -851,8 +851,9 @@ class Service:
         """Rebase what a resume lifts, so it never re-trips on the next tick without a new
         loss: the peak of a mode at or past the drawdown limit (or with its drawdown breaker
         tripped) becomes the current equity; likewise today's baseline for the daily loss.
-        Returns ``{mode: {"peak": {"old", "new"}, "day_start_equity": {"old", "new"}}}`` for
-        the resume's answer and audit row (unchanged figures have old == new)."""
+        Returns ``{"rebased": {mode: {"peak": {"old", "new"}, "day_start_equity": {"old",
+        "new"}}}}`` for the resume's answer and audit row (unchanged figures: old == new).
+        Stops.resume calls it before it clears the breakers, so they still say what tripped."""
         r = self.settings.risk
         now = utcnow()
         out: dict[str, Any] = {}
@@ -876,7 +877,7 @@ class Service:
                 "day_start_equity": {"old": _text(day[0]), "new": _text(day[1])},
             }
         await self._flush_marks()
-        return out
+        return {"rebased": out}
 
     async def _flush_marks(self) -> None:
         dirty, self._marks_dirty = self._marks_dirty, set()

@@ -15,6 +15,7 @@ Resume: after a drawdown stop the peak is rebased, so the next tick does not re-
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -220,13 +221,18 @@ async def test_resume_after_a_drawdown_stop_rebases_and_does_not_retrip(
             return bool((await breakers(running))["drawdown"]["tripped"])
 
         await eventually(stopped)
-        rebased = await service._on_resume()  # what Stops.on_resume runs for the resume
-        live = rebased["LIVE"]
+        status, body = await req("POST", "/api/trading/resume", {"reason": "reviewed"})
+        assert status == 200, body
+        live = body["rebased"]["LIVE"]  # the resume's answer shows the old and new figures
         assert D(live["peak"]["old"]) > D(live["peak"]["new"])
         assert D(live["peak"]["new"]) == service.ledgers[Mode.LIVE].equity()
         assert D(live["day_start_equity"]["new"]) == service.ledgers[Mode.LIVE].equity()
-        status, body = await req("POST", "/api/trading/resume", {"reason": "reviewed"})
-        assert status == 200, body
+        conn = sqlite3.connect(service.settings.daemon.db_path)
+        [(details,)] = conn.execute(
+            "SELECT details FROM audit WHERE action = 'resume' AND outcome = 'cleared'"
+        ).fetchall()
+        conn.close()
+        assert json.loads(details)["rebased"]["LIVE"] == live  # and so does its audit row
         sim.sim.set_price("BTCZAR", D("149000"))  # the next tick, a tiny move
         await wait_for(lambda: service.market.mark("BTCZAR") < D(150000))
         _status, mode = await req("GET", "/api/trading/mode")
