@@ -155,3 +155,40 @@ def test_fresh_prices_rule_refuses_a_live_buy_on_a_stale_quote() -> None:
     assert rule.check(buy, _ctx(market, Mode.PAPER)).action is VerdictAction.ACCEPT  # type: ignore[arg-type]
     market.update(quote("BTCZAR", "1000000"))
     assert rule.check(buy, _ctx(market, Mode.LIVE)).action is VerdictAction.ACCEPT  # type: ignore[arg-type]
+
+
+async def test_dust_is_not_refreshed_every_time_it_goes_stale() -> None:
+    """A dust holding decides nothing: its price is looked at every DUST_REFRESH_S, not
+    every few seconds (VALR allows 30 public requests a minute)."""
+    from heliosd.risk import prices
+
+    calls: list[str] = []
+    now = [0.0]
+
+    async def fetch(pair: str) -> object:
+        calls.append(pair)
+        raise TransientError("down")
+
+    market = MarketData()
+    p = Pricer(market, reference="ZAR", max_age_s=10.0, fetch=fetch, clock=lambda: now[0])
+    market.update(quote("ETHZAR", "50000", age_s=60))  # stale; 0.00001 ETH is 0.5 ZAR
+    a = assess(p, [("ETH", D("0.00001"))], dust_value=D(10), max_age_s=10)
+    assert a.dust == ("ETH",) and a.stale == ()
+    await _turns()
+    assert calls == ["ETHZAR"]  # the first look
+    for step in range(1, 50):  # 49 more sweeps, 2 s apart: past every backoff but dust's
+        now[0] = step * 2.0
+        assess(p, [("ETH", D("0.00001"))], dust_value=D(10), max_age_s=10)
+        await _turns()
+    assert calls == ["ETHZAR"]
+    now[0] = prices.DUST_REFRESH_S + 1
+    p._next_at.clear()  # past the failure backoff too
+    assess(p, [("ETH", D("0.00001"))], dust_value=D(10), max_age_s=10)
+    await _turns()
+    assert calls == ["ETHZAR", "ETHZAR"]
+    p.close()
+
+
+async def _turns() -> None:
+    for _ in range(5):  # the fetch task, and wait_for's inner task, get to run
+        await asyncio.sleep(0)

@@ -21,8 +21,9 @@
   the limits, the ledger and the monitors value at it too. VALR caches that route for 10 s on
   its side, so a REST quote may be up to 10 s older than its fetch time says.
 * **P4 -- dust never blocks.** A holding worth less than ``risk.dust_value`` (at any price
-  known, fresh or stale) is dust: :func:`assess` never lists it as stale. A holding with no
-  price at all cannot be shown to be dust and is listed (fail closed).
+  known, fresh or stale) is dust: :func:`assess` never lists it as stale, and its price is
+  refreshed only every ``DUST_REFRESH_S`` (it costs REST budget and decides nothing). A
+  holding with no price at all cannot be shown to be dust and is listed (fail closed).
 * ``version`` moves on every quote, fill price and REST answer, and on every :meth:`sweep`
   (called about once a second by the service), because ages change with time alone.
 
@@ -56,9 +57,12 @@ ONE = Decimal(1)
 # Currencies a cross rate may go through (VALR quotes most coins in one of these).
 VIAS: tuple[str, ...] = ("USDC", "USDT", "BTC")
 REFETCH_S = 2.0
-BUDGET_PER_MIN = 20
+BUDGET_PER_MIN = 24
 BACKOFF_MAX_S = 300.0
 UNKNOWN_PAIR_S = 3600.0
+# A dust holding's price is refreshed this seldom (it never blocks anything; the look is
+# only to notice that it stopped being dust).
+DUST_REFRESH_S = 300.0
 
 
 class Summary(Protocol):
@@ -101,6 +105,7 @@ class Pricer:
         # from quotes: valid while those quote objects are still the market's latest.
         self._memo: dict[str, tuple[Quote, Quote | None, Decimal, str, str]] = {}
         self._quotes = market.live_quotes()
+        self._dust: dict[str, float] = {}  # asset -> when assess() last found it dust
         self._refresh_age = max_age_s / 2
         self._inflight: set[str] = set()
         self._next_at: dict[str, float] = {}
@@ -122,6 +127,14 @@ class Pricer:
         """Remember heliosd's last fill price in ``pair`` (the stale fallback of P2)."""
         self._last_fill[pair] = (price, at)
         self.version += 1
+
+    def note_dust(self, asset: str) -> None:
+        """``asset`` is held as dust: refresh its price only every ``DUST_REFRESH_S``."""
+        if asset not in self._dust:
+            self._dust[asset] = self._clock()
+
+    def note_not_dust(self, asset: str) -> None:
+        self._dust.pop(asset, None)
 
     def sweep(self) -> None:
         """Time passed: every age grew (readers caching on ``version`` must re-read)."""
@@ -167,8 +180,10 @@ class Pricer:
         if best is not None and best.age_s is not None and best.age_s <= max_age / 2:
             self._remember(asset, direct, None, best)
             return best
-        # Older than half the limit (or none): refresh it before it goes stale (P3).
-        self._want(direct)
+        # Older than half the limit (or none): refresh it before it goes stale (P3); a
+        # holding last seen as dust needs no fresh price, only an occasional look.
+        if self._clock() - self._dust.get(asset, -DUST_REFRESH_S) >= DUST_REFRESH_S:
+            self._want(direct)
         if best is not None and best.fresh(max_age):
             return best
         candidates = [best] if best is not None else []
@@ -321,7 +336,10 @@ def assess(
         values[asset] = ZERO if value is None else value
         if value is not None and value < dust_value:
             dust.append(asset)
-        elif not price.fresh(max_age_s):
+            pricer.note_dust(asset)
+            continue
+        pricer.note_not_dust(asset)
+        if not price.fresh(max_age_s):
             stale.append(asset)
             if value is None:
                 unpriced.append(asset)
