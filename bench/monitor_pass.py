@@ -11,8 +11,8 @@ always cold, as it is in the daemon. Ten of the assets are valued through a cros
 in the daemon.
 
 Target: median and p99 under 200 us (wall time); ``cpu_us`` is the process's own CPU time
-per pass, the figure to read on a loaded machine. Prints one JSON line. ``--quick`` is a smoke-test size
-(not a measurement).
+per pass, the figure to read on a loaded machine. Prints one JSON line. ``--quick`` is a
+smoke-test size (not a measurement).
 """
 
 from __future__ import annotations
