@@ -80,6 +80,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from heliosd.protocols import LedgerSnapshot, MarketView
+from heliosd.risk.marks import EquityMarks
 from heliosd.risk.snapshot import AssetPricer
 from heliosd.types import ZERO, Balance, Fill, Mode, PairInfo
 
@@ -199,9 +200,8 @@ class Ledger:
         self._market = market
         self._starting = dict(starting_balances) if starting_balances is not None else None
         self._venue: dict[str, Balance] | None = None
-        self._peak: Decimal | None = None
-        self._day: date | None = None
-        self._day_start_equity: Decimal | None = None
+        # Peak and start-of-day equity, flow-adjusted (heliosd.risk.marks owns the rules).
+        self.equity_marks = EquityMarks()
         self._reset_fill_state()
 
     def _reset_fill_state(self) -> None:
@@ -333,13 +333,23 @@ class Ledger:
         self, peak: Decimal | None, day: date | None, day_start_equity: Decimal | None
     ) -> None:
         """Restore the persisted peak equity and the start-of-day equity of ``day``."""
-        self._peak = peak
-        self._day = day
-        self._day_start_equity = day_start_equity
+        self.equity_marks.restore(peak, day, day_start_equity)
+
+    # The account snapshot's cache compares these by identity with what it was built from
+    # (heliosd.risk.account): both are the marks' change key, new on every change of the
+    # effective baselines (a new peak or day, a flow, a pending change, a rebase).
+    @property
+    def _peak(self) -> object:
+        return self.equity_marks.key
+
+    @property
+    def _day_start_equity(self) -> object:
+        return self.equity_marks.key
 
     def marks(self) -> tuple[Decimal | None, date | None, Decimal | None]:
-        """``(peak, day, day_start_equity)`` as last updated by :meth:`snapshot`, to persist."""
-        return self._peak, self._day, self._day_start_equity
+        """``(peak, day, day_start_equity)`` as last updated by :meth:`snapshot`, a flow or a
+        rebase, to persist (flow-adjusted; excluding a pending unexplained change)."""
+        return self.equity_marks.stored()
 
     # ------------------------------------------------------------------ LedgerView
 
@@ -430,18 +440,22 @@ class Ledger:
     def _figures(self, now: datetime, *, update: bool) -> LedgerSnapshot:
         local_day = now.astimezone(self.tz).date()
         equity = self.equity()
-        peak, day_start_equity = self._peak, self._day_start_equity
+        marks = self.equity_marks
         if self.ready:
-            if self._day != local_day or day_start_equity is None:
-                day_start_equity = equity
-            peak = equity if peak is None else max(peak, equity)
-            if update:
-                self._peak, self._day, self._day_start_equity = peak, local_day, day_start_equity
-        peak = ZERO if peak is None else peak
-        start = ZERO if day_start_equity is None else day_start_equity
+            base = marks.observe(equity, local_day, update=update)
+            peak, start = base.peak, base.day_start
+        else:  # an unknown equity is not a loss: the marks are left alone
+            peak = ZERO if marks.peak is None else marks.peak + marks.pending
+            start = ZERO if marks.day_start is None else marks.day_start + marks.pending
         daily_pnl = equity - start if self.ready else ZERO
         daily_loss = max(ZERO, -daily_pnl) / start * HUNDRED if start > 0 else ZERO
         drawdown = max(ZERO, peak - equity) / peak * HUNDRED if peak > 0 else ZERO
+        # Positions move with balances, books and the pair list, not with prices: a pass
+        # after every price tick must not rebuild them (bench/monitor_pass.py).
+        key = (self.version, self._market.pairs())
+        cached = getattr(self, "_positions_cache", None)
+        if cached is None or cached[0] != key[0] or cached[1] is not key[1]:
+            cached = self._positions_cache = (key[0], key[1], MappingProxyType(self.positions()))
         return LedgerSnapshot(
             mode=self.mode,
             at=now,
@@ -455,7 +469,7 @@ class Ledger:
             daily_pnl=daily_pnl,
             drawdown_pct=drawdown,
             daily_loss_pct=daily_loss,
-            positions=self.positions(),
+            positions=cached[2],
         )
 
     # ------------------------------------------------------------------ JSON views

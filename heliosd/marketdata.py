@@ -9,6 +9,12 @@ read.
 A quote is stored exactly as given: a ``None`` field means "unknown now", never "keep the
 previous value". Merging partial updates is the feed's job, because only the feed knows
 whether a missing book side is stale or empty.
+
+Each quote's ``at`` is when heliosd received it (the feed stamps it on arrival), so its age is
+how long we have not heard from the market, whatever the venue's own timestamps say. A quote
+also records where it came from (:meth:`MarketData.source`): ``stream`` (the trade stream)
+or ``rest`` (a market summary fetched by :mod:`heliosd.risk.prices` when the stream is
+silent). A REST quote never replaces a newer one (:meth:`MarketData.offer`).
 """
 
 from __future__ import annotations
@@ -72,10 +78,12 @@ class MarketData:
     def __init__(self, pairs: Mapping[str, PairInfo] | None = None) -> None:
         self.version = 0
         self._quotes: dict[str, Quote] = {}
+        self._quotes_view: Mapping[str, Quote] = MappingProxyType(self._quotes)
         # Derived prices, precomputed per update so reads are a single dict lookup.
         self._buy: dict[str, Decimal] = {}
         self._sell: dict[str, Decimal] = {}
         self._mark: dict[str, Decimal] = {}
+        self._source: dict[str, str] = {}
         self._subscribers: tuple[QuoteCallback, ...] = ()
         self._pairs: dict[str, PairInfo] = {}
         self._pairs_view: Mapping[str, PairInfo] = MappingProxyType(self._pairs)
@@ -98,10 +106,11 @@ class MarketData:
 
     # ------------------------------------------------------------------ quotes
 
-    def update(self, quote: Quote) -> None:
+    def update(self, quote: Quote, *, source: str = "stream") -> None:
         """Store ``quote`` as the pair's latest, bump ``version``, notify subscribers."""
         pair = quote.pair
         self._quotes[pair] = quote
+        self._source[pair] = source
         last = quote.last
         bid = quote.bid
         ask = quote.ask
@@ -114,6 +123,19 @@ class MarketData:
                 callback(quote)
             except Exception:
                 logger.exception("market data subscriber %r failed on %s", callback, pair)
+
+    def offer(self, quote: Quote, *, source: str) -> bool:
+        """Store ``quote`` only if it is newer than the pair's latest (a REST answer that
+        raced a stream update must not roll the price back); True when stored."""
+        current = self._quotes.get(quote.pair)
+        if current is not None and current.at >= quote.at:
+            return False
+        self.update(quote, source=source)
+        return True
+
+    def source(self, pair: str) -> str | None:
+        """Where the pair's latest quote came from (``stream`` or ``rest``); None: no quote."""
+        return self._source.get(pair)
 
     def subscribe(self, callback: QuoteCallback) -> Callable[[], None]:
         """Call ``callback(quote)`` after every update; returns an idempotent unsubscribe."""
@@ -129,6 +151,11 @@ class MarketData:
 
     def quote(self, pair: str) -> Quote | None:
         return self._quotes.get(pair)
+
+    def live_quotes(self) -> Mapping[str, Quote]:
+        """A read-only view of the latest quotes that follows every update (no copy: for
+        readers that look up many pairs per call, like the pricer's per-pass path)."""
+        return self._quotes_view
 
     def quotes(self) -> Mapping[str, Quote]:
         """Every pair's latest quote (a copy: safe to keep while updates continue)."""

@@ -28,6 +28,7 @@ from heliosd.types import Action, ActionKind
 
 DAILY_LOSS = "daily_loss"
 DRAWDOWN = "drawdown"
+STALE_PRICES = "stale_prices"
 
 _CENT = Decimal("0.01")
 # A failing monitor's reason is shown in notifications, logs and every refused order: keep
@@ -98,6 +99,31 @@ def heliosd_register_monitors(register: Callable[[Monitor], None], config: Setti
     """Register the daily-loss and drawdown monitors; thresholds come from ``[risk]``."""
     register(DailyLossMonitor())
     register(DrawdownMonitor())
+
+
+# --------------------------------------------------------------------------- stale prices
+
+
+class StaleWatch:
+    """When the ``stale_prices`` breaker trips and clears, from one sweep to the next.
+
+    Trips when holdings above dust are stale on two sweeps in a row (a REST refresh
+    in flight, or the first quotes after a start, must not flap the trading state: each
+    LIVE BUY is checked on its own by the ``fresh_prices`` rule meanwhile); clears on the
+    first sweep where nothing is stale. ``tripped`` is the breaker as committed, so a
+    resume that cleared it is tripped again if prices are still stale.
+    """
+
+    def __init__(self) -> None:
+        self.previous: tuple[str, ...] = ()
+
+    def decide(self, stale: tuple[str, ...], *, tripped: bool) -> str | None:
+        previous, self.previous = self.previous, stale
+        if stale and previous and not tripped:
+            return "trip"
+        if not stale and tripped:
+            return "clear"
+        return None
 
 
 # --------------------------------------------------------------------------- any monitor

@@ -385,3 +385,23 @@ def strategy_error_event(strategy: str, error: str, *, mode: Mode | str | None =
     )
     data = {"strategy": strategy, "error": error, "mode": str(mode) if mode else None}
     return _event("strategy_error", f"Strategy {strategy} stopped on an error{where}", body, data)
+
+
+def stale_prices_event(
+    *, started: bool, mode: Mode | str, assets: Sequence[str], detail: str = ""
+) -> Event:
+    """Holdings above dust could not be valued fresh (trading REDUCING: only orders that
+    reduce a holding pass), or they can again. Sent once when it starts, once when it ends;
+    the start is a ``halt`` (urgent), the end a ``resume``."""
+    names = ", ".join(assets)
+    data = {"mode": str(mode), "assets": list(assets), "detail": detail or None,
+            "breaker": "stale_prices", "started": started}  # fmt: skip
+    if started:
+        body = _lines(
+            f"No fresh price for {detail or names}.",
+            "Trading is REDUCING (only orders that reduce a holding pass) until prices are"
+            " fresh again; the daily-loss and drawdown figures use the last prices meanwhile.",
+        )
+        return _event("halt", f"{mode} prices stale: {names}", body, data)
+    body = "The stale_prices breaker cleared itself."
+    return _event("resume", f"{mode} prices fresh again", body, data)

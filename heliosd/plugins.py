@@ -60,6 +60,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "heliosd.builtin.paper",
     "heliosd.builtin.gates",
     "heliosd.builtin.limits",
+    "heliosd.risk.prices",
     "heliosd.monitors",
     "heliosd.builtin.apprise",
     "heliosd.builtin.demo_strategy",
@@ -69,6 +70,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 ESSENTIAL_PLUGINS: tuple[str, ...] = (
     "heliosd.builtin.gates",
     "heliosd.builtin.limits",
+    "heliosd.risk.prices",
     "heliosd.monitors",
 )
 

@@ -23,7 +23,7 @@ import pluggy
 from heliosd import orders as od
 from heliosd import runstate as rs
 from heliosd import store as st
-from heliosd.breakers import EMERGENCY, Breakers, trip_sql
+from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine, EngineChoice
@@ -31,11 +31,12 @@ from heliosd.errors import AuthError, ConfigError, HeliosError, NotFoundError
 from heliosd.ledger import Ledger, LedgerError, decimal_text
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
-from heliosd.monitors import checked_action, failure_action
+from heliosd.monitors import STALE_PRICES, StaleWatch, checked_action, failure_action
 from heliosd.notices import (
     connection_lost_event,
     connection_restored_event,
     integrity_event,
+    stale_prices_event,
     strategy_error_event,
 )
 from heliosd.notify import Notifications
@@ -55,6 +56,8 @@ from heliosd.protocols import (
     MonitorContext,
 )
 from heliosd.risk.account import AccountRisk
+from heliosd.risk.flows import FlowWatcher, split_pair
+from heliosd.risk.prices import VIAS, Assessment, Pricer, assess, describe_stale, valr_fetch
 from heliosd.router import ExecutionRouter
 from heliosd.state import UNCLEAN_EXIT
 from heliosd.stops import Stops
@@ -214,7 +217,7 @@ class Service:
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
             on_open_orders=self._venue_open_orders, submit=self.router.submit,
-            permits=self.permits,
+            permits=self.permits, on_resume=self._on_resume,
         )  # fmt: skip
         self.stack.push_async_callback(self.stops.close)
         # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
@@ -529,10 +532,15 @@ class Service:
         mode = self.store.mode_state().mode
         snap = self.ledgers[mode].peek(utcnow())
         halt = self.breakers.halt_reason()
+        health = self._risk_health()
+        stale = health["stale_prices"]
+        blind = health["monitors_blind"].get(str(mode))
         return (
             f"{mode} equity {snap.equity:.2f} {self.settings.risk.reference_currency}"
             f" day {snap.daily_pnl:+.2f} dd {snap.drawdown_pct:.2f}%"
             + (f" HALTED ({halt})" if halt else "")
+            + (f" STALE PRICES {', '.join(stale)}" if stale else "")
+            + (f" MONITORS BLIND (no price: {', '.join(blind)})" if blind else "")
         )
 
     # ================================================================== events
@@ -603,12 +611,30 @@ class Service:
     def _run_monitors(self, mode: Mode) -> None:
         self._monitor_pending.discard(mode)
         ledger = self.ledgers[mode]
-        # An unknown equity is not a loss: no verdicts until the venue's balances and a mark
-        # for every held position are known (a restart would otherwise read as a 100% drop).
-        if not ledger.ready or any(
-            qty and self.market.mark(pair) is None for pair, qty in ledger.positions().items()
-        ):
+        # An unknown equity is not a loss: no verdicts until the venue's balances are known.
+        if not ledger.ready or not self._risk_setup():
             return
+        # Every holding is valued (trade stream, REST, cross rate, last fill). Dust never
+        # blocks a pass; a holding above dust with no price at all does (its value is
+        # unknown, and 0 would read as a loss), and never silently: it is listed in
+        # GET /api/health and the status line, and in LIVE it trips stale_prices.
+        totals = [(c, b.total) for c, b in ledger.balances().items()]
+        r = self.settings.risk
+        seen = assess(self._pricer, totals, dust_value=r.dust_value,
+                      max_age_s=float(r.max_quote_age_s))  # fmt: skip
+        if seen.unpriced:
+            if self._monitor_blind.get(mode) != seen.unpriced:
+                log.warning("%s monitors cannot value %s (no price at all): pass skipped",
+                            mode, ", ".join(seen.unpriced))  # fmt: skip
+            self._monitor_blind[mode] = seen.unpriced
+            self._monitor_skips[mode] = self._monitor_skips.get(mode, 0) + 1
+            return
+        self._monitor_blind.pop(mode, None)
+        if mode is Mode.LIVE:
+            # A balance change no fill explains is pending before this pass computes a
+            # figure from it (a withdrawal must not read as a drawdown meanwhile).
+            self._flows.observe({c: b.total for c, b in ledger.balances().items()})
+            self._flows_kick()
         before = ledger.marks()
         snapshot = ledger.snapshot(utcnow())
         if ledger.marks() != before:
@@ -664,9 +690,194 @@ class Service:
             self._tripping.discard(key)
 
     async def _marks_loop(self) -> None:
+        self._spawn(self._freshness_loop())
         while True:
             await asyncio.sleep(0.5)
             await self._flush_marks()
+
+    # ---------------------------------------------------------- prices, flows, stale_prices
+
+    def _risk_setup(self) -> bool:
+        """Build the pricer and the LIVE flow watcher once the sinks exist (lazily: the first
+        balances can arrive while start() is still wiring). False until then."""
+        if getattr(self, "_pricer", None) is not None:
+            return True
+        if not hasattr(self, "sinks"):
+            return False
+        r, live = self.settings.risk, self.clients[Mode.LIVE]
+        self._pricer = Pricer(
+            self.market, reference=r.reference_currency, max_age_s=float(r.max_quote_age_s),
+            fetch=valr_fetch(live),
+        )  # fmt: skip
+        self._monitor_blind: dict[Mode, tuple[str, ...]] = {}
+        self._monitor_skips: dict[Mode, int] = {}
+        self._stale_watch = StaleWatch()
+        self._stale_now: tuple[str, ...] = ()
+        self._flows_task: asyncio.Task[None] | None = None
+        currencies = (r.reference_currency, *VIAS)
+        self._flows = FlowWatcher(
+            Mode.LIVE, self.store, value=self._unit_value,
+            on_flow=partial(self._flow_recorded, Mode.LIVE),
+            on_pending=partial(self._flow_pending, Mode.LIVE),
+            history=getattr(live, "transaction_history", None),
+            pair_info=lambda p: split_pair(p, self.market.pairs(), currencies),
+        )  # fmt: skip
+        for mode, sink in self.sinks.items():
+            sink.fill_listeners.append(partial(self._fill_seen, mode))
+        # One valuation everywhere: the account snapshots and the ledgers price through it.
+        for account in getattr(self, "accounts", {}).values():
+            account.set_pricer(self._pricer)
+        return True
+
+    def _unit_value(self, asset: str) -> Decimal | None:
+        return self._pricer.price(asset).value
+
+    def _fill_seen(self, mode: Mode, fill: Any) -> None:
+        self._pricer.note_fill(fill.pair, fill.price, fill.traded_at)
+        if mode is Mode.LIVE:
+            self._flows.note_fill(fill)
+
+    def _flow_recorded(self, mode: Mode, value: Decimal) -> None:
+        self.ledgers[mode].equity_marks.flow(value)
+        self._marks_dirty.add(mode)
+        self._ledger_changed(mode)
+
+    def _flow_pending(self, mode: Mode, value: Decimal) -> None:
+        marks = self.ledgers[mode].equity_marks
+        if marks.pending != value:
+            marks.pending = value
+
+    def _flows_kick(self) -> None:
+        """Look at the LIVE balances for changes no fill explains (in the background)."""
+        task = self._flows_task
+        if task is not None and not task.done():
+            return
+        ledger = self.ledgers[Mode.LIVE]
+        totals = {c: b.total for c, b in ledger.balances().items()}
+        self._flows_task = asyncio.get_running_loop().create_task(self._flows.check(totals))
+        self._background.add(self._flows_task)
+        self._flows_task.add_done_callback(self._background.discard)
+
+    async def _freshness_loop(self) -> None:
+        """About once a second: age the prices, keep the traded pairs' quotes warm in LIVE,
+        settle LIVE balance changes (flows), and trip or clear ``stale_prices``."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._freshness_pass()
+            except Exception:
+                log.exception("price freshness pass failed")
+
+    async def _freshness_pass(self) -> None:
+        if not self._risk_setup():
+            return
+        self._pricer.sweep()
+        r = self.settings.risk
+        ledger = self.ledgers[Mode.LIVE]
+        stale: tuple[str, ...] = ()
+        seen = None
+        if self.store.mode_state().mode is Mode.LIVE and ledger.ready:
+            for pair in self.settings.valr.pairs:
+                info = self.market.pair(pair)
+                if info is not None:
+                    self._pricer.price(info.base)  # schedules a REST refresh when quiet
+            totals = [(c, b.total) for c, b in ledger.balances().items()]
+            seen = assess(self._pricer, totals, dust_value=r.dust_value,
+                          max_age_s=float(r.max_quote_age_s))  # fmt: skip
+            stale = seen.stale
+        if ledger.ready:
+            self._flows_kick()
+        tripped = self.breakers.is_tripped(STALE_PRICES) or STALE_PRICES in self._tripping
+        decision = self._stale_watch.decide(stale, tripped=tripped)
+        if decision == "trip" and seen is not None and self._may_trip(STALE_PRICES):
+            self._tripping.add(STALE_PRICES)
+            try:
+                await self._stale_trip(seen)
+            finally:
+                self._tripping.discard(STALE_PRICES)
+        elif decision == "clear":
+            await self._stale_clear()
+
+    async def _stale_trip(self, seen: Assessment) -> None:
+        detail = describe_stale(seen)
+        reason = f"LIVE holdings cannot be valued fresh: {detail}"
+        event = stale_prices_event(started=True, mode=Mode.LIVE, assets=seen.stale, detail=detail)
+        enqueue = self.notifications.record
+
+        def tx(conn: sqlite3.Connection) -> None:
+            trip_sql(conn, STALE_PRICES, mode=Mode.LIVE, reason=reason)
+            st.audit(conn, actor="heliosd", action="stale_prices", outcome="tripped",
+                     reason=reason, details={"assets": list(seen.stale)})  # fmt: skip
+            enqueue(conn, event)
+
+        await self.store.write(tx)
+        self.breakers.committed_trip(STALE_PRICES, reason, None)
+        self._stale_now = seen.stale
+        log.warning("trading REDUCING: %s", reason)
+        self.notifications.publish({"type": "stale_prices", "assets": list(seen.stale)})
+
+    async def _stale_clear(self) -> None:
+        assets = self._stale_now
+        event = stale_prices_event(started=False, mode=Mode.LIVE, assets=assets)
+        enqueue = self.notifications.record
+
+        def tx(conn: sqlite3.Connection) -> None:
+            clear_sql(conn, [STALE_PRICES], actor="heliosd", reason="prices fresh again")
+            st.audit(conn, actor="heliosd", action="stale_prices", outcome="cleared",
+                     reason="prices fresh again")  # fmt: skip
+            enqueue(conn, event)
+
+        await self.store.write(tx)
+        self.breakers.committed_clear([STALE_PRICES])
+        self._stale_now = ()
+        log.warning("prices fresh again: stale_prices cleared")
+        self.notifications.publish({"type": "stale_prices", "assets": []})
+
+    def _risk_health(self) -> dict[str, Any]:
+        """What GET /api/health says about prices and flows (the lead merges it in)."""
+        if getattr(self, "_pricer", None) is None:
+            return {"stale_prices": [], "monitors_blind": {}, "flows_recorded": 0}
+        return {
+            "stale_prices": list(self._stale_now) if self.breakers.is_tripped(STALE_PRICES)
+            else [],
+            "monitors_blind": {str(m): list(a) for m, a in self._monitor_blind.items()},
+            "monitor_passes_skipped": {str(m): n for m, n in self._monitor_skips.items()},
+            "flows_recorded": self._flows.recorded,
+            "flows_unexplained": {c: str(v) for c, v in self._flows.unexplained.items()},
+            "rest_price_fetches": self._pricer.fetches,
+        }  # fmt: skip
+
+    async def _on_resume(self) -> dict[str, Any]:
+        """Rebase what a resume lifts, so it never re-trips on the next tick without a new
+        loss: the peak of a mode at or past the drawdown limit (or with its drawdown breaker
+        tripped) becomes the current equity; likewise today's baseline for the daily loss.
+        Returns ``{"rebased": {mode: {"peak": {"old", "new"}, "day_start_equity": {"old",
+        "new"}}}}`` for the resume's answer and audit row (unchanged figures: old == new).
+        Stops.resume calls it before it clears the breakers, so they still say what tripped."""
+        r = self.settings.risk
+        now = utcnow()
+        out: dict[str, Any] = {}
+        drawdown = self.breakers.is_tripped(DRAWDOWN)
+        daily = self.breakers.is_tripped(DAILY_LOSS)
+        for mode, ledger in self.ledgers.items():
+            if not ledger.ready:
+                continue
+            snap = ledger.peek(now)
+            marks = ledger.equity_marks
+            equity = snap.equity
+            peak: tuple[Decimal | None, Decimal] = (snap.peak_equity, snap.peak_equity)
+            day: tuple[Decimal | None, Decimal] = (snap.day_start_equity, snap.day_start_equity)
+            if drawdown or snap.drawdown_pct >= r.max_drawdown_pct:
+                peak = marks.rebase_peak(equity)
+            if daily or snap.daily_loss_pct >= r.daily_loss_pct:
+                day = marks.restate_day(equity, now.astimezone(r.tz).date())
+            self._marks_dirty.add(mode)
+            out[str(mode)] = {
+                "peak": {"old": _text(peak[0]), "new": _text(peak[1])},
+                "day_start_equity": {"old": _text(day[0]), "new": _text(day[1])},
+            }
+        await self._flush_marks()
+        return {"rebased": out}
 
     async def _flush_marks(self) -> None:
         dirty, self._marks_dirty = self._marks_dirty, set()
@@ -955,6 +1166,12 @@ def _open_order(row: Mapping[str, Any]) -> OpenOrder:
     )  # fmt: skip
 
 
+def _text(value: Decimal | None) -> str | None:
+    from heliosd.ledger import decimal_text
+
+    return None if value is None else decimal_text(value)
+
+
 def _load_marks(conn: sqlite3.Connection, mode: Mode) -> tuple[Any, Any, Any]:
     from datetime import date
 
@@ -984,6 +1201,6 @@ def _save_marks(conn: sqlite3.Connection, mode: Mode, peak: Any, day: Any, day_e
     if day is not None and day_equity is not None:
         conn.execute(
             "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'day_start', ?, ?, ?)"
-            " ON CONFLICT(mode, kind, day) DO NOTHING",
+            " ON CONFLICT(mode, kind, day) DO UPDATE SET value = excluded.value, at = excluded.at",
             (str(mode), day.isoformat(), str(day_equity), now),
         )

@@ -35,7 +35,9 @@ def run_bench(name: str, *args: str) -> dict[str, Any]:
 
 def test_risk_path_evaluates_a_mixed_stream_and_submits() -> None:
     r = run_bench("risk_path.py", "--peer", "/nonexistent/python")
-    assert r["rules"] == ["position_limit", "leverage_limit", "daily_loss_limit", "drawdown_limit"]
+    assert r["rules"] == [
+        "position_limit", "leverage_limit", "daily_loss_limit", "drawdown_limit", "fresh_prices"
+    ]  # fmt: skip
     mix = r["evaluate"]["mix"]
     assert mix["accepted"] and mix["capped"] and mix["rejected"]  # the stream is realistic
     assert sum(mix.values()) == r["evaluate"]["orders"]
@@ -69,6 +71,13 @@ def test_control_answers_the_mode_on_a_keep_alive_connection() -> None:
     assert r["requests_per_s"] > 0
 
 
+def test_monitor_pass_values_every_asset_and_runs_the_monitors() -> None:
+    r = run_bench("monitor_pass.py")
+    assert r["assets"] == 50 and r["cross_rate_assets"] == 10
+    assert r["dust_per_pass"] == 5  # the dust rule applied on every pass
+    assert r["latency_us"]["median"] > 0
+
+
 def test_startup_reaches_ready_through_sd_notify() -> None:
     r = run_bench("startup.py")
     assert 0 < r["sim"]["ready_s"]["median"] < 30
@@ -76,7 +85,15 @@ def test_startup_reaches_ready_through_sd_notify() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["risk_path.py", "fills.py", "emergency_stop.py", "control.py", "startup.py"]
+    "name",
+    [
+        "risk_path.py",
+        "fills.py",
+        "emergency_stop.py",
+        "control.py",
+        "startup.py",
+        "monitor_pass.py",
+    ],
 )
 def test_every_benchmark_documents_itself(name: str) -> None:
     text = (BENCH / name).read_text()
