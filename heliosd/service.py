@@ -834,7 +834,7 @@ class Service:
         self.notifications.publish({"type": "stale_prices", "assets": []})
 
     def _risk_health(self) -> dict[str, Any]:
-        """What GET /api/health says about prices and flows (the lead merges it in)."""
+        """What GET /api/health says about prices and flows."""
         if getattr(self, "_pricer", None) is None:
             return {"stale_prices": [], "monitors_blind": {}, "flows_recorded": 0}
         return {
@@ -1105,6 +1105,7 @@ class Service:
             "cancel_on_disconnect": bool(
                 getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
             ),
+            **self._risk_health(),
         }  # fmt: skip
         return store_ok, body
 
