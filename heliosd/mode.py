@@ -11,6 +11,14 @@ transaction is all or nothing and nothing is written before it.
 LIVE -> PAPER is always allowed (the safe direction); the answer lists what is left open on
 the live account.
 
+A switch to LIVE is refused unless the trading state is ACTIVE (no breaker of any kind is
+active). A confirm token is bound to the epoch it was issued under: a stop, halt, resume or
+any other transition in between makes it invalid. The confirmed switch captures the epoch
+before it runs its gates, and the transaction that writes LIVE first calls
+:func:`heliosd.state.require` (ACTIVE at that epoch): a stop that commits while the gates
+run wins, the switch answers StateChanged and the mode stays PAPER. Stops never take this
+module's lock; they serialize with switches through that check in the database.
+
 Tokens live in memory only: a restart invalidates them, which is the safe failure.
 """
 
@@ -27,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from heliosd import state as trading_state
 from heliosd import store as st
 from heliosd.control.backend import Actor
 from heliosd.errors import (
@@ -34,11 +43,12 @@ from heliosd.errors import (
     GateRejected,
     HaltedError,
     InvalidConfirmToken,
+    StateChanged,
 )
 from heliosd.notices import live_refused_event, mode_change_event
 from heliosd.protocols import Event, Gate, GateContext
 from heliosd.store import ModeState, Store
-from heliosd.types import GateResult, Mode, utcnow
+from heliosd.types import GateResult, Mode, TradingState, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,7 @@ class _Token:
     expires_at: float
     uid: int | None
     user: str
+    epoch: int  # the trading state's epoch the gates passed under
 
 
 def mode_json(state: ModeState) -> dict[str, Any]:
@@ -58,6 +69,9 @@ def mode_json(state: ModeState) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "updated_by": state.updated_by,
         "verified": state.verified,
+        "trading_state": str(state.trading_state),
+        "state_reason": state.state_reason,
+        "epoch": state.epoch,
     }
 
 
@@ -164,9 +178,19 @@ class ModeOrchestrator:
             await self._audit(who, "mode_live", "noop", reason)
             return {**mode_json(current), "changed": False}
         halt = self._halted()
-        if halt:
-            await self._audit(who, "mode_live", "refused_halted", reason, {"halt": halt})
-            raise HaltedError(f"Cannot switch to LIVE: trading is halted ({halt}); resume first")
+        if current.trading_state is not TradingState.ACTIVE or halt:
+            why = (
+                f"{current.trading_state}: {current.state_reason}"
+                if current.state_reason
+                else (halt or str(current.trading_state))
+            )
+            await self._audit(who, "mode_live", "refused_halted", reason,
+                              {"halt": why, "epoch": current.epoch})  # fmt: skip
+            raise HaltedError(
+                f"Cannot switch to LIVE: trading is not ACTIVE ({why}); resume first",
+                details={"trading_state": str(current.trading_state),
+                         "state_reason": current.state_reason, "epoch": current.epoch},
+            )  # fmt: skip
 
         if confirm_token is not None:
             token = self._take_token(confirm_token)
@@ -175,6 +199,14 @@ class ModeOrchestrator:
                 raise InvalidConfirmToken(
                     "confirm_token is unknown, already used, expired or issued to someone else;"
                     " request a new one"
+                )
+            if token.epoch != current.epoch:
+                await self._audit(who, "mode_live", "invalid_token", reason,
+                                  {"token_epoch": token.epoch, "epoch": current.epoch})  # fmt: skip
+                raise InvalidConfirmToken(
+                    f"confirm_token was issued before the trading state changed (epoch"
+                    f" {token.epoch} -> {current.epoch}); request a new one",
+                    details={"token_epoch": token.epoch, "epoch": current.epoch},
                 )
 
         results = await self.run_gates()
@@ -198,7 +230,7 @@ class ModeOrchestrator:
             raise GateRejected(message, details=details)
 
         if confirm_token is None:
-            token_text = self._issue_token(actor)
+            token_text = self._issue_token(actor, current.epoch)
             details |= {"confirm_token": token_text, "expires_in": int(self._ttl)}
             await self._audit(
                 who, "mode_live", "confirmation_issued", reason, {"gates": details["gates"]}
@@ -214,6 +246,8 @@ class ModeOrchestrator:
         backup = await self._store.backup(self._backup_dir / f"pre-live-{stamp}.db")
 
         def switch(conn: sqlite3.Connection) -> None:
+            # The premise of the whole switch: nothing changed since the gates started.
+            trading_state.require(conn, epoch=current.epoch)
             st.set_mode(self._store, conn, Mode.LIVE, actor=who, reason=reason, confirmed=True)
             st.audit(
                 conn,
@@ -225,7 +259,15 @@ class ModeOrchestrator:
             )
             self._event(conn, mode_change_event(current.mode, Mode.LIVE, actor=who, reason=reason))
 
-        await self._store.write(switch)
+        try:
+            await self._store.write(switch)
+        except StateChanged as exc:
+            await self._audit(who, "mode_live", "state_changed", reason,
+                              {**exc.details, "checked_epoch": current.epoch})  # fmt: skip
+            raise StateChanged(
+                f"Cannot switch to LIVE: {exc.message}; the mode stays"
+                f" {self.state().mode}", details={**exc.details, "checked_epoch": current.epoch},
+            ) from None  # fmt: skip
         if self._after_change is not None:
             await self._after_change(Mode.LIVE)
         return {
@@ -237,10 +279,12 @@ class ModeOrchestrator:
 
     # ------------------------------------------------------------------ tokens
 
-    def _issue_token(self, actor: Actor) -> str:
+    def _issue_token(self, actor: Actor, epoch: int) -> str:
         self._expire_tokens()
         text = secrets.token_urlsafe(24)
-        self._tokens[_digest(text)] = _Token(self._clock() + self._ttl, actor.uid, actor.user)
+        self._tokens[_digest(text)] = _Token(
+            self._clock() + self._ttl, actor.uid, actor.user, epoch
+        )
         return text
 
     def _take_token(self, text: str) -> _Token | None:

@@ -1,13 +1,23 @@
 """ExecutionRouter: every order, manual or automatic, takes this one path.
 
-1. Read the mode from the database *now* (``Store.mode_state``: a ~1 us ``PRAGMA
-   data_version`` unless something committed). A LIVE without a sealed, confirmed switch is
-   refused and the operator is told (out-of-band SQL).
+1. Read the mode, the trading state and its epoch from the database *now*
+   (``Store.mode_state``: a ~1 us ``PRAGMA data_version`` unless something committed). A LIVE
+   without a sealed, confirmed switch is refused and the operator is told (out-of-band SQL).
 2. Run every risk rule (fail closed; Caps take the smallest quantity; any Reject rejects) plus
-   the core's own latch check: while an emergency stop is latched only reducing orders pass.
-3. Store the order (intent, customer_order_id, mode, verdicts) and only then send it to the
-   client of *that* mode. Clients are looked up per order: nothing caches "the current
+   the core's own latch check on the trading state: HALTED refuses every order, REDUCING
+   passes only orders that reduce a holding.
+3. Store the order (intent, customer_order_id, mode, verdicts) in a transaction that first
+   checks the epoch is still the one the order was checked under (else it is stored REJECTED
+   and never sent), issue its send permit for that (mode, epoch), and only then send it to
+   the client of *that* mode. Clients are looked up per order: nothing caches "the current
    client", so a switch takes effect on the very next order.
+
+Invariant (with :mod:`heliosd.permits`): an order reaches a client only under the mode and
+epoch it was checked in. The permit is checked immediately before ``client.place``; a client
+that declares ``honours_permits = True`` re-checks it before every wire send itself
+(``begin_send``/``end_send``); for any other client the router marks the whole ``place()``
+as on the wire, so a stop's settle waits for it (fail safe for plugin clients). A revoked
+permit means the order was never sent: it is stored REJECTED with the reason.
 """
 
 from __future__ import annotations
@@ -22,7 +32,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from heliosd import orders as od
-from heliosd.breakers import BUILTIN, EMERGENCY, Breakers
+from heliosd import state as trading_state
+from heliosd.breakers import BUILTIN, DRAWDOWN, EMERGENCY, Breakers
 from heliosd.config import Settings
 from heliosd.errors import (
     AuthError,
@@ -30,10 +41,12 @@ from heliosd.errors import (
     HeliosError,
     ModeIntegrityError,
     OutcomeUnknownError,
+    PermitRevoked,
     RiskRejected,
     TransientError,
 )
 from heliosd.notices import order_event, risk_rejected_event
+from heliosd.permits import Permit, PermitBoard
 from heliosd.protocols import (
     Event,
     ExchangeClient,
@@ -42,7 +55,7 @@ from heliosd.protocols import (
     RiskContext,
     RiskRule,
 )
-from heliosd.store import Store
+from heliosd.store import ModeState, Store
 from heliosd.types import (
     ZERO,
     Mode,
@@ -50,6 +63,7 @@ from heliosd.types import (
     OrderState,
     PlaceRequest,
     PlaceResult,
+    TradingState,
     Verdict,
     VerdictAction,
     reduces_position,
@@ -66,6 +80,8 @@ _LIVE = Mode.LIVE
 _ACCEPT = VerdictAction.ACCEPT
 _REJECT = VerdictAction.REJECT
 _CAP = VerdictAction.CAP
+_ACTIVE = TradingState.ACTIVE
+_HALTED = TradingState.HALTED
 
 
 class Evaluation(NamedTuple):
@@ -79,6 +95,7 @@ class Evaluation(NamedTuple):
     verdicts: tuple[Verdict, ...]
     quantity: Decimal | None  # None: rejected
     reason: str = ""
+    epoch: int = -1  # the trading state's epoch the order was checked under
 
 
 class ExecutionRouter:
@@ -96,6 +113,7 @@ class ExecutionRouter:
         enqueue: EnqueueFn | None = None,
         on_order: Callable[[dict[str, Any], str], None] | None = None,
         on_integrity: Callable[[str], Awaitable[None]] | None = None,
+        permits: PermitBoard | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -110,6 +128,9 @@ class ExecutionRouter:
         self._on_integrity = on_integrity
         self._rule_timeout = float(settings.risk.rule_timeout_s)
         self._integrity_reported: int | None = None
+        if permits is None:  # one board per daemon; a router on its own (bench, tests) owns one
+            permits = PermitBoard(lambda: ((ms := store.mode_state()).mode, ms.epoch))
+        self.permits = permits
 
     # ------------------------------------------------------------------ risk
 
@@ -127,30 +148,25 @@ class ExecutionRouter:
             (rule, getattr(rule, "name", type(rule).__name__)) for rule in self._rules
         )
 
-    async def evaluate(self, intent: OrderIntent, mode: Mode | None = None) -> Evaluation:
-        """The pre-trade path: mode at execution time and every risk verdict."""
+    async def evaluate(
+        self, intent: OrderIntent, mode: Mode | None = None, state: ModeState | None = None
+    ) -> Evaluation:
+        """The pre-trade path: mode and trading state at execution time and every verdict.
+
+        ``state`` is the mode read the caller already made (submit); None reads it now.
+        """
+        if state is None:
+            state = self._store.mode_state()
         if mode is None:
-            mode = self._store.mode_state().mode
+            mode = state.mode
         ledger = self._ledgers[mode]
         breakers = self._breakers.states()
         verdicts: list[Verdict] = []
-        # The core's own latch check, whatever rules are loaded: while any breaker is
-        # tripped (emergency stop, daily loss, or one a plugin monitor named), only orders
-        # that reduce a position pass.
-        if breakers and not reduces_position(intent, ledger.position(intent.pair)):
-            for name, state in breakers.items():
-                if name == EMERGENCY:
-                    verdicts.append(Verdict.reject(
-                        "emergency_stop",
-                        f"trading is halted by an emergency stop ({state.reason});"
-                        " only orders that reduce a position may pass until a resume",
-                    ))  # fmt: skip
-                elif name not in BUILTIN:
-                    verdicts.append(Verdict.reject(
-                        f"breaker:{name}",
-                        f"breaker {name} is tripped ({state.reason}); only orders that reduce"
-                        " a position may pass until a resume",
-                    ))  # fmt: skip
+        # The core's own latch check, whatever rules are loaded, from the persisted trading
+        # state (the row is the truth; the breaker cache only names the verdicts).
+        trading = state.trading_state
+        if trading is not _ACTIVE:
+            verdicts.extend(self._latch_verdicts(intent, ledger, state, breakers))
         if mode is _LIVE or self._settings.risk.enforce_in_paper:
             market = self._market
             # Positional: keyword arguments cost ~0.3 us more per order. The order is
@@ -181,8 +197,50 @@ class ExecutionRouter:
         # _combine gives for accepts only.
         for v in verdicts:
             if v.action is not _ACCEPT:
-                return self._combine(mode, intent, verdicts)
-        return Evaluation(mode, tuple(verdicts), intent.quantity)
+                return self._combine(mode, intent, verdicts, state.epoch)
+        return Evaluation(mode, tuple(verdicts), intent.quantity, "", state.epoch)
+
+    @staticmethod
+    def _latch_verdicts(
+        intent: OrderIntent, ledger: LedgerView, state: ModeState, breakers: Mapping[str, Any]
+    ) -> list[Verdict]:
+        """HALTED: nothing but cancels. REDUCING: only orders that reduce a holding pass;
+        a refusal is named per breaker where the cache knows it (``emergency_stop``,
+        ``breaker:<name>``), else by the state itself (``trading_state``)."""
+        why = state.state_reason or "no reason recorded"
+        if state.trading_state is _HALTED:
+            return [Verdict.reject(
+                "trading_halted", f"trading is HALTED ({why}): nothing but cancels"
+            )]  # fmt: skip
+        if reduces_position(intent, ledger.position(intent.pair)):
+            return []
+        out: list[Verdict] = []
+        for name, breaker in breakers.items():
+            if name == EMERGENCY:
+                out.append(Verdict.reject(
+                    "emergency_stop",
+                    f"trading is halted by an emergency stop ({breaker.reason});"
+                    " only orders that reduce a position may pass until a resume",
+                ))  # fmt: skip
+            elif name not in BUILTIN:
+                out.append(Verdict.reject(
+                    f"breaker:{name}",
+                    f"breaker {name} is tripped ({breaker.reason}); only orders that reduce"
+                    " a position may pass until a resume",
+                ))  # fmt: skip
+            elif name != DRAWDOWN or EMERGENCY not in breakers:
+                out.append(Verdict.reject(
+                    f"breaker:{name}",
+                    f"trading is REDUCING ({breaker.reason}): only orders that reduce a"
+                    " holding pass",
+                ))  # fmt: skip
+        if not out:
+            out.append(Verdict.reject(
+                "trading_state",
+                f"trading is {state.trading_state} ({why}): only orders that reduce a holding"
+                " pass",
+            ))  # fmt: skip
+        return out
 
     async def _await(self, name: str, answer: Awaitable[Verdict]) -> Verdict:
         try:
@@ -197,7 +255,9 @@ class ExecutionRouter:
         return result
 
     @staticmethod
-    def _combine(mode: Mode, intent: OrderIntent, verdicts: list[Verdict]) -> Evaluation:
+    def _combine(
+        mode: Mode, intent: OrderIntent, verdicts: list[Verdict], epoch: int = -1
+    ) -> Evaluation:
         """Any reject rejects; caps take the smallest quantity; accepts change nothing.
 
         Fail closed on what a rule may hand back that is not one of those: an action given
@@ -234,8 +294,8 @@ class ExecutionRouter:
                 rejects.append(Verdict.reject(v.rule, f"unknown verdict action {action!r}"))
         if rejects:
             reason = "; ".join(f"{v.rule}: {v.reason}" for v in rejects)
-            return Evaluation(mode, tuple(verdicts), None, reason)
-        return Evaluation(mode, tuple(verdicts), quantity)
+            return Evaluation(mode, tuple(verdicts), None, reason, epoch)
+        return Evaluation(mode, tuple(verdicts), quantity, "", epoch)
 
     # ------------------------------------------------------------------ submit
 
@@ -244,19 +304,36 @@ class ExecutionRouter:
     ) -> dict[str, Any]:
         """Evaluate, store, send. Returns the stored ORDER.
 
-        ``mode`` is for the core's own position-closing orders only (an emergency stop's
-        flatten must sell LIVE holdings on the LIVE account although the mode is already
-        PAPER); every other order takes the mode the database holds at this moment.
+        Every order takes the mode the database holds at this moment. ``mode`` given means
+        :meth:`submit_closing` (kept for callers of the older signature).
 
-        Raises RiskRejected (never sent), ExchangeRejected (the venue refused it at once),
+        Raises RiskRejected (never sent), PermitRevoked (the trading state changed before
+        the send: never sent), ExchangeRejected (the venue refused it at once),
         TransientError / AuthError (not placed), each with ``details["order"]``.
         """
+        if mode is not None:
+            return await self.submit_closing(intent, actor=actor, mode=mode)
         state = self._store.mode_state()
-        if mode is None:
-            mode = state.mode
-        elif mode is Mode.LIVE:
-            state = dataclasses.replace(state, mode=Mode.LIVE, verified=True)
-        if mode is Mode.LIVE and not state.verified:
+        return await self._submit(intent, actor, state.mode, state, closing=False)
+
+    async def submit_closing(
+        self, intent: OrderIntent, *, actor: str, mode: Mode
+    ) -> dict[str, Any]:
+        """The core's own closing order on ``mode``'s account, whatever the current mode.
+
+        An emergency stop's flatten must sell LIVE holdings on the LIVE account although the
+        mode is already PAPER. Such an order must reduce a holding of that account, passes
+        the same latch check and rules as any order (HALTED refuses it), and gets a permit
+        valid across modes but not across epochs. A stored LIVE that is not trusted (changed
+        outside heliosd) refuses it like any other order.
+        """
+        state = self._store.mode_state()
+        return await self._submit(intent, actor, mode, state, closing=True)
+
+    async def _submit(
+        self, intent: OrderIntent, actor: str, mode: Mode, state: ModeState, *, closing: bool
+    ) -> dict[str, Any]:
+        if state.mode is _LIVE and not state.verified:
             reason = (
                 "the database says LIVE but no confirmed switch to LIVE is recorded (changed "
                 "outside heliosd?); orders are refused until the mode is set through heliosd"
@@ -268,7 +345,16 @@ class ExecutionRouter:
             )
             raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
 
-        evaluation = await self.evaluate(intent, mode)
+        evaluation = await self.evaluate(intent, mode, state)
+        if (
+            closing
+            and evaluation.quantity is not None
+            and not reduces_position(intent, self._ledgers[mode].position(intent.pair))
+        ):
+            verdicts = (*evaluation.verdicts, Verdict.reject(
+                "closing", f"a closing order must reduce a {mode} holding of {intent.pair}"
+            ))  # fmt: skip
+            evaluation = Evaluation(mode, verdicts, None, "closing: not reducing", state.epoch)
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
@@ -281,22 +367,55 @@ class ExecutionRouter:
                 details={"order": row, "verdicts": row["verdicts"]},
             )
 
-        row = await self._store_order(
-            od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor)
-        )
+        new = od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor)
+        row, stale = await self._store.write(self._insert_at_epoch_tx(new, state.epoch))
+        self._counters.track(row)
+        if stale:
+            self._after_order(row, mode)
+            raise PermitRevoked(f"Order {row['customer_order_id']} not sent: {stale}",
+                                details={"order": row, "reason": stale})  # fmt: skip
+        cid = row["customer_order_id"]
+        permit = self.permits.issue(mode, state.epoch, label=cid, any_mode=closing)
+        try:
+            return await self._send(row, intent, evaluation.quantity, mode, permit)
+        finally:
+            permit.release()
+
+    async def _send(
+        self, row: dict[str, Any], intent: OrderIntent, quantity: Decimal, mode: Mode,
+        permit: Permit,
+    ) -> dict[str, Any]:  # fmt: skip
         request = PlaceRequest(
             customer_order_id=row["customer_order_id"], pair=intent.pair, side=intent.side,
-            type=intent.type, quantity=evaluation.quantity, price=intent.price,
+            type=intent.type, quantity=quantity, price=intent.price, permit=permit,
         )  # fmt: skip
         self._counters.sent(mode, utcnow())
         client = self._clients[mode]
+        # A client that re-checks the permit before each wire send marks its own sends; any
+        # other client's whole place() counts as on the wire (a stop's settle waits for it).
+        wraps = not getattr(client, "honours_permits", False)
         error: HeliosError | None = None
         # While this process is placing the order (answers lost, lookups, a resend: it can
         # take many seconds), reconciliation must not judge it from the venue's view.
         self._counters.placing.add(request.customer_order_id)
         try:
             try:
-                result = await client.place(request)
+                # Synchronous up to place(): no await between this check and the send.
+                if wraps:
+                    permit.begin_send()
+                else:
+                    permit.check()
+                try:
+                    result = await client.place(request)
+                finally:
+                    if wraps:
+                        permit.end_send()
+            except PermitRevoked as exc:
+                # Never sent: refused by the permit before any request could execute it.
+                why = str(exc.details.get("reason") or exc.message)
+                result = PlaceResult(OrderState.REJECTED, None, f"not sent: {why}")
+                error = PermitRevoked(f"Order {request.customer_order_id} not sent: {why}",
+                                      details={"reason": why})  # fmt: skip
             except ExchangeRejected as exc:
                 result = PlaceResult(OrderState.FAILED, None, exc.message)
                 error = exc
@@ -329,6 +448,26 @@ class ExecutionRouter:
             error.details = {**error.details, "order": row}
             raise error
         return row
+
+    def _insert_at_epoch_tx(
+        self, order: od.NewOrder, epoch: int
+    ) -> Callable[[sqlite3.Connection], tuple[dict[str, Any], str]]:
+        """Store the order only if the trading state is still at ``epoch``; otherwise store
+        it REJECTED with the reason (it is never sent). Returns (row, why-stale or "")."""
+
+        def tx(conn: sqlite3.Connection) -> tuple[dict[str, Any], str]:
+            now = trading_state.read(conn)
+            if now.epoch == epoch:
+                return od.insert_order(conn, order), ""
+            why = (
+                f"the trading state changed while the order was checked (epoch {epoch} ->"
+                f" {now.epoch}, now {now.state}{': ' + now.reason if now.reason else ''})"
+            )
+            verdicts = (*order.verdicts, Verdict.reject("trading_state", why))
+            refused = dataclasses.replace(order, verdicts=verdicts, state=OrderState.REJECTED)
+            return od.insert_order(conn, refused), why
+
+        return tx
 
     def _result_tx(
         self, order_id: int, result: PlaceResult, mode: Mode

@@ -21,7 +21,7 @@ import pluggy
 
 from heliosd import orders as od
 from heliosd import store as st
-from heliosd.breakers import EMERGENCY, Breakers
+from heliosd.breakers import EMERGENCY, Breakers, expire_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine
@@ -37,6 +37,7 @@ from heliosd.notices import (
     strategy_error_event,
 )
 from heliosd.notify import Notifications
+from heliosd.permits import PermitBoard
 from heliosd.plugins import (
     ConfigReload,
     Registry,
@@ -62,6 +63,7 @@ from heliosd.types import (
     OrderIntent,
     OrderState,
     Side,
+    TradingState,
     utcnow,
 )
 from heliosd.venue import VenueSink
@@ -168,18 +170,24 @@ class Service:
         self._spawn(self._load_pairs())
         self.market.subscribe(lambda _q: self._quote_changed())
 
+        # One permit board per daemon: the router issues, the stops revoke and settle.
+        store = self.store
+        self.permits = PermitBoard(lambda: ((ms := store.mode_state()).mode, ms.epoch))
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
             market=self.market, breakers=self.breakers, counters=self.counters,
             rules=self.registry.risk_rules, enqueue=self.notifications.record,
             on_order=self._order_event, on_integrity=self._integrity_alert,
+            permits=self.permits,
         )  # fmt: skip
         self.stops = Stops(
             store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
-            on_open_orders=self._venue_open_orders, submit=self.router.submit,
+            on_open_orders=self._venue_open_orders, submit=self.router.submit_closing,
+            permits=self.permits,
         )  # fmt: skip
+        self._spawn(self._breaker_expiry_loop())
         self.engine = Engine(
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
@@ -502,9 +510,11 @@ class Service:
 
     async def get_mode(self) -> dict[str, Any]:
         state = self.store.mode_state()
-        halt = self.breakers.halt_reason()
+        # The persisted trading state is the truth; the breaker cache words the reason.
+        halt = self.breakers.halt_reason() or state.state_reason or None
+        halted = state.trading_state is not TradingState.ACTIVE or halt is not None
         return {
-            **mode_json(state), "halted": halt is not None, "halt_reason": halt or "",
+            **mode_json(state), "halted": halted, "halt_reason": (halt or "") if halted else "",
             "live_venue": self.settings.valr.label,
         }  # fmt: skip
 
@@ -525,9 +535,32 @@ class Service:
     async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         return await self.stops.emergency_stop(reason=reason, actor=actor)
 
+    async def halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        return await self.stops.operator_halt(reason=reason, actor=actor)
+
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        cleared = await self.stops.resume(reason=reason, actor=actor)
-        return {"halted": False, "cleared": cleared, **await self.get_mode()}
+        answer = await self.stops.resume(reason=reason, actor=actor)
+        return {**answer, **await self.get_mode(), "cleared": answer["cleared"]}
+
+    async def _breaker_expiry_loop(self) -> None:
+        """When a breaker's ``until`` passes (daily loss at the day boundary), sync the
+        trading state so the row says so (a transition: new epoch)."""
+        breakers = self.breakers
+        while True:
+            until = breakers.next_expiry()
+            wait = 60.0 if until is None else (until - utcnow()).total_seconds()
+            if wait > 0:
+                breakers.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(breakers.changed.wait(), min(wait, 60.0))
+                continue
+            try:
+                await self.store.write(expire_sql)
+            except Exception:
+                log.exception("could not sync the trading state after a breaker expired")
+                await asyncio.sleep(5)
+                continue
+            breakers.drop_expired()
 
     async def engine_status(self) -> dict[str, Any]:
         return dict(self.engine.status())

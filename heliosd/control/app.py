@@ -44,7 +44,9 @@ from heliosd.errors import (
     ModeIntegrityError,
     NotFoundError,
     OutcomeUnknownError,
+    PermitRevoked,
     RiskRejected,
+    StateChanged,
     TransientError,
 )
 from heliosd.types import Mode, OrderType, Side
@@ -132,6 +134,8 @@ ERROR_MAP: Final[tuple[tuple[type[HeliosError], int, str], ...]] = (
     (ConfirmationRequired, 409, "confirmation_required"),
     (InvalidConfirmToken, 409, "invalid_confirm_token"),
     (ModeIntegrityError, 409, "mode_integrity"),
+    (StateChanged, 409, "state_changed"),
+    (PermitRevoked, 409, "permit_revoked"),
     (RiskRejected, 422, "risk_rejected"),
     (ExchangeRejected, 422, "exchange_rejected"),
     (HaltedError, 409, "halted"),
@@ -472,6 +476,13 @@ class ControlApi:
             await self.backend.emergency_stop(reason=reason, actor=actor_of(request))
         )
 
+    async def halt(self, request: web.Request) -> web.Response:
+        body = await read_object(request, ("reason",), required=True)
+        reason = opt_str(body, "reason")
+        if reason is None or not reason.strip():
+            raise BadRequest("reason is required to halt trading", field="reason")
+        return json_response(await self.backend.halt(reason=reason, actor=actor_of(request)))
+
     async def resume(self, request: web.Request) -> web.Response:
         body = await read_object(request, ("reason",), required=True)
         reason = opt_str(body, "reason")
@@ -635,6 +646,7 @@ def build_app(
         ("GET", "/api/trading/mode/history", api.mode_history),
         ("GET", "/api/audit", api.audit),
         ("POST", "/api/trading/emergency-stop", api.emergency_stop),
+        ("POST", "/api/trading/halt", api.halt),
         ("POST", "/api/trading/resume", api.resume),
         ("GET", "/api/autonomous-engine/status", api.engine_status),
         ("POST", "/api/autonomous-engine/start", api.engine_start),

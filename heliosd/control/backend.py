@@ -43,7 +43,8 @@ class OrderRequest:
 class ControlBackend(Protocol):
     # --- mode (design.md sections 5, 11)
     async def get_mode(self) -> JSON:
-        """{"mode","updated_at","updated_by","halted","halt_reason", ...}"""
+        """{"mode","updated_at","updated_by","halted","halt_reason","trading_state",
+        "state_reason","epoch", ...}"""
         ...
 
     async def set_mode(
@@ -57,7 +58,14 @@ class ControlBackend(Protocol):
     async def audit(self, limit: int) -> JSON: ...
 
     # --- stops
-    async def emergency_stop(self, *, reason: str, actor: Actor) -> JSON: ...
+    async def emergency_stop(self, *, reason: str, actor: Actor) -> JSON:
+        """{"halted", "mode", "cancelled_orders", "remaining_open_orders", "remaining",
+        "unresolved_placements", "epoch", "trading_state", "reason", ...}"""
+        ...
+
+    async def halt(self, *, reason: str, actor: Actor) -> JSON:
+        """The operator's halt (HALTED: nothing but cancels) until a resume."""
+        ...
 
     async def resume(self, *, reason: str, actor: Actor) -> JSON: ...
 

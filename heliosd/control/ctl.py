@@ -173,7 +173,7 @@ class Ctl:
     def mode(self) -> int:
         a = self.args
         if a.target is None:
-            return self.finish(*self.call("GET", "/api/trading/mode"))
+            return self.finish(*self.call("GET", "/api/trading/mode"), _show_mode)
         if a.target == "paper":
             body = {"mode": "PAPER", "reason": a.reason or ""}
             return self.finish(*self.call("POST", "/api/trading/mode", body))
@@ -236,6 +236,9 @@ class Ctl:
     def stop(self) -> int:
         body = {"reason": self.args.reason} if self.args.reason else {}
         return self.finish(*self.call("POST", "/api/trading/emergency-stop", body))
+
+    def halt(self) -> int:
+        return self.finish(*self.call("POST", "/api/trading/halt", {"reason": self.args.reason}))
 
     def resume(self) -> int:
         return self.finish(*self.call("POST", "/api/trading/resume", {"reason": self.args.reason}))
@@ -338,6 +341,15 @@ class Ctl:
         )
 
 
+def _show_mode(body: Any) -> str:
+    """One line a person reads first (mode, trading state, epoch), then every field."""
+    if not isinstance(body, dict) or "trading_state" not in body:
+        return render(body)
+    why = f" ({body['state_reason']})" if body.get("state_reason") else ""
+    head = f"{body.get('mode')}  trading {body['trading_state']}{why}  epoch {body.get('epoch')}"
+    return f"{head}\n\n{render(body)}"
+
+
 def _show_order(body: Any) -> str:
     order = body.get("order") if isinstance(body, dict) else None
     if not isinstance(order, dict):
@@ -419,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--limit", type=_positive_int)
     s = cmd("stop", "EMERGENCY STOP: halt, cancel all orders, switch to PAPER, latch")
     s.add_argument("--reason")
-    r = cmd("resume", "clear a latched stop")
+    h = cmd("halt", "HALT: nothing but cancels until a resume (switches LIVE to PAPER)")
+    h.add_argument("--reason", required=True)
+    r = cmd("resume", "clear a latched stop or halt")
     r.add_argument("--reason", required=True)
     e = cmd("engine", "autonomous engine")
     e.add_argument("action", choices=("start", "stop", "status"))
@@ -479,6 +493,7 @@ def main(
         "history": ctl.history,
         "audit": ctl.audit,
         "stop": ctl.stop,
+        "halt": ctl.halt,
         "resume": ctl.resume,
         "engine": ctl.engine,
         "order": ctl.order,

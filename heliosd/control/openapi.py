@@ -52,8 +52,22 @@ SCHEMAS: Final[JSON] = {
             "mode": {"enum": ["PAPER", "LIVE"]},
             "updated_at": _STR,
             "updated_by": _STR,
-            "halted": {"type": "boolean"},
+            "halted": {
+                "type": "boolean",
+                "description": "True in REDUCING and HALTED.",
+            },
             "halt_reason": _NULLABLE_STR,
+            "trading_state": {
+                "enum": ["ACTIVE", "REDUCING", "HALTED"],
+                "description": "ACTIVE: the limits apply. REDUCING: only orders that reduce a"
+                " holding pass. HALTED: nothing but cancels.",
+            },
+            "state_reason": {"type": "string", "description": "Empty when ACTIVE."},
+            "epoch": {
+                "type": "integer",
+                "description": "+1 on every stop, halt, resume, mode switch and breaker"
+                " change; persisted.",
+            },
         },
     },
     "ModeRequest": {
@@ -97,14 +111,54 @@ SCHEMAS: Final[JSON] = {
             "reason": _STR,
         },
     },
+    "OpenOrderRef": {
+        "type": "object",
+        "properties": {
+            "mode": {"enum": ["PAPER", "LIVE"]},
+            "pair": _STR,
+            "side": {"enum": ["BUY", "SELL"]},
+            "exchange_order_id": _STR,
+            "customer_order_id": _NULLABLE_STR,
+        },
+    },
     "EmergencyStop": {
         "type": "object",
         "properties": {
             "halted": {"type": "boolean"},
             "mode": {"enum": ["PAPER"]},
             "cancelled_orders": {"type": "integer"},
-            "remaining_open_orders": {"type": "integer"},
+            "remaining_open_orders": {
+                "type": ["integer", "null"],
+                "description": "Orders still open at the venues after the cancels; null when"
+                " a venue could not be checked (see notes).",
+            },
+            "remaining": {
+                "type": "array",
+                "items": _ref("OpenOrderRef"),
+                "description": "The orders counted by remaining_open_orders.",
+            },
+            "unresolved_placements": {
+                "type": "array",
+                "items": _STR,
+                "description": "customer_order_ids still on the wire when the stop's bounded"
+                " wait ran out; each is cancelled in the background once it resolves.",
+            },
+            "epoch": {"type": "integer"},
+            "trading_state": {"enum": ["ACTIVE", "REDUCING", "HALTED"]},
             "reason": _STR,
+            "notes": {"type": "array", "items": _STR},
+        },
+    },
+    "Halt": {
+        "type": "object",
+        "properties": {
+            "halted": {"type": "boolean"},
+            "mode": {"enum": ["PAPER"]},
+            "trading_state": {"enum": ["HALTED"]},
+            "state_reason": _STR,
+            "epoch": {"type": "integer"},
+            "reason": _STR,
+            "unresolved_placements": {"type": "array", "items": _STR},
         },
     },
     "Verdict": {
@@ -227,7 +281,10 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         errors={
             "409": _error(
                 "gate_rejected (details.gates), confirmation_required (details.confirm_token,"
-                " expires_in, gates), invalid_confirm_token, or halted."
+                " expires_in, gates), invalid_confirm_token (also a token issued under an"
+                " older epoch), halted (trading is not ACTIVE), or state_changed (a stop,"
+                " halt or other transition committed while the gates ran; the mode stays"
+                " PAPER)."
             )
         },
     ),
@@ -249,11 +306,18 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         _json(_ref("EmergencyStop"), "Stopped."),
         body=_ref("Reason"),
     ),
-    ("POST", "/api/trading/resume"): _op(
-        "Clear a latched stop",
-        _json(_ref("Object"), "Resumed."),
+    ("POST", "/api/trading/halt"): _op(
+        "Operator halt: HALTED (nothing but cancels) until a resume; switches LIVE to PAPER",
+        _json(_ref("Halt"), "Halted."),
         body=_ref("RequiredReason"),
         body_required=True,
+    ),
+    ("POST", "/api/trading/resume"): _op(
+        "Clear every latched stop and halt (new epoch)",
+        _json(_ref("Object"), "Resumed: the mode object plus cleared."),
+        body=_ref("RequiredReason"),
+        body_required=True,
+        errors={"409": _error("halted: a resume is blocked now (the message says why).")},
     ),
     ("GET", "/api/autonomous-engine/status"): _op(
         "Engine status", _json(_ref("Object"), "Status.")
@@ -287,7 +351,10 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         body=_ref("OrderRequest"),
         body_required=True,
         errors={
-            "409": _error("halted: only position-reducing orders pass."),
+            "409": _error(
+                "halted: only position-reducing orders pass; permit_revoked: the trading"
+                " state changed before the send (details.order, stored rejected, never sent)."
+            ),
             "422": _error("risk_rejected, or exchange_rejected (details.order)."),
             "502": _error("exchange_auth: the venue refused the credentials."),
             "503": _error("exchange_unavailable: retry later."),
