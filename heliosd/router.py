@@ -351,10 +351,9 @@ class ExecutionRouter:
             and evaluation.quantity is not None
             and not reduces_position(intent, self._ledgers[mode].position(intent.pair))
         ):
-            verdicts = (*evaluation.verdicts, Verdict.reject(
-                "closing", f"a closing order must reduce a {mode} holding of {intent.pair}"
-            ))  # fmt: skip
-            evaluation = Evaluation(mode, verdicts, None, "closing: not reducing", state.epoch)
+            why = f"a closing order must reduce a {mode} holding of {intent.pair}"
+            verdicts = (*evaluation.verdicts, Verdict.reject("closing", why))
+            evaluation = Evaluation(mode, verdicts, None, f"closing: {why}", state.epoch)
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
