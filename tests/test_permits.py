@@ -106,7 +106,8 @@ async def _run(ops: list[tuple[str, object]]) -> None:
             for i, p in enumerate(m.permits):
                 if i in m.released:
                     continue
-                if row.broken or row.epoch != p.epoch or (not p.any_mode and row.mode is not p.mode):
+                moved = not p.any_mode and row.mode is not p.mode
+                if row.broken or row.epoch != p.epoch or moved:
                     m.revoked.add(i)
         elif op == "epoch":
             row.epoch += 1
