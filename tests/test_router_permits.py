@@ -168,9 +168,8 @@ async def test_an_order_waiting_inside_the_client_never_reaches_the_wire_after_a
         with pytest.raises(PermitRevoked) as info:
             await work
         assert info.value.details["order"]["state"] == "rejected"
-        assert "not sent" in (await stored(rig, info.value.details["order"]["customer_order_id"]))[
-            "failed_reason"
-        ]
+        row = await stored(rig, info.value.details["order"]["customer_order_id"])
+        assert "not sent" in row["failed_reason"]
         assert client.sent == []
         assert router.permits.on_wire() == []
     else:
