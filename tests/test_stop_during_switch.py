@@ -19,7 +19,7 @@ from heliosd.testing import SimHandle, go_live, start_daemon, write_config
 
 NOTIFY = "json://127.0.0.1:9/unused"
 
-GATE = '''
+GATE = """
 import asyncio
 
 from heliosd import GateResult, hookimpl
@@ -41,15 +41,16 @@ class SlowGate:
 @hookimpl
 def heliosd_register_gates(register, config):
     register(SlowGate())
-'''
+"""
 
 
 async def test_a_stop_during_the_gates_refuses_the_switch_and_mode_stays_paper(
     sim: SimHandle, short_dir: Path, plugin_dir: Path
 ) -> None:
     (plugin_dir / "slow_gate.py").write_text(GATE)
-    config = write_config(short_dir, sim, notify_url=NOTIFY,
-                          daemon_extra=f'plugin_dirs = ["{plugin_dir}"]')
+    config = write_config(
+        short_dir, sim, notify_url=NOTIFY, daemon_extra=f'plugin_dirs = ["{plugin_dir}"]'
+    )
     running = await start_daemon(config)
     req = running.request
     try:
