@@ -46,6 +46,7 @@ from heliosd.errors import RiskRejected
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.plugins import collect, make_plugin_manager
+from heliosd.risk.account import AccountRisk
 from heliosd.router import ExecutionRouter
 from heliosd.store import Store
 from heliosd.types import (
@@ -118,7 +119,13 @@ def intents(stream: list[dict[str, Any]]) -> list[OrderIntent]:
 
 
 class InstantClient:
-    """A paper client that accepts every order at once (the bench measures our side)."""
+    """A paper client that answers every order at once (the bench measures our side).
+
+    It answers "cancelled" (as a venue does for an immediate-or-cancel order that found
+    nothing): the order is stored, sent and answered like any other, and leaves no resting
+    exposure. Open orders count toward the position and leverage limits, so orders left
+    resting would fill the account's room and turn the rest of the stream into refusals.
+    """
 
     name = "instant"
 
@@ -127,7 +134,7 @@ class InstantClient:
 
     async def place(self, request: PlaceRequest) -> PlaceResult:
         self.placed += 1
-        return PlaceResult(OrderState.PLACED, f"x-{self.placed}")
+        return PlaceResult(OrderState.CANCELLED, f"x-{self.placed}")
 
 
 class Rig:
@@ -159,10 +166,15 @@ class Rig:
         self.rule_names = [getattr(r, "name", "?") for r in registry.risk_rules]
         self.client = InstantClient()
         clients: Any = {Mode.PAPER: self.client, Mode.LIVE: self.client}
+        # The account risk model the daemon wires (heliosd.service): the limits read its
+        # snapshot (holdings and the open orders' reserved exposure).
+        counters = od.OrderCounters()
+        for mode, ledger in ((Mode.PAPER, self.ledger), (Mode.LIVE, live)):
+            counters.accounts[mode] = AccountRisk(mode, ledger, self.market)
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=clients,
             ledgers={Mode.PAPER: self.ledger, Mode.LIVE: live}, market=self.market,
-            breakers=self.breakers, counters=od.OrderCounters(), rules=registry.risk_rules,
+            breakers=self.breakers, counters=counters, rules=registry.risk_rules,
         )  # fmt: skip
         return self
 

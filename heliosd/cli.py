@@ -1,7 +1,13 @@
 """``heliosd run|demo|sim|check-config|backup``.
 
-Exit codes: 0 ok, 1 failure, 78 configuration error (systemd's RestartPreventExitStatus=78
-keeps a broken config from restart-looping), 2 usage.
+Exit codes: 0 ok, 1 failure, 2 usage, 73 another heliosd holds the state directory's lock
+(one line on stderr names its pid; nothing was opened or started), 78 configuration error.
+systemd's ``RestartPreventExitStatus=78 73`` keeps both from restart-looping: restarting
+fixes neither a broken config nor a directory another daemon owns.
+
+``run`` and ``demo`` take the lock (:mod:`heliosd.runlock`) before anything else; ``backup``
+reads the store through a read-only connection and does not, so it works beside a running
+daemon; ``check-config`` and ``sim`` never open the store.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from heliosd.errors import ConfigError
+from heliosd.runlock import EXIT_LOCKED, RunLock, StateDirLocked
 
 log = logging.getLogger("heliosd")
 
@@ -29,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="path to heliosd.toml")
     demo = sub.add_parser("demo", help="embedded VALR simulator + daemon in PAPER with the demo")
     demo.add_argument("--state-dir", default="./var")
-    demo.add_argument("--no-engine", action="store_true", help="do not start the demo strategy")
+    demo.add_argument("--no-engine", action="store_true",
+                      help="do not autostart the demo strategy (a recorded engine start in"
+                      " the state directory is still restored)")  # fmt: skip
     demo.add_argument("--no-status", action="store_true", help="no live status line")
     demo.add_argument("--sim-port", type=int, default=0)
     sim = sub.add_parser("sim", help="run the VALR simulator alone")
@@ -63,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"heliosd: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
+    except StateDirLocked as exc:
+        print(f"heliosd: {exc.message}", file=sys.stderr)
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         return 130
     return 2
@@ -74,11 +87,14 @@ def _run(config: str) -> int:
     from heliosd.plugins import load_with_plugins
 
     setup_logging("info")  # so plugin loading (paths, sha256) is logged properly
-    settings, pm = load_with_plugins(config)
-    setup_logging(settings.daemon.log_level)
-    daemon = Daemon(settings, pm=pm)
+    settings, pm = load_with_plugins(config)  # a broken config is 78 before anything else
+    # The lock before anything opens or starts: a second daemon stops here with one line
+    # naming the holder (StateDirLocked -> exit 73).
+    lock = RunLock(settings.daemon.state_dir)
     try:
-        return asyncio.run(daemon.run())
+        lock.acquire()
+        setup_logging(settings.daemon.log_level)
+        return asyncio.run(Daemon(settings, pm=pm, lock=lock).run())
     except ConfigError:
         raise
     except OSError as exc:
@@ -105,24 +121,18 @@ def _check(config: str) -> int:
     return 0
 
 
+def _daemon_settings(config: str) -> Any:
+    """Settings from ``[daemon]`` alone: the state directory without the VALR secrets
+    (which outside systemd are not even readable: ``$credential`` needs systemd)."""
+    from heliosd.config import parse_settings, read_toml
+
+    return parse_settings({"daemon": read_toml(config).get("daemon", {})}, config)
+
+
 def _backup(config: str, dest: Path) -> int:
-    """SQLite's online backup from a second connection: safe while the daemon runs (WAL).
-
-    Only ``[daemon]`` is read: a backup needs the state directory, not the VALR secrets
-    (which outside systemd are not even readable: ``$credential`` needs systemd).
-    """
-    import tomllib
-
-    from heliosd.config import parse_settings
-
-    try:
-        with open(config, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=config) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", source=config) from None
-    settings = parse_settings({"daemon": data.get("daemon", {})}, config)
+    """SQLite's online backup from a second, read-only connection: safe while the daemon
+    runs (WAL), so it takes no lock. Only ``[daemon]`` is read."""
+    settings = _daemon_settings(config)
     src_path = settings.daemon.db_path
     if not src_path.exists():
         print(f"heliosd: no database at {src_path}", file=sys.stderr)

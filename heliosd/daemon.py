@@ -14,6 +14,11 @@ as started, each changed key logged "restart heliosd to apply". A reload that fa
 missing or invalid, a bad key, a refused plugin) changes nothing, logs one error naming the
 key and the file, and the daemon keeps running. Every reload is audited (actor "SIGHUP").
 
+Before anything opens, :meth:`Daemon.run` takes the state directory's exclusive lock
+(:mod:`heliosd.runlock`): a second daemon on the same directory raises
+:class:`~heliosd.runlock.StateDirLocked` having opened nothing, and ``heliosd run`` exits
+:data:`~heliosd.runlock.EXIT_LOCKED` (73) after one line naming the holder's pid.
+
 The daemon also implements :class:`heliosd.control.backend.ControlBackend` (in
 :mod:`heliosd.service`), so the control API drives the very objects that trade.
 """
@@ -32,6 +37,7 @@ from typing import Any
 
 from heliosd.config import Settings
 from heliosd.logs import register_settings_secrets
+from heliosd.runlock import EXIT_LOCKED, RunLock
 from heliosd.sdnotify import SdNotifier
 from heliosd.service import Service
 
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops the restart loop
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_LOCKED", "EXIT_OK", "Daemon", "DaemonState"]
 
 # How long a thread may hold the GIL while another waits for it (CPython's default: 5 ms).
 # The store's writer thread releases the GIL around every SQLite call and must win it back
@@ -60,8 +67,17 @@ class DaemonState(enum.StrEnum):
 class Daemon:
     """Owns one :class:`Service` and its process-level concerns."""
 
-    def __init__(self, settings: Settings, *, pm: Any = None, status_line: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pm: Any = None,
+        status_line: bool = False,
+        lock: RunLock | None = None,
+    ) -> None:
         self.settings = settings
+        # Taken by run() unless the caller already holds it (the CLI takes it first).
+        self.lock = lock or RunLock(settings.daemon.state_dir)
         self.state = DaemonState.STARTING
         self.service = Service(settings, pm=pm)
         self.sd = SdNotifier()
@@ -125,12 +141,22 @@ class Daemon:
     # ------------------------------------------------------------------ run
 
     async def run(self) -> int:
+        """Run until a signal or :meth:`request_stop`; raises StateDirLocked (before
+        anything opened) if another daemon holds the state directory."""
+        owned = not self.lock.held
+        try:
+            self.lock.acquire()
+        except BaseException:
+            self.state = DaemonState.STOPPED
+            raise
         previous = sys.getswitchinterval()
         sys.setswitchinterval(min(previous, GIL_SWITCH_INTERVAL_S))
         try:
             return await self._run()
         finally:
             sys.setswitchinterval(previous)  # an in-process daemon (tests) leaves no trace
+            if owned:
+                self.lock.release()
 
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()

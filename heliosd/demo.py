@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from heliosd.config import Secret, Settings
+from heliosd.runlock import RunLock
 from heliosd.types import Mode, utcnow
 
 DEMO_LABEL = "VALR simulator (demo account, not real money)"
@@ -82,7 +83,9 @@ def demo_settings(
     return settings, pm
 
 
-async def _demo(state_dir: Path, *, engine: bool, status: bool, sim_port: int) -> int:
+async def _demo(
+    state_dir: Path, lock: RunLock, *, engine: bool, status: bool, sim_port: int
+) -> int:
     from heliosd.daemon import Daemon
     from heliosd.logs import setup_logging
     from heliosd.sim import SimConfig, Simulator
@@ -102,7 +105,7 @@ async def _demo(state_dir: Path, *, engine: bool, status: bool, sim_port: int) -
             notify_url=f"json://127.0.0.1:{port}/notify", engine=engine,
         )  # fmt: skip
         setup_logging(settings.daemon.log_level)
-        daemon = Daemon(settings, pm=pm)
+        daemon = Daemon(settings, pm=pm, lock=lock)
         ticker: list[asyncio.Task[None]] = []
         if status:
 
@@ -162,7 +165,14 @@ async def _status(daemon: Any) -> None:
 def run_demo(
     state_dir: Path, *, engine: bool = True, status: bool = True, sim_port: int = 0
 ) -> int:
+    # Before the simulator and the receiver (which writes into the state directory): a
+    # second demo on the same directory stops here (StateDirLocked: one line, exit 73).
+    lock = RunLock(state_dir.resolve())
+    lock.acquire()
     try:
-        return asyncio.run(_demo(state_dir, engine=engine, status=status, sim_port=sim_port))
+        return asyncio.run(_demo(state_dir, lock, engine=engine, status=status,
+                                 sim_port=sim_port))  # fmt: skip
     except KeyboardInterrupt:
         return 0
+    finally:
+        lock.release()

@@ -19,6 +19,11 @@ Contract:
 * ``stop()`` is prompt: no new tick starts and no further intent of the current tick is sent;
   an order already being submitted is allowed to finish (bounded by ``stop_timeout_s``) so it
   never stays half-sent because of a stop.
+* Every start and stop made with ``remember=True`` (the default: a person's command, a
+  stop's engine-off), and every stop the engine makes itself (an error, a halt), is handed
+  to ``on_choice`` as an :class:`EngineChoice` once it has taken effect, and awaited: the
+  service records it so a restart restores it (:mod:`heliosd.runstate`). The daemon's own
+  startup and shutdown pass ``remember=False``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -85,6 +90,24 @@ class _Stats:
         at = self.last_decision_at
         out["last_decision_at"] = at.isoformat() if at is not None else None
         return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineChoice:
+    """Whether the engine should run, as last decided, and by whom (``daemon_state`` 'engine')."""
+
+    running: bool
+    strategy: str | None
+    by: str
+    at: str
+    reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Must queue its write before returning (the store's ``submit``); the engine awaits the result.
+ChoiceSink = Callable[[EngineChoice], Awaitable[Any]]
 
 
 class StrategyFailed(Exception):
@@ -151,6 +174,8 @@ class Engine:
         self._wake = asyncio.Event()
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
+        # Told of every remembered start and stop (see the module docstring); None: nobody.
+        self.on_choice: ChoiceSink | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -164,8 +189,13 @@ class Engine:
         for name in strategies:
             self._stats.setdefault(name, _Stats())
 
-    async def start(self, strategy_name: str | None = None, actor: str = "") -> dict[str, Any]:
-        """Start ``strategy_name`` (default ``engine.strategy``); returns :meth:`status`."""
+    async def start(
+        self, strategy_name: str | None = None, actor: str = "", *, remember: bool = True
+    ) -> dict[str, Any]:
+        """Start ``strategy_name`` (default ``engine.strategy``); returns :meth:`status`.
+
+        ``remember``: hand the choice to ``on_choice`` (False only for the daemon's own
+        autostart and restore, which are not a new choice)."""
         async with self._lock:
             name = strategy_name or self._settings.engine.strategy
             known = ", ".join(sorted(self._strategies)) or "none"
@@ -181,6 +211,8 @@ class Engine:
                 raise HaltedError(f"Cannot start the engine: trading is halted ({halt})")
             if self.running:
                 if self._name == name:
+                    if remember:
+                        await self._remember(True, name, actor, "")
                     return {**self.status(), "changed": False}
                 await self._stop_locked(actor, f"replaced by {name}")
             self._name = name
@@ -196,14 +228,38 @@ class Engine:
             )
             log.info("engine started strategy %s (by %s)", name, actor or "?")
             self._emit("started", name, actor=actor)
+            if remember:
+                await self._remember(True, name, actor, "")
             return {**self.status(), "changed": True}
 
-    async def stop(self, actor: str = "", reason: str = "") -> dict[str, Any]:
-        """Stop the running strategy (idempotent); returns :meth:`status` plus ``stopped``."""
+    async def stop(
+        self, actor: str = "", reason: str = "", *, remember: bool = True
+    ) -> dict[str, Any]:
+        """Stop the running strategy (idempotent); returns :meth:`status` plus ``stopped``.
+
+        ``remember``: hand the choice to ``on_choice`` even if nothing was running (a person
+        who says stop means stopped, whatever ran before)."""
         async with self._lock:
             was_running = self.running
+            name = self._name
             await self._stop_locked(actor, reason)
+            if remember:
+                await self._remember(False, name, actor, reason)
             return {**self.status(), "stopped": was_running}
+
+    async def _remember(self, running: bool, name: str | None, actor: str, reason: str) -> None:
+        if self.on_choice is None:
+            return
+        choice = EngineChoice(running, name, actor or "?", utcnow().isoformat(), reason)
+        try:
+            # Called before any await, at the moment of the change: the sink takes its place
+            # in the store's queue now, so records land in the order the changes happened.
+            pending = self.on_choice(choice)
+            await pending
+        except Exception:
+            # The engine's state stands; only a restart could differ from it.
+            log.exception("engine: could not record that it is %s",
+                          "running" if running else "stopped")  # fmt: skip
 
     async def _stop_locked(self, actor: str, reason: str) -> None:
         task = self._task
@@ -254,6 +310,7 @@ class Engine:
 
     async def _run(self, name: str, strategy: Strategy) -> None:
         stats = self._stats[name]
+        ended = ""  # why the engine stopped itself (an error, a halt); "" when told to stop
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -267,6 +324,7 @@ class Engine:
                     stats.last_error = f"stopped: trading is halted ({halt})"
                     log.warning("engine: stopping %s, trading is halted (%s)", name, halt)
                     self._emit("stopped", name, reason=f"trading is halted ({halt})")
+                    ended = f"trading is halted ({halt})"
                     break
                 await self._tick(name, strategy, stats)
         except StrategyFailed as exc:
@@ -274,16 +332,21 @@ class Engine:
             stats.last_error = str(exc)
             log.error("engine: strategy %s stopped: %s", name, exc)
             self._emit("error", name, error=str(exc))
+            ended = str(exc)
         except Exception as exc:  # a bug of ours (or a provider's): stop, say so, never crash
             stats.errors += 1
             stats.last_error = f"engine failed: {type(exc).__name__}: {exc}"
             log.exception("engine: strategy %s stopped by an engine failure", name)
             self._emit("error", name, error=stats.last_error)
+            ended = stats.last_error
         finally:
             stats.running = False
             if self._task is asyncio.current_task() and not self._stopping:
                 # Ended by itself (error or halt), not by stop(): release the subscription.
                 self._finish()
+        if ended and not self._stopping:
+            # Off until a person starts it again, restarts included.
+            await self._remember(False, name, "heliosd", ended)
 
     async def _tick(self, name: str, strategy: Strategy, stats: _Stats) -> None:
         now = utcnow()

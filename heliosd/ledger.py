@@ -18,6 +18,36 @@ Two sources of truth, on purpose:
   operators reason in them. Realized P&L on a reducing trade is ``(price - avg_cost) * qty``
   for a long (mirror for a short).
 
+**Any pair, any asset.** A fill in a pair no configured pair names (a hand trade in BTCUSDC
+on VALR's website) is booked like any other: the pair's currencies come from the venue's
+pair list (every pair is loaded into the market, only the configured ones are streamed), or,
+while that list is not there yet, are inferred from the symbol's ending (a known quote
+currency: the reference currency, any pair's quote, then ZAR, USDC, USDT, BTC, ETH, EUR,
+USD). A fill that still cannot be read never raises out of :meth:`Ledger.rebuild`: it is
+recorded in :attr:`Ledger.errors` (the service reports it and trips ``ledger_error``) and
+the rest are applied.
+
+**Cost basis when holdings change outside heliosd.** The books are driven by fills only and
+are never rewritten; what the views show is reconciled to the venue's holding of the base
+currency when read (:meth:`Ledger.book_rows`):
+
+* holding below the books' quantity (coins sold or withdrawn outside heliosd): only the held
+  part counts, at the books' average cost, with no realized P&L for the part that is gone;
+  a holding of zero has no unrealized P&L;
+* holding above the books' quantity (a deposit, coins held before heliosd): the excess is
+  inventory without a cost basis: valued at mark in equity, no unrealized P&L.
+
+Being a function of (fills, holding), the rule gives the same figures whatever order the
+venue's fills and balance updates arrive in, and the same figures after a restart.
+
+**Unsettled fills.** In LIVE the venue's balances are the truth, but its balance update may
+come after the fill (a market order fills at once; VALR says nothing about the order of
+the two messages). Fills applied since the venue last reported a currency are kept per
+currency (:meth:`Ledger.unsettled`) until its next balance row, so the limits can count a
+bought coin the balance does not show yet. A fill whose currencies the venue reported again
+between the fill's arrival and its commit is already in those balances (the caller says so:
+``settled``) and is not counted twice.
+
 ``position(pair)`` is the base currency's balance (what is really held, as
 :class:`~heliosd.protocols.LedgerView` says for spot), so the risk limits see the truth even
 when the account held coins before heliosd saw a fill. Such opening inventory has no cost
@@ -41,7 +71,7 @@ cached and recomputed only when a fill, a balance or the market's ``version`` ch
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -50,6 +80,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from heliosd.protocols import LedgerSnapshot, MarketView
+from heliosd.risk.snapshot import AssetPricer
 from heliosd.types import ZERO, Balance, Fill, Mode, PairInfo
 
 log = logging.getLogger(__name__)
@@ -59,6 +90,21 @@ HUNDRED = Decimal(100)
 _MONEY_PLACES = Decimal("1e-8")
 _PCT_PLACES = Decimal("1e-4")
 _COST_PLACES = Decimal("1e-12")
+# Quote currencies a pair symbol may end in, besides the reference currency and the quotes
+# of the venue's pairs (used only while the venue's pair list is not there).
+_COMMON_QUOTES = ("ZAR", "USDC", "USDT", "BTC", "ETH", "EUR", "USD")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerError:
+    """A stored fill the ledger could not apply (reported, never raised at startup)."""
+
+    trade_id: str
+    pair: str
+    reason: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"trade_id": self.trade_id, "pair": self.pair, "reason": self.reason}
 
 
 def decimal_text(value: Decimal, places: Decimal = _MONEY_PLACES) -> str:
@@ -138,8 +184,15 @@ class Ledger:
         pairs: Mapping[str, PairInfo],
         market: MarketView,
         starting_balances: Mapping[str, Decimal] | None = None,
+        *,
+        traded: Iterable[str] | None = None,
     ) -> None:
         self.mode = mode
+        # Pairs heliosd trades (``valr.pairs``): their base currencies are not external.
+        self.traded: frozenset[str] = frozenset(pairs if traded is None else traded)
+        self.version = 0  # +1 on every change of balances or books (snapshots cache on it)
+        self.errors: list[LedgerError] = []
+        self._pricer: AssetPricer | None = None
         self.reference_currency = reference_currency
         self.tz = tz
         self._pairs: dict[str, PairInfo] = dict(pairs)
@@ -153,6 +206,7 @@ class Ledger:
 
     def _reset_fill_state(self) -> None:
         self._fill_balances: dict[str, Decimal] = dict(self._starting or {})
+        self._unsettled: dict[str, Decimal] = {}
         self._books: dict[str, _Book] = {}
         self._realized = ZERO
         self._fees = ZERO
@@ -163,6 +217,13 @@ class Ledger:
         self._cache_key: int | None = None
         self._cache: _Valuation | None = None
         self._balance_view: Mapping[str, Balance] | None = None
+        self.version += 1
+
+    def set_pricer(self, pricer: AssetPricer | None) -> None:
+        """Value every currency through ``pricer`` (the account risk model's; one valuation
+        for the ledger, the limits and the views). None: marks, then last fills."""
+        self._pricer = pricer
+        self._changed()
 
     # ------------------------------------------------------------------ inputs
 
@@ -180,22 +241,24 @@ class Ledger:
         """
         if snapshot:
             self._venue = {b.currency: b for b in balances}
+            self._unsettled.clear()
         elif self._venue is None:
             log.debug("%s ledger: balance delta before the first snapshot ignored", self.mode)
             return
         else:
             for b in balances:
                 self._venue[b.currency] = b
+                self._unsettled.pop(b.currency, None)
         self._changed()
 
-    def apply_fill(self, fill: Fill) -> None:
+    def apply_fill(self, fill: Fill, *, settled: Collection[str] = ()) -> None:
         """Apply one new fill (the store guarantees each trade id is applied once).
 
         A negative fee is a maker rebate and is booked as such. Raises ValueError for a fill
-        that cannot be right (a pair whose currencies are unknown, a non-positive quantity or
-        price) rather than booking nonsense.
+        that cannot be right (a pair whose currencies cannot be told, a non-positive quantity
+        or price) rather than booking nonsense; nothing of such a fill is applied.
         """
-        info = self._pair_info(fill.pair) or self._inferred_pair(fill.pair)
+        info = self.pair_info(fill.pair)
         if info is None:
             raise ValueError(f"fill {fill.trade_id}: unknown pair {fill.pair}")
         if fill.quantity <= 0 or fill.price <= 0:
@@ -230,17 +293,41 @@ class Ledger:
         bal[info.quote] = bal.get(info.quote, ZERO) - sign * notional - quote_fee
         if fill.fee_currency not in (info.base, info.quote):
             bal[fill.fee_currency] = bal.get(fill.fee_currency, ZERO) - fill.fee
+        if self._venue is not None:
+            # Venue balances rule: until the venue reports these currencies again, the
+            # fill's effect is known only from the fill (see "Unsettled fills").
+            uns = self._unsettled
+            if info.base not in settled:
+                uns[info.base] = uns.get(info.base, ZERO) + sign * fill.quantity - base_fee
+            if info.quote not in settled:
+                uns[info.quote] = uns.get(info.quote, ZERO) - sign * notional - quote_fee
         self._changed()
 
-    def rebuild(self, fills: Iterable[Fill]) -> None:
+    def rebuild(self, fills: Iterable[Fill]) -> list[LedgerError]:
         """Forget every fill and apply ``fills`` again, in the order given (the store's order).
 
         Venue balances and equity marks are kept: they do not come from fills. Applying the
-        same fills in the same order always gives the same figures.
+        same fills in the same order always gives the same figures. A fill that cannot be
+        applied is skipped and recorded in :attr:`errors` (never raised: stored data must
+        not stop a start); the new errors are returned.
         """
         self._reset_fill_state()
+        self.errors = []
         for fill in fills:
-            self.apply_fill(fill)
+            self.apply_or_record(fill)
+        return list(self.errors)
+
+    def apply_or_record(self, fill: Fill, *, settled: Collection[str] = ()) -> LedgerError | None:
+        """:meth:`apply_fill`, recording (and returning) the error instead of raising."""
+        try:
+            self.apply_fill(fill, settled=settled)
+        except (ValueError, ArithmeticError) as exc:
+            error = LedgerError(fill.trade_id, fill.pair, str(exc))
+            self.errors.append(error)
+            log.error("%s ledger: fill %s in %s not applied: %s", self.mode, fill.trade_id,
+                      fill.pair, exc)  # fmt: skip
+            return error
+        return None
 
     def restore_marks(
         self, peak: Decimal | None, day: date | None, day_start_equity: Decimal | None
@@ -275,6 +362,10 @@ class Ledger:
             self._balance_view = view
         return view
 
+    def unsettled(self) -> Mapping[str, Decimal]:
+        """Per currency, the fills applied since the venue last reported it (LIVE only)."""
+        return self._unsettled
+
     def position(self, pair: str) -> Decimal:
         """The base currency's balance (fill-driven quantity while balances are unknown)."""
         info = self._pair_info(pair)
@@ -286,7 +377,9 @@ class Ledger:
         return self._total(info.base)
 
     def positions(self) -> Mapping[str, Decimal]:
-        """Non-zero positions by pair (pairs sharing a base currency show the same balance)."""
+        """Non-zero positions of the traded pairs (``valr.pairs``), by pair: pairs sharing a
+        base currency show the same balance. Every other holding is external (see
+        :meth:`book_rows` and :class:`heliosd.risk.account.AccountRisk`)."""
         out: dict[str, Decimal] = {}
         for symbol in self._known_pairs():
             qty = self.position(symbol)
@@ -367,23 +460,30 @@ class Ledger:
 
     # ------------------------------------------------------------------ JSON views
 
-    def positions_json(self) -> list[dict[str, Any]]:
-        """``GET /api/positions`` rows: every pair held or traded, Decimal values as strings."""
+    def book_rows(self) -> list[dict[str, Any]]:
+        """``GET /api/positions`` rows: every traded pair held and every pair with fills,
+        reconciled to the venue's holding (see "Cost basis when holdings change outside
+        heliosd"). Decimal values as strings. A pair heliosd does not trade (not in
+        ``valr.pairs``: a hand trade on the venue's website) is ``"external": true``.
+        """
+        held_left: dict[str, Decimal] = {}
         rows = []
-        for symbol in sorted(self._known_pairs()):
-            info = self._pair_info(symbol)
+        for symbol in sorted(self.traded | set(self._books)):
+            info = self.pair_info(symbol)
             book = self._books.get(symbol)
             qty = self.position(symbol)
             if info is None or (not qty and book is None):
                 continue
             mark = self._price(symbol, book)
             rate = self._rate(info.quote)
-            unrealized = (
-                (book.quantity * mark - book.cost) * rate if book and mark is not None else ZERO
-            )
+            unrealized = ZERO
+            if book is not None and book.quantity and mark is not None:
+                counted, cost = self._reconciled(book, held_left)
+                unrealized = (counted * mark - cost) * rate
             rows.append(
                 {
                     "pair": symbol,
+                    "asset": info.base,
                     "quantity": decimal_text(qty),
                     "average_cost": decimal_text(book.average_cost if book else ZERO),
                     "mark": None if mark is None else decimal_text(mark),
@@ -392,9 +492,48 @@ class Ledger:
                     "realized_pnl": decimal_text(book.realized if book else ZERO),
                     "fees": decimal_text(book.fees if book else ZERO),
                     "currency": self.reference_currency,
+                    "external": symbol not in self.traded,
                 }
             )
         return rows
+
+    def positions_json(self) -> list[dict[str, Any]]:
+        """The rows of :meth:`book_rows` (kept under its old name for the gates' callers)."""
+        return self.book_rows()
+
+    def _reconciled(self, book: _Book, held_left: dict[str, Decimal]) -> tuple[Decimal, Decimal]:
+        """(quantity, cost) of ``book`` that the venue's holding still covers.
+
+        A long book counts ``min(book, what the holding has left for it)`` at its average
+        cost; books of one base share the holding in pair order. Short books (only while
+        balances are unknown, before the venue's first snapshot) count in full.
+        """
+        q = book.quantity
+        if q < ZERO or not self.ready:
+            return q, book.cost
+        base = book.info.base
+        if base not in held_left:
+            held_left[base] = max(ZERO, self._total(base))
+        covered = min(q, held_left[base])
+        held_left[base] -= covered
+        if covered == q:
+            return q, book.cost
+        return covered, book.cost * covered / q
+
+    def reconciled_unrealized(self) -> Decimal:
+        """Sum over books of the reconciled ``quantity * mark - cost`` (reference currency)."""
+        held_left: dict[str, Decimal] = {}
+        total = ZERO
+        for symbol in sorted(self._books):
+            book = self._books[symbol]
+            if not book.quantity:
+                continue
+            mark = self._price(symbol, book)
+            if mark is None:
+                continue
+            counted, cost = self._reconciled(book, held_left)
+            total += (counted * mark - cost) * self._rate(book.info.quote)
+        return total
 
     def pnl_json(self, now: datetime) -> dict[str, Any]:
         """``GET /api/pnl``: the figures at ``now`` without moving the persisted marks."""
@@ -416,6 +555,33 @@ class Ledger:
             "gross_exposure": decimal_text(self.gross_exposure()),
         }
 
+    # ------------------------------------------------------------------ pairs
+
+    def pair_info(self, pair: object) -> PairInfo | None:
+        """The pair's currencies and limits: the venue's (through the market), else inferred
+        from the symbol (see "Any pair, any asset"); None when neither can tell."""
+        if not isinstance(pair, str):  # a malformed fill: the store refuses it, we say None
+            return None
+        return self._pair_info(pair) or self._inferred_pair(pair)
+
+    def last_price(self, pair: str) -> Decimal | None:
+        """The price of the last fill in ``pair`` (None: none)."""
+        book = self._books.get(pair)
+        return None if book is None else book.last_price
+
+    def _is_traded_base(self, asset: str) -> bool:
+        if asset == self.reference_currency:
+            return True
+        for symbol in self.traded:
+            info = self.pair_info(symbol)
+            if info is not None and asset in (info.base, info.quote):
+                return True
+        return False
+
+    def is_external(self, asset: str) -> bool:
+        """True for an asset no traded pair has (neither base nor quote)."""
+        return not self._is_traded_base(asset)
+
     # ------------------------------------------------------------------ internals
 
     def _pair_info(self, pair: str) -> PairInfo | None:
@@ -427,32 +593,38 @@ class Ledger:
         return info
 
     def _inferred_pair(self, symbol: str) -> PairInfo | None:
-        """A stand-in for a pair quoted in the reference currency that is not (yet) listed.
+        """A stand-in for a pair the venue's list has not delivered (yet).
 
-        Stored fills can name a pair the venue's list has not delivered yet (a restart
-        rebuilds before pairs load); ``SOLZAR`` is unambiguous enough to book.
+        Stored fills can name a pair the list has not delivered yet (a restart rebuilds
+        before pairs load, or the venue is unreachable): ``BTCUSDC`` is read as BTC quoted
+        in USDC when it ends in a known quote currency (longest first) and something is left
+        for the base. Limits of an inferred pair are unknown (0); it only books fills.
         """
-        ref = self.reference_currency
-        if not symbol.endswith(ref) or len(symbol) <= len(ref):
-            return None
-        info = PairInfo(
-            symbol=symbol,
-            base=symbol[: -len(ref)],
-            quote=ref,
-            min_base=ZERO,
-            max_base=ZERO,
-            min_quote=ZERO,
-            max_quote=ZERO,
-            tick_size=_MONEY_PLACES,
-            base_decimals=8,
-        )
-        self._pairs[symbol] = info
-        return info
+        quotes = {self.reference_currency, *_COMMON_QUOTES}
+        quotes.update(info.quote for info in self._market.pairs().values())
+        for quote in sorted(quotes, key=len, reverse=True):
+            if symbol.endswith(quote) and len(symbol) > len(quote) and symbol.isalnum():
+                info = PairInfo(
+                    symbol=symbol,
+                    base=symbol[: -len(quote)],
+                    quote=quote,
+                    min_base=ZERO,
+                    max_base=ZERO,
+                    min_quote=ZERO,
+                    max_quote=ZERO,
+                    tick_size=_MONEY_PLACES,
+                    base_decimals=8,
+                )
+                self._pairs[symbol] = info
+                return info
+        return None
 
     def _known_pairs(self) -> set[str]:
-        # The market's list too: pairs loaded after this ledger was built must still show
-        # their holdings (the pre-LIVE gates look for open positions here).
-        return set(self._pairs) | set(self._market.pairs()) | set(self._books)
+        # The traded pairs only (``valr.pairs``: what an open position is, by contract). Not
+        # the market's whole list: with every venue pair loaded, BTC would show once per BTC
+        # pair. Holdings and books outside them are in book_rows() and the account model's
+        # snapshot, marked external.
+        return set(self.traded)
 
     def _total(self, currency: str) -> Decimal:
         if self._venue is not None:
@@ -470,16 +642,22 @@ class Ledger:
         """Value of one unit of ``currency`` in the reference currency (0 when unknown)."""
         if currency == self.reference_currency:
             return ONE
+        pricer = self._pricer
+        if pricer is not None:
+            value = pricer.price(currency).value
+            return value if value is not None else ZERO
         symbol = currency + self.reference_currency
         price = self._price(symbol, self._books.get(symbol))
         return price if price is not None else ZERO
 
     def _valuation(self) -> _Valuation:
-        # A MarketView without a version counter cannot tell us when marks move: no caching.
-        key: int | None = getattr(self._market, "version", None)
+        # Valuations move with prices: cache on the pricer's version (or the market's). A
+        # source without a version counter cannot tell us when prices move: no caching.
+        source: Any = self._pricer if self._pricer is not None else self._market
+        key: int | None = getattr(source, "version", None)
         if key is not None and self._cache is not None and self._cache_key == key:
             return self._cache
-        equity = gross = unrealized = ZERO
+        equity = gross = ZERO
         if self.ready:
             for currency, balance in self.balances().items():
                 total = balance.total
@@ -489,12 +667,7 @@ class Ledger:
                 equity += total * rate
                 if currency != self.reference_currency:
                     gross += abs(total) * rate
-        for symbol, book in self._books.items():
-            if not book.quantity:
-                continue
-            mark = self._price(symbol, book)
-            if mark is not None:
-                unrealized += (book.quantity * mark - book.cost) * self._rate(book.info.quote)
+        unrealized = self.reconciled_unrealized()
         self._cache = _Valuation(equity, gross, unrealized)
         self._cache_key = key
         return self._cache
@@ -510,4 +683,4 @@ def next_day_start(now: datetime, tz: ZoneInfo) -> datetime:
     return day_start(now.astimezone(tz).date() + timedelta(days=1), tz)
 
 
-__all__ = ["Ledger", "day_start", "decimal_text", "next_day_start"]
+__all__ = ["Ledger", "LedgerError", "day_start", "decimal_text", "next_day_start"]

@@ -33,6 +33,7 @@ from heliosd.types import (
 
 if TYPE_CHECKING:
     from heliosd.config import Settings
+    from heliosd.risk.snapshot import RiskSnapshot
 
 
 # --------------------------------------------------------------------------- exchanges
@@ -70,7 +71,21 @@ class ExchangeEvents(Protocol):
 
 @runtime_checkable
 class ExchangeClient(Protocol):
-    """A venue (or the paper venue). Every method raises only ``heliosd.errors`` types."""
+    """A venue (or the paper venue). Every method raises only ``heliosd.errors`` types.
+
+    Optional members (not part of the structural check; look them up with ``getattr``):
+
+    * ``honours_permits: bool`` -- True when ``place`` honours ``PlaceRequest.permit`` as
+      :class:`heliosd.types.PlaceRequest` describes (check before every send, revocable
+      waits, PermitRevoked when revoked).
+    * ``async def transaction_history(since: datetime | None = None) -> list[Flow]`` --
+      the account's external flows (deposits, withdrawals, transfers in and out) since
+      ``since`` (inclusive; the whole history when None), oldest first, amounts signed
+      positive into the account (:class:`heliosd.types.Flow`). Never trades or fees. A venue
+      without external money (paper) returns ``[]``.
+    * ``cancel_on_disconnect_armed: bool`` -- the venue confirmed it will cancel the
+      account's open orders if the client's connection drops (VALR's dead-man's switch).
+    """
 
     name: str
 
@@ -227,6 +242,11 @@ class RiskContext:
     # compute it". Keys are owned by the module that writes them; values are only valid for
     # this order, so a rule that keeps one must also check it was computed for its intent.
     memo: dict[str, Any] | None = None
+    # The account's risk state (heliosd.risk.account.AccountRisk.snapshot): holdings of every
+    # asset, the open and in-flight orders' reserved exposure, equity. The router always
+    # gives one; None (a context built elsewhere) means only the ledger is known: no
+    # pending orders are counted.
+    account: RiskSnapshot | None = None
 
 
 class OrderStats(Protocol):

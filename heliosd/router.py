@@ -171,10 +171,12 @@ class ExecutionRouter:
             market = self._market
             # Positional: keyword arguments cost ~0.3 us more per order. The order is
             # RiskContext's field order: mode, settings, pair, ledger, market, breakers, now,
-            # order_stats, memo (a fresh dict: see RiskContext.memo); mypy checks each type.
+            # order_stats, memo (a fresh dict: see RiskContext.memo), account (the account's
+            # risk snapshot: holdings and open orders' exposure); mypy checks each type.
+            account = self._counters.accounts.get(mode)
             ctx = RiskContext(
                 mode, self._settings, market.pair(intent.pair), ledger, market, breakers,
-                utcnow(), self._counters, {},
+                utcnow(), self._counters, {}, None if account is None else account.snapshot(),
             )  # fmt: skip
             pending: list[tuple[str, Awaitable[Verdict]]] = []
             for rule, name in self._named_rules:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from datetime import datetime
@@ -20,13 +21,14 @@ from typing import Any
 import pluggy
 
 from heliosd import orders as od
+from heliosd import runstate as rs
 from heliosd import store as st
-from heliosd.breakers import EMERGENCY, Breakers, expire_sql
+from heliosd.breakers import EMERGENCY, Breakers, expire_sql, trip_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
-from heliosd.engine import Engine
+from heliosd.engine import Engine, EngineChoice
 from heliosd.errors import AuthError, ConfigError, HeliosError, NotFoundError
-from heliosd.ledger import Ledger
+from heliosd.ledger import Ledger, LedgerError, decimal_text
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
 from heliosd.monitors import checked_action, failure_action
@@ -52,7 +54,9 @@ from heliosd.protocols import (
     GateContext,
     MonitorContext,
 )
+from heliosd.risk.account import AccountRisk
 from heliosd.router import ExecutionRouter
+from heliosd.state import UNCLEAN_EXIT
 from heliosd.stops import Stops
 from heliosd.store import Store, iso
 from heliosd.types import (
@@ -66,9 +70,13 @@ from heliosd.types import (
     TradingState,
     utcnow,
 )
+from heliosd.unclean import Reconciliation
 from heliosd.venue import VenueSink
 
 log = logging.getLogger(__name__)
+
+# The breaker a stored fill the ledger cannot apply trips (REDUCING until a resume).
+LEDGER_ERROR = "ledger_error"
 
 SYSTEM = Actor(None, "heliosd", "internal")
 
@@ -117,6 +125,9 @@ class Service:
         self.market = MarketData()
         self.breakers = Breakers(self.store)
         await self.breakers.load()
+        # Before any client, the engine or the control API starts: an unclean exit in LIVE
+        # must be a durable halt before anything of this run could trade.
+        await self._begin_run()
         self.counters = od.OrderCounters()
 
         self.notifications = Notifications(self.store, self.registry.notifiers, s.notify)
@@ -126,12 +137,24 @@ class Service:
         tz = s.risk.tz
         fills = {m: await self.store.read(partial(st.load_fills, mode=m)) for m in Mode}
         self.ledgers: dict[Mode, Ledger] = {}
+        # One account risk model per mode (heliosd.risk.account): every order row change
+        # reaches it through the counters, every reader takes its snapshot.
+        self.accounts: dict[Mode, AccountRisk] = {}
         for mode in Mode:
             ledger = Ledger(
                 mode, s.risk.reference_currency, tz, self.market.pairs(), self.market,
                 s.paper.starting_balances if mode is Mode.PAPER else None,
+                traded=s.valr.pairs,
             )  # fmt: skip
-            ledger.rebuild(fills[mode])
+            self.accounts[mode] = self.counters.accounts[mode] = AccountRisk(
+                mode, ledger, self.market, dust_value=s.risk.dust_value,
+                max_quote_age_s=float(s.risk.max_quote_age_s),
+            )  # fmt: skip
+            # Stored data never stops a start: a fill the ledger cannot apply is skipped,
+            # reported and trips ledger_error (REDUCING) instead of a crash loop.
+            errors = ledger.rebuild(fills[mode])
+            if errors:
+                await self._ledger_errors(mode, errors)
             peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
             ledger.restore_marks(peak, day, day_equity)
             self.ledgers[mode] = ledger
@@ -152,6 +175,7 @@ class Service:
                 publish=self.notifications.publish, listening=self.notifications.listening,
                 on_ledger_change=self._ledger_changed,
                 on_connection_change=self._connection_changed, watermark=watermark,
+                on_ledger_error=self._ledger_error_at_runtime,
             )  # fmt: skip
         open_rows = await self.store.read(
             lambda c: od.list_orders(c, open_only=True, limit=100_000)
@@ -161,7 +185,11 @@ class Service:
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
         if callable(restore):
-            restore(fills[Mode.PAPER], [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])
+            # The paper venue replays what the paper ledger could apply: a stored fill it
+            # could not is reported (ledger_error) and must not stop the start here either.
+            unread = {e.trade_id for e in self.ledgers[Mode.PAPER].errors}
+            restore([f for f in fills[Mode.PAPER] if f.trade_id not in unread],
+                    [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
         for mode in (Mode.LIVE, Mode.PAPER):
             await self.clients[mode].start(self.sinks[mode])
             self.stack.push_async_callback(self.clients[mode].close)
@@ -204,11 +232,13 @@ class Service:
         self._spawn(self._marks_loop())
         for mode in Mode:
             self._ledger_changed(mode)
-        if s.engine.autostart and s.engine.strategy:
-            if self.breakers.halt_reason():
-                log.warning("engine autostart skipped: %s", self.breakers.halt_reason())
-            else:
-                await self.engine.start(s.engine.strategy, actor="autostart")
+        # The engine records its on/off (a person's, a stop's) so a restart restores it.
+        self.engine.on_choice = self._remember_engine
+        self.stops.stop_engine = self._stop_engine_for_stop
+        # No resume before the unclean exit's reconciliation is done (Stops asks first).
+        self.stops.resume_blocked = self._resume_blocked
+        self._start_reconciliation()
+        await self._restore_engine()
 
         # Plugins' startup hooks run once everything is up, before the API listens; one that
         # raises fails the start (a plugin that could not start must not trade half-set-up).
@@ -233,6 +263,103 @@ class Service:
         with contextlib.suppress(Exception):
             await self._flush_marks()
         await self.stack.aclose()
+
+    # ================================================================== runs, engine choice
+
+    async def _begin_run(self) -> None:
+        """This run's marker; the unclean-exit halt if the last LIVE run did not end cleanly
+        (:mod:`heliosd.runstate`). The clean marker is the last thing the stack unwinds
+        before the store closes."""
+        self._previous_run = await self.store.write(partial(rs.begin_run, pid=os.getpid()))
+        prev = self._previous_run
+        if prev.tripped:
+            self.breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)
+            log.warning("unclean exit found: %s", prev.reason)
+        elif prev.unclean:
+            log.warning("the previous run (pid %s) did not shut down cleanly; PAPER, so trading"
+                        " is not halted", (prev.marker or {}).get("pid", "?"))  # fmt: skip
+        self._reconciliation: Reconciliation | None = None
+        self.stack.push_async_callback(self._end_run)
+
+    async def _end_run(self) -> None:
+        """Write the clean marker, only at the end of an orderly shutdown: close() called,
+        not cancelled by its time budget, every fill drained."""
+        task = asyncio.current_task()
+        if not self._closing or (task is not None and task.cancelling()):
+            log.warning("shutdown was not orderly: the next start treats this run as unclean")
+            return
+        try:
+            for sink in getattr(self, "sinks", {}).values():
+                await asyncio.wait_for(sink.drain(), 5)
+            await self.store.write(partial(rs.end_run, pid=os.getpid()))
+        except Exception as exc:
+            log.warning("clean shutdown not recorded (%s): the next start treats this run as"
+                        " unclean", exc)  # fmt: skip
+
+    def _start_reconciliation(self) -> None:
+        """Reconcile with VALR in the background while ``unclean_exit`` is active."""
+        prev = self._previous_run
+        if not (prev.halted or self.breakers.is_tripped(UNCLEAN_EXIT)):
+            return
+        cause = prev.reason or self.breakers.states()[UNCLEAN_EXIT].reason
+        self._reconciliation = Reconciliation(
+            store=self.store, sink=self.sinks[Mode.LIVE], client=self.clients[Mode.LIVE],
+            enqueue=self.notifications.record, publish=self.notifications.publish,
+            fills_before=prev.live_fills, cause=cause,
+        )  # fmt: skip
+        self._spawn(self._reconciliation.run())
+
+    def _resume_blocked(self) -> str | None:
+        """Why a resume is refused now (Stops asks before clearing anything), or None."""
+        if self._reconciliation is None or not self.breakers.is_tripped(UNCLEAN_EXIT):
+            return None
+        return self._reconciliation.blocked()
+
+    async def _restore_engine(self) -> None:
+        """Start the engine as the operator last chose; with no choice recorded, as
+        ``engine.autostart`` says. Whatever a halt keeps from running is recorded as
+        stopped: a stop's engine-off stays off, restarts included."""
+        s = self.settings
+        choice = await self.store.read(rs.load_engine_choice)
+        if choice is None and not (s.engine.autostart and s.engine.strategy):
+            return
+        if choice is not None and not choice.running:
+            log.info("engine stays stopped: stopped by %s at %s%s", choice.by, choice.at,
+                     f" ({choice.reason})" if choice.reason else "")  # fmt: skip
+            return
+        name = (choice.strategy if choice is not None else None) or s.engine.strategy
+        how = "autostart" if choice is None else "restore"
+        halt = self.breakers.halt_reason()
+        if halt:
+            log.warning("engine %s skipped: trading is halted (%s); it stays stopped until a"
+                        " person starts it", how, halt)  # fmt: skip
+            await self._remember_engine(EngineChoice(
+                False, name, "heliosd", utcnow().isoformat(),
+                f"not started at startup: trading is halted ({halt})",
+            ))  # fmt: skip
+            return
+        try:
+            await self.engine.start(name, actor=how, remember=False)
+        except HeliosError as exc:
+            log.warning("engine %s failed: %s", how, exc.message)
+
+    def _remember_engine(self, choice: EngineChoice) -> asyncio.Future[None]:
+        """Queue the engine's choice for ``daemon_state`` (the engine awaits the commit).
+        The daemon's own shutdown stops the engine without changing the choice."""
+        if self._closing:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return self.store.submit(partial(rs.save_engine_choice, choice=choice))
+
+    async def _stop_engine_for_stop(self) -> None:
+        """A stop's or halt's engine-off (Stops.stop_engine): an engine it stopped is
+        remembered as stopped. One that was not running is left as recorded (no commit on
+        the stop's path for nothing)."""
+        halt = self.breakers.halt_reason()
+        with contextlib.suppress(Exception):
+            await self.engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})",
+                                   remember=self.engine.running)  # fmt: skip
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
@@ -264,10 +391,49 @@ class Service:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)
                 continue
-            wanted = {p: info for p, info in pairs.items() if p in self.settings.valr.pairs}
-            if wanted:
-                self.market.set_pairs({**self.market.pairs(), **wanted})
+            # Every pair's currencies and limits go into the market, so a fill in any pair
+            # (a hand trade in BTCUSDC) can be booked and valued; only the configured pairs
+            # are streamed (the client subscribes to ``valr.pairs``).
+            if pairs:
+                self.market.set_pairs({**self.market.pairs(), **pairs})
             return
+
+    async def _ledger_errors(self, mode: Mode, errors: Sequence[LedgerError]) -> None:
+        """Report fills the ledger could not apply: log, an urgent notification, health
+        (``ledger_errors``), and the ``ledger_error`` breaker (REDUCING until a resume),
+        tripped in a store write and mirrored into the breakers' cache."""
+        first = errors[0]
+        reason = (
+            f"{len(errors)} stored {mode} fill(s) not applied to the ledger (first: trade "
+            f"{first.trade_id} in {first.pair}: {first.reason}); positions may be wrong"
+        )
+        log.error("%s", reason)
+        event = integrity_event(
+            reason,
+            action="Trading is REDUCING (breaker ledger_error): only orders that reduce a "
+            "holding pass. Check the fills and balances on VALR, then heliosctl resume.",
+            details={"mode": str(mode), "ledger_errors": [e.as_json() for e in errors[:20]]},
+        )
+        enqueue = self.notifications.record
+
+        def tx(conn: sqlite3.Connection) -> None:
+            trip_sql(conn, LEDGER_ERROR, mode=mode, reason=reason)
+            enqueue(conn, event)
+
+        try:
+            await self.store.write(tx)
+        except Exception:
+            # Still come up: the cache below holds the breaker for this run (fail closed).
+            log.exception("could not persist the ledger_error breaker")
+        self.breakers.committed_trip(LEDGER_ERROR, reason, None)
+
+    def _ledger_error_at_runtime(self, mode: Mode, error: LedgerError) -> None:
+        # One trip and one notification while the breaker stands, not one per bad fill
+        # (each further one is logged by the ledger and listed in health).
+        if not self._may_trip(LEDGER_ERROR):
+            return
+        self._tripping.add(LEDGER_ERROR)
+        self._spawn(self._trip(LEDGER_ERROR, self._ledger_errors(mode, [error])))
 
     async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
         """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.
@@ -630,27 +796,45 @@ class Service:
         return {**await self.get_order(order_id), "cancelled": True}
 
     async def positions(self) -> dict[str, Any]:
-        return {m.value.lower(): self.ledgers[m].positions_json() for m in Mode} | {
+        return {m.value.lower(): self.accounts[m].positions_json() for m in Mode} | {
             "mode": str(self.store.mode_state().mode)
         }
 
     async def pnl(self) -> dict[str, Any]:
         now = utcnow()
-        return {"mode": str(self.store.mode_state().mode),
-                **{m.value.lower(): self.ledgers[m].pnl_json(now) for m in Mode}}  # fmt: skip
+        out: dict[str, Any] = {"mode": str(self.store.mode_state().mode)}
+        for m in Mode:
+            snap = self.accounts[m].snapshot(now)
+            out[m.value.lower()] = {
+                **self.ledgers[m].pnl_json(now),
+                "pending_buy_value": decimal_text(snap.pending_buy_value),
+                "stale": list(snap.stale),
+            }
+        return out
 
     async def risk(self) -> dict[str, Any]:
         mode = self.store.mode_state().mode
         r = self.settings.risk
-        snap = self.ledgers[mode].peek(utcnow())
-        ledger = self.ledgers[mode]
+        account = self.accounts[mode]
+        snap = account.snapshot()
         equity = snap.equity
         largest = Decimal(0)
-        for pair, qty in ledger.positions().items():
-            mark = self.market.mark(pair)
-            if mark is not None and equity > 0:
-                largest = max(largest, abs(qty) * mark / equity * 100)
-        leverage = ledger.gross_exposure() / equity if equity > 0 else Decimal(0)
+        # Per asset, as the position limit counts it: held (with fills the venue's balance
+        # does not show yet) plus pending BUYs.
+        if equity > 0:
+            for asset in set(snap.holdings) | set(snap.pending):
+                if asset == snap.reference:
+                    continue
+                h = snap.holdings.get(asset)
+                p = snap.pending.get(asset)
+                price = h.price.value if h is not None else account.pricer.price(asset).value
+                if price is None:
+                    continue
+                held = (h.total + max(h.unsettled, Decimal(0))) if h is not None else Decimal(0)
+                value = held * price + (max(p.buy_value, p.buy_quantity * price) if p else 0)
+                largest = max(largest, abs(value) / equity * 100)
+        gross = snap.gross_exposure + snap.pending_buy_value
+        leverage = gross / equity if equity > 0 else Decimal(0)
 
         def q(x: Decimal) -> str:
             return str(x.quantize(Decimal("0.01")))
@@ -664,6 +848,9 @@ class Service:
                 "max_drawdown_pct": {"limit": str(r.max_drawdown_pct),
                                      "use": q(snap.drawdown_pct)},
             },
+            "pending": account.pending_json(),
+            "pending_buy_value": q(snap.pending_buy_value),
+            "stale": list(snap.stale),
             "breakers": self.breakers.as_json(),
             "halted": self.breakers.halt_reason() is not None,
             "pairs": self._pairs_json(),
@@ -712,6 +899,12 @@ class Service:
             "status": "ok" if store_ok else "degraded", "store": store_ok,
             "mode": str(self.store.mode_state().mode), "streams": streams,
             "started_at": iso(self.started_at), "halted": self.breakers.halt_reason() is not None,
+            "ledger_errors": {str(m): [e.as_json() for e in self.ledgers[m].errors]
+                              for m in Mode if self.ledgers[m].errors},
+            # VALR's dead-man's switch confirmed on the live account socket now.
+            "cancel_on_disconnect": bool(
+                getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
+            ),
         }  # fmt: skip
         return store_ok, body
 

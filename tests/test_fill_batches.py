@@ -501,3 +501,33 @@ async def test_a_batch_of_statuses_ends_as_the_same_statuses_one_by_one(tmp_path
     assert batch[0] == single[0]  # what each status left, as returned
     assert batch[1] == single[1]  # and what is stored
     assert batch[0][2]["state"] == "filled" and batch[0][6] is None
+
+
+async def test_a_balance_reported_between_a_fill_and_its_commit_settles_it(
+    tmp_path: Path,
+) -> None:
+    """VALR sends the trade, then the balances; the fill is applied only at its commit, after
+    the balance rows were taken. Those balances already show it: nothing is left unsettled
+    (counted twice). A fill no later balance reports stays unsettled until one does."""
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        s = Sink(store)
+        await s.sink.on_balances([Balance("ZAR", D(100000))], snapshot=True)
+        await s.sink.on_fill(fill(1, qty="0.01", price=1_000_000))
+        await s.sink.on_balances(
+            [Balance("BTC", D("0.009999")), Balance("ZAR", D(89999))], snapshot=False
+        )
+        assert s.applied == []  # not committed yet: the balances came first here
+        await asyncio.wait_for(s.sink.drain(), 10)
+        assert s.applied == ["t1"]
+        assert dict(s.ledger.unsettled()) == {}
+        assert s.ledger.position("BTCZAR") == D("0.009999")
+
+        await s.sink.on_fill(fill(2, qty="0.01", price=1_000_000))
+        await asyncio.wait_for(s.sink.drain(), 10)
+        assert s.ledger.unsettled()["BTC"] == D("0.01") - D("0.000001")  # base fee
+        assert s.ledger.position("BTCZAR") == D("0.009999")  # the venue's word, still
+        await s.sink.on_balances([Balance("BTC", D("0.019998"))], snapshot=False)
+        assert "BTC" not in s.ledger.unsettled()
+    finally:
+        await store.close()

@@ -109,6 +109,8 @@ def test_partial_sell_with_quote_fee_realizes_against_average_cost() -> None:
     assert ledger.realized_pnl() + ledger.unrealized_pnl() - ledger.fees_paid() == D(16837)
 
     (row,) = ledger.positions_json()
+    assert row.pop("asset") == "BTC"
+    assert row.pop("external") is False
     assert row == {
         "pair": "BTCZAR",
         "quantity": "0.0599",
@@ -283,10 +285,19 @@ def test_readers_do_not_move_the_persisted_marks() -> None:
 def test_pairs_listed_later_by_the_market_show_their_holdings() -> None:
     market = MarketData({"BTCZAR": BTCZAR})
     start = {"ZAR": D(1000), "ETH": D(2)}
-    ledger = Ledger(Mode.PAPER, "ZAR", SAST, market.pairs(), market, start)
-    assert ledger.positions() == {}
+    ledger = Ledger(Mode.PAPER, "ZAR", SAST, market.pairs(), market, start,
+                    traded=("BTCZAR", "ETHZAR"))  # fmt: skip
+    assert ledger.positions() == {}  # ETHZAR's currencies are not known yet
     market.set_pairs({"BTCZAR": BTCZAR, "ETHZAR": ETHZAR})
     assert ledger.positions() == {"ETHZAR": D(2)}
+
+
+def test_positions_are_the_traded_pairs_and_other_holdings_are_external() -> None:
+    market = MarketData({"BTCZAR": BTCZAR, "ETHZAR": ETHZAR})
+    ledger = Ledger(Mode.PAPER, "ZAR", SAST, market.pairs(), market,
+                    {"ZAR": D(1000), "ETH": D(2)}, traded=("BTCZAR",))  # fmt: skip
+    assert ledger.positions() == {}  # ETH is held, but no traded pair has it
+    assert ledger.is_external("ETH") and not ledger.is_external("BTC")
 
 
 def test_decimal_text_is_fixed_point() -> None:

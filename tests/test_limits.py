@@ -107,7 +107,9 @@ def test_25_percent_asked_is_capped_to_20_percent() -> None:
     assert v.details["equity"] == "100000"
     assert v.details["limit_pct"] == "20"
     assert v.reason == (
-        "position BTCZAR would be 25.00% of equity (limit 20%): capped 0.02083333 -> 0.01666666"
+        "position BTCZAR would be 25.00% of equity (limit 20%): held 0.00 + pending buys 0.00"
+        " + this order 25000.00 = 25000.00 ZAR of equity 100000.00 ZAR;"
+        " capped 0.02083333 -> 0.01666666"
     )
 
 
@@ -168,13 +170,18 @@ def test_reducing_orders_pass_at_any_size(qty: str) -> None:
         assert (v.action, v.reason) == (VerdictAction.ACCEPT, "reduces the position")
 
 
-def test_selling_more_than_held_is_not_reducing() -> None:
+def test_selling_more_than_held_is_capped_to_the_holding_never_to_a_short() -> None:
     m = market("1200000", "1200000")
     ledger = ledger_with(m, ZAR="100000", BTC="0.01")  # equity 112,000
-    # post-trade -0.02 BTC = 24,000 ZAR = 21.4%: capped to 22,400 / 1.2M + 0.01 = 0.02866666
+    # No spot shorts: 0.03 asked, 0.01 held -> capped to 0.01 (not to a 20% short).
     v = PositionLimit().check(sell("0.03"), ctx(ledger, m))
     assert v.action is VerdictAction.CAP
-    assert v.quantity == D("0.02866666")
+    assert v.quantity == D("0.01")
+    assert v.reason == (
+        "SELL 0.03 BTC exceeds the free 0.01 BTC (held 0.01, in open and in-flight sells 0):"
+        " capped 0.03 -> 0.01000000; no spot shorts"
+    )
+    assert LeverageLimit().check(sell("0.03"), ctx(ledger, m)).action is VerdictAction.ACCEPT
 
 
 def test_missing_price_or_equity_fails_closed() -> None:
@@ -221,13 +228,19 @@ def test_4x_leverage_is_rejected_with_the_numbers() -> None:
     v = LeverageLimit().check(buy("0.05"), ctx(ledger, m))
     assert v.action is VerdictAction.REJECT
     assert v.reason == (
-        "leverage 4.00x would exceed the 3x limit (gross 400000.00 ZAR, equity 100000.00 ZAR)"
+        "leverage 4.00x would exceed the 3x limit (gross 400000.00 ZAR, equity 100000.00 ZAR:"
+        " held 350000.00 + pending buys 0.00 + this order 50000.00 + the rest of the account"
+        " 0.00)"
     )
     assert v.details == {
         "leverage": "4.00",
         "limit": "3",
         "gross": "400000",
         "equity": "100000",
+        "held": "350000.00",
+        "pending_buys": "0.00",
+        "order": "50000.00",
+        "rest": "0.00",
     }
 
 

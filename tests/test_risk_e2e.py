@@ -36,7 +36,8 @@ QTY_20_PCT = "0.01665833"
 QTY_4X = "0.3332"
 LEVERAGE_MESSAGE = (
     "Order refused by risk rules: leverage_limit: leverage 4.00x would exceed the 3x limit "
-    "(gross 400039.92 ZAR, equity 100000.00 ZAR)"
+    "(gross 400039.92 ZAR, equity 100000.00 ZAR: held 0.00 + pending buys 0.00 + this order "
+    "400039.92 + the rest of the account 0.00)"
 )
 
 
@@ -85,7 +86,8 @@ def assert_4x_refused(status: int, body: dict[str, Any]) -> dict[str, Any]:
     rejected = verdict(refused, "leverage_limit")
     assert rejected["action"] == "reject"
     assert rejected["details"] == {"leverage": "4.00", "limit": "3", "gross": "400039.92",
-                                   "equity": "100000"}  # fmt: skip
+                                   "equity": "100000", "held": "0.00", "pending_buys": "0.00",
+                                   "order": "400039.92", "rest": "0.00"}  # fmt: skip
     return refused
 
 

@@ -151,7 +151,8 @@ def test_a_cap_reason_follows_the_equity_when_it_changes(rig: Rig) -> None:
     second = rule.check(intent, rig.bare_context(intent, {}))
     assert second.details["equity"] == "200000.5"
     assert second.reason == (
-        "position BTCZAR would be 300.25% of equity (limit 20%): capped 0.5 -> 0.03330566"
+        "position BTCZAR would be 300.25% of equity (limit 20%): held 0.00 + pending buys 0.00"
+        " + this order 600500.00 = 600500.00 ZAR of equity 200000.50 ZAR; capped 0.5 -> 0.03330566"
     )
     # And back: the same figures give the same text as the first time.
     rig.ledger.set_balances([Balance("ZAR", D(100000)), Balance("BTC", D("0.01"))], snapshot=True)

@@ -73,3 +73,52 @@ async def test_serve_forever_signals_ready_and_stops_on_cancel() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_fault_flags_and_runtime_changes_over_http() -> None:
+    """A simulator *process* started with fault flags, then steered over its admin route,
+    as a test driving a daemon process does."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heliosd.sim", "--port", "0", "--price-interval", "0",
+        "--read-only", "--retry-after", "4", "--delay", "/v1/orders/open=0.01",
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        banner = ""
+        while "api secret" not in banner:
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert line, banner
+            banner += line.decode()
+        url = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
+        assert url is not None, banner
+        base = url.group(1)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + "/sim/faults") as resp:
+                state = await resp.json()
+            assert state["read_only"] is True and state["retry_after_s"] == 4
+            assert state["route_delays"] == [
+                {"prefix": "/v1/orders/open", "delay_s": 0.01, "method": None, "after": False}
+            ]
+            async with session.get(base + "/v1/public/status") as resp:
+                assert (await resp.json())["status"] == "read-only"
+            async with session.post(base + "/sim/faults", json={"read_only": False}) as resp:
+                assert resp.status == 200
+            async with session.get(base + "/v1/public/status") as resp:
+                assert (await resp.json())["status"] == "online"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+
+
+@pytest.mark.parametrize(
+    "argv", [["--delay", "v1=1"], ["--delay", "/v1=soon"], ["--http-429-rate", "2"]]
+)
+def test_bad_fault_flags_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run_sim(argv)
+    assert exit_.value.code == 2

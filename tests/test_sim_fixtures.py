@@ -129,6 +129,18 @@ async def capture() -> dict[str, Any]:
         out["rest_account_tradehistory"] = await _reply(
             probe, "GET", "/v1/account/tradehistory?limit=10"
         )
+        # Money moved without a trade: the ledger mixes it with the trade rows.
+        sim.deposit("0", "ZAR", Decimal("5000"))
+        sim.withdraw("0", "BTC", Decimal("0.001"), fee=Decimal("0.0001"), tx_type="BLOCKCHAIN_SEND")
+        out["rest_account_transactionhistory"] = await _reply(
+            probe, "GET", "/v1/account/transactionhistory?limit=10"
+        )
+        await account.send(
+            compact({"type": "CANCEL_ON_DISCONNECT", "payload": {"cancelOnDisconnect": True}})
+        )
+        out["ws_account_cancel_on_disconnect_update"] = (
+            await recv_until(account, lambda m: m["type"] == "CANCEL_ON_DISCONNECT_UPDATE")
+        )[0]
 
         # Markets, v2, cancels.
         market = {

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from heliosd.config import DaemonSettings
+from heliosd.runlock import EXIT_LOCKED
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "heliosd.service"
@@ -58,7 +59,8 @@ def test_unit_has_what_the_daemon_relies_on(path: Path) -> None:
     assert one(unit, "NotifyAccess") == "main"
     assert seconds(one(unit, "WatchdogSec")) == 30
     assert one(unit, "Restart") == "on-failure"
-    assert one(unit, "RestartPreventExitStatus") == "78"
+    # 78: broken config; 73: another heliosd holds the state directory (heliosd.runlock).
+    assert one(unit, "RestartPreventExitStatus").split() == ["78", str(EXIT_LOCKED)]
     assert one(unit, "User") == "heliosd"
     assert one(unit, "DynamicUser") == "no"
     assert one(unit, "StateDirectoryMode") == "0700"

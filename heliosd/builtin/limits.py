@@ -7,9 +7,23 @@ checked under.
 
 Shared semantics:
 
-* An order **reduces** when it is on the opposite side of the current position and its
-  quantity is at most the position's size (a spot SELL of base currency held). Reducing
-  orders always pass: refusing them would trap an operator in a position.
+* **Exposure counts open and in-flight orders.** What an asset's position would be is its
+  holding (the venue's balance, plus bought coins of fills the venue's balance does not show
+  yet) plus every open or in-flight BUY of that asset (from the moment the order is stored
+  until it is terminal, remaining quantity; :mod:`heliosd.risk.exposure`) plus this order.
+  The position cap and the leverage limit both count that sum, read from the account's risk
+  snapshot (``ctx.account``); the verdict's reason shows each part (held, pending buys, this
+  order, equity). A pending BUY counts at the larger of its reserved value (its LIMIT price,
+  or the ask plus a margin for a MARKET BUY) and its quantity at this order's price. The
+  order being checked is charged at the price it would trade at (the ask, or its LIMIT
+  price when higher), as the cap always has; the margin only weighs on the orders after it.
+* **No spot shorts.** heliosd never trades on margin: a SELL may sell what is held minus what
+  open and in-flight SELLs already sell (and minus sold coins the venue's balance does not
+  show yet). Above that it is capped to it; when nothing is left it is rejected, never
+  capped to a short.
+* An order **reduces** when it is a SELL within that free holding (or a BUY within a short,
+  which only a ledger whose balances are still unknown can show). Reducing orders always
+  pass: refusing them would trap an operator in a position.
 * Anything the rule cannot value (no price, equity <= 0, unknown pair) is a REJECT with the
   reason: fail closed. One exception, on purpose: an account whose balances are *known* and
   all zero (the normal state of a fresh LIVE account before funding, seed Phase 2) holds
@@ -30,6 +44,8 @@ from heliosd.config import Settings
 from heliosd.hookspecs import hookimpl
 from heliosd.ledger import decimal_text
 from heliosd.protocols import MarketView, RiskContext, RiskRule
+from heliosd.risk.exposure import NO_PENDING
+from heliosd.risk.snapshot import Pending
 from heliosd.types import ZERO, OrderIntent, OrderType, PairInfo, Side, Verdict, VerdictAction
 from heliosd.types import reduces_position as reduces_position
 
@@ -103,16 +119,24 @@ class OrderValuation:
     """The figures both size limits value an order with, computed once per order.
 
     Computed in the order the rules check them, stopping at the first one that is missing:
-    ``position``; ``reduces`` (when true nothing else is computed); ``pair`` (None: unknown);
-    ``price`` (None: no price); ``rate`` (None: no mark for the quote currency); then
-    ``equity``, ``unit_value`` (``price * rate``) and ``post`` (the signed position after the
-    order). ``equity``, ``unit_value`` and ``post`` are meaningful only when ``rate`` is set.
-    Pure reads of the ledger and the market: computing one changes nothing.
+    ``position`` (the ledger's, of the pair's base currency); ``pair`` (None: unknown, and
+    then only the legacy ``reduces`` is known); the holding and the pending orders of the
+    base asset (``held``, ``free``, ``pending``); ``reduces`` (when true nothing else is
+    computed); for a BUY ``price`` (None: no price) and ``rate`` (None: no mark for the quote
+    currency); then ``equity``, ``unit_value`` (``price * rate``) and ``post`` (the signed
+    holding after the order, pending BUYs not included). ``equity``, ``unit_value`` and
+    ``post`` are meaningful only when ``rate`` is set.
+
+    ``held`` is what the position cap counts as held (the holding plus bought coins the
+    venue's balance does not show yet); ``free`` what a SELL may still sell (the holding,
+    less sold coins not shown yet, less open and in-flight SELLs). Without an account
+    snapshot (a context not built by the router) the ledger's position is both, and nothing
+    is pending. Pure reads: computing one changes nothing.
     """
 
     __slots__ = (
-        "equity", "intent", "pair", "position", "post", "price", "rate", "reduces",
-        "reference", "unit_value",
+        "equity", "free", "held", "intent", "pair", "pending", "position", "post", "price",
+        "rate", "reduces", "reference", "unit_value",
     )  # fmt: skip
 
     intent: OrderIntent
@@ -120,6 +144,9 @@ class OrderValuation:
     position: Decimal
     reduces: bool
     pair: PairInfo | None
+    held: Decimal
+    free: Decimal
+    pending: Pending
     price: Decimal | None
     rate: Decimal | None
     equity: Decimal
@@ -129,14 +156,48 @@ class OrderValuation:
     def __init__(self, intent: OrderIntent, ctx: RiskContext) -> None:
         self.intent = intent
         self.reference = reference = ctx.settings.risk.reference_currency
-        self.position = position = ctx.ledger.position(intent.pair)
-        self.reduces = reduces_position(intent, position)
-        self.pair = self.price = self.rate = None
+        self.price = self.rate = None
         self.equity = self.unit_value = self.post = ZERO
-        if self.reduces:
-            return
         self.pair = pair = _pair(intent, ctx)
-        if pair is None:
+        pending = NO_PENDING
+        account = ctx.account
+        if pair is not None and account is not None and account.ready:
+            # The snapshot's holding is the ledger's position (the base currency's balance),
+            # read without the ledger's lookups; plus the fills not in a balance yet.
+            holding = account.holdings.get(pair.base)
+            if holding is None:
+                position = held = free = ZERO
+            else:
+                position = held = free = holding.total
+                unsettled = holding.unsettled
+                if unsettled:
+                    if unsettled > ZERO:
+                        held = position + unsettled
+                    else:
+                        free = position + unsettled
+            if account.pending:
+                pending = account.pending.get(pair.base, NO_PENDING)
+            equity = account.equity
+        else:
+            account = None
+            position = held = free = ctx.ledger.position(intent.pair)
+            equity = None
+        self.position = position
+        self.pending = pending
+        self.held = held
+        quantity = intent.quantity
+        if intent.side is not _BUY:
+            if pending.orders:
+                free -= pending.sell_quantity
+            self.free = free
+            # No spot shorts: a SELL reduces when it fits in the free holding. One that does
+            # not is capped or rejected by the position limit, never priced as a short.
+            self.reduces = ZERO < quantity <= free
+            return
+        self.free = free
+        # A BUY reduces only a short, which only a ledger with unknown balances can show.
+        self.reduces = reduces = held < ZERO and ZERO < quantity <= -held
+        if reduces or pair is None:
             return
         self.price = price = valuation_price(intent, ctx.market)
         if price is None:
@@ -144,10 +205,9 @@ class OrderValuation:
         self.rate = rate = quote_rate(pair, reference, ctx.market)
         if rate is None:
             return
-        self.equity = ctx.ledger.equity()
+        self.equity = ctx.ledger.equity() if equity is None else equity
         self.unit_value = price * rate
-        quantity = intent.quantity
-        self.post = position + quantity if intent.side is _BUY else position - quantity
+        self.post = held + quantity
 
 
 def order_valuation(intent: OrderIntent, ctx: RiskContext) -> OrderValuation:
@@ -221,6 +281,8 @@ class PositionLimit:
             return Verdict.reject(self.name, f"unknown pair {intent.pair}")
         if intent.quantity <= ZERO:
             return Verdict.reject(self.name, f"quantity {intent.quantity!s} is not positive")
+        if intent.side is not _BUY:
+            return self._sell(intent, pair, v)
         reference = v.reference
         limit_pct = ctx.settings.risk.max_position_pct
         price = v.price
@@ -228,7 +290,6 @@ class PositionLimit:
             return Verdict.reject(self.name, f"no price for {intent.pair}: cannot value the order")
         if v.rate is None:
             return Verdict.reject(self.name, f"no {pair.quote}{reference} mark to value the order")
-        position = v.position
         equity = v.equity
         if equity <= ZERO:
             if empty_account(ctx):
@@ -237,33 +298,52 @@ class PositionLimit:
                 self.name, f"equity is {decimal_text(equity)} {reference}: nothing to size against"
             )
         unit_value = v.unit_value
-        post = v.post
-        exposure = abs(post) * unit_value
+        pending = v.pending
+        # held + pending buys + this order, valued (post = held + this order).
+        if pending.buy_quantity:
+            pending_value = pending.buy_quantity * unit_value
+            if pending.buy_value > pending_value:
+                pending_value = pending.buy_value
+            exposure = abs(v.post * unit_value + pending_value)
+        else:
+            pending_value = ZERO
+            exposure = abs(v.post) * unit_value
         budget = equity * limit_pct
         # Compare by multiplication (exact, and cheaper than dividing on every order).
         if exposure * _HUNDRED <= budget:
             return self._within
-        max_size = budget / _HUNDRED / unit_value  # largest |position| allowed
-        requested_pct = _pct(exposure / equity * _HUNDRED)
-        # Room left on this side: BUY may take the position up to +max, SELL down to -max.
-        room = max_size - position if intent.side is _BUY else max_size + position
+        held_value = v.held * unit_value
+        order_value = intent.quantity * unit_value
+        # Room left for this order: the budget less what is held and already pending.
+        room = (budget / _HUNDRED - held_value - pending_value) / unit_value
         allowed = pair.round_quantity(room) if room > ZERO else ZERO
+        requested_pct = _pct(exposure / equity * _HUNDRED)
         # Each Decimal's text is made once, with str(), and reused in the reason: a Decimal
         # in an f-string goes through Decimal.__format__ (~160 ns against str's ~75 ns) to
         # the same text.
         requested = str(intent.quantity)
         allowed_text = str(allowed)
+        equity_text = self._equity_text(equity)
+        held_text = _fixed2(held_value)
+        pending_text = _fixed2(pending_value)
+        order_text = _fixed2(order_value)
         details = {
             "requested": requested,
             "allowed": allowed_text,
-            "equity": self._equity_text(equity),
+            "equity": equity_text,
             "price": str(price),
             "limit_pct": str(limit_pct),
             "requested_pct": requested_pct,
+            "held": held_text,
+            "pending_buys": pending_text,
+            "pending_orders": str(pending.orders),
+            "order": order_text,
         }
         head = (
             f"position {intent.pair} would be {requested_pct}% of equity "
-            f"(limit {self._limit_text(limit_pct)}%)"
+            f"(limit {self._limit_text(limit_pct)}%): held {held_text} + pending buys "
+            f"{pending_text} + this order {order_text} = {_fixed2(exposure)} {reference} "
+            f"of equity {_fixed2(equity)} {reference}"
         )
         if allowed <= ZERO:
             return Verdict.reject(self.name, f"{head}; no room left", details)
@@ -276,8 +356,42 @@ class PositionLimit:
             )
         # The constructor, not Verdict.cap: the same verdict without the extra call.
         return Verdict(
-            self.name, _CAP, f"{head}: capped {requested} -> {allowed_text}", allowed, details
+            self.name, _CAP, f"{head}; capped {requested} -> {allowed_text}", allowed, details
         )
+
+    def _sell(self, intent: OrderIntent, pair: PairInfo, v: OrderValuation) -> Verdict:
+        """A SELL beyond the free holding: capped to it, rejected when none is left."""
+        free = v.free
+        base = pair.base
+        sells = v.pending.sell_quantity
+        requested = str(intent.quantity)
+        details = {
+            "requested": requested,
+            "held": decimal_text(v.held),
+            "pending_sells": decimal_text(sells),
+            "free": decimal_text(free if free > ZERO else ZERO),
+        }
+        head = (
+            f"SELL {requested} {base} exceeds the free {details['free']} {base} "
+            f"(held {details['held']}, in open and in-flight sells {details['pending_sells']})"
+        )
+        if free <= ZERO:
+            return Verdict.reject(
+                self.name, f"{head}: nothing left to sell; no spot shorts", details
+            )
+        allowed = pair.round_quantity(free)
+        details["allowed"] = str(allowed)
+        if allowed <= ZERO or allowed < pair.min_base:
+            return Verdict.reject(
+                self.name,
+                f"{head}: the free {allowed} is below the {intent.pair} minimum order "
+                f"({pair.min_base!s} base); no spot shorts",
+                details,
+            )
+        return Verdict(
+            self.name, _CAP, f"{head}: capped {requested} -> {allowed}; no spot shorts",
+            allowed, details,
+        )  # fmt: skip
 
 
 class LeverageLimit:
@@ -292,6 +406,9 @@ class LeverageLimit:
     def __init__(self) -> None:
         self._reduces = Verdict.accept(self.name, "reduces the position")
         self._within = Verdict.accept(self.name, "within the leverage limit")
+        self._sell = Verdict.accept(
+            self.name, "a sell adds no exposure (no spot shorts: the position limit caps it)"
+        )
         self._equity_text = _LastText()
         self._limit_text = _LastText()
 
@@ -302,6 +419,8 @@ class LeverageLimit:
         pair = v.pair
         if pair is None:
             return Verdict.reject(self.name, f"unknown pair {intent.pair}")
+        if intent.side is not _BUY:
+            return self._sell
         reference = v.reference
         max_leverage = ctx.settings.risk.max_leverage
         price = v.price
@@ -317,23 +436,52 @@ class LeverageLimit:
             return Verdict.reject(
                 self.name, f"equity is {decimal_text(equity)} {reference}: leverage undefined"
             )
-        # Replace this pair's share of the gross (at mark) by its post-trade size (at price).
+        # Replace this asset's share of the gross (at mark) by what it would be (at price):
+        # held, plus its pending BUYs, plus this order; other assets' pending BUYs add too.
         position = v.position
         mark = ctx.market.mark(intent.pair)
         current = abs(position) * (mark if mark is not None else price) * rate
-        gross = ctx.ledger.gross_exposure() - current + abs(v.post) * price * rate
+        unit_value = v.unit_value
+        account = ctx.account
+        pending_value = others = ZERO
+        if account is not None and account.ready:
+            rest = account.gross_exposure - current
+            if account.pending_buy_value:
+                pending = v.pending
+                if pending.buy_quantity:
+                    pending_value = pending.buy_quantity * unit_value
+                    if pending.buy_value > pending_value:
+                        pending_value = pending.buy_value
+                others = account.pending_buy_value - pending.buy_value
+                rest += others
+                gross = rest + abs(v.post * unit_value + pending_value)
+            else:
+                gross = rest + abs(v.post) * unit_value
+        else:
+            rest = ctx.ledger.gross_exposure() - current
+            gross = rest + abs(v.post) * unit_value
         if gross > equity * max_leverage:
             leverage = _fixed2(gross / equity)
+            held_value = v.held * unit_value
+            order_value = intent.quantity * unit_value
             numbers = f"gross {_fixed2(gross)} {reference}, equity {_fixed2(equity)} {reference}"
+            parts = (
+                f"held {_fixed2(held_value)} + pending buys {_fixed2(pending_value)} + this "
+                f"order {_fixed2(order_value)} + the rest of the account {_fixed2(rest)}"
+            )
             return Verdict.reject(
                 self.name,
                 f"leverage {leverage}x would exceed the "
-                f"{self._limit_text(max_leverage)}x limit ({numbers})",
+                f"{self._limit_text(max_leverage)}x limit ({numbers}: {parts})",
                 {
                     "leverage": leverage,
                     "limit": str(max_leverage),
                     "gross": decimal_text(gross),
                     "equity": self._equity_text(equity),
+                    "held": _fixed2(held_value),
+                    "pending_buys": _fixed2(pending_value),
+                    "order": _fixed2(order_value),
+                    "rest": _fixed2(rest),
                 },
             )
         return self._within

@@ -113,6 +113,7 @@ from heliosd.types import (
     ApiKeyInfo,
     Balance,
     Fill,
+    Flow,
     FuturesPosition,
     OpenOrder,
     OrderStatus,
@@ -143,6 +144,8 @@ class PaperExchange(_Restoring, _Matching):
     """The paper venue (implements ``heliosd.protocols.ExchangeClient``; see module doc)."""
 
     name = "paper"
+    # Placement is one synchronous step after the permit check (see ``place``).
+    honours_permits = True
 
     def __init__(self, market: MarketView, settings: PaperSettings) -> None:
         self._market = market
@@ -241,7 +244,21 @@ class PaperExchange(_Restoring, _Matching):
     # ------------------------------------------------------------------ orders
 
     async def place(self, request: PlaceRequest) -> PlaceResult:
-        """Place one order; raises ExchangeRejected with VALR's text when refused."""
+        """Place one order; raises ExchangeRejected with VALR's text when refused.
+
+        With a send permit, ``begin_send`` comes first and the whole placement (checks and
+        matching) runs after it without an await, so a revoked permit raises PermitRevoked
+        and nothing is matched, reserved or booked."""
+        permit = request.permit
+        if permit is None:
+            return self._place(request)
+        permit.begin_send()
+        try:
+            return self._place(request)
+        finally:
+            permit.end_send()
+
+    def _place(self, request: PlaceRequest) -> PlaceResult:
         if self._closed:
             raise TransientError("paper exchange is closed")
         info = self._market.pair(request.pair)
@@ -356,6 +373,10 @@ class PaperExchange(_Restoring, _Matching):
     async def trade_history(self, *, since: datetime | None = None) -> list[Fill]:
         fills = self._fills if since is None else [f for f in self._fills if f.traded_at >= since]
         return sorted(fills, key=lambda f: f.traded_at)
+
+    async def transaction_history(self, since: datetime | None = None) -> list[Flow]:
+        """Always empty: money enters the paper account only as its starting balances."""
+        return []
 
     async def check_credentials(self) -> ApiKeyInfo:
         return ApiKeyInfo("paper", frozenset({"View access", "Trade"}))

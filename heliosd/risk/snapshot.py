@@ -45,6 +45,9 @@ class Holding:
     ``external`` is true for an asset no configured pair trades (a hand trade in BTCUSDC, fee
     dust): it is valued when a price exists and counted in equity, never hidden.
     ``dust`` is true when its value is below ``risk.dust_value`` (it never blocks anything).
+    ``unsettled`` is what fills applied since the venue last reported this asset changed it
+    by (signed; LIVE only): the venue's balance update may come after the fill, and until
+    then ``total`` does not show it. ``value`` is of ``total`` alone.
     """
 
     asset: str
@@ -55,6 +58,7 @@ class Holding:
     dust: bool
     fresh: bool
     external: bool
+    unsettled: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,9 @@ class RiskSnapshot:
     above dust that cannot be valued fresh: while it is not empty the account is REDUCING
     (``stale_prices``). ``peak`` and ``day_start_equity`` are flow-adjusted baselines
     (a deposit or withdrawal moves them by its value), so ``daily_loss_pct`` and
-    ``drawdown_pct`` measure trading only.
+    ``drawdown_pct`` measure trading only. ``pending_buy_value`` is the sum of every asset's
+    ``Pending.buy_value``; ``realized_pnl``, ``unrealized_pnl`` (reconciled to the holdings:
+    a holding of zero has none) and ``fees`` are the ledger's books.
     """
 
     mode: Mode
@@ -97,6 +103,10 @@ class RiskSnapshot:
     daily_pnl: Decimal
     daily_loss_pct: Decimal
     drawdown_pct: Decimal
+    pending_buy_value: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    unrealized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
 
 
 class AssetPricer(Protocol):
@@ -107,7 +117,10 @@ class AssetPricer(Protocol):
     whenever any answer may have changed, so callers can cache valuations on it.
     """
 
-    version: int
+    @property
+    def version(self) -> int:
+        """Read-only to callers: an attribute or a property both satisfy it."""
+        ...
 
     def price(self, asset: str) -> Price: ...
 

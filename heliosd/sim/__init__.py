@@ -12,8 +12,17 @@ Public API::
     sim.fund("0", "ZAR", Decimal("100000"))
     sim.set_price("BTCZAR", Decimal("990000"))     # fills crossed resting orders
     sim.faults.http_429_rate = 0.5                 # any FaultConfig switch, any time
+    sim.rate_limit("/v2/orders", count=1, retry_after_s=2)   # 429 for the next request
+    sim.delay_route("/v2/orders", 1.5)             # held before the handler
+    sim.drop_account_messages("NEW_ACCOUNT_TRADE") # lose the next fill notice
+    sim.drop_account_sockets("0", "abort")         # cut the account socket now
+    sim.order_log()                                # every placement that reached a handler
+    sim.deposit("0", "ZAR", Decimal("500"))        # a ledger row + BALANCE_UPDATE
     await sim.inject_fills("0", "BTCZAR", 20_000)  # benchmarks
     await sim.stop()
+
+    The same faults, the order-arrival log and money moves over HTTP under ``/sim/``
+    (``heliosd.sim.admin``; docs/simulator.md).
 
     run_sim(argv) / serve_forever(port, ...)       # ``heliosd sim`` / ``python -m heliosd.sim``
 

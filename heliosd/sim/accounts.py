@@ -10,8 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from heliosd.sim.orders import ZERO, Order, ReceivedOrder, Trade
+
+if TYPE_CHECKING:
+    from heliosd.sim.transactions import Transaction
 
 
 @dataclass(slots=True)
@@ -57,6 +61,7 @@ class Account:
         self.live_customer_ids: dict[str, str] = {}
         self.trades: list[Trade] = []  # chronological
         self.received: list[ReceivedOrder] = []
+        self.transactions: list[Transaction] = []  # deposits, withdrawals, transfers
 
     def balance(self, currency: str) -> Balance:
         bal = self.balances.get(currency)

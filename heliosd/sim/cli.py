@@ -6,6 +6,11 @@ sub-command; ``serve_forever`` is the async core for callers that own a loop.
 Without ``--api-key``/``--api-secret`` a key pair is derived from the seed (printed at
 start-up) so a local demo works with no setup; it has View access and Trade on account
 "0", which is funded with ``--fund`` amounts (default 1,000,000 ZAR).
+
+Faults at start (all of them, and more, can be changed while running through
+``POST /sim/faults``; see ``heliosd.sim.admin``): ``--read-only``, ``--http-429-rate``,
+``--http-5xx-rate``, ``--retry-after``, ``--delay PREFIX=SECONDS`` (repeatable),
+``--drop-ws-every SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from heliosd.sim.config import SimConfig
+from heliosd.sim.config import FaultConfig, RouteDelay, SimConfig
 from heliosd.sim.simulator import Simulator
 
 log = logging.getLogger("heliosd.sim")
@@ -44,6 +49,7 @@ async def serve_forever(
     api_secret: str | None = None,
     funds: dict[str, Decimal] | None = None,
     ready: asyncio.Event | None = None,
+    faults: FaultConfig | None = None,
 ) -> None:
     """Run a simulator until cancelled. ``config`` overrides ``seed`` when given.
 
@@ -52,7 +58,7 @@ async def serve_forever(
     cfg = config or SimConfig(seed=seed)
     key, secret = demo_credentials(cfg.seed)
     key, secret = api_key or key, api_secret or secret
-    sim = Simulator(cfg)
+    sim = Simulator(cfg, faults)
     await sim.start(host=host, port=port)
     try:
         sim.add_api_key(key, secret, label="heliosd-sim")
@@ -93,7 +99,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--price-interval", type=float, default=0.5, metavar="SECONDS")
     parser.add_argument("--price-csv", type=Path)
     parser.add_argument("--pairs", default="BTCZAR,ETHZAR")
+    faults = parser.add_argument_group("faults (also at runtime: POST /sim/faults)")
+    faults.add_argument("--read-only", action="store_true", help="start in maintenance mode")
+    faults.add_argument("--http-429-rate", type=_fraction, default=0.0, metavar="FRACTION")
+    faults.add_argument("--http-5xx-rate", type=_fraction, default=0.0, metavar="FRACTION")
+    faults.add_argument("--retry-after", type=int, default=1, metavar="SECONDS")
+    faults.add_argument(
+        "--delay", action="append", default=[], metavar="PREFIX=SECONDS",
+        help="hold requests on a route prefix before handling them (repeatable)",
+    )  # fmt: skip
+    faults.add_argument("--drop-ws-every", type=float, metavar="SECONDS")
     return parser
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _delays(values: Sequence[str]) -> list[RouteDelay]:
+    delays = []
+    for item in values:
+        prefix, _, seconds = item.rpartition("=")
+        try:
+            delay = float(seconds)
+        except ValueError:
+            delay = -1.0
+        if not prefix.startswith("/") or delay < 0:
+            raise argparse.ArgumentTypeError(f"--delay expects /PREFIX=SECONDS, got {item!r}")
+        delays.append(RouteDelay(prefix, delay))
+    return delays
 
 
 def run_sim(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +142,14 @@ def run_sim(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         funds = _funds(args.fund) if args.fund else None
+        faults = FaultConfig(
+            read_only=args.read_only,
+            http_429_rate=args.http_429_rate,
+            http_5xx_rate=args.http_5xx_rate,
+            retry_after_s=max(args.retry_after, 1),
+            drop_ws_every_s=args.drop_ws_every,
+            route_delays=_delays(args.delay),
+        )
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
     config = SimConfig(
@@ -120,6 +168,7 @@ def run_sim(argv: Sequence[str] | None = None) -> int:
                 api_key=args.api_key,
                 api_secret=args.api_secret,
                 funds=funds,
+                faults=faults,
             )
         )
     except KeyboardInterrupt:

@@ -160,6 +160,19 @@ class FaultConfig:
     * ``garble_rate``: fraction of pushed WS events replaced by a truncated, non-JSON or
       unknown-type message (the original is lost).
     * ``read_only``: ``/v1/public/status`` says ``read-only`` and every non-GET gets 503.
+    * ``rate_limits``: :class:`RateLimitRule` s, each answering 429 with its own
+      ``Retry-After`` to the next ``count`` requests on a route prefix (then spent).
+    * ``route_delays``: :class:`RouteDelay` s, holding matching requests before (or, with
+      ``after``, after) the handler runs.
+    * ``view_lag_s``: VALR's read views lag its matching engine: order lookups, open
+      orders, order history and trade history leave out orders created, and trades made,
+      less than this many seconds ago (a lookup of such an order answers -1).
+    * ``v1_cancel_status``: what ``DELETE /v1/orders/order`` answers, empty-bodied: 202
+      (VALR's docs) or 200 (reported from the live exchange).
+    * ``drop_account_messages``: ``{type: n}``: the next ``n`` account-stream messages of
+      that ``type`` are dropped at the source (no socket gets them), e.g.
+      ``{"NEW_ACCOUNT_TRADE": 1}`` loses exactly one fill notice. Only messages that would
+      have reached a socket count: with no account socket open nothing is dropped.
     """
 
     http_429_rate: float = 0.0
@@ -173,3 +186,45 @@ class FaultConfig:
     pause_account_stream: bool = False
     garble_rate: float = 0.0
     read_only: bool = False
+    view_lag_s: float = 0.0
+    v1_cancel_status: int = 202
+    rate_limits: list[RateLimitRule] = field(default_factory=list)
+    route_delays: list[RouteDelay] = field(default_factory=list)
+    drop_account_messages: dict[str, int] = field(default_factory=dict)
+    # Account messages dropped so far by ``drop_account_messages``, by type.
+    dropped_account_messages: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RateLimitRule:
+    """429 (``Retry-After: retry_after_s``) for the next ``count`` requests whose path starts
+    with ``prefix`` (and whose method is ``method``, when given). ``hits`` counts the 429s
+    it answered; a rule with ``count`` 0 is spent and matches nothing."""
+
+    prefix: str
+    count: int = 1
+    retry_after_s: int = 1
+    method: str | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.count > 0
+            and path.startswith(self.prefix)
+            and (self.method is None or self.method == method)
+        )
+
+
+@dataclass
+class RouteDelay:
+    """Hold requests whose path starts with ``prefix`` (method ``method`` when given) for
+    ``delay_s`` before the handler runs (in flight: not yet seen), or after it ran when
+    ``after`` (it took effect; only the answer is late)."""
+
+    prefix: str
+    delay_s: float
+    method: str | None = None
+    after: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        return path.startswith(self.prefix) and (self.method is None or self.method == method)

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from heliosd.sim.accounts import Account
+from heliosd.sim.arrivals import ArrivalLog
 from heliosd.sim.auth import VIEW, AuthContext, authenticate
 from heliosd.sim.config import FaultConfig, SimConfig
 from heliosd.sim.errors import ApiError, invalid_json, invalid_request, unsupported_pair
@@ -33,6 +34,10 @@ class SimState:
     # "METHOD /route/{pattern}" -> requests answered (any status): lets a test assert how
     # many calls of a kind a client made (e.g. no per-order status lookups after a stop).
     requests: Counter[str] = field(default_factory=Counter)
+    # Every placement request that reached a place handler (heliosd.sim.arrivals).
+    arrivals: ArrivalLog = field(default_factory=ArrivalLog)
+    # (account, orders cancelled) each time an armed CANCEL_ON_DISCONNECT socket ended.
+    disconnect_cancels: list[tuple[str, int]] = field(default_factory=list)
 
     # -- auth and bodies ----------------------------------------------------------------
 

@@ -2,14 +2,16 @@
 
 Applied to every ``/v1`` and ``/v2`` request, in this order:
 
-1. ``delay_s`` sleep *before* the handler runs (the request is held in flight: a client
-   that times out and looks the order up may not find it yet). ``delay_after_s`` sleeps
+1. ``delay_s`` and every matching ``route_delays`` entry without ``after`` sleep *before*
+   the handler runs (the request is held in flight: a client that times out and looks the
+   order up may not find it yet). ``delay_after_s`` and ``after`` route delays sleep
    *after* the handler ran (the request took effect; only the answer is late).
 2. ``read_only``: any non-GET gets 503 (VALR's read-only mode).
-3. The real per-key fixed-window counter (``SimConfig.rate_limit_per_minute``; VALR's
+3. The first unspent ``rate_limits`` rule matching the route (its count goes down by one),
+   the real per-key fixed-window counter (``SimConfig.rate_limit_per_minute``; VALR's
    windows reset at each wall-clock minute), then the random ``http_429_rate``. A 429 has
    ``x-valr-ratelimited: true``, ``Retry-After`` (seconds) and a small HTML body, and the
-   request is not processed.
+   request is not processed (so it is not in the order-arrival log either).
 4. ``http_5xx_rate``: a 500/502/503/504 with a small HTML body. With probability
    ``http_5xx_after_rate`` the handler runs first and its answer is thrown away (the
    request took effect; the client cannot know), otherwise the request never runs.
@@ -39,12 +41,13 @@ RATE_LIMIT_HTML = (
 _5XX = (500, 502, 503, 504)
 
 
-def rate_limited(retry_after_s: int) -> web.Response:
+def rate_limited(retry_after_s: int, floor: int = 1) -> web.Response:
+    """VALR's 429. A rule may ask for ``Retry-After: 0`` (``floor`` 0) so tests stay fast."""
     return web.Response(
         status=429,
         text=RATE_LIMIT_HTML,
         content_type="text/html",
-        headers={"x-valr-ratelimited": "true", "Retry-After": str(max(retry_after_s, 1))},
+        headers={"x-valr-ratelimited": "true", "Retry-After": str(max(retry_after_s, floor))},
     )
 
 
@@ -88,10 +91,19 @@ def fault_middleware(faults: FaultConfig, counter: MinuteCounter, seed: int) -> 
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith(("/v1/", "/v2/")):
             return await handler(request)
-        if faults.delay_s > 0:
-            await asyncio.sleep(faults.delay_s)
-        if faults.read_only and request.method not in ("GET", "HEAD", "OPTIONS"):
+        method, path = request.method, request.path
+        before = faults.delay_s + sum(
+            d.delay_s for d in faults.route_delays if not d.after and d.matches(method, path)
+        )
+        if before > 0:
+            await asyncio.sleep(before)
+        if faults.read_only and method not in ("GET", "HEAD", "OPTIONS"):
             return error_response(read_only())
+        for rule in faults.rate_limits:
+            if rule.matches(method, path):
+                rule.count -= 1
+                rule.hits += 1
+                return rate_limited(rule.retry_after_s, floor=0)
         who = request.headers.get(HEADER_API_KEY) or (request.remote or "?")
         retry = counter.hit(who)
         if retry is not None:
@@ -104,8 +116,11 @@ def fault_middleware(faults: FaultConfig, counter: MinuteCounter, seed: int) -> 
                 await handler(request)  # it happened; the answer is lost on the way back
             return server_error(status)
         response = await handler(request)
-        if faults.delay_after_s > 0:
-            await asyncio.sleep(faults.delay_after_s)
+        after = faults.delay_after_s + sum(
+            d.delay_s for d in faults.route_delays if d.after and d.matches(method, path)
+        )
+        if after > 0:
+            await asyncio.sleep(after)
         return response
 
     return middleware

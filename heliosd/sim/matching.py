@@ -575,6 +575,10 @@ class Exchange:
         if self.sink.wants_account(acct.account_id):
             self.sink.account(acct.account_id, message)
 
+    def emit_balance(self, acct: Account, currency: str) -> None:
+        """Push ``currency``'s balance row to the account's sockets (after a ledger move)."""
+        self._emit_balance(acct, currency)
+
     def _emit_balance(self, acct: Account, currency: str) -> None:
         if self.sink.wants_account(acct.account_id):
             bal = acct.balance(currency)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from aiohttp import web
 
 from heliosd.sim import wire
@@ -44,6 +46,9 @@ async def trade_history(request: web.Request) -> web.Response:
     start, end = time_param(request, "startTime"), time_param(request, "endTime")
     before_id = request.query.get("beforeId")
     rows = state.exchange.trade_rows(ctx.account_id, pair)
+    if state.faults.view_lag_s > 0:  # VALR's history view lags its matching engine
+        cutoff = datetime.now(UTC) - timedelta(seconds=state.faults.view_lag_s)
+        rows = (t for t in rows if t.traded_at <= cutoff)
     if before_id is not None:
         ordered = list(rows)
         index = next((i for i, t in enumerate(ordered) if t.trade_id == before_id), None)

@@ -15,11 +15,13 @@ order not yet processed) is refused synchronously on both versions: 400 -11502.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from heliosd.sim import wire
+from heliosd.sim.arrivals import ARRIVAL, ArrivalLog, logged
 from heliosd.sim.auth import TRADE, VIEW
 from heliosd.sim.context import SimState, int_param, json_response, state_of
 from heliosd.sim.errors import (
@@ -47,6 +49,9 @@ async def _accept(request: web.Request, kind: str) -> tuple[SimState, str, Order
     """Authenticate, record, validate and create the order (shared by v1 and v2)."""
     state = state_of(request)
     ctx, body = await state.authed_json(request, WRITE)
+    arrival = request.get(ARRIVAL)
+    if arrival is not None:
+        arrival.account = ctx.account_id
     received = state.record(ctx, request.path, body)
     try:
         req = _parse(state, kind, body)
@@ -59,6 +64,8 @@ async def _accept(request: web.Request, kind: str) -> tuple[SimState, str, Order
     received.accepted = True
     received.order_id = order.order_id
     received.customer_order_id = order.customer_order_id
+    if arrival is not None:
+        arrival.order_id = order.order_id
     return state, ctx.account_id, order, req
 
 
@@ -81,6 +88,14 @@ async def place_v2(request: web.Request) -> web.Response:
     return json_response({"id": order.order_id}, 201)
 
 
+def _visible(state: SimState, order: Order | None) -> Order | None:
+    """The order as VALR's (lagging) read views show it: None while younger than the lag."""
+    lag = state.faults.view_lag_s
+    if order is None or lag <= 0:
+        return order
+    return order if order.created_at <= datetime.now(UTC) - timedelta(seconds=lag) else None
+
+
 async def order_status(request: web.Request) -> web.Response:
     state = state_of(request)
     ctx, _ = await state.authed(request)
@@ -91,6 +106,7 @@ async def order_status(request: web.Request) -> web.Response:
         order = acct.find_order(request.match_info["orderId"], None)
     else:
         order = acct.find_order(None, request.match_info["customerOrderId"])
+    order = _visible(state, order)
     if order is None or order.pair != pair:
         raise invalid_order()
     return json_response(wire.order_status(order))
@@ -99,7 +115,8 @@ async def order_status(request: web.Request) -> web.Response:
 async def open_orders(request: web.Request) -> web.Response:
     state = state_of(request)
     ctx, _ = await state.authed(request)
-    return json_response([wire.open_order(o) for o in state.account(ctx).open_orders.values()])
+    shown = [_visible(state, o) for o in state.account(ctx).open_orders.values()]
+    return json_response([wire.open_order(o) for o in shown if o is not None])
 
 
 async def order_history(request: web.Request) -> web.Response:
@@ -108,7 +125,9 @@ async def order_history(request: web.Request) -> web.Response:
     ctx, _ = await state.authed(request)
     skip = int_param(request, "skip", 0, 10_000_000)
     limit = int_param(request, "limit", 100, 100)
-    finished = [o for o in state.account(ctx).orders.values() if not o.is_open]
+    finished = [
+        o for o in state.account(ctx).orders.values() if not o.is_open and _visible(state, o)
+    ]
     finished.sort(key=lambda o: o.updated_at, reverse=True)
     return json_response([wire.order_summary(o) for o in finished[skip : skip + limit]])
 
@@ -122,13 +141,15 @@ async def order_summary(request: web.Request) -> web.Response:
         order = acct.find_order(request.match_info["orderId"], None)
     else:
         order = acct.find_order(None, request.match_info["customerOrderId"])
+    order = _visible(state, order)
     if order is None or order.is_open:
         raise invalid_order()
     return json_response(wire.order_summary(order))
 
 
 async def cancel_v1(request: web.Request) -> web.Response:
-    """202 with an empty body; the outcome is ORDER_STATUS_UPDATE or FAILED_CANCEL_ORDER."""
+    """202 (or 200, ``faults.v1_cancel_status``) with an empty body; the outcome is
+    ORDER_STATUS_UPDATE or FAILED_CANCEL_ORDER."""
     state = state_of(request)
     ctx, body = await state.authed_json(request, WRITE)
     req = parse_cancel(body, state.exchange.specs)
@@ -141,7 +162,7 @@ async def cancel_v1(request: web.Request) -> web.Response:
         state.exchange.emit_account(account_id, wire.failed_cancel(ref, FAILED_CANCEL_MESSAGE))
 
     state.later(run)
-    return web.Response(status=202)
+    return web.Response(status=state.faults.v1_cancel_status)
 
 
 async def cancel_v2(request: web.Request) -> web.Response:
@@ -165,10 +186,15 @@ async def cancel_all(request: web.Request) -> web.Response:
     return json_response([{"orderId": o.order_id} for o in cancelled])
 
 
+def _arrivals(request: web.Request) -> ArrivalLog:
+    return state_of(request).arrivals
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
-    r.add_post("/v1/orders/{kind:limit|market}", place_v1)
-    r.add_post("/v2/orders/{kind:limit|market}", place_v2)
+    # Every placement request is in the order-arrival log (heliosd.sim.arrivals).
+    r.add_post("/v1/orders/{kind:limit|market}", logged(_arrivals, place_v1))
+    r.add_post("/v2/orders/{kind:limit|market}", logged(_arrivals, place_v2))
     r.add_get("/v1/orders/open", open_orders)
     r.add_get("/v1/orders/history", order_history)
     r.add_get("/v1/orders/history/summary/orderid/{orderId}", order_summary)

@@ -28,13 +28,16 @@ from aiohttp import web
 
 from heliosd.sim import wire
 from heliosd.sim.accounts import ApiKey
+from heliosd.sim.admin import apply_faults, faults_json, reset_faults
 from heliosd.sim.app import make_app
-from heliosd.sim.config import FaultConfig, SimConfig
+from heliosd.sim.arrivals import OrderArrival
+from heliosd.sim.config import FaultConfig, RateLimitRule, RouteDelay, SimConfig
 from heliosd.sim.context import SimState
 from heliosd.sim.inject import inject_fills
 from heliosd.sim.matching import Exchange
 from heliosd.sim.prices import PricePath
 from heliosd.sim.streams import StreamHub
+from heliosd.sim.transactions import Transaction, move_funds
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,8 @@ class Simulator:
         )
 
     def fund(self, account_id: str, currency: str, amount: Decimal) -> None:
-        """Credit ``amount`` (pushes a BALANCE_UPDATE to connected account sockets)."""
+        """Credit ``amount`` (pushes a BALANCE_UPDATE to connected account sockets). This is
+        a starting balance: it records no transaction-history row (``deposit`` does)."""
         self.exchange.fund(account_id, currency, amount)
 
     # The observers below answer "nothing" for an account the sim has never seen, so a
@@ -193,11 +197,93 @@ class Simulator:
             await asyncio.sleep(interval)
             self.tick()
 
+    def order_log(self, after: int = 0) -> list[OrderArrival]:
+        """Every placement request that reached a place handler, in arrival order (entries
+        after sequence number ``after``); see ``heliosd.sim.arrivals``."""
+        return self._state.arrivals.after(after)
+
+    def deposit(
+        self, account_id: str, currency: str, amount: Decimal, *, tx_type: str | None = None
+    ) -> Transaction:
+        """Money in from outside (default ``FIAT_DEPOSIT``): balance, BALANCE_UPDATE and a
+        transaction-history row."""
+        return move_funds(self.exchange, account_id, "deposit", currency, amount, tx_type=tx_type)
+
+    def withdraw(
+        self,
+        account_id: str,
+        currency: str,
+        amount: Decimal,
+        *,
+        fee: Decimal = Decimal(0),
+        tx_type: str | None = None,
+    ) -> Transaction:
+        """Money out (default ``FIAT_WITHDRAWAL``); ValueError if not available."""
+        return move_funds(
+            self.exchange, account_id, "withdrawal", currency, amount, fee=fee, tx_type=tx_type
+        )
+
+    def transfer(self, from_id: str, to_id: str, currency: str, amount: Decimal) -> None:
+        """An internal transfer between two accounts (an INTERNAL_TRANSFER row on each)."""
+        move_funds(self.exchange, from_id, "transfer_out", currency, amount)
+        move_funds(self.exchange, to_id, "transfer_in", currency, amount)
+
+    def cancel_on_disconnect_sockets(self, account_id: str) -> int:
+        """Account sockets of ``account_id`` armed with CANCEL_ON_DISCONNECT now."""
+        return self.hub.armed_account_sockets(account_id)
+
+    def disconnect_cancels(self) -> list[tuple[str, int]]:
+        """(account, orders cancelled) each time an armed account socket ended."""
+        return list(self._state.disconnect_cancels)
+
     # -- faults -------------------------------------------------------------------------
+    # Everything here is also reachable over HTTP (``heliosd.sim.admin``).
 
     def drop_ws_connections(self) -> None:
         """Close every account and trade socket now (``faults.ws_drop_mode``)."""
         self.hub.drop_all()
+
+    def drop_account_sockets(self, account_id: str | None = None, mode: str | None = None) -> int:
+        """Close the account sockets (of one account, or all) now, with a close frame
+        (``"close"``) or by cutting TCP (``"abort"``); returns how many."""
+        return self.hub.drop_account_sockets(account_id, mode)
+
+    def rate_limit(
+        self, prefix: str, count: int = 1, retry_after_s: int = 1, method: str | None = None
+    ) -> RateLimitRule:
+        """Answer the next ``count`` requests on ``prefix`` with 429 + ``Retry-After``."""
+        rule = RateLimitRule(prefix, count, retry_after_s, method.upper() if method else None)
+        self.faults.rate_limits.append(rule)
+        return rule
+
+    def delay_route(
+        self, prefix: str, seconds: float, *, method: str | None = None, after: bool = False
+    ) -> RouteDelay:
+        """Hold requests on ``prefix`` ``seconds`` before the handler (or after, ``after``)."""
+        delay = RouteDelay(prefix, seconds, method.upper() if method else None, after)
+        self.faults.route_delays.append(delay)
+        return delay
+
+    def drop_account_messages(self, kind: str, count: int = 1) -> None:
+        """Drop the next ``count`` account-stream messages of type ``kind`` at the source."""
+        pending = self.faults.drop_account_messages
+        pending[kind] = pending.get(kind, 0) + count
+
+    def set_read_only(self, on: bool = True) -> None:
+        """VALR's maintenance mode: status ``read-only``, every non-GET answers 503."""
+        self.faults.read_only = on
+
+    def apply_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """The ``POST /sim/faults`` body, applied (ValueError when refused); the new state."""
+        apply_faults(self.faults, changes)
+        return faults_json(self.faults)
+
+    def fault_state(self) -> dict[str, Any]:
+        """What ``GET /sim/faults`` answers."""
+        return faults_json(self.faults)
+
+    def reset_faults(self) -> None:
+        reset_faults(self.faults)
 
     async def _drop_loop(self) -> None:
         last = time.monotonic()

@@ -10,13 +10,17 @@ Faults applied here (``FaultConfig``):
   misses them for good and must reconcile through REST). Control replies still flow.
 * ``garble_rate``: each pushed event (not AUTHENTICATED/SUBSCRIBED/PONG) is, with that
   probability, replaced by a truncated frame, a non-JSON frame, or an unknown ``type``.
-* ``drop_all``: close every socket, with a close frame (1001) or by aborting TCP.
+* ``drop_account_messages``: the next N account messages of a type are dropped at the
+  source (no socket of the account gets them), counted in ``dropped_account_messages``.
+* ``drop_all`` / ``drop_account_sockets``: close sockets now, with a close frame (1001) or
+  by aborting TCP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from collections import deque
 from collections.abc import Iterable
@@ -39,6 +43,8 @@ class Outbox:
         self._queue: deque[str] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Armed by the client's CANCEL_ON_DISCONNECT (account sockets only).
+        self.cancel_on_disconnect = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -106,6 +112,8 @@ class StreamHub:
             return
         boxes = self._accounts.get(account_id)
         if boxes:
+            if self.faults.drop_account_messages and self.drops(message.get("type")):
+                return
             text = dumps(message)
             for box in boxes:
                 box.push(self.garble(text))
@@ -113,6 +121,8 @@ class StreamHub:
     def account_texts(self, account_id: str, texts: list[str]) -> None:
         if self.faults.pause_account_stream:
             return
+        if self.faults.drop_account_messages and self._accounts.get(account_id):
+            texts = [text for text in texts if not self.drops(_type_of(text))]
         for box in self._accounts.get(account_id, ()):
             if self.faults.garble_rate > 0:
                 box.extend([self.garble(text) for text in texts])
@@ -131,6 +141,46 @@ class StreamHub:
 
     # -- faults -------------------------------------------------------------------------
 
+    def drops(self, kind: object) -> bool:
+        """Whether an account message of ``kind`` is to be dropped (and count it if so)."""
+        pending = self.faults.drop_account_messages
+        left = pending.get(kind) if isinstance(kind, str) else None
+        if not left:
+            return False
+        assert isinstance(kind, str)
+        if left <= 1:
+            del pending[kind]
+        else:
+            pending[kind] = left - 1
+        dropped = self.faults.dropped_account_messages
+        dropped[kind] = dropped.get(kind, 0) + 1
+        return True
+
+    def drop_account_sockets(self, account_id: str | None = None, mode: str | None = None) -> int:
+        """Close the account sockets (of one account, or all) now; returns how many."""
+        groups = (
+            [self._accounts.get(account_id, set())]
+            if account_id is not None
+            else list(self._accounts.values())
+        )
+        boxes = [box for group in groups for box in group]
+        for box in boxes:
+            self._drop(box, mode or self.faults.ws_drop_mode)
+        return len(boxes)
+
+    def drop_trade_sockets(self, mode: str | None = None) -> int:
+        """Close every trade socket now; returns how many."""
+        boxes = [sub.box for sub in self._trade]
+        for box in boxes:
+            self._drop(box, mode or self.faults.ws_drop_mode)
+        return len(boxes)
+
+    def _drop(self, box: Outbox, mode: str) -> None:
+        if mode == "abort":
+            box.abort()
+        else:
+            self.spawn(box.close(WSCloseCode.GOING_AWAY, b"sim: connection dropped"))
+
     def garble(self, text: str) -> str:
         rate = self.faults.garble_rate
         if rate <= 0 or self._rng.random() >= rate:
@@ -147,10 +197,7 @@ class StreamHub:
         boxes = [box for group in self._accounts.values() for box in group]
         boxes += [sub.box for sub in self._trade]
         for box in boxes:
-            if self.faults.ws_drop_mode == "abort":
-                box.abort()
-            else:
-                self.spawn(box.close(WSCloseCode.GOING_AWAY, b"sim: connection dropped"))
+            self._drop(box, self.faults.ws_drop_mode)
 
     def spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -212,5 +259,18 @@ class StreamHub:
     def account_socket_count(self) -> int:
         return sum(len(group) for group in self._accounts.values())
 
+    def armed_account_sockets(self, account_id: str) -> int:
+        """Account sockets of ``account_id`` armed with CANCEL_ON_DISCONNECT."""
+        return sum(1 for box in self._accounts.get(account_id, ()) if box.cancel_on_disconnect)
+
     def trade_socket_count(self) -> int:
         return len(self._trade)
+
+
+def _type_of(text: str) -> object:
+    """The ``type`` of a serialised message (only parsed while drops are pending)."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        return None
+    return message.get("type") if isinstance(message, dict) else None

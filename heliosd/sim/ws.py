@@ -19,6 +19,13 @@ followed at once by a snapshot (order book / market summary) for every pair name
 answered ``{"type":"UNSUBSCRIBED"}``. Events the sim does not produce, and unknown pairs,
 are accepted and ignored.
 
+Dead-man's switch: ``{"type":"CANCEL_ON_DISCONNECT","payload":{"cancelOnDisconnect":true}}``
+on an account socket arms it for that socket only, answered
+``{"type":"CANCEL_ON_DISCONNECT_UPDATE","data":{"cancelOnDisconnect":"true"}}`` (a string,
+as VALR answers); ``false`` (or anything but JSON ``true``) disarms it, answered ``"false"``.
+When an armed socket ends for any reason (client close, TCP abort, the sim dropping it),
+every open order of its account is cancelled, as one cancel-all.
+
 Both streams answer ``{"type":"PING"}`` with ``{"type":"PONG"}``; other client messages
 (including account-stream SUBSCRIBE for MARGIN_INFO) are ignored. permessage-deflate is not
 negotiated (VALR does not document it), so every frame is plain JSON text.
@@ -82,6 +89,8 @@ async def account_stream(request: web.Request) -> web.StreamResponse:
     box.push(AUTHENTICATED)
     if not state.faults.pause_account_stream:
         for message in state.exchange.snapshot(ctx.account_id):
+            if state.faults.drop_account_messages and state.hub.drops(message.get("type")):
+                continue
             box.push(state.hub.garble(dumps(message)))
     state.hub.add_account_socket(ctx.account_id, box)
     box.start()
@@ -89,12 +98,29 @@ async def account_stream(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 parsed = _parse(msg.data)
-                if parsed is not None and parsed.get("type") == "PING":
+                kind = parsed.get("type") if parsed is not None else None
+                if kind == "PING":
                     box.push(PONG)
+                elif kind == "CANCEL_ON_DISCONNECT" and parsed is not None:
+                    box.cancel_on_disconnect = _armed(parsed)
+                    box.push(_cod_update(box.cancel_on_disconnect))
     finally:
         state.hub.remove_account_socket(ctx.account_id, box)
+        if box.cancel_on_disconnect:  # before any await: it happens however the socket ended
+            cancelled = state.exchange.cancel_all(ctx.account_id)
+            state.disconnect_cancels.append((ctx.account_id, len(cancelled)))
         await box.stop()
     return ws
+
+
+def _armed(message: dict[str, Any]) -> bool:
+    payload = message.get("payload")
+    return isinstance(payload, dict) and payload.get("cancelOnDisconnect") is True
+
+
+def _cod_update(armed: bool) -> str:
+    flag = "true" if armed else "false"  # VALR answers a string, not a JSON boolean
+    return dumps({"type": "CANCEL_ON_DISCONNECT_UPDATE", "data": {"cancelOnDisconnect": flag}})
 
 
 async def trade_stream(request: web.Request) -> web.StreamResponse:

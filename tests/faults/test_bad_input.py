@@ -177,7 +177,10 @@ _LAST = {"/api/trading/emergency-stop": 1, "/api/trading/resume": 2}
 async def test_generated_requests_for_every_route_get_json_refusals_never_5xx(
     sim: SimHandle, short_dir: Path
 ) -> None:
-    running = await start_daemon(write_config(short_dir, sim, notify_url=NOTIFY))
+    # The paper account holds some BTC, so that generated SELLs (never capped to a short)
+    # can be valid too.
+    paper = '[paper]\nstarting_balances = { ZAR = "100000", BTC = "1" }\n'
+    running = await start_daemon(write_config(short_dir, sim, notify_url=NOTIFY, extra=paper))
     sock = str(running.socket)
     try:
         status, _, raw = await asyncio.to_thread(send, sock, "GET", "/api/openapi.json", None)

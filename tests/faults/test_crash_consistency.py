@@ -208,6 +208,20 @@ async def disagreements(sim: SimHandle, proc: DaemonProcess, db: Path) -> list[s
     return problems
 
 
+async def resume_after_unclean_exit(proc: DaemonProcess, db: Path) -> None:
+    """A kill -9 in LIVE comes up HALTED (``unclean_exit``) until it has reconciled with VALR
+    and a person resumes: resume as the operator would, so the next round trades again."""
+    [(reason,)] = read_db(db, "SELECT state_reason FROM trading_mode_state")
+    if "unclean_exit" not in reason:
+        return
+
+    async def resumed() -> bool:
+        status, _ = await proc.arequest("POST", "/api/trading/resume", {"reason": "crash test"})
+        return status == 200  # refused (409) until the reconciliation has completed
+
+    await wait_until(resumed, SETTLE_S, "resumed after the unclean exit's reconciliation", 0.25)
+
+
 async def settle(sim: SimHandle, proc: DaemonProcess, db: Path, context: str) -> None:
     """Wait (bounded) until nothing disagrees; fail with what still does."""
     loop = asyncio.get_running_loop()
@@ -244,6 +258,7 @@ async def test_kill9_at_random_points_keeps_state_and_history_consistent(
         await proc.astart()
         await wait_until(lambda: streams_up(proc), SETTLE_S, "VALR streams up after restart")
         await settle(sim, proc, db, context)
+        await resume_after_unclean_exit(proc, db)
         r = Round(sim, proc, rng)
         scenario: Callable[[], Awaitable[str]] = getattr(r, plan.pop())
         context = await scenario()

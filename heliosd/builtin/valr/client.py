@@ -4,20 +4,18 @@ REST goes through :class:`~heliosd.builtin.valr.rest.ValrRest` (signed, server-t
 errors translated); prices and account events come from the two WebSocket streams in
 :mod:`heliosd.builtin.valr.streams`.
 
-Placing an order is the one place where a retry can cost money, so it follows a fixed rule
-(design.md §9):
+Placing orders is :mod:`heliosd.builtin.valr.placing`, a part of this class: what is re-sent
+and when, and send permits (``honours_permits = True``): ``permit.begin_send()`` immediately
+before every request that could execute the order, every wait before a send (Retry-After,
+stream ready, pair refresh, first clock measurement) ended at once by a revocation, and
+:class:`~heliosd.errors.PermitRevoked` out of ``place`` meaning the order was never sent.
+Lookups after a lost answer are reads and are not guarded.
 
-* A request VALR certainly did not execute is re-sent, bounded: a **429** (VALR's limiter
-  answers before the request reaches the matching engine, and the simulator models it the
-  same way) or a connection that was refused before anything was sent.
-* A request whose answer was lost (timeout, dropped connection, 5xx) may have been executed,
-  or may still be executed: a delayed request can reach the matching engine after we asked.
-  It is **never sent again**. We look the order up by ``customerOrderId`` repeatedly, for
-  twice the request timeout, and return its real state; if VALR does not list it by then,
-  or the lookups fail, the caller gets :class:`~heliosd.errors.OutcomeUnknownError` and the order
-  stays "sent" until the account stream or reconciliation settles it. A resend would not be
-  safe even with the same customerOrderId: VALR refuses a duplicate only among *open*
-  orders, so a filled market order could execute twice (found by tests/faults).
+Dead-man's switch (``[valr] cancel_on_disconnect``): after every (re)connect of the account
+stream the client asks VALR to cancel all open orders if that socket drops
+(:class:`~heliosd.builtin.valr.streams.AccountStream`);
+:attr:`ValrClient.cancel_on_disconnect_armed` says whether VALR confirmed it for the current
+connection.
 
 Without credentials the client still streams prices; every account method raises
 ``AuthError("VALR credentials are not configured")``.
@@ -31,24 +29,23 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, TypeVar
 
-from heliosd.builtin.valr import parse
+from heliosd.builtin.valr import flows, parse
+from heliosd.builtin.valr.placing import _Placing
 from heliosd.builtin.valr.rest import (
     NOT_CONFIGURED,
     NotExecuted,
     ValrRest,
     path_segment,
 )
-from heliosd.builtin.valr.retry import ValrTuning, read_retrying
+from heliosd.builtin.valr.retry import ValrTuning
 from heliosd.builtin.valr.streams import AccountStream, TradeStream
 from heliosd.config import Settings
 from heliosd.errors import (
     AuthError,
     ExchangeRejected,
     HeliosError,
-    OutcomeUnknownError,
     TransientError,
 )
 from heliosd.protocols import ExchangeContext, ExchangeEvents, MarketView
@@ -56,15 +53,11 @@ from heliosd.types import (
     ApiKeyInfo,
     Balance,
     Fill,
+    Flow,
     FuturesPosition,
     OpenOrder,
-    OrderState,
     OrderStatus,
-    OrderType,
     PairInfo,
-    PlaceRequest,
-    PlaceResult,
-    Side,
     utcnow,
 )
 
@@ -79,16 +72,6 @@ MARGIN_NOT_ENABLED = -19213
 HISTORY_PAGE = 100
 
 
-def wire_decimal(value: Decimal) -> str:
-    """Plain decimal text for a request body (never an exponent)."""
-    return format(value, "f")
-
-
-def plain(value: Decimal) -> str:
-    """Decimal text for people: no exponent, no trailing zeros ("9", "0.0001")."""
-    return format(value.normalize(), "f")
-
-
 def _is_not_found(exc: ExchangeRejected) -> bool:
     return exc.venue_code == ORDER_NOT_FOUND or exc.details.get("status") == 404
 
@@ -101,10 +84,11 @@ def _parsed(fn: Callable[[Any], T], payload: Any, what: str) -> T:
         raise TransientError(f"VALR sent an unreadable {what}: {exc}") from None
 
 
-class ValrClient:
+class ValrClient(_Placing):
     """The ``valr`` exchange client. See the module docstring for the write rules."""
 
     name = "valr"
+    honours_permits = True
 
     def __init__(
         self,
@@ -166,6 +150,7 @@ class ValrClient:
                 self.tuning,
                 sign=self._rest.signed_headers,
                 reconcile=self._reconcile,
+                cancel_on_disconnect=self._valr.cancel_on_disconnect,
             )
             self._account.start()
 
@@ -185,6 +170,12 @@ class ValrClient:
             if stream is not None:
                 await stream.stop()
         await self._rest.close()
+
+    @property
+    def cancel_on_disconnect_armed(self) -> bool:
+        """VALR confirmed CANCEL_ON_DISCONNECT on the account socket that is up now (False
+        when it is off, not confirmed, or the socket is down)."""
+        return self._account is not None and self._account.cancel_on_disconnect_armed
 
     # ------------------------------------------------------------------ clock
 
@@ -362,192 +353,14 @@ class ValrClient:
         ordered = sorted(fills.values(), key=lambda item: (item[0], item[1]))
         return [f for at, _, f in ordered if since is None or at >= since]
 
-    # ------------------------------------------------------------------ orders
-
-    def _order_body(self, request: PlaceRequest, pair: PairInfo) -> tuple[str, dict[str, Any]]:
-        """Validate and round ``request`` against the pair's limits; return (path, body).
-
-        Quantity is truncated to the base decimals (VALR truncates too). A limit price is
-        moved onto the tick grid in the direction that never worsens it for us: down for a
-        buy, up for a sell. Violations raise ExchangeRejected locally, before any request.
-        """
-
-        def reject(message: str, venue_code: int | None = None) -> ExchangeRejected:
-            return ExchangeRejected(message, venue_code=venue_code, details={"local": True})
-
-        # VALR's own texts and codes for the size limits (valr-api.md -12007; the maximum's
-        # text is the simulator's): refused here, before a request, the operator reads what
-        # VALR would have said, and what the paper venue says for the same order.
-        def below_minimum() -> ExchangeRejected:
-            return reject(
-                f"Minimum order size not met . Minimum amount: {plain(pair.min_base)} "
-                f"{pair.base}, minimum total: {plain(pair.min_quote)} {pair.quote}",
-                -12007,
-            )
-
-        def above_maximum() -> ExchangeRejected:
-            return reject(
-                f"Maximum order size exceeded . Maximum amount: {plain(pair.max_base)} "
-                f"{pair.base}, maximum total: {plain(pair.max_quote)} {pair.quote}",
-                -11,
-            )
-
-        symbol = pair.symbol
-        if not pair.active:
-            raise reject(f"{symbol} is not active on VALR")
-        qty = pair.round_quantity(request.quantity)
-        if qty <= 0 or qty < pair.min_base:
-            raise below_minimum()
-        if qty > pair.max_base:
-            raise above_maximum()
-        price: Decimal | None
-        if request.type is OrderType.LIMIT:
-            if request.price is None or request.price <= 0:
-                raise reject("A limit order needs a positive price")
-            rounding = ROUND_FLOOR if request.side is Side.BUY else ROUND_CEILING
-            ticks = (request.price / pair.tick_size).to_integral_value(rounding=rounding)
-            price = ticks * pair.tick_size
-            if price <= 0:
-                raise reject(f"Price {request.price} is below one tick ({pair.tick_size})")
-        else:
-            # A market order's notional is an estimate at the current touch, when we have one.
-            price = self._market.price_for(symbol, request.side) if self._market else None
-        if price is not None:
-            notional = qty * price
-            if notional < pair.min_quote:
-                raise below_minimum()
-            if notional > pair.max_quote:
-                raise above_maximum()
-        if request.type is OrderType.LIMIT:
-            assert price is not None
-            return "/v2/orders/limit", {
-                "side": request.side.value,
-                "quantity": wire_decimal(qty),
-                "price": wire_decimal(price),
-                "pair": symbol,
-                "postOnly": False,
-                "customerOrderId": request.customer_order_id,
-                "timeInForce": "GTC",
-            }
-        return "/v2/orders/market", {
-            "side": request.side.value,
-            "baseAmount": wire_decimal(qty),
-            "pair": symbol,
-            "customerOrderId": request.customer_order_id,
-        }
-
-    async def place(self, request: PlaceRequest) -> PlaceResult:
-        """Place one order with VALR's synchronous (v2) endpoints. See the module docstring
-        for what is retried and when OutcomeUnknownError is raised."""
+    async def transaction_history(self, since: datetime | None = None) -> list[Flow]:
+        """Deposits, withdrawals and transfers since ``since`` (inclusive; all history when
+        None), oldest first, from ``GET /v1/account/transactionhistory``, paged until
+        complete. Trade and fee rows are skipped; see :mod:`heliosd.builtin.valr.flows`."""
         self._require_credentials()
-        path, body = self._order_body(request, await self.pair(request.pair))
-        await self._wait_ready()
-        cid = request.customer_order_id
-        while True:
-            try:
-                answer = await self._write("POST", path, body)
-            except TransientError as exc:
-                if isinstance(exc, NotExecuted):
-                    raise
-                log.warning("placing %s: answer lost (%s); looking it up", cid, exc.message)
-                status = await self._find_after_lost_answer(request)
-                if status is not None:
-                    return self._result(request, status)
-                raise OutcomeUnknownError(
-                    f"placing {cid}: VALR's answer was lost and VALR does not list the order;"
-                    " it is not sent again (a delayed request could still execute); the"
-                    " account stream or reconciliation will settle it",
-                    details={"customer_order_id": cid},
-                ) from None
-            order_id = answer.get("id") if isinstance(answer, dict) else None
-            if not isinstance(order_id, str):
-                raise OutcomeUnknownError(
-                    f"placing {cid}: VALR accepted it without an order id",
-                    details={"customer_order_id": cid},
-                )
-            if request.type is OrderType.LIMIT:
-                return PlaceResult(OrderState.PLACED, order_id)
-            # A v2 market order is done when 201 arrives; its status says how it went.
-            try:
-                status = await self.order_status(request.pair, exchange_order_id=order_id)
-            except TransientError:
-                return PlaceResult(OrderState.SENT, order_id)
-            if status is None:
-                return PlaceResult(OrderState.SENT, order_id)
-            return self._result(request, status)
+        return await flows.fetch(self._rest.get, since)
 
-    @staticmethod
-    def _result(request: PlaceRequest, status: OrderStatus) -> PlaceResult:
-        """PlaceResult from a looked-up status: terminal states as they are; an order still
-        working is PLACED (limit, resting) or SENT (market, outcome follows)."""
-        state = status.state
-        if not state.is_terminal:
-            state = OrderState.PLACED if request.type is OrderType.LIMIT else OrderState.SENT
-        return PlaceResult(state, status.exchange_order_id, status.failed_reason)
-
-    async def _find_after_lost_answer(self, request: PlaceRequest) -> OrderStatus | None:
-        """Look the order up until VALR lists it or the lookup window has passed.
-
-        The window defaults to twice the request timeout: long enough for a request we
-        stopped waiting for to have reached VALR, short enough to answer the caller."""
-        window = self.tuning.lookup_window_s
-        if window is None:
-            window = 2 * float(self._valr.request_timeout_s)
-        deadline = time.monotonic() + window
-        while True:
-            status = await self._lookup_written(request)
-            if status is not None or time.monotonic() >= deadline:
-                return status
-
-    async def _lookup_written(self, request: PlaceRequest) -> OrderStatus | None:
-        """After a lost answer: the order's status, None if VALR never saw it, or
-        OutcomeUnknownError if we cannot find out."""
-        await asyncio.sleep(self.tuning.lookup_grace_s)
-        cid = request.customer_order_id
-        try:
-            async for attempt in read_retrying(self.tuning.lookup_policy):
-                with attempt:
-                    return await self.order_status(request.pair, customer_order_id=cid)
-        except TransientError as exc:
-            raise OutcomeUnknownError(
-                f"placing {cid}: outcome unknown, the lookup failed too ({exc.message})",
-                details={"customer_order_id": cid},
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _write(self, verb: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        """One write. Re-sent only when VALR certainly did not execute it (a 429 or a refused
-        connection), bounded by ``write_policy``; anything else is raised to the caller."""
-        policy = self.tuning.write_policy
-        deadline = time.monotonic() + policy.max_total_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._rest.request(verb, path, body=body)
-            except NotExecuted as exc:
-                delay = policy.delay(attempt, exc.retry_after)
-                if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
-                    raise
-                log.info("%s %s not executed (%s); again in %.1f s", verb, path, exc, delay)
-                await asyncio.sleep(delay)
-
-    async def _wait_ready(self) -> None:
-        """Orders wait while the account stream (re)connects and reconciles, so a fill can
-        never arrive for an order placed against an unreconciled view."""
-        stream = self._account
-        if stream is None or stream.ready.is_set():
-            return
-        try:
-            async with asyncio.timeout(self.tuning.ready_timeout_s):
-                await stream.ready.wait()
-        except TimeoutError:
-            if isinstance(stream.last_error, AuthError):
-                raise stream.last_error from None
-            raise TransientError(
-                "the VALR account stream is not connected and reconciled; order not sent",
-                retry_after=self.tuning.reconnect_initial_s,
-            ) from None
+    # ------------------------------------------------------------------ cancels
 
     async def cancel(
         self,

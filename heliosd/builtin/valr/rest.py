@@ -164,13 +164,17 @@ class ValrRest:
         query: Sequence[tuple[str, str]] | None = None,
         body: Mapping[str, Any] | None = None,
         auth: bool = True,
+        gate: Callable[[], None] | None = None,
     ) -> Any:
         """One attempt (plus one re-send after a timestamp rejection). Returns the decoded
-        JSON answer, or None for an empty body."""
+        JSON answer, or None for an empty body.
+
+        ``gate`` is called immediately before each send goes on the wire, with no await in
+        between (the send-permit check); whatever it raises stops that send."""
         if auth and self._offset_s is None:
             await self.sync_time()
         try:
-            return await self._send(verb, path, query, body, auth)
+            return await self._send(verb, path, query, body, auth, gate)
         except AuthError as exc:
             if exc.details.get("venue_code") not in TIMESTAMP_CODES and (
                 "timestamp" not in exc.message.lower()
@@ -178,7 +182,7 @@ class ValrRest:
                 raise
         log.warning("VALR rejected our request timestamp; re-measuring the clock offset")
         await self.sync_time()
-        return await self._send(verb, path, query, body, auth)
+        return await self._send(verb, path, query, body, auth, gate)
 
     async def _with_retries(
         self,
@@ -202,6 +206,7 @@ class ValrRest:
         query: Sequence[tuple[str, str]] | None,
         body: Mapping[str, Any] | None,
         auth: bool,
+        gate: Callable[[], None] | None = None,
     ) -> Any:
         target = with_query(path, query)
         text = _dumps(body) if body is not None else ""
@@ -210,6 +215,8 @@ class ValrRest:
             headers.update(self.signed_headers(verb, target, text))
         url = yarl.URL(self._base + target, encoded=True)
         what = f"{verb} {path}"
+        if gate is not None:
+            gate()  # last before the request is handed to aiohttp: no await in between
         try:
             async with self._session_or_open().request(
                 verb, url, data=text.encode() if body is not None else None, headers=headers
