@@ -3,23 +3,16 @@
 ``emergency`` (manual stop or drawdown) latches until a person resumes. ``daily_loss`` halts
 until the next day boundary (its ``until``) or a resume. ``drawdown`` records the drawdown
 trip that caused an emergency stop. State lives in the ``breakers`` table, so a restart never
-clears a stop; the in-memory map is only a cache of committed rows. Every trip and clear
-bumps the trading state's epoch in its own transaction (:mod:`heliosd.state`); the
-``on_committed`` callbacks run once the cache mirrors it (the stops revoke stale permits
-there). A daily-loss breaker's ``until`` passing is a transition too: whoever owns the
-expiry timer calls :func:`expire_sql` (via ``Store.write``) at :meth:`Breakers.next_expiry`.
+clears a stop; the in-memory map is only a cache of committed rows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
 from heliosd.protocols import BreakerState
-from heliosd.state import active_breakers, derive
-from heliosd.state import read as read_trading_state
 from heliosd.state import sync as sync_trading_state
 from heliosd.store import Store, iso, parse_dt
 from heliosd.types import Mode, utcnow
@@ -59,23 +52,10 @@ def clear_sql(conn: sqlite3.Connection, names: list[str], *, actor: str, reason:
     return cur.rowcount
 
 
-def expire_sql(conn: sqlite3.Connection) -> bool:
-    """Sync the trading state once a breaker's ``until`` has passed (a transition: new
-    epoch), only if the row does not say so already. True when the row changed."""
-    row = read_trading_state(conn)
-    state, reason = derive(active_breakers(conn, utcnow()))
-    if (row.state, row.reason) == (state, reason):
-        return False
-    sync_trading_state(conn)
-    return True
-
-
 class Breakers:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._states: dict[str, BreakerState] = {}
-        self.on_committed: list[Callable[[], None]] = []
-        self.changed = asyncio.Event()  # set on every committed change (the expiry timer)
 
     async def load(self) -> None:
         rows = await self._store.read(
@@ -113,28 +93,10 @@ class Breakers:
     def committed_trip(self, name: str, reason: str, until: datetime | None) -> None:
         """Mirror a trip whose row has just been committed."""
         self._states[name] = BreakerState(name, True, reason, until)
-        self._committed()
 
     def committed_clear(self, names: list[str]) -> None:
         for name in names:
             self._states.pop(name, None)
-        self._committed()
-
-    def next_expiry(self) -> datetime | None:
-        """The earliest ``until`` of a cached breaker (expired ones included), or None."""
-        untils = [s.until for s in self._states.values() if s.until is not None]
-        return min(untils) if untils else None
-
-    def drop_expired(self) -> None:
-        now = utcnow()
-        expired = [n for n, s in self._states.items() if s.until is not None and s.until <= now]
-        if expired:
-            self.committed_clear(expired)
-
-    def _committed(self) -> None:
-        self.changed.set()
-        for callback in list(self.on_committed):
-            callback()
 
     def as_json(self) -> dict[str, dict[str, object]]:
         states = self.states()

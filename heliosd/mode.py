@@ -11,13 +11,13 @@ transaction is all or nothing and nothing is written before it.
 LIVE -> PAPER is always allowed (the safe direction); the answer lists what is left open on
 the live account.
 
-A switch to LIVE is refused unless the trading state is ACTIVE (no breaker of any kind is
-active). A confirm token is bound to the epoch it was issued under: a stop, halt, resume or
-any other transition in between makes it invalid. The confirmed switch captures the epoch
-before it runs its gates, and the transaction that writes LIVE first calls
-:func:`heliosd.state.require` (ACTIVE at that epoch): a stop that commits while the gates
-run wins, the switch answers StateChanged and the mode stays PAPER. Stops never take this
-module's lock; they serialize with switches through that check in the database.
+A switch to LIVE and a stop serialize through the database, not a lock: the switch is refused
+unless the trading state is ACTIVE; its confirm token is bound to the epoch it was issued
+under (a token from before a stop or resume is refused); and the confirmed switch captures
+the epoch before its gates run and calls ``state.require(conn, epoch=...)`` in the very
+transaction that writes LIVE. A stop that commits while the gates run has moved the epoch, so
+the switch answers StateChanged and the mode stays PAPER (invariant: LIVE never coexists with
+an active breaker).
 
 Tokens live in memory only: a restart invalidates them, which is the safe failure.
 """
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heliosd import state as trading_state
+from heliosd import state as trading
 from heliosd import store as st
 from heliosd.control.backend import Actor
 from heliosd.errors import (
@@ -60,7 +60,7 @@ class _Token:
     expires_at: float
     uid: int | None
     user: str
-    epoch: int  # the trading state's epoch the gates passed under
+    epoch: int  # the trading state's epoch when issued: void once it moves
 
 
 def mode_json(state: ModeState) -> dict[str, Any]:
@@ -177,20 +177,17 @@ class ModeOrchestrator:
         if current.mode is Mode.LIVE and current.verified:
             await self._audit(who, "mode_live", "noop", reason)
             return {**mode_json(current), "changed": False}
+        # The epoch every check below is made under; the switch's transaction requires it.
+        epoch = current.epoch
         halt = self._halted()
         if current.trading_state is not TradingState.ACTIVE or halt:
-            why = (
-                f"{current.trading_state}: {current.state_reason}"
-                if current.state_reason
-                else (halt or str(current.trading_state))
-            )
-            await self._audit(who, "mode_live", "refused_halted", reason,
-                              {"halt": why, "epoch": current.epoch})  # fmt: skip
+            why = current.state_reason or halt or str(current.trading_state)
+            refused = {"halt": why, "trading_state": str(current.trading_state)}
+            await self._audit(who, "mode_live", "refused_halted", reason, refused)
             raise HaltedError(
-                f"Cannot switch to LIVE: trading is not ACTIVE ({why}); resume first",
-                details={"trading_state": str(current.trading_state),
-                         "state_reason": current.state_reason, "epoch": current.epoch},
-            )  # fmt: skip
+                f"Cannot switch to LIVE: trading is {current.trading_state} ({why}); resume first",
+                details={"trading_state": str(current.trading_state), "reason": why},
+            )
 
         if confirm_token is not None:
             token = self._take_token(confirm_token)
@@ -200,13 +197,14 @@ class ModeOrchestrator:
                     "confirm_token is unknown, already used, expired or issued to someone else;"
                     " request a new one"
                 )
-            if token.epoch != current.epoch:
+            if token.epoch != epoch:
                 await self._audit(who, "mode_live", "invalid_token", reason,
-                                  {"token_epoch": token.epoch, "epoch": current.epoch})  # fmt: skip
+                                  {"token_epoch": token.epoch, "epoch": epoch})  # fmt: skip
                 raise InvalidConfirmToken(
                     f"confirm_token was issued before the trading state changed (epoch"
-                    f" {token.epoch} -> {current.epoch}); request a new one",
-                    details={"token_epoch": token.epoch, "epoch": current.epoch},
+                    f" {token.epoch} -> {epoch}: a stop, halt, resume or switch); request a new"
+                    " one",
+                    details={"epoch": epoch},
                 )
 
         results = await self.run_gates()
@@ -230,7 +228,7 @@ class ModeOrchestrator:
             raise GateRejected(message, details=details)
 
         if confirm_token is None:
-            token_text = self._issue_token(actor, current.epoch)
+            token_text = self._issue_token(actor, epoch)
             details |= {"confirm_token": token_text, "expires_in": int(self._ttl)}
             await self._audit(
                 who, "mode_live", "confirmation_issued", reason, {"gates": details["gates"]}
@@ -246,8 +244,8 @@ class ModeOrchestrator:
         backup = await self._store.backup(self._backup_dir / f"pre-live-{stamp}.db")
 
         def switch(conn: sqlite3.Connection) -> None:
-            # The premise of the whole switch: nothing changed since the gates started.
-            trading_state.require(conn, epoch=current.epoch)
+            # A stop, halt or resume that committed while the gates ran wins (invariant S4).
+            trading.require(conn, epoch=epoch)
             st.set_mode(self._store, conn, Mode.LIVE, actor=who, reason=reason, confirmed=True)
             st.audit(
                 conn,
@@ -263,11 +261,11 @@ class ModeOrchestrator:
             await self._store.write(switch)
         except StateChanged as exc:
             await self._audit(who, "mode_live", "state_changed", reason,
-                              {**exc.details, "checked_epoch": current.epoch})  # fmt: skip
+                              {**exc.details, "checked_epoch": epoch})  # fmt: skip
             raise StateChanged(
-                f"Cannot switch to LIVE: {exc.message}; the mode stays"
-                f" {self.state().mode}", details={**exc.details, "checked_epoch": current.epoch},
-            ) from None  # fmt: skip
+                f"Cannot switch to LIVE: {exc.message}; the mode stays {self.state().mode}",
+                details={**exc.details, "checked_epoch": epoch},
+            ) from None
         if self._after_change is not None:
             await self._after_change(Mode.LIVE)
         return {

@@ -1,23 +1,22 @@
 """ExecutionRouter: every order, manual or automatic, takes this one path.
 
-1. Read the mode, the trading state and its epoch from the database *now*
-   (``Store.mode_state``: a ~1 us ``PRAGMA data_version`` unless something committed). A LIVE
-   without a sealed, confirmed switch is refused and the operator is told (out-of-band SQL).
+1. Read the mode, trading state and epoch from the database *now* (``Store.mode_state``: a
+   ~1 us ``PRAGMA data_version`` unless something committed). A LIVE without a sealed,
+   confirmed switch is refused and the operator is told (out-of-band SQL).
 2. Run every risk rule (fail closed; Caps take the smallest quantity; any Reject rejects) plus
-   the core's own latch check on the trading state: HALTED refuses every order, REDUCING
-   passes only orders that reduce a holding.
-3. Store the order (intent, customer_order_id, mode, verdicts) in a transaction that first
-   checks the epoch is still the one the order was checked under (else it is stored REJECTED
-   and never sent), issue its send permit for that (mode, epoch), and only then send it to
-   the client of *that* mode. Clients are looked up per order: nothing caches "the current
-   client", so a switch takes effect on the very next order.
+   the core's own latch check on the trading state (:mod:`heliosd.state`): HALTED refuses
+   every order; REDUCING passes only orders that reduce a holding.
+3. Store the order (intent, customer_order_id, mode, verdicts) in a transaction that checks
+   the epoch is still the one the order was checked under (else it is stored REJECTED and
+   never sent), issue its send permit for that (mode, epoch) (:mod:`heliosd.permits`), and
+   only then send it to the client of *that* mode. The permit is checked right before
+   ``client.place``; a client that does not declare ``honours_permits = True`` has its whole
+   ``place`` call marked as on the wire, so a stop's settle waits for it. Clients are looked
+   up per order: nothing caches "the current client", so a switch takes effect on the very
+   next order.
 
-Invariant (with :mod:`heliosd.permits`): an order reaches a client only under the mode and
-epoch it was checked in. The permit is checked immediately before ``client.place``; a client
-that declares ``honours_permits = True`` re-checks it before every wire send itself
-(``begin_send``/``end_send``); for any other client the router marks the whole ``place()``
-as on the wire, so a stop's settle waits for it (fail safe for plugin clients). A revoked
-permit means the order was never sent: it is stored REJECTED with the reason.
+Invariant: no order reaches a client under an epoch other than the one it was checked in
+(the permit's), and none reaches a client while the trading state is HALTED.
 """
 
 from __future__ import annotations
@@ -32,8 +31,8 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from heliosd import orders as od
-from heliosd import state as trading_state
-from heliosd.breakers import BUILTIN, DRAWDOWN, EMERGENCY, Breakers
+from heliosd import state as trading
+from heliosd.breakers import BUILTIN, EMERGENCY, Breakers
 from heliosd.config import Settings
 from heliosd.errors import (
     AuthError,
@@ -95,7 +94,6 @@ class Evaluation(NamedTuple):
     verdicts: tuple[Verdict, ...]
     quantity: Decimal | None  # None: rejected
     reason: str = ""
-    epoch: int = -1  # the trading state's epoch the order was checked under
 
 
 class ExecutionRouter:
@@ -128,8 +126,13 @@ class ExecutionRouter:
         self._on_integrity = on_integrity
         self._rule_timeout = float(settings.risk.rule_timeout_s)
         self._integrity_reported: int | None = None
-        if permits is None:  # one board per daemon; a router on its own (bench, tests) owns one
-            permits = PermitBoard(lambda: ((ms := store.mode_state()).mode, ms.epoch))
+        if permits is None:  # a router built on its own (tests, tools) gets its own board
+
+            def current() -> tuple[Mode, int]:
+                ms = store.mode_state()
+                return ms.mode, ms.epoch
+
+            permits = PermitBoard(current)
         self.permits = permits
 
     # ------------------------------------------------------------------ risk
@@ -151,9 +154,10 @@ class ExecutionRouter:
     async def evaluate(
         self, intent: OrderIntent, mode: Mode | None = None, state: ModeState | None = None
     ) -> Evaluation:
-        """The pre-trade path: mode and trading state at execution time and every verdict.
+        """The pre-trade path: mode and trading state at execution time, every risk verdict.
 
-        ``state`` is the mode read the caller already made (submit); None reads it now.
+        ``state`` is the mode read the caller already made (submit), so the verdicts and
+        the permit are for the one (mode, epoch) that read saw.
         """
         if state is None:
             state = self._store.mode_state()
@@ -162,11 +166,10 @@ class ExecutionRouter:
         ledger = self._ledgers[mode]
         breakers = self._breakers.states()
         verdicts: list[Verdict] = []
-        # The core's own latch check, whatever rules are loaded, from the persisted trading
-        # state (the row is the truth; the breaker cache only names the verdicts).
-        trading = state.trading_state
-        if trading is not _ACTIVE:
-            verdicts.extend(self._latch_verdicts(intent, ledger, state, breakers))
+        # The core's own latch check, whatever rules are loaded (only when something is off:
+        # the common ACTIVE order pays one identity test).
+        if breakers or state.trading_state is not _ACTIVE:
+            self._latch(intent, ledger, breakers, state, verdicts)
         if mode is _LIVE or self._settings.risk.enforce_in_paper:
             market = self._market
             # Positional: keyword arguments cost ~0.3 us more per order. The order is
@@ -199,50 +202,53 @@ class ExecutionRouter:
         # _combine gives for accepts only.
         for v in verdicts:
             if v.action is not _ACCEPT:
-                return self._combine(mode, intent, verdicts, state.epoch)
-        return Evaluation(mode, tuple(verdicts), intent.quantity, "", state.epoch)
+                return self._combine(mode, intent, verdicts)
+        return Evaluation(mode, tuple(verdicts), intent.quantity)
 
     @staticmethod
-    def _latch_verdicts(
-        intent: OrderIntent, ledger: LedgerView, state: ModeState, breakers: Mapping[str, Any]
-    ) -> list[Verdict]:
-        """HALTED: nothing but cancels. REDUCING: only orders that reduce a holding pass;
-        a refusal is named per breaker where the cache knows it (``emergency_stop``,
-        ``breaker:<name>``), else by the state itself (``trading_state``)."""
-        why = state.state_reason or "no reason recorded"
-        if state.trading_state is _HALTED:
-            return [Verdict.reject(
-                "trading_halted", f"trading is HALTED ({why}): nothing but cancels"
-            )]  # fmt: skip
+    def _latch(
+        intent: OrderIntent,
+        ledger: LedgerView,
+        breakers: Mapping[str, Any],
+        state: ModeState,
+        verdicts: list[Verdict],
+    ) -> None:
+        """HALTED (or a halting breaker in the cache) refuses everything; otherwise, while
+        the row says REDUCING or any breaker is tripped, only orders that reduce a holding
+        pass. The emergency stop and plugin breakers keep their own verdict names."""
+        halting = [n for n in breakers if n in trading.HALTING]
+        if state.trading_state is _HALTED or halting:
+            why = (
+                state.state_reason
+                if state.trading_state is _HALTED
+                else "; ".join(f"{n}: {breakers[n].reason}" for n in sorted(halting))
+            )
+            verdicts.append(Verdict.reject(
+                "halted", f"trading is HALTED ({why}): nothing but cancels"
+            ))  # fmt: skip
+            return
         if reduces_position(intent, ledger.position(intent.pair)):
-            return []
-        out: list[Verdict] = []
-        for name, breaker in breakers.items():
+            return
+        before = len(verdicts)
+        for name, st in breakers.items():
             if name == EMERGENCY:
-                out.append(Verdict.reject(
+                verdicts.append(Verdict.reject(
                     "emergency_stop",
-                    f"trading is halted by an emergency stop ({breaker.reason});"
+                    f"trading is halted by an emergency stop ({st.reason});"
                     " only orders that reduce a position may pass until a resume",
                 ))  # fmt: skip
             elif name not in BUILTIN:
-                out.append(Verdict.reject(
+                verdicts.append(Verdict.reject(
                     f"breaker:{name}",
-                    f"breaker {name} is tripped ({breaker.reason}); only orders that reduce"
+                    f"breaker {name} is tripped ({st.reason}); only orders that reduce"
                     " a position may pass until a resume",
                 ))  # fmt: skip
-            elif name != DRAWDOWN or EMERGENCY not in breakers:
-                out.append(Verdict.reject(
-                    f"breaker:{name}",
-                    f"trading is REDUCING ({breaker.reason}): only orders that reduce a"
-                    " holding pass",
-                ))  # fmt: skip
-        if not out:
-            out.append(Verdict.reject(
-                "trading_state",
-                f"trading is {state.trading_state} ({why}): only orders that reduce a holding"
-                " pass",
+        if len(verdicts) == before and state.trading_state is TradingState.REDUCING:
+            verdicts.append(Verdict.reject(
+                "reducing",
+                f"trading is REDUCING ({state.state_reason}): only orders that reduce a"
+                " holding pass",
             ))  # fmt: skip
-        return out
 
     async def _await(self, name: str, answer: Awaitable[Verdict]) -> Verdict:
         try:
@@ -257,9 +263,7 @@ class ExecutionRouter:
         return result
 
     @staticmethod
-    def _combine(
-        mode: Mode, intent: OrderIntent, verdicts: list[Verdict], epoch: int = -1
-    ) -> Evaluation:
+    def _combine(mode: Mode, intent: OrderIntent, verdicts: list[Verdict]) -> Evaluation:
         """Any reject rejects; caps take the smallest quantity; accepts change nothing.
 
         Fail closed on what a rule may hand back that is not one of those: an action given
@@ -296,8 +300,8 @@ class ExecutionRouter:
                 rejects.append(Verdict.reject(v.rule, f"unknown verdict action {action!r}"))
         if rejects:
             reason = "; ".join(f"{v.rule}: {v.reason}" for v in rejects)
-            return Evaluation(mode, tuple(verdicts), None, reason, epoch)
-        return Evaluation(mode, tuple(verdicts), quantity, "", epoch)
+            return Evaluation(mode, tuple(verdicts), None, reason)
+        return Evaluation(mode, tuple(verdicts), quantity)
 
     # ------------------------------------------------------------------ submit
 
@@ -306,36 +310,36 @@ class ExecutionRouter:
     ) -> dict[str, Any]:
         """Evaluate, store, send. Returns the stored ORDER.
 
-        Every order takes the mode the database holds at this moment. ``mode`` given means
-        :meth:`submit_closing` (kept for callers of the older signature).
+        ``mode`` is for the core's own position-closing orders only: it delegates to
+        :meth:`submit_closing`. Every other order takes the mode the database holds now.
 
-        Raises RiskRejected (never sent), PermitRevoked (the trading state changed before
-        the send: never sent), ExchangeRejected (the venue refused it at once),
+        Raises RiskRejected (never sent), PermitRevoked (never sent: the trading state
+        changed after the check), ExchangeRejected (the venue refused it at once),
         TransientError / AuthError (not placed), each with ``details["order"]``.
         """
         if mode is not None:
             return await self.submit_closing(intent, actor=actor, mode=mode)
-        state = self._store.mode_state()
-        return await self._submit(intent, actor, state.mode, state, closing=False)
+        return await self._submit(intent, actor, None)
 
     async def submit_closing(
         self, intent: OrderIntent, *, actor: str, mode: Mode
     ) -> dict[str, Any]:
-        """The core's own closing order on ``mode``'s account, whatever the current mode.
+        """An order of the core's own that closes a holding on ``mode``'s account, whatever
+        the current mode (an emergency stop's flatten sells LIVE holdings on the LIVE account
+        although the mode is already PAPER; the operator closes LIVE holdings after a stop).
 
-        An emergency stop's flatten must sell LIVE holdings on the LIVE account although the
-        mode is already PAPER. Such an order must reduce a holding of that account, passes
-        the same latch check and rules as any order (HALTED refuses it), and gets a permit
-        valid across modes but not across epochs. A stored LIVE that is not trusted (changed
-        outside heliosd) refuses it like any other order.
+        It must reduce a holding of that account; its permit is bound to the epoch but not
+        the mode. Integrity still holds: while the database says LIVE without a confirmed
+        switch, nothing is sent, closing orders included.
         """
-        state = self._store.mode_state()
-        return await self._submit(intent, actor, mode, state, closing=True)
+        return await self._submit(intent, actor, mode)
 
     async def _submit(
-        self, intent: OrderIntent, actor: str, mode: Mode, state: ModeState, *, closing: bool
+        self, intent: OrderIntent, actor: str, closing: Mode | None
     ) -> dict[str, Any]:
-        if state.mode is _LIVE and not state.verified:
+        state = self._store.mode_state()
+        mode = state.mode if closing is None else closing
+        if state.mode is Mode.LIVE and not state.verified:
             reason = (
                 "the database says LIVE but no confirmed switch to LIVE is recorded (changed "
                 "outside heliosd?); orders are refused until the mode is set through heliosd"
@@ -347,15 +351,14 @@ class ExecutionRouter:
             )
             raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
 
-        evaluation = await self.evaluate(intent, mode, state)
-        if (
-            closing
-            and evaluation.quantity is not None
-            and not reduces_position(intent, self._ledgers[mode].position(intent.pair))
+        if closing is not None and not reduces_position(
+            intent, self._ledgers[mode].position(intent.pair)
         ):
-            why = f"a closing order must reduce a {mode} holding of {intent.pair}"
-            verdicts = (*evaluation.verdicts, Verdict.reject("closing", why))
-            evaluation = Evaluation(mode, verdicts, None, f"closing: {why}", state.epoch)
+            evaluation = Evaluation(mode, (Verdict.reject(
+                "closing", f"a closing order must reduce a {mode} holding of {intent.pair}"
+            ),), None, f"closing: a closing order must reduce a {mode} holding")  # fmt: skip
+        else:
+            evaluation = await self.evaluate(intent, mode, state)
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
@@ -368,55 +371,33 @@ class ExecutionRouter:
                 details={"order": row, "verdicts": row["verdicts"]},
             )
 
-        new = od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor)
-        row, stale = await self._store.write(self._insert_at_epoch_tx(new, state.epoch))
-        self._counters.track(row)
-        if stale:
-            self._after_order(row, mode)
-            raise PermitRevoked(f"Order {row['customer_order_id']} not sent: {stale}",
-                                details={"order": row, "reason": stale})  # fmt: skip
-        cid = row["customer_order_id"]
-        permit = self.permits.issue(mode, state.epoch, label=cid, any_mode=closing)
-        try:
-            return await self._send(row, intent, evaluation.quantity, mode, permit)
-        finally:
-            permit.release()
-
-    async def _send(
-        self, row: dict[str, Any], intent: OrderIntent, quantity: Decimal, mode: Mode,
-        permit: Permit,
-    ) -> dict[str, Any]:  # fmt: skip
+        epoch = state.epoch
+        row = await self._store_order(
+            od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor),
+            epoch=epoch,
+        )
+        if row["state"] == "rejected":  # the epoch moved between the check and the store
+            raise PermitRevoked(f"Order refused: {row['failed_reason']}", details={"order": row})
+        permit = self.permits.issue(
+            mode, epoch, label=row["customer_order_id"], any_mode=closing is not None
+        )
         request = PlaceRequest(
             customer_order_id=row["customer_order_id"], pair=intent.pair, side=intent.side,
-            type=intent.type, quantity=quantity, price=intent.price, permit=permit,
+            type=intent.type, quantity=evaluation.quantity, price=intent.price, permit=permit,
         )  # fmt: skip
         self._counters.sent(mode, utcnow())
         client = self._clients[mode]
-        # A client that re-checks the permit before each wire send marks its own sends; any
-        # other client's whole place() counts as on the wire (a stop's settle waits for it).
-        wraps = not getattr(client, "honours_permits", False)
         error: HeliosError | None = None
         # While this process is placing the order (answers lost, lookups, a resend: it can
         # take many seconds), reconciliation must not judge it from the venue's view.
         self._counters.placing.add(request.customer_order_id)
         try:
             try:
-                # Synchronous up to place(): no await between this check and the send.
-                if wraps:
-                    permit.begin_send()
-                else:
-                    permit.check()
-                try:
-                    result = await client.place(request)
-                finally:
-                    if wraps:
-                        permit.end_send()
+                result = await self._place(client, request, permit)
             except PermitRevoked as exc:
-                # Never sent: refused by the permit before any request could execute it.
-                why = str(exc.details.get("reason") or exc.message)
-                result = PlaceResult(OrderState.REJECTED, None, f"not sent: {why}")
-                error = PermitRevoked(f"Order {request.customer_order_id} not sent: {why}",
-                                      details={"reason": why})  # fmt: skip
+                # Never sent (the client checks before every wire send): a business outcome.
+                result = PlaceResult(OrderState.REJECTED, None, exc.message)
+                error = exc
             except ExchangeRejected as exc:
                 result = PlaceResult(OrderState.FAILED, None, exc.message)
                 error = exc
@@ -438,6 +419,7 @@ class ExecutionRouter:
                 )
             row = await self._store.write(self._result_tx(row["id"], result, mode))
         finally:
+            permit.release()
             self._counters.placing.discard(request.customer_order_id)
         self._counters.track(row)
         self._after_order(row, mode)
@@ -450,25 +432,19 @@ class ExecutionRouter:
             raise error
         return row
 
-    def _insert_at_epoch_tx(
-        self, order: od.NewOrder, epoch: int
-    ) -> Callable[[sqlite3.Connection], tuple[dict[str, Any], str]]:
-        """Store the order only if the trading state is still at ``epoch``; otherwise store
-        it REJECTED with the reason (it is never sent). Returns (row, why-stale or "")."""
-
-        def tx(conn: sqlite3.Connection) -> tuple[dict[str, Any], str]:
-            now = trading_state.read(conn)
-            if now.epoch == epoch:
-                return od.insert_order(conn, order), ""
-            why = (
-                f"the trading state changed while the order was checked (epoch {epoch} ->"
-                f" {now.epoch}, now {now.state}{': ' + now.reason if now.reason else ''})"
-            )
-            verdicts = (*order.verdicts, Verdict.reject("trading_state", why))
-            refused = dataclasses.replace(order, verdicts=verdicts, state=OrderState.REJECTED)
-            return od.insert_order(conn, refused), why
-
-        return tx
+    @staticmethod
+    async def _place(client: ExchangeClient, request: PlaceRequest, permit: Permit) -> PlaceResult:
+        """Check the permit right before the client; a client that does not declare
+        ``honours_permits = True`` (a plugin's) has its whole place() marked as on the wire,
+        so a stop's settle waits for it to answer (fail safe)."""
+        if getattr(client, "honours_permits", False) is True:
+            permit.check()
+            return await client.place(request)
+        permit.begin_send()
+        try:
+            return await client.place(request)
+        finally:
+            permit.end_send()
 
     def _result_tx(
         self, order_id: int, result: PlaceResult, mode: Mode
@@ -485,11 +461,34 @@ class ExecutionRouter:
         return tx
 
     async def _store_order(
-        self, order: od.NewOrder, *, event: str | None = None, event_text: str = ""
+        self,
+        order: od.NewOrder,
+        *,
+        event: str | None = None,
+        event_text: str = "",
+        epoch: int | None = None,
     ) -> dict[str, Any]:
+        """Insert the order. With ``epoch``: only while the row is still at that epoch; an
+        order checked under an older one is stored REJECTED with the reason instead."""
         enqueue = self._enqueue
 
         def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+            nonlocal order
+            if epoch is not None:
+                now = trading.read(conn)
+                if now.epoch != epoch:
+                    why = (
+                        f"the trading state changed after the order was checked (epoch {epoch}"
+                        f" -> {now.epoch}, now {now.state}); it was never sent"
+                    )
+                    order = dataclasses.replace(
+                        order, state=OrderState.REJECTED,
+                        verdicts=(*order.verdicts, Verdict.reject("state_changed", why)),
+                    )  # fmt: skip
+                    row = od.insert_order(conn, order)
+                    conn.execute("UPDATE orders SET failed_reason = ? WHERE id = ?",
+                                 (why, row["id"]))  # fmt: skip
+                    return od.get_order_row(conn, row["id"])
             row = od.insert_order(conn, order)
             if event and enqueue is not None:
                 enqueue(
@@ -506,7 +505,7 @@ class ExecutionRouter:
 
         row = await self._store.write(tx)
         self._counters.track(row)
-        if order.state is OrderState.REJECTED:
+        if row["state"] == "rejected":
             self._after_order(row, order.mode)
         return row
 

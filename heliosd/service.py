@@ -23,7 +23,7 @@ import pluggy
 from heliosd import orders as od
 from heliosd import runstate as rs
 from heliosd import store as st
-from heliosd.breakers import EMERGENCY, Breakers, expire_sql, trip_sql
+from heliosd.breakers import EMERGENCY, Breakers, trip_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine, EngineChoice
@@ -198,9 +198,10 @@ class Service:
         self._spawn(self._load_pairs())
         self.market.subscribe(lambda _q: self._quote_changed())
 
-        # One permit board per daemon: the router issues, the stops revoke and settle.
-        store = self.store
-        self.permits = PermitBoard(lambda: ((ms := store.mode_state()).mode, ms.epoch))
+        # One board of send permits: the router issues, the clients check, the stops revoke.
+        self.permits = PermitBoard(
+            lambda: (self.store.mode_state().mode, self.store.mode_state().epoch)
+        )
         self.router = ExecutionRouter(
             store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
             market=self.market, breakers=self.breakers, counters=self.counters,
@@ -212,10 +213,15 @@ class Service:
             store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
-            on_open_orders=self._venue_open_orders, submit=self.router.submit_closing,
+            on_open_orders=self._venue_open_orders, submit=self.router.submit,
             permits=self.permits,
         )  # fmt: skip
-        self._spawn(self._breaker_expiry_loop())
+        self.stack.push_async_callback(self.stops.close)
+        # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
+        for state in self.breakers.states().values():
+            if state.until is not None:
+                self.stops.schedule_expiry(state.until)
+        self._spawn(self.stops.sync_expired())  # one that expired while the daemon was down
         self.engine = Engine(
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
@@ -226,7 +232,7 @@ class Service:
         self.orchestrator = ModeOrchestrator(
             self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self.notifications.record, halted=self.stops.emergency_reason,
+            enqueue=self.notifications.record, halted=self.breakers.halt_reason,
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
@@ -235,7 +241,7 @@ class Service:
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
         self.engine.on_choice = self._remember_engine
         self.stops.stop_engine = self._stop_engine_for_stop
-        # No resume before the unclean exit's reconciliation is done (Stops asks first).
+        # No resume before an unclean exit is reconciled (Stops.resume consults it).
         self.stops.resume_blocked = self._resume_blocked
         self._start_reconciliation()
         await self._restore_engine()
@@ -676,11 +682,13 @@ class Service:
 
     async def get_mode(self) -> dict[str, Any]:
         state = self.store.mode_state()
-        # The persisted trading state is the truth; the breaker cache words the reason.
-        halt = self.breakers.halt_reason() or state.state_reason or None
-        halted = state.trading_state is not TradingState.ACTIVE or halt is not None
+        halt = self.breakers.halt_reason()
+        # halted: any breaker, or the row says REDUCING/HALTED (trading_state, epoch and
+        # state_reason come from mode_json).
+        halted = halt is not None or state.trading_state is not TradingState.ACTIVE
         return {
-            **mode_json(state), "halted": halted, "halt_reason": (halt or "") if halted else "",
+            **mode_json(state), "halted": halted,
+            "halt_reason": halt or state.state_reason or "",
             "live_venue": self.settings.valr.label,
         }  # fmt: skip
 
@@ -701,32 +709,13 @@ class Service:
     async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         return await self.stops.emergency_stop(reason=reason, actor=actor)
 
-    async def halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        return await self.stops.operator_halt(reason=reason, actor=actor)
-
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        answer = await self.stops.resume(reason=reason, actor=actor)
-        return {**answer, **await self.get_mode(), "cleared": answer["cleared"]}
+        result = await self.stops.resume(reason=reason, actor=actor)
+        return {"halted": False, **result, **await self.get_mode()}
 
-    async def _breaker_expiry_loop(self) -> None:
-        """When a breaker's ``until`` passes (daily loss at the day boundary), sync the
-        trading state so the row says so (a transition: new epoch)."""
-        breakers = self.breakers
-        while True:
-            until = breakers.next_expiry()
-            wait = 60.0 if until is None else (until - utcnow()).total_seconds()
-            if wait > 0:
-                breakers.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(breakers.changed.wait(), min(wait, 60.0))
-                continue
-            try:
-                await self.store.write(expire_sql)
-            except Exception:
-                log.exception("could not sync the trading state after a breaker expired")
-                await asyncio.sleep(5)
-                continue
-            breakers.drop_expired()
+    async def halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
+        result = await self.stops.operator_halt(reason=reason, actor=actor)
+        return {**await self.get_mode(), **result}
 
     async def engine_status(self) -> dict[str, Any]:
         return dict(self.engine.status())

@@ -1,11 +1,9 @@
-"""heliosd.permits: the send permit's semantics, searched for violations by hypothesis.
+"""heliosd.permits: no send begins without a valid permit, revocation ends every wait, and
+settle names exactly the permits still on the wire.
 
-Properties (invariants P1-P4 of the module):
-- no begin_send succeeds after revoke_all, after the epoch moved on, or (unless any_mode)
-  after the mode changed; one fails closed when the state cannot be read;
-- settle returns exactly the permits that still have a request on the wire;
-- every wait (sleep, guard) ends as soon as the permit is revoked.
-"""
+The board reads (mode, epoch) through a callable; here that is a plain cell the test moves,
+so the hypothesis machine can interleave issues, sends, answers, revocations, epoch bumps and
+mode changes freely and check P1-P4 after every step."""
 
 from __future__ import annotations
 
@@ -13,8 +11,15 @@ import asyncio
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import settings
 from hypothesis import strategies as hs
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    rule,
+)
 
 from heliosd.errors import PermitRevoked
 from heliosd.permits import Permit, PermitBoard
@@ -22,167 +27,201 @@ from heliosd.types import Mode
 
 
 @dataclass
-class Row:
-    """The stored (mode, epoch) the board reads: a stand-in for Store.mode_state."""
-
+class Cell:
     mode: Mode = Mode.PAPER
     epoch: int = 1
     broken: bool = False
 
-    def current(self) -> tuple[Mode, int]:
+    def __call__(self) -> tuple[Mode, int]:
         if self.broken:
-            raise OSError("disk gone")
+            raise OSError("database is locked")
         return self.mode, self.epoch
 
 
-@dataclass
-class Model:
-    permits: list[Permit] = field(default_factory=list)
-    revoked: set[int] = field(default_factory=set)  # indexes the model says are dead
-    on_wire: dict[int, int] = field(default_factory=dict)
-    released: set[int] = field(default_factory=set)
-
-
-OPS = hs.one_of(
-    hs.tuples(hs.just("issue"), hs.booleans()),
-    hs.tuples(hs.just("begin"), hs.integers(0, 7)),
-    hs.tuples(hs.just("end"), hs.integers(0, 7)),
-    hs.tuples(hs.just("release"), hs.integers(0, 7)),
-    hs.tuples(hs.just("revoke_all"), hs.none()),
-    hs.tuples(hs.just("revoke_stale"), hs.none()),
-    hs.tuples(hs.just("epoch"), hs.none()),
-    hs.tuples(hs.just("mode"), hs.none()),
-    hs.tuples(hs.just("break"), hs.none()),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(hs.lists(OPS, max_size=40))
-def test_no_send_after_revoke_or_a_new_epoch_and_settle_names_what_is_on_the_wire(
-    ops: list[tuple[str, object]],
-) -> None:
-    asyncio.run(_run(ops))
-
-
-async def _run(ops: list[tuple[str, object]]) -> None:
-    row = Row()
-    board = PermitBoard(row.current)
-    m = Model()
-    for op, arg in ops:
-        if op == "issue":
-            mode, epoch = row.mode, row.epoch
-            m.permits.append(board.issue(mode, epoch, label=f"c{len(m.permits)}",
-                                         any_mode=bool(arg)))  # fmt: skip
-        elif op in ("begin", "end", "release") and m.permits:
-            i = int(arg) % len(m.permits)  # type: ignore[call-overload]
-            p = m.permits[i]
-            if op == "begin":
-                valid = (
-                    i not in m.revoked and i not in m.released and not row.broken
-                    and row.epoch == p.epoch and (p.any_mode or row.mode is p.mode)
-                )  # fmt: skip
-                if i in m.released:
-                    continue  # a released permit is not used again by any caller
-                try:
-                    p.begin_send()
-                except PermitRevoked:
-                    assert not valid, (i, p.epoch, row)
-                    m.revoked.add(i)  # a failed check revokes for good
-                else:
-                    assert valid, (i, p.epoch, p.revoked, row)
-                    m.on_wire[i] = m.on_wire.get(i, 0) + 1
-            elif op == "end" and m.on_wire.get(i, 0) > 0:
-                p.end_send()
-                m.on_wire[i] -= 1
-            elif op == "release":
-                p.release()
-                m.released.add(i)
-                m.on_wire[i] = 0
-        elif op == "revoke_all":
-            board.revoke_all("stop")
-            m.revoked |= set(range(len(m.permits)))
-        elif op == "revoke_stale":
-            board.revoke_stale()
-            for i, p in enumerate(m.permits):
-                if i in m.released:
-                    continue
-                moved = not p.any_mode and row.mode is not p.mode
-                if row.broken or row.epoch != p.epoch or moved:
-                    m.revoked.add(i)
-        elif op == "epoch":
-            row.epoch += 1
-        elif op == "mode":
-            row.mode = Mode.LIVE if row.mode is Mode.PAPER else Mode.PAPER
-            row.epoch += 1  # a mode change is a transition
-        elif op == "break":
-            row.broken = not row.broken
-        # After every step: settle names exactly the permits on the wire.
-        busy = await board.settle(0)
-        expected = {i for i, n in m.on_wire.items() if n > 0 and i not in m.released}
-        assert {m.permits.index(p) for p in busy} == expected
-        assert {p.label for p in board.on_wire()} == {f"c{i}" for i in expected}
-        # And a revoked permit never comes back.
-        for i in m.revoked:
-            assert m.permits[i].revoked is not None or i in m.released
-
-
-async def test_a_state_that_cannot_be_read_revokes_fail_closed() -> None:
-    row = Row()
-    board = PermitBoard(row.current)
-    permit = board.issue(Mode.PAPER, 1, label="x")
-    row.broken = True
-    with pytest.raises(PermitRevoked, match="could not be read"):
+def test_a_permit_sends_only_at_its_epoch_and_mode() -> None:
+    cell = Cell()
+    board = PermitBoard(cell)
+    permit = board.issue(Mode.PAPER, 1, label="hd-1")
+    permit.begin_send()
+    assert board.on_wire() == [permit]
+    permit.end_send()
+    assert board.on_wire() == []
+    cell.mode = Mode.LIVE  # a mode change without an epoch bump still refuses
+    with pytest.raises(PermitRevoked, match=r"order hd-1 not sent: the mode changed"):
         permit.begin_send()
-    row.broken = False
+    assert permit.revoked is not None and permit.on_wire == 0
+    closing = board.issue(Mode.PAPER, 1, label="hd-2", any_mode=True)
+    closing.begin_send()  # the core's closing orders are bound to the epoch only
+    closing.end_send()
+    cell.epoch = 2
+    with pytest.raises(PermitRevoked, match=r"epoch 1 -> 2"):
+        closing.begin_send()
+
+
+def test_a_check_that_cannot_read_the_state_revokes() -> None:
+    cell = Cell(broken=True)
+    permit = PermitBoard(cell).issue(Mode.PAPER, 1, label="hd-1")
+    with pytest.raises(PermitRevoked, match=r"could not be read \(OSError: database is locked"):
+        permit.begin_send()
+    cell.broken = False  # once refused, always refused
     with pytest.raises(PermitRevoked):
-        permit.begin_send()  # revoked for good
+        permit.check()
 
 
-async def test_sleep_and_guard_end_at_once_when_revoked() -> None:
-    row = Row()
-    board = PermitBoard(row.current)
-    sleeper = board.issue(Mode.PAPER, 1, label="sleeper")
-    guarded = board.issue(Mode.PAPER, 1, label="guarded")
-    inner_cancelled = asyncio.Event()
-    started = asyncio.Event()
+def test_revoke_stale_revokes_only_the_stale() -> None:
+    cell = Cell()
+    board = PermitBoard(cell)
+    old = board.issue(Mode.PAPER, 1, label="old")
+    cell.epoch = 2
+    new = board.issue(Mode.PAPER, 2, label="new")
+    board.revoke_stale()
+    assert old.revoked is not None and "epoch 1 -> 2" in old.revoked
+    assert new.revoked is None
+    new.begin_send()
 
-    async def forever() -> None:
-        started.set()
+
+async def test_revocation_ends_a_sleep_and_a_guarded_wait_at_once() -> None:
+    board = PermitBoard(Cell())
+    sleeper = board.issue(Mode.PAPER, 1, label="retry-after")
+    waiter = board.issue(Mode.PAPER, 1, label="stream-ready")
+    never = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def stream_ready() -> None:
         try:
-            await asyncio.Event().wait()
-        finally:
-            inner_cancelled.set()
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
 
     sleeping = asyncio.ensure_future(sleeper.sleep(3600))
-    guarding = asyncio.ensure_future(guarded.guard(forever()))
-    await started.wait()
+    guarded = asyncio.ensure_future(waiter.guard(stream_ready()))
+    await asyncio.sleep(0)
+    assert not sleeping.done() and not guarded.done()
     board.revoke_all("emergency stop: drill")
-    with pytest.raises(PermitRevoked, match="drill"):
+    with pytest.raises(PermitRevoked, match="emergency stop: drill"):
         await sleeping
-    with pytest.raises(PermitRevoked, match="drill"):
-        await guarding
-    assert inner_cancelled.is_set()  # the wait it guarded was cancelled, not left running
+    with pytest.raises(PermitRevoked, match="emergency stop: drill"):
+        await guarded
+    assert cancelled.is_set()  # the inner wait was cancelled, not left running
 
 
-async def test_settle_waits_for_the_wire_and_returns_what_is_left() -> None:
-    row = Row()
-    board = PermitBoard(row.current)
+async def test_settle_waits_for_the_wire_and_names_what_is_left() -> None:
+    board = PermitBoard(Cell())
     a = board.issue(Mode.PAPER, 1, label="a")
     b = board.issue(Mode.PAPER, 1, label="b")
     a.begin_send()
     b.begin_send()
     board.revoke_all("stop")
-    waiter = asyncio.ensure_future(board.settle(3600))
+    settling = asyncio.ensure_future(board.settle(3600))
     await asyncio.sleep(0)
     a.end_send()
     await asyncio.sleep(0)
-    assert not waiter.done()  # b is still on the wire
-    b.end_send()
-    assert await waiter == []
+    assert not settling.done()
+    b.release()  # released (answered or given up) counts as off the wire
+    assert await settling == []
     c = board.issue(Mode.PAPER, 1, label="c")
-    c.begin_send()
-    assert await board.settle(0) == [c]  # the bound ran out: named, still on the wire
-    c.end_send()
-    row.epoch += 1
-    with pytest.raises(PermitRevoked, match="epoch 1 -> 2"):
-        c.begin_send()
+    board._outstanding.add(c)
+    c.on_wire = 1
+    assert await board.settle(0) == [c]
+
+
+# --------------------------------------------------------------------------- the search
+
+
+@dataclass
+class Model:
+    """What the machine expects of one permit."""
+
+    permit: Permit
+    sends: int = 0
+    ever_invalid: bool = False  # revoked, or the epoch/mode moved since issue
+    history: list[str] = field(default_factory=list)
+
+
+class PermitMachine(RuleBasedStateMachine):
+    permits = Bundle("permits")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = Cell()
+        self.board = PermitBoard(self.cell)
+        self.models: dict[int, Model] = {}
+
+    def _invalidate(self) -> None:
+        for m in self.models.values():
+            p = m.permit
+            if p.epoch != self.cell.epoch or (not p.any_mode and p.mode is not self.cell.mode):
+                m.ever_invalid = True
+
+    @rule(target=permits, any_mode=hs.booleans())
+    def issue(self, any_mode: bool) -> int:
+        p = self.board.issue(self.cell.mode, self.cell.epoch, label=f"hd-{len(self.models)}",
+                             any_mode=any_mode)  # fmt: skip
+        self.models[id(p)] = Model(p)
+        return id(p)
+
+    @rule(key=permits)
+    def begin_send(self, key: int) -> None:
+        m = self.models[key]
+        if m.permit.released:
+            return
+        try:
+            m.permit.begin_send()
+        except PermitRevoked:
+            assert m.ever_invalid or m.permit.revoked is not None
+            m.ever_invalid = True
+            return
+        # P1: a send began, so nothing ever invalidated this permit.
+        assert not m.ever_invalid, m.history
+        assert m.permit.epoch == self.cell.epoch
+        m.sends += 1
+
+    @rule(key=permits)
+    def end_send(self, key: int) -> None:
+        m = self.models[key]
+        if m.sends > 0 and not m.permit.released:
+            m.permit.end_send()
+            m.sends -= 1
+
+    @rule(key=consumes(permits))
+    def release(self, key: int) -> None:
+        m = self.models[key]
+        m.permit.release()
+        m.sends = 0
+
+    @rule()
+    def revoke_all(self) -> None:
+        self.board.revoke_all("stop")
+        for m in self.models.values():
+            m.ever_invalid = True
+
+    @rule()
+    def bump_epoch(self) -> None:
+        self.cell.epoch += 1
+        self._invalidate()
+
+    @rule()
+    def switch_mode(self) -> None:
+        self.cell.mode = Mode.LIVE if self.cell.mode is Mode.PAPER else Mode.PAPER
+        self.cell.epoch += 1
+        self._invalidate()
+
+    @rule()
+    def revoke_stale(self) -> None:
+        self.board.revoke_stale()
+        for m in self.models.values():
+            if m.ever_invalid:
+                assert m.permit.revoked is not None or m.permit.released
+
+    @invariant()
+    def settle_names_exactly_the_permits_on_the_wire(self) -> None:
+        expected = {id(m.permit) for m in self.models.values()
+                    if m.sends > 0 and not m.permit.released}  # fmt: skip
+        left = asyncio.run(self.board.settle(0))
+        assert {id(p) for p in left} == expected
+
+
+PermitMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40,
+                                           deadline=None)  # fmt: skip
+test_permit_semantics = PermitMachine.TestCase

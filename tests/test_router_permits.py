@@ -1,24 +1,39 @@
-"""The router's send permit and trading-state latch, through real parts (the bench rig: a
-real SQLite file, ledger, market data and the essential limits) with client doubles that
-block inside place() where a stop can land.
-
-The property: an order checked at epoch N never reaches a client's wire after a transition
-committed N+1. Each place a stop can land is tried: while a risk rule is still awaiting
-(the order is stored REJECTED, the client is never called), while an honouring client waits
-before its send (Retry-After, stream ready: the wait ends at once), and while a plugin
-client that does not honour permits is inside place() (the stop's settle waits for it).
-"""
+"""The router's send permit against real parts (a real SQLite file, the real ledger, market,
+breakers and Stops), with exchange-client doubles that block inside place(): an order checked
+at epoch N never reaches a client once a stop has committed N+1, whichever wait it is in."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from heliosd import orders as od
+from heliosd.breakers import DAILY_LOSS, trip_sql
+from heliosd.control.backend import Actor
+from heliosd.errors import ModeIntegrityError, PermitRevoked, RiskRejected
+from heliosd.router import ExecutionRouter
+from heliosd.stops import Stops
+from heliosd.testing import eventually, wait_for
+from heliosd.types import (
+    Mode,
+    OpenOrder,
+    OrderIntent,
+    OrderState,
+    OrderType,
+    PlaceRequest,
+    PlaceResult,
+    Side,
+    TradingState,
+    Verdict,
+    utcnow,
+)
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 if str(BENCH) not in sys.path:
@@ -26,194 +41,236 @@ if str(BENCH) not in sys.path:
 
 import risk_path  # type: ignore[import-not-found]  # noqa: E402
 
-from heliosd import orders as od  # noqa: E402
-from heliosd.breakers import clear_sql, trip_sql  # noqa: E402
-from heliosd.errors import PermitRevoked, RiskRejected  # noqa: E402
-from heliosd.router import ExecutionRouter  # noqa: E402
-from heliosd.types import (  # noqa: E402
-    Mode,
-    OrderIntent,
-    OrderState,
-    OrderType,
-    PlaceRequest,
-    PlaceResult,
-    Side,
-    Verdict,
-)
+OPERATOR = Actor(1000, "op")
 
 
-class WireClient:
-    """Records every request that reached its (pretend) wire, with the permit's epoch and
-    the stored epoch at that instant. ``gate`` holds place() before the wire send."""
+class Venue:
+    """A client double. ``honours_permits``: it checks the permit itself around its one wire
+    send after a wait (the account stream becoming ready) that a revocation must end; else
+    (a plugin client) it blocks inside place() as if the request were on the wire."""
 
-    name = "wire"
-
-    def __init__(self, store: Any, *, honours: bool) -> None:
-        self.store = store
+    def __init__(self, rig: Rig, *, honours: bool) -> None:
         self.honours_permits = honours
-        self.sent: list[tuple[str, int, int]] = []
-        self.gate: asyncio.Event | None = None
-        self.waiting = asyncio.Event()
-        self.calls = 0
+        self.rig = rig
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.sent: list[tuple[str, int, int]] = []  # (cid, permit epoch, stored epoch)
 
     async def place(self, request: PlaceRequest) -> PlaceResult:
-        self.calls += 1
         permit = request.permit
         assert permit is not None
-        if self.gate is not None:
-            self.waiting.set()
-            if self.honours_permits:
-                await permit.guard(self.gate.wait())  # a stream-ready style wait
-            else:
-                await self.gate.wait()  # a plugin client that knows nothing of permits
+        self.entered.set()
         if self.honours_permits:
+            await permit.guard(self.gate.wait())
             permit.begin_send()
-        try:
-            self.sent.append((request.customer_order_id, permit.epoch,
-                              self.store.mode_state().epoch))  # fmt: skip
-        finally:
-            if self.honours_permits:
+            try:
+                return self._send(request, permit.epoch)
+            finally:
                 permit.end_send()
+        await self.gate.wait()
+        return self._send(request, permit.epoch)
+
+    def _send(self, request: PlaceRequest, epoch: int) -> PlaceResult:
+        self.sent.append((request.customer_order_id, epoch, self.rig.store.mode_state().epoch))
         return PlaceResult(OrderState.PLACED, f"x-{len(self.sent)}")
 
+    async def cancel_all(self) -> int:
+        return 0
 
-class HeldRule:
-    """An async risk rule that waits until the test lets it answer."""
-
-    name = "held"
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-        self.entered = asyncio.Event()
-
-    def check(self, intent: Any, ctx: Any) -> Any:
-        async def answer() -> Verdict:
-            self.entered.set()
-            await self.release.wait()
-            return Verdict.accept(self.name)
-
-        return answer()
+    async def open_orders(self) -> list[OpenOrder]:
+        return []
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Any]:
-    async with risk_path.Rig(tmp_path) as r:
-        yield r
+class Rig:
+    def __init__(self, base: risk_path.Rig, honours: bool) -> None:
+        self.base = base
+        self.store = base.store
+        self.venue = Venue(self, honours=honours)
+        clients: Any = {Mode.PAPER: self.venue, Mode.LIVE: self.venue}
+        ledgers: Any = {Mode.PAPER: base.ledger, Mode.LIVE: base.ledger}
+        self.router = ExecutionRouter(
+            store=base.store, settings=base.settings, clients=clients, ledgers=ledgers,
+            market=base.market, breakers=base.breakers, counters=od.OrderCounters(),
+            rules=base.router.rules,
+        )  # fmt: skip
+
+        async def nothing(*_: Any) -> None:
+            return None
+
+        self.stops = Stops(
+            store=base.store, settings=base.settings, breakers=base.breakers, clients=clients,
+            ledgers=ledgers, market=base.market, enqueue=lambda: (lambda conn, ev: None),
+            publish=lambda event: None, stop_engine=nothing, on_open_orders=nothing,
+            submit=self.router.submit, permits=self.router.permits, settle_s=0.3,
+        )  # fmt: skip
+
+    async def stored(self, order_id: int) -> dict[str, Any]:
+        return await self.store.read(lambda c: od.get_order_row(c, order_id))
 
 
-def router_for(rig: Any, client: Any, rules: tuple[Any, ...] = ()) -> ExecutionRouter:
-    r: ExecutionRouter = rig.router
-    return ExecutionRouter(
-        store=rig.store, settings=rig.settings, clients={Mode.PAPER: client, Mode.LIVE: client},
-        ledgers=r._ledgers, market=rig.market, breakers=rig.breakers,
-        counters=od.OrderCounters(), rules=(*r.rules, *rules),
-    )  # fmt: skip
+@pytest.fixture(params=[True, False], ids=["honours_permits", "plugin_client"])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with risk_path.Rig(tmp_path) as base:
+        r = Rig(base, honours=request.param)
+        try:
+            yield r
+        finally:
+            r.venue.gate.set()
+            await r.stops.close()
 
 
 def buy(qty: str = "0.001") -> OrderIntent:
-    return OrderIntent("BTCZAR", Side.BUY, OrderType.MARKET, Decimal(qty), None, "t", "manual")
+    return OrderIntent("BTCZAR", Side.BUY, OrderType.LIMIT, Decimal(qty), Decimal(1_000_000),
+                       "test", "manual")  # fmt: skip
 
 
 def sell(qty: str = "0.01") -> OrderIntent:
-    return OrderIntent("BTCZAR", Side.SELL, OrderType.MARKET, Decimal(qty), None, "t", "manual")
+    return OrderIntent("BTCZAR", Side.SELL, OrderType.LIMIT, Decimal(qty), Decimal(1_300_000),
+                       "test", "manual")  # fmt: skip
 
 
-async def stop(rig: Any, router: ExecutionRouter, name: str = "emergency") -> int:
-    """What an emergency stop does first: commit the latch (new epoch), revoke the permits."""
-    await rig.store.write(lambda c: trip_sql(c, name, mode=None, reason="drill"))
-    rig.breakers.committed_trip(name, "drill", None)
-    router.permits.revoke_all(f"{name}: drill")
-    epoch: int = rig.store.mode_state().epoch
-    return epoch
+async def test_an_order_waiting_in_the_client_is_never_sent_after_a_stop(rig: Rig) -> None:
+    epoch = rig.store.mode_state().epoch
+    placing = asyncio.ensure_future(rig.router.submit(buy(), actor="t"))
+    await rig.venue.entered.wait()
+    stop = asyncio.ensure_future(rig.stops.emergency_stop(reason="drill", actor=OPERATOR))
+    if rig.venue.honours_permits:
+        # The client was waiting before its send: the revocation ends the wait, nothing is
+        # sent, and the stop finds nothing on the wire.
+        with pytest.raises(PermitRevoked) as info:
+            await placing
+        answer = await stop
+        assert answer["unresolved_placements"] == []
+        row = info.value.details["order"]
+        assert row["state"] == "rejected"
+        assert "emergency stop: drill" in row["failed_reason"]
+        assert rig.venue.sent == []
+    else:
+        # A plugin client is on the wire from the moment place() runs: the stop settles
+        # (bounded) and names it, and the venue's answer is whatever it was.
+        answer = await stop
+        [cid] = answer["unresolved_placements"]
+        rig.venue.gate.set()
+        row = await placing
+        assert row["customer_order_id"] == cid
+        assert rig.venue.sent == [(cid, epoch, answer["epoch"])]
+
+        # Once it answered, the stop's follow-up cancels and verifies again, audited.
+        async def follow_up() -> list[Any]:
+            rows = await rig.store.read(lambda c: c.execute(
+                "SELECT details FROM audit WHERE action = 'emergency_stop'"
+                " AND outcome = 'follow_up'"
+            ).fetchall())  # fmt: skip
+            return list(rows)
+
+        [(details,)] = await eventually(follow_up)
+        assert cid in details
+    assert answer["epoch"] > epoch and answer["trading_state"] == "REDUCING"
+    # Every send happened under the permit's own epoch (or the wrapper made it on-the-wire
+    # before the stop, which the stop reported).
+    later = rig.router.submit(buy(), actor="t")
+    with pytest.raises(RiskRejected, match="emergency_stop"):
+        await later
+    assert len(rig.venue.sent) == (0 if rig.venue.honours_permits else 1)
 
 
-async def stored(rig: Any, cid: str) -> dict[str, Any]:
-    rows = await rig.store.read(lambda c: od.list_orders(c, open_only=False, limit=1000))
-    [row] = [r for r in rows if r["customer_order_id"] == cid]
-    return row
+async def test_an_order_checked_before_a_stop_is_stored_rejected_not_sent(rig: Rig) -> None:
+    """The stop commits while a risk rule is still checking the order (epoch N -> N+1): the
+    transaction that stores the order sees N+1 and stores it REJECTED; the client is never
+    called."""
+    checking, release = asyncio.Event(), asyncio.Event()
 
+    class Slow:
+        name = "slow_rule"
 
-async def test_a_stop_while_the_rules_run_means_the_order_is_stored_rejected_never_sent(
-    rig: Any,
-) -> None:
-    client = WireClient(rig.store, honours=True)
-    held = HeldRule()
-    router = router_for(rig, client, (held,))
-    work = asyncio.ensure_future(router.submit(buy(), actor="t"))
-    await held.entered.wait()
-    checked_at = rig.store.mode_state().epoch
-    await stop(rig, router)
-    held.release.set()
-    with pytest.raises(PermitRevoked) as info:
-        await work
+        async def _wait(self) -> Verdict:
+            checking.set()
+            await release.wait()
+            return Verdict.accept(self.name)
+
+        def check(self, intent: OrderIntent, ctx: Any) -> Awaitable[Verdict]:
+            return self._wait()
+
+    rig.router.rules = (*rig.router.rules, Slow())
+    epoch = rig.store.mode_state().epoch
+    placing = asyncio.ensure_future(rig.router.submit(buy(), actor="t"))
+    await checking.wait()
+    answer = await rig.stops.emergency_stop(reason="drill", actor=OPERATOR)
+    release.set()
+    with pytest.raises(PermitRevoked, match=rf"epoch {epoch} -> {answer['epoch']}") as info:
+        await placing
     row = info.value.details["order"]
     assert row["state"] == "rejected"
-    assert f"epoch {checked_at} -> {checked_at + 1}" in info.value.message
-    assert row["verdicts"][-1]["rule"] == "trading_state"
-    assert client.calls == 0 and client.sent == []
+    assert row["verdicts"][-1]["rule"] == "state_changed"
+    assert not rig.venue.entered.is_set() and rig.venue.sent == []
 
 
-@pytest.mark.parametrize("honours", [True, False])
-async def test_an_order_waiting_inside_the_client_never_reaches_the_wire_after_a_stop(
-    rig: Any, honours: bool
-) -> None:
-    client = WireClient(rig.store, honours=honours)
-    client.gate = asyncio.Event()
-    router = router_for(rig, client)
-    work = asyncio.ensure_future(router.submit(buy(), actor="t"))
-    await client.waiting.wait()
-    await stop(rig, router)
-    if honours:
-        # The wait ends at once on the revocation: never sent, stored rejected.
-        with pytest.raises(PermitRevoked) as info:
-            await work
-        assert info.value.details["order"]["state"] == "rejected"
-        row = await stored(rig, info.value.details["order"]["customer_order_id"])
-        assert "not sent" in row["failed_reason"]
-        assert client.sent == []
-        assert router.permits.on_wire() == []
-    else:
-        # A client that cannot be told: the whole place() is on the wire, and a stop's
-        # settle sees it (and names it) until it answers.
-        [permit] = router.permits.on_wire()
-        assert await router.permits.settle(0) == [permit]
-        client.gate.set()
-        row = await work
-        assert await router.permits.settle(1) == []
-        assert row["state"] == "placed"
-    # And the next order is checked at the new epoch and refused by the latch.
-    client.gate = None
-    with pytest.raises(RiskRejected, match="emergency stop"):
-        await router.submit(buy(), actor="t")
+async def test_halted_refuses_everything_and_reducing_passes_only_reductions(rig: Rig) -> None:
+    rig.venue.gate.set()
+    answer = await rig.stops.operator_halt(reason="ops look", actor=OPERATOR)
+    assert answer["trading_state"] == "HALTED"
+    for intent in (buy(), sell()):  # a sell of a holding reduces, and is still refused
+        with pytest.raises(RiskRejected, match=r"trading is HALTED \(halt: ops look\)"):
+            await rig.router.submit(intent, actor="t")
+    await rig.stops.resume(reason="done", actor=OPERATOR)
 
-
-async def test_halted_refuses_even_reducing_orders_and_reducing_passes_only_reductions(
-    rig: Any,
-) -> None:
-    client = WireClient(rig.store, honours=True)
-    router = router_for(rig, client)
-    await stop(rig, router, "halt")
-    with pytest.raises(RiskRejected, match=r"trading is HALTED \(halt: drill\): nothing but"):
-        await router.submit(sell(), actor="t")
-    await rig.store.write(lambda c: clear_sql(c, ["halt"], actor="t", reason="ok"))
-    rig.breakers.committed_clear(["halt"])
-    await stop(rig, router, "daily_loss")
-    with pytest.raises(RiskRejected, match="breaker:daily_loss"):
-        await router.submit(buy(), actor="t")
-    row = await router.submit(sell(), actor="t")  # reduces the 0.1 BTC holding
+    until = utcnow().replace(year=utcnow().year + 1)
+    await rig.store.write(lambda c: trip_sql(c, DAILY_LOSS, mode=Mode.PAPER, reason="5%",
+                                             until=until))  # fmt: skip
+    assert rig.store.mode_state().trading_state.value == "REDUCING"
+    with pytest.raises(RiskRejected) as info:
+        await rig.router.submit(buy(), actor="t")
+    rules = [v["rule"] for v in info.value.details["verdicts"] if v["action"] == "reject"]
+    assert "reducing" in rules
+    row = await rig.router.submit(sell(), actor="t")
     assert row["state"] == "placed"
-    assert [s[1] for s in client.sent] == [rig.store.mode_state().epoch]
+    assert [s[1] for s in rig.venue.sent] == [rig.store.mode_state().epoch]
 
 
-async def test_the_closing_path_crosses_modes_but_not_epochs_and_only_reduces(rig: Any) -> None:
-    client = WireClient(rig.store, honours=True)
-    router = router_for(rig, client)
+async def test_the_closing_path_reduces_only_and_still_checks_integrity(rig: Rig) -> None:
+    rig.venue.gate.set()
+    await rig.stops.emergency_stop(reason="drill", actor=OPERATOR)
     with pytest.raises(RiskRejected, match="closing order must reduce"):
-        await router.submit_closing(buy("0.001"), actor="t", mode=Mode.PAPER)
-    await stop(rig, router)  # REDUCING
-    row = await router.submit_closing(sell(), actor="t", mode=Mode.PAPER)
+        await rig.router.submit_closing(buy(), actor="t", mode=Mode.LIVE)
+    row = await rig.router.submit_closing(sell(), actor="t", mode=Mode.LIVE)
+    assert (row["mode"], row["state"]) == ("LIVE", "placed")
+    # Somebody writes LIVE by hand: no order goes out, closing ones included.
+    await rig.store.write(lambda c: c.execute(
+        "UPDATE trading_mode_state SET current_mode = 'LIVE'"
+    ))  # fmt: skip
+    with pytest.raises(ModeIntegrityError):
+        await rig.router.submit_closing(sell(), actor="t", mode=Mode.LIVE)
+    assert len(rig.venue.sent) == 1
+
+
+async def test_every_permit_is_released(rig: Rig) -> None:
+    rig.venue.gate.set()
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: rig.router.submit(buy(), actor="t"),
+        lambda: rig.router.submit(sell(), actor="t"),
+    ]
+    for call in calls:
+        await call()
+    assert rig.router.permits.outstanding() == []
+
+
+async def test_a_halt_revokes_stale_permits_and_its_until_brings_active_back(rig: Rig) -> None:
+    placing = asyncio.ensure_future(rig.router.submit(buy(), actor="t"))
+    await rig.venue.entered.wait()
+    until = utcnow() + timedelta(milliseconds=200)
+    await rig.stops.halt(Mode.PAPER, DAILY_LOSS, "5% down", until)
+    assert rig.store.mode_state().trading_state is TradingState.REDUCING
+    if rig.venue.honours_permits:
+        with pytest.raises(PermitRevoked, match="epoch"):
+            await placing
+        assert rig.venue.sent == []
+    else:  # already on the wire when the halt came: it answers
+        rig.venue.gate.set()
+        await placing
+    epoch = rig.store.mode_state().epoch
+    # The expiry timer re-derives the row once `until` has passed: ACTIVE, a new epoch.
+    await wait_for(lambda: rig.store.mode_state().trading_state is TradingState.ACTIVE)
+    assert rig.store.mode_state().epoch == epoch + 1
+    rig.venue.gate.set()
+    row = await rig.router.submit(buy(), actor="t")
     assert row["state"] == "placed"
-    assert client.sent[-1][1] == rig.store.mode_state().epoch
-    await stop(rig, router, "halt")
-    with pytest.raises(RiskRejected, match="HALTED"):
-        await router.submit_closing(sell(), actor="t", mode=Mode.PAPER)

@@ -1,9 +1,10 @@
-"""heliosd.state on a real SQLite file: derived from the breakers, every transition bumps the
-epoch in its own transaction, require() refuses a stale premise, and a passed ``until``
-syncs the row exactly once."""
+"""heliosd.state against a real SQLite file: the trading state is derived from the breakers,
+every transition bumps the epoch in its own transaction, and require() refuses a stale
+premise inside the transaction that would commit it."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,98 +12,100 @@ from pathlib import Path
 import pytest
 
 from heliosd import state
-from heliosd import store as st
-from heliosd.breakers import Breakers, clear_sql, expire_sql, trip_sql
+from heliosd.breakers import DAILY_LOSS, EMERGENCY, clear_sql, trip_sql
 from heliosd.errors import StateChanged
-from heliosd.store import Store
+from heliosd.store import Store, set_mode
 from heliosd.types import Mode, TradingState, utcnow
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "heliosd.db")
+    s = await Store.open(tmp_path / "state" / "heliosd.db")
     try:
         yield s
     finally:
         await s.close()
 
 
-def test_derive_orders_halting_first_then_the_emergency_then_by_name() -> None:
+def test_derive_names_halting_breakers_first_then_the_emergency_stop() -> None:
     assert state.derive([]) == (TradingState.ACTIVE, "")
     assert state.derive([("daily_loss", "5%")]) == (TradingState.REDUCING, "daily_loss: 5%")
-    got = state.derive([("zeta", "z"), ("emergency", "e"), ("halt", "h"), ("alpha", "")])
-    assert got == (TradingState.HALTED, "halt: h; emergency: e; alpha; zeta: z")
-    assert state.derive([("unclean_exit", "kill -9")])[0] is TradingState.HALTED
+    assert state.derive([("zeta", ""), ("daily_loss", "5%"), ("emergency", "drill")]) == (
+        TradingState.REDUCING, "emergency: drill; daily_loss: 5%; zeta",
+    )  # fmt: skip
+    got = state.derive([("emergency", "drill"), ("halt", "ops"), ("unclean_exit", "kill")])
+    assert got == (TradingState.HALTED, "halt: ops; unclean_exit: kill; emergency: drill")
 
 
-async def test_every_transition_bumps_the_epoch_and_the_state_follows_the_breakers(
-    store: Store,
-) -> None:
-    first = store.mode_state()
-    assert (first.trading_state, first.state_reason) == (TradingState.ACTIVE, "")
-    epochs = [first.epoch]
+async def test_every_transition_bumps_the_epoch_and_rederives(store: Store) -> None:
+    start = store.mode_state()
+    assert (start.trading_state, start.state_reason) == (TradingState.ACTIVE, "")
+    epoch = start.epoch
 
-    async def step(fn: object) -> None:
-        await store.write(fn)  # type: ignore[arg-type]
-        epochs.append(store.mode_state().epoch)
+    await store.write(lambda c: trip_sql(c, EMERGENCY, mode=None, reason="drill"))
+    ms = store.mode_state()
+    assert (ms.trading_state, ms.state_reason, ms.epoch) == (
+        TradingState.REDUCING, "emergency: drill", epoch + 1,
+    )  # fmt: skip
 
-    await step(lambda c: trip_sql(c, "emergency", mode=None, reason="drill"))
+    await store.write(lambda c: trip_sql(c, state.OPERATOR_HALT, mode=None, reason="ops"))
+    ms = store.mode_state()
+    assert (ms.trading_state, ms.epoch) == (TradingState.HALTED, epoch + 2)
+
+    # A clear that clears nothing is still a transition (the caller meant one).
+    await store.write(lambda c: clear_sql(c, ["nothing"], actor="t", reason="t"))
+    assert store.mode_state().epoch == epoch + 3
+
+    await store.write(
+        lambda c: clear_sql(c, [EMERGENCY, state.OPERATOR_HALT], actor="t", reason="t")
+    )
+    ms = store.mode_state()
+    assert (ms.trading_state, ms.state_reason, ms.epoch) == (TradingState.ACTIVE, "", epoch + 4)
+
+    await store.write(
+        lambda c: set_mode(store, c, Mode.LIVE, actor="t", reason="t", confirmed=True)
+    )
+    ms = store.mode_state()
+    assert (ms.mode, ms.epoch, ms.verified) == (Mode.LIVE, epoch + 5, True)
+
+
+async def test_an_expired_breaker_counts_only_until_sync_rederives(store: Store) -> None:
+    until = utcnow() + timedelta(milliseconds=50)
+    await store.write(lambda c: trip_sql(c, DAILY_LOSS, mode=Mode.PAPER, reason="5%", until=until))
     assert store.mode_state().trading_state is TradingState.REDUCING
-    await step(lambda c: trip_sql(c, "halt", mode=None, reason="look"))
-    assert store.mode_state().trading_state is TradingState.HALTED
-    assert store.mode_state().state_reason == "halt: look; emergency: drill"
-    await step(lambda c: clear_sql(c, ["halt"], actor="t", reason="ok"))
-    assert store.mode_state().trading_state is TradingState.REDUCING
-    await step(lambda c: clear_sql(c, ["emergency"], actor="t", reason="ok"))
+    later = until + timedelta(seconds=1)
+    row = await store.write(lambda c: state.sync(c, later))
+    assert (row.state, row.reason) == (TradingState.ACTIVE, "")
     assert store.mode_state().trading_state is TradingState.ACTIVE
-    await step(lambda c: st.set_mode(store, c, Mode.PAPER, actor="t", reason="r",
-                                     confirmed=False))  # fmt: skip
-    assert epochs == list(range(epochs[0], epochs[0] + len(epochs)))  # +1 each, no gaps
 
 
-async def test_require_raises_state_changed_and_the_transaction_rolls_back(store: Store) -> None:
+async def test_require_refuses_a_stale_epoch_or_a_state_other_than_asked(store: Store) -> None:
     epoch = store.mode_state().epoch
+    assert (await store.write(lambda c: state.require(c, epoch=epoch))).epoch == epoch
 
-    def switch(conn: object) -> None:
-        state.require(conn, epoch=epoch)  # type: ignore[arg-type]
-        st.set_mode(store, conn, Mode.LIVE, actor="t", reason="r", confirmed=True)  # type: ignore[arg-type]
-
-    await store.write(lambda c: trip_sql(c, "emergency", mode=None, reason="stop"))
+    await store.write(lambda c: trip_sql(c, EMERGENCY, mode=None, reason="drill"))
     with pytest.raises(StateChanged) as info:
-        await store.write(switch)
-    assert info.value.details["trading_state"] == "REDUCING"
-    assert info.value.details["epoch"] == epoch + 1
-    assert store.mode_state().mode is Mode.PAPER  # nothing written
-    # Right epoch but not ACTIVE is refused too.
+        await store.write(lambda c: state.require(c, epoch=epoch))
+    assert info.value.details == {
+        "epoch": epoch + 1, "trading_state": "REDUCING", "reason": "emergency: drill",
+    }  # fmt: skip
+    assert "epoch" in info.value.message and "nothing was changed" in info.value.message
+    # Right epoch, wrong state: still refused.
     with pytest.raises(StateChanged):
         await store.write(lambda c: state.require(c, epoch=epoch + 1))
-    await store.write(lambda c: clear_sql(c, ["emergency"], actor="t", reason="r"))
-    now = store.mode_state().epoch
-    row = await store.write(lambda c: state.require(c, epoch=now))
-    assert row.state is TradingState.ACTIVE
+    row = await store.write(
+        lambda c: state.require(c, epoch=epoch + 1, state=TradingState.REDUCING)
+    )
+    assert row.state is TradingState.REDUCING
 
 
-async def test_an_expired_until_syncs_the_row_once(store: Store) -> None:
-    breakers = Breakers(store)
-    soon = utcnow() + timedelta(milliseconds=1)
-    await store.write(lambda c: trip_sql(c, "daily_loss", mode=Mode.PAPER, reason="5%",
-                                         until=soon))  # fmt: skip
-    breakers.committed_trip("daily_loss", "5%", soon)
-    assert store.mode_state().trading_state is TradingState.REDUCING
-    assert breakers.next_expiry() == soon
-    while utcnow() <= soon:
-        pass
-    before = store.mode_state().epoch
-    assert await store.write(expire_sql) is True
-    after = store.mode_state()
-    assert (after.trading_state, after.epoch) == (TradingState.ACTIVE, before + 1)
-    assert await store.write(expire_sql) is False  # already says so: no new epoch
-    assert store.mode_state().epoch == before + 1
-    breakers.drop_expired()
-    assert breakers.next_expiry() is None and not breakers.states()
-
-
-async def test_a_missing_row_reads_as_halted(store: Store) -> None:
+async def test_a_missing_row_or_an_unknown_state_reads_as_halted_never_active(store: Store) -> None:
+    with pytest.raises(sqlite3.IntegrityError):  # the schema refuses an unknown state
+        await store.write(
+            lambda c: c.execute("UPDATE trading_mode_state SET trading_state = 'BOGUS'")
+        )
     await store.write(lambda c: c.execute("DELETE FROM trading_mode_state"))
+    ms = store.mode_state()
+    assert (ms.mode, ms.trading_state, ms.epoch) == (Mode.PAPER, TradingState.HALTED, -1)
     row = await store.read(state.read)
-    assert row.state is TradingState.HALTED and row.epoch == -1
+    assert row.state is TradingState.HALTED

@@ -14,7 +14,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from heliosd.breakers import trip_sql
 from heliosd.control.backend import Actor
 from heliosd.testing import RunningDaemon, eventually
 from heliosd.types import Mode, OrderType, PlaceRequest, PlaceResult, Side, utcnow
@@ -78,9 +77,7 @@ async def test_a_daily_loss_breaker_whose_until_passes_leaves_the_row_active(
 ) -> None:
     service = daemon.service
     until = utcnow() + timedelta(milliseconds=300)
-    await service.store.write(lambda c: trip_sql(c, "daily_loss", mode=Mode.PAPER,
-                                                 reason="5%", until=until))  # fmt: skip
-    service.breakers.committed_trip("daily_loss", "5%", until)
+    await service.stops.halt(Mode.PAPER, "daily_loss", "5%", until)  # the monitors' path
     tripped = service.store.mode_state()
     assert tripped.trading_state == "REDUCING"
 

@@ -100,6 +100,16 @@ def render(body: Any) -> str:
     return "\n\n".join(p for p in [text, *blocks] if p) or "(empty)"
 
 
+def mode_summary(body: Any) -> str:
+    """`heliosctl mode`: one headline (mode, trading state, epoch), then every field."""
+    if not isinstance(body, dict) or "trading_state" not in body:
+        return render(body)
+    head = f"{body.get('mode')}  {body['trading_state']}  epoch {body.get('epoch')}"
+    if body.get("state_reason"):
+        head += f"  ({body['state_reason']})"
+    return f"{head}\n\n{render(body)}"
+
+
 def _flatten(
     body: Mapping[str, Any], prefix: str, pairs: list[tuple[str, str]], blocks: list[str]
 ) -> None:
@@ -173,7 +183,7 @@ class Ctl:
     def mode(self) -> int:
         a = self.args
         if a.target is None:
-            return self.finish(*self.call("GET", "/api/trading/mode"), _show_mode)
+            return self.finish(*self.call("GET", "/api/trading/mode"), show=mode_summary)
         if a.target == "paper":
             body = {"mode": "PAPER", "reason": a.reason or ""}
             return self.finish(*self.call("POST", "/api/trading/mode", body))
@@ -237,11 +247,11 @@ class Ctl:
         body = {"reason": self.args.reason} if self.args.reason else {}
         return self.finish(*self.call("POST", "/api/trading/emergency-stop", body))
 
-    def halt(self) -> int:
-        return self.finish(*self.call("POST", "/api/trading/halt", {"reason": self.args.reason}))
-
     def resume(self) -> int:
         return self.finish(*self.call("POST", "/api/trading/resume", {"reason": self.args.reason}))
+
+    def halt(self) -> int:
+        return self.finish(*self.call("POST", "/api/trading/halt", {"reason": self.args.reason}))
 
     def engine(self) -> int:
         action = self.args.action
@@ -341,15 +351,6 @@ class Ctl:
         )
 
 
-def _show_mode(body: Any) -> str:
-    """One line a person reads first (mode, trading state, epoch), then every field."""
-    if not isinstance(body, dict) or "trading_state" not in body:
-        return render(body)
-    why = f" ({body['state_reason']})" if body.get("state_reason") else ""
-    head = f"{body.get('mode')}  trading {body['trading_state']}{why}  epoch {body.get('epoch')}"
-    return f"{head}\n\n{render(body)}"
-
-
 def _show_order(body: Any) -> str:
     order = body.get("order") if isinstance(body, dict) else None
     if not isinstance(order, dict):
@@ -431,10 +432,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--limit", type=_positive_int)
     s = cmd("stop", "EMERGENCY STOP: halt, cancel all orders, switch to PAPER, latch")
     s.add_argument("--reason")
-    h = cmd("halt", "HALT: nothing but cancels until a resume (switches LIVE to PAPER)")
-    h.add_argument("--reason", required=True)
-    r = cmd("resume", "clear a latched stop or halt")
+    r = cmd("resume", "clear a latched stop")
     r.add_argument("--reason", required=True)
+    h = cmd("halt", "HALT trading: refuse every order but cancels until a resume")
+    h.add_argument("--reason", required=True)
     e = cmd("engine", "autonomous engine")
     e.add_argument("action", choices=("start", "stop", "status"))
     o = cmd("order", "place a manual order (MARKET, or LIMIT with --limit PRICE)")
@@ -493,8 +494,8 @@ def main(
         "history": ctl.history,
         "audit": ctl.audit,
         "stop": ctl.stop,
-        "halt": ctl.halt,
         "resume": ctl.resume,
+        "halt": ctl.halt,
         "engine": ctl.engine,
         "order": ctl.order,
         "orders": ctl.orders,

@@ -32,6 +32,16 @@ _DEC: Final = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "examples": 
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
 _OBJ: Final = {"type": "object", "additionalProperties": True}
 
+_TRADING_STATE: Final = {
+    "enum": ["ACTIVE", "REDUCING", "HALTED"],
+    "description": "ACTIVE: the limits apply. REDUCING: only orders that reduce a holding"
+    " pass. HALTED: nothing but cancels.",
+}
+_EPOCH: Final = {
+    "type": "integer",
+    "description": "+1 on every stop, halt, resume and mode switch; persisted.",
+}
+
 SCHEMAS: Final[JSON] = {
     "Error": {
         "type": "object",
@@ -47,27 +57,28 @@ SCHEMAS: Final[JSON] = {
     },
     "Mode": {
         "type": "object",
-        "required": ["mode", "updated_at", "updated_by", "halted", "halt_reason"],
+        "required": [
+            "mode",
+            "updated_at",
+            "updated_by",
+            "halted",
+            "halt_reason",
+            "trading_state",
+            "state_reason",
+            "epoch",
+        ],
         "properties": {
             "mode": {"enum": ["PAPER", "LIVE"]},
             "updated_at": _STR,
             "updated_by": _STR,
             "halted": {
                 "type": "boolean",
-                "description": "True in REDUCING and HALTED.",
+                "description": "True while trading_state is REDUCING or HALTED.",
             },
             "halt_reason": _NULLABLE_STR,
-            "trading_state": {
-                "enum": ["ACTIVE", "REDUCING", "HALTED"],
-                "description": "ACTIVE: the limits apply. REDUCING: only orders that reduce a"
-                " holding pass. HALTED: nothing but cancels.",
-            },
+            "trading_state": _TRADING_STATE,
             "state_reason": {"type": "string", "description": "Empty when ACTIVE."},
-            "epoch": {
-                "type": "integer",
-                "description": "+1 on every stop, halt, resume, mode switch and breaker"
-                " change; persisted.",
-            },
+            "epoch": _EPOCH,
         },
     },
     "ModeRequest": {
@@ -111,7 +122,31 @@ SCHEMAS: Final[JSON] = {
             "reason": _STR,
         },
     },
-    "OpenOrderRef": {
+    "EmergencyStop": {
+        "type": "object",
+        "properties": {
+            "halted": {"type": "boolean"},
+            "mode": {"enum": ["PAPER"]},
+            "trading_state": _TRADING_STATE,
+            "epoch": {**_EPOCH, "description": "The epoch the stop's latch committed."},
+            "cancelled_orders": {"type": "integer"},
+            "remaining_open_orders": {
+                "type": ["integer", "null"],
+                "description": "Orders still open at the venues after the verification;"
+                " null when the LIVE venue could not be checked.",
+            },
+            "remaining": {"type": "array", "items": _ref("RemainingOrder")},
+            "unresolved_placements": {
+                "type": "array",
+                "items": _STR,
+                "description": "customerOrderIds still on the wire when the settle bound"
+                " ran out; a follow-up cancels again once they answer.",
+            },
+            "reason": _STR,
+            "notes": {"type": "array", "items": _STR},
+        },
+    },
+    "RemainingOrder": {
         "type": "object",
         "properties": {
             "mode": {"enum": ["PAPER", "LIVE"]},
@@ -121,44 +156,15 @@ SCHEMAS: Final[JSON] = {
             "customer_order_id": _NULLABLE_STR,
         },
     },
-    "EmergencyStop": {
-        "type": "object",
-        "properties": {
-            "halted": {"type": "boolean"},
-            "mode": {"enum": ["PAPER"]},
-            "cancelled_orders": {"type": "integer"},
-            "remaining_open_orders": {
-                "type": ["integer", "null"],
-                "description": "Orders still open at the venues after the cancels; null when"
-                " a venue could not be checked (see notes).",
-            },
-            "remaining": {
-                "type": "array",
-                "items": _ref("OpenOrderRef"),
-                "description": "The orders counted by remaining_open_orders.",
-            },
-            "unresolved_placements": {
-                "type": "array",
-                "items": _STR,
-                "description": "customer_order_ids still on the wire when the stop's bounded"
-                " wait ran out; each is cancelled in the background once it resolves.",
-            },
-            "epoch": {"type": "integer"},
-            "trading_state": {"enum": ["ACTIVE", "REDUCING", "HALTED"]},
-            "reason": _STR,
-            "notes": {"type": "array", "items": _STR},
-        },
-    },
     "Halt": {
         "type": "object",
         "properties": {
             "halted": {"type": "boolean"},
-            "mode": {"enum": ["PAPER"]},
-            "trading_state": {"enum": ["HALTED"]},
-            "state_reason": _STR,
-            "epoch": {"type": "integer"},
+            "breaker": {"enum": ["halt"]},
             "reason": _STR,
-            "unresolved_placements": {"type": "array", "items": _STR},
+            "trading_state": _TRADING_STATE,
+            "state_reason": _STR,
+            "epoch": _EPOCH,
         },
     },
     "Verdict": {
@@ -282,9 +288,8 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
             "409": _error(
                 "gate_rejected (details.gates), confirmation_required (details.confirm_token,"
                 " expires_in, gates), invalid_confirm_token (also a token issued under an"
-                " older epoch), halted (trading is not ACTIVE), or state_changed (a stop,"
-                " halt or other transition committed while the gates ran; the mode stays"
-                " PAPER)."
+                " older epoch), halted (trading_state is not ACTIVE), or state_changed (a"
+                " stop, halt or resume committed while the gates ran; the mode stays PAPER)."
             )
         },
     ),
@@ -306,18 +311,18 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         _json(_ref("EmergencyStop"), "Stopped."),
         body=_ref("Reason"),
     ),
+    ("POST", "/api/trading/resume"): _op(
+        "Clear every latched breaker (a new epoch)",
+        _json(_ref("Object"), "Resumed: cleared, epoch, and the Mode fields."),
+        body=_ref("RequiredReason"),
+        body_required=True,
+        errors={"409": _error("halted: resume is blocked (details.blocked says why).")},
+    ),
     ("POST", "/api/trading/halt"): _op(
-        "Operator halt: HALTED (nothing but cancels) until a resume; switches LIVE to PAPER",
+        "Trip the operator's halt breaker: trading HALTED (nothing but cancels) until a resume",
         _json(_ref("Halt"), "Halted."),
         body=_ref("RequiredReason"),
         body_required=True,
-    ),
-    ("POST", "/api/trading/resume"): _op(
-        "Clear every latched stop and halt (new epoch)",
-        _json(_ref("Object"), "Resumed: the mode object plus cleared."),
-        body=_ref("RequiredReason"),
-        body_required=True,
-        errors={"409": _error("halted: a resume is blocked now (the message says why).")},
     ),
     ("GET", "/api/autonomous-engine/status"): _op(
         "Engine status", _json(_ref("Object"), "Status.")
@@ -353,7 +358,7 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         errors={
             "409": _error(
                 "halted: only position-reducing orders pass; permit_revoked: the trading"
-                " state changed before the send (details.order, stored rejected, never sent)."
+                " state changed after the order was checked, it was never sent (details.order)."
             ),
             "422": _error("risk_rejected, or exchange_rejected (details.order)."),
             "502": _error("exchange_auth: the venue refused the credentials."),
