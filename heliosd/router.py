@@ -83,6 +83,10 @@ _ACTIVE = TradingState.ACTIVE
 _HALTED = TradingState.HALTED
 
 
+def _no_release() -> None:
+    """Nothing was reserved (a closing order refused before evaluation)."""
+
+
 class Evaluation(NamedTuple):
     """The outcome of :meth:`ExecutionRouter.evaluate`. Immutable.
 
@@ -120,6 +124,7 @@ class ExecutionRouter:
         self._market = market
         self._breakers = breakers
         self._counters = counters
+        self._evaluating = asyncio.Lock()
         self.rules = tuple(rules)
         self._enqueue = enqueue
         self._on_order = on_order
@@ -351,6 +356,7 @@ class ExecutionRouter:
             )
             raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
 
+        release: Callable[[], None] = _no_release
         if closing is not None and not reduces_position(
             intent, self._ledgers[mode].position(intent.pair)
         ):
@@ -358,7 +364,14 @@ class ExecutionRouter:
                 "closing", f"a closing order must reduce a {mode} holding of {intent.pair}"
             ),), None, f"closing: a closing order must reduce a {mode} holding")  # fmt: skip
         else:
-            evaluation = await self.evaluate(intent, mode, state)
+            # Evaluation and the reservation of what the order adds are one step: an order
+            # evaluated meanwhile (this one waits for its commit below) must already see it,
+            # or orders submitted together would each pass the cap alone. Uncontended, the
+            # lock is taken without yielding; it only serializes orders whose rules await.
+            async with self._evaluating:
+                evaluation = await self.evaluate(intent, mode, state)
+                if evaluation.quantity is not None:
+                    release = self._counters.reserve(mode, intent, evaluation.quantity)
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
@@ -372,10 +385,13 @@ class ExecutionRouter:
             )
 
         epoch = state.epoch
-        row = await self._store_order(
-            od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor),
-            epoch=epoch,
-        )
+        try:
+            row = await self._store_order(
+                od.NewOrder(mode, intent, evaluation.quantity, evaluation.verdicts, actor),
+                epoch=epoch,
+            )
+        finally:
+            release()  # the stored row (tracked by _store_order) reserves from here on
         if row["state"] == "rejected":  # the epoch moved between the check and the store
             raise PermitRevoked(f"Order refused: {row['failed_reason']}", details={"order": row})
         permit = self.permits.issue(

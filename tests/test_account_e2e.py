@@ -392,13 +392,6 @@ async def test_a_fill_the_ledger_cannot_read_at_runtime_trips_ledger_error(
         await running.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="router.submit awaits the order's store write after evaluating it, and the order "
-    "reserves only once stored: orders submitted together are each evaluated without the "
-    "others. Fix (router.submit, not in this branch): OrderCounters.reserve() right after "
-    "evaluate(), released once the stored row is tracked.",
-)
 async def test_buys_submitted_together_are_not_all_accepted_uncapped(
     sim: SimHandle, short_dir: Path
 ) -> None:
