@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from heliosd import orders as od
 from heliosd import state as trading
 from heliosd import store as st
 from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
@@ -41,7 +42,7 @@ from heliosd.notices import emergency_stop_event, halt_event, resume_event
 from heliosd.permits import Permit, PermitBoard
 from heliosd.protocols import Event, ExchangeClient, LedgerView, MarketView
 from heliosd.store import Store
-from heliosd.types import Mode, OpenOrder, OrderIntent, OrderType, Side, utcnow
+from heliosd.types import Mode, OpenOrder, OrderIntent, OrderState, OrderType, Side, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,18 @@ class Stops:
             if left <= 0:
                 break
             await self.board.settle(min(left, 1.0))
+        labels = sorted(p.label for p in unresolved)
+        # Each placement itself is cancelled by its customer order id. The account-wide
+        # cancel-all runs again only while the stop still stands: after a resume it would
+        # cancel the orders placed since, which nobody asked to stop.
+        for label in labels:
+            await self._cancel_placement(label)
+        if not self.breakers.is_tripped(EMERGENCY):
+            await self.store.write(lambda c: st.audit(
+                c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
+                details={"placements": labels, "cancel_all": False},
+            ))  # fmt: skip
+            return
         try:
             cancelled, remaining, notes = await self.cancel_everything(modes)
         except Exception:
@@ -286,14 +299,41 @@ class Stops:
         await self.store.write(lambda c: st.audit(
             c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
             details={"cancelled": cancelled, "remaining": remaining, "notes": notes,
-                     "placements": sorted(p.label for p in unresolved)},
+                     "placements": labels, "cancel_all": True},
         ))  # fmt: skip
+
+    async def _cancel_placement(self, cid: str) -> None:
+        """Cancel the stored order ``cid`` at its own venue if it is open there."""
+
+        def find(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT id FROM orders WHERE customer_order_id = ?",
+                               (cid,)).fetchone()  # fmt: skip
+            return None if row is None else od.get_order_row(conn, int(row[0]))
+
+        try:
+            order = await self.store.read(find)
+            if order is None or not OrderState(order["state"]).is_open:
+                return
+            await self.clients[Mode(order["mode"])].cancel(
+                order["pair"], exchange_order_id=order["exchange_order_id"],
+                customer_order_id=cid,
+            )  # fmt: skip
+            log.warning("cancelled %s, a placement that answered after an emergency stop", cid)
+        except Exception:
+            log.exception("could not cancel %s after an emergency stop; check the venue", cid)
 
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         """Clear every latched breaker; answers ``{"cleared": n, "epoch", ...on_resume}``.
 
-        Refused (HaltedError) while ``resume_blocked`` names a reason.
+        Refused (HaltedError) while ``resume_blocked`` names a reason. Serialized with the
+        emergency stop: a resume never lands between a stop's latch and its cancels (whose
+        cancel-all would then cancel orders placed after the resume, and whose answer would
+        say a state that no longer holds).
         """
+        async with self._lock:
+            return await self._resume(reason=reason, actor=actor)
+
+    async def _resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         who = str(actor)
         blocked = self.resume_blocked()
         if blocked:

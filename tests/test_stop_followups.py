@@ -72,6 +72,53 @@ async def test_a_placement_the_stop_could_not_wait_out_is_named_then_cancelled(
     await eventually(cancelled)
 
 
+async def test_after_a_resume_the_follow_up_cancels_only_the_late_placement(
+    daemon: RunningDaemon,
+) -> None:
+    """The follow-up must not cancel account-wide once a person has resumed: the orders
+    placed since are nobody's stop."""
+    service = daemon.service
+    await eventually(lambda: _has_price(service))
+    stuck = StuckClient(service.clients[Mode.PAPER])
+    real = stuck._real
+    service.clients[Mode.PAPER] = stuck
+    actor = Actor(None, "test")
+    late = asyncio.ensure_future(service.place_order(_bid("500000"), actor=actor))
+    await stuck.inside.wait()
+    answer = await service.emergency_stop(reason="drill", actor=actor)
+    [label] = answer["unresolved_placements"]
+    await service.resume(reason="drill over", actor=actor)
+    service.clients[Mode.PAPER] = real  # new orders take the ordinary path
+    fresh = (await service.place_order(_bid("500001"), actor=actor))["order"]
+    assert fresh["state"] == "placed", fresh
+
+    stuck.release.set()
+    late_row = (await late)["order"]
+    assert late_row["customer_order_id"] == label
+
+    async def late_cancelled() -> bool:
+        row = (await service.get_order(late_row["id"]))["order"]
+        return bool(row["state"] == "cancelled")
+
+    await eventually(late_cancelled)
+    await eventually(lambda: _followed_up(service))
+    assert (await service.get_order(fresh["id"]))["order"]["state"] == "placed"
+    [follow] = [a for a in (await service.audit(50))["audit"] if a["outcome"] == "follow_up"]
+    assert follow["details"]["cancel_all"] is False
+
+
+async def _followed_up(service: Any) -> bool:
+    audit = (await service.audit(50))["audit"]
+    return any(a["outcome"] == "follow_up" for a in audit)
+
+
+def _bid(price: str) -> Any:
+    from heliosd.control.backend import OrderRequest
+
+    return OrderRequest("BTCZAR", Side.BUY, OrderType.LIMIT, Decimal("0.0001"), Decimal(price),
+                        "t")  # fmt: skip
+
+
 async def test_a_daily_loss_breaker_whose_until_passes_leaves_the_row_active(
     daemon: RunningDaemon,
 ) -> None:
