@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-peers clean sim
+.PHONY: run test lint typecheck bench bench-peers clean sim soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +30,19 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# The long interleaving search (tests/interleavings): fresh seeds against a real daemon and
+# the simulator until SOAK_MINUTES have passed; prints each seed, its steps and the invariant
+# checks passed. `make soak SOAK_MINUTES=5 SOAK_SEED=7` for a shorter run from another seed.
+SOAK_MINUTES ?= 20
+SOAK_SEED ?= $(shell date +%s)
+soak: $(STAMP)
+	HELIOSD_SOAK_MINUTES=$(SOAK_MINUTES) HELIOSD_SEED=$(SOAK_SEED) $(VENV)/bin/pytest -q -s -rxX \
+		-p no:cacheprovider tests/interleavings/test_search.py::test_soak
+
 # Each benchmark prints one JSON line of figures (see bench/README.md); a failing one fails
 # the target after the others have run.
-BENCHES := bench/risk_path.py bench/control.py bench/fills.py bench/emergency_stop.py bench/startup.py
+BENCHES := bench/risk_path.py bench/control.py bench/fills.py bench/emergency_stop.py \
+	bench/drawdown_stop.py bench/startup.py
 
 bench: $(STAMP)
 	@status=0; for b in $(BENCHES); do $(PY) $$b || { echo "$$b failed" >&2; status=1; }; done; \

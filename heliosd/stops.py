@@ -51,7 +51,13 @@ SYSTEM = Actor(None, "heliosd", "internal")
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 Submit = Callable[..., Awaitable[dict[str, Any]]]
 
-# How long a follow-up waits for placements a stop left on the wire before cancelling again.
+# A stop that could not verify the venue empty keeps cancelling, with this backoff, for as
+# long as its latch holds (the interleaving search found a stop during a 5xx storm that
+# answered "could not check" and never cancelled again, leaving orders resting at VALR).
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 15.0
+# How long the follow-up waits for a placement still on the wire after a stop before it
+# gives up on cancelling it by id (the reconciliation of open orders still judges it).
 FOLLOW_UP_S = 120.0
 
 
@@ -240,8 +246,10 @@ class Stops:
                 notes.append(f"{len(labels)} placements still unanswered after"
                              f" {self.settle_timeout():g} s; cancelling again once they"
                              " answer")  # fmt: skip
-                self._spawn(self._follow_up(unresolved, modes, who, reason))
             count = None if remaining is None else len(remaining)
+            if count != 0 or unresolved:
+                notes.append("cancelling again until the venue shows no open order")
+                self._spawn(self._keep_cancelling(unresolved, modes, who, reason))
 
             def done(conn: sqlite3.Connection) -> None:
                 st.audit(conn, actor=who, action="emergency_stop", outcome="done", reason=reason,
@@ -268,10 +276,61 @@ class Stops:
                 out["flattened"] = flattened
             return out
 
-    async def _follow_up(
+    async def _keep_cancelling(
         self, unresolved: list[Permit], modes: Sequence[Mode], who: str, reason: str
     ) -> None:
-        """Placements a stop could not wait out: once they answer, cancel and verify again."""
+        """Until the venue is verified empty (or a resume lifts the latch): cancel and check
+        again, with backoff. Placements still on the wire are waited for first, so the
+        cancel that follows sees them. Audited and notified once verified.
+
+        A resume ends the account-wide cancels (they would cancel the orders placed since,
+        which nobody asked to stop), but not the promise the stop's answer made about its
+        ``unresolved_placements``: each is still cancelled by its id once it answers."""
+        await self._cancel_until_verified(unresolved, modes, who, reason)
+        if unresolved:
+            await self._cancel_placements(unresolved, who, reason)
+
+    async def _cancel_until_verified(
+        self, unresolved: list[Permit], modes: Sequence[Mode], who: str, reason: str
+    ) -> None:
+        delay = RETRY_FIRST_S
+        while EMERGENCY in self.breakers.states():
+            if any(p.on_wire > 0 and not p.released for p in unresolved):
+                await self.board.settle(delay)
+            else:
+                await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            if EMERGENCY not in self.breakers.states():
+                return
+            try:
+                cancelled, remaining, notes = await self.cancel_everything(modes)
+            except Exception:
+                log.exception("emergency stop: cancelling again failed; trying again")
+                continue
+            pending = [p.label for p in unresolved if p.on_wire > 0 and not p.released]
+            if remaining is None or remaining or pending:
+                log.warning("emergency stop: venue not yet verified empty (%s)",
+                            "; ".join(notes) or f"{len(remaining or [])} open")  # fmt: skip
+                continue
+            enqueue = self.enqueue()
+
+            def verified(
+                conn: sqlite3.Connection, cancelled: int = cancelled, enqueue: EnqueueFn = enqueue
+            ) -> None:
+                st.audit(conn, actor=who, action="emergency_stop", outcome="verified",
+                         reason=reason, details={"cancelled": cancelled,
+                         "placements": sorted(p.label for p in unresolved)})  # fmt: skip
+                enqueue(conn, emergency_stop_event(
+                    reason=reason, actor=who, cancelled_orders=cancelled,
+                    remaining_open_orders=0, checked=True,
+                ))  # fmt: skip
+
+            await self.store.write(verified)
+            log.warning("emergency stop: venue verified empty after cancelling again")
+            return
+
+    async def _cancel_placements(self, unresolved: list[Permit], who: str, reason: str) -> None:
+        """Wait (bounded) for each unresolved placement to answer, then cancel it by id."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + FOLLOW_UP_S
         while any(p.on_wire > 0 and not p.released for p in unresolved):
@@ -280,26 +339,11 @@ class Stops:
                 break
             await self.board.settle(min(left, 1.0))
         labels = sorted(p.label for p in unresolved)
-        # Each placement itself is cancelled by its customer order id. The account-wide
-        # cancel-all runs again only while the stop still stands: after a resume it would
-        # cancel the orders placed since, which nobody asked to stop.
         for label in labels:
             await self._cancel_placement(label)
-        if not self.breakers.is_tripped(EMERGENCY):
-            await self.store.write(lambda c: st.audit(
-                c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
-                details={"placements": labels, "cancel_all": False},
-            ))  # fmt: skip
-            return
-        try:
-            cancelled, remaining, notes = await self.cancel_everything(modes)
-        except Exception:
-            log.exception("emergency stop follow-up cancel failed")
-            return
         await self.store.write(lambda c: st.audit(
             c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
-            details={"cancelled": cancelled, "remaining": remaining, "notes": notes,
-                     "placements": labels, "cancel_all": True},
+            details={"placements": labels, "latched": EMERGENCY in self.breakers.states()},
         ))  # fmt: skip
 
     async def _cancel_placement(self, cid: str) -> None:

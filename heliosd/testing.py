@@ -125,11 +125,12 @@ def config_text(
     extra: str = "",
     daemon_extra: str = "",
     risk_extra: str = "",
+    valr_extra: str = "",
 ) -> str:
     """A heliosd.toml for tests: credentials by $file, everything else explicit.
 
-    ``daemon_extra`` / ``risk_extra`` add lines to ``[daemon]`` / ``[risk]`` (e.g.
-    ``plugin_dirs = [...]``); ``extra`` appends whole sections.
+    ``daemon_extra`` / ``risk_extra`` / ``valr_extra`` add lines to ``[daemon]`` /
+    ``[risk]`` / ``[valr]`` (e.g. ``plugin_dirs = [...]``); ``extra`` appends whole sections.
     """
     lines = [
         "[daemon]",
@@ -146,7 +147,7 @@ def config_text(
     if key_file is not None and secret_file is not None:
         lines += [f'api_key = {{ "$file" = "{key_file}" }}',
                   f'api_secret = {{ "$file" = "{secret_file}" }}']  # fmt: skip
-    lines += ["request_timeout_s = 5", ""]
+    lines += ["request_timeout_s = 5", valr_extra, ""]
     lines += ["[risk]", "gate_timeout_s = 5", risk_extra, ""]
     if notify_url:
         lines += ["[notify]", f'urls = ["{notify_url}"]', ""]
@@ -585,3 +586,28 @@ async def notify_receiver() -> AsyncIterator[NotifyReceiver]:
     """A started :class:`NotifyReceiver`; put ``notify_receiver.url(...)`` in the config."""
     async with NotifyReceiver() as receiver:
         yield receiver
+
+
+# ------------------------------------------------------------------------- seeded searches
+
+
+SEED_ENV = "HELIOSD_SEED"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"seed of heliosd's randomized searches (also ${SEED_ENV}); printed on failure",
+    )
+
+
+def search_seed(config: pytest.Config, default: int) -> int:
+    """The seed a randomized search runs with: ``--seed``, else ``$HELIOSD_SEED``, else
+    ``default`` (fixed, so CI runs one known sequence and a failure reproduces)."""
+    option = config.getoption("--seed", default=None)
+    if option is not None:
+        return int(option)
+    env = os.environ.get(SEED_ENV, "").strip()
+    return int(env) if env else default

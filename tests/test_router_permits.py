@@ -155,11 +155,11 @@ async def test_an_order_waiting_in_the_client_is_never_sent_after_a_stop(rig: Ri
         assert row["customer_order_id"] == cid
         assert rig.venue.sent == [(cid, epoch, answer["epoch"])]
 
-        # Once it answered, the stop's follow-up cancels and verifies again, audited.
+        # Once it answered, the stop cancels again until the venue is verified empty, audited.
         async def follow_up() -> list[Any]:
             rows = await rig.store.read(lambda c: c.execute(
                 "SELECT details FROM audit WHERE action = 'emergency_stop'"
-                " AND outcome = 'follow_up'"
+                " AND outcome = 'verified'"
             ).fetchall())  # fmt: skip
             return list(rows)
 

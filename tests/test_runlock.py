@@ -88,15 +88,18 @@ def test_a_seeded_race_of_processes_never_finds_two_holders(tmp_path: Path) -> N
     rng = random.Random(SEED)
     state = tmp_path / "state"
     state.mkdir()
+    seeds = [str(rng.randrange(10**9)) for _ in range(6)]
     racers = [
-        subprocess.Popen(  # noqa: S603 - our own interpreter
-            [sys.executable, "-c", RACER, str(state), str(rng.randrange(10**9)), "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for _ in range(6)
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(state), seed, "150"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in seeds
     ]
     results = [p.communicate(timeout=60) for p in racers]
-    for p, (out, err) in zip(racers, results, strict=True):
+    for p, (_, err) in zip(racers, results, strict=True):
         assert p.returncode == 0, f"seed {SEED}: a racer failed (two holders?): {err}"
     wins = [int(out) for out, _ in results]
     assert sum(wins) > 0, f"seed {SEED}: nobody ever held the lock"
@@ -116,8 +119,9 @@ async def test_a_second_daemon_exits_73_naming_the_first_and_touches_nothing(
     # it got past the lock it would leave a trace in the store and at the venue.
     other = short_dir / "second.toml"
     other.write_text(
-        config_text(state, sim=sim, daemon_extra=f'control_socket = "{short_dir / "2.sock"}"')
-        .replace(f'control_socket = "{state / "heliosd.sock"}"\n', "")
+        config_text(
+            state, sim=sim, daemon_extra=f'control_socket = "{short_dir / "2.sock"}"'
+        ).replace(f'control_socket = "{state / "heliosd.sock"}"\n', "")
         + '\n[engine]\nstrategy = "demo"\nautostart = true\ninterval_s = 1\n'
     )
     before = rows(db, "SELECT key, value FROM daemon_state ORDER BY key")

@@ -104,7 +104,7 @@ async def test_after_a_resume_the_follow_up_cancels_only_the_late_placement(
     await eventually(lambda: _followed_up(service))
     assert (await service.get_order(fresh["id"]))["order"]["state"] == "placed"
     [follow] = [a for a in (await service.audit(50))["audit"] if a["outcome"] == "follow_up"]
-    assert follow["details"]["cancel_all"] is False
+    assert follow["details"]["latched"] is False  # resumed: no account-wide cancel
 
 
 async def _followed_up(service: Any) -> bool:

@@ -8,25 +8,15 @@ daemon reconciles by itself, says so, and the same resume then works.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from heliosd.stops import Stops
 from heliosd.testing import NotifyReceiver, SimHandle, go_live, write_config
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(90),
-    # TODO(lead): Stops.resume_blocked is helper S1's; drop this once it is merged.
-    pytest.mark.skipif(
-        "resume_blocked" not in {f.name for f in dataclasses.fields(Stops)},
-        reason="Stops.resume_blocked (helper S1's work) is not merged yet",
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 NOT_YET = "HALTED (LIVE): unclean exit, VALR not reconciled yet"
 RECONCILED = "HALTED (LIVE): unclean exit, reconciled with VALR"
