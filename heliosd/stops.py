@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from heliosd import orders as od
 from heliosd import state as trading
 from heliosd import store as st
 from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
@@ -41,7 +42,7 @@ from heliosd.notices import emergency_stop_event, halt_event, resume_event
 from heliosd.permits import Permit, PermitBoard
 from heliosd.protocols import Event, ExchangeClient, LedgerView, MarketView
 from heliosd.store import Store
-from heliosd.types import Mode, OpenOrder, OrderIntent, OrderType, Side, utcnow
+from heliosd.types import Mode, OpenOrder, OrderIntent, OrderState, OrderType, Side, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ Submit = Callable[..., Awaitable[dict[str, Any]]]
 # answered "could not check" and never cancelled again, leaving orders resting at VALR).
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 15.0
+# How long the follow-up waits for a placement still on the wire after a stop before it
+# gives up on cancelling it by id (the reconciliation of open orders still judges it).
+FOLLOW_UP_S = 120.0
 
 
 def _never_blocked() -> str | None:
@@ -277,7 +281,18 @@ class Stops:
     ) -> None:
         """Until the venue is verified empty (or a resume lifts the latch): cancel and check
         again, with backoff. Placements still on the wire are waited for first, so the
-        cancel that follows sees them. Audited and notified once verified."""
+        cancel that follows sees them. Audited and notified once verified.
+
+        A resume ends the account-wide cancels (they would cancel the orders placed since,
+        which nobody asked to stop), but not the promise the stop's answer made about its
+        ``unresolved_placements``: each is still cancelled by its id once it answers."""
+        await self._cancel_until_verified(unresolved, modes, who, reason)
+        if unresolved:
+            await self._cancel_placements(unresolved, who, reason)
+
+    async def _cancel_until_verified(
+        self, unresolved: list[Permit], modes: Sequence[Mode], who: str, reason: str
+    ) -> None:
         delay = RETRY_FIRST_S
         while EMERGENCY in self.breakers.states():
             if any(p.on_wire > 0 and not p.released for p in unresolved):
@@ -314,11 +329,55 @@ class Stops:
             log.warning("emergency stop: venue verified empty after cancelling again")
             return
 
+    async def _cancel_placements(self, unresolved: list[Permit], who: str, reason: str) -> None:
+        """Wait (bounded) for each unresolved placement to answer, then cancel it by id."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FOLLOW_UP_S
+        while any(p.on_wire > 0 and not p.released for p in unresolved):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await self.board.settle(min(left, 1.0))
+        labels = sorted(p.label for p in unresolved)
+        for label in labels:
+            await self._cancel_placement(label)
+        await self.store.write(lambda c: st.audit(
+            c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
+            details={"placements": labels, "latched": EMERGENCY in self.breakers.states()},
+        ))  # fmt: skip
+
+    async def _cancel_placement(self, cid: str) -> None:
+        """Cancel the stored order ``cid`` at its own venue if it is open there."""
+
+        def find(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT id FROM orders WHERE customer_order_id = ?",
+                               (cid,)).fetchone()  # fmt: skip
+            return None if row is None else od.get_order_row(conn, int(row[0]))
+
+        try:
+            order = await self.store.read(find)
+            if order is None or not OrderState(order["state"]).is_open:
+                return
+            await self.clients[Mode(order["mode"])].cancel(
+                order["pair"], exchange_order_id=order["exchange_order_id"],
+                customer_order_id=cid,
+            )  # fmt: skip
+            log.warning("cancelled %s, a placement that answered after an emergency stop", cid)
+        except Exception:
+            log.exception("could not cancel %s after an emergency stop; check the venue", cid)
+
     async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         """Clear every latched breaker; answers ``{"cleared": n, "epoch", ...on_resume}``.
 
-        Refused (HaltedError) while ``resume_blocked`` names a reason.
+        Refused (HaltedError) while ``resume_blocked`` names a reason. Serialized with the
+        emergency stop: a resume never lands between a stop's latch and its cancels (whose
+        cancel-all would then cancel orders placed after the resume, and whose answer would
+        say a state that no longer holds).
         """
+        async with self._lock:
+            return await self._resume(reason=reason, actor=actor)
+
+    async def _resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         who = str(actor)
         blocked = self.resume_blocked()
         if blocked:
