@@ -88,3 +88,53 @@ async def test_a_malformed_stored_row_does_not_stop_the_start(
         assert status == 200, health
     finally:
         await proc.aterminate()
+
+
+NON_FINITE: dict[str, tuple[str, str, str, str, str]] = {
+    # Decimal('NaN') parses; a quiet NaN fee raises nothing in the ledger's sums, so it is
+    # booked: fees, the quote balance and equity become NaN instead of a reported error.
+    "fee NaN": ("odd-nan", "BUY", "1200000", "0.001", "NaN"),
+    # Infinity passes `quantity <= 0 or price <= 0`.
+    "quantity Infinity": ("odd-inf", "BUY", "1200000", "Infinity", "0"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="ledger.py apply_fill: non-finite figures are not refused (only"
+                " <= 0 is), so the row is booked or half-booked instead of reported as a"
+                " ledger_error",
+            ),
+        )
+        for name in NON_FINITE
+    ],
+)
+async def test_a_stored_fill_with_a_non_finite_figure_is_reported_not_booked(
+    case: str, sim: SimHandle, short_dir: Path, heliosd_process: Any
+) -> None:
+    trade_id, side, price, quantity, fee = NON_FINITE[case]
+    config = write_config(short_dir, sim, notify_url=NOTIFY)
+    proc = heliosd_process(config)
+    await proc.astart()
+    assert await proc.aterminate() == 0
+    db = config.parent / "state" / "heliosd.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO fills(mode, trade_id, pair, side, price, quantity, fee, fee_currency,"
+            " traded_at, recorded_at) VALUES ('PAPER', ?, 'BTCZAR', ?, ?, ?, ?, 'ZAR', ?, ?)",
+            (trade_id, side, price, quantity, fee, NOW, NOW),
+        )
+    await proc.astart()
+    try:
+        status, health = await proc.arequest("GET", "/api/health")
+        assert status == 200, health
+        errors = health.get("ledger_errors", {}).get("PAPER", [])
+        assert [e["trade_id"] for e in errors] == [trade_id], health
+    finally:
+        await proc.aterminate()
