@@ -89,14 +89,16 @@ def test_a_seeded_race_of_processes_never_finds_two_holders(tmp_path: Path) -> N
     state = tmp_path / "state"
     state.mkdir()
     racers = [
-        subprocess.Popen(  # noqa: S603 - our own interpreter
+        subprocess.Popen(
             [sys.executable, "-c", RACER, str(state), str(rng.randrange(10**9)), "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(6)
     ]
     results = [p.communicate(timeout=60) for p in racers]
-    for p, (out, err) in zip(racers, results, strict=True):
+    for p, (_out, err) in zip(racers, results, strict=True):
         assert p.returncode == 0, f"seed {SEED}: a racer failed (two holders?): {err}"
     wins = [int(out) for out, _ in results]
     assert sum(wins) > 0, f"seed {SEED}: nobody ever held the lock"
