@@ -40,13 +40,24 @@ currency when read (:meth:`Ledger.book_rows`):
 Being a function of (fills, holding), the rule gives the same figures whatever order the
 venue's fills and balance updates arrive in, and the same figures after a restart.
 
-**Unsettled fills.** In LIVE the venue's balances are the truth, but its balance update may
-come after the fill (a market order fills at once; VALR says nothing about the order of
-the two messages). Fills applied since the venue last reported a currency are kept per
-currency (:meth:`Ledger.unsettled`) until its next balance row, so the limits can count a
-bought coin the balance does not show yet. A fill whose currencies the venue reported again
-between the fill's arrival and its commit is already in those balances (the caller says so:
-``settled``) and is not counted twice.
+**Unsettled fills (the one rule).** Equity -- and so the peak, the day start, the drawdown
+and the daily loss -- comes only from the venue's reported balances, never from fills not yet
+reflected in them: a fill counted both in a balance update and as unsettled would raise a
+persisted peak that no real gain made. The limits count a fill the balances do not show yet
+(:meth:`Ledger.unsettled`, read by the account risk model), so a holding is counted as
+``reported + unsettled`` per currency. A report settles a fill only by showing it: the
+currency's reported total must have moved, since the fill arrived (:meth:`Ledger.report_mark`,
+taken by the caller then and passed as ``seen``), by the fill's amount in the fill's
+direction; movement already attributed to another fill (``_consumed``) is not counted twice.
+What the movement does not cover stays unsettled, and each later balance row of that
+currency settles as much of it as its movement covers. VALR does not document whether a
+balance update comes before or after the trade event, so a balance row that predates the
+trade (an order placement's reserve update) settles nothing. A full snapshot (a REST read on
+connect or reconciliation) clears what is unsettled and shows every fill traded at or before
+the time it arrived (a fill the stream replays after a reconnect is in it already); the
+arrival time is on our clock and after VALR's read, so a fill traded within that latency
+may be taken as shown.
+A deposit arriving with a fill may settle it early; the coins are then counted as held.
 
 ``position(pair)`` is the base currency's balance (what is really held, as
 :class:`~heliosd.protocols.LedgerView` says for spot), so the risk limits see the truth even
@@ -82,7 +93,7 @@ from zoneinfo import ZoneInfo
 from heliosd.protocols import LedgerSnapshot, MarketView
 from heliosd.risk.marks import EquityMarks
 from heliosd.risk.snapshot import AssetPricer
-from heliosd.types import ZERO, Balance, Fill, Mode, PairInfo
+from heliosd.types import ZERO, Balance, Fill, Mode, PairInfo, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +211,7 @@ class Ledger:
         self._market = market
         self._starting = dict(starting_balances) if starting_balances is not None else None
         self._venue: dict[str, Balance] | None = None
+        self._snapshot_at: datetime | None = None  # when the last full snapshot arrived
         # Peak and start-of-day equity, flow-adjusted (heliosd.risk.marks owns the rules).
         self.equity_marks = EquityMarks()
         self._reset_fill_state()
@@ -207,6 +219,9 @@ class Ledger:
     def _reset_fill_state(self) -> None:
         self._fill_balances: dict[str, Decimal] = dict(self._starting or {})
         self._unsettled: dict[str, Decimal] = {}
+        # Per currency, the reported movement already attributed to fills (signed, summed):
+        # what a later fill may not claim again (see "Unsettled fills").
+        self._consumed: dict[str, Decimal] = {}
         self._books: dict[str, _Book] = {}
         self._realized = ZERO
         self._fees = ZERO
@@ -242,16 +257,41 @@ class Ledger:
         if snapshot:
             self._venue = {b.currency: b for b in balances}
             self._unsettled.clear()
+            self._snapshot_at = utcnow()
         elif self._venue is None:
             log.debug("%s ledger: balance delta before the first snapshot ignored", self.mode)
             return
         else:
+            venue, uns, consumed = self._venue, self._unsettled, self._consumed
             for b in balances:
-                self._venue[b.currency] = b
-                self._unsettled.pop(b.currency, None)
+                old = venue.get(b.currency)
+                venue[b.currency] = b
+                owed = uns.get(b.currency)
+                if owed:
+                    moved = b.total - (old.total if old is not None else ZERO)
+                    shown = _covered(owed, moved)
+                    if shown:
+                        consumed[b.currency] = consumed.get(b.currency, ZERO) + shown
+                        if shown == owed:
+                            del uns[b.currency]
+                        else:
+                            uns[b.currency] = owed - shown
         self._changed()
 
-    def apply_fill(self, fill: Fill, *, settled: Collection[str] = ()) -> None:
+    def report_mark(self, currency: str) -> tuple[Decimal, Decimal]:
+        """``(reported total, movement consumed)`` of ``currency`` now: taken when a fill
+        arrives and passed back as ``seen`` when it is applied (see "Unsettled fills")."""
+        venue = self._venue
+        b = venue.get(currency) if venue is not None else None
+        return (b.total if b is not None else ZERO, self._consumed.get(currency, ZERO))
+
+    def apply_fill(
+        self,
+        fill: Fill,
+        *,
+        settled: Collection[str] = (),
+        seen: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+    ) -> None:
         """Apply one new fill (the store guarantees each trade id is applied once).
 
         A negative fee is a maker rebate and is booked as such. Raises ValueError for a fill
@@ -293,15 +333,38 @@ class Ledger:
         bal[info.quote] = bal.get(info.quote, ZERO) - sign * notional - quote_fee
         if fill.fee_currency not in (info.base, info.quote):
             bal[fill.fee_currency] = bal.get(fill.fee_currency, ZERO) - fill.fee
-        if self._venue is not None:
+        snapshot_at = self._snapshot_at
+        if self._venue is not None and (snapshot_at is None or fill.traded_at > snapshot_at):
             # Venue balances rule: until the venue reports these currencies again, the
             # fill's effect is known only from the fill (see "Unsettled fills").
-            uns = self._unsettled
-            if info.base not in settled:
-                uns[info.base] = uns.get(info.base, ZERO) + sign * fill.quantity - base_fee
-            if info.quote not in settled:
-                uns[info.quote] = uns.get(info.quote, ZERO) - sign * notional - quote_fee
+            self._unsettle(info.base, sign * fill.quantity - base_fee, settled, seen)
+            self._unsettle(info.quote, -sign * notional - quote_fee, settled, seen)
         self._changed()
+
+    def _unsettle(
+        self,
+        currency: str,
+        effect: Decimal,
+        settled: Collection[str],
+        seen: Mapping[str, tuple[Decimal, Decimal]] | None,
+    ) -> None:
+        """Count what of ``effect`` the reported total of ``currency`` does not show yet."""
+        if not effect or currency in settled:
+            return
+        mark = seen.get(currency) if seen is not None else None
+        if mark is not None:
+            total, consumed = self.report_mark(currency)
+            shown = _covered(effect, (total - mark[0]) - (consumed - mark[1]))
+            if shown:
+                self._consumed[currency] = consumed + shown
+                effect -= shown
+        if effect:
+            uns = self._unsettled
+            left = uns.get(currency, ZERO) + effect
+            if left:
+                uns[currency] = left
+            else:
+                uns.pop(currency, None)
 
     def rebuild(self, fills: Iterable[Fill]) -> list[LedgerError]:
         """Forget every fill and apply ``fills`` again, in the order given (the store's order).
@@ -317,10 +380,16 @@ class Ledger:
             self.apply_or_record(fill)
         return list(self.errors)
 
-    def apply_or_record(self, fill: Fill, *, settled: Collection[str] = ()) -> LedgerError | None:
+    def apply_or_record(
+        self,
+        fill: Fill,
+        *,
+        settled: Collection[str] = (),
+        seen: Mapping[str, tuple[Decimal, Decimal]] | None = None,
+    ) -> LedgerError | None:
         """:meth:`apply_fill`, recording (and returning) the error instead of raising."""
         try:
-            self.apply_fill(fill, settled=settled)
+            self.apply_fill(fill, settled=settled, seen=seen)
         except (ValueError, ArithmeticError) as exc:
             error = LedgerError(fill.trade_id, fill.pair, str(exc))
             self.errors.append(error)
@@ -685,6 +754,14 @@ class Ledger:
         self._cache = _Valuation(equity, gross, unrealized)
         self._cache_key = key
         return self._cache
+
+
+def _covered(owed: Decimal, moved: Decimal) -> Decimal:
+    """How much of ``owed`` (signed) a reported movement ``moved`` shows: the part of it in
+    the same direction, at most ``owed``; 0 for a movement the other way."""
+    if owed > 0:
+        return min(owed, moved) if moved > 0 else ZERO
+    return max(owed, moved) if moved < 0 else ZERO
 
 
 def day_start(day: date, tz: ZoneInfo) -> datetime:

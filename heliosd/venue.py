@@ -22,6 +22,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from heliosd import orders as od
@@ -100,12 +101,11 @@ class VenueSink:
         self._on_ledger_change = on_ledger_change
         self._on_connection_change = on_connection_change
         self._on_ledger_error = on_ledger_error
-        # LIVE: how many times the venue reported each currency's balance (and whole
-        # snapshots), and those counts as each fill arrived: a fill whose currencies were
-        # reported again before it was applied is already in the venue's balances.
-        self._balance_seq: dict[str, int] | None = {} if mode is Mode.LIVE else None
-        self._snapshots = 0
-        self._fill_marks: dict[str, tuple[int, int, int]] = {}
+        # LIVE: each in-flight fill's currencies' reported totals (and the movement already
+        # attributed) as it arrived; the ledger settles at commit only what a report since
+        # then shows (heliosd.ledger, "Unsettled fills").
+        self._live = mode is Mode.LIVE
+        self._fill_marks: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
         self._watermark = watermark
         self._pending = 0  # fills and statuses received and not yet committed (or failed)
         self._batch: list[Fill | OrderStatus] = []  # received this loop turn, not submitted
@@ -123,35 +123,15 @@ class VenueSink:
 
     async def on_fill(self, fill: Fill) -> None:
         """Queue ``fill``; it is applied once committed (see :meth:`_flush`)."""
-        if self._balance_seq is not None:
-            self._fill_marks[fill.trade_id] = self._balance_marks(fill)
+        if self._live:
+            info = self._ledger.pair_info(fill.pair)
+            if info is not None:
+                mark = self._ledger.report_mark
+                self._fill_marks[fill.trade_id] = {
+                    info.base: mark(info.base),
+                    info.quote: mark(info.quote),
+                }
         await self._queue(fill)
-
-    def _balance_marks(self, fill: Fill) -> tuple[int, int, int]:
-        info = self._ledger.pair_info(fill.pair)
-        seq = self._balance_seq or {}
-        if info is None:
-            return self._snapshots, -1, -1
-        return self._snapshots, seq.get(info.base, 0), seq.get(info.quote, 0)
-
-    def _settled_by_balances(self, fill: Fill) -> frozenset[str]:
-        """The fill's currencies whose venue balance was reported after the fill arrived:
-        that balance already shows the fill (VALR sends the trade, then the balances), so
-        the ledger must not count it again as unsettled."""
-        marks = self._fill_marks.pop(fill.trade_id, None)
-        info = self._ledger.pair_info(fill.pair)
-        if marks is None or info is None or self._balance_seq is None:
-            return frozenset()
-        snapshots, base_seq, quote_seq = marks
-        if snapshots != self._snapshots:
-            return frozenset((info.base, info.quote))
-        seq = self._balance_seq
-        out = set()
-        if seq.get(info.base, 0) != base_seq:
-            out.add(info.base)
-        if seq.get(info.quote, 0) != quote_seq:
-            out.add(info.quote)
-        return frozenset(out)
 
     async def _queue(self, item: Fill | OrderStatus) -> None:
         if self._pending >= MAX_PENDING:
@@ -254,7 +234,7 @@ class VenueSink:
     def _applied(self, fill: Fill, outcome: dict[str, Any], *, publish: bool) -> None:
         # A fill the ledger cannot read is stored all the same (it is the venue's fact) and
         # reported, never silently skipped: the service trips ledger_error.
-        error = self._ledger.apply_or_record(fill, settled=self._settled_by_balances(fill))
+        error = self._ledger.apply_or_record(fill, seen=self._fill_marks.pop(fill.trade_id, None))
         if error is not None and self._on_ledger_error is not None:
             self._on_ledger_error(self.mode, error)
         self.fills_applied += 1
@@ -388,12 +368,6 @@ class VenueSink:
 
     async def on_balances(self, balances: Sequence[Balance], *, snapshot: bool) -> None:
         if self.mode is Mode.LIVE:
-            seq = self._balance_seq
-            if seq is not None:
-                if snapshot:
-                    self._snapshots += 1
-                for b in balances:
-                    seq[b.currency] = seq.get(b.currency, 0) + 1
             self._ledger.set_balances(balances, snapshot=snapshot)
             self._on_ledger_change(self.mode)
 

@@ -3,7 +3,7 @@ real Ledger, real MarketData and the real order counters."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,10 +25,17 @@ from heliosd.types import (
     Quote,
     Side,
     VerdictAction,
+    utcnow,
 )
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def after_snapshot() -> datetime:
+    """A fill's trade time after the venue's last balance snapshot (one traded before it is
+    in it already, so it would never be unsettled)."""
+    return utcnow() + timedelta(milliseconds=1)
 BTCZAR = PairInfo("BTCZAR", "BTC", "ZAR", D("0.0001"), D(2), D(10), D(5000000), D(1), 8)
 ETHZAR = PairInfo("ETHZAR", "ETH", "ZAR", D("0.001"), D(50), D(10), D(5000000), D(1), 8)
 BTCUSDC = PairInfo("BTCUSDC", "BTC", "USDC", D("0.0001"), D(2), D(10), D(500000), D("0.01"), 8)
@@ -71,7 +78,8 @@ class Rig:
         """What the venue sink does for a new fill: ledger, then the counters."""
         fill = Fill(
             trade_id=f"t{row['id']}-{qty}", pair=row["pair"], side=Side(row["side"]),
-            price=D(price), quantity=D(qty), fee=D(0), fee_currency="ZAR", traded_at=T0,
+            price=D(price), quantity=D(qty), fee=D(0), fee_currency="ZAR",
+            traded_at=after_snapshot(),
         )  # fmt: skip
         self.ledger.apply_fill(fill)
         self.counters.fill_applied(Mode.LIVE, row["id"], D(qty))

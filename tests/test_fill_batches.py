@@ -5,6 +5,7 @@ bad fill fails alone."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -48,6 +49,7 @@ from heliosd.types import (
     OrderType,
     PairInfo,
     Side,
+    utcnow,
 )
 from heliosd.venue import VenueSink
 
@@ -64,6 +66,11 @@ def order(mode: Mode, qty: str, cid: str, state: OrderState = OrderState.PLACED)
 def fill(n: int, qty: str = "0.001", price: int = 1_000_000, **ids: str | None) -> Fill:
     return Fill(f"t{n}", "BTCZAR", Side.BUY, D(price + n), D(qty), D("0.000001"), "BTC",
                 T0 + timedelta(seconds=n), **ids)  # fmt: skip
+
+
+def later(f: Fill) -> Fill:
+    """``f`` traded after the venue's last balance snapshot (one traded before it is in it)."""
+    return dataclasses.replace(f, traded_at=utcnow() + timedelta(milliseconds=1))
 
 
 def seed(conn: sqlite3.Connection) -> None:
@@ -513,7 +520,7 @@ async def test_a_balance_reported_between_a_fill_and_its_commit_settles_it(
     try:
         s = Sink(store)
         await s.sink.on_balances([Balance("ZAR", D(100000))], snapshot=True)
-        await s.sink.on_fill(fill(1, qty="0.01", price=1_000_000))
+        await s.sink.on_fill(later(fill(1, qty="0.01", price=1_000_000)))
         await s.sink.on_balances(
             [Balance("BTC", D("0.009999")), Balance("ZAR", D(89999))], snapshot=False
         )
@@ -523,7 +530,7 @@ async def test_a_balance_reported_between_a_fill_and_its_commit_settles_it(
         assert dict(s.ledger.unsettled()) == {}
         assert s.ledger.position("BTCZAR") == D("0.009999")
 
-        await s.sink.on_fill(fill(2, qty="0.01", price=1_000_000))
+        await s.sink.on_fill(later(fill(2, qty="0.01", price=1_000_000)))
         await asyncio.wait_for(s.sink.drain(), 10)
         assert s.ledger.unsettled()["BTC"] == D("0.01") - D("0.000001")  # base fee
         assert s.ledger.position("BTCZAR") == D("0.009999")  # the venue's word, still
