@@ -36,6 +36,8 @@ def after_snapshot() -> datetime:
     """A fill's trade time after the venue's last balance snapshot (one traded before it is
     in it already, so it would never be unsettled)."""
     return utcnow() + timedelta(milliseconds=1)
+
+
 BTCZAR = PairInfo("BTCZAR", "BTC", "ZAR", D("0.0001"), D(2), D(10), D(5000000), D(1), 8)
 ETHZAR = PairInfo("ETHZAR", "ETH", "ZAR", D("0.001"), D(50), D(10), D(5000000), D(1), 8)
 BTCUSDC = PairInfo("BTCUSDC", "BTC", "USDC", D("0.0001"), D(2), D(10), D(500000), D("0.01"), 8)

@@ -39,7 +39,6 @@ async def test_a_large_live_market_buy_does_not_move_the_peak_or_trip_a_stop(
         assert status == 200, body
         pnl = body["live"]
         # The buy costs the spread and fees, never adds equity: the peak stays 100,000.
-        print("PNL", pnl)
         assert D(pnl["peak_equity"]) <= D(100000), pnl
         assert D(pnl["equity"]) <= D(100000), pnl
         # The next order is not stopped by a drawdown measured from a doubled peak.

@@ -5,6 +5,9 @@ It composes three parts and is the only place they meet:
 * the :class:`~heliosd.ledger.Ledger` -- balances of every asset as the venue reports them
   (or the paper account's), the fill-driven books, and the fills not yet reflected in a
   venue balance (``unsettled``);
+  Equity (and with it the peak, day start, drawdown and daily loss) is the reported balances
+  valued, never the unsettled fills; a holding for the limits is ``total + unsettled``, and a
+  fill is settled only by a report that shows it (the ledger's "Unsettled fills" rule);
 * the :class:`~heliosd.risk.exposure.Exposure` -- reserved exposure of open and in-flight
   orders per base asset, kept incrementally from every order row (:meth:`track_order`);
 * an :class:`~heliosd.risk.snapshot.AssetPricer` -- what one unit of each asset is worth and
