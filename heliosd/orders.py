@@ -3,7 +3,8 @@
 An order is stored (state ``new``) before it is sent; the venue's answer and every stream
 event then move it forward, never backward: ``new -> sent -> placed -> partially_filled ->
 filled``, or to ``cancelled`` / ``failed``; ``rejected`` is for orders a risk rule refused
-(never sent). Terminal states are final.
+(never sent). Terminal states are final, with one exception (:func:`revives`): ``failed``
+may be heliosd's inference, and a later fill or status from the venue revives the order.
 
 Fills are keyed by the venue's trade id (``UNIQUE(mode, trade_id)``): a fill delivered twice
 (stream + reconciliation, or a replay after reconnect) is stored and applied once. A fill
@@ -81,6 +82,20 @@ def can_move(old: OrderState, new: OrderState) -> bool:
     if new.is_terminal:
         return True
     return _RANK[new] > _RANK[old]
+
+
+def revives(old: OrderState, new: OrderState) -> bool:
+    """The one way back from a terminal state: "failed" may be our inference (an answer
+    lost, a lookup VALR's lagging views answered "not found"), so a later venue fact that
+    the order exists (a fill, or a status other than failed) wins and the order counts
+    again: open if it is open at the venue. Cancelled, filled and rejected stay final."""
+    return old is OrderState.FAILED and new in _VENUE_KNOWS
+
+
+# States only an order the venue knows can be in.
+_VENUE_KNOWS = frozenset(
+    (OrderState.PLACED, OrderState.PARTIALLY_FILLED, OrderState.FILLED, OrderState.CANCELLED)
+)
 
 
 def order_json(row: Sequence[Any]) -> dict[str, Any]:
@@ -210,7 +225,7 @@ def _follow_status(row: dict[str, Any], status: OrderStatus, now: str) -> bool:
     # A fill the stream has not delivered yet must not make a PLACED order look untouched.
     if new is OrderState.PLACED and executed > 0:
         new = OrderState.PARTIALLY_FILLED
-    moves = can_move(old, new)
+    moves = can_move(old, new) or revives(old, new)
     if not moves and executed == filled:
         return False  # nothing new
     # Past what the row held the stored fills cannot cover the quantity: only the venue knows
@@ -393,11 +408,8 @@ def _advance(row: dict[str, Any], fill: Fill, totals: _FillTotals, now: str) -> 
     target = (
         OrderState.FILLED if filled >= Decimal(row["quantity"]) else OrderState.PARTIALLY_FILLED
     )
-    state = target if can_move(old, target) else old
-    if old is OrderState.FAILED and target is OrderState.FILLED:
-        # Fills are the venue's facts. "failed" may be our inference (an answer lost, a lookup
-        # that came before the venue acted): an order the venue then filled in full is filled.
-        state = OrderState.FILLED
+    # A fill is the venue's fact: a "failed" order it fills (in part too) is revived.
+    state = target if can_move(old, target) or revives(old, target) else old
     row["state"] = str(state)
     row["updated_at"] = now
     if row["exchange_order_id"] is None:

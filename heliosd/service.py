@@ -23,6 +23,7 @@ import pluggy
 from heliosd import orders as od
 from heliosd import runstate as rs
 from heliosd import store as st
+from heliosd import sweep
 from heliosd.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
 from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
@@ -239,6 +240,7 @@ class Service:
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
+        self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
         for mode in Mode:
             self._ledger_changed(mode)
         # The engine records its on/off (a person's, a stop's) so a restart restores it.

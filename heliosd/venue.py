@@ -54,6 +54,9 @@ EnqueueFn = Callable[[sqlite3.Connection, Sequence[Event]], Any]
 MAX_PENDING = 50_000
 # Reconciliation leaves orders updated this recently alone (they may be in flight).
 RECENT_S = 2.0
+# An order VALR does not know is failed only once it is this old (clients may say otherwise:
+# ValrClient.not_found_grace_s): until then the venue's views may simply not show it yet.
+DEFAULT_NOT_FOUND_GRACE_S = 20.0
 
 
 def _plural(item: Fill | OrderStatus) -> str:
@@ -372,17 +375,38 @@ class VenueSink:
                 skipped = True
                 continue
             if status is None:
-                if OrderState(row["state"]) in (OrderState.NEW, OrderState.SENT):
-                    # The venue never saw it: it was not placed.
-                    status = OrderStatus(
-                        pair=row["pair"], state=OrderState.FAILED,
-                        customer_order_id=row["customer_order_id"],
-                        failed_reason="not known to the venue after reconnect",
-                    )  # fmt: skip
-                else:
+                if OrderState(row["state"]) not in (OrderState.NEW, OrderState.SENT):
                     continue
+                grace = self._not_found_grace_s()
+                if row["created_at"] > iso(utcnow() - timedelta(seconds=grace)):
+                    # VALR's views lag its engine, and a request may still be on its way:
+                    # not known yet is not never placed. Look again until the grace is over.
+                    skipped = True
+                    continue
+                status = OrderStatus(
+                    pair=row["pair"], state=OrderState.FAILED,
+                    customer_order_id=row["customer_order_id"],
+                    failed_reason=f"not known to the venue {grace:g} s after it was created",
+                )  # fmt: skip
             await self.on_order_status(status)
         return skipped
+
+    def _not_found_grace_s(self) -> float:
+        # The client says how long its venue may take to show an order (ValrClient's tuning).
+        grace = getattr(self._client(), "not_found_grace_s", DEFAULT_NOT_FOUND_GRACE_S)
+        return float(grace)
+
+    async def reconcile_open_orders(self) -> None:
+        """Compare the local open orders with the venue's list now (the periodic pass, see
+        heliosd.sweep); nothing to do while no local order is open or a pass is running."""
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            return
+        mode = self.mode
+        local = await self._store.read(
+            lambda c: od.list_orders(c, open_only=True, limit=1, mode=mode)
+        )
+        if local:
+            await self.on_open_orders(await self._client().open_orders())
 
     # ------------------------------------------------------------------ balances, prices
 

@@ -352,3 +352,31 @@ def test_a_fill_ahead_of_a_stale_status_then_a_replay() -> None:
     steps: list[Any] = [[fills[1]], status("0.1", "100"), [fills[0], fills[1]]]
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(play(Path(d) / "h.db", "0.3", fills, steps))
+
+
+async def test_a_failed_order_is_revived_by_the_venue_and_only_failed_is(tmp_path: Path) -> None:
+    """ "failed" may be heliosd's inference (a lookup VALR's lagging views answered "not
+    found"): a later status or fill from the venue revives it. Cancelled and filled stay
+    final, and a failed order the venue also reports failed stays failed."""
+    b = await open_book(tmp_path / "h.db")
+    try:
+        ids = {cid: await b.add(cid) for cid in ("hd-s", "hd-f", "hd-c", "hd-x")}
+        assert list(ids.values()) == [1, 2, 3, 4]
+        for cid in ("hd-s", "hd-f", "hd-x"):
+            await b.status(status("0", None, OrderState.FAILED, cid=cid))
+            assert (await b.row(ids[cid]))[0] == "failed"
+        await b.status(status("0", None, OrderState.CANCELLED, cid="hd-c"))
+        # A status: the venue has it resting.
+        await b.status(status("0", None, OrderState.PLACED, cid="hd-s"))
+        assert await b.row(1) == ("placed", "0", None)
+        # A partial fill: open again, the fill counted once (a replay is a no-op).
+        await b.fills(fill("t1", "0.25", "100", cid="hd-f"))
+        assert await b.fills(fill("t1", "0.25", "100", cid="hd-f")) == [None]
+        assert await b.row(2) == ("partially_filled", "0.25", "100")
+        # Cancelled stays cancelled; failed stays failed when the venue says failed again.
+        await b.status(status("0", None, OrderState.PLACED, cid="hd-c"))
+        assert (await b.row(3))[0] == "cancelled"
+        await b.status(status("0", None, OrderState.FAILED, cid="hd-x"))
+        assert (await b.row(4))[0] == "failed"
+    finally:
+        await b.store.close()

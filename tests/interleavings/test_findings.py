@@ -111,16 +111,14 @@ async def test_b_a_live_switch_never_outlives_a_concurrent_stop(world: World) ->
     assert mode["mode"] == "PAPER", (mode, switched)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the search (seed 6, steps 3-4): a placement whose answer a 5xx lost, and"
-    " which VALR does not list, stays 'sent' in heliosd until the account stream happens to"
-    " reconnect (open orders are reconciled only on reconnect: heliosd.venue / VALR client)",
-)
 async def test_c_a_lost_placement_is_settled_without_a_reconnect(world: World) -> None:
-    """Steps: LIVE; every request answered 5xx before it runs; one resting bid (201 'sent',
+    """Found by the search (seed 6, steps 3-4); fixed in heliosd.sweep (open orders are
+    reconciled every valr.reconcile_interval_s, not only when the account stream
+    reconnects) with VenueSink's grace before "not known to VALR" means failed.
+
+    Steps: LIVE; every request answered 5xx before it runs; one resting bid (201 'sent',
     outcome unknown); faults end. Broken: I4 (open in heliosd, unknown to VALR) for as long
-    as the streams stay up; the periodic reconciliation (1 s here) does not look."""
+    as the streams stay up."""
     await go_live(world)
     world.sim.sim.faults.http_5xx_rate = 1.0
     world.sim.sim.faults.http_5xx_after_rate = 0.0
@@ -129,6 +127,7 @@ async def test_c_a_lost_placement_is_settled_without_a_reconnect(world: World) -
     assert status == 201 and body["order"]["state"] == "sent", body
     assert world.venue_open() == []
     await world.until(lambda: not inv.i4_open_orders_agree(world), "heliosd settles it", 8)
+    assert await stored_states(world) == ["failed"]
 
 
 async def test_d_a_stop_that_could_not_cancel_keeps_cancelling(world: World) -> None:

@@ -251,6 +251,12 @@ class ValrClient(_Placing):
             lambda p: [parse.balance(r) for r in parse.rows(p, "balances")], payload, "balances"
         )
 
+    @property
+    def not_found_grace_s(self) -> float:
+        """How old an order must be before VALR not knowing it means it was never placed."""
+        grace = self.tuning.not_found_grace_s
+        return 2 * float(self._valr.request_timeout_s) if grace is None else grace
+
     async def open_orders(self) -> list[OpenOrder]:
         self._require_credentials()
         payload = await self._rest.get("/v1/orders/open")

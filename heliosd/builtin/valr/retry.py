@@ -85,6 +85,9 @@ class ValrTuning:
       and reconciled before giving up with a TransientError.
     * ``reconcile_overlap_s``: trade history is fetched from the fill watermark minus this,
       so a fill at the watermark's instant is never missed (duplicates are deduped).
+    * ``not_found_grace_s``: how old an order must be before VALR not knowing it means it
+      was never placed (VALR's read views lag its engine; a request may still be in flight).
+      None: twice ``valr.request_timeout_s``.
     * ``pairs_ttl_s``: how long pair limits are cached.
     * ``history_max_pages``: bound on one trade-history fetch (100 rows a page).
     """
@@ -100,5 +103,6 @@ class ValrTuning:
     reconnect_max_s: float = 60.0
     ready_timeout_s: float = 10.0
     reconcile_overlap_s: float = 5.0
+    not_found_grace_s: float | None = None  # None: twice valr.request_timeout_s
     pairs_ttl_s: float = 300.0
     history_max_pages: int = 1000
