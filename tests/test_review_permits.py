@@ -9,8 +9,6 @@ import asyncio
 import contextlib
 from decimal import Decimal
 
-import pytest
-
 from heliosd.builtin.valr.retry import RetryPolicy
 from heliosd.errors import HeliosError
 from heliosd.permits import PermitBoard
@@ -23,12 +21,6 @@ PATIENT = fast_valr_tuning(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="placing.py _permitted: end_send runs when the request times out, before its"
-    " outcome is known, so PermitBoard.settle() returns [] (nothing unresolved) while the"
-    " placement is still looking up an order VALR may yet execute (P4 broken)",
-)
 async def test_a_timed_out_send_stays_on_the_wire_until_its_outcome_is_known() -> None:
     tuning = fast_valr_tuning(
         write_policy=PATIENT.write_policy, lookup_window_s=3.0, lookup_grace_s=0.05
@@ -69,12 +61,6 @@ async def test_a_timed_out_send_stays_on_the_wire_until_its_outcome_is_known() -
 TURNS = 20  # event-loop turns a revoked wait may take to unwind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rest.py request(): the clock re-measurement after a timestamp rejection is an"
-    " unguarded await (sync_time with read retries, up to 30 s), so a revocation does not end"
-    " it and the permit stays on the wire, holding up a stop's settle()",
-)
 async def test_revocation_ends_the_clock_remeasurement_after_a_timestamp_rejection() -> None:
     async with (
         funded_sim() as sim,

@@ -244,7 +244,10 @@ async def test_the_resend_after_a_timestamp_rejection_is_rechecked() -> None:
         permit = permits.issue(Mode.LIVE, 1, label="ts-1")
         task = asyncio.create_task(client.place(limit("ts-1", permit)))
         await wait_for(lambda: [a.status for a in arrivals(sim, "ts-1")] == [401])
-        assert not task.done() and permit.on_wire == 1  # re-measuring, about to resend
+        # Re-measuring (0.3 s): the rejected request was not executed, so it leaves the wire
+        # and a stop's settle() need not wait for the (revocable) measurement.
+        await wait_for(lambda: permit.on_wire == 0 or task.done())
+        assert not task.done() and permit.on_wire == 0
         permits.revoke_all("emergency stop")
         with pytest.raises(PermitRevoked):
             await task

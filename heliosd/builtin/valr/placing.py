@@ -19,12 +19,16 @@ Send permits (``PlaceRequest.permit``, :mod:`heliosd.permits`; the client declar
 ``honours_permits = True``). With a permit, :meth:`ValrClient.place` guarantees:
 
 * ``permit.begin_send()`` runs immediately before every request that could execute the order
-  (the first POST, every resend after a 429 or a refused connection, and the resend after a
-  timestamp rejection re-checks it), as the last step before the request is handed to the
-  HTTP library; ``permit.end_send()`` runs once that request answered or failed.
+  (the first POST, every resend after a 429, a refused connection or a timestamp
+  rejection), as the last step before the request is handed to the HTTP library;
+  ``permit.end_send()`` runs once that request answered or certainly was not
+  executed. A request whose answer was lost stays on the wire through the lookups below, so
+  a stop's ``PermitBoard.settle`` names it until its outcome is known.
 * Every wait before a send ends the moment the permit is revoked: the Retry-After or backoff
-  wait is ``permit.sleep``; the pair-list refresh, the first clock measurement and the wait
-  for the account stream to be connected and reconciled are ``permit.guard``-ed.
+  wait is ``permit.sleep``; the pair-list refresh, the clock measurements (the first, and
+  the re-measurement after a timestamp rejection, during which the rejected request is not
+  on the wire) and the wait for the account stream to be connected and reconciled are
+  ``permit.guard``-ed.
 * A revoked permit raises :class:`~heliosd.errors.PermitRevoked` out of ``place``: the order
   was never sent (a 429 is answered before VALR's matching engine).
 * Lookups after a lost answer are reads, not sends: they are not guarded, so a stop that
@@ -39,6 +43,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -196,7 +201,16 @@ class _Placing:
                 if isinstance(exc, NotExecuted):
                     raise
                 log.warning("placing %s: answer lost (%s); looking it up", cid, exc.message)
-                status = await self._find_after_lost_answer(request)
+                # _permitted left that request on the wire (one request at a time per
+                # permit, so on_wire says so): it ends when the lookups do, so a stop's
+                # settle() names the order meanwhile.
+                held = permit is not None and permit.on_wire > 0
+                try:
+                    status = await self._find_after_lost_answer(request)
+                finally:
+                    if held:
+                        assert permit is not None
+                        permit.end_send()
                 if status is not None:
                     return self._result(request, status)
                 raise OutcomeUnknownError(
@@ -295,22 +309,37 @@ class _Placing:
     async def _permitted(
         self, permit: Permit, verb: str, path: str, body: Mapping[str, Any] | None
     ) -> Any:
-        """One request under ``permit``: begin_send right before it leaves (a re-send after
-        a timestamp rejection re-checks), end_send once it answered or failed."""
+        """One request under ``permit``: begin_send right before it leaves, end_send once
+        VALR answered or certainly did not act on it.
+
+        A timestamp rejection was not executed, so it is off the wire while the clock is
+        re-measured (revocably, ``permit.guard``); the re-send begins again. A lost answer
+        (timeout, dropped connection, 5xx; not NotExecuted) **stays on the wire**: VALR may
+        still execute it, so only the caller's lookups can end it (``place``)."""
         begun = False
 
         def gate() -> None:
             nonlocal begun
-            if begun:
-                permit.check()
-            else:
-                permit.begin_send()
-                begun = True
+            permit.begin_send()
+            begun = True
 
+        async def remeasure(measure: Awaitable[datetime]) -> datetime:
+            nonlocal begun
+            if begun:  # the rejected request was not executed
+                begun = False
+                permit.end_send()
+            return await permit.guard(measure)
+
+        lost = False
         try:
-            return await self._rest.request(verb, path, body=body, gate=gate)
+            return await self._rest.request(verb, path, body=body, gate=gate, remeasure=remeasure)
+        except NotExecuted:
+            raise
+        except TransientError:
+            lost = begun
+            raise
         finally:
-            if begun:
+            if begun and not lost:
                 permit.end_send()
 
     async def _wait_ready(self) -> None:

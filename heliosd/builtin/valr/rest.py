@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -165,12 +165,16 @@ class ValrRest:
         body: Mapping[str, Any] | None = None,
         auth: bool = True,
         gate: Callable[[], None] | None = None,
+        remeasure: Callable[[Awaitable[datetime]], Awaitable[datetime]] | None = None,
     ) -> Any:
         """One attempt (plus one re-send after a timestamp rejection). Returns the decoded
         JSON answer, or None for an empty body.
 
         ``gate`` is called immediately before each send goes on the wire, with no await in
-        between (the send-permit check); whatever it raises stops that send."""
+        between (the send-permit check); whatever it raises stops that send. ``remeasure``,
+        when given, is handed the clock re-measurement after a timestamp rejection and awaits
+        it on the caller's terms (a send permit makes it revocable: the measurement retries
+        for up to the read policy's budget, and a stop must not wait for it)."""
         if auth and self._offset_s is None:
             await self.sync_time()
         try:
@@ -181,7 +185,10 @@ class ValrRest:
             ):
                 raise
         log.warning("VALR rejected our request timestamp; re-measuring the clock offset")
-        await self.sync_time()
+        if remeasure is None:
+            await self.sync_time()
+        else:
+            await remeasure(self.sync_time())
         return await self._send(verb, path, query, body, auth, gate)
 
     async def _with_retries(
