@@ -301,6 +301,11 @@ class Ledger:
         info = self.pair_info(fill.pair)
         if info is None:
             raise ValueError(f"fill {fill.trade_id}: unknown pair {fill.pair}")
+        if not all(v.is_finite() for v in (fill.quantity, fill.price, fill.fee)):
+            raise ValueError(
+                f"fill {fill.trade_id}: quantity {fill.quantity}, price {fill.price} and fee "
+                f"{fill.fee} must be finite"
+            )
         if fill.quantity <= 0 or fill.price <= 0:
             raise ValueError(
                 f"fill {fill.trade_id}: quantity {fill.quantity} and price {fill.price} "

@@ -88,7 +88,9 @@ def begin_run(conn: sqlite3.Connection, *, pid: int, now: datetime | None = None
     now = now or utcnow()
     marker = get(conn, RUN)
     mode = read_state(conn).mode
-    unclean = marker is not None and marker.get("state") != CLEAN
+    # No marker at all: a fresh store, or one from a release before the marker. In LIVE
+    # nothing proves that run ended cleanly, so it counts as unclean (R1).
+    unclean = mode == str(Mode.LIVE) if marker is None else marker.get("state") != CLEAN
     put(conn, RUN, {"state": RUNNING, "pid": pid, "mode": mode, "at": iso(now)})
     reason = ""
     tripped = unclean and mode == str(Mode.LIVE)

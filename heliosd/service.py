@@ -139,7 +139,8 @@ class Service:
         self.stack.push_async_callback(self.notifications.close)
 
         tz = s.risk.tz
-        fills = {m: await self.store.read(partial(st.load_fills, mode=m)) for m in Mode}
+        checked = {m: await self.store.read(partial(st.load_fills_checked, mode=m)) for m in Mode}
+        fills = {m: checked[m][0] for m in Mode}
         self.ledgers: dict[Mode, Ledger] = {}
         # One account risk model per mode (heliosd.risk.account): every order row change
         # reaches it through the counters, every reader takes its snapshot.
@@ -157,6 +158,11 @@ class Service:
             # Stored data never stops a start: a fill the ledger cannot apply is skipped,
             # reported and trips ledger_error (REDUCING) instead of a crash loop.
             errors = ledger.rebuild(fills[mode])
+            for trade_id, pair, why in checked[mode][1]:
+                error = LedgerError(trade_id, pair, why)
+                log.error("%s ledger: stored fill %s not applied: %s", mode, trade_id, why)
+                ledger.errors.append(error)
+                errors.append(error)
             if errors:
                 await self._ledger_errors(mode, errors)
             peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
@@ -184,8 +190,26 @@ class Service:
         open_rows = await self.store.read(
             lambda c: od.list_orders(c, open_only=True, limit=100_000)
         )
+        # An open order row that does not parse (a mode spelled by hand, a quantity that is
+        # not a number) is reported like an unreadable fill and left out, never raised.
+        readable = []
         for row in open_rows:
-            self.counters.track(row)
+            try:
+                _open_order(row)
+                Mode(row["mode"])
+                if not Decimal(row["quantity"]).is_finite():
+                    raise ValueError(f"quantity {row['quantity']!r} is not finite")
+                self.counters.track(row)
+            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                cid = str(row.get("customer_order_id"))
+                mode = Mode.LIVE if str(row.get("mode", "")).upper() == "LIVE" else Mode.PAPER
+                error = LedgerError(cid, str(row.get("pair")), f"stored order unreadable: {exc!r}")
+                log.error("stored open order %s not tracked: %r", cid, exc)
+                self.ledgers[mode].errors.append(error)
+                await self._ledger_errors(mode, [error])
+                continue
+            readable.append(row)
+        open_rows = readable
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
         if callable(restore):

@@ -731,6 +731,30 @@ def load_fills(conn: sqlite3.Connection, mode: Mode) -> list[Fill]:
     return [_fill_from_row(r) for r in rows]
 
 
+def load_fills_checked(
+    conn: sqlite3.Connection, mode: Mode
+) -> tuple[list[Fill], list[tuple[str, str, str]]]:
+    """The readable fills of ``mode`` and, for each unreadable row, (trade id, pair, why).
+
+    For the start: stored data never stops it, so a row that does not parse (a side in the
+    wrong case, a price that is not a number, an unreadable time) is returned as an error
+    for the caller to report, never raised.
+    """
+    rows = conn.execute(
+        "SELECT trade_id, pair, side, price, quantity, fee, fee_currency, traded_at,"
+        " exchange_order_id, customer_order_id FROM fills WHERE mode = ? ORDER BY id",
+        (str(mode),),
+    ).fetchall()
+    fills: list[Fill] = []
+    errors: list[tuple[str, str, str]] = []
+    for r in rows:
+        try:
+            fills.append(_fill_from_row(r))
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            errors.append((str(r[0]), str(r[1]), f"stored fill unreadable: {exc!r}"))
+    return fills, errors
+
+
 def _fill_from_row(r: Iterable[Any]) -> Fill:
     t = tuple(r)
     return Fill(
@@ -748,5 +772,14 @@ def _fill_from_row(r: Iterable[Any]) -> Fill:
 
 
 def latest_fill_time(conn: sqlite3.Connection, mode: Mode) -> datetime | None:
-    row = conn.execute("SELECT max(traded_at) FROM fills WHERE mode = ?", (str(mode),)).fetchone()
-    return parse_dt(row[0]) if row and row[0] else None
+    # The latest readable time: an unreadable stored time is reported by the start (see
+    # load_fills_checked) and must not stop it here.
+    rows = conn.execute(
+        "SELECT traded_at FROM fills WHERE mode = ? ORDER BY traded_at DESC", (str(mode),)
+    )
+    for (text,) in rows:
+        try:
+            return parse_dt(text) if text else None
+        except (ValueError, TypeError):
+            continue
+    return None

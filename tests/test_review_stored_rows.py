@@ -64,12 +64,7 @@ CASES: dict[str, tuple[str, tuple[Any, ...], str]] = {
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(
-            name, marks=pytest.mark.xfail(strict=True, reason=f"{CASES[name][2]} raises at start")
-        )
-        for name in CASES
-    ],
+    list(CASES),
 )
 async def test_a_malformed_stored_row_does_not_stop_the_start(
     case: str, sim: SimHandle, short_dir: Path, heliosd_process: Any
@@ -102,18 +97,7 @@ NON_FINITE: dict[str, tuple[str, str, str, str, str]] = {
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="ledger.py apply_fill: non-finite figures are not refused (only"
-                " <= 0 is), so the row is booked or half-booked instead of reported as a"
-                " ledger_error",
-            ),
-        )
-        for name in NON_FINITE
-    ],
+    list(NON_FINITE),
 )
 async def test_a_stored_fill_with_a_non_finite_figure_is_reported_not_booked(
     case: str, sim: SimHandle, short_dir: Path, heliosd_process: Any

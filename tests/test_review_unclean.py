@@ -17,12 +17,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 NOTIFY = "json://127.0.0.1:9/unused"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runstate.py begin_run: `unclean = marker is not None and ...` -- a LIVE database"
-    " with no run marker (written by a release before the marker, then killed, then"
-    " upgraded) is taken as a clean exit, so the restart trades LIVE unreconciled",
-)
 async def test_a_live_store_without_a_run_marker_comes_up_halted(
     sim: SimHandle, short_dir: Path, heliosd_process: Any
 ) -> None:
