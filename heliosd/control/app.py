@@ -28,9 +28,11 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final, TypeVar
 
+import msgspec
 from aiohttp import web
 
 from heliosd.config import Secret, Settings
+from heliosd.control import schema as sc
 from heliosd.control.backend import JSON, Actor, ControlBackend, OrderRequest
 from heliosd.control.openapi import build_document
 from heliosd.errors import (
@@ -89,14 +91,23 @@ def _to_json(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
+    """One line of JSON, for server-sent events (times as ``isoformat()``)."""
     return json.dumps(value, default=_to_json, ensure_ascii=False, separators=(",", ":"))
+
+
+# Answers: msgspec writes Structs, dicts, Decimals (as strings), enums (their values) and
+# dataclasses itself; the hook covers the rest (a Secret never shows itself).
+_ENCODER: Final = msgspec.json.Encoder(enc_hook=_to_json, decimal_format="string")
 
 
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        text=dumps(body), status=status, content_type="application/json", headers=headers
+        body=_ENCODER.encode(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 
@@ -208,6 +219,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 # --------------------------------------------------------------------------- validation
 
+S = TypeVar("S", bound=sc.Request)
+_DECODERS: Final[dict[type[sc.Request], msgspec.json.Decoder[Any]]] = {
+    kind: msgspec.json.Decoder(kind) for kind in sc.REQUESTS
+}
+_ANY: Final = msgspec.json.Decoder()
+
 
 def _type_name(value: Any) -> str:
     if value is None:
@@ -223,140 +240,164 @@ def _type_name(value: Any) -> str:
     return "object"
 
 
-async def read_object(
-    request: web.Request, allowed: tuple[str, ...], *, required: bool = False
-) -> dict[str, Any]:
-    """The request body as a JSON object holding only ``allowed`` fields.
+async def read_body(request: web.Request, kind: type[S], *, required: bool = False) -> S:
+    """The request body decoded into ``kind`` (its fields, types and constraints).
 
     An empty body is ``{}`` unless ``required``. Oversized bodies raise 413 (aiohttp's
-    ``client_max_size``), everything else malformed a :class:`BadRequest`.
+    ``client_max_size``), everything else malformed a :class:`BadRequest` naming the field.
     """
     raw = await request.read()
     if not raw.strip():
         if required:
             raise BadRequest("request body is required (a JSON object)", field="body")
-        return {}
+        raw = b"{}"
     try:
-        body = json.loads(raw, parse_float=Decimal, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and UnicodeDecodeError; the position helps a human.
+        return _DECODERS[kind].decode(raw)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise refusal(raw, kind, str(exc)) from None
+    except msgspec.DecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", field="body") from None
+
+
+# msgspec's messages, e.g. "Expected `str`, got `int` - at `$.reason`".
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
+_EXPECTED = re.compile(r"^Expected `(?P<want>[^`]*)`(?P<rest>.*?), got `(?P<got>[^`]*)`$")
+_CONSTRAINT = re.compile(r"^Expected `str` (?P<rule>.*)$")
+_TYPE_WORDS: Final = {
+    "str": "a string",
+    "str | null": "a string or null",
+    "object": "a JSON object",
+    "int": "an integer",
+}
+# What a field that fails its pattern must be, in words (the pattern itself is unreadable).
+_PATTERN_WORDS: Final = {
+    "mode": "PAPER or LIVE",
+    "side": "BUY or SELL",
+    "type": "MARKET or LIMIT",
+    "pair": 'a pair symbol like "BTCZAR"',
+}
+
+
+def refusal(raw: bytes, kind: type[sc.Request], message: str) -> BadRequest:
+    """A msgspec ValidationError as a BadRequest: a sentence and ``details.field``.
+
+    Only on the refusal path: the body is parsed again, generically, to quote the value."""
+    at = _AT.match(message)
+    what, path = (at["what"], at["path"] or "") if at else (message, "")
+    field = path.lstrip(".").split(".", 1)[0].split("[", 1)[0]
+    try:
+        body = _ANY.decode(raw)
+    except msgspec.DecodeError:
+        body = None
     if not isinstance(body, dict):
-        raise BadRequest(
-            f"request body must be a JSON object, got {_type_name(body)}", field="body"
-        )
-    unknown = sorted(set(body) - set(allowed))
-    if unknown:
+        if field == "":
+            return BadRequest(
+                f"request body must be a JSON object, got {_type_name(body)}", field="body"
+            )
+        body = {}
+    if m := _UNKNOWN.match(what):
+        allowed = list(kind.__struct_fields__)
+        unknown = sorted(set(body) - set(allowed)) or [m["name"]]
         names = ", ".join(repr(u) for u in unknown)
-        raise BadRequest(
+        return BadRequest(
             f"unknown field{'s' if len(unknown) > 1 else ''} {names}",
+            field=unknown[0],
             fields=unknown,
-            allowed=list(allowed),
+            allowed=allowed,
         )
-    return body
+    if m := _MISSING.match(what):
+        if m["name"] == "reason":  # the routes that need one: halt and resume
+            return BadRequest("reason is required and must not be blank", field="reason")
+        return BadRequest(f"missing required field {m['name']}", field=m["name"])
+    value = body.get(field)
+    if m := _EXPECTED.match(what):
+        if field in _PATTERN_WORDS and m["want"] == "str":
+            return BadRequest(
+                f"{field} must be {_PATTERN_WORDS[field]}, got {_type_name(value)}", field=field
+            )
+        want = _TYPE_WORDS.get(m["want"], m["want"])
+        return BadRequest(f"{field} must be {want}, got {_type_name(value)}", field=field)
+    if m := _CONSTRAINT.match(what):
+        rule = m["rule"]
+        if rule.startswith("matching regex") and field == "reason":
+            return BadRequest("reason is required and must not be blank", field=field)
+        if rule.startswith("matching regex") and field in _PATTERN_WORDS:
+            return BadRequest(
+                f"{field} must be {_PATTERN_WORDS[field]}, got {value!r}", field=field
+            )
+        if rule.startswith("of length <="):
+            limit = rule.rsplit(" ", 1)[-1]
+            return BadRequest(f"{field} must be at most {limit} characters", field=field)
+        if rule.startswith("of length >="):
+            return BadRequest(f"{field} must not be empty", field=field)
+    return BadRequest(f"{field or 'body'}: {what}", field=field or "body")
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def opt_str(body: Mapping[str, Any], name: str, *, max_chars: int = MAX_REASON_CHARS) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string, got {_type_name(value)}", field=name)
-    if len(value) > max_chars:
-        raise BadRequest(f"{name} must be at most {max_chars} characters", field=name)
-    return value
-
-
-def parse_mode(value: Any) -> Mode:
-    if not isinstance(value, str):
-        raise BadRequest(f"mode must be PAPER or LIVE, got {_type_name(value)}", field="mode")
-    try:
-        return Mode(value.upper())
-    except ValueError:
-        raise BadRequest(f"mode must be PAPER or LIVE, got {value!r}", field="mode") from None
-
-
-E = TypeVar("E", bound=enum.StrEnum)
-
-
-def _parse_enum(kind: type[E], name: str, value: Any) -> E:
-    choices = " or ".join(m.value for m in kind)
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be {choices}, got {_type_name(value)}", field=name)
-    try:
-        return kind(value.upper())
-    except ValueError:
-        raise BadRequest(f"{name} must be {choices}, got {value!r}", field=name) from None
+def parse_mode(text: str) -> Mode:
+    return Mode(text.upper())
 
 
 _DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
-_PAIR = re.compile(r"[A-Za-z0-9]{2,32}")
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_AMOUNT = re.compile(sc.AMOUNT_PATTERN)
 
 
-def parse_amount(name: str, value: Any) -> Decimal:
-    """A positive decimal from a string like "0.01" or a JSON number (floats via ``str``)."""
-    if isinstance(value, bool) or value is None:
-        raise BadRequest(
-            f"{name} must be a positive decimal string, got {_type_name(value)}", field=name
-        )
-    if isinstance(value, float):
-        value = str(value)  # json.loads gives Decimal already; this guards direct callers
-    if isinstance(value, str):
-        if not _DECIMAL_TEXT.fullmatch(value) or len(value) > 40:
+def parse_amount(name: str, raw: msgspec.Raw) -> Decimal:
+    """A positive decimal from the JSON text of a string like "0.01" or a number (exact).
+
+    The rules are the ones the document states (``schema.AMOUNT_PATTERN`` for strings, a
+    range for numbers); the checks below only choose the sentence."""
+    text = bytes(raw).decode()
+    if text.startswith('"'):
+        value = msgspec.json.decode(text, type=str)
+        if len(value) > sc.MAX_AMOUNT_CHARS or not _DECIMAL_TEXT.fullmatch(value):
             raise BadRequest(
-                f'{name} must be a positive decimal string like "0.01", got {value!r}', field=name
+                f'{name} must be a positive decimal string like "0.01", got {value!r}',
+                field=name,
             )
-        amount = Decimal(value)
-    elif isinstance(value, int | Decimal):
-        amount = Decimal(value)
-    else:
-        raise BadRequest(
-            f"{name} must be a positive decimal string, got {_type_name(value)}", field=name
-        )
-    if not amount.is_finite() or amount <= 0:
-        raise BadRequest(f"{name} must be positive, got {value}", field=name)
-    # Far beyond any real order; refusing here keeps absurd exponents out of the risk path.
-    if amount.adjusted() > 15 or amount.as_tuple().exponent < -18:  # type: ignore[operator]
-        raise BadRequest(f"{name} is out of range: {value}", field=name)
+        if Decimal(value) == 0:
+            raise BadRequest(f"{name} must be positive, got {value}", field=name)
+        if not _AMOUNT.fullmatch(value):
+            raise BadRequest(f"{name} is out of range: {value}", field=name)
+        return Decimal(value)
+    if not _NUMBER_TEXT.fullmatch(text):
+        got = _type_name(_ANY.decode(text))
+        raise BadRequest(f"{name} must be a positive decimal string, got {got}", field=name)
+    amount = Decimal(text)
+    if amount <= 0:
+        raise BadRequest(f"{name} must be positive, got {text}", field=name)
+    if len(text) > sc.MAX_AMOUNT_CHARS or not _MIN_NUMBER <= amount < _MAX_NUMBER:
+        raise BadRequest(f"{name} is out of range: {text}", field=name)
     return amount
 
 
-ORDER_FIELDS: Final = ("pair", "side", "type", "quantity", "price", "reason")
+_MIN_NUMBER: Final = Decimal(10) ** -sc.MAX_DECIMALS
+_MAX_NUMBER: Final = Decimal(10) ** sc.MAX_INT_DIGITS
 
 
-def parse_order(body: Mapping[str, Any]) -> OrderRequest:
-    missing = [f for f in ("pair", "side", "type", "quantity") if body.get(f) is None]
-    if missing:
-        raise BadRequest(f"missing required field {', '.join(missing)}", fields=missing)
-    pair = body["pair"]
-    if not isinstance(pair, str) or not _PAIR.fullmatch(pair):
-        raise BadRequest(
-            f'pair must be a pair symbol like "BTCZAR", got {pair!r}'
-            if isinstance(pair, str)
-            else f"pair must be a string, got {_type_name(pair)}",
-            field="pair",
-        )
-    side = _parse_enum(Side, "side", body["side"])
-    order_type = _parse_enum(OrderType, "type", body["type"])
-    quantity = parse_amount("quantity", body["quantity"])
+def parse_order(body: sc.OrderRequestBody) -> OrderRequest:
+    """The order a decoded body asks for; the one cross-field rule lives here."""
+    order_type = OrderType(body.type.upper())
+    quantity = parse_amount("quantity", body.quantity)
+    price_raw = body.price
+    has_price = isinstance(price_raw, msgspec.Raw) and bytes(price_raw) != b"null"
     price: Decimal | None = None
     if order_type is OrderType.LIMIT:
-        if body.get("price") is None:
+        if not has_price:
             raise BadRequest("price is required for a LIMIT order", field="price")
-        price = parse_amount("price", body["price"])
-    elif body.get("price") is not None:
+        assert isinstance(price_raw, msgspec.Raw)
+        price = parse_amount("price", price_raw)
+    elif has_price:
         raise BadRequest("price is not allowed on a MARKET order", field="price")
     return OrderRequest(
-        pair=pair.upper(),
-        side=side,
+        pair=body.pair.upper(),
+        side=Side(body.side.upper()),
         type=order_type,
         quantity=quantity,
         price=price,
-        reason=opt_str(body, "reason") or "",
+        reason=body.reason,
     )
 
 
@@ -449,15 +490,15 @@ class ControlApi:
         return json_response(await self.backend.get_mode())
 
     async def set_mode(self, request: web.Request) -> web.Response:
-        body = await read_object(request, ("mode", "confirm_token", "reason"), required=True)
-        if "mode" not in body:
-            raise BadRequest("missing required field mode", field="mode")
-        mode = parse_mode(body["mode"])
-        token = opt_str(body, "confirm_token", max_chars=200)
-        reason = opt_str(body, "reason") or ""
+        body = await read_body(request, sc.ModeRequest, required=True)
         actor = actor_of(request)
         return json_response(
-            await self.backend.set_mode(mode, confirm_token=token, reason=reason, actor=actor)
+            await self.backend.set_mode(
+                parse_mode(body.mode),
+                confirm_token=body.confirm_token,
+                reason=body.reason,
+                actor=actor,
+            )
         )
 
     async def mode_history(self, request: web.Request) -> web.Response:
@@ -470,36 +511,29 @@ class ControlApi:
 
     # --- stops
     async def emergency_stop(self, request: web.Request) -> web.Response:
-        body = await read_object(request, ("reason",))
-        reason = opt_str(body, "reason") or ""
+        body = await read_body(request, sc.ReasonRequest)
         return json_response(
-            await self.backend.emergency_stop(reason=reason, actor=actor_of(request))
+            await self.backend.emergency_stop(reason=body.reason, actor=actor_of(request))
         )
 
     async def halt(self, request: web.Request) -> web.Response:
-        body = await read_object(request, ("reason",), required=True)
-        reason = opt_str(body, "reason")
-        if reason is None or not reason.strip():
-            raise BadRequest("reason is required to halt trading", field="reason")
-        return json_response(await self.backend.halt(reason=reason, actor=actor_of(request)))
+        body = await read_body(request, sc.RequiredReason, required=True)
+        return json_response(await self.backend.halt(reason=body.reason, actor=actor_of(request)))
 
     async def resume(self, request: web.Request) -> web.Response:
-        body = await read_object(request, ("reason",), required=True)
-        reason = opt_str(body, "reason")
-        if reason is None or not reason.strip():
-            raise BadRequest("reason is required to resume trading", field="reason")
-        return json_response(await self.backend.resume(reason=reason, actor=actor_of(request)))
+        body = await read_body(request, sc.RequiredReason, required=True)
+        return json_response(await self.backend.resume(reason=body.reason, actor=actor_of(request)))
 
     # --- engine
     async def engine_status(self, request: web.Request) -> web.Response:
         return json_response(await self.backend.engine_status())
 
     async def engine_start(self, request: web.Request) -> web.Response:
-        await read_object(request, ())
+        await read_body(request, sc.Empty)
         return json_response(await self.backend.engine_start(actor=actor_of(request)))
 
     async def engine_stop(self, request: web.Request) -> web.Response:
-        await read_object(request, ())
+        await read_body(request, sc.Empty)
         return json_response(await self.backend.engine_stop(actor=actor_of(request)))
 
     # --- orders and ledger
@@ -512,7 +546,7 @@ class ControlApi:
         return json_response(await self.backend.list_orders(state=state, limit=limit))
 
     async def place_order(self, request: web.Request) -> web.Response:
-        order = parse_order(await read_object(request, ORDER_FIELDS, required=True))
+        order = parse_order(await read_body(request, sc.OrderRequestBody, required=True))
         result = await self.backend.place_order(order, actor=actor_of(request))
         return json_response(result, status=201)
 
@@ -553,7 +587,7 @@ class ControlApi:
         return json_response(self.document)
 
     async def backup(self, request: web.Request) -> web.Response:
-        await read_object(request, ())
+        await read_body(request, sc.Empty)
         fn = self.backend.backup  # type: ignore[attr-defined]  # optional, see build_app
         return json_response(await fn(actor=actor_of(request)))
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
+import msgspec
+
 from heliosd import __version__ as _version
+from heliosd.control import schema as sc
 
 JSON = dict[str, Any]
 
 
-def _ref(name: str) -> JSON:
+def _ref(kind: type[Any] | str) -> JSON:
+    name = kind if isinstance(kind, str) else kind.__name__
     return {"$ref": f"#/components/schemas/{name}"}
 
 
@@ -24,216 +28,20 @@ def _json(schema: JSON, description: str) -> JSON:
 
 
 def _error(description: str) -> JSON:
-    return _json(_ref("Error"), description)
+    return _json(_ref(sc.Error), description)
 
 
-_STR: Final = {"type": "string"}
-_DEC: Final = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "examples": ["0.01"]}
-_NULLABLE_STR: Final = {"type": ["string", "null"]}
-_OBJ: Final = {"type": "object", "additionalProperties": True}
+def _schemas() -> JSON:
+    """Every body's JSON Schema, generated from the Structs the API decodes and encodes."""
+    _, components = msgspec.json.schema_components(
+        (*sc.REQUESTS, *sc.ANSWERS), ref_template="#/components/schemas/{name}"
+    )
+    for name, extra in sc.EXTRA_SCHEMA.items():
+        components[name].update(extra)
+    return components
 
-_TRADING_STATE: Final = {
-    "enum": ["ACTIVE", "REDUCING", "HALTED"],
-    "description": "ACTIVE: the limits apply. REDUCING: only orders that reduce a holding"
-    " pass. HALTED: nothing but cancels.",
-}
-_EPOCH: Final = {
-    "type": "integer",
-    "description": "+1 on every stop, halt, resume and mode switch; persisted.",
-}
 
-SCHEMAS: Final[JSON] = {
-    "Error": {
-        "type": "object",
-        "required": ["error", "message", "details"],
-        "properties": {
-            "error": {
-                "type": "string",
-                "examples": ["bad_request", "gate_rejected", "confirmation_required"],
-            },
-            "message": {"type": "string", "description": "A sentence for a human."},
-            "details": _OBJ,
-        },
-    },
-    "Mode": {
-        "type": "object",
-        "required": [
-            "mode",
-            "updated_at",
-            "updated_by",
-            "halted",
-            "halt_reason",
-            "trading_state",
-            "state_reason",
-            "epoch",
-        ],
-        "properties": {
-            "mode": {"enum": ["PAPER", "LIVE"]},
-            "updated_at": _STR,
-            "updated_by": _STR,
-            "halted": {
-                "type": "boolean",
-                "description": "True while trading_state is REDUCING or HALTED.",
-            },
-            "halt_reason": _NULLABLE_STR,
-            "trading_state": _TRADING_STATE,
-            "state_reason": {"type": "string", "description": "Empty when ACTIVE."},
-            "epoch": _EPOCH,
-        },
-    },
-    "ModeRequest": {
-        "type": "object",
-        "required": ["mode"],
-        "additionalProperties": False,
-        "properties": {
-            "mode": {"enum": ["PAPER", "LIVE"], "description": "Case-insensitive."},
-            "confirm_token": {
-                "type": ["string", "null"],
-                "description": "From the confirmation_required answer; single use, 60 s.",
-            },
-            "reason": {"type": "string", "maxLength": 1000},
-        },
-    },
-    "Gate": {
-        "type": "object",
-        "required": ["name", "ok", "reason"],
-        "properties": {"name": _STR, "ok": {"type": "boolean"}, "reason": _STR},
-    },
-    "Reason": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {"reason": {"type": "string", "maxLength": 1000}},
-    },
-    "RequiredReason": {
-        "type": "object",
-        "required": ["reason"],
-        "additionalProperties": False,
-        "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 1000}},
-    },
-    "Empty": {"type": "object", "additionalProperties": False, "properties": {}},
-    "HistoryRow": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "old_mode": _NULLABLE_STR,
-            "new_mode": _STR,
-            "changed_at": _STR,
-            "changed_by": _STR,
-            "reason": _STR,
-        },
-    },
-    "EmergencyStop": {
-        "type": "object",
-        "properties": {
-            "halted": {"type": "boolean"},
-            "mode": {"enum": ["PAPER"]},
-            "trading_state": _TRADING_STATE,
-            "epoch": {**_EPOCH, "description": "The epoch the stop's latch committed."},
-            "cancelled_orders": {"type": "integer"},
-            "remaining_open_orders": {
-                "type": ["integer", "null"],
-                "description": "Orders still open at the venues after the verification;"
-                " null when the LIVE venue could not be checked.",
-            },
-            "remaining": {"type": "array", "items": _ref("RemainingOrder")},
-            "unresolved_placements": {
-                "type": "array",
-                "items": _STR,
-                "description": "customerOrderIds still on the wire when the settle bound"
-                " ran out; a follow-up cancels again once they answer.",
-            },
-            "reason": _STR,
-            "notes": {"type": "array", "items": _STR},
-        },
-    },
-    "RemainingOrder": {
-        "type": "object",
-        "properties": {
-            "mode": {"enum": ["PAPER", "LIVE"]},
-            "pair": _STR,
-            "side": {"enum": ["BUY", "SELL"]},
-            "exchange_order_id": _STR,
-            "customer_order_id": _NULLABLE_STR,
-        },
-    },
-    "Halt": {
-        "type": "object",
-        "properties": {
-            "halted": {"type": "boolean"},
-            "breaker": {"enum": ["halt"]},
-            "reason": _STR,
-            "trading_state": _TRADING_STATE,
-            "state_reason": _STR,
-            "epoch": _EPOCH,
-        },
-    },
-    "Verdict": {
-        "type": "object",
-        "properties": {
-            "rule": _STR,
-            "action": {"enum": ["accept", "cap", "reject"]},
-            "reason": _STR,
-        },
-    },
-    "Order": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "customer_order_id": _STR,
-            "exchange_order_id": _NULLABLE_STR,
-            "mode": {"enum": ["PAPER", "LIVE"]},
-            "pair": _STR,
-            "side": {"enum": ["BUY", "SELL"]},
-            "type": {"enum": ["MARKET", "LIMIT"]},
-            "requested_quantity": _DEC,
-            "quantity": _DEC,
-            "price": {"type": ["string", "null"]},
-            "state": {
-                "enum": [
-                    "new",
-                    "sent",
-                    "placed",
-                    "partially_filled",
-                    "filled",
-                    "cancelled",
-                    "failed",
-                    "rejected",
-                ]
-            },
-            "reason": _STR,
-            "verdicts": {"type": "array", "items": _ref("Verdict")},
-            "filled_quantity": _DEC,
-            "average_price": {"type": ["string", "null"]},
-            "created_at": _STR,
-            "updated_at": _STR,
-        },
-    },
-    "OrderRequest": {
-        "type": "object",
-        "required": ["pair", "side", "type", "quantity"],
-        "additionalProperties": False,
-        "properties": {
-            "pair": {"type": "string", "examples": ["BTCZAR"]},
-            "side": {"enum": ["BUY", "SELL", "buy", "sell"]},
-            "type": {"enum": ["MARKET", "LIMIT", "market", "limit"]},
-            "quantity": {
-                "type": ["string", "number"],
-                "description": "Base currency; a positive decimal string (numbers accepted).",
-            },
-            "price": {
-                "type": ["string", "number", "null"],
-                "description": "Required for LIMIT, forbidden for MARKET.",
-            },
-            "reason": {"type": "string", "maxLength": 1000},
-        },
-    },
-    "OrderAnswer": {
-        "type": "object",
-        "required": ["order"],
-        "properties": {"order": _ref("Order")},
-    },
-    "Object": _OBJ,
-}
+SCHEMAS: Final[JSON] = _schemas()
 
 _LIMIT: Final = {
     "name": "limit",
@@ -245,7 +53,7 @@ _ORDER_ID: Final = {
     "name": "id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
 _BAD: Final = {"400": _error("Malformed request; the message names the field.")}
 
@@ -274,71 +82,78 @@ def _op(
     return op
 
 
+_NO_ORDER: Final = {"404": _error("not_found: no such order.")}
+_VENUE: Final = {
+    "502": _error("exchange_auth: the venue refused the credentials."),
+}
+
 # (method, path template) -> OpenAPI operation object.
 OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
     ("GET", "/api/trading/mode"): _op(
-        "Current trading mode, read from the database", _json(_ref("Mode"), "The mode.")
+        "Current trading mode, read from the database", _json(_ref(sc.Mode), "The mode.")
     ),
     ("POST", "/api/trading/mode"): _op(
         "Switch mode. PAPER->LIVE runs the gates and needs a confirmation token.",
-        _json(_ref("Mode"), "Switched."),
-        body=_ref("ModeRequest"),
+        _json(_ref(sc.ModeSwitched), "Switched."),
+        body=_ref(sc.ModeRequest),
         body_required=True,
         errors={
             "409": _error(
                 "gate_rejected (details.gates), confirmation_required (details.confirm_token,"
                 " expires_in, gates), invalid_confirm_token (also a token issued under an"
-                " older epoch), halted (trading_state is not ACTIVE), or state_changed (a"
-                " stop, halt or resume committed while the gates ran; the mode stays PAPER)."
-            )
+                " older epoch), halted (trading_state is not ACTIVE), mode_integrity, or"
+                " state_changed (a stop, halt or resume committed while the gates ran; the"
+                " mode stays PAPER)."
+            ),
+            **_VENUE,
         },
     ),
     ("GET", "/api/trading/mode/history"): _op(
         "Mode changes, newest first",
-        _json(
-            {"type": "object", "properties": {"history": {"items": _ref("HistoryRow")}}},
-            "History rows.",
-        ),
+        _json(_ref(sc.History), "History rows."),
         params=[_LIMIT],
     ),
     ("GET", "/api/audit"): _op(
         "Audit rows (every change, attempt and refusal), newest first",
-        _json(_ref("Object"), "Audit rows."),
+        _json(_ref(sc.Audit), "Audit rows."),
         params=[_LIMIT],
     ),
     ("POST", "/api/trading/emergency-stop"): _op(
         "Halt the engine, cancel all open orders, switch to PAPER and latch",
-        _json(_ref("EmergencyStop"), "Stopped."),
-        body=_ref("Reason"),
+        _json(_ref(sc.EmergencyStop), "Stopped."),
+        body=_ref(sc.ReasonRequest),
     ),
     ("POST", "/api/trading/resume"): _op(
         "Clear every latched breaker (a new epoch)",
-        _json(_ref("Object"), "Resumed: cleared, epoch, and the Mode fields."),
-        body=_ref("RequiredReason"),
+        _json(_ref(sc.Resumed), "Resumed: cleared, epoch, and the Mode fields."),
+        body=_ref(sc.RequiredReason),
         body_required=True,
         errors={"409": _error("halted: resume is blocked (details.blocked says why).")},
     ),
     ("POST", "/api/trading/halt"): _op(
         "Trip the operator's halt breaker: trading HALTED (nothing but cancels) until a resume",
-        _json(_ref("Halt"), "Halted."),
-        body=_ref("RequiredReason"),
+        _json(_ref(sc.Halt), "Halted."),
+        body=_ref(sc.RequiredReason),
         body_required=True,
     ),
     ("GET", "/api/autonomous-engine/status"): _op(
-        "Engine status", _json(_ref("Object"), "Status.")
+        "Engine status", _json(_ref(sc.Engine), "Status.")
     ),
     ("POST", "/api/autonomous-engine/start"): _op(
         "Start the engine",
-        _json(_ref("Object"), "Started."),
-        body=_ref("Empty"),
-        errors={"409": _error("halted: a latched stop forbids it.")},
+        _json(_ref(sc.Engine), "Started (changed: false when it already ran)."),
+        body=_ref(sc.Empty),
+        errors={
+            "404": _error("not_found: the configured strategy is not loaded."),
+            "409": _error("halted: trading_state forbids it."),
+        },
     ),
     ("POST", "/api/autonomous-engine/stop"): _op(
-        "Stop the engine", _json(_ref("Object"), "Stopped."), body=_ref("Empty")
+        "Stop the engine", _json(_ref(sc.Engine), "Stopped."), body=_ref(sc.Empty)
     ),
     ("GET", "/api/orders"): _op(
         "Orders, newest first",
-        _json({"type": "object", "properties": {"orders": {"items": _ref("Order")}}}, "Orders."),
+        _json(_ref(sc.Orders), "Orders."),
         params=[
             {
                 "name": "state",
@@ -351,9 +166,9 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
     ),
     ("POST", "/api/orders"): _op(
         "Place a manual order through the router and its risk rules",
-        _json(_ref("OrderAnswer"), "Sent to the venue (it may still fail later)."),
+        _json(_ref(sc.OrderAnswer), "Sent to the venue (it may still fail later)."),
         status="201",
-        body=_ref("OrderRequest"),
+        body=_ref(sc.OrderRequestBody),
         body_required=True,
         errors={
             "409": _error(
@@ -361,46 +176,41 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
                 " state changed after the order was checked, it was never sent (details.order)."
             ),
             "422": _error("risk_rejected, or exchange_rejected (details.order)."),
-            "502": _error("exchange_auth: the venue refused the credentials."),
-            "503": _error("exchange_unavailable: retry later."),
+            **_VENUE,
         },
     ),
     ("GET", "/api/orders/{id}"): _op(
         "One order",
-        _json(_ref("OrderAnswer"), "The order."),
+        _json(_ref(sc.OrderAnswer), "The order."),
         params=[_ORDER_ID],
-        errors={"404": _error("No such order.")},
+        errors=_NO_ORDER,
     ),
     ("GET", "/api/orders/{id}/fills"): _op(
         "The order's stored fills, and for LIVE whether VALR's trade history has each",
-        _json(_ref("Object"), "Fills with venue confirmation."),
+        _json(_ref(sc.Fills), "Fills with venue confirmation."),
         params=[_ORDER_ID],
-        errors={
-            "404": _error("No such order."),
-            "502": _error("exchange_auth: the venue refused the credentials."),
-            "503": _error("exchange_unavailable: the venue could not be asked."),
-        },
+        errors={**_NO_ORDER, **_VENUE},
     ),
     ("DELETE", "/api/orders/{id}"): _op(
         "Cancel one order",
-        _json(_ref("Object"), "Cancel requested."),
+        _json(_ref(sc.Cancelled), "Cancel requested (cancelled: false when not open)."),
         params=[_ORDER_ID],
-        errors={"404": _error("No such order.")},
+        errors={**_NO_ORDER, **_VENUE, "422": _error("exchange_rejected: VALR refused.")},
     ),
-    ("GET", "/api/positions"): _op("Positions per mode", _json(_ref("Object"), "Positions.")),
+    ("GET", "/api/positions"): _op("Positions per mode", _json(_ref(sc.Positions), "Positions.")),
     ("GET", "/api/pnl"): _op(
-        "Realized/unrealized and daily P&L", _json(_ref("Object"), "P&L figures.")
+        "Realized/unrealized and daily P&L per mode", _json(_ref(sc.Pnl), "P&L figures.")
     ),
     ("GET", "/api/risk"): _op(
-        "Limit use, drawdown and breakers", _json(_ref("Object"), "Risk state.")
+        "Limit use, drawdown and breakers", _json(_ref(sc.Risk), "Risk state.")
     ),
     ("GET", "/api/plugins"): _op(
-        "Loaded plugins with their sources and sha256", _json(_ref("Object"), "Plugins.")
+        "Loaded plugins with their sources and sha256", _json(_ref(sc.Plugins), "Plugins.")
     ),
     ("GET", "/api/health"): _op(
         "Liveness of store, feeds and exchanges",
-        _json(_ref("Object"), "Healthy."),
-        errors={"503": _json(_ref("Object"), "Unhealthy; the body says what.")},
+        _json(_ref(sc.Health), "Healthy."),
+        errors={"503": _json(_ref(sc.Health), "Unhealthy; the body says what.")},
     ),
     ("GET", "/api/events"): _op(
         "Server-sent events of everything that happens",
@@ -409,18 +219,21 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
     ),
-    ("GET", "/api/openapi.json"): _op("This document", _json(_ref("Object"), "OpenAPI 3.1.")),
+    ("GET", "/api/openapi.json"): _op("This document", _json(_ref(sc.Document), "OpenAPI 3.1.")),
     ("POST", "/api/backup"): _op(
         "Take an online backup of the database into <state_dir>/backups/",
-        _json(_ref("Object"), "Where the backup went."),
-        body=_ref("Empty"),
+        _json(_ref(sc.Backup), "Where the backup went."),
+        body=_ref(sc.Empty),
     ),
 }
 
+# Answers any route can give: the listener's refusals, a backend error the route does not
+# name (a venue that is down, a daemon shutting down) and the internal error.
 _ERRORS_FOR_ALL: Final = {
-    "401": _error("TCP listener only: missing or wrong bearer token."),
-    "403": _error("The caller's uid is not allowed on the control socket."),
+    "401": _error("unauthorized: TCP listener only, missing or wrong bearer token."),
+    "403": _error("forbidden: the caller's uid is not allowed on the control socket."),
     "500": _error("internal: logged by the daemon, never detailed here."),
+    "503": _error("exchange_unavailable (retry later; details.retry_after) or shutting_down."),
 }
 
 
@@ -436,7 +249,8 @@ def build_document(routes: Iterable[tuple[str, str]]) -> JSON:
         if op is None:
             missing.append(f"{method} {path}")
             continue
-        full = {**op, "responses": {**op["responses"], **_ERRORS_FOR_ALL}}
+        # A route's own description of a status wins (GET /api/health's 503 is its body).
+        full = {**op, "responses": {**_ERRORS_FOR_ALL, **op["responses"]}}
         paths.setdefault(path, {})[method.lower()] = full
     if missing:
         raise ValueError(f"routes without an OpenAPI description: {', '.join(missing)}")

@@ -1,0 +1,386 @@
+"""The control API's bodies as msgspec Structs: what requests decode into, what answers hold.
+
+Invariant: the OpenAPI document (``heliosd.control.openapi``) is generated from these types
+and the request decoder (``heliosd.control.app``) decodes with the same types, so what the
+document allows is what the API accepts. Request Structs refuse unknown fields; every
+constraint a request field has is a ``Meta`` here (the document shows it) and the one rule a
+schema cannot say (a LIMIT order needs a price, a MARKET order must not have one) is checked
+by :func:`heliosd.control.app.parse_order` and stated in the field's description.
+
+Answer Structs name every field the daemon returns today with its JSON type. They do not
+forbid unknown fields: a new field is added here as an optional attribute (a default), and a
+route whose answer is a free-form view (risk, health, positions, P&L, ...) documents its
+known fields and allows more. Amounts are decimal strings, times ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+# --------------------------------------------------------------------------- field types
+
+MAX_REASON_CHARS: Final = 1000
+MAX_TOKEN_CHARS: Final = 200
+MAX_AMOUNT_CHARS: Final = 40
+# An amount has at most 16 integer digits and 18 decimals and is not zero: beyond any real
+# order, and refusing it here keeps absurd exponents out of the risk path.
+MAX_INT_DIGITS: Final = 16
+MAX_DECIMALS: Final = 18
+
+
+def _positive_decimal_pattern() -> str:
+    # No look-ahead (hypothesis and every JSON Schema engine read this): "not zero" is
+    # spelled as "a non-zero digit before the point" or "the first non-zero decimal at k".
+    whole = rf"0*[1-9][0-9]{{0,{MAX_INT_DIGITS - 1}}}(\.[0-9]{{1,{MAX_DECIMALS}}})?"
+    fracs = "|".join(
+        "0" * k + rf"[1-9][0-9]{{0,{MAX_DECIMALS - 1 - k}}}" for k in range(MAX_DECIMALS)
+    )
+    return rf"^({whole}|0*\.({fracs}))$"
+
+
+AMOUNT_PATTERN: Final = _positive_decimal_pattern()
+
+Reason = Annotated[str, Meta(max_length=MAX_REASON_CHARS, description="Why, for the audit.")]
+RequiredReasonText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_REASON_CHARS,
+        pattern=r"\S",
+        description="Why, for the audit; required and not blank.",
+    ),
+]
+ModeName = Literal["PAPER", "LIVE"]
+TradingStateName = Annotated[
+    Literal["ACTIVE", "REDUCING", "HALTED"],
+    Meta(
+        description="ACTIVE: the limits apply. REDUCING: only orders that reduce a holding"
+        " pass. HALTED: nothing but cancels."
+    ),
+]
+Epoch = Annotated[int, Meta(description="+1 on every stop, halt, resume and mode switch.")]
+DecimalText = Annotated[str, Meta(description="A decimal as a string.", examples=["0.01"])]
+Time = Annotated[str, Meta(description="ISO 8601, UTC.")]
+_AMOUNT_FORMS: Final = [
+    {
+        "type": "string",
+        "pattern": AMOUNT_PATTERN,
+        "maxLength": MAX_AMOUNT_CHARS,
+        "examples": ["0.01"],
+    },
+    {"type": "number", "minimum": 10**-MAX_DECIMALS, "exclusiveMaximum": 10**MAX_INT_DIGITS},
+]
+_AMOUNT_TEXT: Final = (
+    "A positive decimal string (JSON numbers accepted and read exactly), at most"
+    f" {MAX_INT_DIGITS} integer digits and {MAX_DECIMALS} decimals."
+)
+AMOUNT_META: Final = Meta(extra_json_schema={"anyOf": _AMOUNT_FORMS, "description": _AMOUNT_TEXT})
+PRICE_META: Final = Meta(
+    extra_json_schema={
+        "anyOf": [*_AMOUNT_FORMS, {"type": "null"}],
+        "description": _AMOUNT_TEXT + " Required for LIMIT; null or absent for MARKET.",
+    }
+)
+
+# --------------------------------------------------------------------------- requests
+
+
+class Request(Struct, forbid_unknown_fields=True):
+    """Base of every request body: unknown fields are refused."""
+
+
+class ModeRequest(Request):
+    mode: Annotated[
+        str, Meta(pattern="^([Pp][Aa][Pp][Ee][Rr]|[Ll][Ii][Vv][Ee])$", description="PAPER or"
+                  " LIVE, case-insensitive.")
+    ]  # fmt: skip
+    confirm_token: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_TOKEN_CHARS,
+                description="From the confirmation_required answer; single use, 60 s.",
+            ),
+        ]
+        | None
+    ) = None
+    reason: Reason = ""
+
+
+class ReasonRequest(Request):
+    reason: Reason = ""
+
+
+class RequiredReason(Request):
+    reason: RequiredReasonText
+
+
+class Empty(Request):
+    pass
+
+
+class OrderRequestBody(Request):
+    pair: Annotated[str, Meta(pattern="^[A-Za-z0-9]{2,32}$", examples=["BTCZAR"])]
+    side: Annotated[str, Meta(pattern="^([Bb][Uu][Yy]|[Ss][Ee][Ll][Ll])$",
+                              description="BUY or SELL, case-insensitive.")]  # fmt: skip
+    type: Annotated[str, Meta(pattern="^([Mm][Aa][Rr][Kk][Ee][Tt]|[Ll][Ii][Mm][Ii][Tt])$",
+                              description="MARKET or LIMIT, case-insensitive.")]  # fmt: skip
+    # Raw keeps a JSON number's text, so 0.1 is Decimal("0.1"), never a binary float.
+    quantity: Annotated[msgspec.Raw, AMOUNT_META]
+    # Required for LIMIT, not allowed for MARKET (null or absent): parse_order says so.
+    price: Annotated[msgspec.Raw | msgspec.UnsetType, PRICE_META] = msgspec.UNSET
+    reason: Reason = ""
+
+
+# --------------------------------------------------------------------------- answers
+
+
+class Answer(Struct):
+    """Base of every answer: more fields may follow (clients ignore what they do not know)."""
+
+
+class Error(Answer):
+    """The one error body of the API."""
+
+    error: Annotated[str, Meta(examples=["bad_request", "gate_rejected", "halted"])]
+    message: Annotated[str, Meta(description="A sentence for a human.")]
+    details: Annotated[
+        dict[str, Any],
+        Meta(description="Machine-readable context; a refused field is details.field."),
+    ]
+
+
+class Mode(Answer):
+    mode: ModeName
+    updated_at: Time
+    updated_by: str
+    halted: Annotated[bool, Meta(description="True while trading_state is not ACTIVE.")]
+    halt_reason: str | None
+    verified: Annotated[bool, Meta(description="The stored mode passed its integrity check.")]
+    trading_state: TradingStateName
+    state_reason: Annotated[str, Meta(description="Empty when ACTIVE.")]
+    epoch: Epoch
+    live_venue: Annotated[str, Meta(description="The LIVE venue's label.")]
+
+
+class ModeSwitched(Mode):
+    """The Mode after the switch, plus what the switch reports."""
+
+    open_live_orders: list[dict[str, Any]] = []
+
+
+class Gate(Answer):
+    name: str
+    ok: bool
+    reason: str
+
+
+class HistoryRow(Answer):
+    id: int
+    old_mode: str | None
+    new_mode: str
+    changed_at: Time
+    changed_by: str
+    reason: str
+
+
+class History(Answer):
+    history: list[HistoryRow]
+
+
+class Audit(Answer):
+    audit: list[dict[str, Any]]
+
+
+class RemainingOrder(Answer):
+    mode: ModeName
+    pair: str
+    side: Literal["BUY", "SELL"]
+    exchange_order_id: str | None
+    customer_order_id: str | None
+
+
+class EmergencyStop(Answer):
+    halted: bool
+    mode: ModeName
+    trading_state: TradingStateName
+    epoch: Annotated[int, Meta(description="The epoch the stop's latch committed.")]
+    cancelled_orders: int
+    remaining_open_orders: Annotated[
+        int | None,
+        Meta(description="Orders still open at the venues after the verification; null when"
+             " the LIVE venue could not be checked."),
+    ]  # fmt: skip
+    remaining: list[RemainingOrder]
+    unresolved_placements: Annotated[
+        list[str],
+        Meta(description="customerOrderIds still on the wire when the settle bound ran out;"
+             " a follow-up cancels again once they answer."),
+    ]  # fmt: skip
+    reason: str
+    notes: list[str]
+    flattened: list[dict[str, Any]] = []
+
+
+class Halt(Mode):
+    breaker: Literal["halt"]
+    reason: str
+
+
+class Resumed(Mode):
+    cleared: Annotated[int, Meta(description="Breakers cleared.")]
+    rebased: dict[str, Any] = {}
+
+
+class Verdict(Answer):
+    rule: str
+    action: Literal["accept", "cap", "reject"]
+    reason: str = ""
+
+
+OrderStateName = Literal[
+    "new", "sent", "placed", "partially_filled", "filled", "cancelled", "failed", "rejected"
+]
+
+
+class Order(Answer):
+    id: int
+    customer_order_id: str
+    exchange_order_id: str | None
+    mode: ModeName
+    pair: str
+    side: Literal["BUY", "SELL"]
+    type: Literal["MARKET", "LIMIT"]
+    requested_quantity: DecimalText
+    quantity: DecimalText
+    price: DecimalText | None
+    state: OrderStateName
+    reason: str
+    source: str
+    actor: str
+    verdicts: list[Verdict]
+    filled_quantity: DecimalText
+    average_price: DecimalText | None
+    failed_reason: str | None
+    created_at: Time
+    updated_at: Time
+
+
+class OrderAnswer(Answer):
+    order: Order
+
+
+class Cancelled(Answer):
+    order: Order
+    cancelled: Annotated[bool, Meta(description="False when the order was no longer open.")]
+
+
+class Orders(Answer):
+    orders: list[Order]
+
+
+class Fill(Answer):
+    trade_id: str
+    pair: str
+    side: Literal["BUY", "SELL"]
+    price: DecimalText
+    quantity: DecimalText
+    fee: DecimalText
+    fee_currency: str
+    traded_at: Time
+    in_venue_history: Annotated[bool, Meta(description="LIVE only.")] = False
+
+
+class Fills(Answer):
+    order_id: int
+    mode: ModeName
+    venue_checked: bool
+    fills: list[Fill]
+
+
+class Engine(Answer):
+    running: bool
+    strategy: str | None = None
+    started_at: Time | None = None
+    interval_s: float | None = None
+    pairs: list[str] = []
+    strategies: dict[str, Any] = {}
+
+
+class Positions(Answer):
+    mode: ModeName
+    paper: list[dict[str, Any]]
+    live: list[dict[str, Any]]
+
+
+class Pnl(Answer):
+    mode: ModeName
+    paper: dict[str, Any]
+    live: dict[str, Any]
+
+
+class Risk(Answer):
+    mode: ModeName
+    reference_currency: str
+    equity: DecimalText
+    limits: dict[str, Any]
+    pending: Any
+    pending_buy_value: DecimalText
+    stale: list[str]
+    breakers: Any
+    halted: bool
+    pairs: dict[str, Any]
+    rules: list[str]
+
+
+class Plugins(Answer):
+    plugins: list[dict[str, Any]]
+    risk_rules: list[str] = []
+    gates: list[str] = []
+    monitors: list[str] = []
+    strategies: list[str] = []
+    exchanges: list[str] = []
+    notifiers: list[str] = []
+
+
+class Health(Answer):
+    status: Literal["ok", "degraded"]
+    store: bool
+    mode: ModeName
+    streams: dict[str, Any]
+    started_at: Time | None
+    halted: bool
+    ledger_errors: dict[str, Any]
+    cancel_on_disconnect: bool
+
+
+class Backup(Answer):
+    backup: Annotated[str, Meta(description="The backup file's path.")]
+
+
+class Document(Answer):
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+# The one rule of an order body a field's own schema cannot say, in the body's schema:
+# parse_order enforces the same (a LIMIT order needs a price, a MARKET order has none).
+EXTRA_SCHEMA: Final[dict[str, dict[str, Any]]] = {
+    "OrderRequestBody": {
+        "if": {"properties": {"type": {"pattern": "^[Ll][Ii][Mm][Ii][Tt]$"}}},
+        "then": {"required": ["price"], "properties": {"price": {"not": {"type": "null"}}}},
+        "else": {"properties": {"price": {"type": "null"}}},
+    }
+}
+
+REQUESTS: Final = (ModeRequest, ReasonRequest, RequiredReason, Empty, OrderRequestBody)
+ANSWERS: Final = (
+    Error, Mode, ModeSwitched, Gate, History, Audit, EmergencyStop, Halt, Resumed, Order,
+    OrderAnswer, Cancelled, Orders, Fills, Engine, Positions, Pnl, Risk, Plugins, Health,
+    Backup, Document,
+)  # fmt: skip
