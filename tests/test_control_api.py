@@ -850,3 +850,46 @@ async def test_server_stop_ends_open_event_streams_promptly(served: Served) -> N
         assert loop.time() - started < 2
         assert served.backend.subscribers == []
     assert not served.socket.exists()
+
+
+# --------------------------------------------------------------------------- document == decoder
+
+
+def _amount_accepted(raw: bytes) -> bool:
+    import msgspec
+
+    from heliosd.control.app import BadRequest, parse_amount
+
+    try:
+        parse_amount("quantity", msgspec.Raw(raw))
+    except BadRequest:
+        return False
+    return True
+
+
+def test_amounts_the_document_allows_are_exactly_the_ones_the_api_accepts() -> None:
+    """A search for disagreement between the quantity schema and the decoder's rules."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from heliosd.control.openapi import SCHEMAS
+
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    quantity = SCHEMAS["OrderRequestBody"]["properties"]["quantity"]
+    validator = jsonschema_rs.validator_for(quantity)
+    texts = st.text(alphabet="0123456789.", max_size=42) | st.from_regex(
+        r"0{0,3}[0-9]{0,18}\.?[0-9]{0,20}", fullmatch=True
+    )
+    numbers = st.decimals(allow_nan=False, allow_infinity=False).map(str) | st.floats(
+        allow_nan=False, allow_infinity=False
+    ).map(repr)
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.one_of(texts.map(lambda t: json.dumps(t)), numbers))
+    def agree(raw: str) -> None:
+        value = json.loads(raw)
+        assert validator.is_valid(value) == _amount_accepted(raw.encode()), raw
+
+    agree()

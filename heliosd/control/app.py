@@ -1,8 +1,10 @@
 """The control API: aiohttp routes, request validation, JSON errors and error mapping.
 
-Contract: design.md sections 7 and 11, and the error table of docs/internals.md. Every
-answer is JSON; every error is ``{"error": code, "message": sentence, "details": {...}}``
-and never carries a traceback or a secret. The app talks only to a
+Contract: the error table of docs/internals.md and the bodies of
+``heliosd.control.schema`` (requests decode into its Structs, so the OpenAPI document
+generated from them says exactly what is accepted). Every answer is JSON; every error is
+``{"error": code, "message": sentence, "details": {...}}`` and never carries a traceback or
+a secret; a refused field is ``details.field``. The app talks only to a
 :class:`~heliosd.control.backend.ControlBackend`: it validates the request, calls exactly
 one backend method with the caller's :class:`~heliosd.control.backend.Actor`, and
 serialises the answer.
@@ -58,7 +60,6 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES: Final = 64 * 1024
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
-MAX_REASON_CHARS: Final = 1000
 SSE_HEARTBEAT_S: Final = 15.0
 # Events queued for one slow SSE reader before we drop it rather than grow without bound.
 SSE_BACKLOG: Final = 10_000
@@ -368,7 +369,9 @@ def parse_amount(name: str, raw: msgspec.Raw) -> Decimal:
     amount = Decimal(text)
     if amount <= 0:
         raise BadRequest(f"{name} must be positive, got {text}", field=name)
-    if len(text) > sc.MAX_AMOUNT_CHARS or not _MIN_NUMBER <= amount < _MAX_NUMBER:
+    # A number's digits are bounded by the body limit only (a schema cannot bound them);
+    # the first arithmetic on it rounds to the context's precision.
+    if not _MIN_NUMBER <= amount < _MAX_NUMBER:
         raise BadRequest(f"{name} is out of range: {text}", field=name)
     return amount
 

@@ -41,7 +41,7 @@ class OrderRequest:
 
 
 class ControlBackend(Protocol):
-    # --- mode (design.md sections 5, 11)
+    # --- mode
     async def get_mode(self) -> JSON:
         """{"mode","updated_at","updated_by","halted","halt_reason","trading_state",
         "state_reason","epoch", ...}"""

@@ -1,6 +1,6 @@
 """heliosctl: the operator's command line for a running heliosd.
 
-Every command wraps one control API route (design.md section 7). People get aligned tables;
+Every command wraps one control API route. People get aligned tables;
 ``--json`` prints the daemon's JSON unchanged for scripts. Exit codes (a contract scripts
 rely on): 0 ok, 1 refused (any 4xx answer, or the operator did not confirm), 2 usage,
 3 daemon not running, 4 server error (5xx, unreadable answer, lost connection).

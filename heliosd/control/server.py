@@ -1,6 +1,6 @@
 """The control listeners: the Unix socket (identity from SO_PEERCRED) and an optional TCP one.
 
-Contract (design.md section 7): the socket is ``daemon.control_socket`` with mode
+Contract: the socket is ``daemon.control_socket`` with mode
 ``daemon.socket_mode`` (0660 by default); a TCP listener exists only when
 ``daemon.http_listen`` is set, binds loopback only and requires ``Authorization: Bearer
 <daemon.http_token>``.
