@@ -246,18 +246,26 @@ class World:
 
     async def operator_sell(self, quantity: Decimal) -> None:
         """Sell at the venue with a second key of the account (as on VALR's own site)."""
-        from heliosd.builtin.valr.rest import ValrRest
+        from heliosd.builtin.valr.rest import NotExecuted, ValrRest
 
         key, secret = self.sim.extra_keys.get("operator") or self.sim.add_key(
             "operator", ("View access", "Trade")
         )
         rest = ValrRest(self.sim.sim.rest_url, api_key=Secret(key), api_secret=Secret(secret))
+        body = {"side": "SELL", "baseAmount": format(quantity, "f"), "pair": PAIR}
         try:
-            await rest.request(
-                "POST",
-                "/v2/orders/market",
-                body={"side": "SELL", "baseAmount": format(quantity, "f"), "pair": PAIR},
-            )
+            # The search's own faults (429, refused connections) hit this person too; like
+            # a person on VALR's site they try again. Only what VALR certainly did not act on
+            # (NotExecuted) is retried, so the sell never happens twice; anything else is a
+            # harness failure worth seeing.
+            for attempt in range(50):
+                try:
+                    await rest.request("POST", "/v2/orders/market", body=body)
+                    return
+                except NotExecuted:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
         finally:
             await rest.close()
 
