@@ -292,12 +292,9 @@ class VenueSink:
         """Local orders the venue no longer lists are looked up (in the background)."""
         if self._reconcile_task is not None and not self._reconcile_task.done():
             return
-        exchange_ids, customer_ids = od.open_orders_by_id(orders)
-        self._reconcile_task = asyncio.get_running_loop().create_task(
-            self._reconcile(exchange_ids, customer_ids)
-        )
+        self._reconcile_task = asyncio.get_running_loop().create_task(self._reconcile(orders))
 
-    async def _reconcile(self, exchange_ids: set[str], customer_ids: set[str]) -> None:
+    async def _reconcile(self, orders: Sequence[OpenOrder]) -> None:
         # An order touched in the last RECENT_S may be on its way: the venue's list need not
         # show it yet, so it is skipped. Skipped must not mean forgotten: an order stored
         # just before a crash (still `new`) is only this young when the restarted daemon
@@ -312,24 +309,26 @@ class VenueSink:
         # if the fresh snapshot cannot be read, the deferred lookups run against the one
         # we have (an order absent from it and older than RECENT_S was not open then).
         look_up = False
-        while await self._reconcile_once(exchange_ids, customer_ids, look_up=look_up):
+        while await self._reconcile_once(orders, look_up=look_up):
             deferred, look_up = not look_up, True
             await asyncio.sleep(RECENT_S)
             try:
-                exchange_ids, customer_ids = od.open_orders_by_id(
-                    await self._client().open_orders()
-                )
+                orders = await self._client().open_orders()
             except HeliosError as exc:
                 log.warning("reconcile: venue open orders unknown: %s", exc)
                 if not deferred:
                     return
 
-    async def _reconcile_once(
-        self, exchange_ids: set[str], customer_ids: set[str], *, look_up: bool = True
-    ) -> bool:
+    async def _reconcile_once(self, orders: Sequence[OpenOrder], *, look_up: bool = True) -> bool:
         """One pass over the local open orders; True when one of them was too young to judge,
         or was left for the next pass (``look_up`` false), or its status could not be read
-        (so another pass is due)."""
+        (so another pass is due).
+
+        A local order the venue lists by its customer id while ours has no exchange id yet
+        (its placement's answer was lost, or the daemon died before it came) is adopted:
+        the listing is applied as its status, so both sides name the same order (I4)."""
+        exchange_ids, customer_ids = od.open_orders_by_id(orders)
+        by_customer = {o.customer_order_id: o for o in orders if o.customer_order_id}
         mode = self.mode
         cutoff = iso(utcnow() - timedelta(seconds=RECENT_S))
         local = await self._store.read(
@@ -338,6 +337,10 @@ class VenueSink:
         skipped = False
         for row in local:
             if row["exchange_order_id"] in exchange_ids or row["customer_order_id"] in customer_ids:
+                listed = by_customer.get(row["customer_order_id"])
+                placing = row["customer_order_id"] in self._counters.placing
+                if listed is not None and not row["exchange_order_id"] and not placing:
+                    await self.on_order_status(listed_status(listed))
                 continue
             if row["updated_at"] > cutoff or row["customer_order_id"] in self._counters.placing:
                 skipped = True
@@ -404,3 +407,17 @@ class VenueSink:
         # The first "up" is the normal start, not news; a first "down" is (never connected).
         if (previous is None and not up) or (previous is not None and previous[0] != up):
             self._on_connection_change(self.mode, stream, up, detail)
+
+
+def listed_status(order: OpenOrder) -> OrderStatus:
+    """What a venue's open-order listing says of one order, as a status to apply."""
+    executed = max(order.original_quantity - order.remaining_quantity, Decimal(0))
+    return OrderStatus(
+        pair=order.pair,
+        state=OrderState.PARTIALLY_FILLED if executed > 0 else OrderState.PLACED,
+        exchange_order_id=order.exchange_order_id,
+        customer_order_id=order.customer_order_id,
+        original_quantity=order.original_quantity,
+        remaining_quantity=order.remaining_quantity,
+        executed_quantity=executed,
+    )

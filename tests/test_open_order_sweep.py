@@ -131,10 +131,12 @@ async def test_an_order_valr_does_not_show_yet_is_not_failed_within_the_grace(
                                         D("0.0002"), MID))  # fmt: skip
         assert await live.client.order_status("BTCZAR", customer_order_id="hd-lagged") is None
         await live.reconciled()
-        assert (await live.row(row["id"]))["state"] == "sent"
-        # Now VALR lists it: heliosd and VALR agree it is open.
-        listed = {o.customer_order_id for o in await live.client.open_orders()}
-        assert listed == {"hd-lagged"}
+        # Never failed: reconciliation kept looking until VALR listed it, then adopted it.
+        listed = {o.customer_order_id: o for o in await live.client.open_orders()}
+        assert set(listed) == {"hd-lagged"}
+        seen = await live.row(row["id"])
+        assert seen["state"] == "placed", seen
+        assert seen["exchange_order_id"] == listed["hd-lagged"].exchange_order_id
         assert live.counters.open_orders(mode=Mode.LIVE) == 1
 
 
@@ -185,3 +187,22 @@ async def test_a_failed_order_is_revived_by_a_later_partial_fill(tmp_path: Path)
         await asyncio.wait_for(listed(), 15)
         await live.reconciled()
         assert (await live.row(row["id"]))["state"] == "partially_filled"
+
+
+async def test_a_listed_order_whose_answer_was_lost_is_adopted(tmp_path: Path) -> None:
+    """Found by the interleaving search (seed 1559080030, I4, a kill -9 with placements in
+    flight): the order is stored 'sent' with no exchange id, VALR lists it as open by its
+    customer id. Reconciliation used to skip it as "known" and leave the row without the
+    venue's id, so each side named an order the other did not. Now the listing is applied:
+    the row takes VALR's id and state, and both sides name the same order."""
+    async with live_on_sim(tmp_path, lag_s=0, grace_s=1) as (_, live, placer):
+        row = await live.sent_order("hd-adopted", "0.0002")
+        await placer.place(PlaceRequest("hd-adopted", "BTCZAR", Side.BUY, OrderType.LIMIT,
+                                        D("0.0002"), MID))  # fmt: skip
+        venue = {o.customer_order_id: o for o in await live.client.open_orders()}
+        assert set(venue) == {"hd-adopted"}
+        await live.reconciled()
+        adopted = await live.row(row["id"])
+        assert adopted["state"] == "placed", adopted
+        assert adopted["exchange_order_id"] == venue["hd-adopted"].exchange_order_id
+        assert live.counters.open_orders(mode=Mode.LIVE) == 1

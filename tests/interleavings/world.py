@@ -253,6 +253,9 @@ class World:
         )
         rest = ValrRest(self.sim.sim.rest_url, api_key=Secret(key), api_secret=Secret(secret))
         body = {"side": "SELL", "baseAmount": format(quantity, "f"), "pair": PAIR}
+        # A person waits for VALR to recover before selling by hand: the search's faults are
+        # off for this sell (a 5xx may have executed, so it could not be retried safely).
+        self.clear_faults()
         try:
             # The search's own faults (429, refused connections) hit this person too; like
             # a person on VALR's site they try again. Only what VALR certainly did not act on
