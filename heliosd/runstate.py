@@ -110,6 +110,20 @@ def begin_run(conn: sqlite3.Connection, *, pid: int, now: datetime | None = None
     return PreviousRun(marker, unclean, tripped, reason, halted, int(fills))
 
 
+def downtime_since(previous: PreviousRun | None) -> datetime | None:
+    """When the daemon last knew the account: the previous run's clean end, or, after an
+    unclean exit, its start (flows it recorded itself are deduplicated by id). None on the
+    first run here, when the starting balances already include every flow."""
+    at = (previous.marker or {}).get("at") if previous is not None else None
+    if not isinstance(at, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
 def end_run(conn: sqlite3.Connection, *, pid: int, now: datetime | None = None) -> None:
     """The ``"clean"`` marker: the last write of an orderly shutdown (R1)."""
     mode = read_state(conn).mode

@@ -29,7 +29,7 @@ from heliosd.config import Settings
 from heliosd.control.backend import Actor, OrderRequest
 from heliosd.engine import Engine, EngineChoice
 from heliosd.errors import AuthError, ConfigError, HeliosError, NotFoundError
-from heliosd.ledger import Ledger, LedgerError, decimal_text
+from heliosd.ledger import Ledger, LedgerError, day_start, decimal_text
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator, mode_json
 from heliosd.monitors import STALE_PRICES, StaleWatch, checked_action, failure_action
@@ -57,7 +57,7 @@ from heliosd.protocols import (
     MonitorContext,
 )
 from heliosd.risk.account import AccountRisk
-from heliosd.risk.flows import FlowWatcher, split_pair
+from heliosd.risk.flows import FlowWatcher, flows_value_since, split_pair
 from heliosd.risk.prices import VIAS, Assessment, Pricer, assess, describe_stale, valr_fetch
 from heliosd.router import ExecutionRouter
 from heliosd.state import UNCLEAN_EXIT
@@ -167,6 +167,10 @@ class Service:
                 await self._ledger_errors(mode, errors)
             peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
             ledger.restore_marks(peak, day, day_equity)
+            today = utcnow().astimezone(ledger.tz).date()
+            since = iso(day_start(today, ledger.tz))
+            flowed = await self.store.read(partial(flows_value_since, mode=mode, since=since))
+            ledger.equity_marks.flows_day, ledger.equity_marks.flows_today = today, flowed
             self.ledgers[mode] = ledger
 
         self.clients: dict[Mode, ExchangeClient] = {}
@@ -661,6 +665,11 @@ class Service:
             # figure from it (a withdrawal must not read as a drawdown meanwhile).
             self._flows.observe({c: b.total for c, b in ledger.balances().items()})
             self._flows_kick()
+            if self._flows.catching_up:
+                # No figure from balances whose flows the baselines do not know yet; the
+                # catch-up runs this pass again when it ends (bounded by its timeout).
+                self._monitor_skips[mode] = self._monitor_skips.get(mode, 0) + 1
+                return
         before = ledger.marks()
         snapshot = ledger.snapshot(utcnow())
         if ledger.marks() != before:
@@ -750,10 +759,22 @@ class Service:
         )  # fmt: skip
         for mode, sink in self.sinks.items():
             sink.fill_listeners.append(partial(self._fill_seen, mode))
+        since = rs.downtime_since(getattr(self, "_previous_run", None))
+        if since is not None and self.settings.valr.has_credentials:
+            self._flows.catching_up = True  # before any pass: see FlowWatcher.catch_up
+            self._spawn(self._catch_up_flows(since))
         # One valuation everywhere: the account snapshots and the ledgers price through it.
         for account in getattr(self, "accounts", {}).values():
             account.set_pricer(self._pricer)
         return True
+
+    async def _catch_up_flows(self, since: datetime) -> None:
+        """Flows made while heliosd was down, then the LIVE pass that waited for them."""
+        try:
+            await self._flows.catch_up(since)
+        finally:
+            self._flows.catching_up = False
+            self._ledger_changed(Mode.LIVE)
 
     def _unit_value(self, asset: str) -> Decimal | None:
         return self._pricer.price(asset).value
@@ -764,7 +785,8 @@ class Service:
             self._flows.note_fill(fill)
 
     def _flow_recorded(self, mode: Mode, value: Decimal) -> None:
-        self.ledgers[mode].equity_marks.flow(value)
+        ledger = self.ledgers[mode]
+        ledger.equity_marks.flow(value, utcnow().astimezone(ledger.tz).date())
         self._marks_dirty.add(mode)
         self._ledger_changed(mode)
 
@@ -1076,6 +1098,7 @@ class Service:
             },
             "pending": account.pending_json(),
             "pending_buy_value": q(snap.pending_buy_value),
+            "flows_today": q(snap.flows_today),
             "stale": list(snap.stale),
             "breakers": self.breakers.as_json(),
             "halted": self.breakers.halt_reason() is not None,

@@ -5,6 +5,7 @@ grace; a resume rebases. Through a real SQLite store; the clock is a counter (no
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
@@ -191,4 +192,62 @@ async def test_history_that_explains_nothing_is_asked_again_then_inferred(store:
         assert seen["flows"] == [] and seen["pending"] == D(-1000)
     clock.t = 18
     await w.check({"ZAR": D(99000)})
-    assert seen["flows"] == [D(-1000)]
+    # F2b: the venue's history answered and lists no withdrawal: the fall is recorded (as
+    # inferred) but stays a loss the stops see; the baselines do not move down.
+    rows = await store.read(lambda c: load_flows_sql(c, Mode.LIVE))
+    assert [(r["kind"], r["amount"]) for r in rows] == [("inferred", "-1000")]
+    assert seen["flows"] == [D(0)] and seen["pending"] == D(0)
+    # Listed later after all: recorded as its own flow, moving the baselines once.
+    listed = [Flow("tx-late", "ZAR", D(-1000), "withdrawal", utcnow())]
+
+    async def late(*, since: datetime) -> list[Flow]:
+        return listed
+
+    w._history = late
+    await w.check({"ZAR": D(98000)})  # a new residual makes the watcher read the history
+    clock.t = 24
+    await w.check({"ZAR": D(98000)})
+    assert seen["flows"][1:] == [D(-1000)]
+
+
+async def test_an_unexplained_gain_is_kept_out_of_pnl(store: Store) -> None:
+    """F2b's other half: a rise no history lists moves the baselines up (never a profit)."""
+    clock = Clock()
+
+    async def history(*, since: datetime) -> list[Flow]:
+        return []
+
+    w, seen = _watcher(store, clock, history)
+    await w.check({"ZAR": D(100000)})
+    for t in (0, 6, 12, 18):
+        clock.t = t
+        await w.check({"ZAR": D(101000)})
+    assert seen["flows"] == [D(1000)]
+
+
+async def test_a_fill_applied_while_the_history_is_read_is_not_lost(store: Store) -> None:
+    """F2a: resolution awaits the history; a fill noted and its balance change seen during
+    that await must still explain each other (the anchor was once reset to the totals of
+    before the await, with the fill dropped: its balance change became two inferred flows)."""
+    clock = Clock()
+    release = asyncio.Event()
+
+    async def history(*, since: datetime) -> list[Flow]:
+        await release.wait()
+        return [Flow("tx-1", "ZAR", D(-1000), "withdrawal", utcnow())]
+
+    w, seen = _watcher(store, clock, history)
+    await w.check({"ZAR": D(100000), "BTC": D(0)})
+    await w.check({"ZAR": D(99000), "BTC": D(0)})  # the withdrawal, pending
+    clock.t = 6
+    resolving = asyncio.create_task(w.check({"ZAR": D(99000), "BTC": D(0)}))
+    await asyncio.sleep(0)
+    w.note_fill(_fill(Side.BUY, "0.01", "1000000"))  # 10,000 ZAR for 0.01 BTC, meanwhile
+    release.set()
+    await resolving
+    for t in (7, 13, 19, 25):
+        clock.t = t
+        await w.check({"ZAR": D(89000), "BTC": D("0.01")})
+    rows = await store.read(lambda c: load_flows_sql(c, Mode.LIVE))
+    assert [r["flow_id"] for r in rows] == ["tx-1"], rows
+    assert seen["flows"] == [D(-1000)] and w.unexplained == {}

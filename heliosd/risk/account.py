@@ -208,7 +208,7 @@ class AccountRisk:
             stale=tuple(stale),
             peak=figures.peak_equity,
             day_start_equity=figures.day_start_equity,
-            flows_today=ZERO,
+            flows_today=ledger.equity_marks.flows_on(now.astimezone(ledger.tz).date()),
             daily_pnl=figures.daily_pnl,
             daily_loss_pct=figures.daily_loss_pct,
             drawdown_pct=figures.drawdown_pct,

@@ -25,6 +25,22 @@ has no flows). Invariants:
   A fill that arrives later than all of that produces the opposite residual and is recorded
   as the opposite inferred flow: at unchanged prices the two cancel in value, so the
   baselines end where they should.
+* **F2a -- nothing noted is lost while a residual is resolved.** Resolving awaits the venue's
+  history; fills applied and balances reported meanwhile are not part of the residual being
+  resolved. Resolution moves the anchor by exactly that residual and keeps the fills noted
+  since, so a fill applied during the await is still explained by its balance change (it
+  was once dropped with the anchor reset to the totals of before the await, and the fill's
+  balance change was then recorded as an inferred deposit and withdrawal).
+* **F2b -- what the venue's own history denies never hides a loss.** When the history
+  answered and, after every try, does not list a residual, the venue says no deposit,
+  withdrawal or transfer happened: the change is more likely a trade heliosd did not see
+  (made by hand, or missed), whose legs net to that trade's profit or loss. Such a batch of
+  inferred flows moves the baselines only by the positive part of its net value: an
+  unexplained gain is kept out of P&L (it cannot trip anything), an unexplained loss stays
+  a loss and the stops see it. Should the history list it later after all, that listing is
+  recorded as a flow of its own and moves the baselines then, once. Without a history (no
+  such method, or it failed), a residual is a flow at full value, as item 2 says: an
+  unexplained balance change is then more likely a deposit or withdrawal than a trade.
 * **F3 -- recorded once.** Flows go to the ``flows`` table (``UNIQUE(mode, flow_id)``); only
   a flow whose row is new moves the baselines, so history read twice counts once.
 * **F4 -- value at recording.** A flow's value is its amount times the asset's price at the
@@ -83,6 +99,18 @@ def load_flows_sql(conn: sqlite3.Connection, mode: Mode, limit: int = 100) -> li
     return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
+def flows_value_since(conn: sqlite3.Connection, mode: Mode, since: str) -> Decimal:
+    """The value of ``mode``'s flows recorded at or after ``since`` (ISO time) that the
+    venue's history listed: inferred ones moved the baselines by their batch's positive net
+    only (F2b), which the rows do not keep, and mostly net to nothing."""
+    rows = conn.execute(
+        "SELECT value FROM flows WHERE mode = ? AND recorded_at >= ? AND value IS NOT NULL"
+        " AND kind != 'inferred'",
+        (str(mode), since),
+    ).fetchall()
+    return sum((Decimal(v) for (v,) in rows), ZERO)
+
+
 def fill_effect(fill: Fill, info: PairInfo) -> dict[str, Decimal]:
     """What ``fill`` does to the account's totals (the ledger's fee rule)."""
     sign = 1 if fill.side is Side.BUY else -1
@@ -131,6 +159,7 @@ class FlowWatcher:
         self._busy = False
         self.recorded = 0
         self.unexplained: dict[str, Decimal] = {}
+        self.catching_up = False
 
     def note_fill(self, fill: Fill) -> None:
         info = self._pair_info(fill.pair)
@@ -200,6 +229,7 @@ class FlowWatcher:
             self._busy = False
 
     async def _resolve(self, totals: Mapping[str, Decimal], residual: dict[str, Decimal]) -> None:
+        resolving = dict(residual)  # what this resolution explains, whatever happens meanwhile
         history: Sequence[Flow] | None = None
         if self._history is not None:
             try:
@@ -228,8 +258,20 @@ class FlowWatcher:
                 Flow(f"inferred:{c}:{iso(at)}", c, amount, "inferred", at)
                 for c, amount in sorted(residual.items())
             ]
-            await self.record(inferred)
-        self._settle(totals)
+            await self.record(inferred, inferred=history is not None)
+        self._explained(resolving)
+
+    def _explained(self, residual: Mapping[str, Decimal]) -> None:
+        """F2a: the anchor moves by what was resolved; fills noted since stay noted."""
+        anchor = self._anchor if self._anchor is not None else {}
+        for currency, amount in residual.items():
+            anchor[currency] = anchor.get(currency, ZERO) + amount
+        self._anchor = anchor
+        self._anchor_at = utcnow()
+        self._since = None
+        self._tries = 0
+        self.unexplained = {}
+        self._on_pending(ZERO)
 
     def _anchor_at_keep(self, new: list[Flow]) -> None:
         # Flows recorded meanwhile are explained: fold them into the anchor, so the residual
@@ -239,35 +281,57 @@ class FlowWatcher:
             anchor[flow.currency] = anchor.get(flow.currency, ZERO) + flow.amount
         self._anchor = anchor
 
-    async def record(self, flows: list[Flow]) -> list[Flow]:
-        """Store ``flows`` (F3) and move the baselines by the value of each new one (F4);
-        returns the new ones."""
+    async def record(self, flows: list[Flow], *, inferred: bool = False) -> list[Flow]:
+        """Store ``flows`` (F3) and move the baselines by the value of each new one (F4), or,
+        for ``inferred`` ones the history denies, by the positive part of their net value
+        (F2b); returns the new ones."""
         if not flows:
             return []
         valued = [(f, self._priced(f.currency, f.amount)) for f in flows]
         mode = self.mode
         fresh = await self._store.write(lambda c: insert_flows_sql(c, mode, valued))
         new = []
+        net = ZERO
         for (flow, value), is_new in zip(valued, fresh, strict=True):
             if not is_new:
                 continue
             new.append(flow)
             self.recorded += 1
+            worth = value if value is not None else ZERO
+            if inferred:
+                net += worth
+                log.warning("%s %s of %s %s recorded (worth %s)", mode, flow.kind,
+                            flow.amount, flow.currency, value)  # fmt: skip
+                continue
             log.warning("%s %s of %s %s recorded (worth %s): not profit or loss", mode,
                         flow.kind, flow.amount, flow.currency, value)  # fmt: skip
-            self._on_flow(value if value is not None else ZERO)
+            self._on_flow(worth)
+        if inferred and new:
+            if net < 0:
+                log.warning("%s unexplained balance change worth %s counts as a loss (no "
+                            "deposit or withdrawal explains it)", mode, net)  # fmt: skip
+            self._on_flow(max(net, ZERO))
         return new
 
     async def catch_up(self, since: datetime) -> list[Flow]:
-        """Record what the history lists since ``since`` (flows while heliosd was down)."""
+        """Record what the history lists since ``since`` (flows while heliosd was down).
+
+        While it runs, :attr:`catching_up` is true: the baselines do not yet know those
+        flows, so no figure may be judged or marked from them (the monitor pass waits; a
+        withdrawal made while heliosd was down would otherwise read as a drawdown, and a
+        deposit would raise the peak twice). Bounded by the history read's timeout."""
         if self._history is None:
             return []
+        self.catching_up = True
         try:
             history = await asyncio.wait_for(self._history(since=since), 15)
+            return await self.record([f for f in history if f.at > since])
         except Exception as exc:
-            log.warning("%s transaction history unavailable at start (%s)", self.mode, exc)
+            log.warning("%s transaction history unavailable at start (%s): flows made while"
+                        " heliosd was down count as profit or loss", self.mode, exc)  # fmt: skip
             return []
-        return await self.record([f for f in history if f.at > since])
+        finally:
+            self.catching_up = False
 
     def _priced(self, currency: str, amount: Decimal) -> Decimal | None:
         price = self._value(currency)
@@ -294,6 +358,7 @@ __all__ = [
     "GRACE_S",
     "FlowWatcher",
     "fill_effect",
+    "flows_value_since",
     "insert_flows_sql",
     "load_flows_sql",
     "split_pair",

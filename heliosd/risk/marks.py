@@ -46,6 +46,10 @@ class EquityMarks:
         self.day: date | None = None
         self.day_start: Decimal | None = None
         self._pending = ZERO
+        # The value of the flows recorded on ``flows_day`` (the account's local day): shown
+        # beside the day's P&L, so a moved baseline is never a mystery.
+        self.flows_day: date | None = None
+        self.flows_today = ZERO
         # A new object on every change of what the effective baselines are made of, so a
         # cache (the account snapshot) can tell by identity that it must rebuild.
         self.key: object = object()
@@ -64,6 +68,10 @@ class EquityMarks:
         self.peak, self.day, self.day_start = peak, day, day_start
         self.key = object()
 
+    def flows_on(self, local_day: date) -> Decimal:
+        """The value of the flows recorded on ``local_day`` (zero for any other day)."""
+        return self.flows_today if self.flows_day == local_day else ZERO
+
     def stored(self) -> tuple[Decimal | None, date | None, Decimal | None]:
         return self.peak, self.day, self.day_start
 
@@ -81,9 +89,14 @@ class EquityMarks:
             self.key = object()
         return Baselines(peak + pending, day_start + pending)
 
-    def flow(self, value: Decimal) -> None:
-        """A recorded flow of ``value`` (M1). Before any baseline exists there is nothing to
-        move: the first figure takes the equity as it is."""
+    def flow(self, value: Decimal, local_day: date | None = None) -> None:
+        """A recorded flow of ``value`` (M1) on ``local_day`` (today's figure when given).
+        Before any baseline exists there is nothing to move: the first figure takes the
+        equity as it is."""
+        if local_day is not None:
+            if self.flows_day != local_day:
+                self.flows_day, self.flows_today = local_day, ZERO
+            self.flows_today += value
         if self.peak is not None:
             self.peak += value
         if self.day_start is not None:
