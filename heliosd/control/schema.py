@@ -329,11 +329,14 @@ class Risk(Answer):
     limits: dict[str, Any]
     pending: Any
     pending_buy_value: DecimalText
+    # The value of today's deposits, withdrawals and transfers (the account's local day):
+    # what moved the daily-loss and drawdown baselines instead of counting as P&L.
     stale: list[str]
     breakers: Any
     halted: bool
     pairs: dict[str, Any]
     rules: list[str]
+    flows_today: DecimalText = "0"
 
 
 class Plugins(Answer):
