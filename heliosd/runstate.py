@@ -14,8 +14,11 @@ Both are rows of ``daemon_state`` (key -> JSON), written through the store's one
 * **R2 -- an unclean exit in LIVE halts, in the transaction that notices it.** If the mode
   row says LIVE when an unclean exit is found, :func:`begin_run` trips the ``unclean_exit``
   breaker (HALTED: nothing but cancels) in the same transaction that writes the new
-  marker, so nothing this run starts can trade before the halt is durable. In PAPER an
-  unclean exit is audited and logged, and trading goes on.
+  marker, so nothing this run starts can trade before the halt is durable. The same holds
+  when the mode row says PAPER but the run that died traded LIVE (a switch to LIVE since it
+  started, e.g. an emergency stop that had set PAPER but not yet verified VALR's side) or
+  the store still has LIVE orders not known to be finished: VALR may hold what heliosd has
+  not seen. Otherwise, in PAPER, an unclean exit is audited and logged, and trading goes on.
 
 ``'engine'`` ``{"running", "strategy", "by", "at", "reason"}`` (:class:`EngineChoice`)
 
@@ -93,11 +96,17 @@ def begin_run(conn: sqlite3.Connection, *, pid: int, now: datetime | None = None
     unclean = mode == str(Mode.LIVE) if marker is None else marker.get("state") != CLEAN
     put(conn, RUN, {"state": RUNNING, "pid": pid, "mode": mode, "at": iso(now)})
     reason = ""
-    tripped = unclean and mode == str(Mode.LIVE)
+    live_now = mode == str(Mode.LIVE)
+    live_used = live_now or (unclean and _used_live(conn, marker))
+    tripped = unclean and live_used
     if unclean:
         previous = f"pid {(marker or {}).get('pid', '?')}, started {(marker or {}).get('at', '?')}"
-        if tripped:
+        if tripped and live_now:
             reason = f"heliosd did not shut down cleanly while LIVE ({previous})"
+        elif tripped:
+            reason = (f"heliosd did not shut down cleanly after trading LIVE in that run, so "
+                      f"LIVE orders may be open at VALR ({previous})")  # fmt: skip
+        if tripped:
             trip_sql(conn, UNCLEAN_EXIT, mode=Mode.LIVE, reason=reason)
         st.audit(
             conn, actor="heliosd", action="unclean_exit",
@@ -122,6 +131,27 @@ def downtime_since(previous: PreviousRun | None) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
+
+
+def _used_live(conn: sqlite3.Connection, marker: dict[str, Any] | None) -> bool:
+    """R2's second case: the mode is PAPER now, but the run that died traded LIVE (a switch
+    to LIVE since it started; an emergency stop sets PAPER before it has verified VALR's
+    side), or the store still has LIVE orders not known to be finished. Either way VALR may
+    hold orders and fills heliosd has not seen, so the restart reconciles first."""
+    started = (marker or {}).get("at")
+    if isinstance(started, str):
+        switched = conn.execute(
+            "SELECT 1 FROM trading_mode_history WHERE new_mode = 'LIVE' AND changed_at >= ?"
+            " LIMIT 1",
+            (started,),
+        ).fetchone()
+        if switched is not None:
+            return True
+    unfinished = conn.execute(
+        "SELECT 1 FROM orders WHERE mode = 'LIVE' AND state IN ('new','sent','placed',"
+        "'partially_filled') LIMIT 1"
+    ).fetchone()
+    return unfinished is not None
 
 
 def end_run(conn: sqlite3.Connection, *, pid: int, now: datetime | None = None) -> None:

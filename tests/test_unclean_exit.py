@@ -220,3 +220,37 @@ async def test_a_seeded_sequence_of_sigterms_and_kills_halts_exactly_after_kills
             halted = False
     await notify_receiver.wait_for(reconciled(notify_receiver, reconciliations), 30)
     assert await proc.aterminate() == 0
+
+
+async def test_kill9_after_a_stop_set_paper_still_halts_then_a_paper_run_does_not(
+    sim: SimHandle, short_dir: Path, heliosd_process: Any, notify_receiver: NotifyReceiver
+) -> None:
+    """R2's second case. An emergency stop sets PAPER first, then works on VALR's side; a
+    kill -9 in that window used to come up trading on paper with LIVE orders perhaps still
+    open at VALR, unreconciled. A run that traded LIVE and died comes up HALTED and
+    reconciles, whatever the mode row says; a later run that stayed on paper does not."""
+    config = write_config(short_dir, sim, notify_url=notify_receiver.url())
+    db = config.parent / "state" / "heliosd.db"
+    proc = heliosd_process(config)
+    await proc.astart()
+    await go_live(proc.arequest)
+    resting = {"pair": "BTCZAR", "side": "BUY", "type": "LIMIT", "quantity": "0.0001",
+               "price": "300000", "reason": "rests at VALR"}  # fmt: skip
+    assert (await proc.arequest("POST", "/api/orders", resting))[0] == 201
+    status, stop = await proc.arequest("POST", "/api/trading/emergency-stop", {"reason": "t"})
+    assert status == 200 and stop["mode"] == "PAPER", stop
+    await proc.akill9()
+
+    done_before = completed(db)
+    await proc.astart()
+    state, reason = trading_state(db)
+    assert state == "HALTED" and "after trading LIVE" in reason, (state, reason)
+    await refused_at_once(proc, sim)
+    await wait_until(lambda: completed(db) > done_before, 30, "reconciled with VALR")
+    status, body = await proc.arequest("POST", "/api/trading/resume", {"reason": "ok"})
+    assert status == 200, body
+
+    await proc.akill9()  # this run never left paper and holds no LIVE order
+    await proc.astart()
+    assert trading_state(db) == ("ACTIVE", "")
+    assert await proc.aterminate() == 0
