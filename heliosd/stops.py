@@ -189,7 +189,12 @@ class Stops:
 
     async def operator_halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         """An operator's HALTED: nothing but cancels until a resume; LIVE becomes PAPER in
-        the same transaction (open orders stay: an emergency stop is the one that cancels)."""
+        the same transaction (open orders stay: an emergency stop is the one that cancels).
+
+        Like the emergency stop it then revokes every permit, waits (bounded) for the
+        placements already on the wire, and stops the engine, so that when it answers no
+        order checked before it can still be sent, and the ones that were already sent and
+        have not answered are named (``unresolved_placements``)."""
         who = str(actor)
         enqueue = self.enqueue()
 
@@ -203,10 +208,13 @@ class Stops:
         row = await self.store.write(tx)
         self.breakers.committed_trip(trading.OPERATOR_HALT, reason, None)
         self.board.revoke_all(f"trading halted by {who}: {reason}")
+        unresolved = await self.board.settle(self.settle_timeout())
+        await self.stop_engine()
         self.publish({"type": "halt", "breaker": trading.OPERATOR_HALT, "reason": reason})
         return {"halted": True, "breaker": trading.OPERATOR_HALT, "reason": reason,
                 "trading_state": str(row.state), "state_reason": row.reason,
-                "epoch": row.epoch}  # fmt: skip
+                "epoch": row.epoch,
+                "unresolved_placements": sorted(p.label for p in unresolved)}  # fmt: skip
 
     async def breaker_emergency(self, mode: Mode, breaker: str, reason: str) -> None:
         """A monitor asked for the emergency stop (drawdown): record why, then stop."""

@@ -142,6 +142,20 @@ async def test_drawdown_emergency_stop_cancels_at_venue_and_survives_kill9(
     assert "emergency" in body["message"]
     status, body = await req("POST", "/api/trading/resume", {})
     assert status == 400, body  # a reason is required
+    # That run traded LIVE and died: the restart is also halted under unclean_exit until it
+    # has reconciled with VALR (the stop's own cancels may not have been verified).
+    assert mode["trading_state"] == "HALTED" and "unclean_exit" in mode["state_reason"], mode
+
+    async def reconciled() -> bool:
+        conn = sqlite3.connect(db)
+        try:
+            row = conn.execute("SELECT 1 FROM audit WHERE action = 'reconcile'"
+                               " AND outcome = 'completed'").fetchone()  # fmt: skip
+        finally:
+            conn.close()
+        return row is not None
+
+    await eventually(reconciled)
     status, body = await req("POST", "/api/trading/resume", {"reason": "post-mortem done"})
     assert status == 200, body
     status, mode = await req("GET", "/api/trading/mode")

@@ -228,6 +228,10 @@ class EmergencyStop(Answer):
 class Halt(Mode):
     breaker: Literal["halt"]
     reason: str
+    unresolved_placements: Annotated[
+        list[str],
+        Meta(description="Customer ids of placements still unanswered when the halt answered."),
+    ] = []
 
 
 class Resumed(Mode):

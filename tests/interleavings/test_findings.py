@@ -156,3 +156,31 @@ async def _count(states: Any, n: int) -> bool:
 
 async def _none_pending(states: Any) -> bool:
     return not any(s in ("new", "sent") for s in await states)
+
+
+async def test_e_an_operator_halt_revokes_placements_and_stops_the_engine(world: World) -> None:
+    """The operator's halt keeps the emergency stop's promise for what is on its way: LIVE
+    with the engine running; 429 on every request (Retry-After 2 s); three resting bids
+    sent; halt. When it answers, nothing checked before it reaches VALR afterwards (I1, the
+    simulator's arrival log), the engine is stopped, and the answer names any placement
+    still unanswered."""
+    await go_live(world)
+    status, engine = await world.request("POST", "/api/autonomous-engine/start", {})
+    assert status == 200 and engine["running"], engine
+    world.sim.sim.faults.http_429_rate = 1.0
+    world.sim.sim.faults.retry_after_s = 2
+    for _ in range(3):
+        world.fire("POST", "/api/orders", resting_bid(world))
+    await world.until(lambda: _count(stored_states(world), 3), "three orders stored")
+    sent = now()
+    status, body = await world.request("POST", "/api/trading/halt", {"reason": "operator"})
+    world.stops.append(StopRecord(sent, now(), status, body, world.venue_open(), 0))
+    assert status == 200 and body["trading_state"] == "HALTED", body
+    assert isinstance(body["unresolved_placements"], list), body
+    world.clear_faults()
+    status, engine = await world.request("GET", "/api/autonomous-engine/status")
+    assert engine["running"] is False, engine
+    await world.until(lambda: _none_pending(stored_states(world)), "placements resolved")
+    notes: list[str] = []
+    assert inv.i1_no_order_after_stop(world, notes) == []
+    assert world.venue_open() == []
