@@ -36,7 +36,7 @@ async def test_drift_is_recovered_from_a_bare_401_and_a_skew_past_the_bound_refu
         assert [b.currency for b in rows] == ["ZAR"]
         assert abs((client.clock_skew_ms or 0) - 90_000) < 1_000
         # 90 s is past valr.max_clock_skew_s (2 s): a LIVE order is refused, never sent.
-        with pytest.raises(ClockSkewed, match="clock_skew: .* 90.0 s"):
+        with pytest.raises(ClockSkewed, match=r"clock_skew: .* by 90\.\d s"):
             await client.place(limit("skew-1"))
         assert [a.customer_order_id for a in sim.order_log()] == []
 
