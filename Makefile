@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/heliosd demo --state-dir ./var
 
+# make sim SIM_FLAGS="--read-only --clock-offset-ms 3000": flags as heliosd sim --help lists
 sim: $(STAMP)
-	$(VENV)/bin/heliosd sim --port 8765
+	$(VENV)/bin/heliosd sim --port 8765 $(SIM_FLAGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check heliosd tests plugins $(wildcard bench)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import sys
@@ -42,10 +41,11 @@ def _parser() -> argparse.ArgumentParser:
                       " the state directory is still restored)")  # fmt: skip
     demo.add_argument("--no-status", action="store_true", help="no live status line")
     demo.add_argument("--sim-port", type=int, default=0)
-    sim = sub.add_parser("sim", help="run the VALR simulator alone")
-    sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--seed", type=int, default=1)
+    # Everything after "sim" goes to heliosd.sim.cli.run_sim, the code path of
+    # ``python -m heliosd.sim`` (main dispatches before this parser sees it).
+    sub.add_parser("sim", add_help=False,
+                   help="run the VALR simulator alone (prints a funded API key; faults: "
+                   "heliosd sim --help)")  # fmt: skip
     check = sub.add_parser("check-config", help="validate a config file and its plugins")
     check.add_argument("config")
     backup = sub.add_parser("backup", help="online backup of the database to PATH")
@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from heliosd.sim.cli import run_sim
+
+        return run_sim(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
@@ -64,8 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(Path(args.state_dir), engine=not args.no_engine,
                             status=not args.no_status, sim_port=args.sim_port)  # fmt: skip
-        if args.command == "sim":
-            return _sim(args.host, args.port, args.seed)
         if args.command == "check-config":
             return _check(args.config)
         if args.command == "backup":
@@ -147,23 +150,6 @@ def _backup(config: str, dest: Path) -> int:
         src.close()
     dest.chmod(0o600)
     print(f"backup written to {dest}")
-    return 0
-
-
-def _sim(host: str, port: int, seed: int) -> int:
-    from heliosd.sim import SimConfig, Simulator
-
-    async def serve() -> None:
-        sim = Simulator(SimConfig(seed=seed))
-        await sim.start(host=host, port=port)
-        print(f"VALR simulator on {sim.rest_url} (WebSockets {sim.ws_url}); Ctrl-C stops")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.stop()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
     return 0
 
 

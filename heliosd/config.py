@@ -95,8 +95,11 @@ class ValrSettings:
     api_secret: Secret | None = None
     subaccount_id: str | None = None
     pairs: tuple[str, ...] = ("BTCZAR", "ETHZAR")
-    # A key that can withdraw must never sit on a trading box (design.md section 5).
+    # A key that can move funds out (Withdraw, Internal Transfer) never sits on a trading
+    # box: the credentials gate always refuses one. This key may only be true (kept so old
+    # configs still load); ``refused_permissions`` names more permissions to refuse.
     refuse_withdraw_permission: bool = True
+    refused_permissions: tuple[str, ...] = ()
     max_clock_skew_s: Decimal = Decimal(2)
     request_timeout_s: Decimal = Decimal(10)
     # VALR's dead-man's switch: after authenticating the account WebSocket, ask VALR to
@@ -419,6 +422,7 @@ _PARSERS: dict[type, dict[str, Parser]] = {
         "subaccount_id": p_opt_str,
         "pairs": p_pairs,
         "refuse_withdraw_permission": p_bool,
+        "refused_permissions": p_strs,
         "max_clock_skew_s": p_decimal,
         "request_timeout_s": p_decimal,
         "cancel_on_disconnect": p_bool,
@@ -532,6 +536,12 @@ def _validate(settings: Settings) -> None:
     if settings.notify.max_attempts < 1:
         raise _fail("notify.max_attempts", src, "must be at least 1")
     v = settings.valr
+    if not v.refuse_withdraw_permission:
+        raise _fail(
+            "valr.refuse_withdraw_permission", src,
+            "cannot be false: a key that can withdraw or transfer funds out is always refused"
+            " (the gate can only be made stricter, with valr.refused_permissions)",
+        )  # fmt: skip
     if (v.api_key is None) != (v.api_secret is None):
         raise _fail("valr.api_secret", src, "api_key and api_secret must be given together")
     for key, url, schemes in (

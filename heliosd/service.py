@@ -76,6 +76,7 @@ from heliosd.types import (
 )
 from heliosd.unclean import Reconciliation
 from heliosd.venue import VenueSink
+from heliosd.venue_status import VenueStatusWatch
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,13 @@ class Service:
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
         )  # fmt: skip
         self._spawn(self._marks_loop())
+        # venue_read_only: the LIVE account REDUCING while VALR is not online.
+        self.venue_watch = VenueStatusWatch(
+            store=self.store, breakers=self.breakers, client=self.clients[Mode.LIVE],
+            record=self.notifications.record, publish=self.notifications.publish,
+            label=s.valr.label,
+        )  # fmt: skip
+        self._spawn(self.venue_watch.run())
         self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
         for mode in Mode:
             self._ledger_changed(mode)
@@ -565,11 +573,13 @@ class Service:
         health = self._risk_health()
         stale = health["stale_prices"]
         blind = health["monitors_blind"].get(str(mode))
+        venue = self.venue_watch.status if hasattr(self, "venue_watch") else None
         return (
             f"{mode} equity {snap.equity:.2f} {self.settings.risk.reference_currency}"
             f" day {snap.daily_pnl:+.2f} dd {snap.drawdown_pct:.2f}%"
             + (f" HALTED ({halt})" if halt else "")
             + (f" STALE PRICES {', '.join(stale)}" if stale else "")
+            + (f" VALR {venue.upper()}" if venue not in (None, "online") else "")
             + (f" MONITORS BLIND (no price: {', '.join(blind)})" if blind else "")
         )
 
@@ -1140,6 +1150,7 @@ class Service:
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         store_ok = await self.alive()
+        live = self.clients[Mode.LIVE]
         streams = {
             f"{str(m).lower()}.{name}": {"up": up, "detail": detail, "since": since}
             for m, sink in self.sinks.items() for name, (up, detail, since) in sink.streams.items()
@@ -1155,6 +1166,10 @@ class Service:
                 getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
             ),
             **self._risk_health(),
+            # VALR's /v1/public/status as last read and the measured clock offset (venue
+            # minus local, ms); both null when unknown (or for a venue without them).
+            "venue_status": getattr(live, "venue_status", None),
+            "clock_skew_ms": getattr(live, "clock_skew_ms", None),
         }  # fmt: skip
         return store_ok, body
 

@@ -33,9 +33,16 @@ from heliosd.builtin.gates import (
 )
 from heliosd.builtin.paper import PaperExchange
 from heliosd.builtin.valr.client import ValrClient
-from heliosd.config import NotifySettings, PaperSettings, RiskSettings, Secret, Settings
+from heliosd.config import (
+    NotifySettings,
+    PaperSettings,
+    RiskSettings,
+    Secret,
+    Settings,
+    parse_settings,
+)
 from heliosd.control.backend import Actor
-from heliosd.errors import ConfirmationRequired, GateRejected, InvalidConfirmToken
+from heliosd.errors import ConfigError, ConfirmationRequired, GateRejected, InvalidConfirmToken
 from heliosd.ledger import Ledger
 from heliosd.marketdata import MarketData
 from heliosd.mode import ModeOrchestrator
@@ -311,14 +318,25 @@ async def test_a_key_that_can_withdraw_is_refused(world: World) -> None:
     result = await check(ValrCredentials(), world.ctx(live=world.client(key, secret)))
     assert (result.ok, result.reason) == (False, "API key has Withdraw permission")
 
-    # An operator may knowingly allow it (valr.refuse_withdraw_permission = false).
-    lenient = world.settings.replace(
-        valr=dataclasses.replace(world.settings.valr, refuse_withdraw_permission=False)
+
+async def test_a_key_that_can_transfer_out_is_refused_and_only_stricter_is_configurable(
+    world: World,
+) -> None:
+    key, secret = world.sim.add_key("mover", ("View access", "Trade", "Internal Transfer"))
+    result = await check(ValrCredentials(), world.ctx(live=world.client(key, secret)))
+    assert (result.ok, result.reason) == (False, "API key has Internal Transfer permission")
+    # Stricter: valr.refused_permissions refuses more.
+    key, secret = world.sim.add_key("linker", ("View access", "Trade", "Link bank account"))
+    strict = world.settings.replace(
+        valr=dataclasses.replace(world.settings.valr, refused_permissions=("Link Bank Account",))
     )
     result = await check(
-        ValrCredentials(), world.ctx(live=world.client(key, secret), settings=lenient)
+        ValrCredentials(), world.ctx(live=world.client(key, secret), settings=strict)
     )
-    assert result.ok
+    assert (result.ok, result.reason) == (False, "API key has Link bank account permission")
+    # Looser is not possible: the old switch may no longer be turned off.
+    with pytest.raises(ConfigError, match=r"refuse_withdraw_permission\] cannot be false"):
+        parse_settings({"valr": {"refuse_withdraw_permission": False}})
 
 
 # --------------------------------------------------------------------------- risk config

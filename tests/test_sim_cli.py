@@ -122,3 +122,52 @@ def test_bad_fault_flags_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         run_sim(argv)
     assert exit_.value.code == 2
+
+
+async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
+    """``heliosd sim`` (what ``make sim`` runs) as a real process: it provisions and prints
+    the funded key exactly as ``python -m heliosd.sim`` does and takes the same fault flags;
+    the real VALR client logs in with the printed key through a drifted, bare-401 clock."""
+    from heliosd.builtin.valr.client import ValrClient
+    from heliosd.testing_contract import fast_valr_tuning, valr_settings
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heliosd.cli", "sim", "--port", "0", "--price-interval", "0",
+        "--seed", "3", "--fund", "ZAR=250", "--clock-offset-ms", "90000",
+        "--stale-timestamp-plain", "--view-lag", "2", "--v1-cancel-status", "200",
+        "--drop-account-message", "NEW_ACCOUNT_TRADE=1",
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        banner = ""
+        while "api secret" not in banner:
+            line = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert line, banner
+            banner += line.decode()
+        url = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
+        assert url is not None, banner
+        key, secret = demo_credentials(3)
+        assert f"api key    {key}" in banner and f"api secret {secret}" in banner
+        base = url.group(1)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + "/sim/faults") as resp:
+                state = await resp.json()
+        assert state["clock_offset_ms"] == 90000 and state["stale_timestamp_plain"] is True
+        assert state["view_lag_s"] == 2 and state["v1_cancel_status"] == 200
+        assert state["drop_account_messages"] == {"NEW_ACCOUNT_TRADE": 1}
+        settings = valr_settings(base, base.replace("http", "ws"), key, secret)
+        client = ValrClient(settings, tuning=fast_valr_tuning())
+        try:
+            rows = await client.balances()  # measures VALR's (90 s ahead) clock first
+        finally:
+            await client.close()
+        assert [(b.currency, b.available) for b in rows] == [("ZAR", Decimal(250))]
+        assert abs((client.clock_skew_ms or 0) - 90_000) < 1_000
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -238,7 +238,9 @@ async def test_the_resend_after_a_timestamp_rejection_is_rechecked() -> None:
     ):
         await client.pairs()
         await wait_for(lambda: client.clock_skew() != float("inf"))
-        client._rest._offset_s = -600.0  # signs 10 minutes behind: VALR refuses the timestamp
+        # VALR's clock jumps 90 s ahead: our signatures are stale, and VALR answers a bare 401
+        sim.faults.clock_offset_ms = 90_000
+        sim.faults.stale_timestamp_plain = True
         sim.delay_route("/v1/public/time", 0.3)  # the re-measurement takes a while
         permits = board()
         permit = permits.issue(Mode.LIVE, 1, label="ts-1")

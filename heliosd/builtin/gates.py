@@ -11,7 +11,9 @@ gate                      reason when it fails
 ``no_open_positions``     ``open positions exist (BTCZAR 0.0100 live; ETHZAR 0.5000 paper)``
 ``no_pending_orders``     ``pending orders exist (2 open on BTCZAR at VALR)``
 ``valr_credentials``      ``invalid VALR credentials (<VALR's message>)``,
-                          ``API key lacks Trade permission``, ``API key has Withdraw permission``
+                          ``API key lacks Trade permission``, ``API key has Withdraw permission``,
+                          ``API key has Internal Transfer permission`` (any permission naming
+                          a withdrawal or a transfer, and any in ``valr.refused_permissions``)
 ``risk_config_complete``  ``risk configuration incomplete (<what>)``
 ``clock_skew``            ``clock skew 3.2 s``
 ``engine_stopped``        ``engine is running``
@@ -229,8 +231,22 @@ def _ids(pairs: Iterable[tuple[str | None, str | None]]) -> set[str]:
 # --------------------------------------------------------------------------- credentials
 
 
+# VALR's API key scopes are View access, Trade, Transfer (shown as "Internal Transfer" in
+# the API's permission list), Withdraw and Link bank account [VALR's API docs and its
+# agent-skills reference; the "Internal Transfer" label from the latter only, medium
+# confidence]. Withdraw and (Internal) Transfer can move funds out of the account, so any
+# permission whose name mentions either is refused, whatever the exact label.
+_FUNDS_OUT = ("withdraw", "transfer")
+
+
+def moves_funds_out(permission: str) -> bool:
+    text = permission.strip().lower()
+    return any(word in text for word in _FUNDS_OUT)
+
+
 class ValrCredentials:
-    """The live key answers, may trade, and (by default) may not withdraw."""
+    """The live key answers, may trade, and can never move funds out (no Withdraw, no
+    Internal Transfer; ``valr.refused_permissions`` adds more, never fewer)."""
 
     name: str = CREDENTIALS
 
@@ -245,8 +261,10 @@ class ValrCredentials:
         problems = []
         if "trade" not in permissions:
             problems.append("API key lacks Trade permission")
-        if ctx.settings.valr.refuse_withdraw_permission and "withdraw" in permissions:
-            problems.append("API key has Withdraw permission")
+        extra = {p.strip().lower() for p in ctx.settings.valr.refused_permissions}
+        for name in sorted({p.strip() for p in info.permissions}):
+            if moves_funds_out(name) or name.lower() in extra:
+                problems.append(f"API key has {name} permission")
         if problems:
             return GateResult(self.name, False, "; ".join(problems))
         return GateResult(self.name, True)

@@ -29,6 +29,7 @@ map merges with a count of 0 removing a type)::
      "retry_after_s": 1, "delay_s": 0.0, "delay_after_s": 0.0, "drop_ws_every_s": null,
      "ws_drop_mode": "close", "pause_account_stream": false, "garble_rate": 0.0,
      "read_only": false, "view_lag_s": 0.0, "v1_cancel_status": 202,
+     "clock_offset_ms": 0, "stale_timestamp_plain": false,
      "rate_limits": [{"prefix": "/v2/orders", "count": 1, "retry_after_s": 2,
                       "method": "POST", "hits": 0}],
      "route_delays": [{"prefix": "/v2/orders", "delay_s": 1.5, "method": null,
@@ -55,7 +56,7 @@ from heliosd.sim.transactions import move_funds, transaction_row
 
 _RATES = ("http_429_rate", "http_5xx_rate", "http_5xx_after_rate", "garble_rate")
 _SECONDS = ("delay_s", "delay_after_s", "view_lag_s")
-_FLAGS = ("pause_account_stream", "read_only")
+_FLAGS = ("pause_account_stream", "read_only", "stale_timestamp_plain")
 _READ_ONLY_KEYS = ("dropped_account_messages",)
 
 
@@ -144,6 +145,10 @@ def apply_faults(faults: FaultConfig, data: Any) -> None:
             changes[key] = _integer(key, value, 1)
         elif key == "drop_ws_every_s":
             changes[key] = None if value is None else _number(key, value, 0.05)
+        elif key == "clock_offset_ms":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadRequest("clock_offset_ms must be an integer (milliseconds)")
+            changes[key] = value
         elif key == "v1_cancel_status":
             if value not in (200, 202) or isinstance(value, bool):
                 raise BadRequest("v1_cancel_status must be 200 or 202")

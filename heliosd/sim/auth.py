@@ -6,7 +6,9 @@ Order of checks, first failure wins (statuses and codes: ``heliosd.sim.errors``)
 2. Key unknown -> 401 -11251 ``API-key is invalid``.
 3. ``X-VALR-TIMESTAMP`` absent, not an integer of milliseconds, or more than
    ``timestamp_window_ms`` (default 60 000) away from the sim's clock in either direction
-   -> 401 -11253. VALR's own window is undocumented.
+   -> 401 -11253 (or, with the ``stale_timestamp_plain`` fault, a bare 401 "Unauthorized").
+   VALR's own window and answer are undocumented. The sim's clock is the machine's plus the
+   ``clock_offset_ms`` fault.
 4. ``X-VALR-SIGNATURE`` absent or not exactly the lower-case hex HMAC-SHA512 of
    ``timestamp + METHOD + raw path with query + raw body + sub-account id`` -> 401 -11252.
    The path is the request target exactly as received (no re-encoding) and the body is the
@@ -38,6 +40,7 @@ from heliosd.sim.errors import (
     invalid_subaccount,
     missing_api_key,
     missing_permission,
+    unauthorized,
     unknown_api_key,
 )
 
@@ -51,8 +54,9 @@ class AuthContext:
     account_id: str  # the account acted on (the impersonated subaccount, if any)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def now_ms(offset_ms: int = 0) -> int:
+    """The simulator's clock in ms: the machine's plus the ``clock_offset_ms`` fault."""
+    return time.time_ns() // 1_000_000 + offset_ms
 
 
 def authenticate(
@@ -65,6 +69,8 @@ def authenticate(
     window_ms: int,
     *,
     require: tuple[str, ...] = (VIEW,),
+    offset_ms: int = 0,
+    plain_stale: bool = False,
 ) -> AuthContext:
     """Return who is calling, or raise ``ApiError``. ``headers`` is case-insensitive."""
     api_key = headers.get(HEADER_API_KEY)
@@ -74,8 +80,10 @@ def authenticate(
     if key is None:
         raise unknown_api_key()
     raw_ts = headers.get(HEADER_TIMESTAMP, "")
-    if not (raw_ts.isascii() and raw_ts.isdigit()) or abs(now_ms() - int(raw_ts)) > window_ms:
-        raise bad_timestamp()
+    if not (raw_ts.isascii() and raw_ts.isdigit()) or (
+        abs(now_ms(offset_ms) - int(raw_ts)) > window_ms
+    ):
+        raise unauthorized() if plain_stale else bad_timestamp()
     subaccount = headers.get(HEADER_SUBACCOUNT, "")
     expected = sign_request(key.secret, raw_ts, method, raw_path, body, subaccount)
     given = headers.get(HEADER_SIGNATURE, "")

@@ -1,7 +1,8 @@
 """Running the simulator as a process: ``heliosd sim --port N`` / ``python -m heliosd.sim``.
 
-The heliosd CLI (someone else's module) should call ``run_sim(argv)`` for its ``sim``
-sub-command; ``serve_forever`` is the async core for callers that own a loop.
+One code path: ``heliosd sim ARGS`` (and ``make sim``) hands ARGS to :func:`run_sim`, as
+``python -m heliosd.sim ARGS`` does, so both take the same flags, provision the same funded
+key and print it. ``serve_forever`` is the async core for callers that own a loop.
 
 Without ``--api-key``/``--api-secret`` a key pair is derived from the seed (printed at
 start-up) so a local demo works with no setup; it has View access and Trade on account
@@ -10,7 +11,9 @@ start-up) so a local demo works with no setup; it has View access and Trade on a
 Faults at start (all of them, and more, can be changed while running through
 ``POST /sim/faults``; see ``heliosd.sim.admin``): ``--read-only``, ``--http-429-rate``,
 ``--http-5xx-rate``, ``--retry-after``, ``--delay PREFIX=SECONDS`` (repeatable),
-``--drop-ws-every SECONDS``.
+``--drop-ws-every SECONDS``, ``--drop-account-message TYPE=N`` (repeatable),
+``--view-lag SECONDS``, ``--v1-cancel-status 200|202``, ``--clock-offset-ms MS``,
+``--stale-timestamp-plain``.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--api-key")
     parser.add_argument("--api-secret")
-    parser.add_argument("--fund", action="append", default=[], metavar="CUR=AMOUNT")
+    parser.add_argument("--fund", action="append", default=[], metavar="CUR=AMOUNT",
+                        help="fund account 0 (repeatable; default ZAR=1000000)")  # fmt: skip
     parser.add_argument("--price-interval", type=float, default=0.5, metavar="SECONDS")
     parser.add_argument("--price-csv", type=Path)
     parser.add_argument("--pairs", default="BTCZAR,ETHZAR")
@@ -109,7 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold requests on a route prefix before handling them (repeatable)",
     )  # fmt: skip
     faults.add_argument("--drop-ws-every", type=float, metavar="SECONDS")
+    faults.add_argument(
+        "--drop-account-message", action="append", default=[], metavar="TYPE=N",
+        help="drop the next N account-stream messages of TYPE, e.g. NEW_ACCOUNT_TRADE=1",
+    )  # fmt: skip
+    faults.add_argument("--view-lag", type=float, default=0.0, metavar="SECONDS",
+                        help="order and trade views omit what is younger than this")  # fmt: skip
+    faults.add_argument("--v1-cancel-status", type=int, choices=(200, 202), default=202)
+    faults.add_argument("--clock-offset-ms", type=int, default=0, metavar="MS",
+                        help="simulator clock ahead by MS (negative: behind)")  # fmt: skip
+    faults.add_argument("--stale-timestamp-plain", action="store_true",
+                        help="answer a stale timestamp with a bare 401 Unauthorized")  # fmt: skip
     return parser
+
+
+def _drops(values: Sequence[str]) -> dict[str, int]:
+    drops: dict[str, int] = {}
+    for item in values:
+        kind, _, count = item.partition("=")
+        if not kind or not (count or "1").isdigit():
+            raise argparse.ArgumentTypeError(f"--drop-account-message expects TYPE=N, got {item!r}")
+        drops[kind] = int(count or "1")
+    return drops
 
 
 def _fraction(text: str) -> float:
@@ -149,6 +174,11 @@ def run_sim(argv: Sequence[str] | None = None) -> int:
             retry_after_s=max(args.retry_after, 1),
             drop_ws_every_s=args.drop_ws_every,
             route_delays=_delays(args.delay),
+            drop_account_messages=_drops(args.drop_account_message),
+            view_lag_s=max(args.view_lag, 0.0),
+            v1_cancel_status=args.v1_cancel_status,
+            clock_offset_ms=args.clock_offset_ms,
+            stale_timestamp_plain=args.stale_timestamp_plain,
         )
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))

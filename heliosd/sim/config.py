@@ -173,6 +173,13 @@ class FaultConfig:
       that ``type`` are dropped at the source (no socket gets them), e.g.
       ``{"NEW_ACCOUNT_TRADE": 1}`` loses exactly one fill notice. Only messages that would
       have reached a socket count: with no account socket open nothing is dropped.
+    * ``clock_offset_ms``: the simulator's clock runs this far ahead of the machine's (negative:
+      behind): ``/v1/public/time`` and the signed-timestamp window both use it, so a test
+      drifts "VALR's" clock away from the client's.
+    * ``stale_timestamp_plain``: a request outside the timestamp window is answered with a
+      bare 401 ``{"message": "Unauthorized"}`` (no code, no mention of a timestamp) instead of
+      the simulator's own -11253 text: VALR's answer is undocumented, so a client must
+      recover from clock drift without reading the error.
     """
 
     http_429_rate: float = 0.0
@@ -191,6 +198,8 @@ class FaultConfig:
     rate_limits: list[RateLimitRule] = field(default_factory=list)
     route_delays: list[RouteDelay] = field(default_factory=list)
     drop_account_messages: dict[str, int] = field(default_factory=dict)
+    clock_offset_ms: int = 0
+    stale_timestamp_plain: bool = False
     # Account messages dropped so far by ``drop_account_messages``, by type.
     dropped_account_messages: dict[str, int] = field(default_factory=dict)
 

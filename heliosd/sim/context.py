@@ -59,6 +59,8 @@ class SimState:
             self.exchange.accounts,
             self.config.timestamp_window_ms,
             require=require,
+            offset_ms=self.faults.clock_offset_ms,
+            plain_stale=self.faults.stale_timestamp_plain,
         )
         return ctx, body
 

@@ -65,7 +65,7 @@ class ApiError(Exception):
     """An error answer: HTTP status plus VALR's ``{"code","message"}`` body."""
 
     def __init__(
-        self, status: int, code: int, message: str, *, extra: dict[str, Any] | None = None
+        self, status: int, code: int | None, message: str, *, extra: dict[str, Any] | None = None
     ) -> None:
         super().__init__(f"{status} {code} {message}")
         self.status = status
@@ -75,6 +75,8 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         # v2 order errors put orderId first (PM example order), then code and message.
+        if self.code is None:
+            return {**self.extra, "message": self.message}
         return {**self.extra, "code": self.code, "message": self.message}
 
 
@@ -112,6 +114,11 @@ def invalid_signature() -> ApiError:
 
 def bad_timestamp() -> ApiError:
     return ApiError(401, -11253, "Request timestamp is outside the allowed window")
+
+
+def unauthorized() -> ApiError:
+    """A bare 401 without a code (a text a client library saw from VALR; codes unknown)."""
+    return ApiError(401, None, "Unauthorized")
 
 
 def missing_permission(permission: str) -> ApiError:

@@ -62,6 +62,8 @@ def _authenticate(state: SimState, request: web.Request) -> AuthContext:
         state.exchange.keys,
         state.exchange.accounts,
         state.config.timestamp_window_ms,
+        offset_ms=state.faults.clock_offset_ms,
+        plain_stale=state.faults.stale_timestamp_plain,
     )
 
 

@@ -17,6 +17,19 @@ stream the client asks VALR to cancel all open orders if that socket drops
 :attr:`ValrClient.cancel_on_disconnect_armed` says whether VALR confirmed it for the current
 connection.
 
+Clock and venue status (one background task, :meth:`ValrClient._watch`): the clock offset
+is measured from ``GET /v1/public/time`` at start and every ``clock_check_interval_s`` (and
+by the REST layer after any 401), and ``GET /v1/public/status`` is read every
+``status_poll_s``; :attr:`ValrClient.venue_status` is its last answer. VALR facts relied on:
+``/v1/public/status`` answers ``{"status": "online"}`` or ``{"status": "read-only"}``, and
+while read-only every non-GET request answers 503 [VALR's API docs and CCXT's connector
+agree; high confidence]. So ``place`` refuses at once (:class:`VenueReadOnly`, never sent)
+while the last status seen, checked again right then, is not ``online``; and a 503 on an
+order placement is followed at once by a status read: if VALR says read-only, that 503 was
+the maintenance refusal and the order was not executed (one lookup by customerOrderId
+confirms; no lookup window). Cancels are always tried. ``place`` also refuses while the
+measured clock skew is above ``valr.max_clock_skew_s`` (:class:`ClockSkewed`).
+
 Without credentials the client still streams prices; every account method raises
 ``AuthError("VALR credentials are not configured")``.
 """
@@ -70,6 +83,18 @@ ORDER_NOT_FOUND = -1
 FUTURES_NOT_ENABLED = -19227
 MARGIN_NOT_ENABLED = -19213
 HISTORY_PAGE = 100
+ONLINE = "online"
+VENUE_READ_ONLY = "venue_read_only"
+CLOCK_SKEW = "clock_skew"
+
+
+class VenueReadOnly(ExchangeRejected):
+    """VALR is not ``online`` (maintenance, read-only): the order was not sent, or VALR
+    refused it with the read-only 503 before executing it."""
+
+
+class ClockSkewed(ExchangeRejected):
+    """This machine's clock differs from VALR's by more than ``valr.max_clock_skew_s``."""
 
 
 def _is_not_found(exc: ExchangeRejected) -> bool:
@@ -115,6 +140,8 @@ class ValrClient(_Placing):
         self._trade: TradeStream | None = None
         self._time_sync: asyncio.Task[None] | None = None
         self._started_at = utcnow()
+        # VALR's /v1/public/status text as last read (None: not read yet).
+        self.venue_status: str | None = None
 
     @classmethod
     def from_context(cls, ctx: ExchangeContext) -> ValrClient:
@@ -136,7 +163,7 @@ class ValrClient(_Placing):
         closed), the streams sign with local time, and a signed REST request measures
         first."""
         self._started_at = utcnow()
-        self._time_sync = asyncio.get_running_loop().create_task(self._sync_time_at_start())
+        self._time_sync = asyncio.get_running_loop().create_task(self._watch())
         ws_url = self._valr.ws_url.rstrip("/")
         sign = self._rest.signed_headers if self.has_credentials else None
         self._trade = TradeStream(
@@ -154,12 +181,68 @@ class ValrClient(_Placing):
             )
             self._account.start()
 
-    async def _sync_time_at_start(self) -> None:
+    async def _watch(self) -> None:
+        """Measure the clock offset and read VALR's status at start, then periodically."""
+        next_clock = 0.0
+        while True:
+            if time.monotonic() >= next_clock:
+                try:
+                    await self._rest.sync_time()
+                    next_clock = time.monotonic() + self.tuning.clock_check_interval_s
+                except HeliosError as exc:
+                    # Not fatal: every signed request re-measures first if none succeeded.
+                    log.warning("could not read VALR server time: %s", exc.message)
+                    next_clock = time.monotonic() + self.tuning.status_poll_s
+            await self.check_status()
+            await asyncio.sleep(self.tuning.status_poll_s)
+
+    async def check_status(self) -> str | None:
+        """Read ``GET /v1/public/status`` once (no retries: it answers a question now) and
+        remember it in :attr:`venue_status`; None and the previous value kept when it
+        cannot be read."""
         try:
-            await self._rest.sync_time()
-        except HeliosError as exc:
-            # Not fatal: every signed request re-measures first if this did not succeed.
-            log.warning("could not read VALR server time at start: %s", exc.message)
+            payload = await self._rest.request("GET", "/v1/public/status", auth=False)
+            status = parse.obj(payload, "status").get("status")
+        except (HeliosError, parse.ParseError) as exc:
+            log.warning("could not read VALR's status: %s", exc)
+            return None
+        if not isinstance(status, str) or not status.strip():
+            log.warning("VALR sent an unreadable status: %r", payload)
+            return None
+        status = status.strip().lower()
+        if status != self.venue_status:
+            log.warning("VALR status: %s (was %s)", status, self.venue_status or "unknown")
+        self.venue_status = status
+        return status
+
+    def _read_only_refusal(self, status: str, sent: bool) -> VenueReadOnly:
+        what = "VALR refused it with 503" if sent else "not sent"
+        return VenueReadOnly(
+            f"{VENUE_READ_ONLY}: VALR is {status} (maintenance), so new orders are refused"
+            f" ({what}); cancels are still tried",
+            details={"local": not sent, "reason": VENUE_READ_ONLY, "venue_status": status},
+        )
+
+    async def _refuse_if_unsafe(self) -> None:
+        """Before an order is sent: VALR not online, or the clock skewed past the bound."""
+        if self.venue_status not in (None, ONLINE):
+            fresh = await self.check_status()  # back online since the last poll?
+            status = fresh or self.venue_status or "unknown"
+            if status != ONLINE:
+                raise self._read_only_refusal(status, sent=False)
+        self._check_skew()
+
+    def _check_skew(self) -> None:
+        """ClockSkewed when the measured offset is above ``valr.max_clock_skew_s``."""
+        offset = self._rest.clock_offset_s
+        limit = float(self._valr.max_clock_skew_s)
+        if offset is not None and abs(offset) > limit:
+            raise ClockSkewed(
+                f"{CLOCK_SKEW}: this machine's clock differs from VALR's by {abs(offset):.1f} s"
+                f" (limit valr.max_clock_skew_s = {limit:g} s); LIVE orders are refused until"
+                " it is corrected (check NTP)",
+                details={"local": True, "reason": CLOCK_SKEW, "clock_skew_s": offset},
+            )
 
     async def close(self) -> None:
         if self._time_sync is not None:
@@ -178,6 +261,12 @@ class ValrClient(_Placing):
         return self._account is not None and self._account.cancel_on_disconnect_armed
 
     # ------------------------------------------------------------------ clock
+
+    @property
+    def clock_skew_ms(self) -> int | None:
+        """Server time minus local time in ms as last measured; None before any."""
+        offset = self._rest.clock_offset_s
+        return None if offset is None else round(offset * 1000)
 
     def clock_skew(self) -> float:
         """Server time minus local time in seconds, as last measured; ``inf`` before the first

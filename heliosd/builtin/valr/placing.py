@@ -19,14 +19,14 @@ Send permits (``PlaceRequest.permit``, :mod:`heliosd.permits`; the client declar
 ``honours_permits = True``). With a permit, :meth:`ValrClient.place` guarantees:
 
 * ``permit.begin_send()`` runs immediately before every request that could execute the order
-  (the first POST, every resend after a 429, a refused connection or a timestamp
-  rejection), as the last step before the request is handed to the HTTP library;
-  ``permit.end_send()`` runs once that request answered or certainly was not
+  (the first POST, every resend after a 429, a refused connection or a 401 re-signed
+  after a clock re-measurement), as the last step before the request is handed to the HTTP
+  library; ``permit.end_send()`` runs once that request answered or certainly was not
   executed. A request whose answer was lost stays on the wire through the lookups below, so
   a stop's ``PermitBoard.settle`` names it until its outcome is known.
 * Every wait before a send ends the moment the permit is revoked: the Retry-After or backoff
   wait is ``permit.sleep``; the pair-list refresh, the clock measurements (the first, and
-  the re-measurement after a timestamp rejection, during which the rejected request is not
+  the re-measurement after a 401, during which the rejected request is not
   on the wire) and the wait for the account stream to be connected and reconciled are
   ``permit.guard``-ed.
 * A revoked permit raises :class:`~heliosd.errors.PermitRevoked` out of ``place``: the order
@@ -99,6 +99,14 @@ class _Placing:
     if TYPE_CHECKING:
 
         def _require_credentials(self) -> None: ...
+
+        async def _refuse_if_unsafe(self) -> None: ...
+
+        def _check_skew(self) -> None: ...
+
+        async def check_status(self) -> str | None: ...
+
+        def _read_only_refusal(self, status: str, sent: bool) -> ExchangeRejected: ...
 
         async def pair(self, symbol: str) -> PairInfo: ...
 
@@ -193,10 +201,16 @@ class _Placing:
         if self._rest.clock_offset_s is None:
             # Measured before the send (revocably): a failure here means nothing was sent.
             await _guarded(permit, self._rest.sync_time)
+        # VALR read-only or the clock skewed past the bound: refused now, never sent.
+        await _guarded(permit, self._refuse_if_unsafe)
         cid = request.customer_order_id
         while True:
             try:
-                answer = await self._write("POST", path, body, permit=permit)
+                # A 401 re-measures the clock; a skew found past the bound then refuses the
+                # order (that 401 was not executed) instead of re-signing it.
+                answer = await self._write(
+                    "POST", path, body, permit=permit, recheck=self._check_skew
+                )
             except TransientError as exc:
                 if isinstance(exc, NotExecuted):
                     raise
@@ -206,6 +220,12 @@ class _Placing:
                 # settle() names the order meanwhile.
                 held = permit is not None and permit.on_wire > 0
                 try:
+                    if exc.details.get("status") == 503:
+                        refused = await self._after_503(request)
+                        if isinstance(refused, OrderStatus):
+                            return self._result(request, refused)
+                        if refused is not None:
+                            raise refused from None
                     status = await self._find_after_lost_answer(request)
                 finally:
                     if held:
@@ -235,6 +255,27 @@ class _Placing:
             if status is None:
                 return PlaceResult(OrderState.SENT, order_id)
             return self._result(request, status)
+
+    async def _after_503(self, request: PlaceRequest) -> OrderStatus | ExchangeRejected | None:
+        """A 503 on a placement: read VALR's status at once. Read-only means VALR refused
+        every write with 503 before executing it [VALR's docs and CCXT agree], so the order
+        was not executed: one lookup confirms (its status if VALR lists it after all), then
+        the refusal. None when VALR is online or its status is unreadable (an ordinary lost
+        answer: the lookups decide)."""
+        status = await self.check_status()
+        if status is None or status == "online":
+            return None
+        try:
+            found = await self.order_status(
+                request.pair, customer_order_id=request.customer_order_id
+            )
+        except TransientError:
+            found = None  # reads work in read-only mode; a failing one changes nothing here
+        if found is not None:
+            return found
+        log.warning("placing %s: VALR is %s; the 503 was its refusal", request.customer_order_id,
+                    status)  # fmt: skip
+        return self._read_only_refusal(status, sent=True)
 
     @staticmethod
     def _result(request: PlaceRequest, status: OrderStatus) -> PlaceResult:
@@ -282,11 +323,19 @@ class _Placing:
         body: Mapping[str, Any] | None = None,
         *,
         permit: Permit | None = None,
+        recheck: Callable[[], None] | None = None,
     ) -> Any:
         """One write. Re-sent only when VALR certainly did not execute it (a 429 or a refused
         connection), bounded by ``write_policy``; anything else is raised to the caller.
         With a ``permit``, every send is permitted and every wait revocable (module
-        docstring)."""
+        docstring). ``recheck`` runs after a clock re-measurement, before the re-send."""
+
+        async def remeasure(measure: Awaitable[datetime]) -> datetime:
+            out = await measure
+            if recheck is not None:
+                recheck()
+            return out
+
         policy = self.tuning.write_policy
         deadline = time.monotonic() + policy.max_total_s
         attempt = 0
@@ -294,8 +343,8 @@ class _Placing:
             attempt += 1
             try:
                 if permit is None:
-                    return await self._rest.request(verb, path, body=body)
-                return await self._permitted(permit, verb, path, body)
+                    return await self._rest.request(verb, path, body=body, remeasure=remeasure)
+                return await self._permitted(permit, verb, path, body, recheck)
             except NotExecuted as exc:
                 delay = policy.delay(attempt, exc.retry_after)
                 if attempt >= policy.max_attempts or time.monotonic() + delay > deadline:
@@ -307,12 +356,17 @@ class _Placing:
                     await permit.sleep(delay)
 
     async def _permitted(
-        self, permit: Permit, verb: str, path: str, body: Mapping[str, Any] | None
+        self,
+        permit: Permit,
+        verb: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        recheck: Callable[[], None] | None = None,
     ) -> Any:
         """One request under ``permit``: begin_send right before it leaves, end_send once
         VALR answered or certainly did not act on it.
 
-        A timestamp rejection was not executed, so it is off the wire while the clock is
+        A 401 was not executed, so it is off the wire while the clock is
         re-measured (revocably, ``permit.guard``); the re-send begins again. A lost answer
         (timeout, dropped connection, 5xx; not NotExecuted) **stays on the wire**: VALR may
         still execute it, so only the caller's lookups can end it (``place``)."""
@@ -328,7 +382,10 @@ class _Placing:
             if begun:  # the rejected request was not executed
                 begun = False
                 permit.end_send()
-            return await permit.guard(measure)
+            out = await permit.guard(measure)
+            if recheck is not None:
+                recheck()
+            return out
 
         lost = False
         try:

@@ -7,8 +7,12 @@ Contract:
   ourselves and tell aiohttp not to re-encode it.
 * ``Content-Type: application/json`` goes on every request (VALR answers 403 without it).
 * Requests are signed with *server* time: local time plus the offset measured from
-  ``/v1/public/time`` at start and again whenever VALR rejects a timestamp (the rejected
-  request was not executed, so it is re-sent once with a fresh timestamp).
+  ``/v1/public/time`` (at start, periodically by the client, and after **any 401** on a
+  signed request). VALR's answer to a stale timestamp is undocumented, so nothing here reads
+  an error code or text: after a 401 the offset is measured again, and only if it moved
+  (by more than :data:`RESIGN_TOLERANCE_S` from the one the request was signed with) is
+  the request re-signed and sent once more. [INF: VALR authenticates a request before it
+  reaches the matching engine, so a 401 was not executed; the simulator models it so.]
 * Every failure leaves as a :mod:`heliosd.errors` type; messages never carry the key, the
   secret, a signature or a header dict.
 
@@ -46,9 +50,10 @@ NOT_CONFIGURED = "VALR credentials are not configured"
 # -11252 bad signature, -11272 IP not whitelisted (valr-api.md §6.2): credential problems
 # whatever HTTP status carries them.
 AUTH_CODES = frozenset({-11252, -11272})
-# VALR does not document its timestamp-window error (valr-api.md §1.1). The simulator answers
-# 401 -11253 "Request timestamp is outside the allowed window"; we also match the wording.
-TIMESTAMP_CODES = frozenset({-11253})
+# A 401 whose re-measured clock offset moved by more than this (seconds) from the offset the
+# request was signed with is re-signed and sent once more; otherwise the clock was not the
+# cause and the AuthError stands.
+RESIGN_TOLERANCE_S = 0.5
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -167,28 +172,34 @@ class ValrRest:
         gate: Callable[[], None] | None = None,
         remeasure: Callable[[Awaitable[datetime]], Awaitable[datetime]] | None = None,
     ) -> Any:
-        """One attempt (plus one re-send after a timestamp rejection). Returns the decoded
-        JSON answer, or None for an empty body.
+        """One attempt (plus one re-send after a 401 that a clock re-measurement explains).
+        Returns the decoded JSON answer, or None for an empty body.
 
         ``gate`` is called immediately before each send goes on the wire, with no await in
         between (the send-permit check); whatever it raises stops that send. ``remeasure``,
-        when given, is handed the clock re-measurement after a timestamp rejection and awaits
+        when given, is handed the clock re-measurement after a 401 and awaits
         it on the caller's terms (a send permit makes it revocable: the measurement retries
         for up to the read policy's budget, and a stop must not wait for it)."""
         if auth and self._offset_s is None:
             await self.sync_time()
+        used = self._offset_s  # _send signs before its first await: this is its offset
         try:
             return await self._send(verb, path, query, body, auth, gate)
         except AuthError as exc:
-            if exc.details.get("venue_code") not in TIMESTAMP_CODES and (
-                "timestamp" not in exc.message.lower()
-            ):
+            if not auth or exc.details.get("status") != 401:
                 raise
-        log.warning("VALR rejected our request timestamp; re-measuring the clock offset")
-        if remeasure is None:
-            await self.sync_time()
-        else:
-            await remeasure(self.sync_time())
+            if remeasure is None:
+                await self.sync_time()
+            else:
+                await remeasure(self.sync_time())
+            moved = abs((self._offset_s or 0.0) - (used or 0.0))
+            if moved <= RESIGN_TOLERANCE_S:
+                raise
+            log.warning(
+                "VALR answered 401 and its clock moved %.3f s from the offset we signed with;"
+                " re-signing once with the corrected clock",
+                moved,
+            )
         return await self._send(verb, path, query, body, auth, gate)
 
     async def _with_retries(

@@ -90,6 +90,10 @@ class ValrTuning:
       None: twice ``valr.request_timeout_s``.
     * ``pairs_ttl_s``: how long pair limits are cached.
     * ``history_max_pages``: bound on one trade-history fetch (100 rows a page).
+    * ``clock_check_interval_s``: how often the clock offset is measured again from
+      ``/v1/public/time`` (besides at start and after any 401).
+    * ``status_poll_s``: how often ``/v1/public/status`` is read (besides after a 503 on a
+      write, and before refusing an order on a status seen earlier).
     """
 
     read_policy: RetryPolicy = RetryPolicy()
@@ -106,3 +110,5 @@ class ValrTuning:
     not_found_grace_s: float | None = None  # None: twice valr.request_timeout_s
     pairs_ttl_s: float = 300.0
     history_max_pages: int = 1000
+    clock_check_interval_s: float = 60.0
+    status_poll_s: float = 10.0
