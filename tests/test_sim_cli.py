@@ -97,9 +97,8 @@ async def test_fault_flags_and_runtime_changes_over_http() -> None:
         url = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
         assert url is not None, banner
         base = url.group(1)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(base + "/sim/faults") as resp:
-                state = await resp.json()
+        async with aiohttp.ClientSession() as session, session.get(base + "/sim/faults") as r:
+            state = await r.json()
             assert state["read_only"] is True and state["retry_after_s"] == 4
             assert state["route_delays"] == [
                 {"prefix": "/v1/orders/open", "delay_s": 0.01, "method": None, "after": False}
@@ -154,9 +153,8 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         key, secret = demo_credentials(3)
         assert f"api key    {key}" in banner and f"api secret {secret}" in banner
         base = url.group(1)
-        async with aiohttp.ClientSession() as session:
-            async with session.get(base + "/sim/faults") as resp:
-                state = await resp.json()
+        async with aiohttp.ClientSession() as session, session.get(base + "/sim/faults") as r:
+            state = await r.json()
         assert state["clock_offset_ms"] == 90000 and state["stale_timestamp_plain"] is True
         assert state["view_lag_s"] == 2 and state["v1_cancel_status"] == 200
         assert state["drop_account_messages"] == {"NEW_ACCOUNT_TRADE": 1}
