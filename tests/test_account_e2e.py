@@ -406,3 +406,39 @@ async def test_buys_submitted_together_are_not_all_accepted_uncapped(
         assert sum(placed) * ASK <= D(20000), answers
     finally:
         await running.stop()
+
+
+async def test_a_sell_is_capped_to_what_orders_heliosd_does_not_know_left_free(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    """0.01 BTC held; a SELL of 0.004 rests at VALR, placed with another key of the account
+    (as on VALR's site), so VALR reserves 0.004 that heliosd has no order for. A SELL of all
+    0.01 through heliosd is capped to the 0.006 VALR leaves free, not sent whole to fail at
+    VALR; the reason names the venue's reservation."""
+    from heliosd.builtin.valr.rest import ValrRest
+    from heliosd.config import Secret
+
+    running = await live_daemon(sim, short_dir)
+    try:
+        sim.sim.fund(sim.account, "BTC", D("0.01"))  # arrives after the switch (its gates)
+        key, secret = sim.add_key("operator", ("View access", "Trade"))
+        rest = ValrRest(sim.sim.rest_url, api_key=Secret(key), api_secret=Secret(secret))
+        try:
+            await rest.request("POST", "/v1/orders/limit", body={
+                "side": "SELL", "quantity": "0.004", "price": "2000000", "pair": "BTCZAR",
+            })  # fmt: skip
+        finally:
+            await rest.close()
+
+        def reserved_shown() -> bool:
+            h = running.service.accounts[Mode.LIVE].snapshot().holdings.get("BTC")
+            return h is not None and h.total == D("0.01") and h.available == D("0.006")
+
+        await wait_for(reserved_shown)
+        status, body = await running.request("POST", "/api/orders", order("SELL", "0.01"))
+        assert status == 201, body
+        assert D(body["order"]["quantity"]) == D("0.006"), body
+        cap = verdict(body["order"], "position_limit")
+        assert "reserved at the venue 0.004" in cap["reason"], cap
+    finally:
+        await running.stop()

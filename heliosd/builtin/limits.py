@@ -17,10 +17,16 @@ Shared semantics:
   or the ask plus a margin for a MARKET BUY) and its quantity at this order's price. The
   order being checked is charged at the price it would trade at (the ask, or its LIMIT
   price when higher), as the cap always has; the margin only weighs on the orders after it.
-* **No spot shorts.** heliosd never trades on margin: a SELL may sell what is held minus what
-  open and in-flight SELLs already sell (and minus sold coins the venue's balance does not
-  show yet). Above that it is capped to it; when nothing is left it is rejected, never
-  capped to a short.
+* **No spot shorts.** heliosd never trades on margin: a SELL may sell what is held minus
+  what is already promised to other SELLs (and minus sold coins the venue's balance does not
+  show yet). Promised is heliosd's own SELLs not yet acknowledged by the venue (which its
+  ``reserved`` cannot show) plus the larger of its acknowledged open SELLs and what the
+  venue reports reserved (``total - available``, which also holds orders heliosd does not
+  know: placed on VALR's site, or with another key). A SELL the venue has acknowledged but
+  whose reservation has not reached heliosd yet counts through the first term of that
+  maximum; one it has reserved but not acknowledged yet counts twice for a moment, which
+  errs towards refusing. Above that it is capped to it; when nothing is left it is
+  rejected, never capped to a short.
 * An order **reduces** when it is a SELL within that free holding (or a BUY within a short,
   which only a ledger whose balances are still unknown can show). Reducing orders always
   pass: refusing them would trap an operator in a position.
@@ -129,14 +135,15 @@ class OrderValuation:
 
     ``held`` is what the position cap counts as held (the holding plus bought coins the
     venue's balance does not show yet); ``free`` what a SELL may still sell (the holding,
-    less sold coins not shown yet, less open and in-flight SELLs). Without an account
+    less sold coins not shown yet, less the larger of the open and in-flight SELLs and the
+    venue's ``reserved``; set for SELLs only). Without an account
     snapshot (a context not built by the router) the ledger's position is both, and nothing
     is pending. Pure reads: computing one changes nothing.
     """
 
     __slots__ = (
         "equity", "free", "held", "intent", "pair", "pending", "position", "post", "price",
-        "rate", "reduces", "reference", "unit_value",
+        "rate", "reduces", "reference", "reserved", "unit_value",
     )  # fmt: skip
 
     intent: OrderIntent
@@ -146,6 +153,7 @@ class OrderValuation:
     pair: PairInfo | None
     held: Decimal
     free: Decimal
+    reserved: Decimal  # what the venue reports reserved of the base (total - available)
     pending: Pending
     price: Decimal | None
     rate: Decimal | None
@@ -166,9 +174,10 @@ class OrderValuation:
             # read without the ledger's lookups; plus the fills not in a balance yet.
             holding = account.holdings.get(pair.base)
             if holding is None:
-                position = held = free = ZERO
+                position = held = free = reserved = ZERO
             else:
                 position = held = free = holding.total
+                reserved = holding.total - holding.available
                 unsettled = holding.unsettled
                 if unsettled:
                     if unsettled > ZERO:
@@ -181,14 +190,23 @@ class OrderValuation:
         else:
             account = None
             position = held = free = ctx.ledger.position(intent.pair)
+            reserved = ZERO
             equity = None
         self.position = position
         self.pending = pending
         self.held = held
         quantity = intent.quantity
         if intent.side is not _BUY:
+            promised = ZERO
             if pending.orders:
-                free -= pending.sell_quantity
+                # Acknowledged SELLs are in the venue's reservation (or will be); the ones
+                # still on their way are not.
+                acked = pending.sell_quantity - pending.sell_in_flight
+                promised = (acked if acked > reserved else reserved) + pending.sell_in_flight
+            elif reserved > ZERO:
+                promised = reserved
+            free -= promised
+            self.reserved = reserved
             self.free = free
             # No spot shorts: a SELL reduces when it fits in the free holding. One that does
             # not is capped or rejected by the position limit, never priced as a short.
@@ -371,9 +389,14 @@ class PositionLimit:
             "pending_sells": decimal_text(sells),
             "free": decimal_text(free if free > ZERO else ZERO),
         }
+        venue = ""
+        if v.reserved > ZERO:  # named only when the venue holds something back
+            details["reserved_at_venue"] = decimal_text(v.reserved)
+            venue = f", reserved at the venue {details['reserved_at_venue']}"
         head = (
             f"SELL {requested} {base} exceeds the free {details['free']} {base} "
-            f"(held {details['held']}, in open and in-flight sells {details['pending_sells']})"
+            f"(held {details['held']}, in open and in-flight sells {details['pending_sells']}"
+            f"{venue})"
         )
         if free <= ZERO:
             return Verdict.reject(

@@ -46,6 +46,7 @@ NO_PENDING = Pending()
 
 _OPEN = frozenset(s.value for s in OrderState if s.is_open)
 _FILLED = OrderState.FILLED.value
+_UNACKED = frozenset((OrderState.NEW.value, OrderState.SENT.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class _Reservation:
     quantity: Decimal
     value: Decimal  # reference currency; 0 for sells
     unit_value: Decimal  # what one unit was valued at (reference currency), kept while open
+    in_flight: bool = False  # a SELL the venue has not acknowledged yet (new, sent)
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class _Totals:
     buy_value: Decimal = ZERO
     sell_quantity: Decimal = ZERO
     orders: int = 0
+    sell_in_flight: Decimal = ZERO
 
     def add(self, r: _Reservation, sign: int) -> None:
         if r.buy:
@@ -70,6 +73,8 @@ class _Totals:
             self.buy_value += sign * r.value
         else:
             self.sell_quantity += sign * r.quantity
+            if r.in_flight:
+                self.sell_in_flight += sign * r.quantity
         self.orders += sign
 
 
@@ -154,7 +159,7 @@ class Exposure:
         info = self._pair_info(pair)
         asset = info.base if info is not None else pair
         if row["side"] != Side.BUY.value:
-            return _Reservation(asset, False, remaining, ZERO, ZERO)
+            return _Reservation(asset, False, remaining, ZERO, ZERO, row["state"] in _UNACKED)
         # Priced once, when first seen; kept while the order stays open.
         unit = old.unit_value if old is not None and old.buy else self._unit_value(row, info)
         return _Reservation(asset, True, remaining, remaining * unit, unit)
@@ -188,7 +193,8 @@ class Exposure:
         view = self._view
         if view is None:
             view = self._view = MappingProxyType({
-                asset: Pending(t.buy_quantity, t.buy_value, t.sell_quantity, t.orders)
+                asset: Pending(t.buy_quantity, t.buy_value, t.sell_quantity, t.orders,
+                               t.sell_in_flight)
                 for asset, t in self._totals.items()
             })  # fmt: skip
         return view

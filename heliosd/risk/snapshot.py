@@ -73,6 +73,9 @@ class Pending:
     buy_value: Decimal = ZERO
     sell_quantity: Decimal = ZERO
     orders: int = 0
+    # The part of ``sell_quantity`` in SELLs not yet acknowledged by the venue (stored or
+    # sent): the venue's ``reserved`` cannot show them yet.
+    sell_in_flight: Decimal = ZERO
 
 
 @dataclass(frozen=True, slots=True)
