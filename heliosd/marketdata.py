@@ -86,13 +86,17 @@ class MarketData:
         self._source: dict[str, str] = {}
         self._subscribers: tuple[QuoteCallback, ...] = ()
         self._pairs: dict[str, PairInfo] = {}
+        self.venue_pairs = False  # set_pairs(from_venue=True) has been called
         self._pairs_view: Mapping[str, PairInfo] = MappingProxyType(self._pairs)
         self.set_pairs(DEFAULT_PAIRS if pairs is None else pairs)
 
     # ------------------------------------------------------------------ pairs
 
-    def set_pairs(self, pairs: Mapping[str, PairInfo]) -> None:
-        """Replace the known pairs (the venue's list replaces the defaults wholesale)."""
+    def set_pairs(self, pairs: Mapping[str, PairInfo], *, from_venue: bool = False) -> None:
+        """Replace the known pairs (the venue's list replaces the defaults wholesale).
+        ``from_venue``: this is the venue's whole list, so a pair absent from it does not
+        exist there (``venue_pairs`` becomes true; the pricer's P5 relies on it)."""
+        self.venue_pairs = self.venue_pairs or from_venue
         self._pairs = dict(pairs)
         self._pairs_view = MappingProxyType(self._pairs)
         self.version += 1

@@ -442,7 +442,7 @@ class Service:
             # (a hand trade in BTCUSDC) can be booked and valued; only the configured pairs
             # are streamed (the client subscribes to ``valr.pairs``).
             if pairs:
-                self.market.set_pairs({**self.market.pairs(), **pairs})
+                self.market.set_pairs({**self.market.pairs(), **pairs}, from_venue=True)
             return
 
     async def _ledger_errors(self, mode: Mode, errors: Sequence[LedgerError]) -> None:
@@ -662,6 +662,12 @@ class Service:
         r = self.settings.risk
         seen = assess(self._pricer, totals, dust_value=r.dust_value,
                       max_age_s=float(r.max_quote_age_s))  # fmt: skip
+        if seen.unvalued != self._unvalued.get(mode, ()):
+            if seen.unvalued:
+                log.warning("%s holds %s, which no VALR market prices: outside measured equity"
+                            " (valued at 0 in equity, peak and baselines alike)", mode,
+                            ", ".join(seen.unvalued))  # fmt: skip
+            self._unvalued[mode] = seen.unvalued
         if seen.unpriced:
             if self._monitor_blind.get(mode) != seen.unpriced:
                 log.warning("%s monitors cannot value %s (no price at all): pass skipped",
@@ -755,6 +761,7 @@ class Service:
             fetch=valr_fetch(live),
         )  # fmt: skip
         self._monitor_blind: dict[Mode, tuple[str, ...]] = {}
+        self._unvalued: dict[Mode, tuple[str, ...]] = {}
         self._monitor_skips: dict[Mode, int] = {}
         self._stale_watch = StaleWatch()
         self._stale_now: tuple[str, ...] = ()
@@ -899,6 +906,7 @@ class Service:
             "stale_prices": list(self._stale_now) if self.breakers.is_tripped(STALE_PRICES)
             else [],
             "monitors_blind": {str(m): list(a) for m, a in self._monitor_blind.items()},
+            "unvalued": {str(m): list(a) for m, a in self._unvalued.items() if a},
             "monitor_passes_skipped": {str(m): n for m, n in self._monitor_skips.items()},
             "flows_recorded": self._flows.recorded,
             "flows_unexplained": {c: str(v) for c, v in self._flows.unexplained.items()},

@@ -16,7 +16,7 @@ from heliosd.marketdata import MarketData
 from heliosd.risk.prices import FreshPrices, Pricer, assess, describe_stale
 from heliosd.testing import SimHandle, wait_for
 from heliosd.testing_contract import valr_settings
-from heliosd.types import Mode, OrderIntent, OrderType, Quote, Side, VerdictAction, utcnow
+from heliosd.types import Mode, OrderIntent, OrderType, PairInfo, Quote, Side, VerdictAction, utcnow
 
 D = Decimal
 
@@ -85,8 +85,24 @@ def test_dust_never_listed_stale_but_unpriced_is() -> None:
                    ("DOGE", D("5"))], dust_value=D(10), max_age_s=10)  # fmt: skip
     assert a.dust == ("ETH",)  # 0.5 ZAR at its (stale) last price: dust
     assert a.stale == ("BTC", "DOGE")  # BTC stale above dust; DOGE has no price at all
-    assert a.unpriced == ("DOGE",)
+    assert a.unpriced == ("DOGE",)  # no pair list known yet: a route may exist (P5)
     assert "DOGE (no price)" in describe_stale(a) and "BTC (stream" in describe_stale(a)
+
+
+def test_an_asset_no_market_can_price_is_unvalued_not_stale() -> None:
+    """P5: with the venue's pairs known and none of them a route to DOGE, DOGE is unvalued:
+    not stale, not unpriced, worth 0; ETH, which has a market but no price yet, stays
+    unpriced (its value is coming)."""
+    market = MarketData()
+    listed = [PairInfo(f"{b}ZAR", b, "ZAR", D("0.0001"), D(10), D(10), D(10**9), D(1), 8)
+              for b in ("BTC", "ETH", "USDC")]  # fmt: skip
+    market.set_pairs({p.symbol: p for p in listed}, from_venue=True)
+    p = pricer(market)
+    market.update(quote("BTCZAR", "1000000", age_s=0))
+    a = assess(p, [("BTC", D("0.5")), ("DOGE", D("1000")), ("ETH", D("2"))],
+               dust_value=D(10), max_age_s=10)  # fmt: skip
+    assert a.unvalued == ("DOGE",) and a.values["DOGE"] == 0
+    assert a.stale == ("ETH",) and a.unpriced == ("ETH",)
 
 
 async def test_rest_summary_from_the_simulator_when_the_stream_is_silent(

@@ -79,17 +79,28 @@ async def test_obs3_dust_in_an_unstreamed_asset_no_longer_blinds_the_stops(
         await running.stop()
 
 
-async def test_obs3_an_asset_with_no_price_at_all_is_said_not_skipped_silently(
+async def test_obs3_an_asset_no_market_prices_is_unvalued_and_never_blinds_the_stops(
     sim: SimHandle, short_dir: Path
 ) -> None:
-    # DOGE has no market at the simulator: no stream, no REST summary, no cross rate.
-    paper = '[paper]\nstarting_balances = { ZAR = "20000", DOGE = "1000" }\n'
+    """P5: DOGE has no market at the simulator (no stream, no REST summary, no cross rate).
+    Before, every monitor pass was skipped while it was held ("MONITORS BLIND"), for good:
+    the stops were blind. Now it is listed as unvalued (outside measured equity), and the
+    drawdown stop still fires on the rest: 0.08 BTC of 100,000 ZAR falling 30%."""
+    paper = '[paper]\nstarting_balances = { ZAR = "20000", BTC = "0.08", DOGE = "1000" }\n'
     running = await start_daemon(config(short_dir, sim, extra=paper))
     service = running.service
     try:
-        await wait_for(lambda: service._risk_health()["monitors_blind"].get("PAPER") == ["DOGE"])
-        assert service._risk_health()["monitor_passes_skipped"]["PAPER"] >= 1
-        assert "MONITORS BLIND (no price: DOGE)" in service.status_text()
+        await wait_for(lambda: service._risk_health().get("unvalued", {}).get("PAPER") == ["DOGE"])
+        assert service._risk_health()["monitors_blind"] == {}
+        assert "MONITORS BLIND" not in service.status_text()
+        sim.sim.set_price("BTCZAR", D("700000"))  # equity 100,000 -> 76,000: -24%
+
+        async def stopped() -> dict[str, Any] | None:
+            b = await breakers(running)
+            return b if b["emergency"]["tripped"] else None
+
+        b = await eventually(stopped)
+        assert "drawdown" in b["emergency"]["reason"], b
     finally:
         await running.stop()
 

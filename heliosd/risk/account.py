@@ -115,6 +115,11 @@ class AccountRisk:
 
     # ------------------------------------------------------------------ inputs
 
+    def _has_market(self, asset: str) -> bool:
+        """P5 of heliosd.risk.prices: a pricer that cannot tell routes answers yes."""
+        has_market = getattr(self.pricer, "has_market", None)
+        return True if has_market is None else bool(has_market(asset))
+
     def set_pricer(self, pricer: AssetPricer) -> None:
         """Value through ``pricer`` from now on (:mod:`heliosd.risk.prices` plugs in here)."""
         self.pricer = pricer
@@ -182,7 +187,8 @@ class AccountRisk:
             fresh = price.fresh(self.max_quote_age_s)
             if asset != reference:
                 gross += abs(value)
-                if not fresh and not dust:
+                unvalued = price.value is None and not self._has_market(asset)
+                if not fresh and not dust and not unvalued:  # P5: unvalued never blocks
                     stale.append(asset)
             holdings[asset] = Holding(
                 asset=asset,

@@ -24,6 +24,15 @@
   known, fresh or stale) is dust: :func:`assess` never lists it as stale, and its price is
   refreshed only every ``DUST_REFRESH_S`` (it costs REST budget and decides nothing). A
   holding with no price at all cannot be shown to be dust and is listed (fail closed).
+* **P5 -- what no market prices is outside measured equity.** A holding with no price at
+  all *and* no route to one among the venue's pairs (no ``ASSET+REF``, ``REF+ASSET`` or
+  ``ASSET+VIA`` with ``VIA+REF``: an airdropped token VALR does not list) is ``unvalued``:
+  valued at 0 in equity, the peak and the baselines alike, so drawdown and daily loss are
+  measured on the rest and stay right; it neither blocks a monitor pass nor puts the
+  account in REDUCING (waiting for a price that cannot come would blind the stops for
+  good). It is listed, never hidden (``GET /api/health``). A holding whose market exists
+  but has no price yet stays unpriced under P4: its value is coming, and 0 meanwhile would
+  set a baseline too low and hide a later loss.
 * ``version`` moves on every quote, fill price and REST answer, and on every :meth:`sweep`
   (called about once a second by the service), because ages change with time alone.
 
@@ -216,6 +225,18 @@ class Pricer:
             return NO_PRICE
         return min(candidates, key=lambda p: p.age_s if p.age_s is not None else float("inf"))
 
+    def has_market(self, asset: str) -> bool:
+        """Whether any route of P2 exists for ``asset`` among the venue's pairs: direct,
+        inverse, or a cross through a VIA. True while the pair list is not known yet (an
+        unknown route is not an absent one: the monitors wait rather than value at 0)."""
+        if not self.market.venue_pairs:
+            return True
+        pairs = self.market.pairs()
+        ref = self.reference
+        if asset + ref in pairs or ref + asset in pairs:
+            return True
+        return any(asset + via in pairs and via + ref in pairs for via in VIAS if via != asset)
+
     def _remember(self, asset: str, pair1: str, pair2: str | None, price: Price) -> None:
         q1 = self.market.quote(pair1)
         q2 = None if pair2 is None else self.market.quote(pair2)
@@ -298,6 +319,8 @@ class Assessment:
     dust: tuple[str, ...]
     stale: tuple[str, ...]
     unpriced: tuple[str, ...]
+    # Held, with no market on the venue at all (no direct, inverse or cross route): P5.
+    unvalued: tuple[str, ...] = ()
 
 
 def assess(
@@ -315,6 +338,7 @@ def assess(
     dust: list[str] = []
     stale: list[str] = []
     unpriced: list[str] = []
+    unvalued: list[str] = []
     quick = pricer.quick
     ref = pricer.reference
     for asset, total in totals:
@@ -334,6 +358,9 @@ def assess(
         prices[asset] = price
         value = abs(total) * price.value if price.value is not None else None
         values[asset] = ZERO if value is None else value
+        if value is None and not pricer.has_market(asset):
+            unvalued.append(asset)  # P5: outside measured equity, never a blocker
+            continue
         if value is not None and value < dust_value:
             dust.append(asset)
             pricer.note_dust(asset)
@@ -343,7 +370,8 @@ def assess(
             stale.append(asset)
             if value is None:
                 unpriced.append(asset)
-    return Assessment(values, prices, tuple(dust), tuple(sorted(stale)), tuple(sorted(unpriced)))
+    return Assessment(values, prices, tuple(dust), tuple(sorted(stale)), tuple(sorted(unpriced)),
+                      tuple(sorted(unvalued)))  # fmt: skip
 
 
 def describe_stale(assessment: Assessment) -> str:
