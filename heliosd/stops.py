@@ -8,11 +8,14 @@ epoch (:mod:`heliosd.state`), so every permit issued before it is stale. Then, i
    the stop may begin another wire send, and every wait it is in ends at once;
 2. settle, bounded (``min(2 s, valr.request_timeout_s)``): wait for the placements that were
    already on the wire to answer, so the cancel-all below sees them at the venue;
-3. stop the engine, cancel-all at each venue, verify with open orders and cancel again what
-   still shows (bounded);
+3. stop the engine, cancel-all at each venue (the first one is sent during step 2: a
+   placement that lands after it is caught here), verify with open orders and cancel again
+   what still shows (bounded);
 4. answer honestly: ``remaining_open_orders`` and each of them by name (``remaining``), and
    ``unresolved_placements`` (still on the wire when the bound ran out; a background
-   follow-up cancels again once they answer).
+   follow-up cancels again once they answer). The stop's ``done`` audit row is written
+   just after the answer, not before it: only the latch must be durable before a stop
+   answers, and it is.
 
 Stops never take the mode orchestrator's lock: a LIVE switch checks the epoch inside the
 transaction that writes LIVE (``state.require``), so whichever commits first wins and a stop
@@ -244,10 +247,18 @@ class Stops:
             self.breakers.committed_trip(EMERGENCY, reason, None)
             board = self.board
             board.revoke_all(f"emergency stop: {reason}")
-            unresolved = await board.settle(self.settle_timeout())
-            await self.stop_engine()
             modes = [Mode.LIVE, Mode.PAPER]
-            cancelled, remaining, notes = await self.cancel_everything(modes)
+            # The first cancel-all goes out while the placements already on the wire settle
+            # (nothing checked before the latch can start another send, so nothing waits on
+            # it): what lands after it is seen by the verification below and cancelled
+            # again. Only the verification has to come after the settle.
+            early = asyncio.gather(*(self._cancel_all_once(m) for m in modes))
+            unresolved = await board.settle(self.settle_timeout())
+            precancelled = {m: n for m, n in zip(modes, await early, strict=True) if n is not None}
+            await self.stop_engine()
+            cancelled, remaining, notes = await self.cancel_everything(
+                modes, precancelled=precancelled
+            )
             flattened = await self.flatten() if self.settings.risk.flatten_on_emergency_stop else []
             labels = sorted(p.label for p in unresolved)
             if unresolved:
@@ -255,9 +266,9 @@ class Stops:
                              f" {self.settle_timeout():g} s; cancelling again once they"
                              " answer")  # fmt: skip
             count = None if remaining is None else len(remaining)
-            if count != 0 or unresolved:
+            again = count != 0 or bool(unresolved)
+            if again:
                 notes.append("cancelling again until the venue shows no open order")
-                self._spawn(self._keep_cancelling(unresolved, modes, who, reason))
 
             def done(conn: sqlite3.Connection) -> None:
                 st.audit(conn, actor=who, action="emergency_stop", outcome="done", reason=reason,
@@ -270,7 +281,13 @@ class Stops:
                         remaining_open_orders=count, checked=count is not None,
                     ))  # fmt: skip
 
-            await store.write(done)
+            # The answer does not wait for this record: the latch is already durable, and
+            # the writer is busy committing the cancellations the venue is reporting (500
+            # of them after a stop of 500 orders: tens of ms). It commits right after them;
+            # the follow-up cancels are queued behind it so the audit trail reads in order.
+            self._spawn(store.write(done))
+            if again:
+                self._spawn(self._keep_cancelling(unresolved, modes, who, reason))
             self.publish({"type": "emergency_stop", "reason": reason,
                           "cancelled_orders": cancelled})  # fmt: skip
             out: dict[str, Any] = {
@@ -419,16 +436,33 @@ class Stops:
 
     # ------------------------------------------------------------------ the work
 
+    async def _cancel_all_once(self, mode: Mode) -> int | None:
+        """One cancel-all at ``mode``'s venue: the count, or None if it failed (the
+        verification pass then cancels again)."""
+        try:
+            return await self.clients[mode].cancel_all()
+        except HeliosError as exc:
+            log.warning("emergency stop: %s cancel-all failed (%s); cancelling again", mode,
+                        exc.message)  # fmt: skip
+            return None
+
     async def cancel_everything(
-        self, modes: Sequence[Mode], attempts: int = 3
+        self,
+        modes: Sequence[Mode],
+        attempts: int = 3,
+        *,
+        precancelled: Mapping[Mode, int] | None = None,
     ) -> tuple[int, list[dict[str, Any]] | None, list[str]]:
         """Cancel every open order of each mode's account, then verify none remain.
 
         A stop must not give up on one transient error: cancel-all and the verification
         are retried (bounded), and anything that still shows (or appeared) is cancelled
         again. ``remaining`` names the orders still open at the venue, or is None when the
-        LIVE venue could not be checked at all (the notes say why).
+        LIVE venue could not be checked at all (the notes say why). A mode in
+        ``precancelled`` had its cancel-all answered already (with that count): its first
+        pass only verifies.
         """
+        done_before = dict(precancelled or {})
         cancelled = 0
         remaining: list[dict[str, Any]] | None = []
         notes: list[str] = []
@@ -437,9 +471,12 @@ class Stops:
             nonlocal cancelled, remaining
             client = self.clients[mode]
             left: list[OpenOrder] | None = None
+            skip_first = mode in done_before
+            cancelled += done_before.get(mode, 0)
             for attempt in range(attempts):
                 try:
-                    cancelled += await client.cancel_all()
+                    if not (attempt == 0 and skip_first):
+                        cancelled += await client.cancel_all()
                     left = await client.open_orders()
                 except AuthError as exc:
                     notes.append(f"{mode}: {exc.message}")
