@@ -10,11 +10,11 @@ import contextlib
 from decimal import Decimal
 
 from heliosd.builtin.valr.retry import RetryPolicy
-from heliosd.errors import HeliosError
-from heliosd.permits import PermitBoard
+from heliosd.core.errors import HeliosError
+from heliosd.core.types import Mode, OrderType, PlaceRequest, Side
 from heliosd.testing import wait_for
-from heliosd.testing_contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
-from heliosd.types import Mode, OrderType, PlaceRequest, Side
+from heliosd.testing.contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
+from heliosd.trading.permits import PermitBoard
 
 PATIENT = fast_valr_tuning(
     write_policy=RetryPolicy(max_attempts=6, max_total_s=60, base_delay_s=0.01, max_delay_s=0.05)
@@ -68,7 +68,10 @@ async def test_revocation_ends_the_clock_remeasurement_after_a_timestamp_rejecti
     ):
         await client.pairs()
         await wait_for(lambda: client.clock_skew() != float("inf"))
-        client._rest._offset_s = -600.0  # signs 10 minutes behind: VALR refuses the timestamp
+        # VALR's clock jumps 10 minutes past the one measured: the signed timestamp is
+        # refused. (Setting the client's own offset instead is now refused before any send,
+        # by the skew bound: that skew is the client's own belief.)
+        sim.apply_faults({"clock_offset_ms": 600_000})
         sim.delay_route("/v1/public/time", 5)  # the re-measurement is slow
         permits = PermitBoard(lambda: (Mode.LIVE, 1))
         permit = permits.issue(Mode.LIVE, 1, label="ts-slow")

@@ -1,4 +1,4 @@
-"""``ValrClient``: the VALR exchange behind :class:`heliosd.protocols.ExchangeClient`.
+"""``ValrClient``: the VALR exchange behind :class:`heliosd.core.protocols.ExchangeClient`.
 
 REST goes through :class:`~heliosd.builtin.valr.rest.ValrRest` (signed, server-time offset,
 errors translated); prices and account events come from the two WebSocket streams in
@@ -8,7 +8,7 @@ Placing orders is :mod:`heliosd.builtin.valr.placing`, a part of this class: wha
 and when, and send permits (``honours_permits = True``): ``permit.begin_send()`` immediately
 before every request that could execute the order, every wait before a send (Retry-After,
 stream ready, pair refresh, first clock measurement) ended at once by a revocation, and
-:class:`~heliosd.errors.PermitRevoked` out of ``place`` meaning the order was never sent.
+:class:`~heliosd.core.errors.PermitRevoked` out of ``place`` meaning the order was never sent.
 Lookups after a lost answer are reads and are not guarded.
 
 Dead-man's switch (``[valr] cancel_on_disconnect``): after every (re)connect of the account
@@ -54,15 +54,15 @@ from heliosd.builtin.valr.rest import (
 )
 from heliosd.builtin.valr.retry import ValrTuning
 from heliosd.builtin.valr.streams import AccountStream, TradeStream
-from heliosd.config import Settings
-from heliosd.errors import (
+from heliosd.core.config import Settings
+from heliosd.core.errors import (
     AuthError,
     ExchangeRejected,
     HeliosError,
     TransientError,
 )
-from heliosd.protocols import ExchangeContext, ExchangeEvents, MarketView
-from heliosd.types import (
+from heliosd.core.protocols import ExchangeContext, ExchangeEvents, MarketView
+from heliosd.core.types import (
     ApiKeyInfo,
     Balance,
     Fill,
@@ -211,7 +211,10 @@ class ValrClient(_Placing):
             return None
         status = status.strip().lower()
         if status != self.venue_status:
-            log.warning("VALR status: %s (was %s)", status, self.venue_status or "unknown")
+            # The first reading of "online" is the normal start, not news.
+            first_online = self.venue_status is None and status == "online"
+            log.log(logging.INFO if first_online else logging.WARNING, "VALR status: %s (was %s)",
+                    status, self.venue_status or "unknown")  # fmt: skip
         self.venue_status = status
         return status
 
