@@ -1,7 +1,7 @@
 """A real ``heliosd run`` process for the benchmarks that talk to it from outside.
 
 The client of a benchmark must not share the daemon's event loop or its interpreter, so these
-benchmarks start the daemon as operators do (``python -m heliosd.cli run --config``) and
+benchmarks start the daemon as operators do (``python -m heliosd.runtime.cli run --config``) and
 talk to its control socket with a keep-alive HTTP/1.1 connection over AF_UNIX.
 """
 

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, median_of, ms, summary
 from _simproc import SimProcess
 
+from heliosd.core.types import Fill, Mode
 from heliosd.testing import start_daemon, write_config
-from heliosd.types import Fill, Mode
 
 # ---------------------------------------------------------------------- the daemon side
 

@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, note, summary, us
 
-from heliosd.config import Settings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.monitors import DailyLossMonitor, DrawdownMonitor
-from heliosd.protocols import MonitorContext
+from heliosd.core.config import Settings
+from heliosd.core.protocols import MonitorContext
+from heliosd.core.types import Balance, Mode, PairInfo, Quote, utcnow
+from heliosd.risk.ledger import Ledger
+from heliosd.risk.monitors import DailyLossMonitor, DrawdownMonitor
 from heliosd.risk.prices import Pricer, assess
-from heliosd.types import Balance, Mode, PairInfo, Quote, utcnow
+from heliosd.trading.marketdata import MarketData
 
 ASSETS = 50
 CROSS = 10

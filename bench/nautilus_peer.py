@@ -50,7 +50,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 VENUE = Venue("VALR")
 CURRENCIES = {"BTC": BTC, "ETH": ETH, "ZAR": ZAR}
-MIN_BASE = {"BTCZAR": "0.0001", "ETHZAR": "0.001"}  # heliosd.marketdata.DEFAULT_PAIRS
+MIN_BASE = {"BTCZAR": "0.0001", "ETHZAR": "0.001"}  # heliosd.trading.marketdata.DEFAULT_PAIRS
 MAX_BASE = {"BTCZAR": "2", "ETHZAR": "50"}
 
 

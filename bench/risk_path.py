@@ -39,17 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, median_of, note, summary, us
 
-from heliosd import orders as od
-from heliosd.breakers import Breakers
-from heliosd.config import Settings, parse_settings
-from heliosd.errors import RiskRejected
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.plugins import collect, make_plugin_manager
-from heliosd.risk.account import AccountRisk
-from heliosd.router import ExecutionRouter
-from heliosd.store import Store
-from heliosd.types import (
+from heliosd.core.config import Settings, parse_settings
+from heliosd.core.errors import RiskRejected
+from heliosd.core.types import (
     Mode,
     OrderIntent,
     OrderState,
@@ -61,6 +53,14 @@ from heliosd.types import (
     VerdictAction,
     utcnow,
 )
+from heliosd.plugins.manager import collect, make_plugin_manager
+from heliosd.risk.account import AccountRisk
+from heliosd.risk.breakers import Breakers
+from heliosd.risk.ledger import Ledger
+from heliosd.store import Store
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.router import ExecutionRouter
 
 HERE = Path(__file__).resolve().parent
 
@@ -166,7 +166,7 @@ class Rig:
         self.rule_names = [getattr(r, "name", "?") for r in registry.risk_rules]
         self.client = InstantClient()
         clients: Any = {Mode.PAPER: self.client, Mode.LIVE: self.client}
-        # The account risk model the daemon wires (heliosd.service): the limits read its
+        # The account risk model the daemon wires (heliosd.runtime.service): the limits read its
         # snapshot (holdings and the open orders' reserved exposure).
         counters = od.OrderCounters()
         for mode, ledger in ((Mode.PAPER, self.ledger), (Mode.LIVE, live)):

@@ -1,6 +1,7 @@
 """Benchmark 5 (issue 8): time from exec to READY=1, and resident memory after start.
 
-``python -m heliosd.cli run --config FILE`` is exec'd with ``NOTIFY_SOCKET`` naming a datagram
+``python -m heliosd.runtime.cli run --config FILE`` is exec'd with ``NOTIFY_SOCKET`` naming a
+datagram
 socket this benchmark binds, as systemd does for ``Type=notify``; the clock runs from just
 before the exec to the arrival of the datagram holding ``READY=1``. RSS is VmRSS from
 ``/proc/<pid>/status`` right after READY. Each run is stopped with SIGTERM.
@@ -47,7 +48,7 @@ def start_once(config: Path, work: Path, timeout: float = 60) -> dict[str, Any]:
     env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "heliosd.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "heliosd.runtime.cli", "run", "--config", str(config)],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )  # fmt: skip
     try:

@@ -4,8 +4,7 @@ This module is the public plugin API: the ``hookimpl`` marker, the protocols plu
 implement and the value types they exchange.
 """
 
-from heliosd.hookspecs import hookimpl
-from heliosd.protocols import (
+from heliosd.core.protocols import (
     BreakerState,
     Event,
     ExchangeClient,
@@ -25,7 +24,7 @@ from heliosd.protocols import (
     Strategy,
     StrategyContext,
 )
-from heliosd.types import (
+from heliosd.core.types import (
     Action,
     ActionKind,
     Balance,
@@ -42,6 +41,7 @@ from heliosd.types import (
     VerdictAction,
     reduces_position,
 )
+from heliosd.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

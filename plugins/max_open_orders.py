@@ -32,8 +32,8 @@ from typing import Any
 
 from heliosd import OrderIntent, OrderType, RiskContext, RiskRule, Verdict, hookimpl
 from heliosd.builtin.limits import reduces_position
-from heliosd.config import Settings, p_int
-from heliosd.errors import ConfigError
+from heliosd.core.config import Settings, p_int
+from heliosd.core.errors import ConfigError
 
 SECTION = "max_open_orders"
 

@@ -37,8 +37,8 @@ from zoneinfo import ZoneInfo
 
 from heliosd import OrderIntent, RiskContext, RiskRule, Verdict, hookimpl
 from heliosd.builtin.limits import reduces_position
-from heliosd.config import Settings, p_str, p_strs, p_timezone
-from heliosd.errors import ConfigError
+from heliosd.core.config import Settings, p_str, p_strs, p_timezone
+from heliosd.core.errors import ConfigError
 
 SECTION = "trading_hours"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()

@@ -7,15 +7,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from heliosd import orders as od
 from heliosd.builtin.limits import LeverageLimit, PositionLimit
-from heliosd.config import Settings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.protocols import RiskContext
-from heliosd.risk.account import AccountRisk, MarketPricer
-from heliosd.risk.exposure import MARKET_BUY_MARGIN
-from heliosd.types import (
+from heliosd.core.config import Settings
+from heliosd.core.protocols import RiskContext
+from heliosd.core.types import (
     Balance,
     Fill,
     Mode,
@@ -27,6 +22,11 @@ from heliosd.types import (
     VerdictAction,
     utcnow,
 )
+from heliosd.risk.account import AccountRisk, MarketPricer
+from heliosd.risk.exposure import MARKET_BUY_MARGIN
+from heliosd.risk.ledger import Ledger
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

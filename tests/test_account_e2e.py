@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from heliosd.core.types import Fill, Mode, Side, utcnow
 from heliosd.risk.exposure import MARKET_BUY_MARGIN
 from heliosd.testing import (
     SIM_ACCOUNT,
@@ -30,7 +31,6 @@ from heliosd.testing import (
     wait_for,
     write_config,
 )
-from heliosd.types import Fill, Mode, Side, utcnow
 
 NOTIFY = "json://127.0.0.1:9/unused"  # the risk-config gate wants one; never delivered to
 MID = Decimal(1200000)
@@ -416,7 +416,7 @@ async def test_a_sell_is_capped_to_what_orders_heliosd_does_not_know_left_free(
     0.01 through heliosd is capped to the 0.006 VALR leaves free, not sent whole to fail at
     VALR; the reason names the venue's reservation."""
     from heliosd.builtin.valr.rest import ValrRest
-    from heliosd.config import Secret
+    from heliosd.core.config import Secret
 
     running = await live_daemon(sim, short_dir)
     try:

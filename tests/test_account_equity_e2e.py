@@ -8,8 +8,8 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from heliosd.core.types import Mode, Side
 from heliosd.testing import SimHandle, go_live, start_daemon, wait_for, write_config
-from heliosd.types import Mode, Side
 
 NOTIFY = "json://127.0.0.1:9/unused"
 MID = Decimal(1200000)

@@ -10,13 +10,13 @@ import pluggy
 import pytest
 
 import heliosd.builtin.apprise as apprise_plugin
-from heliosd import hookspecs
 from heliosd.builtin.apprise import AppriseNotifier
-from heliosd.config import NotifySettings, Secret, Settings
-from heliosd.errors import ConfigError, TransientError
-from heliosd.protocols import Event, Notifier
+from heliosd.core.config import NotifySettings, Secret, Settings
+from heliosd.core.errors import ConfigError, TransientError
+from heliosd.core.protocols import Event, Notifier
+from heliosd.core.types import utcnow
+from heliosd.plugins import hookspecs
 from heliosd.testing import NotifyReceiver
-from heliosd.types import utcnow
 
 PASSWORD = "pw-Zq8r1xT"
 TOKEN = "tok-4f9c2e7d1ab0"

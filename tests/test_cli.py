@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from heliosd.cli import main
-from heliosd.config import Settings
-from heliosd.daemon import Daemon
+from heliosd.core.config import Settings
+from heliosd.runtime.cli import main
+from heliosd.runtime.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "heliosd.cli", *args],
+        [sys.executable, "-m", "heliosd.runtime.cli", *args],
         capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
     )  # fmt: skip
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.config import (
+from heliosd.core.config import (
     EVENT_KINDS,
     SECTIONS,
     Secret,
@@ -23,7 +23,7 @@ from heliosd.config import (
     risk_config_problems,
     section_keys,
 )
-from heliosd.errors import ConfigError
+from heliosd.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ROOT / "etc" / "heliosd.toml"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from heliosd.core.types import Mode
 from heliosd.testing import SimHandle, start_daemon, wait_for, write_config
-from heliosd.types import Mode
 
 NOTIFY = "json://127.0.0.1:9/unused"
 

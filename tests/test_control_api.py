@@ -26,12 +26,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from heliosd.config import DaemonSettings, Settings
 from heliosd.control.app import build_app, registered_routes
 from heliosd.control.backend import JSON, Actor, OrderRequest
 from heliosd.control.openapi import OPERATIONS
 from heliosd.control.server import ControlServer
-from heliosd.errors import (
+from heliosd.core.config import DaemonSettings, Settings
+from heliosd.core.errors import (
     AuthError,
     ConfirmationRequired,
     ExchangeRejected,
@@ -42,7 +42,7 @@ from heliosd.errors import (
     RiskRejected,
     TransientError,
 )
-from heliosd.types import Mode
+from heliosd.core.types import Mode
 
 # --------------------------------------------------------------------------- the backend
 

@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 from test_control_api import MemoryBackend, no_unexpected_errors, serve, settings_for, sock_dir
 
-from heliosd.config import Secret
 from heliosd.control.app import build_app
 from heliosd.control.backend import Actor
 from heliosd.control.client import ControlClient
@@ -25,7 +24,8 @@ from heliosd.control.server import (
     loopback_address,
     uid_allowed,
 )
-from heliosd.errors import ConfigError
+from heliosd.core.config import Secret
+from heliosd.core.errors import ConfigError
 from heliosd.testing import request_as
 
 __all__ = ["no_unexpected_errors", "sock_dir"]  # fixtures shared with test_control_api

@@ -143,7 +143,7 @@ async def test_broken_config_exits_78_naming_the_key(short_dir: Path) -> None:
     config = short_dir / "bad.toml"
     config.write_text("[risk]\nmax_leverag = 3\n")
     result = subprocess.run(
-        [sys.executable, "-m", "heliosd.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "heliosd.runtime.cli", "run", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=60,

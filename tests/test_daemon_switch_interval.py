@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from heliosd.daemon import GIL_SWITCH_INTERVAL_S
+from heliosd.runtime.daemon import GIL_SWITCH_INTERVAL_S
 from heliosd.testing import SimHandle, start_daemon, write_config
 
 

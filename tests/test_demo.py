@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.demo import DEMO_LABEL
+from heliosd.runtime.demo import DEMO_LABEL
 
 
 class Demo:
@@ -34,7 +34,14 @@ class Demo:
     def start(self, timeout: float = 30) -> None:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "heliosd.cli", "demo", "--state-dir", str(self.state_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "heliosd.runtime.cli",
+                    "demo",
+                    "--state-dir",
+                    str(self.state_dir),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -10,17 +10,17 @@ from decimal import Decimal
 import pluggy
 import pytest
 
-from heliosd import hookspecs
 from heliosd.builtin import demo_strategy as demo_module
 from heliosd.builtin.demo_strategy import DemoSettings, DemoStrategy
 from heliosd.builtin.sizing import kelly_quantity
-from heliosd.config import Settings, parse_settings
-from heliosd.errors import ConfigError
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.protocols import MarketSnapshot, Strategy, StrategyContext
+from heliosd.core.config import Settings, parse_settings
+from heliosd.core.errors import ConfigError
+from heliosd.core.protocols import MarketSnapshot, Strategy, StrategyContext
+from heliosd.core.types import Fill, Mode, OrderIntent, OrderType, Quote, Side
+from heliosd.plugins import hookspecs
+from heliosd.risk.ledger import Ledger
 from heliosd.sim.prices import PricePath
-from heliosd.types import Fill, Mode, OrderIntent, OrderType, Quote, Side
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 T0 = datetime(2025, 6, 17, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""docs/configuration.md against heliosd/config.py: every key, nothing stale, true defaults.
+"""docs/configuration.md against heliosd/core/config.py: every key, nothing stale, true defaults.
 
 Each ``## [section]`` of the document has a table whose rows start with a `key` and end
 with its default written as TOML. The defaults are read back through heliosd's own config
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.config import Settings, parse_settings, section_keys
+from heliosd.core.config import Settings, parse_settings, section_keys
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 _ROW = re.compile(r"^\|\s*`([a-z_]+)`\s*\|")

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from heliosd import hookspecs
-from heliosd.errors import AuthError, ExchangeRejected
-from heliosd.protocols import (
+from heliosd.core.errors import AuthError, ExchangeRejected
+from heliosd.core.protocols import (
     BreakerState,
     ExchangeContext,
     LedgerSnapshot,
@@ -24,8 +23,9 @@ from heliosd.protocols import (
     MonitorContext,
     StrategyContext,
 )
+from heliosd.core.types import ActionKind, Mode, OrderType, PlaceRequest, Side, utcnow
+from heliosd.plugins import hookspecs
 from heliosd.testing import SimHandle, start_daemon, wait_for, write_config
-from heliosd.types import ActionKind, Mode, OrderType, PlaceRequest, Side, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "plugins.md"

@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from heliosd.config import DaemonSettings, Settings
-from heliosd.errors import ConfigError
-from heliosd.plugins import load_with_plugins, make_plugin_manager
+from heliosd.core.config import DaemonSettings, Settings
+from heliosd.core.errors import ConfigError
+from heliosd.core.types import Side
+from heliosd.plugins.manager import load_with_plugins, make_plugin_manager
 from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
-from heliosd.types import Side
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "plugins"
 NOTIFY = "json://127.0.0.1:9/unused"
@@ -177,7 +177,7 @@ async def test_max_orders_per_minute_refuses_past_the_rate(
         rejected = await refused(running, buy(), "max_orders_per_minute")
         assert rejected["details"] == {"sent": "3", "limit": "2"}
         # The window is per mode: LIVE has its full allowance (checked without sending).
-        from heliosd.types import Mode, OrderIntent, OrderType
+        from heliosd.core.types import Mode, OrderIntent, OrderType
 
         intent = OrderIntent("BTCZAR", Side.BUY, OrderType.MARKET, Decimal("0.001"))
         evaluation = await running.service.router.evaluate(intent, Mode.LIVE)

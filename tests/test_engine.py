@@ -16,20 +16,20 @@ from typing import Any
 
 import pytest
 
-from heliosd import orders as od
-from heliosd.breakers import DAILY_LOSS, Breakers, trip_sql
 from heliosd.builtin.limits import essential_rules
 from heliosd.builtin.paper import PaperExchange
-from heliosd.config import EngineSettings, Settings
-from heliosd.engine import Engine
-from heliosd.errors import HaltedError, NotFoundError
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.protocols import MarketSnapshot, StrategyContext
-from heliosd.router import ExecutionRouter
+from heliosd.core.config import EngineSettings, Settings
+from heliosd.core.errors import HaltedError, NotFoundError
+from heliosd.core.protocols import MarketSnapshot, StrategyContext
+from heliosd.core.types import Mode, OrderIntent, OrderType, Quote, Side
+from heliosd.risk.breakers import DAILY_LOSS, Breakers, trip_sql
+from heliosd.risk.ledger import Ledger
 from heliosd.store import Store
-from heliosd.types import Mode, OrderIntent, OrderType, Quote, Side
-from heliosd.venue import VenueSink
+from heliosd.trading import orders as od
+from heliosd.trading.engine import Engine
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.router import ExecutionRouter
+from heliosd.trading.sink import VenueSink
 
 D = Decimal
 
@@ -296,7 +296,7 @@ async def test_a_raising_strategy_is_stopped_and_reported(
 ) -> None:
     strategy = Raising(fail_on=2)
     engine = rig.engine([strategy], interval_s="0.02")
-    with caplog.at_level(logging.ERROR, logger="heliosd.engine"):
+    with caplog.at_level(logging.ERROR, logger="heliosd.trading.engine"):
         await engine.start("raising")
         await until(lambda: not engine.running)
     status = engine.status()
@@ -329,7 +329,7 @@ async def test_a_strategy_answering_nonsense_is_stopped(
             return "BUY BTC"
 
     engine = rig.engine([Nonsense()])
-    with caplog.at_level(logging.ERROR, logger="heliosd.engine"):
+    with caplog.at_level(logging.ERROR, logger="heliosd.trading.engine"):
         await engine.start("nonsense")
         await until(lambda: not engine.running)
     assert stats(engine, "nonsense")["last_error"] == "on_market returned str, not a list"
@@ -340,7 +340,7 @@ async def test_a_hung_strategy_times_out_and_is_stopped(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = rig.engine([Slow(None)], tick_timeout_s=0.1)
-    with caplog.at_level(logging.ERROR, logger="heliosd.engine"):
+    with caplog.at_level(logging.ERROR, logger="heliosd.trading.engine"):
         await engine.start("slow")
         await until(lambda: not engine.running)
     assert stats(engine, "slow")["last_error"] == "on_market did not answer within 0.1 s"
@@ -374,7 +374,7 @@ async def test_a_halt_while_running_stops_the_engine(
     engine = rig.engine([strategy], interval_s="0.02")
     await engine.start("scripted")
     await until(lambda: len(strategy.calls) >= 1)
-    with caplog.at_level(logging.WARNING, logger="heliosd.engine"):
+    with caplog.at_level(logging.WARNING, logger="heliosd.trading.engine"):
         await halt(rig, "daily loss 5.2 %")
         await until(lambda: not engine.running)
     calls = len(strategy.calls)
@@ -491,7 +491,7 @@ async def test_an_engine_failure_stops_and_reports_instead_of_crashing(
         rig.events.append,
     )  # fmt: skip
     rig.engines.append(engine)
-    with caplog.at_level(logging.ERROR, logger="heliosd.engine"):
+    with caplog.at_level(logging.ERROR, logger="heliosd.trading.engine"):
         await engine.start("scripted")
         await until(lambda: not engine.running)
     assert stats(engine, "scripted")["last_error"] == "engine failed: KeyError: <Mode.LIVE: 'LIVE'>"

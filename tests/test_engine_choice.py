@@ -1,4 +1,4 @@
-"""The engine's on/off survives restarts (heliosd.runstate, E1).
+"""The engine's on/off survives restarts (heliosd.runtime.runstate, E1).
 
 In process: which starts and stops the engine hands to ``on_choice``, in order. Through real
 ``heliosd run`` processes: a person's stop survives SIGTERM and a restart with
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from heliosd.config import EngineSettings, Settings
-from heliosd.engine import Engine, EngineChoice
-from heliosd.marketdata import MarketData
+from heliosd.core.config import EngineSettings, Settings
+from heliosd.core.types import Mode
 from heliosd.testing import SimHandle, write_config
-from heliosd.types import Mode
+from heliosd.trading.engine import Engine, EngineChoice
+from heliosd.trading.marketdata import MarketData
 
 ENGINE = '[engine]\nstrategy = "demo"\nautostart = true\ninterval_s = 1\n'
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from heliosd.config import DaemonSettings, Settings
-from heliosd.errors import ConfigError, RiskRejected
-from heliosd.plugins import ENTRY_POINT_GROUP, collect, make_plugin_manager, plugin_records
+from heliosd.core.config import DaemonSettings, Settings
+from heliosd.core.errors import ConfigError, RiskRejected
+from heliosd.core.types import Mode, OrderIntent, OrderState, OrderType, Side
+from heliosd.plugins.manager import ENTRY_POINT_GROUP, collect, make_plugin_manager, plugin_records
 from heliosd.testing import SimHandle, start_daemon, wait_for, write_config
-from heliosd.types import Mode, OrderIntent, OrderState, OrderType, Side
 
 NOTIFY = "json://127.0.0.1:9/unused"
 MODULE_PREFIX = "hx_ep_"
@@ -339,7 +339,7 @@ async def test_a_heliosd_process_loads_lists_and_obeys_the_entry_point(
 def heliosd_run(config: Path, site: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``heliosd run`` with ``site`` on PYTHONPATH; it is expected to exit by itself."""
     return subprocess.run(
-        [sys.executable, "-m", "heliosd.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "heliosd.runtime.cli", "run", "--config", str(config)],
         env={**os.environ, **site_env(site)},
         capture_output=True,
         text=True,

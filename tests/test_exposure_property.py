@@ -25,15 +25,15 @@ from decimal import ROUND_DOWN, Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from heliosd import orders as od
 from heliosd.builtin.limits import LeverageLimit, PositionLimit
-from heliosd.config import Settings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.protocols import RiskContext
+from heliosd.core.config import Settings
+from heliosd.core.protocols import RiskContext
+from heliosd.core.types import Balance, Fill, Mode, OrderIntent, OrderType, PairInfo, Quote, Side
 from heliosd.risk.account import AccountRisk
-from heliosd.router import ExecutionRouter
-from heliosd.types import Balance, Fill, Mode, OrderIntent, OrderType, PairInfo, Quote, Side
+from heliosd.risk.ledger import Ledger
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.router import ExecutionRouter
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

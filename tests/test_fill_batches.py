@@ -20,26 +20,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from heliosd import notify
-from heliosd import orders as od
 from heliosd import store as st
 from heliosd.builtin.valr.streams import AccountStream
-from heliosd.config import NotifySettings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.notify import Notifications, enqueue_many
-from heliosd.protocols import Event, ExchangeClient
-from heliosd.sim import wire
-from heliosd.sim.accounts import Balance as SimBalance
-from heliosd.store import Store
-from heliosd.testing_contract import (
-    SIM_KEY,
-    SIM_SECRET,
-    RecordingEvents,
-    fast_valr_tuning,
-    funded_sim,
-    valr_on_sim,
-)
-from heliosd.types import (
+from heliosd.core.config import NotifySettings
+from heliosd.core.protocols import Event, ExchangeClient
+from heliosd.core.types import (
     Balance,
     Fill,
     Mode,
@@ -51,7 +36,22 @@ from heliosd.types import (
     Side,
     utcnow,
 )
-from heliosd.venue import VenueSink
+from heliosd.notify import Notifications, enqueue_many
+from heliosd.risk.ledger import Ledger
+from heliosd.sim import wire
+from heliosd.sim.accounts import Balance as SimBalance
+from heliosd.store import Store
+from heliosd.testing.contract import (
+    SIM_KEY,
+    SIM_SECRET,
+    RecordingEvents,
+    fast_valr_tuning,
+    funded_sim,
+    valr_on_sim,
+)
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.sink import VenueSink
 
 D = Decimal
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -257,7 +257,7 @@ async def test_a_bad_fill_fails_alone(tmp_path: Path, caplog: pytest.LogCaptureF
     try:
         s = Sink(store)
         bad = Fill("bad", None, Side.BUY, D(1), D(1), D(0), "BTC", T0)  # type: ignore[arg-type]
-        with caplog.at_level(logging.WARNING, logger="heliosd.venue"):
+        with caplog.at_level(logging.WARNING, logger="heliosd.trading.sink"):
             for f in (fill(1), bad, fill(2)):
                 await s.sink.on_fill(f)
             await asyncio.wait_for(s.sink.drain(), 10)
@@ -338,7 +338,7 @@ async def test_a_bad_status_fails_alone(tmp_path: Path, caplog: pytest.LogCaptur
         await store.write(seed)
         s = Sink(store)
         bad = OrderStatus("BTCZAR", "nonsense", customer_order_id="hd-b")  # type: ignore[arg-type]
-        with caplog.at_level(logging.WARNING, logger="heliosd.venue"):
+        with caplog.at_level(logging.WARNING, logger="heliosd.trading.sink"):
             await s.sink.on_order_status(OrderStatus(
                 "BTCZAR", OrderState.CANCELLED, customer_order_id="hd-a"))  # fmt: skip
             await s.sink.on_order_status(bad)

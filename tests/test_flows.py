@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest_asyncio
 
+from heliosd.core.types import Fill, Flow, Mode, PairInfo, Side, utcnow
 from heliosd.risk.flows import FlowWatcher, fill_effect, load_flows_sql, split_pair
 from heliosd.risk.marks import EquityMarks
 from heliosd.store import Store
-from heliosd.types import Fill, Flow, Mode, PairInfo, Side, utcnow
 
 D = Decimal
 

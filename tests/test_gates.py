@@ -17,8 +17,6 @@ import pluggy
 import pytest
 from aiohttp import web
 
-from heliosd import hookspecs
-from heliosd import orders as od
 from heliosd.builtin import gates as gates_module
 from heliosd.builtin.gates import (
     GATE_NAMES,
@@ -33,7 +31,8 @@ from heliosd.builtin.gates import (
 )
 from heliosd.builtin.paper import PaperExchange
 from heliosd.builtin.valr.client import ValrClient
-from heliosd.config import (
+from heliosd.control.backend import Actor
+from heliosd.core.config import (
     NotifySettings,
     PaperSettings,
     RiskSettings,
@@ -41,16 +40,9 @@ from heliosd.config import (
     Settings,
     parse_settings,
 )
-from heliosd.control.backend import Actor
-from heliosd.errors import ConfigError, ConfirmationRequired, GateRejected, InvalidConfirmToken
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.mode import ModeOrchestrator
-from heliosd.protocols import Gate, GateContext
-from heliosd.store import Store
-from heliosd.testing import SimHandle
-from heliosd.testing_contract import RecordingEvents, fast_valr_tuning, valr_settings
-from heliosd.types import (
+from heliosd.core.errors import ConfigError, ConfirmationRequired, GateRejected, InvalidConfirmToken
+from heliosd.core.protocols import Gate, GateContext
+from heliosd.core.types import (
     GateResult,
     Mode,
     OrderIntent,
@@ -60,6 +52,14 @@ from heliosd.types import (
     Quote,
     Side,
 )
+from heliosd.plugins import hookspecs
+from heliosd.risk.ledger import Ledger
+from heliosd.risk.mode import ModeOrchestrator
+from heliosd.store import Store
+from heliosd.testing import SimHandle
+from heliosd.testing.contract import RecordingEvents, fast_valr_tuning, valr_settings
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 OPERATOR = Actor(uid=1000, user="operator")
@@ -223,7 +223,7 @@ async def test_paper_and_live_positions_are_both_listed_and_labelled(world: Worl
 
 
 async def test_a_paper_position_from_fills_counts(world: World) -> None:
-    from heliosd.types import Fill
+    from heliosd.core.types import Fill
 
     world.paper_ledger.apply_fill(
         Fill("t1", "BTCZAR", Side.BUY, D(1000000), D("0.0025"), D(0), "ZAR", datetime.now(UTC))
@@ -576,7 +576,7 @@ async def test_a_gate_that_raises_or_hangs_refuses(
 ) -> None:
     orch = orchestrator(world, extra=[Exploding(), Hanging()], timeout=0.5)
     with (
-        caplog.at_level(logging.WARNING, logger="heliosd.mode"),
+        caplog.at_level(logging.WARNING, logger="heliosd.risk.mode"),
         pytest.raises(GateRejected) as info,
     ):
         await orch.switch(Mode.LIVE, confirm_token=None, reason="go", actor=OPERATOR)

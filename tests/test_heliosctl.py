@@ -27,8 +27,8 @@ from test_control_api import (
 
 from heliosd.control.ctl import main, render, table
 from heliosd.control.server import ControlServer
-from heliosd.errors import TransientError
-from heliosd.types import Mode
+from heliosd.core.errors import TransientError
+from heliosd.core.types import Mode
 
 __all__ = ["no_unexpected_errors", "sock_dir"]  # fixtures shared with test_control_api
 

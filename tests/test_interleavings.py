@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from heliosd.control.backend import Actor, OrderRequest
-from heliosd.errors import HeliosError, PermitRevoked
-from heliosd.plugins import DROPIN_PREFIX
+from heliosd.core.errors import HeliosError, PermitRevoked
+from heliosd.core.types import Mode, OrderType, PlaceRequest, PlaceResult, Side, TradingState
+from heliosd.plugins.manager import DROPIN_PREFIX
 from heliosd.testing import SimHandle, eventually, start_daemon, write_config
-from heliosd.types import Mode, OrderType, PlaceRequest, PlaceResult, Side, TradingState
 
 NOTIFY = "json://127.0.0.1:9/unused"
 STEPS = 60

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heliosd.ledger import Ledger, decimal_text, next_day_start
-from heliosd.marketdata import MarketData
-from heliosd.types import Balance, Fill, Mode, PairInfo, Quote, Side
+from heliosd.core.types import Balance, Fill, Mode, PairInfo, Quote, Side
+from heliosd.risk.ledger import Ledger, decimal_text, next_day_start
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 SAST = ZoneInfo("Africa/Johannesburg")

@@ -10,7 +10,6 @@ from decimal import Decimal
 import pluggy
 import pytest
 
-from heliosd import hookspecs
 from heliosd.builtin import limits
 from heliosd.builtin.limits import (
     DAILY_LOSS,
@@ -21,11 +20,9 @@ from heliosd.builtin.limits import (
     LeverageLimit,
     PositionLimit,
 )
-from heliosd.config import Settings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.protocols import BreakerState, RiskContext, RiskRule
-from heliosd.types import (
+from heliosd.core.config import Settings
+from heliosd.core.protocols import BreakerState, RiskContext, RiskRule
+from heliosd.core.types import (
     Balance,
     Fill,
     Mode,
@@ -36,6 +33,9 @@ from heliosd.types import (
     Side,
     VerdictAction,
 )
+from heliosd.plugins import hookspecs
+from heliosd.risk.ledger import Ledger
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -18,6 +18,7 @@ import pytest
 
 from heliosd.control import ctl
 from heliosd.control.smoke import minimum_quantity
+from heliosd.core.types import Side
 from heliosd.testing import (
     NotifyReceiver,
     ReceivedPost,
@@ -27,7 +28,6 @@ from heliosd.testing import (
     start_sim,
     write_config,
 )
-from heliosd.types import Side
 
 
 async def heliosctl(running: RunningDaemon, *args: str) -> tuple[int, str, str]:

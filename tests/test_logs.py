@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.config import NotifySettings, Secret, Settings, ValrSettings
-from heliosd.logs import (
+from heliosd.core.config import NotifySettings, Secret, Settings, ValrSettings
+from heliosd.runtime.logs import (
     RedactingFilter,
     forget_secrets,
     priority,
@@ -77,7 +77,7 @@ def lines(path: Path) -> list[str]:
 def test_plain_lines_have_utc_time_level_logger_message_and_fields(real_stderr: RealStderr) -> None:
     stderr_file = real_stderr()
     setup_logging("INFO", journald=False)
-    log = logging.getLogger("heliosd.router")
+    log = logging.getLogger("heliosd.trading.router")
 
     log.info("order %s placed", "abc-1", extra={"pair": "BTCZAR", "qty": Decimal("0.01")})
     log.debug("not shown at info")
@@ -87,9 +87,9 @@ def test_plain_lines_have_utc_time_level_logger_message_and_fields(real_stderr: 
     m = LINE.match(first)
     assert m is not None
     assert m["level"] == "INFO"
-    assert m["name"] == "heliosd.router"
+    assert m["name"] == "heliosd.trading.router"
     assert m["rest"] == "order abc-1 placed pair=BTCZAR qty=0.01"
-    assert second.endswith('WARNING heliosd.router two words reason="open positions exist"')
+    assert second.endswith('WARNING heliosd.trading.router two words reason="open positions exist"')
 
 
 def test_a_record_is_always_one_line(real_stderr: RealStderr) -> None:
@@ -110,7 +110,7 @@ def test_a_record_is_always_one_line(real_stderr: RealStderr) -> None:
 def test_journald_lines_carry_priority_and_no_time(real_stderr: RealStderr) -> None:
     stderr_file = real_stderr()
     setup_logging("debug", journald=True)
-    log = logging.getLogger("heliosd.monitors")
+    log = logging.getLogger("heliosd.risk.monitors")
     log.debug("d")
     log.info("i")
     log.warning("w", extra={"pct": "5.1"})
@@ -118,11 +118,11 @@ def test_journald_lines_carry_priority_and_no_time(real_stderr: RealStderr) -> N
     log.critical("c")
 
     assert lines(stderr_file) == [
-        "<7>heliosd.monitors d",
-        "<6>heliosd.monitors i",
-        "<4>heliosd.monitors w pct=5.1",
-        "<3>heliosd.monitors e",
-        "<2>heliosd.monitors c",
+        "<7>heliosd.risk.monitors d",
+        "<6>heliosd.risk.monitors i",
+        "<4>heliosd.risk.monitors w pct=5.1",
+        "<3>heliosd.risk.monitors e",
+        "<2>heliosd.risk.monitors c",
     ]
     assert priority(logging.INFO + 5) == 6
 

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from heliosd.marketdata import DEFAULT_PAIRS, MarketData
-from heliosd.types import PairInfo, Quote, Side
+from heliosd.core.types import PairInfo, Quote, Side
+from heliosd.trading.marketdata import DEFAULT_PAIRS, MarketData
 
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 D = Decimal
@@ -123,7 +123,7 @@ def test_a_failing_subscriber_is_logged_and_does_not_starve_others(
 
     md.subscribe(broken)
     md.subscribe(got.append)
-    with caplog.at_level(logging.ERROR, logger="heliosd.marketdata"):
+    with caplog.at_level(logging.ERROR, logger="heliosd.trading.marketdata"):
         md.update(q(last="5"))
     assert len(got) == 1
     assert md.mark("BTCZAR") == D(5)

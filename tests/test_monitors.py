@@ -7,13 +7,14 @@ from decimal import Decimal
 
 import pluggy
 
-from heliosd import hookspecs, monitors
-from heliosd.config import Settings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.monitors import DailyLossMonitor, DrawdownMonitor
-from heliosd.protocols import BreakerState, Monitor, MonitorContext
-from heliosd.types import ActionKind, Fill, Mode, PairInfo, Quote, Side
+from heliosd.core.config import Settings
+from heliosd.core.protocols import BreakerState, Monitor, MonitorContext
+from heliosd.core.types import ActionKind, Fill, Mode, PairInfo, Quote, Side
+from heliosd.plugins import hookspecs
+from heliosd.risk import monitors
+from heliosd.risk.ledger import Ledger
+from heliosd.risk.monitors import DailyLossMonitor, DrawdownMonitor
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 SETTINGS = Settings()

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from heliosd.monitors import REASON_MAX, checked_action, failure_action, failure_breaker
+from heliosd.core.types import Action, ActionKind
+from heliosd.risk.monitors import REASON_MAX, checked_action, failure_action, failure_breaker
 from heliosd.testing import (
     NotifyReceiver,
     RunningDaemon,
@@ -30,7 +31,6 @@ from heliosd.testing import (
     start_daemon,
     write_config,
 )
-from heliosd.types import Action, ActionKind
 
 NAME = "broken_guard"
 BREAKER = "monitor:broken_guard"
@@ -102,8 +102,9 @@ async def passes(running: RunningDaemon, sim: SimHandle, n: int = 3) -> None:
 
 def failures_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     prefix = f"monitor {NAME} failed"
+    service = "heliosd.runtime.service"
     return [r for r in caplog.records
-            if r.name == "heliosd.service" and r.getMessage().startswith(prefix)]  # fmt: skip
+            if r.name == service and r.getMessage().startswith(prefix)]  # fmt: skip
 
 
 async def halt_reason(request: Any) -> str:
@@ -118,7 +119,7 @@ async def test_a_raising_monitor_halts_once_per_trip_until_a_person_resumes(
     notify_receiver: NotifyReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="heliosd.service")
+    caplog.set_level(logging.ERROR, logger="heliosd.runtime.service")
     running = await start_daemon(setup(short_dir, sim, "raise", notify_receiver.url()))
     req = running.request
     try:

@@ -19,12 +19,9 @@ import pytest
 from heliosd import notify
 from heliosd import store as st
 from heliosd.builtin.apprise import AppriseNotifier
-from heliosd.config import EVENT_KINDS, NotifySettings, Secret
-from heliosd.notify import Notifications, enqueue
-from heliosd.protocols import Event
-from heliosd.store import Store
-from heliosd.testing import NotifyReceiver
-from heliosd.types import (
+from heliosd.core.config import EVENT_KINDS, NotifySettings, Secret
+from heliosd.core.protocols import Event
+from heliosd.core.types import (
     Fill,
     GateResult,
     Mode,
@@ -34,6 +31,9 @@ from heliosd.types import (
     Verdict,
     utcnow,
 )
+from heliosd.notify import Notifications, enqueue
+from heliosd.store import Store
+from heliosd.testing import NotifyReceiver
 
 PASSWORD = "pw-Hk29xQ"
 TOKEN = "tok-9b1e77c04d2f"

@@ -1,5 +1,5 @@
 """Reconciling open orders against VALR's lagging views (VenueSink.reconcile_open_orders, the
-periodic pass heliosd.sweep runs): an order VALR does not show yet is not failed before the
+periodic pass heliosd.trading.sweep runs): an order VALR does not show yet is not failed before the
 grace window (ValrTuning.not_found_grace_s) has passed, and an order failed by that inference
 is revived by a later fill (a partial one too) and counts as open again, its fill counted
 once. Through a real SQLite file, the real VALR client and the simulator over loopback, whose
@@ -15,22 +15,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from heliosd import orders as od
 from heliosd import store as st
 from heliosd.builtin.valr.client import ValrClient
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.notify import enqueue_many
-from heliosd.store import Store
-from heliosd.testing_contract import (
-    SIM_KEY,
-    SIM_SECRET,
-    fast_valr_tuning,
-    funded_sim,
-    valr_on_sim,
-    valr_settings,
-)
-from heliosd.types import (
+from heliosd.core.types import (
     Mode,
     OrderIntent,
     OrderState,
@@ -39,7 +26,20 @@ from heliosd.types import (
     PlaceRequest,
     Side,
 )
-from heliosd.venue import VenueSink
+from heliosd.notify import enqueue_many
+from heliosd.risk.ledger import Ledger
+from heliosd.store import Store
+from heliosd.testing.contract import (
+    SIM_KEY,
+    SIM_SECRET,
+    fast_valr_tuning,
+    funded_sim,
+    valr_on_sim,
+    valr_settings,
+)
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.sink import VenueSink
 
 D = Decimal
 BTCZAR = PairInfo("BTCZAR", "BTC", "ZAR", D("0.0001"), D(10), D(10), D(10_000_000), D(1), 8)

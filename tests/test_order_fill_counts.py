@@ -19,9 +19,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from heliosd import orders as od
+from heliosd.core.types import Fill, Mode, OrderIntent, OrderState, OrderStatus, OrderType, Side
 from heliosd.store import Store
-from heliosd.types import Fill, Mode, OrderIntent, OrderState, OrderStatus, OrderType, Side
+from heliosd.trading import orders as od
 
 D = Decimal
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -227,12 +227,12 @@ async def test_status_before_fill_through_the_venue_sink(tmp_path: Path) -> None
     the stream's fill; GET /api/orders reads this row, the counters track it."""
     from zoneinfo import ZoneInfo
 
-    from heliosd.ledger import Ledger
-    from heliosd.marketdata import MarketData
+    from heliosd.core.protocols import ExchangeClient
+    from heliosd.core.types import PairInfo
     from heliosd.notify import enqueue_many
-    from heliosd.protocols import ExchangeClient
-    from heliosd.types import PairInfo
-    from heliosd.venue import VenueSink
+    from heliosd.risk.ledger import Ledger
+    from heliosd.trading.marketdata import MarketData
+    from heliosd.trading.sink import VenueSink
 
     pair = PairInfo("BTCZAR", "BTC", "ZAR", D("0.0001"), D(10), D(10), D(10_000_000), D(1), 8)
     store = await Store.open(tmp_path / "h.db")

@@ -16,14 +16,12 @@ from decimal import Decimal
 import pluggy
 import pytest
 
-from heliosd import hookspecs
 from heliosd.builtin import paper as paper_module
 from heliosd.builtin.paper import PaperExchange
-from heliosd.config import PaperSettings, Settings
-from heliosd.errors import ExchangeRejected, HeliosError
-from heliosd.marketdata import MarketData
-from heliosd.protocols import ExchangeClient, ExchangeContext, ExchangeFactory
-from heliosd.types import (
+from heliosd.core.config import PaperSettings, Settings
+from heliosd.core.errors import ExchangeRejected, HeliosError
+from heliosd.core.protocols import ExchangeClient, ExchangeContext, ExchangeFactory
+from heliosd.core.types import (
     Balance,
     Fill,
     Mode,
@@ -35,6 +33,8 @@ from heliosd.types import (
     Quote,
     Side,
 )
+from heliosd.plugins import hookspecs
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL

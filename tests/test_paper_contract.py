@@ -1,4 +1,4 @@
-"""The exchange contract suite (heliosd.testing_contract) against the paper venue."""
+"""The exchange contract suite (heliosd.testing.contract) against the paper venue."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 
 from heliosd.builtin.paper import PaperExchange
-from heliosd.config import PaperSettings
-from heliosd.marketdata import MarketData
-from heliosd.testing_contract import ExchangeContract, ExchangeUnderTest, RecordingEvents
-from heliosd.types import Quote
+from heliosd.core.config import PaperSettings
+from heliosd.core.types import Quote
+from heliosd.testing.contract import ExchangeContract, ExchangeUnderTest, RecordingEvents
+from heliosd.trading.marketdata import MarketData
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from decimal import Decimal
 import pytest
 
 from heliosd.builtin.paper import PaperExchange
-from heliosd.config import PaperSettings
-from heliosd.errors import PermitRevoked
-from heliosd.marketdata import MarketData
-from heliosd.permits import PermitBoard
-from heliosd.testing_contract import RecordingEvents
-from heliosd.types import Mode, OrderState, OrderType, PlaceRequest, Quote, Side
+from heliosd.core.config import PaperSettings
+from heliosd.core.errors import PermitRevoked
+from heliosd.core.types import Mode, OrderState, OrderType, PlaceRequest, Quote, Side
+from heliosd.testing.contract import RecordingEvents
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.permits import PermitBoard
 
 
 async def started() -> tuple[PaperExchange, RecordingEvents]:

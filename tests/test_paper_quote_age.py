@@ -3,7 +3,7 @@
 A dead market feed leaves MarketData holding its last quote forever; before this check the
 paper venue kept filling at it and reported P&L that never happened. Here a real
 PaperExchange reads a real MarketData whose quotes carry controlled ages (``Quote.at`` is
-heliosd's receive time), on a clock the tests hold still (``heliosd.types.utcnow``, the
+heliosd's receive time), on a clock the tests hold still (``heliosd.core.types.utcnow``, the
 core's one clock). test_paper_quote_age_e2e.py does the same through a real daemon.
 """
 
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-import heliosd.types as htypes
+import heliosd.core.types as htypes
 from heliosd.builtin.paper import PaperExchange
-from heliosd.config import PaperSettings, parse_settings
-from heliosd.errors import ConfigError, ExchangeRejected
-from heliosd.marketdata import MarketData
-from heliosd.testing_contract import RecordingEvents
-from heliosd.types import OpenOrder, OrderState, OrderType, PlaceRequest, Quote, Side
+from heliosd.core.config import PaperSettings, parse_settings
+from heliosd.core.errors import ConfigError, ExchangeRejected
+from heliosd.core.types import OpenOrder, OrderState, OrderType, PlaceRequest, Quote, Side
+from heliosd.testing.contract import RecordingEvents
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
@@ -248,7 +248,7 @@ def test_check_config_exits_78_on_a_zero_age(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[paper]\nmax_quote_age_s = 0\n")
     result = subprocess.run(
-        [sys.executable, "-m", "heliosd.cli", "check-config", str(bad)],
+        [sys.executable, "-m", "heliosd.runtime.cli", "check-config", str(bad)],
         capture_output=True, text=True, timeout=60, env=dict(os.environ),
     )  # fmt: skip
     assert result.returncode == 78, result.stderr

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from heliosd.core.types import Mode, Quote
 from heliosd.testing import SimHandle, start_daemon, wait_for, write_config
-from heliosd.types import Mode, Quote
 
 ORDER = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.001",
          "reason": "stale quote test"}  # fmt: skip

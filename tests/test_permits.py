@@ -1,4 +1,4 @@
-"""heliosd.permits: no send begins without a valid permit, revocation ends every wait, and
+"""heliosd.trading.permits: no send begins without a valid permit, revocation ends every wait, and
 settle names exactly the permits still on the wire.
 
 The board reads (mode, epoch) through a callable; here that is a plain cell the test moves,
@@ -21,9 +21,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from heliosd.errors import PermitRevoked
-from heliosd.permits import Permit, PermitBoard
-from heliosd.types import Mode
+from heliosd.core.errors import PermitRevoked
+from heliosd.core.types import Mode
+from heliosd.trading.permits import Permit, PermitBoard
 
 
 @dataclass

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.config import DaemonSettings, Settings
-from heliosd.errors import ConfigError
-from heliosd.plugins import (
+from heliosd.core.config import DaemonSettings, Settings
+from heliosd.core.errors import ConfigError
+from heliosd.core.types import OrderIntent, OrderType, Side, VerdictAction
+from heliosd.plugins.manager import (
     BUILTIN_PLUGINS,
     ESSENTIAL_PLUGINS,
     collect,
@@ -26,7 +27,6 @@ from heliosd.plugins import (
     plugin_records,
     reload_dropins,
 )
-from heliosd.types import OrderIntent, OrderType, Side, VerdictAction
 
 RULE = """
 from decimal import Decimal
@@ -80,7 +80,7 @@ def test_dropin_rule_is_loaded_registered_and_listed_with_its_sha256(
     plugin_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(plugin_dir, "max_qty.py", RULE.format(name="max_qty", limit="1"))
-    caplog.set_level(logging.INFO, logger="heliosd.plugins")
+    caplog.set_level(logging.INFO, logger="heliosd.plugins.manager")
 
     pm = make_plugin_manager(settings_with(plugin_dir), builtins=())
     reg = collect(pm, settings_with(plugin_dir))
@@ -406,7 +406,7 @@ def test_wrapper_on_a_register_hook_is_refused(plugin_dir: Path) -> None:
 
 SECTION = """
 from heliosd import hookimpl
-from heliosd.errors import ConfigError
+from heliosd.core.errors import ConfigError
 
 def parse(raw, source):
     if set(raw) - {{"max_qty"}}:

@@ -10,13 +10,22 @@ from datetime import timedelta
 from decimal import Decimal
 
 from heliosd.builtin.valr.client import ValrClient
-from heliosd.config import parse_settings
-from heliosd.errors import TransientError
-from heliosd.marketdata import MarketData
+from heliosd.core.config import parse_settings
+from heliosd.core.errors import TransientError
+from heliosd.core.types import (
+    Mode,
+    OrderIntent,
+    OrderType,
+    PairInfo,
+    Quote,
+    Side,
+    VerdictAction,
+    utcnow,
+)
 from heliosd.risk.prices import FreshPrices, Pricer, assess, describe_stale
 from heliosd.testing import SimHandle, wait_for
-from heliosd.testing_contract import valr_settings
-from heliosd.types import Mode, OrderIntent, OrderType, PairInfo, Quote, Side, VerdictAction, utcnow
+from heliosd.testing.contract import valr_settings
+from heliosd.trading.marketdata import MarketData
 
 D = Decimal
 
@@ -149,7 +158,7 @@ async def test_failing_rest_backs_off_and_keeps_the_stale_answer() -> None:
 
 
 def _ctx(market: MarketData, mode: Mode, pair: str = "BTCZAR") -> object:
-    from heliosd.protocols import RiskContext
+    from heliosd.core.protocols import RiskContext
 
     settings = parse_settings({"risk": {"max_quote_age_s": 10}})
     return RiskContext(mode, settings, market.pair(pair), None, market, {}, utcnow(),  # type: ignore[arg-type]

@@ -21,7 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from heliosd.errors import TransientError
+from heliosd.core.errors import TransientError
+from heliosd.core.types import Mode
 from heliosd.testing import (
     RunningDaemon,
     SimHandle,
@@ -31,7 +32,6 @@ from heliosd.testing import (
     wait_for,
     write_config,
 )
-from heliosd.types import Mode
 
 NOTIFY = "json://127.0.0.1:9/unused"
 D = Decimal
@@ -257,7 +257,7 @@ async def test_resume_after_a_drawdown_stop_rebases_and_does_not_retrip(
 
 
 def _now() -> Any:
-    from heliosd.types import utcnow
+    from heliosd.core.types import utcnow
 
     return utcnow()
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from heliosd.config import Secret, Settings, load_settings
-from heliosd.errors import ConfigError
-from heliosd.plugins import (
+from heliosd.core.config import Secret, Settings, load_settings
+from heliosd.core.errors import ConfigError
+from heliosd.plugins.manager import (
     core_changes,
     load_with_plugins,
     plugin_records,

@@ -11,15 +11,15 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from heliosd import orders as od
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
+from heliosd.core.protocols import ExchangeClient
+from heliosd.core.types import Balance, Fill, Mode, PairInfo, Quote, Side, utcnow
 from heliosd.notify import enqueue_many
-from heliosd.protocols import ExchangeClient
 from heliosd.risk.account import AccountRisk
+from heliosd.risk.ledger import Ledger
 from heliosd.store import Store
-from heliosd.types import Balance, Fill, Mode, PairInfo, Quote, Side, utcnow
-from heliosd.venue import VenueSink
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.sink import VenueSink
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from heliosd.control import ctl
+from heliosd.core.types import Mode, Side
 from heliosd.testing import RunningDaemon, SimHandle, go_live, start_daemon, wait_for, write_config
-from heliosd.types import Mode, Side
 
 NOTIFY = "json://127.0.0.1:9/unused"  # the risk-config gate wants one; never delivered to
 MID = Decimal(1200000)
@@ -228,7 +228,7 @@ async def test_a_dropin_rule_that_raises_rejects_the_order(
     config = write_config(short_dir, sim, notify_url=NOTIFY)
     config.write_text(config.read_text().replace(
         "[daemon]\n", f'[daemon]\nplugin_dirs = ["{plugin_dir}"]\n', 1))  # fmt: skip
-    caplog.set_level(logging.WARNING, logger="heliosd.router")
+    caplog.set_level(logging.WARNING, logger="heliosd.trading.router")
     running = await start_daemon(config)
     try:
         await set_price(running, sim, MID)
@@ -252,6 +252,6 @@ async def test_a_dropin_rule_that_raises_rejects_the_order(
     finally:
         await running.stop()
     # The operator sees the bug in the log, not only in the refused order.
-    [record] = [r for r in caplog.records if r.name == "heliosd.router"]
+    [record] = [r for r in caplog.records if r.name == "heliosd.trading.router"]
     assert record.levelno == logging.WARNING
     assert record.getMessage() == "risk rule exploding raised RuntimeError: price table not loaded"

@@ -16,17 +16,11 @@ from typing import Any
 
 import pytest
 
-from heliosd import orders as od
-from heliosd.breakers import Breakers
 from heliosd.builtin import limits
 from heliosd.builtin.limits import LeverageLimit, OrderValuation, PositionLimit
-from heliosd.config import Settings
-from heliosd.ledger import Ledger
-from heliosd.marketdata import MarketData
-from heliosd.protocols import RiskContext
-from heliosd.router import ExecutionRouter
-from heliosd.store import Store
-from heliosd.types import (
+from heliosd.core.config import Settings
+from heliosd.core.protocols import RiskContext
+from heliosd.core.types import (
     Balance,
     Mode,
     OrderIntent,
@@ -36,6 +30,12 @@ from heliosd.types import (
     Verdict,
     VerdictAction,
 )
+from heliosd.risk.breakers import Breakers
+from heliosd.risk.ledger import Ledger
+from heliosd.store import Store
+from heliosd.trading import orders as od
+from heliosd.trading.marketdata import MarketData
+from heliosd.trading.router import ExecutionRouter
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -14,14 +14,9 @@ from typing import Any
 
 import pytest
 
-from heliosd import orders as od
-from heliosd.breakers import DAILY_LOSS, trip_sql
 from heliosd.control.backend import Actor
-from heliosd.errors import ModeIntegrityError, PermitRevoked, RiskRejected
-from heliosd.router import ExecutionRouter
-from heliosd.stops import Stops
-from heliosd.testing import eventually, wait_for
-from heliosd.types import (
+from heliosd.core.errors import ModeIntegrityError, PermitRevoked, RiskRejected
+from heliosd.core.types import (
     Mode,
     OpenOrder,
     OrderIntent,
@@ -34,6 +29,11 @@ from heliosd.types import (
     Verdict,
     utcnow,
 )
+from heliosd.risk.breakers import DAILY_LOSS, trip_sql
+from heliosd.risk.stops import Stops
+from heliosd.testing import eventually, wait_for
+from heliosd.trading import orders as od
+from heliosd.trading.router import ExecutionRouter
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 if str(BENCH) not in sys.path:

@@ -40,16 +40,9 @@ if str(BENCH) not in sys.path:
 
 import risk_path  # type: ignore[import-not-found]  # noqa: E402
 
-from heliosd import orders as od  # noqa: E402
-from heliosd.breakers import Breakers  # noqa: E402
 from heliosd.builtin.limits import essential_rules  # noqa: E402
-from heliosd.config import parse_settings  # noqa: E402
-from heliosd.ledger import Ledger  # noqa: E402
-from heliosd.marketdata import DEFAULT_PAIRS, MarketData  # noqa: E402
-from heliosd.plugins import collect, make_plugin_manager  # noqa: E402
-from heliosd.router import ExecutionRouter  # noqa: E402
-from heliosd.store import Store  # noqa: E402
-from heliosd.types import (  # noqa: E402
+from heliosd.core.config import parse_settings  # noqa: E402
+from heliosd.core.types import (  # noqa: E402
     Balance,
     Mode,
     OrderIntent,
@@ -60,6 +53,13 @@ from heliosd.types import (  # noqa: E402
     VerdictAction,
     reduces_position,
 )
+from heliosd.plugins.manager import collect, make_plugin_manager  # noqa: E402
+from heliosd.risk.breakers import Breakers  # noqa: E402
+from heliosd.risk.ledger import Ledger  # noqa: E402
+from heliosd.store import Store  # noqa: E402
+from heliosd.trading import orders as od  # noqa: E402
+from heliosd.trading.marketdata import DEFAULT_PAIRS, MarketData  # noqa: E402
+from heliosd.trading.router import ExecutionRouter  # noqa: E402
 
 D = Decimal
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from heliosd.core.types import Side
 from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
-from heliosd.types import Side
 
 RULE = """
 from decimal import Decimal

@@ -31,7 +31,7 @@ async def wait_for_prices(running: RunningDaemon) -> None:
 
 
 def _side(text: str) -> Any:
-    from heliosd.types import Side
+    from heliosd.core.types import Side
 
     return Side(text)
 
@@ -99,7 +99,7 @@ async def test_next_order_follows_the_mode_without_restart(sim: SimHandle, short
 
 
 def _mode(text: str) -> Any:
-    from heliosd.types import Mode
+    from heliosd.core.types import Mode
 
     return Mode(text)
 

@@ -1,4 +1,4 @@
-"""One daemon per state directory (heliosd.runlock), through real processes.
+"""One daemon per state directory (heliosd.runtime.runlock), through real processes.
 
 A second ``heliosd run`` (or ``heliosd demo``) on a locked state directory exits 73 after
 exactly one line naming the holder's pid: no traceback, nothing written to the first
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.runlock import EXIT_LOCKED, LOCK_NAME, RunLock, StateDirLocked
+from heliosd.runtime.runlock import EXIT_LOCKED, LOCK_NAME, RunLock, StateDirLocked
 from heliosd.testing import SimHandle, config_text, write_config
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ SEED = int(os.environ.get("HELIOSD_LOCK_SEED", "1207"))
 
 def heliosd(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "heliosd.cli", *args],
+        [sys.executable, "-m", "heliosd.runtime.cli", *args],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
@@ -61,7 +61,7 @@ def test_the_lock_is_exclusive_names_its_holder_and_is_released(tmp_path: Path) 
 RACER = textwrap.dedent(
     """
     import os, random, sys, time
-    from heliosd.runlock import RunLock, StateDirLocked
+    from heliosd.runtime.runlock import RunLock, StateDirLocked
     state, seed, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     rng = random.Random(seed)
     won = 0

@@ -1,4 +1,4 @@
-"""The run marker and the engine record (heliosd.runstate) on a real SQLite file.
+"""The run marker and the engine record (heliosd.runtime.runstate) on a real SQLite file.
 
 Every combination of the previous marker (none, clean, running, unreadable) and the stored
 mode (PAPER, LIVE) is tried: only an unclean exit found in LIVE trips ``unclean_exit``, in
@@ -21,14 +21,14 @@ from typing import Any
 
 import pytest
 
-from heliosd import runstate as rs
 from heliosd import store as st
-from heliosd.engine import EngineChoice
-from heliosd.state import UNCLEAN_EXIT
-from heliosd.state import read as read_state
+from heliosd.core.types import Mode, TradingState
+from heliosd.risk.state import UNCLEAN_EXIT
+from heliosd.risk.state import read as read_state
+from heliosd.runtime import runstate as rs
 from heliosd.store import Store
 from heliosd.testing import SimHandle, start_daemon, write_config
-from heliosd.types import Mode, TradingState
+from heliosd.trading.engine import EngineChoice
 
 MARKERS: dict[str, str | None] = {
     "none": None,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from heliosd.control.ctl import main as heliosctl
+from heliosd.core.types import Mode, PlaceRequest, TradingState
 from heliosd.testing import (
     RunningDaemon,
     SimHandle,
@@ -27,13 +28,12 @@ from heliosd.testing import (
     wait_for,
     write_config,
 )
-from heliosd.types import Mode, PlaceRequest, TradingState
 
 SLOW_GATE = '''
 import asyncio
 
 from heliosd import hookimpl
-from heliosd.types import GateResult
+from heliosd.core.types import GateResult
 
 
 class SlowGate:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.sdnotify import SdNotifier
+from heliosd.runtime.sdnotify import SdNotifier
 
 
 @pytest.fixture

@@ -128,14 +128,14 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
     the funded key exactly as ``python -m heliosd.sim`` does and takes the same fault flags;
     the real VALR client logs in with the printed key through a drifted, bare-401 clock."""
     from heliosd.builtin.valr.client import ValrClient
-    from heliosd.testing_contract import fast_valr_tuning, valr_settings
+    from heliosd.testing.contract import fast_valr_tuning, valr_settings
 
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "heliosd.cli", "sim", "--port", "0", "--price-interval", "0",
+        sys.executable, "-m", "heliosd.runtime.cli", "sim", "--port", "0", "--price-interval", "0",
         "--seed", "3", "--fund", "ZAR=250", "--clock-offset-ms", "90000",
         "--stale-timestamp-plain", "--view-lag", "2", "--v1-cancel-status", "200",
         "--drop-account-message", "NEW_ACCOUNT_TRADE=1",

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heliosd.builtin.sizing import kelly_fraction, kelly_quantity
-from heliosd.types import PairInfo
+from heliosd.core.types import PairInfo
 
 D = Decimal
 BTCZAR = PairInfo("BTCZAR", "BTC", "ZAR", D("0.0001"), D(2), D(10), D(5000000), D(1), 8)

@@ -1,4 +1,4 @@
-"""heliosd.state against a real SQLite file: the trading state is derived from the breakers,
+"""heliosd.risk.state against a real SQLite file: the trading state is derived from the breakers,
 every transition bumps the epoch in its own transaction, and require() refuses a stale
 premise inside the transaction that would commit it."""
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from heliosd import state
-from heliosd.breakers import DAILY_LOSS, EMERGENCY, clear_sql, trip_sql
-from heliosd.errors import StateChanged
+from heliosd.core.errors import StateChanged
+from heliosd.core.types import Mode, TradingState, utcnow
+from heliosd.risk import state
+from heliosd.risk.breakers import DAILY_LOSS, EMERGENCY, clear_sql, trip_sql
 from heliosd.store import Store, set_mode
-from heliosd.types import Mode, TradingState, utcnow
 
 
 @pytest.fixture

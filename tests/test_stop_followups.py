@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from heliosd.control.backend import Actor
+from heliosd.core.types import Mode, OrderType, PlaceRequest, PlaceResult, Side, utcnow
 from heliosd.testing import RunningDaemon, eventually
-from heliosd.types import Mode, OrderType, PlaceRequest, PlaceResult, Side, utcnow
 
 
 class StuckClient:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from heliosd.testing import NotifyReceiver, SimHandle, eventually, start_daemon, write_config
-from heliosd.venue import RECENT_S
+from heliosd.trading.sink import RECENT_S
 
 NOTIFY = "json://127.0.0.1:9/unused"
 LOOKUPS = (

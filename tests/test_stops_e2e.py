@@ -70,7 +70,7 @@ async def _position(running: Any, mode: str, pair: str = "BTCZAR") -> bool:
 
 
 def _mode(text: str) -> Any:
-    from heliosd.types import Mode
+    from heliosd.core.types import Mode
 
     return Mode(text)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from heliosd import store as st
+from heliosd.core.types import Fill, Mode, Side
 from heliosd.store import Store
-from heliosd.types import Fill, Mode, Side
 
 
 async def test_fresh_db_is_paper_with_runbook_tables(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.config import DaemonSettings
-from heliosd.runlock import EXIT_LOCKED
+from heliosd.core.config import DaemonSettings
+from heliosd.runtime.runlock import EXIT_LOCKED
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "heliosd.service"
@@ -59,7 +59,7 @@ def test_unit_has_what_the_daemon_relies_on(path: Path) -> None:
     assert one(unit, "NotifyAccess") == "main"
     assert seconds(one(unit, "WatchdogSec")) == 30
     assert one(unit, "Restart") == "on-failure"
-    # 78: broken config; 73: another heliosd holds the state directory (heliosd.runlock).
+    # 78: broken config; 73: another heliosd holds the state directory (heliosd.runtime.runlock).
     assert one(unit, "RestartPreventExitStatus").split() == ["78", str(EXIT_LOCKED)]
     assert one(unit, "User") == "heliosd"
     assert one(unit, "DynamicUser") == "no"

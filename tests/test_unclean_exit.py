@@ -1,4 +1,4 @@
-"""An unclean exit in LIVE comes up HALTED until reconciled and resumed (heliosd.unclean).
+"""An unclean exit in LIVE comes up HALTED until reconciled and resumed (heliosd.risk.unclean).
 
 Real ``heliosd run`` processes against the simulator in this loop, a real ``kill -9``, and
 a real notification receiver. After the kill: the restart is HALTED under ``unclean_exit``
@@ -70,7 +70,7 @@ def reconciled(receiver: NotifyReceiver, n: int) -> Any:
 async def place_elsewhere(sim: SimHandle) -> str:
     """A resting order placed at VALR with another key of the account (as on VALR's site)."""
     from heliosd.builtin.valr.rest import ValrRest
-    from heliosd.config import Secret
+    from heliosd.core.config import Secret
 
     key, secret = sim.add_key("operator", ("View access", "Trade"))
     rest = ValrRest(sim.sim.rest_url, api_key=Secret(key), api_secret=Secret(secret))

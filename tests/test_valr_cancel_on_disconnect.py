@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from heliosd.builtin.valr.streams import AccountStream
+from heliosd.core.types import OrderType, PlaceRequest, Side
 from heliosd.testing import SimHandle, eventually, start_daemon, wait_for, write_config
-from heliosd.testing_contract import (
+from heliosd.testing.contract import (
     SIM_KEY,
     SIM_SECRET,
     RecordingEvents,
@@ -21,7 +22,6 @@ from heliosd.testing_contract import (
     funded_sim,
     valr_on_sim,
 )
-from heliosd.types import OrderType, PlaceRequest, Side
 
 
 def resting(cid: str) -> PlaceRequest:

@@ -14,11 +14,19 @@ import pytest
 from heliosd.builtin.valr.client import ValrClient
 from heliosd.builtin.valr.plugin import heliosd_register_exchanges
 from heliosd.builtin.valr.retry import RetryPolicy
-from heliosd.config import Settings
-from heliosd.errors import AuthError, ExchangeRejected, OutcomeUnknownError, TransientError
-from heliosd.protocols import ExchangeClient, ExchangeContext, ExchangeFactory
+from heliosd.core.config import Settings
+from heliosd.core.errors import AuthError, ExchangeRejected, OutcomeUnknownError, TransientError
+from heliosd.core.protocols import ExchangeClient, ExchangeContext, ExchangeFactory
+from heliosd.core.types import (
+    Mode,
+    OrderState,
+    OrderType,
+    PlaceRequest,
+    PlaceResult,
+    Side,
+)
 from heliosd.sim.validation import max_size_error, min_size_error
-from heliosd.testing_contract import (
+from heliosd.testing.contract import (
     SIM_KEY,
     SIM_SECRET,
     RecordingEvents,
@@ -26,14 +34,6 @@ from heliosd.testing_contract import (
     funded_sim,
     valr_on_sim,
     valr_settings,
-)
-from heliosd.types import (
-    Mode,
-    OrderState,
-    OrderType,
-    PlaceRequest,
-    PlaceResult,
-    Side,
 )
 
 

@@ -11,10 +11,10 @@ from decimal import Decimal
 import pytest
 
 from heliosd.builtin.valr.client import ClockSkewed, VenueReadOnly
-from heliosd.errors import TransientError
+from heliosd.core.errors import TransientError
+from heliosd.core.types import OrderState, OrderType, PlaceRequest, Side
 from heliosd.testing import wait_for
-from heliosd.testing_contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
-from heliosd.types import OrderState, OrderType, PlaceRequest, Side
+from heliosd.testing.contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
 
 
 def limit(cid: str, price: str = "900000") -> PlaceRequest:

@@ -1,4 +1,4 @@
-"""The exchange contract suite (heliosd.testing_contract) against ValrClient + the simulator."""
+"""The exchange contract suite (heliosd.testing.contract) against ValrClient + the simulator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from heliosd.testing_contract import (
+from heliosd.testing.contract import (
     SIM_KEY,
     SIM_SECRET,
     ExchangeContract,

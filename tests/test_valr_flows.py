@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heliosd.builtin.valr import flows
-from heliosd.errors import TransientError
-from heliosd.testing_contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
-from heliosd.types import Flow, OrderType, PlaceRequest, Side
+from heliosd.core.errors import TransientError
+from heliosd.core.types import Flow, OrderType, PlaceRequest, Side
+from heliosd.testing.contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
 
 FIXTURES = Path(__file__).parent / "fixtures" / "valr"
 
@@ -130,7 +130,7 @@ async def test_client_pages_until_complete() -> None:
 
 async def test_a_deposit_reaches_the_account_stream() -> None:
     from heliosd.testing import wait_for
-    from heliosd.testing_contract import RecordingEvents
+    from heliosd.testing.contract import RecordingEvents
 
     events = RecordingEvents()
     async with (

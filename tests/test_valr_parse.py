@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from heliosd.builtin.valr import parse
-from heliosd.types import OrderState, OrderType, Side
+from heliosd.core.types import OrderState, OrderType, Side
 
 # valr-api.md §5.4: the documented ORDER_STATUS_UPDATE sample.
 STATUS_UPDATE = {

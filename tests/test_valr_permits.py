@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from heliosd.builtin.valr.retry import RetryPolicy
-from heliosd.errors import HeliosError, PermitRevoked
-from heliosd.permits import Permit, PermitBoard
+from heliosd.core.errors import HeliosError, PermitRevoked
+from heliosd.core.types import Mode, OrderState, OrderType, PlaceRequest, Side
 from heliosd.testing import wait_for
-from heliosd.testing_contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
-from heliosd.types import Mode, OrderState, OrderType, PlaceRequest, Side
+from heliosd.testing.contract import SIM_KEY, SIM_SECRET, fast_valr_tuning, funded_sim, valr_on_sim
+from heliosd.trading.permits import Permit, PermitBoard
 
 # Writes may wait out several seconds of Retry-After (as in production), so only a
 # revocation can end such a wait within a test.

@@ -21,9 +21,9 @@ from aiohttp import web
 
 from heliosd.builtin.valr.rest import NotExecuted, RateLimited, ValrRest
 from heliosd.builtin.valr.retry import RetryPolicy
-from heliosd.config import Secret
-from heliosd.errors import AuthError, ExchangeRejected, TransientError
-from heliosd.testing_contract import SIM_KEY, SIM_SECRET, funded_sim
+from heliosd.core.config import Secret
+from heliosd.core.errors import AuthError, ExchangeRejected, TransientError
+from heliosd.testing.contract import SIM_KEY, SIM_SECRET, funded_sim
 
 # valr-api.md §3.3: VALR's published secret and example key.
 PM_SECRET = "4961b74efac86b25cce8fbe4c9811c4c7a787b7a5996660afcc2e287ad864363"

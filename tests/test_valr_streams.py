@@ -14,10 +14,11 @@ from aiohttp import WSMsgType, web
 
 from heliosd.builtin.valr.client import ValrClient
 from heliosd.builtin.valr.streams import AccountStream, TradeStream
-from heliosd.errors import AuthError
+from heliosd.core.errors import AuthError
+from heliosd.core.types import Fill, OrderState, OrderType, PlaceRequest, Side
 from heliosd.sim import wire
 from heliosd.sim.orders import Trade
-from heliosd.testing_contract import (
+from heliosd.testing.contract import (
     SIM_KEY,
     SIM_SECRET,
     RecordingEvents,
@@ -26,7 +27,6 @@ from heliosd.testing_contract import (
     valr_on_sim,
     valr_settings,
 )
-from heliosd.types import Fill, OrderState, OrderType, PlaceRequest, Side
 
 
 def market_buy(cid: str, qty: str = "0.001") -> PlaceRequest:

@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from heliosd.core.types import Mode
 from heliosd.testing import SimHandle, go_live, start_daemon, wait_for, write_config
-from heliosd.types import Mode
 
 NOTIFY = "json://127.0.0.1:9/unused"
 

@@ -14,7 +14,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 import pytest
 
-from heliosd.types import PairInfo, Verdict, VerdictAction
+from heliosd.core.types import PairInfo, Verdict, VerdictAction
 
 D = Decimal
 CAP = VerdictAction.CAP

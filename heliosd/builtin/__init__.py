@@ -1,1 +1,1 @@
-"""Plugins shipped in the box, registered from heliosd.plugins.BUILTIN_PLUGINS."""
+"""Plugins shipped in the box, registered from heliosd.plugins.manager.BUILTIN_PLUGINS."""

@@ -28,10 +28,10 @@ from urllib.parse import unquote
 
 import apprise
 
-from heliosd.config import NotifySettings, Secret, Settings
-from heliosd.errors import ConfigError, TransientError
-from heliosd.hookspecs import hookimpl
-from heliosd.protocols import Event, Notifier
+from heliosd.core.config import NotifySettings, Secret, Settings
+from heliosd.core.errors import ConfigError, TransientError
+from heliosd.core.protocols import Event, Notifier
+from heliosd.plugins.hookspecs import hookimpl
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _install_on_children() -> None:
 
 
 class AppriseNotifier:
-    """Sends events to every configured Apprise URL. Implements ``heliosd.protocols.Notifier``.
+    """Sends events to every configured Apprise URL. Implements ``heliosd.core.protocols.Notifier``.
 
     Construction validates each URL (a URL Apprise cannot use is a ConfigError naming its
     index, so a typo fails startup instead of silencing alerts).

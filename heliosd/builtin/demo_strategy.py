@@ -49,11 +49,11 @@ from decimal import Decimal
 from typing import Any
 
 from heliosd.builtin.sizing import kelly_quantity
-from heliosd.config import Settings, p_decimal, p_int
-from heliosd.errors import ConfigError
-from heliosd.hookspecs import hookimpl
-from heliosd.protocols import MarketSnapshot, Strategy, StrategyContext
-from heliosd.types import OrderIntent, OrderType, PairInfo, Side
+from heliosd.core.config import Settings, p_decimal, p_int
+from heliosd.core.errors import ConfigError
+from heliosd.core.protocols import MarketSnapshot, Strategy, StrategyContext
+from heliosd.core.types import OrderIntent, OrderType, PairInfo, Side
+from heliosd.plugins.hookspecs import hookimpl
 
 NAME = "demo"
 SECTION = "demo_strategy"

@@ -33,11 +33,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from heliosd.config import Settings, risk_config_problems
-from heliosd.errors import AuthError, HeliosError
-from heliosd.hookspecs import hookimpl
-from heliosd.protocols import Gate, GateContext
-from heliosd.types import ZERO, GateResult, Mode, PairInfo, Side
+from heliosd.core.config import Settings, risk_config_problems
+from heliosd.core.errors import AuthError, HeliosError
+from heliosd.core.protocols import Gate, GateContext
+from heliosd.core.types import ZERO, GateResult, Mode, PairInfo, Side
+from heliosd.plugins.hookspecs import hookimpl
 
 POSITIONS = "no_open_positions"
 PENDING = "no_pending_orders"

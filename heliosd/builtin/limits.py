@@ -46,14 +46,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from heliosd.config import Settings
-from heliosd.hookspecs import hookimpl
-from heliosd.ledger import decimal_text
-from heliosd.protocols import MarketView, RiskContext, RiskRule
+from heliosd.core.config import Settings
+from heliosd.core.protocols import MarketView, RiskContext, RiskRule
+from heliosd.core.types import ZERO, OrderIntent, OrderType, PairInfo, Side, Verdict, VerdictAction
+from heliosd.core.types import reduces_position as reduces_position
+from heliosd.plugins.hookspecs import hookimpl
 from heliosd.risk.exposure import NO_PENDING
+from heliosd.risk.ledger import decimal_text
 from heliosd.risk.snapshot import Pending
-from heliosd.types import ZERO, OrderIntent, OrderType, PairInfo, Side, Verdict, VerdictAction
-from heliosd.types import reduces_position as reduces_position
 
 DAILY_LOSS = "daily_loss"
 DRAWDOWN = "drawdown"

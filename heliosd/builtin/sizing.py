@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from heliosd.types import ZERO, PairInfo
+from heliosd.core.types import ZERO, PairInfo
 
 _ONE = Decimal(1)
 _HUNDRED = Decimal(100)

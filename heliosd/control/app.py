@@ -33,11 +33,11 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
-from heliosd.config import Secret, Settings
 from heliosd.control import schema as sc
 from heliosd.control.backend import JSON, Actor, ControlBackend, OrderRequest
 from heliosd.control.openapi import build_document
-from heliosd.errors import (
+from heliosd.core.config import Secret, Settings
+from heliosd.core.errors import (
     AuthError,
     ConfirmationRequired,
     ExchangeRejected,
@@ -53,7 +53,7 @@ from heliosd.errors import (
     StateChanged,
     TransientError,
 )
-from heliosd.types import Mode, OrderType, Side
+from heliosd.core.types import Mode, OrderType, Side
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The seam between the control API and the daemon.
 
 The aiohttp app validates requests, calls exactly one method here with the caller's
-:class:`Actor`, and turns the JSON-ready result (or a ``heliosd.errors`` exception) into the
+:class:`Actor`, and turns the JSON-ready result (or a ``heliosd.core.errors`` exception) into the
 response. Keeping the seam narrow lets the API be tested against the real daemon and lets the
 daemon be driven without HTTP.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from heliosd.types import Mode, OrderType, Side
+from heliosd.core.types import Mode, OrderType, Side
 
 JSON = dict[str, Any]
 

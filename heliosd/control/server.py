@@ -34,10 +34,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from heliosd.config import Secret, Settings
 from heliosd.control.app import ACTOR_KEY, Handler, json_error
 from heliosd.control.backend import Actor
-from heliosd.errors import ConfigError, HeliosError
+from heliosd.core.config import Secret, Settings
+from heliosd.core.errors import ConfigError, HeliosError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 It composes three parts and is the only place they meet:
 
-* the :class:`~heliosd.ledger.Ledger` -- balances of every asset as the venue reports them
+* the :class:`~heliosd.risk.ledger.Ledger` -- balances of every asset as the venue reports them
   (or the paper account's), the fill-driven books, and the fills not yet reflected in a
   venue balance (``unsettled``);
   Equity (and with it the peak, day start, drawdown and daily loss) is the reported balances
@@ -29,9 +29,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from heliosd.ledger import Ledger, decimal_text
-from heliosd.protocols import MarketView
+from heliosd.core.protocols import MarketView
+from heliosd.core.types import ZERO, Mode, Side, utcnow
 from heliosd.risk.exposure import Exposure
+from heliosd.risk.ledger import Ledger, decimal_text
 from heliosd.risk.snapshot import (
     NO_PRICE,
     REFERENCE,
@@ -40,7 +41,6 @@ from heliosd.risk.snapshot import (
     Price,
     RiskSnapshot,
 )
-from heliosd.types import ZERO, Mode, Side, utcnow
 
 _BUY = Side.BUY
 

@@ -37,8 +37,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from heliosd.core.types import ZERO, OrderState, PairInfo, Side
 from heliosd.risk.snapshot import Pending
-from heliosd.types import ZERO, OrderState, PairInfo, Side
 
 # A MARKET BUY may walk the book: it is reserved at the ask plus this share of it.
 MARKET_BUY_MARGIN = Decimal("0.02")

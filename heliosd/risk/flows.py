@@ -58,8 +58,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from heliosd.core.types import ZERO, Fill, Flow, Mode, PairInfo, Side, utcnow
 from heliosd.store import Store, iso
-from heliosd.types import ZERO, Fill, Flow, Mode, PairInfo, Side, utcnow
 
 log = logging.getLogger(__name__)
 

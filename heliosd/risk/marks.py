@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from heliosd.types import ZERO
+from heliosd.core.types import ZERO
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@
   *received* the quote behind it (``Quote.at`` is stamped on arrival), never the venue's own
   timestamp. A reader decides freshness with ``Price.fresh(max_age)``; an unknown age is stale.
 * **P2 -- the freshest source wins, in this order of preference:** the quote of
-  ``ASSET+REF`` in :class:`~heliosd.marketdata.MarketData` (from the trade stream, or a REST
+  ``ASSET+REF`` in :class:`~heliosd.trading.marketdata.MarketData` (from the trade stream, or a REST
   market summary the pricer fetched into it), the inverse pair ``REF+ASSET``, a cross rate
   through one intermediate currency (``ASSET+VIA`` times ``VIA+REF``, source
   ``cross:<VIA+REF>``), and last the price of heliosd's last fill in ``ASSET+REF`` (source
@@ -52,13 +52,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from heliosd.config import Settings
-from heliosd.errors import ExchangeRejected
-from heliosd.hookspecs import hookimpl
-from heliosd.marketdata import MarketData
-from heliosd.protocols import RiskContext, RiskRule
+from heliosd.core.config import Settings
+from heliosd.core.errors import ExchangeRejected
+from heliosd.core.protocols import RiskContext, RiskRule
+from heliosd.core.types import ZERO, Mode, OrderIntent, Quote, Side, Verdict, utcnow
+from heliosd.plugins.hookspecs import hookimpl
 from heliosd.risk.snapshot import NO_PRICE, REFERENCE, Price
-from heliosd.types import ZERO, Mode, OrderIntent, Quote, Side, Verdict, utcnow
+from heliosd.trading.marketdata import MarketData
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from heliosd.types import ZERO, Mode
+from heliosd.core.types import ZERO, Mode
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.config import Secret
+from heliosd.core.config import Secret
 from heliosd.testing import SimHandle
 
 # A notification target (the LIVE gate wants one); port 9 on loopback is never answered.

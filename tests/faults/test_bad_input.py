@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from heliosd.core.types import Mode
 from heliosd.testing import SimHandle, start_daemon, write_config
-from heliosd.types import Mode
 
 from .conftest import NOTIFY, read_db, wait_until
 
@@ -296,7 +296,7 @@ async def test_broken_configs_exit_78_naming_the_key(short_dir: Path) -> None:
         config.write_text(f'[daemon]\nstate_dir = "{state}"\ncontrol_socket = "{state}/h.sock"\n'
                           + venue + text)  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "heliosd.cli", "run", "--config", str(config),
+            sys.executable, "-m", "heliosd.runtime.cli", "run", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
+from heliosd.core.types import Mode
 from heliosd.testing import RunningDaemon, SimHandle, start_daemon, write_config
-from heliosd.types import Mode
 
 from .conftest import (
     NOTIFY,

@@ -189,7 +189,7 @@ async def test_unsafe_drop_in_plugins_are_refused_with_exit_78(short_dir: Path) 
             '[valr]\nrest_url = "http://127.0.0.1:9"\nws_url = "ws://127.0.0.1:9"\n'
         )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "heliosd.cli", "run", "--config", str(config),
+            sys.executable, "-m", "heliosd.runtime.cli", "run", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:
@@ -218,7 +218,7 @@ async def test_a_safe_drop_in_is_loaded(short_dir: Path) -> None:
     config = short_dir / "heliosd.toml"
     config.write_text(f'[daemon]\nstate_dir = "{short_dir}/s"\nplugin_dirs = ["{plugin_dir}"]\n')
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "heliosd.cli", "check-config", str(config),
+        sys.executable, "-m", "heliosd.runtime.cli", "check-config", str(config),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 30)

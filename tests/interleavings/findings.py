@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 
-from heliosd.stops import Stops
+from heliosd.risk.stops import Stops
 
 # The send permits on the stop path (helper S1's work): a stop that revokes and settles
 # in-flight placements, and a LIVE switch that commits only at its epoch. Until they are on
@@ -36,13 +36,13 @@ _ALL: tuple[Finding, ...] = (
         re.compile(r"^I1: .* reached the venue \d+ ms after the emergency stop of step \d+"),
         "a placement still inside the daemon (waiting out a 429 Retry-After, or held on the"
         " wire by a slow venue) reaches VALR after the emergency stop answered: the stop"
-        " neither revokes nor waits for in-flight placements (heliosd.stops + permits)",
+        " neither revokes nor waits for in-flight placements (heliosd.risk.stops + permits)",
     ),
     Finding(
         "switch-outlives-stop",
         re.compile(r"^I5: the stop of step \d+ answered mode LIVE|^I2: "),
         "a LIVE switch confirmed while an emergency stop runs commits LIVE after the stop"
-        " latched (switch and stop do not serialize: heliosd.mode / heliosd.stops)",
+        " latched (switch and stop do not serialize: heliosd.risk.mode / heliosd.risk.stops)",
         frozenset({"live_switch_vs_stop"}),
     ),
     Finding(
@@ -50,7 +50,7 @@ _ALL: tuple[Finding, ...] = (
         re.compile(r"^I5: the stop of step \d+ could not check the venue, which had \d+ open"),
         "while VALR answers mostly 5xx the stop tries cancel-all three times (about 1.2 s),"
         " answers remaining_open_orders null and never cancels again: the orders rest at VALR"
-        " after the stop (heliosd.stops)",
+        " after the stop (heliosd.risk.stops)",
     ),
 )
 

@@ -60,7 +60,7 @@ async def stop(world: World) -> StopRecord:
     strict=True,
     reason="issue 12 finding 1, found by the search (seeds 6, 8, 10, 12): a placement inside a"
     " 429 Retry-After is sent after the stop answered remaining_open_orders 0 (needs the"
-    " send-time permit: heliosd.stops revoking, the VALR client re-checking before resend)",
+    " send-time permit: heliosd.risk.stops revoking, the VALR client re-checking before resend)",
 )
 async def test_a_stop_revokes_placements_waiting_out_a_retry_after(world: World) -> None:
     """Steps: LIVE; 429 on every request (Retry-After 2 s); three resting bids sent; the
@@ -87,7 +87,7 @@ async def test_a_stop_revokes_placements_waiting_out_a_retry_after(world: World)
     strict=True,
     reason="issue 12 finding 2, found by the search (default seed 20261202 step 2, seed 3 step"
     " 38, seed 5 step 9): a LIVE switch confirmed while an emergency stop runs commits LIVE"
-    " after the latch (heliosd.mode must refuse LIVE unless ACTIVE at its epoch, in the"
+    " after the latch (heliosd.risk.mode must refuse LIVE unless ACTIVE at its epoch, in the"
     " transaction that writes LIVE; switches and stops serialize)",
 )
 async def test_b_a_live_switch_never_outlives_a_concurrent_stop(world: World) -> None:
@@ -112,7 +112,7 @@ async def test_b_a_live_switch_never_outlives_a_concurrent_stop(world: World) ->
 
 
 async def test_c_a_lost_placement_is_settled_without_a_reconnect(world: World) -> None:
-    """Found by the search (seed 6, steps 3-4); fixed in heliosd.sweep (open orders are
+    """Found by the search (seed 6, steps 3-4); fixed in heliosd.trading.sweep (open orders are
     reconciled every valr.reconcile_interval_s, not only when the account stream
     reconnects) with VenueSink's grace before "not known to VALR" means failed.
 
@@ -131,7 +131,7 @@ async def test_c_a_lost_placement_is_settled_without_a_reconnect(world: World) -
 
 
 async def test_d_a_stop_that_could_not_cancel_keeps_cancelling(world: World) -> None:
-    """Found by the search (seed 8, step 49); fixed in heliosd.stops (keep cancelling until
+    """Found by the search (seed 8, step 49); fixed in heliosd.risk.stops (keep cancelling until
     the venue is verified empty, for as long as the latch holds).
 
     Steps: LIVE; two resting bids at VALR; every request answered 5xx before it runs;

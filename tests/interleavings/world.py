@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from heliosd.config import Secret
+from heliosd.core.config import Secret
 from heliosd.testing import DaemonProcess, SimHandle, write_config
 
 PAIR = "BTCZAR"

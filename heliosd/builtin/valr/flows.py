@@ -1,7 +1,7 @@
 """External flows from VALR's ledger (``GET /v1/account/transactionhistory``).
 
 A flow is money that entered or left the account without a trade
-(:class:`heliosd.types.Flow`): deposits, withdrawals, and transfers between accounts. The
+(:class:`heliosd.core.types.Flow`): deposits, withdrawals, and transfers between accounts. The
 risk model moves its baselines by them instead of counting them as profit or loss.
 
 What we know of the ledger, with confidence (VALR-authored docs = the Postman collection
@@ -46,8 +46,8 @@ from decimal import Decimal
 from typing import Any
 
 from heliosd.builtin.valr import parse
-from heliosd.errors import TransientError
-from heliosd.types import Flow
+from heliosd.core.errors import TransientError
+from heliosd.core.types import Flow
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every function takes one decoded JSON object and returns a frozen heliosd type, or raises
 :class:`ParseError` naming the missing or malformed field (never echoing the payload, which
 may hold account data). Callers on the streams log the error and skip the message; callers
-on REST turn it into a :class:`~heliosd.errors.TransientError` (a garbled answer is worth
+on REST turn it into a :class:`~heliosd.core.errors.TransientError` (a garbled answer is worth
 retrying, never worth guessing).
 
 Rules applied everywhere:
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from heliosd.types import (
+from heliosd.core.types import (
     ApiKeyInfo,
     Balance,
     Fill,

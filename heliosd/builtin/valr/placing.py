@@ -10,12 +10,13 @@ Placing an order is the one place where a retry can cost money, so it follows a 
   or may still be executed: a delayed request can reach the matching engine after we asked.
   It is **never sent again**. We look the order up by ``customerOrderId`` repeatedly, for
   twice the request timeout, and return its real state; if VALR does not list it by then,
-  or the lookups fail, the caller gets :class:`~heliosd.errors.OutcomeUnknownError` and the order
-  stays "sent" until the account stream or reconciliation settles it. A resend would not be
+  or the lookups fail, the caller gets :class:`~heliosd.core.errors.OutcomeUnknownError`
+  and the order stays "sent" until the account stream or reconciliation settles it. A
+  resend would not be
   safe even with the same customerOrderId: VALR refuses a duplicate only among *open*
   orders, so a filled market order could execute twice (found by tests/faults).
 
-Send permits (``PlaceRequest.permit``, :mod:`heliosd.permits`; the client declares
+Send permits (``PlaceRequest.permit``, :mod:`heliosd.trading.permits`; the client declares
 ``honours_permits = True``). With a permit, :meth:`ValrClient.place` guarantees:
 
 * ``permit.begin_send()`` runs immediately before every request that could execute the order
@@ -29,7 +30,7 @@ Send permits (``PlaceRequest.permit``, :mod:`heliosd.permits`; the client declar
   the re-measurement after a 401, during which the rejected request is not
   on the wire) and the wait for the account stream to be connected and reconciled are
   ``permit.guard``-ed.
-* A revoked permit raises :class:`~heliosd.errors.PermitRevoked` out of ``place``: the order
+* A revoked permit raises :class:`~heliosd.core.errors.PermitRevoked` out of ``place``: the order
   was never sent (a 429 is answered before VALR's matching engine).
 * Lookups after a lost answer are reads, not sends: they are not guarded, so a stop that
   revokes the permit still learns how the order ended.
@@ -50,11 +51,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from heliosd.builtin.valr.rest import NotExecuted, ValrRest
 from heliosd.builtin.valr.retry import ValrTuning, read_retrying
 from heliosd.builtin.valr.streams import AccountStream
-from heliosd.config import ValrSettings
-from heliosd.errors import AuthError, ExchangeRejected, OutcomeUnknownError, TransientError
-from heliosd.permits import Permit
-from heliosd.protocols import MarketView
-from heliosd.types import (
+from heliosd.core.config import ValrSettings
+from heliosd.core.errors import AuthError, ExchangeRejected, OutcomeUnknownError, TransientError
+from heliosd.core.protocols import MarketView
+from heliosd.core.types import (
     OrderState,
     OrderStatus,
     OrderType,
@@ -63,6 +63,7 @@ from heliosd.types import (
     PlaceResult,
     Side,
 )
+from heliosd.trading.permits import Permit
 
 log = logging.getLogger("heliosd.builtin.valr.client")  # one logger for the whole client
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from heliosd.builtin.valr.client import ValrClient
-from heliosd.config import Settings
-from heliosd.hookspecs import hookimpl
-from heliosd.protocols import ExchangeContext, ExchangeFactory
+from heliosd.core.config import Settings
+from heliosd.core.protocols import ExchangeContext, ExchangeFactory
+from heliosd.plugins.hookspecs import hookimpl
 
 NAME = "valr"
 

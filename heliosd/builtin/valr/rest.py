@@ -13,7 +13,7 @@ Contract:
   (by more than :data:`RESIGN_TOLERANCE_S` from the one the request was signed with) is
   the request re-signed and sent once more. [INF: VALR authenticates a request before it
   reaches the matching engine, so a 401 was not executed; the simulator models it so.]
-* Every failure leaves as a :mod:`heliosd.errors` type; messages never carry the key, the
+* Every failure leaves as a :mod:`heliosd.core.errors` type; messages never carry the key, the
   secret, a signature or a header dict.
 
 Only :meth:`ValrRest.get` retries (reads are idempotent). :meth:`ValrRest.request` makes one
@@ -40,8 +40,8 @@ import yarl
 from heliosd.builtin.valr import parse
 from heliosd.builtin.valr.retry import RetryPolicy, read_retrying
 from heliosd.builtin.valr.signing import auth_headers
-from heliosd.config import Secret
-from heliosd.errors import AuthError, ExchangeRejected, TransientError
+from heliosd.core.config import Secret
+from heliosd.core.errors import AuthError, ExchangeRejected, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_any
 from tenacity.stop import stop_after_attempt, stop_before_delay
 
-from heliosd.errors import OutcomeUnknownError, TransientError
+from heliosd.core.errors import OutcomeUnknownError, TransientError
 
 
 @dataclass(frozen=True, slots=True)

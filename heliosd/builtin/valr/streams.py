@@ -36,9 +36,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from heliosd.builtin.valr import parse
 from heliosd.builtin.valr.retry import RetryPolicy, ValrTuning
-from heliosd.errors import AuthError, HeliosError
-from heliosd.protocols import ExchangeEvents
-from heliosd.types import Quote, utcnow
+from heliosd.core.errors import AuthError, HeliosError
+from heliosd.core.protocols import ExchangeEvents
+from heliosd.core.types import Quote, utcnow
 
 log = logging.getLogger(__name__)
 # The websockets library logs handshake headers (our API key and signature) and frame

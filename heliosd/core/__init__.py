@@ -1,0 +1,1 @@
+"""The vocabulary every part shares: value types, protocols, errors, config."""

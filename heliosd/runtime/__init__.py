@@ -1,0 +1,1 @@
+"""The process: service wiring, daemon lifecycle, CLI, logs, demo."""

@@ -1,0 +1,157 @@
+"""``heliosd run|demo|sim|check-config|backup``.
+
+Exit codes: 0 ok, 1 failure, 2 usage, 73 another heliosd holds the state directory's lock
+(one line on stderr names its pid; nothing was opened or started), 78 configuration error.
+systemd's ``RestartPreventExitStatus=78 73`` keeps both from restart-looping: restarting
+fixes neither a broken config nor a directory another daemon owns.
+
+``run`` and ``demo`` take the lock (:mod:`heliosd.runtime.runlock`) before anything else; ``backup``
+reads the store through a read-only connection and does not, so it works beside a running
+daemon; ``check-config`` and ``sim`` never open the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from heliosd.core.errors import ConfigError
+from heliosd.runtime.runlock import EXIT_LOCKED, RunLock, StateDirLocked
+
+log = logging.getLogger("heliosd")
+
+EXIT_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="heliosd", description="Safety-first VALR trading daemon")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon (systemd runs this)")
+    run.add_argument("--config", required=True, help="path to heliosd.toml")
+    demo = sub.add_parser("demo", help="embedded VALR simulator + daemon in PAPER with the demo")
+    demo.add_argument("--state-dir", default="./var")
+    demo.add_argument("--no-engine", action="store_true",
+                      help="do not autostart the demo strategy (a recorded engine start in"
+                      " the state directory is still restored)")  # fmt: skip
+    demo.add_argument("--no-status", action="store_true", help="no live status line")
+    demo.add_argument("--sim-port", type=int, default=0)
+    # Everything after "sim" goes to heliosd.sim.cli.run_sim, the code path of
+    # ``python -m heliosd.sim`` (main dispatches before this parser sees it).
+    sub.add_parser("sim", add_help=False,
+                   help="run the VALR simulator alone (prints a funded API key; faults: "
+                   "heliosd sim --help)")  # fmt: skip
+    check = sub.add_parser("check-config", help="validate a config file and its plugins")
+    check.add_argument("config")
+    backup = sub.add_parser("backup", help="online backup of the database to PATH")
+    backup.add_argument("path")
+    backup.add_argument("--config", default="/etc/heliosd/heliosd.toml")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from heliosd.sim.cli import run_sim
+
+        return run_sim(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "demo":
+            from heliosd.runtime.demo import run_demo
+
+            return run_demo(Path(args.state_dir), engine=not args.no_engine,
+                            status=not args.no_status, sim_port=args.sim_port)  # fmt: skip
+        if args.command == "check-config":
+            return _check(args.config)
+        if args.command == "backup":
+            return _backup(args.config, Path(args.path))
+    except ConfigError as exc:
+        print(f"heliosd: configuration error: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StateDirLocked as exc:
+        print(f"heliosd: {exc.message}", file=sys.stderr)
+        return EXIT_LOCKED
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _run(config: str) -> int:
+    from heliosd.plugins.manager import load_with_plugins
+    from heliosd.runtime.daemon import Daemon
+    from heliosd.runtime.logs import setup_logging
+
+    setup_logging("info")  # so plugin loading (paths, sha256) is logged properly
+    settings, pm = load_with_plugins(config)  # a broken config is 78 before anything else
+    # The lock before anything opens or starts: a second daemon stops here with one line
+    # naming the holder (StateDirLocked -> exit 73).
+    lock = RunLock(settings.daemon.state_dir)
+    try:
+        lock.acquire()
+        setup_logging(settings.daemon.log_level)
+        return asyncio.run(Daemon(settings, pm=pm, lock=lock).run())
+    except ConfigError:
+        raise
+    except OSError as exc:
+        log.error("heliosd failed to start: %s", exc)
+        return 1
+
+
+def _check(config: str) -> int:
+    from heliosd.plugins.manager import collect, load_with_plugins
+
+    settings, pm = load_with_plugins(config)
+    registry = collect(pm, settings)
+    for name in (settings.exchange.live, settings.exchange.paper):
+        if name not in registry.exchanges:
+            raise ConfigError(f"no exchange plugin named {name!r}", key="exchange",
+                              source=settings.source)  # fmt: skip
+    if settings.engine.strategy and settings.engine.strategy not in registry.strategies:
+        raise ConfigError(f"no strategy named {settings.engine.strategy!r}",
+                          key="engine.strategy", source=settings.source)  # fmt: skip
+    print(
+        f"{config}: ok ({len(registry.risk_rules)} risk rules, {len(registry.gates)} gates, "
+        f"{len(registry.notifiers)} notifiers, strategies: {', '.join(registry.strategies)})"
+    )
+    return 0
+
+
+def _daemon_settings(config: str) -> Any:
+    """Settings from ``[daemon]`` alone: the state directory without the VALR secrets
+    (which outside systemd are not even readable: ``$credential`` needs systemd)."""
+    from heliosd.core.config import parse_settings, read_toml
+
+    return parse_settings({"daemon": read_toml(config).get("daemon", {})}, config)
+
+
+def _backup(config: str, dest: Path) -> int:
+    """SQLite's online backup from a second, read-only connection: safe while the daemon
+    runs (WAL), so it takes no lock. Only ``[daemon]`` is read."""
+    settings = _daemon_settings(config)
+    src_path = settings.daemon.db_path
+    if not src_path.exists():
+        print(f"heliosd: no database at {src_path}", file=sys.stderr)
+        return 1
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
+    dst = sqlite3.connect(dest)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    dest.chmod(0o600)
+    print(f"backup written to {dest}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""The daemon: startup stack, staged shutdown, signals, sd_notify, watchdog.
+
+Resources open on an AsyncExitStack in the order store -> notifications -> exchanges/feeds ->
+engine -> control API, and close in reverse. SIGTERM/SIGINT start a staged shutdown (stop
+taking orders, stop the engine, drain fills, persist, close) bounded by
+``daemon.shutdown_timeout_s`` (kept below systemd's TimeoutStopSec, which a test checks); a
+second signal forces exit.
+
+SIGHUP (``systemctl reload``) re-reads the config file the daemon was started with
+(``settings.source``) and reloads the drop-in plugins, all or nothing
+(:meth:`heliosd.runtime.service.Service.reload_plugins`): the drop-ins' sections take effect with
+the new rules, gates and monitors, while core sections ([daemon], [risk], [valr] ...) stay
+as started, each changed key logged "restart heliosd to apply". A reload that fails (file
+missing or invalid, a bad key, a refused plugin) changes nothing, logs one error naming the
+key and the file, and the daemon keeps running. Every reload is audited (actor "SIGHUP").
+
+Before anything opens, :meth:`Daemon.run` takes the state directory's exclusive lock
+(:mod:`heliosd.runtime.runlock`): a second daemon on the same directory raises
+:class:`~heliosd.runtime.runlock.StateDirLocked` having opened nothing, and ``heliosd run`` exits
+:data:`~heliosd.runtime.runlock.EXIT_LOCKED` (73) after one line naming the holder's pid.
+
+The daemon also implements :class:`heliosd.control.backend.ControlBackend` (in
+:mod:`heliosd.runtime.service`), so the control API drives the very objects that trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from heliosd.core.config import Settings
+from heliosd.runtime.logs import register_settings_secrets
+from heliosd.runtime.runlock import EXIT_LOCKED, RunLock
+from heliosd.runtime.sdnotify import SdNotifier
+from heliosd.runtime.service import Service
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops the restart loop
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_LOCKED", "EXIT_OK", "Daemon", "DaemonState"]
+
+# How long a thread may hold the GIL while another waits for it (CPython's default: 5 ms).
+# The store's writer thread releases the GIL around every SQLite call and must win it back
+# from the event loop each time; with the loop busy (a fill stream), each hand-off waited up
+# to 5 ms, a group commit of a dozen statements up to ~60 ms. At 0.5 ms the p99 delay of a
+# fill from the venue to its commit fell 5x at 15,000 fills/s (bench/RESULTS.md section 2);
+# the extra switches cost nothing measurable when one thread is idle, which is the usual case.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+class DaemonState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Daemon:
+    """Owns one :class:`Service` and its process-level concerns."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pm: Any = None,
+        status_line: bool = False,
+        lock: RunLock | None = None,
+    ) -> None:
+        self.settings = settings
+        # Taken by run() unless the caller already holds it (the CLI takes it first).
+        self.lock = lock or RunLock(settings.daemon.state_dir)
+        self.state = DaemonState.STARTING
+        self.service = Service(settings, pm=pm)
+        self.sd = SdNotifier()
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._status_line = status_line
+        self.on_ready: list[Callable[[], None]] = []
+        self._reload_lock = asyncio.Lock()
+        self._reload_pending = False
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ signals
+
+    def handle_signal(self, signum: int) -> None:
+        """First SIGTERM/SIGINT: staged shutdown. Second: exit now."""
+        self._signals += 1
+        if self._signals >= 2:
+            log.error("second signal %s: exiting immediately", signal.Signals(signum).name)
+            os._exit(EXIT_FAILURE)
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        self._stop.set()
+
+    def handle_reload(self) -> None:
+        """SIGHUP: reload config and drop-ins in a task (never in the signal callback)."""
+        if self.state is DaemonState.STARTING:
+            # The file may have been edited after startup read it: reload once running.
+            self._reload_pending = True
+            log.info("SIGHUP during startup: reloading once heliosd is ready")
+            return
+        if self.state is not DaemonState.RUNNING:
+            log.info("SIGHUP ignored: heliosd is %s", self.state)
+            return
+        task = asyncio.get_running_loop().create_task(self._reload())
+        # The loop keeps only a weak reference to a task: hold it until it is done.
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload(self) -> None:
+        # Two quick SIGHUPs run one after the other: the second reads the file as it is
+        # after the first applied, never interleaved with it.
+        async with self._reload_lock:
+            self.sd.reloading()
+            try:
+                result = await self.service.reload_plugins(actor="SIGHUP")
+            except Exception as exc:
+                log.error("reload refused, nothing changed, still running as before: %s", exc)
+                return
+            finally:
+                self.sd.ready()
+            # A plugin section may hold secrets of its own (p_secret): redact them from now on.
+            register_settings_secrets(result.settings)
+            # Each changed core key has its own warning (from the service); this is the sum.
+            log.info("reloaded %s: drop-ins: %s; core keys changed but not applied: %s",
+                     self.settings.source, ", ".join(r.name for r in result.dropins) or "none",
+                     ", ".join(result.not_applied) or "none")  # fmt: skip
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> int:
+        """Run until a signal or :meth:`request_stop`; raises StateDirLocked (before
+        anything opened) if another daemon holds the state directory."""
+        owned = not self.lock.held
+        try:
+            self.lock.acquire()
+        except BaseException:
+            self.state = DaemonState.STOPPED
+            raise
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, GIL_SWITCH_INTERVAL_S))
+        try:
+            return await self._run()
+        finally:
+            sys.setswitchinterval(previous)  # an in-process daemon (tests) leaves no trace
+            if owned:
+                self.lock.release()
+
+    async def _run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.handle_signal, signum)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+        register_settings_secrets(self.settings)
+        try:
+            await self.service.start()
+        except BaseException:
+            self.state = DaemonState.STOPPED
+            with contextlib.suppress(Exception):
+                await self.service.close()
+            raise
+        self.state = DaemonState.RUNNING
+        self.sd.ready()
+        self.sd.status(self.service.status_text())
+        interval = self.sd.watchdog_interval()
+        if interval:
+            self._tasks.append(loop.create_task(self._watchdog(interval / 2)))
+        self._tasks.append(loop.create_task(self._status_updates()))
+        for callback in self.on_ready:
+            callback()
+        log.info("heliosd ready (mode %s)", self.service.store_mode())
+        if self._reload_pending:
+            self.handle_reload()
+        await self._stop.wait()
+        return await self.shutdown()
+
+    async def shutdown(self) -> int:
+        self.state = DaemonState.STOPPING
+        self.sd.stopping()
+        for task in self._tasks:
+            task.cancel()
+        timeout = float(self.settings.daemon.shutdown_timeout_s)
+        try:
+            await asyncio.wait_for(self.service.close(), timeout)
+        except TimeoutError:
+            log.error("shutdown did not finish within %.0f s; exiting anyway", timeout)
+            self.state = DaemonState.STOPPED
+            return EXIT_FAILURE
+        self.state = DaemonState.STOPPED
+        log.info("heliosd stopped")
+        return EXIT_OK
+
+    async def _watchdog(self, period: float) -> None:
+        # Ping only while the loop and the store answer: a wedged daemon gets restarted.
+        while True:
+            if await self.service.alive():
+                self.sd.watchdog()
+            await asyncio.sleep(period)
+
+    async def _status_updates(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            self.sd.status(self.service.status_text())

@@ -1,0 +1,1 @@
+"""Trading: routing, orders, the venue stream sink, market data, engine."""

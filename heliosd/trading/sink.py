@@ -1,0 +1,423 @@
+"""VenueSink: what an exchange client's streams say, applied to the store, ledger and market.
+
+One sink per mode (paper, live). A fill is queued for the group-committing writer without
+waiting in line (the stream keeps reading; design.md section 12), and applied to the ledger
+only in its commit's completion, in commit order: a fill counts once it is durable, and a
+fill already stored (``UNIQUE(mode, trade_id)``) is a no-op.
+
+Fills and order statuses that arrive in the same loop turn go to the store as a few jobs, in
+the order they came: each run of fills is one job (``orders.apply_fills``: a few statements
+for the whole run), each run of statuses another. The store runs jobs in the order they are
+queued, so the stream's order is kept (``orders`` counts a fill once whichever of it and its
+status comes first; the ledger and listeners see fills in the venue's order). If a job
+fails, nothing of it was stored and each of its items is submitted again on its own, so a
+bad fill or status fails alone. The stream never waits for a commit; it waits only when
+MAX_PENDING items are queued (backpressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from heliosd.core.errors import HeliosError
+from heliosd.core.protocols import Event, ExchangeClient
+from heliosd.core.types import (
+    Balance,
+    Fill,
+    Mode,
+    OpenOrder,
+    OrderState,
+    OrderStatus,
+    Quote,
+    utcnow,
+)
+from heliosd.notify.notices import fills_event
+from heliosd.store import Store, iso
+from heliosd.trading import orders as od
+
+if TYPE_CHECKING:
+    from heliosd.risk.ledger import Ledger, LedgerError
+    from heliosd.trading.marketdata import MarketData
+
+log = logging.getLogger(__name__)
+
+# Outbox rows for several events, inside the caller's transaction (service._enqueue_many_fn).
+EnqueueFn = Callable[[sqlite3.Connection, Sequence[Event]], Any]
+
+# A fill stream may outrun the disk for a moment; past this many queued fills and statuses
+# the stream waits for the writer (backpressure) instead of growing memory without bound.
+MAX_PENDING = 50_000
+# Reconciliation leaves orders updated this recently alone (they may be in flight).
+RECENT_S = 2.0
+# An order VALR does not know is failed only once it is this old (clients may say otherwise:
+# ValrClient.not_found_grace_s): until then the venue's views may simply not show it yet.
+DEFAULT_NOT_FOUND_GRACE_S = 20.0
+
+
+def _plural(item: Fill | OrderStatus) -> str:
+    return "fills" if isinstance(item, Fill) else "order statuses"
+
+
+def _describe(item: Fill | OrderStatus) -> str:
+    if isinstance(item, Fill):
+        return f"fill {item.trade_id}"
+    return f"order status {item.customer_order_id or item.exchange_order_id} ({item.state})"
+
+
+class VenueSink:
+    """Implements :class:`heliosd.core.protocols.ExchangeEvents` for one mode."""
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        store: Store,
+        ledger: Ledger,
+        market: MarketData,
+        counters: od.OrderCounters,
+        client: Callable[[], ExchangeClient],
+        enqueue: EnqueueFn | None,
+        notify_trades: bool,
+        publish: Callable[[dict[str, Any]], None],
+        on_ledger_change: Callable[[Mode], None],
+        on_connection_change: Callable[[Mode, str, bool, str], None],
+        watermark: datetime | None = None,
+        listening: Callable[[], bool] = lambda: True,
+        on_ledger_error: Callable[[Mode, LedgerError], None] | None = None,
+    ) -> None:
+        self.mode = mode
+        self._store = store
+        self._ledger = ledger
+        self._market = market
+        self._counters = counters
+        self._client = client
+        self._enqueue = enqueue
+        self._notify_trades = notify_trades
+        self._publish = publish
+        self._listening = listening  # False: nobody reads published fills, skip building them
+        self._on_ledger_change = on_ledger_change
+        self._on_connection_change = on_connection_change
+        self._on_ledger_error = on_ledger_error
+        # LIVE: each in-flight fill's currencies' reported totals (and the movement already
+        # attributed) as it arrived; the ledger settles at commit only what a report since
+        # then shows (heliosd.risk.ledger, "Unsettled fills").
+        self._live = mode is Mode.LIVE
+        self._fill_marks: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
+        self._watermark = watermark
+        self._pending = 0  # fills and statuses received and not yet committed (or failed)
+        self._batch: list[Fill | OrderStatus] = []  # received this loop turn, not submitted
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self.fills_applied = 0
+        # Called with each new fill once it is committed and applied to the ledger (after
+        # fills_applied moves). For measurement (bench/fills.py); keep listeners trivial:
+        # they run inside the commit's completion, on the loop.
+        self.fill_listeners: list[Callable[[Fill], None]] = []
+        self.streams: dict[str, tuple[bool, str, str]] = {}  # stream -> (up, detail, since)
+
+    # ------------------------------------------------------------------ fills
+
+    async def on_fill(self, fill: Fill) -> None:
+        """Queue ``fill``; it is applied once committed (see :meth:`_flush`)."""
+        if self._live:
+            info = self._ledger.pair_info(fill.pair)
+            if info is not None:
+                mark = self._ledger.report_mark
+                self._fill_marks[fill.trade_id] = {
+                    info.base: mark(info.base),
+                    info.quote: mark(info.quote),
+                }
+        await self._queue(fill)
+
+    async def _queue(self, item: Fill | OrderStatus) -> None:
+        if self._pending >= MAX_PENDING:
+            await self._drained.wait()
+        self._pending += 1
+        self._drained.clear()
+        self._batch.append(item)
+        if len(self._batch) == 1:
+            # Everything the stream delivers in this loop turn (one socket read holds
+            # hundreds of messages) joins a few store jobs: one savepoint, one future and one
+            # completion per run instead of per message (bench/fills.py, emergency_stop.py).
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        items, self._batch = self._batch, []
+        start = 0
+        for i in range(1, len(items) + 1):
+            if i == len(items) or type(items[i]) is not type(items[start]):
+                self._submit(items[start:i])  # a run of fills, or of statuses
+                start = i
+
+    def _submit(self, items: Sequence[Fill | OrderStatus]) -> None:
+        """One store job for a run of fills or of statuses (never mixed)."""
+        tx = self._fills_tx(items) if isinstance(items[0], Fill) else self._statuses_tx(items)
+        try:
+            fut = self._store.submit(tx)
+        except RuntimeError as exc:  # the store is closed: shutting down
+            log.error("%d %s not stored: %s", len(items), _plural(items[0]), exc)
+            self._settled(len(items))
+            return
+        fut.add_done_callback(lambda f: self._committed(items, f))
+
+    def _fills_tx(self, fills: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
+        mode = self.mode
+        enqueue = self._enqueue if self._notify_trades else None
+
+        def tx(conn: sqlite3.Connection) -> list[dict[str, Any] | None]:
+            outcomes = od.apply_fills(conn, mode, fills)
+            if enqueue is not None:
+                new = [
+                    (fill, outcome["order"]["id"] if outcome["order"] else None)
+                    for fill, outcome in zip(fills, outcomes, strict=True) if outcome is not None
+                ]  # fmt: skip
+                if new:
+                    # One notification per batch: a burst is one digest (notices.fills_event).
+                    enqueue(conn, [fills_event(mode, new)])
+            return outcomes
+
+        return tx
+
+    def _statuses_tx(self, statuses: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
+        mode = self.mode
+        return lambda conn: od.apply_statuses(conn, mode, statuses)
+
+    def _committed(self, items: Sequence[Fill | OrderStatus], fut: asyncio.Future[Any]) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None and len(items) > 1:
+            # The batch rolled back as a whole (its savepoint): nothing of it is stored. Each
+            # item is tried again as its own job, so one bad fill or status fails alone, as
+            # it would have without batching. They commit, and are applied, after the jobs
+            # queued meanwhile: the ledger still follows commit order.
+            log.warning("a batch of %d %s was not stored (%s); storing one by one",
+                        len(items), _plural(items[0]), exc)  # fmt: skip
+            for item in items:
+                self._submit([item])  # still pending: each retry settles its own item
+            return
+        try:
+            if fut.cancelled():
+                return
+            if exc is not None:
+                log.error("%s not stored: %s", _describe(items[0]), exc)
+                return
+            if isinstance(items[0], Fill):
+                self._fills_done(items, fut.result())  # type: ignore[arg-type]
+            else:
+                for row in fut.result():
+                    self._status_applied(row)
+        finally:
+            self._settled(len(items))
+
+    def _fills_done(self, fills: Sequence[Fill], outcomes: list[dict[str, Any] | None]) -> None:
+        applied = False
+        publish = self._listening()
+        for fill, outcome in zip(fills, outcomes, strict=True):
+            if outcome is None:
+                continue  # already stored: a replay
+            try:
+                self._applied(fill, outcome, publish=publish)
+            except Exception:  # one fill the ledger refuses must not drop the others
+                log.exception("fill %s stored but not applied", fill.trade_id)
+            applied = True
+        if applied:
+            self._on_ledger_change(self.mode)
+
+    def _settled(self, n: int) -> None:
+        self._pending -= n
+        if self._pending == 0:
+            self._drained.set()
+
+    def _applied(self, fill: Fill, outcome: dict[str, Any], *, publish: bool) -> None:
+        # A fill the ledger cannot read is stored all the same (it is the venue's fact) and
+        # reported, never silently skipped: the service trips ledger_error.
+        error = self._ledger.apply_or_record(fill, seen=self._fill_marks.pop(fill.trade_id, None))
+        if error is not None and self._on_ledger_error is not None:
+            self._on_ledger_error(self.mode, error)
+        self.fills_applied += 1
+        for listener in self.fill_listeners:
+            listener(fill)
+        if self._watermark is None or fill.traded_at > self._watermark:
+            self._watermark = fill.traded_at
+        order = outcome.get("order")
+        if order is not None:
+            if error is None:
+                self._counters.fill_applied(self.mode, order["id"], fill.quantity)
+            self._counters.track(order)
+        if publish:
+            self._publish({
+                "type": "fill", "mode": str(self.mode), "trade_id": fill.trade_id,
+                "pair": fill.pair, "side": str(fill.side), "price": str(fill.price),
+                "quantity": str(fill.quantity), "fee": str(fill.fee),
+                "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
+                "order_id": order["id"] if order else None,
+            })  # fmt: skip
+
+    async def drain(self) -> None:
+        """Wait until every queued fill and status is committed and applied."""
+        await self._drained.wait()
+
+    def fill_watermark(self) -> datetime | None:
+        return self._watermark
+
+    # ------------------------------------------------------------------ orders
+
+    async def on_order_status(self, status: OrderStatus) -> None:
+        """Queue ``status`` behind the fills and statuses received before it; the order row
+        moves once committed (the stream does not wait for the disk: 500 cancellations after
+        an emergency stop are a few commits, not 500 in a row)."""
+        await self._queue(status)
+
+    async def apply_order_status(self, status: OrderStatus) -> dict[str, Any] | None:
+        """:meth:`on_order_status`, returning once it is committed: the order row after it
+        (None for an order not stored here)."""
+        self._flush()  # what came before goes first
+        mode = self.mode
+        row = await self._store.write(lambda c: od.apply_status(c, mode, status))
+        self._status_applied(row)
+        return row
+
+    def _status_applied(self, row: dict[str, Any] | None) -> None:
+        if row is not None:
+            self._counters.track(row)
+            self._publish({"type": "order", "mode": str(self.mode), "order": row})
+
+    async def on_open_orders(self, orders: Sequence[OpenOrder]) -> None:
+        """Local orders the venue no longer lists are looked up (in the background)."""
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            return
+        self._reconcile_task = asyncio.get_running_loop().create_task(self._reconcile(orders))
+
+    async def _reconcile(self, orders: Sequence[OpenOrder]) -> None:
+        # An order touched in the last RECENT_S may be on its way: the venue's list need not
+        # show it yet, so it is skipped. Skipped must not mean forgotten: an order stored
+        # just before a crash (still `new`) is only this young when the restarted daemon
+        # first reconciles, and nothing else would ever look at it again. So while any order
+        # was skipped (or its status lookup failed), look again a little later, with a fresh
+        # snapshot of the venue.
+        # An order the venue no longer lists has usually just finished, and the account
+        # stream is already saying how (ORDER_STATUS_UPDATE comes before the venue's new
+        # list): the first pass only notes such orders, and the next, RECENT_S later, looks
+        # up those still open here. After an emergency stop of 500 orders that is no status
+        # lookup instead of 500 (bench/emergency_stop.py). Deferred must not mean dropped:
+        # if the fresh snapshot cannot be read, the deferred lookups run against the one
+        # we have (an order absent from it and older than RECENT_S was not open then).
+        look_up = False
+        while await self._reconcile_once(orders, look_up=look_up):
+            deferred, look_up = not look_up, True
+            await asyncio.sleep(RECENT_S)
+            try:
+                orders = await self._client().open_orders()
+            except HeliosError as exc:
+                log.warning("reconcile: venue open orders unknown: %s", exc)
+                if not deferred:
+                    return
+
+    async def _reconcile_once(self, orders: Sequence[OpenOrder], *, look_up: bool = True) -> bool:
+        """One pass over the local open orders; True when one of them was too young to judge,
+        or was left for the next pass (``look_up`` false), or its status could not be read
+        (so another pass is due).
+
+        A local order the venue lists by its customer id while ours has no exchange id yet
+        (its placement's answer was lost, or the daemon died before it came) is adopted:
+        the listing is applied as its status, so both sides name the same order (I4)."""
+        exchange_ids, customer_ids = od.open_orders_by_id(orders)
+        by_customer = {o.customer_order_id: o for o in orders if o.customer_order_id}
+        mode = self.mode
+        cutoff = iso(utcnow() - timedelta(seconds=RECENT_S))
+        local = await self._store.read(
+            lambda c: od.list_orders(c, open_only=True, limit=1000, mode=mode)
+        )
+        skipped = False
+        for row in local:
+            if row["exchange_order_id"] in exchange_ids or row["customer_order_id"] in customer_ids:
+                listed = by_customer.get(row["customer_order_id"])
+                placing = row["customer_order_id"] in self._counters.placing
+                if listed is not None and not row["exchange_order_id"] and not placing:
+                    await self.on_order_status(listed_status(listed))
+                continue
+            if row["updated_at"] > cutoff or row["customer_order_id"] in self._counters.placing:
+                skipped = True
+                continue  # being placed or just sent: the venue's list may not show it yet
+            if not look_up:
+                skipped = True
+                continue
+            try:
+                status = await self._client().order_status(
+                    row["pair"], exchange_order_id=row["exchange_order_id"],
+                    customer_order_id=row["customer_order_id"],
+                )  # fmt: skip
+            except HeliosError as exc:
+                log.warning("reconcile: status of order %s unknown: %s", row["id"], exc)
+                skipped = True
+                continue
+            if status is None:
+                if OrderState(row["state"]) not in (OrderState.NEW, OrderState.SENT):
+                    continue
+                grace = self._not_found_grace_s()
+                if row["created_at"] > iso(utcnow() - timedelta(seconds=grace)):
+                    # VALR's views lag its engine, and a request may still be on its way:
+                    # not known yet is not never placed. Look again until the grace is over.
+                    skipped = True
+                    continue
+                status = OrderStatus(
+                    pair=row["pair"], state=OrderState.FAILED,
+                    customer_order_id=row["customer_order_id"],
+                    failed_reason=f"not known to the venue {grace:g} s after it was created",
+                )  # fmt: skip
+            await self.on_order_status(status)
+        return skipped
+
+    def _not_found_grace_s(self) -> float:
+        # The client says how long its venue may take to show an order (ValrClient's tuning).
+        grace = getattr(self._client(), "not_found_grace_s", DEFAULT_NOT_FOUND_GRACE_S)
+        return float(grace)
+
+    async def reconcile_open_orders(self) -> None:
+        """Compare the local open orders with the venue's list now (the periodic pass, see
+        heliosd.trading.sweep); nothing to do while no local order is open or a pass is running."""
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            return
+        mode = self.mode
+        local = await self._store.read(
+            lambda c: od.list_orders(c, open_only=True, limit=1, mode=mode)
+        )
+        if local:
+            await self.on_open_orders(await self._client().open_orders())
+
+    # ------------------------------------------------------------------ balances, prices
+
+    async def on_balances(self, balances: Sequence[Balance], *, snapshot: bool) -> None:
+        if self.mode is Mode.LIVE:
+            self._ledger.set_balances(balances, snapshot=snapshot)
+            self._on_ledger_change(self.mode)
+
+    async def on_quote(self, quote: Quote) -> None:
+        self._market.update(quote)
+
+    async def on_connection(self, stream: str, up: bool, detail: str) -> None:
+        previous = self.streams.get(stream)
+        self.streams[stream] = (up, detail, iso(utcnow()))
+        # The first "up" is the normal start, not news; a first "down" is (never connected).
+        if (previous is None and not up) or (previous is not None and previous[0] != up):
+            self._on_connection_change(self.mode, stream, up, detail)
+
+
+def listed_status(order: OpenOrder) -> OrderStatus:
+    """What a venue's open-order listing says of one order, as a status to apply."""
+    executed = max(order.original_quantity - order.remaining_quantity, Decimal(0))
+    return OrderStatus(
+        pair=order.pair,
+        state=OrderState.PARTIALLY_FILLED if executed > 0 else OrderState.PLACED,
+        exchange_order_id=order.exchange_order_id,
+        customer_order_id=order.customer_order_id,
+        original_quantity=order.original_quantity,
+        remaining_quantity=order.remaining_quantity,
+        executed_quantity=executed,
+    )
