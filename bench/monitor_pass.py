@@ -99,7 +99,7 @@ def main() -> None:
             c0 = time.process_time_ns()
             t0 = time.perf_counter_ns()
             now = utcnow()
-            totals = [(c, b.total) for c, b in ledger.balances().items()]
+            totals = ledger.totals()
             seen = assess(pricer, totals, dust_value=dust_value, max_age_s=max_age, now=now)
             if not seen.unpriced:
                 snapshot = ledger.snapshot(now)

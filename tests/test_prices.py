@@ -9,6 +9,9 @@ import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from heliosd.builtin.valr.client import ValrClient
 from heliosd.core.config import parse_settings
 from heliosd.core.errors import TransientError
@@ -217,3 +220,45 @@ async def test_dust_is_not_refreshed_every_time_it_goes_stale() -> None:
 async def _turns() -> None:
     for _ in range(5):  # the fetch task, and wait_for's inner task, get to run
         await asyncio.sleep(0)
+
+
+# The memo (Pricer.value, what assess() and the ledger's equity read after every tick) is
+# an optimisation (bench/monitor_pass.py: 350 -> 85 us a pass): it must answer exactly what
+# the full search answers, or nothing, whatever the quotes, their ages and the order they
+# arrived in. Hypothesis searches for a sequence where they differ.
+_ASSETS = ("BTC", "ETH", "SOL")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["BTCZAR", "ETHZAR", "SOLUSDC", "USDCZAR", "ZARSOL", "ETHUSDC", "BTCUSDC"]
+            ),
+            st.integers(min_value=1, max_value=10**6),
+            st.floats(min_value=0, max_value=20, allow_nan=False),
+        ),
+        max_size=25,
+    ),
+    st.floats(min_value=0, max_value=12, allow_nan=False),
+)
+def test_memo_answers_what_the_full_search_answers(
+    updates: list[tuple[str, int, float]], later_s: float
+) -> None:
+    market = MarketData()
+    p = pricer(market)
+    base = utcnow()
+    for pair, mid, age_s in updates:
+        m = D(mid)
+        market.update(Quote(pair, m - 1, m + 1, m, base - timedelta(seconds=age_s)))
+        for asset in _ASSETS:
+            p.price(asset, base)  # fill the memo as the daemon does, tick by tick
+    now = base + timedelta(seconds=later_s)
+    for asset in _ASSETS:
+        memo = p.value(asset, now)
+        quick = p.quick(asset, now)
+        assert (memo is None) == (quick is None) and (quick is None or quick[0] == memo)
+        full = pricer(market).price(asset, now)  # a new pricer: no memo, the whole search
+        if memo is not None:
+            assert full.value == memo and full.fresh(10.0), (asset, memo, full)

@@ -70,7 +70,10 @@ class MarketPricer:
         # own version covers) move.
         return self._market.version
 
-    def price(self, asset: str) -> Price:
+    def value(self, asset: str, now: datetime) -> Decimal | None:
+        return None  # no memo: price() is already a dictionary lookup
+
+    def price(self, asset: str, now: datetime | None = None) -> Price:
         if asset == self._reference:
             return REFERENCE
         symbol = asset + self._reference

@@ -232,6 +232,7 @@ class Ledger:
         self._cache_key: int | None = None
         self._cache: _Valuation | None = None
         self._balance_view: Mapping[str, Balance] | None = None
+        self._totals: tuple[tuple[str, Decimal], ...] | None = None
         self.version += 1
 
     def set_pricer(self, pricer: AssetPricer | None) -> None:
@@ -445,6 +446,16 @@ class Ledger:
                 )
             self._balance_view = view
         return view
+
+    def totals(self) -> tuple[tuple[str, Decimal], ...]:
+        """``(currency, total)`` of every non-zero balance, kept until balances change: the
+        monitor pass reads it after every price tick (bench/monitor_pass.py)."""
+        totals = self._totals
+        if totals is None:
+            totals = self._totals = tuple(
+                (c, b.total) for c, b in self.balances().items() if b.total
+            )
+        return totals
 
     def unsettled(self) -> Mapping[str, Decimal]:
         """Per currency, the fills applied since the venue last reported it (LIVE only)."""
@@ -726,13 +737,20 @@ class Ledger:
             return book.last_price
         return mark
 
-    def _rate(self, currency: str) -> Decimal:
+    def _rate(self, currency: str, now: datetime | None = None) -> Decimal:
         """Value of one unit of ``currency`` in the reference currency (0 when unknown)."""
         if currency == self.reference_currency:
             return ONE
         pricer = self._pricer
         if pricer is not None:
-            value = pricer.price(currency).value
+            # The pricer's memo first: after every tick the monitor pass values each holding
+            # here, and building a Price per asset was a third of the pass
+            # (bench/monitor_pass.py). Same value as price() gives: the memo holds it.
+            now = utcnow() if now is None else now
+            value = pricer.value(currency, now)
+            if value is not None:
+                return value
+            value = pricer.price(currency, now).value
             return value if value is not None else ZERO
         symbol = currency + self.reference_currency
         price = self._price(symbol, self._books.get(symbol))
@@ -747,14 +765,20 @@ class Ledger:
             return self._cache
         equity = gross = ZERO
         if self.ready:
-            for currency, balance in self.balances().items():
-                total = balance.total
-                if not total:
+            now = utcnow()
+            ref = self.reference_currency
+            value = pricer.value if (pricer := self._pricer) is not None else None
+            for currency, total in self.totals():
+                if currency == ref:
+                    equity += total
                     continue
-                rate = self._rate(currency)
+                # The pricer's memo first (what assess() just read after the same tick),
+                # else the full search.
+                rate = value(currency, now) if value is not None else None
+                if rate is None:
+                    rate = self._rate(currency, now)
                 equity += total * rate
-                if currency != self.reference_currency:
-                    gross += abs(total) * rate
+                gross += abs(total) * rate
         unrealized = self.reconciled_unrealized()
         self._cache = _Valuation(equity, gross, unrealized)
         self._cache_key = key

@@ -48,7 +48,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -116,6 +116,8 @@ class Pricer:
         self._quotes = market.live_quotes()
         self._dust: dict[str, float] = {}  # asset -> when assess() last found it dust
         self._refresh_age = max_age_s / 2
+        self._cut_for: datetime | None = None  # value(): the now its cutoff was computed for
+        self._cutoff = datetime.min.replace(tzinfo=UTC)
         self._inflight: set[str] = set()
         self._next_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
@@ -174,6 +176,26 @@ class Pricer:
         if age > self._refresh_age:
             return None
         return value, age, source
+
+    def value(self, asset: str, now: datetime) -> Decimal | None:
+        """:meth:`quick`'s value alone, for a pass that values many holdings at one ``now``
+        (assess() and the ledger's equity, after every tick): the age limit is one datetime
+        comparison against a cutoff computed once per ``now``, and nothing is built."""
+        memo = self._memo.get(asset)
+        if memo is None:
+            return None
+        if now is not self._cut_for:
+            self._cut_for = now
+            self._cutoff = now - timedelta(seconds=self._refresh_age)
+        q1, q2, value, _source, direct = memo
+        quotes = self._quotes
+        if quotes.get(q1.pair) is not q1:
+            return None
+        if q2 is None:
+            return value if q1.at >= self._cutoff else None
+        if quotes.get(q2.pair) is not q2 or direct in quotes:
+            return None
+        return value if q1.at >= self._cutoff and q2.at >= self._cutoff else None
 
     def price(self, asset: str, now: datetime | None = None) -> Price:
         ref = self.reference
@@ -339,7 +361,7 @@ def assess(
     stale: list[str] = []
     unpriced: list[str] = []
     unvalued: list[str] = []
-    quick = pricer.quick
+    quick = pricer.value
     ref = pricer.reference
     for asset, total in totals:
         if not total:
@@ -349,7 +371,7 @@ def assess(
             continue
         hit = quick(asset, now)
         if hit is not None:  # fresh, from the market's latest quotes
-            worth = abs(total) * hit[0]
+            worth = abs(total) * hit
             values[asset] = worth
             if worth < dust_value:
                 dust.append(asset)

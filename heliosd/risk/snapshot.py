@@ -125,7 +125,12 @@ class AssetPricer(Protocol):
         """Read-only to callers: an attribute or a property both satisfy it."""
         ...
 
-    def price(self, asset: str) -> Price: ...
+    def price(self, asset: str, now: datetime | None = None) -> Price: ...
+
+    def value(self, asset: str, now: datetime) -> Decimal | None:
+        """The value from a memo of fresh answers, or None: ask :meth:`price`. A value here
+        is the one :meth:`price` would give."""
+        ...
 
 
 __all__ = [

@@ -658,7 +658,7 @@ class Service:
         # blocks a pass; a holding above dust with no price at all does (its value is
         # unknown, and 0 would read as a loss), and never silently: it is listed in
         # GET /api/health and the status line, and in LIVE it trips stale_prices.
-        totals = [(c, b.total) for c, b in ledger.balances().items()]
+        totals = ledger.totals()
         r = self.settings.risk
         seen = assess(self._pricer, totals, dust_value=r.dust_value,
                       max_age_s=float(r.max_quote_age_s))  # fmt: skip
@@ -846,7 +846,7 @@ class Service:
                 info = self.market.pair(pair)
                 if info is not None:
                     self._pricer.price(info.base)  # schedules a REST refresh when quiet
-            totals = [(c, b.total) for c, b in ledger.balances().items()]
+            totals = ledger.totals()
             seen = assess(self._pricer, totals, dust_value=r.dust_value,
                           max_age_s=float(r.max_quote_age_s))  # fmt: skip
             stale = seen.stale
