@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 
 from heliosd.core.errors import PermitRevoked
 from heliosd.core.types import Mode
+from heliosd.trading import permits
 from heliosd.trading.permits import Permit, PermitBoard
 
 
@@ -124,6 +125,29 @@ async def test_settle_waits_for_the_wire_and_names_what_is_left() -> None:
     board._outstanding.add(c)
     c.on_wire = 1
     assert await board.settle(0) == [c]
+
+
+async def test_a_parked_permit_is_off_the_wire_but_named_until_resolved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """P5: sent with an unknown outcome, a placement no longer holds up a settle, but the
+    board still names it, until it is resolved or PARK_KEEP_S passes."""
+    board = PermitBoard(Cell(Mode.LIVE))
+    a = board.issue(Mode.LIVE, 1, label="a")
+    a.begin_send()
+    a.end_send()  # the answer was lost; the lookups too
+    a.park()
+    assert await board.settle(0) == [] and board.outstanding() == []
+    assert board.parked() == [a] and a.parked and not a.released
+    board.resolve(a)
+    assert board.parked() == [] and a.released and not a.parked
+    b = board.issue(Mode.LIVE, 1, label="b")
+    b.park()
+    clock = [1000.0]
+    monkeypatch.setattr(permits.time, "monotonic", lambda: clock[0])
+    board._parked[b] = clock[0]
+    clock[0] += permits.PARK_KEEP_S + 1
+    assert board.parked() == []  # kept an hour at most: the board never grows unbounded
 
 
 # --------------------------------------------------------------------------- the search

@@ -212,6 +212,7 @@ class Stops:
         self.breakers.committed_trip(trading.OPERATOR_HALT, reason, None)
         self.board.revoke_all(f"trading halted by {who}: {reason}")
         unresolved = await self.board.settle(self.settle_timeout())
+        unresolved += await self.unknown_placements()
         await self.stop_engine()
         self.publish({"type": "halt", "breaker": trading.OPERATOR_HALT, "reason": reason})
         return {"halted": True, "breaker": trading.OPERATOR_HALT, "reason": reason,
@@ -263,17 +264,23 @@ class Stops:
             self.breakers.committed_trip(EMERGENCY, reason, None)
             board.revoke_all(revoked)
             unresolved = await board.settle(self.settle_timeout())
+            unknown = await self.unknown_placements()  # sent earlier, outcome unknown (P5)
             precancelled = {m: n for m, n in zip(modes, await early, strict=True) if n is not None}
             await self.stop_engine()
             cancelled, remaining, notes = await self.cancel_everything(
                 modes, precancelled=precancelled
             )
             flattened = await self.flatten() if self.settings.risk.flatten_on_emergency_stop else []
-            labels = sorted(p.label for p in unresolved)
             if unresolved:
-                notes.append(f"{len(labels)} placements still unanswered after"
+                notes.append(f"{len(unresolved)} placements still unanswered after"
                              f" {self.settle_timeout():g} s; cancelling again once they"
                              " answer")  # fmt: skip
+            if unknown:
+                notes.append(f"{len(unknown)} placements sent earlier with an unknown outcome"
+                             " (answer and lookups lost); cancelling again until"
+                             " reconciliation settles them")  # fmt: skip
+            unresolved = unresolved + unknown
+            labels = sorted(p.label for p in unresolved)
             count = None if remaining is None else len(remaining)
             again = count != 0 or bool(unresolved)
             if again:
@@ -342,6 +349,8 @@ class Stops:
                 log.exception("emergency stop: cancelling again failed; trying again")
                 continue
             pending = [p.label for p in unresolved if p.on_wire > 0 and not p.released]
+            if any(p.parked for p in unresolved):  # P5: until reconciliation settles them
+                pending += [p.label for p in await self.unknown_placements() if p in unresolved]
             if remaining is None or remaining or pending:
                 log.warning("emergency stop: venue not yet verified empty (%s)",
                             "; ".join(notes) or f"{len(remaining or [])} open")  # fmt: skip
@@ -362,6 +371,26 @@ class Stops:
             await self.store.write(verified)
             log.warning("emergency stop: venue verified empty after cancelling again")
             return
+
+    async def unknown_placements(self) -> list[Permit]:
+        """The parked permits (P5) whose order is still SENT with no exchange id: sent, and
+        nothing has said what became of it. Those whose row has moved on are resolved."""
+        board = self.board
+        parked = board.parked()
+        if not parked:
+            return []
+        labels = [p.label for p in parked]
+
+        def still(conn: sqlite3.Connection) -> set[str]:
+            sql = ("SELECT 1 FROM orders WHERE customer_order_id = ? AND state = 'sent'"
+                   " AND exchange_order_id IS NULL")  # fmt: skip
+            return {cid for cid in labels if conn.execute(sql, (cid,)).fetchone() is not None}
+
+        unknown = await self.store.read(still)
+        for permit in parked:
+            if permit.label not in unknown:
+                board.resolve(permit)
+        return [p for p in parked if p.label in unknown]
 
     async def _cancel_placements(self, unresolved: list[Permit], who: str, reason: str) -> None:
         """Wait (bounded) for each unresolved placement to answer, then cancel it by id."""

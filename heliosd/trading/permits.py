@@ -22,6 +22,13 @@ Invariants:
   outstanding permit; :meth:`PermitBoard.settle` then waits (bounded) until no request that
   passed :meth:`Permit.begin_send` is still unanswered, and names those that are.
 
+* **P5 -- an unknown outcome stays known as unknown.** A placement that was sent but whose
+  answer and lookups were all lost (the router stores it SENT, "outcome unknown") is
+  :meth:`Permit.park`-ed, not released: it is no longer on the wire (a stop does not wait
+  for it) but :meth:`PermitBoard.parked` still names it, so a stop lists it among its
+  unresolved placements until the order's row is settled (the stream or reconciliation
+  gives it an exchange id or a final state) or :data:`PARK_KEEP_S` has passed.
+
 So after an emergency stop has committed its latch (a new epoch), revoked the permits and
 settled them, every order this process will ever have sent is either answered (and so seen
 by the cancel-all and the open-orders check that follow) or named as unresolved.
@@ -45,6 +52,10 @@ T = TypeVar("T")
 
 # How often a waiting permit re-reads the row on its own (a change no revoke_all announced).
 RECHECK_S = 0.25
+# How long a parked permit (P5) is kept when nothing settles its order: reconciliation
+# settles a SENT order within seconds to a minute (not-found grace, sweep interval), so an
+# hour means something else is wrong, and the board must not grow without bound.
+PARK_KEEP_S = 3600.0
 
 Current = Callable[[], tuple[Mode, int]]
 
@@ -53,7 +64,7 @@ class Permit:
     """The right to send one order. See the module docstring."""
 
     __slots__ = ("_board", "_event", "any_mode", "epoch", "label", "mode", "on_wire",
-                 "released", "revoked")  # fmt: skip
+                 "parked", "released", "revoked")  # fmt: skip
 
     def __init__(
         self, board: PermitBoard, mode: Mode, epoch: int, *, label: str, any_mode: bool
@@ -66,6 +77,7 @@ class Permit:
         self.revoked: str | None = None
         self.on_wire = 0  # requests that passed begin_send and have not answered yet
         self.released = False
+        self.parked = False  # sent, outcome unknown (P5)
         self._event: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ checks
@@ -154,6 +166,12 @@ class Permit:
         self.on_wire = 0
         self._board._release(self)
 
+    def park(self) -> None:
+        """Sent, outcome unknown (P5): off the wire, but named by a stop until resolved."""
+        self.parked = True
+        self.on_wire = 0
+        self._board._park(self)
+
     def _revoked_event(self) -> asyncio.Event:
         if self._event is None:
             self._event = asyncio.Event()
@@ -169,6 +187,7 @@ class PermitBoard:
     def __init__(self, current: Current) -> None:
         self.current = current
         self._outstanding: set[Permit] = set()
+        self._parked: dict[Permit, float] = {}  # P5: permit -> when parked (monotonic)
         self._quiet = asyncio.Event()
         self._quiet.set()
 
@@ -187,6 +206,24 @@ class PermitBoard:
         """Revoke every outstanding permit (P4): none of them may begin another send."""
         for permit in list(self._outstanding):
             permit.revoke(reason)
+
+    def parked(self) -> list[Permit]:
+        """The placements sent with an unknown outcome (P5), oldest first; those parked
+        longer than PARK_KEEP_S are dropped with a warning."""
+        cutoff = time.monotonic() - PARK_KEEP_S
+        for permit, at in list(self._parked.items()):
+            if at < cutoff:
+                log.warning("order %s: outcome still unknown after %.0f s; no longer named"
+                            " by stops (check it at the venue)", permit.label,
+                            PARK_KEEP_S)  # fmt: skip
+                self.resolve(permit)
+        return list(self._parked)
+
+    def resolve(self, permit: Permit) -> None:
+        """The parked placement's order is settled: forget it."""
+        self._parked.pop(permit, None)
+        permit.parked = False
+        permit.released = True
 
     def revoke_stale(self) -> None:
         """Revoke the permits a committed transition has made stale (another epoch)."""
@@ -215,5 +252,10 @@ class PermitBoard:
         self._outstanding.discard(permit)
         self._wire_changed()
 
+    def _park(self, permit: Permit) -> None:
+        self._outstanding.discard(permit)
+        self._parked[permit] = time.monotonic()
+        self._wire_changed()
 
-__all__ = ["RECHECK_S", "Permit", "PermitBoard"]
+
+__all__ = ["PARK_KEEP_S", "RECHECK_S", "Permit", "PermitBoard"]

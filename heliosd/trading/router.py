@@ -407,6 +407,7 @@ class ExecutionRouter:
         # While this process is placing the order (answers lost, lookups, a resend: it can
         # take many seconds), reconciliation must not judge it from the venue's view.
         self._counters.placing.add(request.customer_order_id)
+        unknown = False  # sent, outcome unknown: the permit is parked, not released (P5)
         try:
             try:
                 result = await self._place(client, request, permit)
@@ -421,6 +422,7 @@ class ExecutionRouter:
                 # Sent, outcome unknown: leave it SENT; the stream or reconciliation settles it.
                 log.warning("order %s outcome unknown: %s", request.customer_order_id, exc)
                 result = PlaceResult(OrderState.SENT, None, "")
+                unknown = True
             except (TransientError, AuthError) as exc:
                 result = PlaceResult(OrderState.FAILED, None, exc.message)
                 error = exc
@@ -429,13 +431,17 @@ class ExecutionRouter:
                 # stays SENT (reconciliation settles it) and the caller gets a clear error.
                 log.exception("exchange client %s raised on place()", getattr(client, "name", "?"))
                 result = PlaceResult(OrderState.SENT, None, "")
+                unknown = True
                 error = TransientError(
                     f"exchange client failed: {type(exc).__name__}: {exc}; the order's outcome is"
                     " unknown until reconciliation"
                 )
             row = await self._store.write(self._result_tx(row["id"], result, mode))
         finally:
-            permit.release()
+            if unknown:
+                permit.park()
+            else:
+                permit.release()
             self._counters.placing.discard(request.customer_order_id)
         self._counters.track(row)
         self._after_order(row, mode)

@@ -184,3 +184,31 @@ async def test_e_an_operator_halt_revokes_placements_and_stops_the_engine(world:
     notes: list[str] = []
     assert inv.i1_no_order_after_stop(world, notes) == []
     assert world.venue_open() == []
+
+
+async def test_f_a_stop_names_a_placement_whose_outcome_is_unknown(world: World) -> None:
+    """Issue 12 (a gap left by P4: settle knows only what is on the wire); fixed in
+    heliosd.trading.permits (P5: a SENT order with an unknown outcome is parked, not
+    released) and heliosd.risk.stops (a stop names the parked ones it cannot rule out).
+
+    Steps: LIVE; the account stream silent; every request runs at VALR and then answers
+    5xx (lookups too); one resting
+    bid: 201 'sent', outcome unknown, resting at VALR; emergency stop while the faults last
+    (it cannot cancel or check). Broken before: the stop's ``unresolved_placements`` was
+    empty, so its answer did not say that an order it never heard back from may rest at
+    VALR. After the faults end the stop's follow-up cancels it and the row settles."""
+    await go_live(world)
+    world.sim.sim.faults.pause_account_stream = True  # nor does the stream say what happened
+    world.sim.sim.faults.http_5xx_rate = 1.0
+    world.sim.sim.faults.http_5xx_after_rate = 1.0
+    status, body = await world.request("POST", "/api/orders", resting_bid(world))
+    assert status == 201 and body["order"]["state"] == "sent", body
+    cid = body["order"]["customer_order_id"]
+    assert len(world.venue_open()) == 1  # it did reach VALR
+    answer = await stop(world)
+    assert answer.status == 200, answer
+    assert cid in answer.body["unresolved_placements"], answer.body
+    assert any("unknown outcome" in n for n in answer.body["notes"]), answer.body
+    world.clear_faults()
+    await world.until(lambda: not world.venue_open(), "the stop's follow-up cancels it", 15)
+    await world.until(lambda: _none_pending(stored_states(world)), "its row settles", 30)
