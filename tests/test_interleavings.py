@@ -99,6 +99,12 @@ class WatchedClient:
         self._sent.append(permit.label)
         try:
             return await self._real.place(request)  # type: ignore[no-any-return]
+        except PermitRevoked:
+            # The real client checks the permit again before its own wire send (P1) and a
+            # stop may revoke it in between (seed 3863048566, once the stop revoked before
+            # its latch's commit): refused there, it never reached the venue.
+            self._sent.remove(permit.label)
+            raise
         finally:
             permit.end_send()
 
