@@ -26,6 +26,7 @@ from heliosd.builtin.gates import (
     NoPendingOrders,
     RiskConfigComplete,
     ValrCredentials,
+    VenueOnline,
     builtin_gates,
     format_quantity,
 )
@@ -176,7 +177,7 @@ async def test_every_gate_passes_on_a_clean_setup(world: World) -> None:
     assert [(r.name, r.ok, r.reason) for r in results] == [(n, True, "") for n in GATE_NAMES]
 
 
-def test_the_plugin_registers_the_six_gates() -> None:
+def test_the_plugin_registers_the_seven_gates() -> None:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(gates_module)
@@ -185,7 +186,7 @@ def test_the_plugin_registers_the_six_gates() -> None:
     assert [g.name for g in registered] == list(GATE_NAMES)
     assert GATE_NAMES == (
         "no_open_positions", "no_pending_orders", "valr_credentials", "risk_config_complete",
-        "clock_skew", "engine_stopped",
+        "clock_skew", "venue_online", "engine_stopped",
     )  # fmt: skip
 
 
@@ -469,6 +470,57 @@ async def test_clock_skew_the_client_reports_is_preferred(world: World, skewed_v
     knows_better = OwnFigure(skewed_client(world, url), -5.0)  # ... the client knows better
     result = await check(ClockSkew(), world.ctx(live=knows_better))
     assert (result.ok, result.reason) == (False, "clock skew 5.0 s")
+
+
+# --------------------------------------------------------------------------- venue status
+
+
+async def test_venue_read_only_refuses_even_when_the_last_poll_said_online(world: World) -> None:
+    assert (await check(VenueOnline(), world.ctx())).ok
+    assert world.live.venue_status == "online"
+    world.sim.sim.set_read_only(True)  # maintenance starts after the client's last poll
+    result = await check(VenueOnline(), world.ctx())
+    assert (result.ok, result.reason) == (False, "VALR is read-only, not online")
+    assert world.live.venue_status == "read-only"  # the gate's read is the client's too
+    world.sim.sim.set_read_only(False)
+    assert (await check(VenueOnline(), world.ctx())).ok
+
+
+async def test_venue_status_fails_closed_when_valr_cannot_be_asked(world: World) -> None:
+    client = ValrClient(valr_settings("http://127.0.0.1:9", "ws://127.0.0.1:9", None, None),
+                        tuning=fast_valr_tuning())  # fmt: skip
+    world.clients.append(client)
+    result = await check(VenueOnline(), world.ctx(live=client))
+    assert not result.ok
+    assert result.reason.startswith("cannot check VALR status ("), result.reason
+
+
+async def test_venue_status_fails_closed_on_an_answer_without_a_status(world: World) -> None:
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"state": "online"})  # not VALR's key: unknown, not online
+
+    app = web.Application()
+    app.router.add_get("/v1/public/status", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        client = skewed_client(world, f"http://127.0.0.1:{port}")
+        result = await check(VenueOnline(), world.ctx(live=client))
+        assert (result.ok, result.reason.split(" (")[0]) == (False, "cannot check VALR status")
+        assert "unreadable status" in result.reason
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_live_client_that_reports_no_status_is_refused(world: World) -> None:
+    legacy = WithoutClockSkew(world.live)  # answers server_time() only
+    result = await check(VenueOnline(), world.ctx(live=legacy))
+    assert (result.ok, result.reason) == (
+        False, "cannot check VALR status (the live client reports none)",
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- engine

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from itertools import count
@@ -182,6 +183,57 @@ def test_maker_rebate_is_a_negative_fee() -> None:
     ledger.apply_fill(fill(Side.BUY, "0.01", "1000000", "-1", "ZAR"))
     assert ledger.fees_paid() == D(-1)
     assert ledger.equity() == D(100001)
+
+
+def test_quote_rebates_on_a_round_trip_raise_the_net_pnl_by_exactly_the_rebates() -> None:
+    # Maker buy 0.01 at 1,000,000 earning 2 ZAR, maker sell at 1,010,000 earning 2.02 ZAR.
+    market = make_market(BTCZAR="1000000")
+    ledger = paper(market)
+    ledger.apply_fill(fill(Side.BUY, "0.01", "1000000", "-2", "ZAR"))
+    ledger.apply_fill(fill(Side.SELL, "0.01", "1010000", "-2.02", "ZAR"))
+    assert ledger.realized_pnl() == D(100)  # the trading result, before fees
+    assert ledger.fees_paid() == D("-4.02")  # rebates: negative fees
+    assert ledger.balances()["ZAR"].total == D("100104.02")  # realized - fees, in cash
+    assert ledger.equity() - D(100000) == ledger.realized_pnl() - ledger.fees_paid()
+    pnl = ledger.pnl_json(T0)
+    assert (pnl["realized"], pnl["fees"], pnl["equity"]) == ("100", "-4.02", "100104.02")
+    [row] = ledger.book_rows()
+    assert (row["quantity"], row["realized_pnl"], row["fees"]) == ("0", "100", "-4.02")
+
+
+def test_a_base_currency_rebate_adds_quantity_at_the_fill_price() -> None:
+    market = make_market(BTCZAR="1000000")
+    ledger = paper(market)
+    # A maker buy of 0.01 BTC earning 0.000002 BTC: 0.010002 BTC held for 10,000 ZAR.
+    ledger.apply_fill(fill(Side.BUY, "0.01", "1000000", "-0.000002", "BTC"))
+    assert ledger.position("BTCZAR") == D("0.010002")
+    assert ledger.balances()["ZAR"].total == D(90000)
+    assert ledger.fees_paid() == D(-2)  # 0.000002 BTC x 1,000,000
+    [row] = ledger.book_rows()
+    assert (row["quantity"], row["average_cost"]) == ("0.010002", "1000000")
+    assert ledger.equity() == D(100002)
+    # A maker sell of 0.01 BTC earning 0.000001 BTC gives up only 0.009999 BTC.
+    ledger.apply_fill(fill(Side.SELL, "0.01", "1000000", "-0.000001", "BTC"))
+    assert ledger.position("BTCZAR") == D("0.000003")
+    assert ledger.fees_paid() == D(-3)
+    assert ledger.realized_pnl() == 0
+    assert ledger.equity() - D(100000) == ledger.unrealized_pnl() - ledger.fees_paid() == D(3)
+
+
+def test_a_live_rebate_is_unsettled_until_the_venue_shows_it() -> None:
+    market = make_market(BTCZAR="1000000")
+    ledger = Ledger(Mode.LIVE, "ZAR", SAST, PAIRS, market, None)
+    ledger.set_balances([Balance("ZAR", D(100000))], snapshot=True)
+    seen = {c: ledger.report_mark(c) for c in ("BTC", "ZAR")}
+    # Traded after the snapshot, so the snapshot cannot have shown it.
+    rebate = replace(fill(Side.BUY, "0.01", "1000000", "-2", "ZAR"), traded_at=datetime.now(UTC))
+    ledger.apply_fill(rebate, seen=seen)
+    # The account paid 10,000 ZAR less the 2 ZAR rebate: 9,998 ZAR out, 0.01 BTC in.
+    assert ledger.unsettled() == {"ZAR": D(-9998), "BTC": D("0.01")}
+    ledger.set_balances([Balance("ZAR", D(90002)), Balance("BTC", D("0.01"))], snapshot=False)
+    assert ledger.unsettled() == {}
+    assert ledger.fees_paid() == D(-2)
+    assert ledger.equity() == D(100002)
 
 
 # --------------------------------------------------------------------------- venue balances

@@ -275,3 +275,36 @@ async def test_lagging_views_and_v1_cancel_200(env: tuple[Simulator, Probe]) -> 
     await admin(probe, "POST", "/sim/faults", {"view_lag_s": 0})
     assert len((await probe.get("/v1/account/tradehistory")).json()) >= 1
     assert (await admin(probe, "POST", "/sim/faults", {"v1_cancel_status": 204}))[0] == 400
+
+
+async def test_maker_rebates_over_http_fees_route_and_a_garbled_reward(
+    env: tuple[Simulator, Probe],
+) -> None:
+    sim, probe = env
+    for bad, message in (
+        ({"maker_rebate_bps": 101}, "maker_rebate_bps must be at most 100"),
+        ({"maker_rebate_bps": 1.5}, "maker_rebate_bps must be an integer of at least 0"),
+        ({"maker_reward_shape": "rebate"}, "maker_reward_shape must be 'reward', 'both' or"),
+        ({"garbled_maker_rewards": 3}, "unknown or read-only fault 'garbled_maker_rewards'"),
+    ):
+        status, body = await admin(probe, "POST", "/sim/faults", bad)
+        assert status == 400 and body["message"].startswith(message), body
+    status, state = await admin(
+        probe, "POST", "/sim/faults", {"maker_rebate_bps": 3, "garble_maker_rewards": 1}
+    )
+    assert status == 200 and state["maker_rebate_bps"] == 3
+    fees = (await probe.get("/v1/account/fees/trade")).json()
+    assert {row["makerPercentage"] for row in fees} == {"-0.03"}  # the rate in force
+
+    account = await probe.connect("account")
+    await drain(account, 0.1)
+    reply = await probe.call("POST", "/v2/orders/limit", {**LIMIT, "postOnly": True})
+    assert reply.status == 201, reply.text
+    sim.set_price("BTCZAR", Decimal(890000))
+    trade, _ = await recv_until(account, lambda m: m["type"] == "NEW_ACCOUNT_TRADE")
+    assert trade["data"]["makerReward"] == "0.0I"  # garbled on the stream only
+    [row] = (await probe.get("/v1/account/tradehistory")).json()
+    assert (row["makerReward"], row["makerRewardCurrency"]) == ("2.7", "ZAR")  # 3 bps of 9,000
+    status, state = await admin(probe, "GET", "/sim/faults")
+    assert (state["garble_maker_rewards"], state["garbled_maker_rewards"]) == (0, 1)
+    await account.close()

@@ -115,7 +115,16 @@ async def test_fault_flags_and_runtime_changes_over_http() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["--delay", "v1=1"], ["--delay", "/v1=soon"], ["--http-429-rate", "2"]]
+    "argv",
+    [
+        ["--delay", "v1=1"],
+        ["--delay", "/v1=soon"],
+        ["--http-429-rate", "2"],
+        ["--maker-rebate-bps", "101"],
+        ["--maker-rebate-bps", "-1"],
+        ["--maker-rebate-bps", "0.5"],
+        ["--maker-reward-shape", "gift"],
+    ],
 )
 def test_bad_fault_flags_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -138,7 +147,8 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         sys.executable, "-m", "heliosd.runtime.cli", "sim", "--port", "0", "--price-interval", "0",
         "--seed", "3", "--fund", "ZAR=250", "--clock-offset-ms", "90000",
         "--stale-timestamp-plain", "--view-lag", "2", "--v1-cancel-status", "200",
-        "--drop-account-message", "NEW_ACCOUNT_TRADE=1",
+        "--drop-account-message", "NEW_ACCOUNT_TRADE=1", "--maker-rebate-bps", "4",
+        "--maker-reward-shape", "both",
         stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -158,6 +168,7 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         assert state["clock_offset_ms"] == 90000 and state["stale_timestamp_plain"] is True
         assert state["view_lag_s"] == 2 and state["v1_cancel_status"] == 200
         assert state["drop_account_messages"] == {"NEW_ACCOUNT_TRADE": 1}
+        assert (state["maker_rebate_bps"], state["maker_reward_shape"]) == (4, "both")
         settings = valr_settings(base, base.replace("http", "ws"), key, secret)
         client = ValrClient(settings, tuning=fast_valr_tuning())
         try:

@@ -264,6 +264,27 @@ async def capture() -> dict[str, Any]:
             )
         ).json()
 
+        # Maker rebates (valr-api.md section 10): makerReward in place of, then beside, the
+        # fee. Resting buys below the 985,000 market fill as the market falls through them.
+        sim.faults.maker_rebate_bps = 2
+        rebates = (
+            ("reward", "fixture-rebate-1", "980000", "975000"),
+            ("both", "fixture-rebate-2", "970000", "965000"),
+        )
+        for shape, cid, price, to in rebates:
+            sim.faults.maker_reward_shape = shape
+            rebate = {**rest_limit, "price": price, "customerOrderId": cid}
+            await _reply(probe, "POST", "/v2/orders/limit", rebate, 201)
+            sim.set_price("BTCZAR", Decimal(to))
+            suffix = "" if shape == "reward" else "_both"
+            out[f"ws_account_new_account_trade_maker_reward{suffix}"] = (
+                await recv_until(account, lambda m: m["type"] == "NEW_ACCOUNT_TRADE")
+            )[0]
+        out["rest_account_tradehistory_maker_reward"] = await _reply(
+            probe, "GET", "/v1/account/tradehistory?limit=2"
+        )
+        sim.faults.maker_rebate_bps = 0
+
         await trade.send(
             compact(
                 {
@@ -324,3 +345,12 @@ def test_fixture_essentials_follow_valr_api_md(captured: dict[str, Any]) -> None
     assert trade["currencyPairSymbol"] == "BTCZAR"
     assert trade["data"]["side"] == "buy"
     assert load("rest_public_pairs")[0]["baseDecimalPlaces"] == "8"
+    # A maker rebate: makerReward (positive, a decimal string) in the currency a maker fee
+    # would be paid in, in place of the fee or beside a zero one.
+    reward = load("ws_account_new_account_trade_maker_reward")["data"]
+    assert "fee" not in reward and reward["makerRewardCurrency"] == "ZAR"
+    assert Decimal(reward["makerReward"]) > 0
+    both = load("ws_account_new_account_trade_maker_reward_both")["data"]
+    assert (both["fee"], both["feeCurrency"], both["makerRewardCurrency"]) == ("0", "ZAR", "ZAR")
+    rows = load("rest_account_tradehistory_maker_reward")
+    assert [("makerReward" in r, r.get("fee")) for r in rows] == [(True, "0"), (True, None)]

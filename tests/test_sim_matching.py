@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heliosd.sim import SimConfig
+from heliosd.sim import SimConfig, wire
+from heliosd.sim.config import FaultConfig
 from heliosd.sim.matching import Exchange
 from heliosd.sim.orders import ZERO
 from heliosd.sim.validation import LimitRequest, MarketRequest
@@ -17,8 +18,11 @@ ACCOUNTS = ("0", "1")
 CURRENCIES = ("ZAR", "BTC")
 
 
-def fresh(maker_fee: str = "0") -> Exchange:
-    exchange = Exchange(SimConfig(price_interval_s=None, maker_fee_pct=Decimal(maker_fee)))
+def fresh(maker_fee: str = "0", rebate_bps: int = 0) -> Exchange:
+    exchange = Exchange(
+        SimConfig(price_interval_s=None, maker_fee_pct=Decimal(maker_fee)),
+        faults=FaultConfig(maker_rebate_bps=rebate_bps),
+    )
     for account in ACCOUNTS:
         exchange.fund(account, "ZAR", Decimal("500000"))
         exchange.fund(account, "BTC", Decimal("0.5"))
@@ -93,9 +97,12 @@ def apply(exchange: Exchange, step: tuple[Any, ...]) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(action, max_size=30), st.sampled_from(["0", "0.05", "-0.01"]))
-def test_reservations_always_add_up(steps: list[tuple[Any, ...]], maker_fee: str) -> None:
-    exchange = fresh(maker_fee)
+@given(
+    st.lists(action, max_size=30),
+    st.sampled_from([("0", 0), ("0.05", 0), ("-0.01", 0), ("0.05", 3)]),
+)
+def test_reservations_always_add_up(steps: list[tuple[Any, ...]], fees: tuple[str, int]) -> None:
+    exchange = fresh(*fees)
     for step in steps:
         apply(exchange, step)
         check_invariants(exchange)
@@ -129,3 +136,57 @@ def test_best_prices_skip_emptied_market_maker_levels() -> None:
     top = market.mm_asks[0]
     top.quantity = ZERO
     assert market.best_ask() == market.mm_asks[1].price
+
+
+def rest_buy(exchange: Exchange, qty: str, price: str) -> str:
+    req = LimitRequest("BTCZAR", "buy", Decimal(qty), Decimal(price), True, "GTC", None, False)
+    order = exchange.new_order("0", req)
+    assert exchange.execute(order, req) == ""
+    return order.order_id
+
+
+def test_maker_rebate_mode_pays_the_maker_in_the_currency_a_fee_is_paid_in() -> None:
+    # 2 bps: a resting buy of 0.1 BTC at 990,000 fills as maker when the market falls through
+    # it and earns 0.0002 x 99,000 = 19.80 ZAR; a resting sell earns its rebate in BTC.
+    exchange = fresh(rebate_bps=2)
+    assert exchange.maker_fee_rate == Decimal("-0.0002")
+    order_id = rest_buy(exchange, "0.1", "990000")
+    reserved = exchange.account("0").balance("ZAR").reserved
+    assert reserved == Decimal(99000)  # no maker fee reserved when makers earn
+    exchange.set_price("BTCZAR", Decimal(980000))
+    [trade] = [t for t in exchange.account("0").trades if t.order_id == order_id]
+    assert (trade.maker, trade.fee, trade.fee_currency) == (True, Decimal("-19.80"), "ZAR")
+    zar, btc = exchange.account("0").balance("ZAR"), exchange.account("0").balance("BTC")
+    assert (zar.total, zar.reserved) == (Decimal("500000") - 99000 + Decimal("19.80"), 0)
+    assert btc.total == Decimal("0.6")
+    row = wire.account_trade(trade)
+    assert (row["makerReward"], row["makerRewardCurrency"]) == ("19.8", "ZAR")
+    assert "fee" not in row and "feeCurrency" not in row
+
+    sell = LimitRequest(
+        "BTCZAR", "sell", Decimal("0.1"), Decimal("990000"), True, "GTC", None, False
+    )
+    exchange.execute(exchange.new_order("0", sell), sell)
+    exchange.set_price("BTCZAR", Decimal(1000000))
+    last = exchange.account("0").trades[-1]
+    assert (last.side, last.fee, last.fee_currency) == ("sell", Decimal("-0.00002"), "BTC")
+    assert exchange.account("0").balance("BTC").total == Decimal("0.50002")
+    check_invariants(exchange)
+
+
+def test_the_rebate_shape_is_fixed_per_trade_and_taker_fills_never_carry_a_reward() -> None:
+    exchange = fresh(rebate_bps=1)
+    exchange.faults.maker_reward_shape = "both"
+    rest_buy(exchange, "0.01", "990000")
+    exchange.set_price("BTCZAR", Decimal(980000))
+    exchange.faults.maker_reward_shape = "fee"
+    rest_buy(exchange, "0.01", "970000")
+    exchange.set_price("BTCZAR", Decimal(960000))
+    both, negative = (wire.account_trade(t) for t in exchange.account("0").trades)
+    assert (both["fee"], both["feeCurrency"], both["makerReward"]) == ("0", "ZAR", "0.99")
+    assert (negative["fee"], negative["feeCurrency"]) == ("-0.97", "ZAR")
+    assert "makerReward" not in negative
+    market = MarketRequest("BTCZAR", "buy", Decimal("0.01"), None, None)
+    exchange.execute(exchange.new_order("1", market), market)
+    taker = wire.account_trade(exchange.account("1").trades[-1])
+    assert Decimal(taker["fee"]) > 0 and "makerReward" not in taker

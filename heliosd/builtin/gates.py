@@ -16,6 +16,8 @@ gate                      reason when it fails
                           a withdrawal or a transfer, and any in ``valr.refused_permissions``)
 ``risk_config_complete``  ``risk configuration incomplete (<what>)``
 ``clock_skew``            ``clock skew 3.2 s``
+``venue_online``          ``VALR is read-only, not online``,
+                          ``cannot check VALR status (<why>)``
 ``engine_stopped``        ``engine is running``
 ========================  ==================================================================
 
@@ -44,9 +46,10 @@ PENDING = "no_pending_orders"
 CREDENTIALS = "valr_credentials"
 RISK_CONFIG = "risk_config_complete"
 CLOCK = "clock_skew"
+VENUE = "venue_online"
 ENGINE = "engine_stopped"
 
-GATE_NAMES = (POSITIONS, PENDING, CREDENTIALS, RISK_CONFIG, CLOCK, ENGINE)
+GATE_NAMES = (POSITIONS, PENDING, CREDENTIALS, RISK_CONFIG, CLOCK, VENUE, ENGINE)
 
 _FOUR_PLACES = Decimal("0.0001")
 
@@ -332,6 +335,41 @@ async def _measure_skew(ctx: GateContext) -> float:
     return (server - local).total_seconds()
 
 
+# --------------------------------------------------------------------------- venue status
+
+
+class VenueOnline:
+    """VALR's ``GET /v1/public/status`` says ``online``, read afresh at the check.
+
+    In maintenance VALR answers ``read-only`` and refuses every write with 503 [VALR's API
+    docs and CCXT agree]: a switch then would go LIVE into a venue that takes no order, and
+    the ``venue_read_only`` breaker would make the new LIVE account REDUCING at once. The
+    client's last poll is not trusted: it may be seconds old. Not knowing fails: a status
+    that cannot be read (VALR unreachable, an answer without a status) is a refusal naming
+    why, and so is a LIVE client without ``read_status()`` (it cannot say).
+    """
+
+    name: str = VENUE
+
+    async def check(self, ctx: GateContext) -> GateResult:
+        label = ctx.settings.valr.label
+        read: Any = getattr(ctx.live, "read_status", None)
+        if not callable(read):
+            return GateResult(
+                self.name, False, f"cannot check {label} status (the live client reports none)"
+            )
+        try:
+            status: Any = await read()
+        except HeliosError as exc:
+            return _cannot(self.name, f"{label} status", exc)
+        if not isinstance(status, str) or not status.strip():
+            return GateResult(self.name, False, f"cannot check {label} status (no status text)")
+        status = status.strip().lower()
+        if status == "online":
+            return GateResult(self.name, True)
+        return GateResult(self.name, False, f"{label} is {status}, not online")
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -355,13 +393,14 @@ def builtin_gates() -> Sequence[Gate]:
         ValrCredentials(),
         RiskConfigComplete(),
         ClockSkew(),
+        VenueOnline(),
         EngineStopped(),
     )
 
 
 @hookimpl
 def heliosd_register_gates(register: Callable[[Gate], None], config: Settings) -> None:
-    """Register the six essential gates (they need no configuration of their own)."""
+    """Register the seven essential gates (they need no configuration of their own)."""
     del config
     for gate in builtin_gates():
         register(gate)
@@ -375,6 +414,7 @@ __all__ = [
     "NoPendingOrders",
     "RiskConfigComplete",
     "ValrCredentials",
+    "VenueOnline",
     "builtin_gates",
     "format_quantity",
     "heliosd_register_gates",

@@ -69,8 +69,13 @@ price (a BUY nets ``quantity - fee`` into the position at the fill price; a SELL
 ``quantity + fee``); its value, ``fee * price``, counts as a fee. A fee in the **quote**
 currency counts at face value. Everything is converted to the reference currency with the
 quote currency's rate at the time of the fill (1 when the quote is the reference currency).
+A **maker rebate** (VALR's ``makerReward``) is a negative fee under the same rules: in the
+quote currency it is cash received, so ``fees`` goes down and the net P&L (``realized -
+fees``) goes up by it; in the base currency it is coins received at the fill price (a BUY
+nets ``quantity + rebate``, a SELL gives up ``quantity - rebate``). Realized P&L itself stays
+the trading result before fees, so a rebate is never counted twice.
 With these rules, at unchanged marks, ``realized + unrealized - fees`` equals the change in
-equity exactly (the property test checks it).
+equity exactly (the property test checks it, rebates included).
 
 Valuation: currency ``C`` is worth ``mark(C + reference)`` (``BTC`` via ``BTCZAR``); without a
 mark, the last fill price of that pair; otherwise 0 (nothing we can value honestly).

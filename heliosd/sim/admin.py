@@ -30,12 +30,17 @@ map merges with a count of 0 removing a type)::
      "ws_drop_mode": "close", "pause_account_stream": false, "garble_rate": 0.0,
      "read_only": false, "view_lag_s": 0.0, "v1_cancel_status": 202,
      "clock_offset_ms": 0, "stale_timestamp_plain": false,
+     "maker_rebate_bps": 0, "maker_reward_shape": "reward", "garble_maker_rewards": 0,
      "rate_limits": [{"prefix": "/v2/orders", "count": 1, "retry_after_s": 2,
                       "method": "POST", "hits": 0}],
      "route_delays": [{"prefix": "/v2/orders", "delay_s": 1.5, "method": null,
                        "after": false}],
      "drop_account_messages": {"NEW_ACCOUNT_TRADE": 1},
-     "dropped_account_messages": {"NEW_ACCOUNT_TRADE": 0}}
+     "dropped_account_messages": {"NEW_ACCOUNT_TRADE": 0}, "garbled_maker_rewards": 0}
+
+``maker_rebate_bps`` (an integer from 0 to 100) pays maker fills that many basis points as a
+``makerReward``; ``maker_reward_shape`` is ``"reward"``, ``"both"`` or ``"fee"`` (see
+:class:`heliosd.sim.config.FaultConfig`).
 
 ARRIVAL is :meth:`heliosd.sim.arrivals.OrderArrival.to_json`.
 """
@@ -50,14 +55,20 @@ from typing import Any
 from aiohttp import web
 
 from heliosd.sim import wire
-from heliosd.sim.config import FaultConfig, RateLimitRule, RouteDelay
+from heliosd.sim.config import (
+    MAKER_REWARD_SHAPES,
+    MAX_MAKER_REBATE_BPS,
+    FaultConfig,
+    RateLimitRule,
+    RouteDelay,
+)
 from heliosd.sim.context import json_response, state_of
 from heliosd.sim.transactions import move_funds, transaction_row
 
 _RATES = ("http_429_rate", "http_5xx_rate", "http_5xx_after_rate", "garble_rate")
 _SECONDS = ("delay_s", "delay_after_s", "view_lag_s")
 _FLAGS = ("pause_account_stream", "read_only", "stale_timestamp_plain")
-_READ_ONLY_KEYS = ("dropped_account_messages",)
+_READ_ONLY_KEYS = ("dropped_account_messages", "garbled_maker_rewards")
 
 
 class BadRequest(ValueError):
@@ -143,6 +154,16 @@ def apply_faults(faults: FaultConfig, data: Any) -> None:
             changes[key] = value
         elif key == "retry_after_s":
             changes[key] = _integer(key, value, 1)
+        elif key == "maker_rebate_bps":
+            changes[key] = _integer(key, value, 0)
+            if value > MAX_MAKER_REBATE_BPS:
+                raise BadRequest(f"maker_rebate_bps must be at most {MAX_MAKER_REBATE_BPS}")
+        elif key == "maker_reward_shape":
+            if value not in MAKER_REWARD_SHAPES:
+                raise BadRequest("maker_reward_shape must be 'reward', 'both' or 'fee'")
+            changes[key] = value
+        elif key == "garble_maker_rewards":
+            changes[key] = _integer(key, value, 0)
         elif key == "drop_ws_every_s":
             changes[key] = None if value is None else _number(key, value, 0.05)
         elif key == "clock_offset_ms":

@@ -13,7 +13,8 @@ Faults at start (all of them, and more, can be changed while running through
 ``--http-5xx-rate``, ``--retry-after``, ``--delay PREFIX=SECONDS`` (repeatable),
 ``--drop-ws-every SECONDS``, ``--drop-account-message TYPE=N`` (repeatable),
 ``--view-lag SECONDS``, ``--v1-cancel-status 200|202``, ``--clock-offset-ms MS``,
-``--stale-timestamp-plain``.
+``--stale-timestamp-plain``, ``--maker-rebate-bps N`` (maker fills earn N basis points as
+VALR's ``makerReward``), ``--maker-reward-shape reward|both|fee``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from heliosd.sim.config import FaultConfig, RouteDelay, SimConfig
+from heliosd.sim.config import (
+    MAKER_REWARD_SHAPES,
+    MAX_MAKER_REBATE_BPS,
+    FaultConfig,
+    RouteDelay,
+    SimConfig,
+)
 from heliosd.sim.simulator import Simulator
 
 log = logging.getLogger("heliosd.sim")
@@ -124,7 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="simulator clock ahead by MS (negative: behind)")  # fmt: skip
     faults.add_argument("--stale-timestamp-plain", action="store_true",
                         help="answer a stale timestamp with a bare 401 Unauthorized")  # fmt: skip
+    faults.add_argument("--maker-rebate-bps", type=_rebate_bps, default=0, metavar="N",
+                        help="maker fills earn N basis points (makerReward), 0 to 100")  # fmt: skip
+    faults.add_argument("--maker-reward-shape", choices=MAKER_REWARD_SHAPES, default="reward",
+                        help="how a rebate is written on trades (default: reward)")  # fmt: skip
     return parser
+
+
+def _rebate_bps(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_MAKER_REBATE_BPS:
+        raise argparse.ArgumentTypeError(
+            f"expected whole basis points from 0 to {MAX_MAKER_REBATE_BPS}, got {text!r}"
+        )
+    return int(text)
 
 
 def _drops(values: Sequence[str]) -> dict[str, int]:
@@ -179,6 +198,8 @@ def run_sim(argv: Sequence[str] | None = None) -> int:
             v1_cancel_status=args.v1_cancel_status,
             clock_offset_ms=args.clock_offset_ms,
             stale_timestamp_plain=args.stale_timestamp_plain,
+            maker_rebate_bps=args.maker_rebate_bps,
+            maker_reward_shape=args.maker_reward_shape,
         )
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))

@@ -180,6 +180,19 @@ class FaultConfig:
       bare 401 ``{"message": "Unauthorized"}`` (no code, no mention of a timestamp) instead of
       the simulator's own -11253 text: VALR's answer is undocumented, so a client must
       recover from clock drift without reading the error.
+    * ``maker_rebate_bps``: while above 0, every maker fill *earns* this many basis points
+      of the traded amount (in the currency a maker fee would be paid in: quote for a maker
+      buy, base for a maker sell) instead of paying ``SimConfig.maker_fee_pct``. Set at
+      placement too: a resting order reserves no maker fee then.
+    * ``maker_reward_shape``: how a maker rebate (from ``maker_rebate_bps`` or a negative
+      ``maker_fee_pct``) is written on trade-history rows and ``NEW_ACCOUNT_TRADE``:
+      ``"reward"`` (``makerReward`` and ``makerRewardCurrency`` in place of ``fee`` and
+      ``feeCurrency``; valr-api.md section 10), ``"both"`` (``fee: "0"`` and ``feeCurrency``
+      beside them) or ``"fee"`` (a negative ``fee``). Fixed per trade when it happens.
+    * ``garble_maker_rewards``: the next ``n`` ``NEW_ACCOUNT_TRADE`` messages carrying a
+      ``makerReward`` get an unreadable one (``"0.0I"``) on the stream; the REST rows stay
+      right, so a client that skips the message recovers the fill by reconciling. Counted in
+      ``garbled_maker_rewards``; only messages that would have reached a socket count.
     """
 
     http_429_rate: float = 0.0
@@ -200,8 +213,19 @@ class FaultConfig:
     drop_account_messages: dict[str, int] = field(default_factory=dict)
     clock_offset_ms: int = 0
     stale_timestamp_plain: bool = False
+    maker_rebate_bps: int = 0
+    maker_reward_shape: str = "reward"
+    garble_maker_rewards: int = 0
     # Account messages dropped so far by ``drop_account_messages``, by type.
     dropped_account_messages: dict[str, int] = field(default_factory=dict)
+    # NEW_ACCOUNT_TRADE messages whose makerReward ``garble_maker_rewards`` garbled so far.
+    garbled_maker_rewards: int = 0
+
+
+# ``FaultConfig.maker_reward_shape`` values.
+MAKER_REWARD_SHAPES = ("reward", "both", "fee")
+# The most a maker rebate may be (1 %): far above any real schedule, still a rebate.
+MAX_MAKER_REBATE_BPS = 100
 
 
 @dataclass

@@ -12,7 +12,9 @@ Matching rules (sim choices where VALR documents none):
   orders fails as a whole with VALR's self-trade ``failedReason``.
 * Post-only orders fail if they would match anything; FOK orders fail unless fully
   fillable; IOC remainders are cancelled; market orders are IOC.
-* Fees: taker ``taker_fee_pct`` (default 0.1 %), maker ``maker_fee_pct`` (default 0 %).
+* Fees: taker ``taker_fee_pct`` (default 0.1 %), maker ``maker_fee_pct`` (default 0 %),
+  or, while ``FaultConfig.maker_rebate_bps`` is above 0, a maker *rebate* of that many
+  basis points (a negative maker fee, written as ``makerReward``; see ``wire``).
   The fee is charged in the currency the taker *receives* and the maker *pays*
   (valr-api.md §4.2): a taker buying BTC pays its fee in BTC; a taker selling BTC pays in
   ZAR; a maker buying pays in ZAR; a maker selling pays in BTC. Fees are rounded half-up
@@ -40,7 +42,7 @@ from typing import Any, Protocol
 
 from heliosd.sim import wire
 from heliosd.sim.accounts import Account, ApiKey
-from heliosd.sim.config import PairSpec, SimConfig
+from heliosd.sim.config import FaultConfig, PairSpec, SimConfig
 from heliosd.sim.errors import (
     REASON_FOK,
     REASON_INSUFFICIENT_BALANCE,
@@ -128,9 +130,13 @@ def _other(side: Side) -> Side:
 class Exchange:
     """Accounts, keys, books and the rules that connect them."""
 
-    def __init__(self, config: SimConfig, sink: EventSink | None = None) -> None:
+    def __init__(
+        self, config: SimConfig, sink: EventSink | None = None, faults: FaultConfig | None = None
+    ) -> None:
         self.config = config
         self.sink: EventSink = sink or NullSink()
+        # Read on every maker fill: a test may switch maker rebates on and off while running.
+        self.faults = faults or FaultConfig()
         self.ids = IdFactory(config.seed)
         self.rng = random.Random(config.seed * 7919 + 1)
         self.specs: dict[str, PairSpec] = {p: config.pair_spec(p) for p in config.pairs}
@@ -142,6 +148,12 @@ class Exchange:
         self.taker_rate = config.taker_fee_pct / HUNDRED
         self.maker_rate = config.maker_fee_pct / HUNDRED
         self._dirty: set[str] = set()
+
+    @property
+    def maker_fee_rate(self) -> Decimal:
+        """The maker fee as a fraction now: negative (a rebate) in ``maker_rebate_bps`` mode."""
+        bps = self.faults.maker_rebate_bps
+        return -Decimal(bps) / 10_000 if bps > 0 else self.maker_rate
 
     # -- accounts -----------------------------------------------------------------------
 
@@ -304,7 +316,7 @@ class Exchange:
         return ""
 
     def _reservation(self, spec: PairSpec, side: Side, qty: Decimal, price: Decimal) -> Decimal:
-        maker_extra = max(self.maker_rate, ZERO)
+        maker_extra = max(self.maker_fee_rate, ZERO)
         if side == "buy":
             cost = qty * price
             fee = (cost * maker_extra).quantize(wire.currency_spec(spec.quote).quantum, ROUND_UP)
@@ -379,7 +391,7 @@ class Exchange:
         spec = market.spec
         base_q = wire.currency_spec(spec.base).quantum
         quote_q = wire.currency_spec(spec.quote).quantum
-        rate = self.maker_rate if maker else self.taker_rate
+        rate = self.maker_fee_rate if maker else self.taker_rate
         notional = qty * price
         if order.side == "buy":
             # Taker receives base -> fee in base; maker pays quote -> fee in quote.
@@ -415,6 +427,7 @@ class Exchange:
             now,
             self.ids.sequence(),
             maker,
+            self.faults.maker_reward_shape,
         )
         acct.trades.append(trade)
         was_open = False if order.remaining else self._close(acct, order, FILLED, "", now)

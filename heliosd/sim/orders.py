@@ -119,6 +119,8 @@ class Trade:
     traded_at: datetime
     sequence_id: int
     maker: bool
+    # How a maker rebate (a negative fee) is written (FaultConfig.maker_reward_shape).
+    reward_shape: str = "reward"
 
 
 @dataclass(slots=True)

@@ -74,7 +74,9 @@ async def trade_fees(request: web.Request) -> web.Response:
     state = state_of(request)
     await state.authed(request)
     cfg = state.config
-    return json_response(wire.fees(state.exchange.specs, cfg.maker_fee_pct, cfg.taker_fee_pct))
+    # The maker rate in force: negative while maker rebates are paid (maker_rebate_bps).
+    maker_pct = state.exchange.maker_fee_rate * 100
+    return json_response(wire.fees(state.exchange.specs, maker_pct, cfg.taker_fee_pct))
 
 
 async def margin_status(request: web.Request) -> web.Response:

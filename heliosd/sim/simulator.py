@@ -51,7 +51,7 @@ class Simulator:
         self.config = config or SimConfig()
         self.faults = faults or FaultConfig()
         self.hub = StreamHub(self.faults, self.config.seed)
-        self.exchange = Exchange(self.config, self.hub)
+        self.exchange = Exchange(self.config, self.hub, self.faults)
         self.prices = PricePath(
             {p: m.mid for p, m in self.exchange.markets.items()},
             seed=self.config.seed,

@@ -12,6 +12,8 @@ Faults applied here (``FaultConfig``):
   probability, replaced by a truncated frame, a non-JSON frame, or an unknown ``type``.
 * ``drop_account_messages``: the next N account messages of a type are dropped at the
   source (no socket of the account gets them), counted in ``dropped_account_messages``.
+* ``garble_maker_rewards``: the next N ``NEW_ACCOUNT_TRADE`` messages with a ``makerReward``
+  carry an unreadable one instead, counted in ``garbled_maker_rewards``.
 * ``drop_all`` / ``drop_account_sockets``: close sockets now, with a close frame (1001) or
   by aborting TCP.
 """
@@ -114,6 +116,8 @@ class StreamHub:
         if boxes:
             if self.faults.drop_account_messages and self.drops(message.get("type")):
                 return
+            if self.faults.garble_maker_rewards:
+                message = self.garble_reward(message)
             text = dumps(message)
             for box in boxes:
                 box.push(self.garble(text))
@@ -155,6 +159,18 @@ class StreamHub:
         dropped = self.faults.dropped_account_messages
         dropped[kind] = dropped.get(kind, 0) + 1
         return True
+
+    def garble_reward(self, message: dict[str, Any]) -> dict[str, Any]:
+        """``message`` with an unreadable ``makerReward`` when one is due (and counted)."""
+        data = message.get("data")
+        if message.get("type") != "NEW_ACCOUNT_TRADE" or not isinstance(data, dict):
+            return message
+        if "makerReward" not in data:
+            return message
+        self.faults.garble_maker_rewards -= 1
+        self.faults.garbled_maker_rewards += 1
+        # A copy: the engine's own objects (and the REST rows built from the trade) stay right.
+        return {**message, "data": {**data, "makerReward": "0.0I"}}
 
     def drop_account_sockets(self, account_id: str | None = None, mode: str | None = None) -> int:
         """Close the account sockets (of one account, or all) now; returns how many."""

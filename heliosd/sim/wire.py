@@ -223,6 +223,18 @@ def balance_update(currency: str, bal: Balance, reference_price: Decimal) -> Jso
     }
 
 
+def fee_fields(trade: Trade) -> Json:
+    """``fee``/``feeCurrency``, or for a maker rebate (a negative maker fee) the
+    ``makerReward`` fields its ``reward_shape`` asks for (valr-api.md section 10: maker fills
+    may carry ``makerReward``/``makerRewardCurrency`` in place of, or beside, the fee)."""
+    if trade.maker and trade.fee < 0 and trade.reward_shape != "fee":
+        reward = {"makerReward": dec(-trade.fee), "makerRewardCurrency": trade.fee_currency}
+        if trade.reward_shape == "both":
+            return {"fee": "0", "feeCurrency": trade.fee_currency, **reward}
+        return reward
+    return {"fee": dec(trade.fee), "feeCurrency": trade.fee_currency}
+
+
 def account_trade(trade: Trade) -> Json:
     """Trade-history row (REST); NEW_ACCOUNT_TRADE reuses it minus ``sequenceId``."""
     return {
@@ -234,8 +246,7 @@ def account_trade(trade: Trade) -> Json:
         "sequenceId": trade.sequence_id,
         "id": trade.trade_id,
         "orderId": trade.order_id,
-        "fee": dec(trade.fee),
-        "feeCurrency": trade.fee_currency,
+        **fee_fields(trade),
     }
 
 
@@ -248,8 +259,7 @@ def new_account_trade(trade: Trade) -> Json:
         "side": trade.side,
         "orderId": trade.order_id,
         "id": trade.trade_id,
-        "fee": dec(trade.fee),
-        "feeCurrency": trade.fee_currency,
+        **fee_fields(trade),
     }
     if trade.customer_order_id is not None:
         data["customerOrderId"] = trade.customer_order_id

@@ -201,14 +201,23 @@ class ValrClient(_Placing):
         remember it in :attr:`venue_status`; None and the previous value kept when it
         cannot be read."""
         try:
-            payload = await self._rest.request("GET", "/v1/public/status", auth=False)
+            return await self.read_status()
+        except HeliosError as exc:
+            log.warning("could not read VALR's status: %s", exc.message)
+            return None
+
+    async def read_status(self) -> str:
+        """:meth:`check_status` that says why it could not read the status: a
+        :class:`~heliosd.core.errors.HeliosError` (VALR unreachable, or an answer without a
+        status text). The pre-LIVE ``venue_online`` gate asks this: not knowing is a refusal,
+        and the refusal names the reason."""
+        payload = await self._rest.request("GET", "/v1/public/status", auth=False)
+        try:
             status = parse.obj(payload, "status").get("status")
-        except (HeliosError, parse.ParseError) as exc:
-            log.warning("could not read VALR's status: %s", exc)
-            return None
+        except parse.ParseError as exc:
+            raise TransientError(f"VALR sent an unreadable status ({exc})") from None
         if not isinstance(status, str) or not status.strip():
-            log.warning("VALR sent an unreadable status: %r", payload)
-            return None
+            raise TransientError(f"VALR sent an unreadable status ({payload!r:.80})")
         status = status.strip().lower()
         if status != self.venue_status:
             # The first reading of "online" is the normal start, not news.

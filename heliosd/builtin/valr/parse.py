@@ -281,20 +281,61 @@ def balance(obj: Json) -> Balance:
 
 
 def fill(obj: Json, *, lenient: bool = False) -> Fill:
-    """A trade-history row or NEW_ACCOUNT_TRADE data -> Fill (``id`` is the trade id)."""
+    """A trade-history row or NEW_ACCOUNT_TRADE data -> Fill (``id`` is the trade id).
+
+    The fee is :func:`fill_fee`'s: a maker rebate (``makerReward``) is a negative fee.
+    """
     num = dec_lenient if lenient else dec
+    fee, fee_currency = fill_fee(obj, lenient=lenient)
     return Fill(
         trade_id=text(obj, "id"),
         pair=text(obj, "currencyPair"),
         side=side(obj.get("side")),
         price=num(obj.get("price"), "price"),
         quantity=num(obj.get("quantity"), "quantity"),
-        fee=num(obj.get("fee", "0"), "fee"),
-        fee_currency=str(obj.get("feeCurrency") or ""),
+        fee=fee,
+        fee_currency=fee_currency,
         traded_at=ts(obj.get("tradedAt"), "tradedAt"),
         exchange_order_id=opt_text(obj, "orderId"),
         customer_order_id=opt_text(obj, "customerOrderId"),
     )
+
+
+def fill_fee(obj: Json, *, lenient: bool = False) -> tuple[Decimal, str]:
+    """``(fee, fee currency)`` of a trade row; a maker rebate is a negative fee.
+
+    VALR's maker fills may carry ``makerReward`` and ``makerRewardCurrency`` in place of, or
+    beside, ``fee``/``feeCurrency`` (valr-api.md section 10, one third-party capture: low
+    confidence), so every combination is read and none is guessed:
+
+    * no ``makerReward`` (absent, null, empty) or a zero one: the ``fee`` as before (absent
+      means 0);
+    * a reward and a zero or absent fee: ``-reward`` in ``makerRewardCurrency``;
+    * both non-zero in one currency: ``fee - reward`` (the net the account paid);
+    * a reward that is not a number, is negative (a "reward" that charges: its meaning is
+      unknown), has no ``makerRewardCurrency``, or comes with a non-zero fee in another
+      currency (one fill carries one fee): :class:`ParseError`, so the message is skipped
+      and counted like any garbled one, never booked with a made-up fee.
+    """
+    num = dec_lenient if lenient else dec
+    fee = num(obj.get("fee", "0"), "fee")
+    fee_currency = str(obj.get("feeCurrency") or "")
+    raw = obj.get("makerReward")
+    if raw is None or raw == "":
+        return fee, fee_currency
+    reward = num(raw, "makerReward")
+    if reward < 0:
+        raise ParseError("makerReward is negative")
+    if not reward:
+        return fee, fee_currency
+    reward_currency = obj.get("makerRewardCurrency")
+    if not isinstance(reward_currency, str) or not reward_currency:
+        raise ParseError("makerRewardCurrency is missing")
+    if not fee:
+        return -reward, reward_currency
+    if fee_currency != reward_currency:
+        raise ParseError("fee and makerReward are in different currencies")
+    return fee - reward, fee_currency
 
 
 def order_status(obj: Json, *, lenient: bool = False) -> OrderStatus:
