@@ -13,7 +13,7 @@ Faults at start (all of them, and more, can be changed while running through
 ``--http-5xx-rate``, ``--retry-after``, ``--delay PREFIX=SECONDS`` (repeatable),
 ``--drop-ws-every SECONDS``, ``--drop-account-message TYPE=N`` (repeatable),
 ``--view-lag SECONDS``, ``--v1-cancel-status 200|202``, ``--clock-offset-ms MS``,
-``--stale-timestamp-plain``.
+``--stale-timestamp-plain``, ``--no-trade-authenticated``, ``--no-account-authenticated``.
 """
 
 from __future__ import annotations
@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="simulator clock ahead by MS (negative: behind)")  # fmt: skip
     faults.add_argument("--stale-timestamp-plain", action="store_true",
                         help="answer a stale timestamp with a bare 401 Unauthorized")  # fmt: skip
+    faults.add_argument("--no-trade-authenticated", action="store_true",
+                        help="send no AUTHENTICATED on a signed /ws/trade connection")  # fmt: skip
+    faults.add_argument("--no-account-authenticated", action="store_true",
+                        help="send no AUTHENTICATED on /ws/account")  # fmt: skip
     return parser
 
 
@@ -179,6 +183,8 @@ def run_sim(argv: Sequence[str] | None = None) -> int:
             v1_cancel_status=args.v1_cancel_status,
             clock_offset_ms=args.clock_offset_ms,
             stale_timestamp_plain=args.stale_timestamp_plain,
+            no_trade_authenticated=args.no_trade_authenticated,
+            no_account_authenticated=args.no_account_authenticated,
         )
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))

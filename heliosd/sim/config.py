@@ -180,6 +180,9 @@ class FaultConfig:
       bare 401 ``{"message": "Unauthorized"}`` (no code, no mention of a timestamp) instead of
       the simulator's own -11253 text: VALR's answer is undocumented, so a client must
       recover from clock drift without reading the error.
+    * ``no_trade_authenticated`` / ``no_account_authenticated``: a signed ``/ws/trade`` (or
+      ``/ws/account``) connection gets no ``{"type":"AUTHENTICATED"}``: whether VALR sends it
+      on each stream is unproven, so a client must not depend on it.
     """
 
     http_429_rate: float = 0.0
@@ -200,6 +203,8 @@ class FaultConfig:
     drop_account_messages: dict[str, int] = field(default_factory=dict)
     clock_offset_ms: int = 0
     stale_timestamp_plain: bool = False
+    no_trade_authenticated: bool = False
+    no_account_authenticated: bool = False
     # Account messages dropped so far by ``drop_account_messages``, by type.
     dropped_account_messages: dict[str, int] = field(default_factory=dict)
 
