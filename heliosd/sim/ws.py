@@ -6,9 +6,9 @@ failure answers the upgrade with HTTP **401** and the REST error body (VALR's be
 undocumented); no socket is opened.
 
 Account stream: ``{"type":"AUTHENTICATED"}`` (unless ``no_account_authenticated``), then
-one BALANCE_UPDATE per asset with a non-zero total and one OPEN_ORDERS_UPDATE, then events as they happen. The snapshot and the
-registration for live events happen without an ``await`` in between, so nothing can fall
-in the gap.
+one BALANCE_UPDATE per asset with a non-zero total and one OPEN_ORDERS_UPDATE, then events
+as they happen. The snapshot and the registration for live events happen without an
+``await`` in between, so nothing can fall in the gap.
 
 Trade stream: keys optional. With valid keys the server sends AUTHENTICATED (unless
 ``no_trade_authenticated``: VALR's sending it there is unproven); without,
