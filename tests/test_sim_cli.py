@@ -138,7 +138,8 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         sys.executable, "-m", "heliosd.runtime.cli", "sim", "--port", "0", "--price-interval", "0",
         "--seed", "3", "--fund", "ZAR=250", "--clock-offset-ms", "90000",
         "--stale-timestamp-plain", "--view-lag", "2", "--v1-cancel-status", "200",
-        "--drop-account-message", "NEW_ACCOUNT_TRADE=1",
+        "--drop-account-message", "NEW_ACCOUNT_TRADE=1", "--no-trade-authenticated",
+        "--no-account-authenticated",
         stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -158,6 +159,7 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         assert state["clock_offset_ms"] == 90000 and state["stale_timestamp_plain"] is True
         assert state["view_lag_s"] == 2 and state["v1_cancel_status"] == 200
         assert state["drop_account_messages"] == {"NEW_ACCOUNT_TRADE": 1}
+        assert state["no_trade_authenticated"] is state["no_account_authenticated"] is True
         settings = valr_settings(base, base.replace("http", "ws"), key, secret)
         client = ValrClient(settings, tuning=fast_valr_tuning())
         try:
