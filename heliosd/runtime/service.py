@@ -198,7 +198,6 @@ class Service:
         self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=self.store,
                                    client=partial(self.clients.__getitem__, Mode.LIVE))  # fmt: skip
         self.fillcheck.attach()
-        self.stack.push_async_callback(self.fillcheck.close)
         open_rows = await self.store.read(
             lambda c: od.list_orders(c, open_only=True, limit=100_000)
         )
@@ -285,6 +284,7 @@ class Service:
         self._spawn(self.venue_watch.run())
         self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
         self._spawn(self.fillcheck.run(float(s.valr.reconcile_interval_s)))
+        self.stack.push_async_callback(self.fillcheck.close)  # before the clients close
         for mode in Mode:
             self._ledger_changed(mode)
         # The engine records its on/off (a person's, a stop's) so a restart restores it.

@@ -26,7 +26,8 @@ One pass:
 3. Take a balance snapshot first (the venue's balances already show those fills; the
    ledger counts a fill traded before the snapshot as shown, so the late fill is not also
    held "unsettled" on top of them), then feed each fill through the sink's normal
-   ``on_fill`` path and wait until they are committed. Fills are exactly-once by trade id
+   ``on_fill`` path, wait until they are committed, and take one more snapshot (a VALR
+   clock ahead of ours may stamp a trade after the first). Fills are exactly-once by trade id
    (``UNIQUE(mode, trade_id)``): the stream's own message arriving later is a no-op.
 4. Each order whose gap is now closed is logged at WARNING (order, quantities) and counted
    in :attr:`FillCheck.gaps_closed` (``GET /api/health``: ``fill_gaps_closed``). A gap the
@@ -215,12 +216,15 @@ class FillCheck:
         )
         missing = [f for f in theirs if f.trade_id not in stored]
         if missing:
-            # VALR's balances already show these trades; the snapshot makes the ledger see
-            # them as shown, not as unsettled on top (heliosd.risk.ledger, "Unsettled fills").
+            # VALR's balances already show these trades. A snapshot first makes the ledger
+            # take each as shown, not as unsettled on top of them (heliosd.risk.ledger,
+            # "Unsettled fills": a fill traded before the snapshot arrived is in it); one
+            # more after covers a trade stamped after the first by a VALR clock ahead of ours.
             await self._sink.on_balances(await client.balances(), snapshot=True)
             for fill in missing:
                 await self._sink.on_fill(fill)
             await self._sink.drain()
+            await self._sink.on_balances(await client.balances(), snapshot=True)
         fed: dict[int, list[Fill]] = {}
         for fill in missing:
             gap = by_exchange_id[fill.exchange_order_id or ""]
