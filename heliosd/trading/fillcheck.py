@@ -21,7 +21,8 @@ One pass:
 2. Fetch the account's trade history from the earliest such order's creation (less
    :data:`CLOCK_MARGIN`: the order's time is ours, the trades' the venue's), paged until
    complete (the client's ``trade_history`` never stops at a page limit), and keep the fills
-   of those orders (by exchange order id) not stored yet. No fixed look-back: a fill
+   of those orders not stored yet, matched by exchange order id (VALR's trade-history rows
+   carry ``orderId`` and no customerOrderId: valr-api.md section 4.2). No fixed look-back: a fill
    cannot be older than its order.
 3. Take a balance snapshot first (the venue's balances already show those fills; the
    ledger counts a fill traded before the snapshot as shown, so the late fill is not also
@@ -145,6 +146,7 @@ class FillCheck:
         self.gaps_closed = 0  # since start (GET /api/health: fill_gaps_closed)
         self._lock = asyncio.Lock()  # one pass at a time
         self._soon: asyncio.Task[None] | None = None
+        self._again = False
         self._reported: set[int] = set()  # gaps not closable yet, already logged
 
     # ------------------------------------------------------------------ when
@@ -154,17 +156,19 @@ class FillCheck:
         self._sink.finished_listeners.append(self.order_finished)
 
     def order_finished(self, row: Mapping[str, Any]) -> None:
-        """An order row reached a terminal state: check soon (one pending check at a time;
-        a pass covers every recent order)."""
+        """An order row reached a terminal state: check ``settle_s`` from now (one task; a
+        pass covers every recent order, and an order ending while it runs gets another)."""
         if Decimal(row["filled_quantity"]) <= 0:
             return
-        if self._soon is not None and not self._soon.done():
-            return
-        self._soon = asyncio.get_running_loop().create_task(self._check_later())
+        self._again = True  # an order ending during a pending check gets one of its own
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.get_running_loop().create_task(self._check_later())
 
     async def _check_later(self) -> None:
-        await asyncio.sleep(self.settle_s)
-        await self._guarded()
+        while self._again:
+            self._again = False
+            await asyncio.sleep(self.settle_s)
+            await self._guarded()
 
     async def run(self, interval_s: float) -> None:
         """A pass every ``interval_s`` until cancelled; a failed pass never ends the loop."""
