@@ -79,6 +79,10 @@ _RECENT = (
     " ORDER BY id DESC LIMIT ?"
 )
 _FILLED_OF = "SELECT order_id, quantity FROM fills WHERE order_id IN ({})"
+_BY_ID = (
+    "SELECT id, pair, exchange_order_id, customer_order_id, filled_quantity, state,"
+    " created_at, updated_at FROM orders WHERE mode = ? AND id IN ({})"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +110,11 @@ def find_gaps(
     created_since: datetime,
     order_ids: Collection[int] | None = None,
 ) -> list[Gap]:
-    """The gaps among ``mode``'s recent orders (or only ``order_ids``), oldest first."""
-    rows = conn.execute(_RECENT, (str(mode), iso(created_since), MAX_ORDERS)).fetchall()
-    if order_ids is not None:
-        rows = [r for r in rows if r[0] in order_ids]
+    """The gaps among ``mode``'s recent orders (or among ``order_ids``), oldest first."""
+    if order_ids is None:
+        rows = conn.execute(_RECENT, (str(mode), iso(created_since), MAX_ORDERS)).fetchall()
+    else:
+        rows = st.select_in(conn, _BY_ID, sorted(order_ids), (str(mode),))
     rows = [r for r in rows if Decimal(r[4]) > 0]
     if not rows:
         return []
@@ -146,7 +151,7 @@ class FillCheck:
         self.gaps_closed = 0  # since start (GET /api/health: fill_gaps_closed)
         self._lock = asyncio.Lock()  # one pass at a time
         self._soon: asyncio.Task[None] | None = None
-        self._again = False
+        self._finished: set[int] = set()  # orders ended, to be checked after settle_s
         self._reported: set[int] = set()  # gaps not closable yet, already logged
 
     # ------------------------------------------------------------------ when
@@ -156,25 +161,26 @@ class FillCheck:
         self._sink.finished_listeners.append(self.order_finished)
 
     def order_finished(self, row: Mapping[str, Any]) -> None:
-        """An order row reached a terminal state: check ``settle_s`` from now (one task; a
-        pass covers every recent order, and an order ending while it runs gets another)."""
+        """An order row reached a terminal state: check it ``settle_s`` from now (one task
+        checks every order that ended meanwhile; one ending during its check, or touched
+        again before its settle time, is checked in its next round)."""
         if Decimal(row["filled_quantity"]) <= 0:
             return
-        self._again = True  # an order ending during a pending check gets one of its own
+        self._finished.add(row["id"])
         if self._soon is None or self._soon.done():
             self._soon = asyncio.get_running_loop().create_task(self._check_later())
 
     async def _check_later(self) -> None:
-        while self._again:
-            self._again = False
+        while self._finished:
             await asyncio.sleep(self.settle_s)
-            await self._guarded()
+            ids, self._finished = self._finished, set()
+            await self._guarded(ids)
 
     async def run(self, interval_s: float) -> None:
         """A pass every ``interval_s`` until cancelled; a failed pass never ends the loop."""
         while True:
             await asyncio.sleep(interval_s)
-            await self._guarded()
+            await self._guarded(None)
 
     async def close(self) -> None:
         if self._soon is not None:
@@ -182,9 +188,9 @@ class FillCheck:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._soon
 
-    async def _guarded(self) -> None:
+    async def _guarded(self, order_ids: Collection[int] | None) -> None:
         try:
-            await self.check()
+            await self.check(order_ids)
         except HeliosError as exc:
             log.warning("fill check (%s): %s", self.mode, exc.message)
         except Exception:
@@ -192,16 +198,21 @@ class FillCheck:
 
     # ------------------------------------------------------------------ what
 
-    async def check(self) -> int:
-        """One pass; returns the number of gaps it closed."""
+    async def check(self, order_ids: Collection[int] | None = None) -> int:
+        """One pass over the recent orders (or only ``order_ids``); returns the number of
+        gaps it closed."""
         async with self._lock:
-            return await self._check()
+            return await self._check(order_ids)
 
-    async def _check(self) -> int:
+    async def _check(self, order_ids: Collection[int] | None) -> int:
         await self._sink.drain()  # fills received but not committed are not gaps
         mode, since = self.mode, utcnow() - self.window
-        gaps = await self._store.read(lambda c: find_gaps(c, mode, created_since=since))
+        gaps = await self._store.read(
+            lambda c: find_gaps(c, mode, created_since=since, order_ids=order_ids)
+        )
         settled = iso(utcnow() - timedelta(seconds=self.settle_s))
+        if order_ids is not None:  # touched again since it ended: its own next round
+            self._finished.update(g.order_id for g in gaps if g.updated_at > settled)
         gaps = [g for g in gaps if g.updated_at <= settled]
         if not gaps:
             return 0
@@ -233,7 +244,7 @@ class FillCheck:
         for fill in missing:
             gap = by_exchange_id[fill.exchange_order_id or ""]
             fed.setdefault(gap.order_id, []).append(fill)
-        ids = set(by_exchange_id[e].order_id for e in by_exchange_id)
+        ids = {g.order_id for g in by_exchange_id.values()}
         left = await self._store.read(
             lambda c: find_gaps(c, mode, created_since=since, order_ids=ids)
         )
