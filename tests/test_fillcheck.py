@@ -178,6 +178,7 @@ async def test_a_gap_deeper_than_one_history_page_is_closed_by_the_periodic_pass
             await eventually(lambda: _count(live, 7))
             await live.sink.drain()
             assert live.sink.fills_applied == applied + 1  # only hd-after's fill
+            assert live.sink._fill_marks == {}  # the replay's report mark was not kept
             assert live.ledger.fees_paid() == trade_fees_in_zar(sim) > fees
             assert live.ledger.position("BTCZAR") == sim_btc(sim)
             await asyncio.sleep(0.5)  # another pass or two: nothing more to close

@@ -223,7 +223,8 @@ class VenueSink:
         publish = self._listening()
         for fill, outcome in zip(fills, outcomes, strict=True):
             if outcome is None:
-                continue  # already stored: a replay
+                self._fill_marks.pop(fill.trade_id, None)  # kept for nothing otherwise
+                continue  # already stored: a replay, or a late message the fill check beat
             try:
                 self._applied(fill, outcome, publish=publish)
             except Exception:  # one fill the ledger refuses must not drop the others
