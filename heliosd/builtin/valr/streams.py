@@ -341,9 +341,9 @@ class AccountStream(_Stream):
     # row's ``id`` is a ledger-row id that is not documented to equal the trade id
     # (valr-api.md section 5.4 lists it with no trade id; section 10: shape unverified,
     # one source), so counting fills from it besides NEW_ACCOUNT_TRADE could count a trade
-    # twice; its debit/credit values and fee are less than the trade's own price, quantity
-    # and fee. A fill whose NEW_ACCOUNT_TRADE is lost is recovered by the fill check from
-    # VALR's trade history (heliosd.trading.fillcheck), keyed by the trade id.
+    # twice; and it carries nothing a fill needs that NEW_ACCOUNT_TRADE lacks. A fill whose
+    # NEW_ACCOUNT_TRADE is lost is recovered by the fill check from VALR's trade history
+    # (heliosd.trading.fillcheck), keyed by the trade id.
     ignored = frozenset(
         {
             *_Stream.ignored,
