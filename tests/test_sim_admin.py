@@ -130,6 +130,41 @@ async def test_drop_the_next_message_of_a_type(env: tuple[Simulator, Probe]) -> 
     await ws.close()
 
 
+async def test_a_dropped_message_is_redelivered_late_once(env: tuple[Simulator, Probe]) -> None:
+    sim, probe = env
+    ws = await probe.connect("account")
+    await drain(ws)
+    sim.drop_account_messages("NEW_ACCOUNT_TRADE")
+    assert (await probe.call("POST", "/v2/orders/market", MARKET)).status == 201
+    first = await drain(ws)
+    assert "NEW_ACCOUNT_TRADE" not in [m["type"] for m in first]
+    status, body = await admin(probe, "POST", "/sim/redeliver-dropped", {"account": "1"})
+    assert (status, body) == (200, {"redelivered": 0})  # another account's: nothing
+    status, body = await admin(probe, "POST", "/sim/redeliver-dropped", {})
+    assert (status, body) == (200, {"redelivered": 1})
+    (late,) = await drain(ws)
+    assert late["type"] == "NEW_ACCOUNT_TRADE"
+    assert late["data"]["id"] == sim.trades("0")[0]["id"]
+    assert (await admin(probe, "POST", "/sim/redeliver-dropped", {}))[1] == {"redelivered": 0}
+    status, body = await admin(probe, "POST", "/sim/redeliver-dropped", {"account": 0})
+    assert status == 400 and body["error"] == "bad_request"
+    await ws.close()
+
+
+async def test_authenticated_can_be_left_out_on_either_stream(
+    env: tuple[Simulator, Probe],
+) -> None:
+    sim, probe = env
+    await admin(probe, "POST", "/sim/faults", {"no_account_authenticated": True})
+    ws = await probe.connect("account")
+    assert (await recv_json(ws))["type"] == "BALANCE_UPDATE"  # the snapshot comes first
+    await ws.close()
+    sim.apply_faults({"no_account_authenticated": False})
+    ws = await probe.connect("account")
+    assert (await recv_json(ws))["type"] == "AUTHENTICATED"
+    await ws.close()
+
+
 async def test_drop_sockets_and_read_only_over_http(env: tuple[Simulator, Probe]) -> None:
     _, probe = env
     ws = await probe.connect("account")

@@ -149,6 +149,8 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         "--stale-timestamp-plain", "--view-lag", "2", "--v1-cancel-status", "200",
         "--drop-account-message", "NEW_ACCOUNT_TRADE=1", "--maker-rebate-bps", "4",
         "--maker-reward-shape", "both",
+        "--drop-account-message", "NEW_ACCOUNT_TRADE=1", "--no-trade-authenticated",
+        "--no-account-authenticated",
         stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stderr is not None
@@ -169,6 +171,7 @@ async def test_heliosd_sim_is_the_same_code_path_key_faults_and_all() -> None:
         assert state["view_lag_s"] == 2 and state["v1_cancel_status"] == 200
         assert state["drop_account_messages"] == {"NEW_ACCOUNT_TRADE": 1}
         assert (state["maker_rebate_bps"], state["maker_reward_shape"]) == (4, "both")
+        assert state["no_trade_authenticated"] is state["no_account_authenticated"] is True
         settings = valr_settings(base, base.replace("http", "ws"), key, secret)
         client = ValrClient(settings, tuning=fast_valr_tuning())
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -126,6 +127,58 @@ async def test_trade_history_pages_with_before_id() -> None:
         ids = await sim.inject_fills("0", "BTCZAR", 250)
         history = await client.trade_history()
         assert [f.trade_id for f in history] == ids  # 3 pages, oldest first, no duplicates
+
+
+async def test_trade_history_pages_on_until_complete_at_any_page_size() -> None:
+    async with (
+        funded_sim(Decimal(10_000_000)) as sim,
+        valr_on_sim(sim, SIM_KEY, SIM_SECRET, tuning=fast_valr_tuning(history_page_size=7)) as c,
+    ):
+        ids = await sim.inject_fills("0", "BTCZAR", 50)
+        before = sim.request_counts().get("GET /v1/account/tradehistory", 0)
+        assert [f.trade_id for f in await c.trade_history()] == ids
+        # 50 trades, 7 a page: 7 full pages and a short one; none left out, none extra.
+        assert sim.request_counts()["GET /v1/account/tradehistory"] - before == 8
+
+
+async def test_trade_history_that_does_not_page_on_is_an_error_not_a_short_list() -> None:
+    """A venue that answers every page with the same full page (ignoring beforeId): the
+    fetch stops with a TransientError instead of looping, or passing two rows off as all."""
+    from aiohttp import web
+
+    rows = [
+        {"price": "1000000", "quantity": "0.001", "currencyPair": "BTCZAR", "side": "buy",
+         "tradedAt": f"2026-01-02T00:00:0{i}.000Z", "sequenceId": i, "id": f"t-{i}",
+         "orderId": f"o-{i}", "fee": "0", "feeCurrency": "BTC"}
+        for i in (2, 1)
+    ]  # fmt: skip
+    asked: list[str] = []
+
+    async def time_(request: web.Request) -> web.Response:
+        return web.json_response({"epochTime": int(time.time())})
+
+    async def history(request: web.Request) -> web.Response:
+        asked.append(request.query.get("beforeId", ""))
+        return web.json_response(rows)
+
+    app = web.Application()
+    app.router.add_get("/v1/public/time", time_)
+    app.router.add_get("/v1/account/tradehistory", history)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = ValrClient(
+        valr_settings(url, url.replace("http", "ws"), SIM_KEY, SIM_SECRET),
+        tuning=fast_valr_tuning(history_page_size=2),
+    )
+    try:
+        with pytest.raises(TransientError, match="did not page on from beforeId t-1"):
+            await client.trade_history()
+        assert asked == ["", "t-1"]
+    finally:
+        await client.close()
+        await runner.cleanup()
 
 
 async def test_orders_are_validated_and_rounded_before_sending() -> None:

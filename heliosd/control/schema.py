@@ -362,6 +362,13 @@ class Health(Answer):
     halted: bool
     ledger_errors: dict[str, Any]
     cancel_on_disconnect: bool
+    fill_gaps_closed: Annotated[
+        int,
+        Meta(
+            description="Orders whose missing fills were fetched from VALR's trade history "
+            "since the daemon started (a fill gap found and closed)."
+        ),
+    ] = 0
 
 
 class Backup(Answer):

@@ -72,6 +72,7 @@ from heliosd.store import Store, iso
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
 from heliosd.trading.engine import Engine, EngineChoice
+from heliosd.trading.fillcheck import FillCheck
 from heliosd.trading.marketdata import MarketData
 from heliosd.trading.permits import PermitBoard
 from heliosd.trading.router import ExecutionRouter
@@ -192,6 +193,11 @@ class Service:
                 on_connection_change=self._connection_changed, watermark=watermark,
                 on_ledger_error=self._ledger_error_at_runtime,
             )  # fmt: skip
+        # Fill completeness, LIVE: an order's filled quantity backed by stored fills, checked
+        # after an order ends and every reconcile_interval_s (heliosd.trading.fillcheck).
+        self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=self.store,
+                                   client=partial(self.clients.__getitem__, Mode.LIVE))  # fmt: skip
+        self.fillcheck.attach()
         open_rows = await self.store.read(
             lambda c: od.list_orders(c, open_only=True, limit=100_000)
         )
@@ -277,6 +283,8 @@ class Service:
         )  # fmt: skip
         self._spawn(self.venue_watch.run())
         self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
+        self._spawn(self.fillcheck.run(float(s.valr.reconcile_interval_s)))
+        self.stack.push_async_callback(self.fillcheck.close)  # before the clients close
         for mode in Mode:
             self._ledger_changed(mode)
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
@@ -1178,6 +1186,8 @@ class Service:
             # minus local, ms); both null when unknown (or for a venue without them).
             "venue_status": getattr(live, "venue_status", None),
             "clock_skew_ms": getattr(live, "clock_skew_ms", None),
+            # Fill gaps found and closed from VALR's trade history since start (fillcheck).
+            "fill_gaps_closed": self.fillcheck.gaps_closed,
         }  # fmt: skip
         return store_ok, body
 

@@ -13,6 +13,10 @@ changes nothing.
 ``POST /sim/drop-sockets``  ``{"stream": "account"|"trade"|"all", "mode": "close"|"abort",
                          "account": "0"}`` (all optional; default account sockets of every
                          account, mode ``ws_drop_mode``) -> ``{"dropped": n}``
+``POST /sim/redeliver-dropped``  ``{"account": "0"}`` (optional: every account): send the
+                         account messages ``drop_account_messages`` removed, now and in
+                         their order, to the account's open sockets (a message arriving
+                         late) -> ``{"redelivered": n}``; each is sent once
 ``GET /sim/order-log``   ``?after=SEQ`` -> ``{"orders": [ARRIVAL...], "last_seq": n}``
 ``POST /sim/transactions``  ``{"kind": "deposit"|"withdrawal"|"transfer_in"|"transfer_out",
                          "currency": "ZAR", "amount": "100", "account": "0", "fee": "0",
@@ -31,6 +35,7 @@ map merges with a count of 0 removing a type)::
      "read_only": false, "view_lag_s": 0.0, "v1_cancel_status": 202,
      "clock_offset_ms": 0, "stale_timestamp_plain": false,
      "maker_rebate_bps": 0, "maker_reward_shape": "reward", "garble_maker_rewards": 0,
+     "no_trade_authenticated": false, "no_account_authenticated": false,
      "rate_limits": [{"prefix": "/v2/orders", "count": 1, "retry_after_s": 2,
                       "method": "POST", "hits": 0}],
      "route_delays": [{"prefix": "/v2/orders", "delay_s": 1.5, "method": null,
@@ -67,7 +72,10 @@ from heliosd.sim.transactions import move_funds, transaction_row
 
 _RATES = ("http_429_rate", "http_5xx_rate", "http_5xx_after_rate", "garble_rate")
 _SECONDS = ("delay_s", "delay_after_s", "view_lag_s")
-_FLAGS = ("pause_account_stream", "read_only", "stale_timestamp_plain")
+_FLAGS = (
+    "pause_account_stream", "read_only", "stale_timestamp_plain", "no_trade_authenticated",
+    "no_account_authenticated",
+)  # fmt: skip
 _READ_ONLY_KEYS = ("dropped_account_messages", "garbled_maker_rewards")
 
 
@@ -276,6 +284,20 @@ async def drop_sockets(request: web.Request) -> web.Response:
     return json_response({"dropped": dropped})
 
 
+async def redeliver_dropped(request: web.Request) -> web.Response:
+    state = state_of(request)
+    try:
+        data = await _body(request)
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        account = data.get("account")
+        if account is not None and not isinstance(account, str):
+            raise BadRequest("account must be an account id string")
+    except BadRequest as exc:
+        return _bad(str(exc))
+    return json_response({"redelivered": state.hub.redeliver_dropped(account)})
+
+
 async def order_log(request: web.Request) -> web.Response:
     raw = request.query.get("after", "0")
     if not (raw.isascii() and raw.isdigit()):
@@ -346,6 +368,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/sim/faults", get_faults)
     r.add_post("/sim/faults", post_faults)
     r.add_post("/sim/drop-sockets", drop_sockets)
+    r.add_post("/sim/redeliver-dropped", redeliver_dropped)
     r.add_get("/sim/order-log", order_log)
     r.add_post("/sim/transactions", post_transaction)
     r.add_get("/sim/accounts/{account}", account_view)

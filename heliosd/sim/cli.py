@@ -14,7 +14,8 @@ Faults at start (all of them, and more, can be changed while running through
 ``--drop-ws-every SECONDS``, ``--drop-account-message TYPE=N`` (repeatable),
 ``--view-lag SECONDS``, ``--v1-cancel-status 200|202``, ``--clock-offset-ms MS``,
 ``--stale-timestamp-plain``, ``--maker-rebate-bps N`` (maker fills earn N basis points as
-VALR's ``makerReward``), ``--maker-reward-shape reward|both|fee``.
+VALR's ``makerReward``), ``--maker-reward-shape reward|both|fee``,
+``--no-trade-authenticated``, ``--no-account-authenticated``.
 """
 
 from __future__ import annotations
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="maker fills earn N basis points (makerReward), 0 to 100")  # fmt: skip
     faults.add_argument("--maker-reward-shape", choices=MAKER_REWARD_SHAPES, default="reward",
                         help="how a rebate is written on trades (default: reward)")  # fmt: skip
+    faults.add_argument("--no-trade-authenticated", action="store_true",
+                        help="send no AUTHENTICATED on a signed /ws/trade connection")  # fmt: skip
+    faults.add_argument("--no-account-authenticated", action="store_true",
+                        help="send no AUTHENTICATED on /ws/account")  # fmt: skip
     return parser
 
 
@@ -200,6 +205,8 @@ def run_sim(argv: Sequence[str] | None = None) -> int:
             stale_timestamp_plain=args.stale_timestamp_plain,
             maker_rebate_bps=args.maker_rebate_bps,
             maker_reward_shape=args.maker_reward_shape,
+            no_trade_authenticated=args.no_trade_authenticated,
+            no_account_authenticated=args.no_account_authenticated,
         )
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))

@@ -193,6 +193,9 @@ class FaultConfig:
       ``makerReward`` get an unreadable one (``"0.0I"``) on the stream; the REST rows stay
       right, so a client that skips the message recovers the fill by reconciling. Counted in
       ``garbled_maker_rewards``; only messages that would have reached a socket count.
+    * ``no_trade_authenticated`` / ``no_account_authenticated``: a signed ``/ws/trade`` (or
+      ``/ws/account``) connection gets no ``{"type":"AUTHENTICATED"}``: whether VALR sends it
+      on each stream is unproven, so a client must not depend on it.
     """
 
     http_429_rate: float = 0.0
@@ -216,6 +219,8 @@ class FaultConfig:
     maker_rebate_bps: int = 0
     maker_reward_shape: str = "reward"
     garble_maker_rewards: int = 0
+    no_trade_authenticated: bool = False
+    no_account_authenticated: bool = False
     # Account messages dropped so far by ``drop_account_messages``, by type.
     dropped_account_messages: dict[str, int] = field(default_factory=dict)
     # NEW_ACCOUNT_TRADE messages whose makerReward ``garble_maker_rewards`` garbled so far.

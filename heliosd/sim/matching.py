@@ -434,6 +434,11 @@ class Exchange:
         self._emit(acct, wire.new_account_trade(trade))
         self._emit_balance(acct, spec.base)
         self._emit_balance(acct, spec.quote)
+        if self.sink.wants_account(acct.account_id):
+            record = wire.new_account_history_record(
+                trade, spec.base, spec.quote, market=order.kind == "market"
+            )
+            self.sink.account(acct.account_id, record)
         self._emit(acct, wire.order_status_update(order))
         if was_open or order.order_id in acct.open_orders:
             self._emit_open_orders(acct)

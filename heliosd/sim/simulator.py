@@ -269,6 +269,11 @@ class Simulator:
         pending = self.faults.drop_account_messages
         pending[kind] = pending.get(kind, 0) + count
 
+    def redeliver_dropped(self, account_id: str | None = None) -> int:
+        """Send the messages ``drop_account_messages`` removed (of one account, or all) to
+        the account's open sockets now: each arrives late, once. Returns how many."""
+        return self.hub.redeliver_dropped(account_id)
+
     def set_read_only(self, on: bool = True) -> None:
         """VALR's maintenance mode: status ``read-only``, every non-GET answers 503."""
         self.faults.read_only = on

@@ -11,7 +11,8 @@ Faults applied here (``FaultConfig``):
 * ``garble_rate``: each pushed event (not AUTHENTICATED/SUBSCRIBED/PONG) is, with that
   probability, replaced by a truncated frame, a non-JSON frame, or an unknown ``type``.
 * ``drop_account_messages``: the next N account messages of a type are dropped at the
-  source (no socket of the account gets them), counted in ``dropped_account_messages``.
+  source (no socket of the account gets them), counted in ``dropped_account_messages``,
+  and kept: :meth:`StreamHub.redeliver_dropped` sends them later (a message arriving late).
 * ``garble_maker_rewards``: the next N ``NEW_ACCOUNT_TRADE`` messages with a ``makerReward``
   carry an unreadable one instead, counted in ``garbled_maker_rewards``.
 * ``drop_all`` / ``drop_account_sockets``: close sockets now, with a close frame (1001) or
@@ -103,6 +104,8 @@ class StreamHub:
         self._trade: set[TradeSubscriber] = set()
         self._index: dict[tuple[str, str], set[TradeSubscriber]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # (account, text) of each message drop_account_messages removed, for redelivery.
+        self._dropped: list[tuple[str, str]] = []
 
     # -- EventSink ----------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class StreamHub:
         boxes = self._accounts.get(account_id)
         if boxes:
             if self.faults.drop_account_messages and self.drops(message.get("type")):
+                self._dropped.append((account_id, dumps(message)))
                 return
             if self.faults.garble_maker_rewards:
                 message = self.garble_reward(message)
@@ -126,7 +130,13 @@ class StreamHub:
         if self.faults.pause_account_stream:
             return
         if self.faults.drop_account_messages and self._accounts.get(account_id):
-            texts = [text for text in texts if not self.drops(_type_of(text))]
+            kept = []
+            for text in texts:
+                if self.drops(_type_of(text)):
+                    self._dropped.append((account_id, text))
+                else:
+                    kept.append(text)
+            texts = kept
         for box in self._accounts.get(account_id, ()):
             if self.faults.garble_rate > 0:
                 box.extend([self.garble(text) for text in texts])
@@ -171,6 +181,25 @@ class StreamHub:
         self.faults.garbled_maker_rewards += 1
         # A copy: the engine's own objects (and the REST rows built from the trade) stay right.
         return {**message, "data": {**data, "makerReward": "0.0I"}}
+    def keep_dropped(self, account_id: str, text: str) -> None:
+        """Remember a message dropped elsewhere (the connect snapshot) for redelivery."""
+        self._dropped.append((account_id, text))
+
+    def redeliver_dropped(self, account_id: str | None = None) -> int:
+        """Send the dropped messages (of one account, or all) to their account's open
+        sockets now, in the order they were dropped; each is sent once (a message with no
+        socket to go to is gone). Returns how many were sent."""
+        sent, kept = 0, []
+        for owner, text in self._dropped:
+            if account_id is not None and owner != account_id:
+                kept.append((owner, text))
+                continue
+            boxes = self._accounts.get(owner, ())
+            for box in boxes:
+                box.push(text)
+            sent += bool(boxes)
+        self._dropped = kept
+        return sent
 
     def drop_account_sockets(self, account_id: str | None = None, mode: str | None = None) -> int:
         """Close the account sockets (of one account, or all) now; returns how many."""

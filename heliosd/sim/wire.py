@@ -266,6 +266,46 @@ def new_account_trade(trade: Trade) -> Json:
     return {"type": "NEW_ACCOUNT_TRADE", "currencyPairSymbol": trade.pair, "data": data}
 
 
+_TRADE_TYPES = {
+    ("LIMIT", "buy"): ("LIMIT_BUY", "Limit Buy"),
+    ("LIMIT", "sell"): ("LIMIT_SELL", "Limit Sell"),
+    ("MARKET", "buy"): ("MARKET_BUY", "Market Buy"),
+    ("MARKET", "sell"): ("MARKET_SELL", "Market Sell"),
+}
+
+
+def new_account_history_record(trade: Trade, base: str, quote: str, market: bool) -> Json:
+    """The account-stream ledger row VALR pushes with each trade (valr-api.md section 5.4,
+    PM and Hummingbot's connector): the REST transaction-history row's shape, but with each
+    currency as the stream's currency object. Sim choices where VALR is silent: sent after
+    the trade's balance updates; ``id`` is the trade id (as the sim's REST ledger rows);
+    ``creditValue`` of a buy is the gross base quantity, the fee given apart."""
+    kind, description = _TRADE_TYPES[("MARKET" if market else "LIMIT", trade.side)]
+    cost, qty = dec(trade.price * trade.quantity), dec(trade.quantity)
+    debit, debit_value, credit, credit_value = (
+        (quote, cost, base, qty) if trade.side == "buy" else (base, qty, quote, cost)
+    )
+    data: Json = {
+        "transactionType": {"type": kind, "description": description},
+        "debitCurrency": _ws_currency(debit),
+        "debitValue": debit_value,
+        "creditCurrency": _ws_currency(credit),
+        "creditValue": credit_value,
+    }
+    if trade.fee:
+        data["feeCurrency"] = _ws_currency(trade.fee_currency)
+        data["feeValue"] = dec(trade.fee)
+    data["eventAt"] = iso(trade.traded_at)
+    data["additionalInfo"] = {
+        "costPerCoin": dec(trade.price),
+        "costPerCoinSymbol": quote,
+        "currencyPairSymbol": trade.pair,
+        "orderId": trade.order_id,
+    }
+    data["id"] = trade.trade_id
+    return {"type": "NEW_ACCOUNT_HISTORY_RECORD", "data": data}
+
+
 def fees(pairs: Iterable[str], maker_pct: Decimal, taker_pct: Decimal) -> list[Json]:
     return [
         {

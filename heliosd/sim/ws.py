@@ -5,12 +5,13 @@ Authentication is the REST headers on the upgrade request, signed over
 failure answers the upgrade with HTTP **401** and the REST error body (VALR's behaviour is
 undocumented); no socket is opened.
 
-Account stream: ``{"type":"AUTHENTICATED"}``, then one BALANCE_UPDATE per asset with a
-non-zero total and one OPEN_ORDERS_UPDATE, then events as they happen. The snapshot and the
-registration for live events happen without an ``await`` in between, so nothing can fall
-in the gap.
+Account stream: ``{"type":"AUTHENTICATED"}`` (unless ``no_account_authenticated``), then
+one BALANCE_UPDATE per asset with a non-zero total and one OPEN_ORDERS_UPDATE, then events
+as they happen. The snapshot and the registration for live events happen without an
+``await`` in between, so nothing can fall in the gap.
 
-Trade stream: keys optional. With valid keys the server sends AUTHENTICATED; without,
+Trade stream: keys optional. With valid keys the server sends AUTHENTICATED (unless
+``no_trade_authenticated``: VALR's sending it there is unproven); without,
 the socket is closed (1008) after ``SimConfig.unauth_timeout_s`` (VALR: 15 minutes).
 ``{"type":"SUBSCRIBE","subscriptions":[{"event","pairs"}]}`` *replaces* each named event's
 pair set (``"pairs":[]`` unsubscribes), is answered ``{"type":"SUBSCRIBED"}`` and is
@@ -88,10 +89,12 @@ async def account_stream(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(autoping=True, compress=False)
     await ws.prepare(request)
     box = Outbox(ws, request)
-    box.push(AUTHENTICATED)
+    if not state.faults.no_account_authenticated:
+        box.push(AUTHENTICATED)
     if not state.faults.pause_account_stream:
         for message in state.exchange.snapshot(ctx.account_id):
             if state.faults.drop_account_messages and state.hub.drops(message.get("type")):
+                state.hub.keep_dropped(ctx.account_id, dumps(message))
                 continue
             box.push(state.hub.garble(dumps(message)))
     state.hub.add_account_socket(ctx.account_id, box)
@@ -139,7 +142,8 @@ async def trade_stream(request: web.Request) -> web.StreamResponse:
     sub = TradeSubscriber(box)
     timer: asyncio.TimerHandle | None = None
     if authenticated:
-        box.push(AUTHENTICATED)
+        if not state.faults.no_trade_authenticated:
+            box.push(AUTHENTICATED)
     else:
         # VALR closes unauthenticated connections after 15 minutes regardless of activity.
         timer = asyncio.get_running_loop().call_later(

@@ -120,6 +120,9 @@ class VenueSink:
         # fills_applied moves). For measurement (bench/fills.py); keep listeners trivial:
         # they run inside the commit's completion, on the loop.
         self.fill_listeners: list[Callable[[Fill], None]] = []
+        # Called with an order's row whenever a status leaves it terminal (filled,
+        # cancelled, failed; repeats included): the fill check (heliosd.trading.fillcheck).
+        self.finished_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.streams: dict[str, tuple[bool, str, str]] = {}  # stream -> (up, detail, since)
 
     # ------------------------------------------------------------------ fills
@@ -220,7 +223,8 @@ class VenueSink:
         publish = self._listening()
         for fill, outcome in zip(fills, outcomes, strict=True):
             if outcome is None:
-                continue  # already stored: a replay
+                self._fill_marks.pop(fill.trade_id, None)  # kept for nothing otherwise
+                continue  # already stored: a replay, or a late message the fill check beat
             try:
                 self._applied(fill, outcome, publish=publish)
             except Exception:  # one fill the ledger refuses must not drop the others
@@ -287,6 +291,9 @@ class VenueSink:
         if row is not None:
             self._counters.track(row)
             self._publish({"type": "order", "mode": str(self.mode), "order": row})
+            if self.finished_listeners and OrderState(row["state"]).is_terminal:
+                for listener in self.finished_listeners:
+                    listener(row)
 
     async def on_open_orders(self, orders: Sequence[OpenOrder]) -> None:
         """Local orders the venue no longer lists are looked up (in the background)."""

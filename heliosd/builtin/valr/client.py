@@ -82,7 +82,6 @@ DUPLICATE_CUSTOMER_ORDER_ID = -11502
 ORDER_NOT_FOUND = -1
 FUTURES_NOT_ENABLED = -19227
 MARGIN_NOT_ENABLED = -19213
-HISTORY_PAGE = 100
 ONLINE = "online"
 VENUE_READ_ONLY = "venue_read_only"
 CLOCK_SKEW = "clock_skew"
@@ -433,30 +432,41 @@ class ValrClient(_Placing):
         """The account's fills since ``since`` (inclusive), oldest first, without duplicates.
 
         Pages backwards with ``beforeId`` (VALR lists newest first), so trades arriving while
-        we page cannot shift a page and hide a row.
+        we page cannot shift a page and hide a row, and pages on until the history is
+        complete: a full page (``tuning.history_page_size`` rows) always asks for the next
+        one; only a short page, or one reaching back past ``since`` (should VALR not apply
+        ``startTime``), ends it. A page that brings no trade not seen before means VALR did
+        not page on from ``beforeId``: TransientError, never a partial list passed off as
+        complete. (``GET /v1/account/tradehistory`` with ``limit``, ``beforeId`` and
+        ``startTime``: valr-api.md section 4.2, one source.)
         """
         self._require_credentials()
-        base: list[tuple[str, str]] = [("limit", str(HISTORY_PAGE))]
+        size = self.tuning.history_page_size
+        base: list[tuple[str, str]] = [("limit", str(size))]
         if since is not None:
             base.append(("startTime", since.isoformat().replace("+00:00", "Z")))
         fills: dict[str, tuple[datetime, int, Fill]] = {}
         before: str | None = None
-        for _ in range(self.tuning.history_max_pages):
+        while True:
             query = [*base, ("beforeId", before)] if before else base
             payload = await self._rest.get("/v1/account/tradehistory", query=query)
             rows = _parsed(lambda p: parse.rows(p, "trade history"), payload, "trade history")
+            fresh = 0
+            oldest: datetime | None = None
             for row in rows:
                 fill = _parsed(parse.fill, row, "trade")
                 seq = row.get("sequenceId")
+                fresh += fill.trade_id not in fills
                 fills[fill.trade_id] = (fill.traded_at, seq if isinstance(seq, int) else 0, fill)
-            if len(rows) < HISTORY_PAGE:
+                oldest = fill.traded_at if oldest is None else min(oldest, fill.traded_at)
+            if len(rows) < size or (since is not None and oldest is not None and oldest < since):
                 break
+            if not fresh:
+                raise TransientError(
+                    f"VALR's trade history did not page on from beforeId {before}"
+                    f" ({len(fills)} trades read)"
+                )
             before = str(rows[-1].get("id"))
-        else:
-            log.warning(
-                "VALR trade history longer than %d pages; older fills were not fetched",
-                self.tuning.history_max_pages,
-            )
         ordered = sorted(fills.values(), key=lambda item: (item[0], item[1]))
         return [f for at, _, f in ordered if since is None or at >= since]
 

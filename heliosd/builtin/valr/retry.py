@@ -79,7 +79,8 @@ class ValrTuning:
       look the order up by customerOrderId within ``lookup_policy``, and keep looking until
       VALR lists it or ``lookup_window_s`` has passed. The order is never sent again.
     * ``ping_interval_s``: PING period on each socket; no PONG for two periods = dead.
-    * ``auth_timeout_s``: how long to wait for AUTHENTICATED after the upgrade.
+    * ``auth_timeout_s``: the WebSocket opening handshake's bound, and how long the account
+      stream waits for AUTHENTICATED (or a first message) before carrying on without it.
     * ``reconnect_initial_s`` / ``reconnect_max_s``: reconnect backoff (doubling, jittered).
     * ``ready_timeout_s``: how long ``place()`` waits for the account stream to be connected
       and reconciled before giving up with a TransientError.
@@ -89,7 +90,8 @@ class ValrTuning:
       was never placed (VALR's read views lag its engine; a request may still be in flight).
       None: twice ``valr.request_timeout_s``.
     * ``pairs_ttl_s``: how long pair limits are cached.
-    * ``history_max_pages``: bound on one trade-history fetch (100 rows a page).
+    * ``history_page_size``: rows asked for per trade-history page (VALR's maximum is 100;
+      tests make it small to prove that a fetch pages on until complete).
     * ``clock_check_interval_s``: how often the clock offset is measured again from
       ``/v1/public/time`` (besides at start and after any 401).
     * ``status_poll_s``: how often ``/v1/public/status`` is read (besides after a 503 on a
@@ -109,6 +111,6 @@ class ValrTuning:
     reconcile_overlap_s: float = 5.0
     not_found_grace_s: float | None = None  # None: twice valr.request_timeout_s
     pairs_ttl_s: float = 300.0
-    history_max_pages: int = 1000
+    history_page_size: int = 100
     clock_check_interval_s: float = 60.0
     status_poll_s: float = 10.0

@@ -5,7 +5,13 @@ Each stream is the websockets library's ``async for ws in connect(...)`` reconne
 exponential backoff; the auth headers are signed afresh for every connection attempt (the
 timestamp must be current). Per connection:
 
-1. wait for ``AUTHENTICATED`` (when signed), within ``auth_timeout_s``;
+1. account: wait for ``AUTHENTICATED``, or any first message, within ``auth_timeout_s``;
+   without either, carry on with a warning (see :meth:`_Stream._await_authenticated`).
+   trade: no wait at all, AUTHENTICATED is accepted (and ignored) whenever it comes. That
+   VALR sends AUTHENTICATED on a signed ``/ws/trade`` is unproven (valr-api.md section 10:
+   a community SDK ignores it on both streams [inference]); on ``/ws/account`` its type is
+   known from client libraries (section 5.1, "C2, type only"), not that it always comes
+   first, so neither stream may depend on it;
 2. account: with ``cancel_on_disconnect``, send VALR's CANCEL_ON_DISCONNECT (its answer,
    CANCEL_ON_DISCONNECT_UPDATE, sets :attr:`AccountStream.cancel_on_disconnect_armed`);
    reconcile through REST *before* reading on (balances snapshot, fills since the
@@ -99,6 +105,8 @@ class _Stream:
     """Reconnect loop, keep-alive and message dispatch shared by both streams."""
 
     name = "stream"
+    # Wait for AUTHENTICATED (or a first message) after a signed connect: account only.
+    waits_for_auth = False
     # Types VALR documents that this client does not act on: dropped without a warning.
     ignored: Collection[str] = frozenset({"AUTHENTICATED", "PONG", "SUBSCRIBED", "UNSUBSCRIBED"})
 
@@ -205,7 +213,7 @@ class _Stream:
         self._last_pong = asyncio.get_running_loop().time()
         pinger = asyncio.get_running_loop().create_task(self._keepalive(ws))
         try:
-            if self._sign is not None:
+            if self._sign is not None and self.waits_for_auth:
                 await self._await_authenticated(ws)
             detail = await self._on_open(ws)
             self._up, self.last_error = True, None
@@ -216,14 +224,28 @@ class _Stream:
             pinger.cancel()
 
     async def _await_authenticated(self, ws: ClientConnection) -> None:
+        """Until VALR's AUTHENTICATED, or its first other message (on ``/ws/account`` the
+        balance and open-order snapshot VALR pushes on connect [valr-api.md section 5.3,
+        one source]: only an authenticated socket gets it), handled in order; or, after
+        ``auth_timeout_s`` of silence, carry on with a warning. Nothing here is trusted
+        with the credentials: the signed upgrade was accepted, and the REST reconciliation
+        that follows fails with an AuthError if VALR refuses them. A socket closed first
+        reconnects."""
         try:
             async with asyncio.timeout(self._tuning.auth_timeout_s):
                 async for raw in ws:
-                    if '"AUTHENTICATED"' in raw and _type_of(raw) == "AUTHENTICATED":
+                    if _type_of(raw) == "AUTHENTICATED":
                         return
                     await self._handle(raw)
+                    return
         except TimeoutError:
-            raise _Reconnect("no AUTHENTICATED from VALR in time") from None
+            log.warning(
+                "VALR %s stream: no AUTHENTICATED nor any message %.1f s after connecting;"
+                " carrying on (VALR accepted the signed connection)",
+                self.name,
+                self._tuning.auth_timeout_s,
+            )
+            return
         raise _Reconnect("closed before AUTHENTICATED")
 
     async def _on_open(self, ws: ClientConnection) -> str:
@@ -313,6 +335,15 @@ class AccountStream(_Stream):
     REST after every (re)connect before :attr:`ready` is set."""
 
     name = "account"
+    waits_for_auth = True
+    # NEW_ACCOUNT_HISTORY_RECORD (the ledger row VALR pushes with each trade, among others)
+    # is deliberately not a fill source. Fills are exactly-once by VALR's trade id, and that
+    # row's ``id`` is a ledger-row id that is not documented to equal the trade id
+    # (valr-api.md section 5.4 lists it with no trade id; section 10: shape unverified,
+    # one source), so counting fills from it besides NEW_ACCOUNT_TRADE could count a trade
+    # twice; and it carries nothing a fill needs that NEW_ACCOUNT_TRADE lacks. A fill whose
+    # NEW_ACCOUNT_TRADE is lost is recovered by the fill check from VALR's trade history
+    # (heliosd.trading.fillcheck), keyed by the trade id.
     ignored = frozenset(
         {
             *_Stream.ignored,
