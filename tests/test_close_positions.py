@@ -167,6 +167,9 @@ async def test_after_an_emergency_stop_the_live_holding_is_closed_on_the_live_ac
         assert (order["mode"], order["side"], order["type"]) == ("LIVE", "SELL", "MARKET")
         assert Decimal(order["quantity"]) == held
         assert order["source"] == "close"
+        assert order["verdicts"][0]["rule"] == "closing"  # the order says how it got there
+        assert "closes a LIVE holding" in order["verdicts"][0]["reason"]
+        assert "(mode now PAPER)" in order["verdicts"][0]["reason"]
         (sent,) = [o for o in sim.sim.orders_received(sim.account) if o["body"]["side"] == "SELL"]
         assert sent["route"].endswith("/orders/market") and sent["accepted"] is True
         assert Decimal(sent["body"]["baseAmount"]) == held

@@ -388,6 +388,12 @@ class ExecutionRouter:
                 evaluation = await self.evaluate(intent, mode, state)
                 if evaluation.quantity is not None:
                     release = self._counters.reserve(mode, intent, evaluation.quantity)
+            if closing is not None:
+                # Stored with the order: this one was sent to the account it names, not by
+                # the current mode (which may differ), and by whom.
+                evaluation = evaluation._replace(verdicts=(Verdict.accept(
+                    "closing", f"closes a {mode} holding by {actor} (mode now {state.mode})"
+                ), *evaluation.verdicts))  # fmt: skip
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
