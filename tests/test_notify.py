@@ -522,6 +522,14 @@ def test_a_builder_for_every_kind_and_stops_are_urgent() -> None:
         ),
         "integrity": notify.integrity_event("LIVE without a confirmed switch"),
         "strategy_error": notify.strategy_error_event("demo", "boom", mode=Mode.PAPER),
+        "positions_close": notify.positions_close_event(
+            mode=Mode.LIVE,
+            target="LIVE BTCZAR",
+            actor="op (uid 1000)",
+            reason="after a stop",
+            orders=[{"id": 9, "pair": "BTCZAR", "quantity": "0.0009", "state": "placed"}],
+            remaining=[{"pair": "BTCZAR", "asset": "BTC", "quantity": "0.00000001", "why": "step"}],
+        ),
     }
     assert set(built) == set(EVENT_KINDS)
     for kind, ev in built.items():
@@ -538,6 +546,9 @@ def test_a_builder_for_every_kind_and_stops_are_urgent() -> None:
     assert "leverage: leverage 3.4x above 3x" in built["risk_rejected"].body
     assert "CHECK VALR NOW" in built["emergency_stop"].body
     assert built["connection_restored"].title == "VALR account connection restored after 12 s"
+    assert built["positions_close"].title == "LIVE close: 1 SELL order"
+    assert "Sent: SELL 0.0009 BTCZAR (placed)." in built["positions_close"].body
+    assert "Not sold: 0.00000001 BTC: step." in built["positions_close"].body
 
 
 def test_a_risk_refusal_notice_carries_the_routers_whole_reason() -> None:

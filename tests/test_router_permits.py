@@ -5,6 +5,7 @@ at epoch N never reaches a client once a stop has committed N+1, whichever wait 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -232,14 +233,21 @@ async def test_the_closing_path_reduces_only_and_still_checks_integrity(rig: Rig
     await rig.stops.emergency_stop(reason="drill", actor=OPERATOR)
     with pytest.raises(RiskRejected, match="closing order must reduce"):
         await rig.router.submit_closing(buy(), actor="t", mode=Mode.LIVE)
-    row = await rig.router.submit_closing(sell(), actor="t", mode=Mode.LIVE)
+    # Only a market SELL closes: a limit sell of a holding is trading, not getting out.
+    with pytest.raises(RiskRejected, match="a market SELL of at most what is held"):
+        await rig.router.submit_closing(sell(), actor="t", mode=Mode.LIVE)
+    market_sell = dataclasses.replace(sell(), type=OrderType.MARKET, price=None)
+    too_much = dataclasses.replace(market_sell, quantity=Decimal(1000))
+    with pytest.raises(RiskRejected, match="closing order must reduce"):
+        await rig.router.submit_closing(too_much, actor="t", mode=Mode.LIVE)
+    row = await rig.router.submit_closing(market_sell, actor="t", mode=Mode.LIVE)
     assert (row["mode"], row["state"]) == ("LIVE", "placed")
     # Somebody writes LIVE by hand: no order goes out, closing ones included.
     await rig.store.write(lambda c: c.execute(
         "UPDATE trading_mode_state SET current_mode = 'LIVE'"
     ))  # fmt: skip
     with pytest.raises(ModeIntegrityError):
-        await rig.router.submit_closing(sell(), actor="t", mode=Mode.LIVE)
+        await rig.router.submit_closing(market_sell, actor="t", mode=Mode.LIVE)
     assert len(rig.venue.sent) == 1
 
 

@@ -34,7 +34,7 @@ import msgspec
 from aiohttp import web
 
 from heliosd.control import schema as sc
-from heliosd.control.backend import JSON, Actor, ControlBackend, OrderRequest
+from heliosd.control.backend import JSON, Actor, CloseRequest, ControlBackend, OrderRequest
 from heliosd.control.openapi import build_document
 from heliosd.core.config import Secret, Settings
 from heliosd.core.errors import (
@@ -271,6 +271,7 @@ _TYPE_WORDS: Final = {
     "str | null": "a string or null",
     "object": "a JSON object",
     "int": "an integer",
+    "bool": "true or false",
 }
 # What a field that fails its pattern must be, in words (the pattern itself is unreadable).
 _PATTERN_WORDS: Final = {
@@ -402,6 +403,17 @@ def parse_order(body: sc.OrderRequestBody) -> OrderRequest:
         price=price,
         reason=body.reason,
     )
+
+
+def parse_close(body: sc.CloseRequestBody) -> CloseRequest:
+    """The close a decoded body asks for: one pair, or every holding (``all``: true)."""
+    has_pair = isinstance(body.pair, str)
+    if has_pair and body.all:
+        raise BadRequest("give either pair or all: true, not both", field="all")
+    if not has_pair and not body.all:
+        raise BadRequest("pair is required (or all: true to close every holding)", field="pair")
+    pair = body.pair.upper() if isinstance(body.pair, str) else None
+    return CloseRequest(mode=parse_mode(body.mode), pair=pair, reason=body.reason)
 
 
 def query(request: web.Request, allowed: tuple[str, ...]) -> Mapping[str, str]:
@@ -567,6 +579,15 @@ class ControlApi:
     async def positions(self, request: web.Request) -> web.Response:
         return json_response(await self.backend.positions())
 
+    async def close_positions(self, request: web.Request) -> web.Response:
+        body = await read_body(request, sc.CloseRequestBody, required=True)
+        close = parse_close(body)
+        return json_response(
+            await self.backend.close_positions(
+                close, confirm_token=body.confirm_token, actor=actor_of(request)
+            )
+        )
+
     async def pnl(self, request: web.Request) -> web.Response:
         return json_response(await self.backend.pnl())
 
@@ -694,6 +715,7 @@ def build_app(
         ("GET", "/api/orders/{id}/fills", api.order_fills),
         ("DELETE", "/api/orders/{id}", api.cancel_order),
         ("GET", "/api/positions", api.positions),
+        ("POST", "/api/positions/close", api.close_positions),
         ("GET", "/api/pnl", api.pnl),
         ("GET", "/api/risk", api.risk),
         ("GET", "/api/plugins", api.plugins),

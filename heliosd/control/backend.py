@@ -40,6 +40,15 @@ class OrderRequest:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    """Close positions on ``mode``'s account: ``pair``, or every holding when None."""
+
+    mode: Mode
+    pair: str | None
+    reason: str
+
+
 class ControlBackend(Protocol):
     # --- mode
     async def get_mode(self) -> JSON:
@@ -90,6 +99,14 @@ class ControlBackend(Protocol):
     async def cancel_order(self, order_id: int, *, actor: Actor) -> JSON: ...
 
     async def positions(self) -> JSON: ...
+
+    async def close_positions(
+        self, request: CloseRequest, *, confirm_token: str | None, actor: Actor
+    ) -> JSON:
+        """{"orders": [ORDER...], "remaining": [...]}; without a token raises
+        ConfirmationRequired (details: confirm_token, expires_in, orders), or answers at
+        once when nothing can be sold; InvalidConfirmToken / HaltedError / NotFoundError."""
+        ...
 
     async def pnl(self) -> JSON: ...
 

@@ -350,6 +350,16 @@ class Ctl:
             stderr=self.stderr,
         )
 
+    def close(self) -> int:
+        from heliosd.control.closecmd import close_command
+
+        a = self.args
+        return close_command(
+            self.client, a.pair, every=a.all, live=a.live, reason=a.reason or "",
+            confirm=a.confirm, yes=a.yes, as_json=self.json,
+            stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
+        )  # fmt: skip
+
 
 def _show_order(body: Any) -> str:
     order = body.get("order") if isinstance(body, dict) else None
@@ -463,6 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--yes", action="store_true", help="do not ask before placing the order")
     ls.add_argument("--quantity", metavar="QTY", help="base quantity (default: pair minimum)")
     ls.add_argument("--timeout", type=_positive_int, default=30, help="seconds per check")
+    cl = cmd("close", "sell an account's holdings at market (PAIR or --all; --live: LIVE)")
+    cl.add_argument("pair", nargs="?", type=str.upper, help="e.g. BTCZAR")
+    cl.add_argument("--all", action="store_true", help="every holding a known pair sells")
+    cl.add_argument("--live", action="store_true", help="the LIVE account (default PAPER)")
+    cl.add_argument("--reason", help="why (recorded in the audit)")
+    cl.add_argument("--confirm", metavar="ACCOUNT", help="confirm without a prompt: LIVE|PAPER")
+    cl.add_argument("--yes", action="store_true", help="do not ask before selling")
     w = cmd("watch", "follow events until Ctrl-C")
     w.add_argument("--count", type=_positive_int, help="stop after N events")
     return p
@@ -508,6 +525,7 @@ def main(
         "watch": ctl.watch,
         "backup": ctl.backup,
         "live-smoke": ctl.live_smoke,
+        "close": ctl.close,
     }
     try:
         return commands[args.command]()

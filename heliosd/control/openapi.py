@@ -198,6 +198,27 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         errors={**_NO_ORDER, **_VENUE, "422": _error("exchange_rejected: VALR refused.")},
     ),
     ("GET", "/api/positions"): _op("Positions per mode", _json(_ref(sc.Positions), "Positions.")),
+    ("POST", "/api/positions/close"): _op(
+        "Close positions on the named account (LIVE or PAPER, whatever the current mode):"
+        " market SELLs of at most the free holding, two steps like the LIVE switch",
+        _json(
+            _ref(sc.Closed),
+            "Sent (orders), and what was not sold (remaining, with why);"
+            " orders is empty and no token is needed when there is nothing to sell.",
+        ),
+        body=_ref(sc.CloseRequestBody),
+        body_required=True,
+        errors={
+            "404": _error("not_found: no such pair is known."),
+            "409": _error(
+                "confirmation_required (details is a ClosePlan: confirm_token, expires_in, the"
+                " orders it would send, remaining), invalid_confirm_token (unknown, used,"
+                " expired, another caller's, another body's, or issued under an older epoch),"
+                " or halted (trading_state is HALTED: nothing but cancels)."
+            ),
+            **_VENUE,
+        },
+    ),
     ("GET", "/api/pnl"): _op(
         "Realized/unrealized and daily P&L per mode", _json(_ref(sc.Pnl), "P&L figures.")
     ),

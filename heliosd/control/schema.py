@@ -4,8 +4,9 @@ Invariant: the OpenAPI document (``heliosd.control.openapi``) is generated from 
 and the request decoder (``heliosd.control.app``) decodes with the same types, so what the
 document allows is what the API accepts. Request Structs refuse unknown fields; every
 constraint a request field has is a ``Meta`` here (the document shows it) and the one rule a
-schema cannot say (a LIMIT order needs a price, a MARKET order must not have one) is checked
-by :func:`heliosd.control.app.parse_order` and stated in the field's description.
+schema cannot say (a LIMIT order needs a price, a MARKET order must not have one; a close
+names a pair or ``all``, not both) is checked by :func:`heliosd.control.app.parse_order` /
+:func:`heliosd.control.app.parse_close` and stated in :data:`EXTRA_SCHEMA`.
 
 Answer Structs name every field the daemon returns today with its JSON type. They do not
 forbid unknown fields: a new field is added here as an optional attribute (a default), and a
@@ -135,6 +136,37 @@ class OrderRequestBody(Request):
     reason: Reason = ""
 
 
+class CloseRequestBody(Request):
+    """Close positions on one account: one pair, or every holding (``all``: true)."""
+
+    mode: Annotated[
+        str, Meta(pattern="^([Pp][Aa][Pp][Ee][Rr]|[Ll][Ii][Vv][Ee])$",
+                  description="The account whose holdings are sold (not the current mode):"
+                  " PAPER or LIVE, case-insensitive.")
+    ]  # fmt: skip
+    pair: (
+        Annotated[str, Meta(pattern="^[A-Za-z0-9]{2,32}$", examples=["BTCZAR"],
+                            description="Sell this pair's base asset. Give pair or all: true,"
+                            " not both.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET  # fmt: skip
+    all: Annotated[bool, Meta(description="true: sell every holding that a known pair sells.")] = (
+        False
+    )
+    reason: Reason = ""
+    confirm_token: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_TOKEN_CHARS,
+                description="From the confirmation_required answer to this same body; single"
+                " use, 60 s.",
+            ),
+        ]
+        | None
+    ) = None
+
+
 # --------------------------------------------------------------------------- answers
 
 
@@ -223,6 +255,46 @@ class EmergencyStop(Answer):
     reason: str
     notes: list[str]
     flattened: list[dict[str, Any]] = []
+    next_step: Annotated[
+        str | None,
+        Meta(description="What to do next: present when the LIVE account still holds"
+             " something; it names the close (heliosctl close --all --live)."),
+    ] = None  # fmt: skip
+
+
+class CloseSell(Answer):
+    """One order a close sends: always a market SELL."""
+
+    pair: str
+    side: Literal["SELL"]
+    quantity: DecimalText
+
+
+class CloseLeft(Answer):
+    """A holding, or part of one, a close does not sell, and why (below VALR's minimum,
+    finer than the quantity step, reserved by open orders, no pair sells it, refused)."""
+
+    pair: str | None
+    quantity: DecimalText
+    why: str
+    asset: str = ""
+
+
+class ClosePlan(Answer):
+    """``details`` of the first answer (409 confirmation_required) to a close."""
+
+    confirm_token: Annotated[str, Meta(description="Send the same body with it; single use.")]
+    expires_in: Annotated[int, Meta(description="Seconds the token stays valid.")]
+    orders: list[CloseSell]
+    remaining: list[CloseLeft] = []
+    mode: ModeName | None = None
+
+
+class Closed(Answer):
+    """A close sent (or found nothing to send: orders empty, remaining says why)."""
+
+    orders: Annotated[list[Order], Meta(description="The stored orders, as GET /api/orders.")]
+    remaining: list[CloseLeft]
 
 
 class Halt(Mode):
@@ -389,12 +461,25 @@ EXTRA_SCHEMA: Final[dict[str, dict[str, Any]]] = {
         "if": {"properties": {"type": {"pattern": "^[Ll][Ii][Mm][Ii][Tt]$"}}},
         "then": {"required": ["price"], "properties": {"price": {"not": {"type": "null"}}}},
         "else": {"properties": {"price": {"type": "null"}}},
-    }
+    },
+    # A close names one pair or every holding; close_request in the app says so in words.
+    "CloseRequestBody": {
+        "oneOf": [
+            {"required": ["pair"], "properties": {"all": {"const": False}}},
+            {
+                "required": ["all"],
+                "properties": {"all": {"const": True}},
+                "not": {"required": ["pair"]},
+            },
+        ]
+    },
 }
 
-REQUESTS: Final = (ModeRequest, ReasonRequest, RequiredReason, Empty, OrderRequestBody)
+REQUESTS: Final = (
+    ModeRequest, ReasonRequest, RequiredReason, Empty, OrderRequestBody, CloseRequestBody,
+)  # fmt: skip
 ANSWERS: Final = (
     Error, Mode, ModeSwitched, Gate, History, Audit, EmergencyStop, Halt, Resumed, Order,
     OrderAnswer, Cancelled, Orders, Fills, Engine, Positions, Pnl, Risk, Plugins, Health,
-    Backup, Document,
+    Backup, Document, CloseSell, CloseLeft, ClosePlan, Closed,
 )  # fmt: skip

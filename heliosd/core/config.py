@@ -169,6 +169,7 @@ EVENT_KINDS = (
     "connection_restored",
     "integrity",
     "strategy_error",
+    "positions_close",
 )
 
 

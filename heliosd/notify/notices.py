@@ -405,3 +405,32 @@ def stale_prices_event(
         return _event("halt", f"{mode} prices stale: {names}", body, data)
     body = "The stale_prices breaker cleared itself."
     return _event("resume", f"{mode} prices fresh again", body, data)
+
+
+def positions_close_event(
+    *,
+    mode: Mode | str,
+    target: str,
+    actor: str,
+    reason: str,
+    orders: Sequence[Mapping[str, Any]],
+    remaining: Sequence[Mapping[str, Any]],
+) -> Event:
+    """A confirmed close of positions (``POST /api/positions/close``): the SELLs it sent on
+    ``mode``'s account, whatever the current mode, and what it left, with why."""
+    sent = ", ".join(
+        f"SELL {_num(o.get('quantity'))} {o.get('pair')} ({o.get('state')})" for o in orders
+    )
+    left = "; ".join(
+        f"{_num(r.get('quantity'))} {r.get('asset') or r.get('pair')}: {r.get('why')}"
+        for r in remaining
+    )
+    count = f"{len(orders)} SELL order{'s' if len(orders) != 1 else ''}"
+    body = _lines(
+        f"{target}: {reason or 'no reason given'} (by {actor}).",
+        f"Sent: {sent}." if sent else "Nothing sent.",
+        f"Not sold: {left}." if left else "",
+    )
+    data = {"mode": str(mode), "actor": actor, "reason": reason, "orders": list(orders),
+            "remaining": list(remaining)}  # fmt: skip
+    return _event("positions_close", f"{mode} close: {count}", body, data)

@@ -19,24 +19,23 @@ transaction that writes LIVE. A stop that commits while the gates run has moved 
 the switch answers StateChanged and the mode stays PAPER (invariant: LIVE never coexists with
 an active breaker).
 
-Tokens live in memory only: a restart invalidates them, which is the safe failure.
+Tokens are :mod:`heliosd.control.confirm`'s (the one token mechanism; a close of positions
+uses it too): in memory only, so a restart invalidates them, which is the safe failure.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from heliosd import store as st
 from heliosd.control.backend import Actor
+from heliosd.control.confirm import ConfirmTokens
 from heliosd.core.errors import (
     ConfirmationRequired,
     GateRejected,
@@ -54,13 +53,8 @@ log = logging.getLogger(__name__)
 
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 
-
-@dataclass(slots=True)
-class _Token:
-    expires_at: float
-    uid: int | None
-    user: str
-    epoch: int  # the trading state's epoch when issued: void once it moves
+# What a mode token confirms (a close's tokens name their own request).
+_LIVE_BINDING = "mode:LIVE"
 
 
 def mode_json(state: ModeState) -> dict[str, Any]:
@@ -105,8 +99,7 @@ class ModeOrchestrator:
         self._live_leftovers = live_leftovers
         self._after_change = after_change
         self._ttl = token_ttl_s
-        self._clock = clock
-        self._tokens: dict[str, _Token] = {}
+        self._tokens = ConfirmTokens(token_ttl_s, clock)
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -190,8 +183,8 @@ class ModeOrchestrator:
             )
 
         if confirm_token is not None:
-            token = self._take_token(confirm_token)
-            if token is None or token.uid != actor.uid:
+            token = self._tokens.take(confirm_token)
+            if token is None or token.uid != actor.uid or token.binding != _LIVE_BINDING:
                 await self._audit(who, "mode_live", "invalid_token", reason)
                 raise InvalidConfirmToken(
                     "confirm_token is unknown, already used, expired or issued to someone else;"
@@ -228,7 +221,7 @@ class ModeOrchestrator:
             raise GateRejected(message, details=details)
 
         if confirm_token is None:
-            token_text = self._issue_token(actor, epoch)
+            token_text = self._tokens.issue(actor, epoch, binding=_LIVE_BINDING)
             details |= {"confirm_token": token_text, "expires_in": int(self._ttl)}
             await self._audit(
                 who, "mode_live", "confirmation_issued", reason, {"gates": details["gates"]}
@@ -275,26 +268,6 @@ class ModeOrchestrator:
             "gates": details["gates"],
         }
 
-    # ------------------------------------------------------------------ tokens
-
-    def _issue_token(self, actor: Actor, epoch: int) -> str:
-        self._expire_tokens()
-        text = secrets.token_urlsafe(24)
-        self._tokens[_digest(text)] = _Token(
-            self._clock() + self._ttl, actor.uid, actor.user, epoch
-        )
-        return text
-
-    def _take_token(self, text: str) -> _Token | None:
-        """Single use: the token is gone whatever happens next."""
-        self._expire_tokens()
-        return self._tokens.pop(_digest(text), None)
-
-    def _expire_tokens(self) -> None:
-        now = self._clock()
-        for key in [k for k, t in self._tokens.items() if t.expires_at <= now]:
-            del self._tokens[key]
-
     # ------------------------------------------------------------------ helpers
 
     def _event(self, conn: sqlite3.Connection, event: Event) -> None:
@@ -314,8 +287,3 @@ class ModeOrchestrator:
                 c, actor=who, action=action, outcome=outcome, reason=reason, details=details
             )
         )
-
-
-def _digest(token: str) -> str:
-    # Only digests are kept, so a memory dump or a log line never holds a usable token.
-    return hashlib.sha256(token.encode()).hexdigest()

@@ -93,6 +93,9 @@ class Stops:
     # Run by resume before it commits; its answer joins resume's answer and audit details.
     on_resume: Callable[[], Awaitable[dict[str, Any]]] | None = None
     settle_s: float | None = None  # None: min(2 s, valr.request_timeout_s)
+    # What the emergency stop's answer says to do next (the close of what LIVE still
+    # holds: heliosd.trading.close), or None when there is nothing to say.
+    next_step: Callable[[], str | None] | None = None
 
     def __post_init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -315,6 +318,9 @@ class Stops:
             }  # fmt: skip
             if flattened:
                 out["flattened"] = flattened
+            elif self.next_step is not None and (step := self.next_step()):
+                out["next_step"] = step
+                notes.append(step)
             return out
 
     async def _keep_cancelling(

@@ -21,7 +21,7 @@ from typing import Any
 import pluggy
 
 from heliosd import store as st
-from heliosd.control.backend import Actor, OrderRequest
+from heliosd.control.backend import Actor, CloseRequest, OrderRequest
 from heliosd.core.config import Settings
 from heliosd.core.errors import AuthError, ConfigError, HeliosError, NotFoundError
 from heliosd.core.protocols import (
@@ -71,6 +71,7 @@ from heliosd.runtime import runstate as rs
 from heliosd.store import Store, iso
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
+from heliosd.trading.close import Closer
 from heliosd.trading.engine import Engine, EngineChoice
 from heliosd.trading.fillcheck import FillCheck
 from heliosd.trading.marketdata import MarketData
@@ -256,6 +257,13 @@ class Service:
             permits=self.permits, on_resume=self._on_resume,
         )  # fmt: skip
         self.stack.push_async_callback(self.stops.close)
+        # POST /api/positions/close: sells a named account's holdings through the router's
+        # closing path; the emergency stop's answer names it when LIVE still holds anything.
+        self.closer = Closer(
+            store=self.store, settings=s, router=self.router, accounts=self.accounts,
+            market=self.market, enqueue=self.notifications.record,
+        )  # fmt: skip
+        self.stops.next_step = self.closer.next_step
         # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
         for state in self.breakers.states().values():
             if state.until is not None:
@@ -1073,6 +1081,11 @@ class Service:
         return {m.value.lower(): self.accounts[m].positions_json() for m in Mode} | {
             "mode": str(self.store.mode_state().mode)
         }
+
+    async def close_positions(
+        self, request: CloseRequest, *, confirm_token: str | None, actor: Actor
+    ) -> dict[str, Any]:
+        return await self.closer.close(request, confirm_token=confirm_token, actor=actor)
 
     async def pnl(self) -> dict[str, Any]:
         now = utcnow()

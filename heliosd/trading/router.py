@@ -54,8 +54,10 @@ from heliosd.core.types import (
     Mode,
     OrderIntent,
     OrderState,
+    OrderType,
     PlaceRequest,
     PlaceResult,
+    Side,
     TradingState,
     Verdict,
     VerdictAction,
@@ -81,6 +83,16 @@ _REJECT = VerdictAction.REJECT
 _CAP = VerdictAction.CAP
 _ACTIVE = TradingState.ACTIVE
 _HALTED = TradingState.HALTED
+
+
+def _closes(intent: OrderIntent, position: Decimal) -> bool:
+    """What the closing path sends: a market SELL of at most the (positive) holding."""
+    return (
+        intent.side is Side.SELL
+        and intent.type is OrderType.MARKET
+        and intent.price is None
+        and reduces_position(intent, position)
+    )
 
 
 def _no_release() -> None:
@@ -333,9 +345,13 @@ class ExecutionRouter:
         the current mode (an emergency stop's flatten sells LIVE holdings on the LIVE account
         although the mode is already PAPER; the operator closes LIVE holdings after a stop).
 
-        It must reduce a holding of that account; its permit is bound to the epoch but not
-        the mode. Integrity still holds: while the database says LIVE without a confirmed
-        switch, nothing is sent, closing orders included.
+        It must be a market SELL of at most what that account holds (never a buy, never a
+        limit: this path is not a way to trade on another account, only to get out); its
+        permit is bound to the epoch but not the mode, and it still takes every risk rule
+        and the latch check. Integrity still holds: while the database says LIVE without a
+        confirmed switch, nothing is sent, closing orders included. Callers: the emergency
+        stop's flatten and :mod:`heliosd.trading.close` (``POST /api/positions/close``),
+        both audited; nothing reachable from an ordinary order route.
         """
         return await self._submit(intent, actor, mode)
 
@@ -357,12 +373,12 @@ class ExecutionRouter:
             raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
 
         release: Callable[[], None] = _no_release
-        if closing is not None and not reduces_position(
-            intent, self._ledgers[mode].position(intent.pair)
-        ):
+        if closing is not None and not _closes(intent, self._ledgers[mode].position(intent.pair)):
             evaluation = Evaluation(mode, (Verdict.reject(
-                "closing", f"a closing order must reduce a {mode} holding of {intent.pair}"
-            ),), None, f"closing: a closing order must reduce a {mode} holding")  # fmt: skip
+                "closing", f"a closing order must reduce a {mode} holding of {intent.pair}:"
+                " a market SELL of at most what is held"
+            ),), None, f"closing: a closing order must reduce a {mode} holding: a market SELL"
+                " of at most what is held")  # fmt: skip
         else:
             # Evaluation and the reservation of what the order adds are one step: an order
             # evaluated meanwhile (this one waits for its commit below) must already see it,
@@ -372,6 +388,12 @@ class ExecutionRouter:
                 evaluation = await self.evaluate(intent, mode, state)
                 if evaluation.quantity is not None:
                     release = self._counters.reserve(mode, intent, evaluation.quantity)
+            if closing is not None:
+                # Stored with the order: this one was sent to the account it names, not by
+                # the current mode (which may differ), and by whom.
+                evaluation = evaluation._replace(verdicts=(Verdict.accept(
+                    "closing", f"closes a {mode} holding by {actor} (mode now {state.mode})"
+                ), *evaluation.verdicts))  # fmt: skip
         if evaluation.quantity is None:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, evaluation.verdicts, actor,
