@@ -92,6 +92,7 @@ class ModeOrchestrator:
         halted: Callable[[], str | None] = lambda: None,
         live_leftovers: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         after_change: Callable[[Mode], Awaitable[None]] | None = None,
+        after_backup: Callable[[Path], Awaitable[None]] | None = None,
         token_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -104,6 +105,7 @@ class ModeOrchestrator:
         self._halted = halted
         self._live_leftovers = live_leftovers
         self._after_change = after_change
+        self._after_backup = after_backup  # pruning old backups (heliosd.runtime.backup)
         self._ttl = token_ttl_s
         self._clock = clock
         self._tokens: dict[str, _Token] = {}
@@ -242,6 +244,8 @@ class ModeOrchestrator:
         # Confirmed: back up, then switch in one transaction.
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         backup = await self._store.backup(self._backup_dir / f"pre-live-{stamp}.db")
+        if self._after_backup is not None:
+            await self._after_backup(backup)
 
         def switch(conn: sqlite3.Connection) -> None:
             # A stop, halt or resume that committed while the gates ran wins (invariant S4).

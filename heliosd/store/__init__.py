@@ -455,16 +455,25 @@ class Store:
     # ------------------------------------------------------------------ backup
 
     async def backup(self, dest: Path) -> Path:
-        """A consistent copy through SQLite's online backup API."""
+        """A consistent copy through SQLite's online backup API.
+
+        Written as ``.<name>.partial`` and renamed: a file with a backup's name is complete,
+        so pruning (heliosd.runtime.backup) never counts a torn one as the newest."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = await aiosqlite.connect(dest)
+        partial = dest.with_name(f".{dest.name}.partial")
         try:
-            await self._db.backup(target)
+            target = await aiosqlite.connect(partial)
+            try:
+                await self._db.backup(target)
+            finally:
+                await target.close()
+            with contextlib.suppress(OSError):
+                os.chmod(partial, 0o600)
+            os.replace(partial, dest)
         finally:
-            await target.close()
-        with contextlib.suppress(OSError):
-            os.chmod(dest, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
         return dest
 
 
