@@ -607,7 +607,7 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def risk_config_problems(settings: Settings) -> list[str]:
-    """What makes the risk configuration incomplete for LIVE (design.md section 11)."""
+    """What makes the risk configuration incomplete for LIVE (docs/configuration.md, [risk])."""
     r = settings.risk
     problems: list[str] = []
     if not Decimal(0) < r.max_position_pct <= 100:

@@ -1,11 +1,12 @@
 """ModeOrchestrator: the only way heliosd changes the trading mode.
 
-PAPER -> LIVE (design.md section 5): every gate runs concurrently, each under a timeout; an
-exception or a timeout is a failure (fail closed). Any failure answers GateRejected with every
-gate's result. All passing answers ConfirmationRequired with a single-use token valid for
-``token_ttl_s`` and bound to the caller's uid. The second request with the token re-runs the
-gates, takes an online backup of the database, and switches in one transaction together with
-its history row, audit row and notification. Anything failing midway leaves PAPER: the
+PAPER -> LIVE (docs/api.md, "Switching the mode"): every gate runs concurrently, each under a
+timeout; an exception or a timeout is a failure (fail closed). Any failure answers
+GateRejected with every gate's result. All passing answers ConfirmationRequired with a
+single-use token valid for ``token_ttl_s`` and bound to the caller's uid. The second request
+with the token re-runs the gates, takes an online backup of the database (then prunes old
+ones through ``after_backup``), and switches in one transaction together with its history
+row, audit row and notification. Anything failing midway leaves PAPER: the
 transaction is all or nothing and nothing is written before it.
 
 LIVE -> PAPER is always allowed (the safe direction); the answer lists what is left open on

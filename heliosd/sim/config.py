@@ -106,7 +106,7 @@ class SimConfig:
     pairs: tuple[str, ...] = ("BTCZAR", "ETHZAR")
     start_prices: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_START_PRICES))
     price_interval_s: float | None = 0.5
-    # The real window is undocumented (valr-api.md §1.1); 60 s either side of server time.
+    # The real window is undocumented by VALR; 60 s either side of server time.
     timestamp_window_ms: int = 60_000
     # VALR closes unauthenticated trade sockets after 15 minutes.
     unauth_timeout_s: float = 900.0

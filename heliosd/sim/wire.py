@@ -1,8 +1,8 @@
 """VALR's wire shapes: every JSON object the simulator sends is built here.
 
-Field names, order and types follow valr-api.md (PM shapes): decimals are strings, sides
-are lower case in responses, books use capitalised ``Asks``/``Bids``/``LastChange``/
-``SequenceNumber``, times are ISO-8601 UTC with milliseconds. The fixtures in
+Field names, order and types follow VALR's documented payloads (PM shapes): decimals are
+strings, sides are lower case in responses, books use capitalised ``Asks``/``Bids``/
+``LastChange``/``SequenceNumber``, times are ISO-8601 UTC with milliseconds. The fixtures in
 ``tests/fixtures/valr`` are captured from these functions and the sim's tests check the
 two never drift apart.
 """
@@ -270,7 +270,7 @@ def fees(pairs: Iterable[str], maker_pct: Decimal, taker_pct: Decimal) -> list[J
 
 def margin_status_v1() -> Json:
     # A spot account with no exposure: marginFraction and leverageMultiple are absent
-    # (valr-api.md §4.4).
+    # (as in VALR's documented sample).
     return {
         "collateralisedMarginFraction": "0",
         "initialMarginFraction": "0",

@@ -2,7 +2,7 @@
 
 One aiosqlite connection owns every write. Writes are queued as functions of a
 ``sqlite3.Connection`` and executed by one writer task that group-commits whatever is queued
-(design.md section 12: one commit per row tops out near 4-5k rows/s; a batch in one
+(measured: one commit per row tops out near 4-5k rows/s; a batch in one
 transaction reaches ~100k rows/s). A write counts only after its COMMIT, so ``write`` returns
 after the commit; ``submit`` returns a future for callers that must not wait in line (the
 fill stream). Each queued function runs inside its own SAVEPOINT, so one failing write rolls
@@ -62,7 +62,8 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: the operator runbook's two tables (design.md section 6) and the rest of the state.
+    # 1: the operator runbook's two tables (docs/operations.md, "Rollback") and the rest of
+    # the state.
     """
     CREATE TABLE trading_mode_state(
         id INTEGER PRIMARY KEY CHECK (id = 1),

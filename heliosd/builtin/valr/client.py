@@ -394,7 +394,7 @@ class ValrClient(_Placing):
         customer_order_id: str | None = None,
     ) -> OrderStatus | None:
         """The order's state; None when VALR does not know it. Tries the live status route,
-        then the history summary (finished orders), as valr-api.md §4.3 advises.
+        then the history summary (finished orders), as VALR's docs advise.
 
         VALR's routes take one reference: with both, the exchange order id is used (the
         venue's own key; callers pass a stored row's two ids as they are)."""

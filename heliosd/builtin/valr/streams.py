@@ -1,5 +1,5 @@
 """VALR's two WebSocket streams: ``/ws/account`` (fills, orders, balances) and ``/ws/trade``
-(prices), each a task that never dies (valr-api.md §5).
+(prices), each a task that never dies.
 
 Each stream is the websockets library's ``async for ws in connect(...)`` reconnect loop with
 exponential backoff; the auth headers are signed afresh for every connection attempt (the
@@ -163,7 +163,7 @@ class _Stream:
                 async for ws in _SignedConnect(
                     self._url,
                     sign=self._sign,
-                    ping_interval=None,  # VALR wants its own JSON PING (valr-api.md §5.2)
+                    ping_interval=None,  # VALR wants its own JSON PING message
                     process_exception=self._process_exception,
                     reconnect_delays=_backoff(self._tuning),
                     open_timeout=self._tuning.auth_timeout_s,
