@@ -154,6 +154,36 @@ async def test_restore_refuses_missing_foreign_corrupt_and_newer_files(tmp_path:
         assert leftovers == [], (path, leftovers)
 
 
+WRITER = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint = 0")  # the commit stays in the -wal only
+conn.execute("UPDATE trading_mode_state SET updated_by = 'before the crash' WHERE id = 1")
+os._exit(0)  # like kill -9: no close, no checkpoint
+"""
+
+
+async def test_restore_after_a_crash_keeps_the_replaced_wal_and_leaves_none(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    db = await make_store(state)
+    good = Path(heliosd("backup", "--state-dir", str(state)).stdout.strip())
+    subprocess.run([sys.executable, "-c", WRITER, str(db)], check=True, timeout=30)
+    wal = Path(f"{db}-wal")
+    assert wal.exists() and wal.stat().st_size > 0  # a committed write only in the WAL
+
+    result = heliosd("restore", str(good), "--state-dir", str(state))
+
+    assert result.returncode == 0, result.stderr
+    replaced = next(state.glob("heliosd-replaced-*.db"))
+    # The crashed database's last commit is kept (folded into the kept file) ...
+    assert one(replaced, "SELECT updated_by FROM trading_mode_state") == ("before the crash",)
+    # ... and none of its WAL is beside the restored file, which is the backup's state.
+    assert not wal.exists() and not Path(f"{db}-shm").exists()
+    assert one(db, "SELECT updated_by FROM trading_mode_state") == ("heliosd (initial)",)
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
