@@ -135,6 +135,10 @@ async def test_restore_refuses_missing_foreign_corrupt_and_newer_files(tmp_path:
         data[n * page : n * page + 64] = os.urandom(64)
     corrupt.write_bytes(bytes(data))
 
+    typo = heliosd("restore", str(good), "--state-dir", str(tmp_path / "stat"))
+    assert typo.returncode == 1 and "no state directory at" in typo.stderr, typo.stderr
+    assert not (tmp_path / "stat").exists()  # never created
+
     cases = {
         tmp_path / "absent.db": f"no such file: {tmp_path / 'absent.db'}",
         text: "is not an SQLite database",

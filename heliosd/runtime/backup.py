@@ -318,6 +318,12 @@ def restore(state_dir: Path, source: Path, *, actor: str = "") -> Restored:
     if magic != SQLITE_MAGIC:
         raise BackupError(f"{source} is not an SQLite database (no SQLite header)")
     state_dir = Path(state_dir)
+    if not state_dir.is_dir():
+        # Never create one: a mistyped directory would get a database nobody runs on.
+        raise BackupError(
+            f"no state directory at {state_dir} (create it, owned by the daemon's user, or"
+            " start heliosd once)"
+        )
     lock = RunLock(state_dir)
     lock.acquire()  # StateDirLocked: a daemon is running on it, nothing was touched
     try:
@@ -553,7 +559,10 @@ def describe(done: Restored) -> list[str]:
     lines.append(f"schema version: {s.schema_version}")
     mode = s.mode
     if s.sealed is True:
-        mode += " (sealed: the next start trades LIVE)"
+        mode += (
+            " (sealed: the next start is LIVE on what this database knows; if the"
+            " VALR account changed since, set PAPER first: operations.md, Rollback)"
+        )
     elif s.sealed is False:
         mode += (" (not sealed by this state directory's mode.key: the router refuses every"
                  " order until switched to PAPER)")  # fmt: skip
