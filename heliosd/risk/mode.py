@@ -246,7 +246,10 @@ class ModeOrchestrator:
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         backup = await self._store.backup(self._backup_dir / f"pre-live-{stamp}.db")
         if self._after_backup is not None:
-            await self._after_backup(backup)
+            try:
+                await self._after_backup(backup)
+            except Exception:  # housekeeping (pruning) is never why a switch fails
+                log.exception("after the pre-LIVE backup %s", backup)
 
         def switch(conn: sqlite3.Connection) -> None:
             # A stop, halt or resume that committed while the gates ran wins (invariant S4).
