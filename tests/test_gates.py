@@ -638,3 +638,24 @@ async def test_a_gate_that_raises_or_hangs_refuses(
     )
     assert [r.getMessage() for r in caplog.records] == ["gate exploding raised RuntimeError: boom"]
     assert world.store.mode_state().mode is Mode.PAPER
+
+
+async def test_a_failing_after_backup_hook_never_fails_the_switch(world: World) -> None:
+    """Pruning old backups runs after the pre-LIVE backup; housekeeping that breaks (here a
+    hook that raises) is logged and the confirmed switch still happens."""
+    seen: list[Path] = []
+
+    async def broken(path: Path) -> None:
+        seen.append(path)
+        raise RuntimeError("prune blew up")
+
+    orch = ModeOrchestrator(
+        world.store, gates=builtin_gates, gate_timeout_s=5.0, backup_dir=world.tmp / "backups",
+        gate_context=lambda: world.ctx(engine_running=False), after_backup=broken,
+    )  # fmt: skip
+    with pytest.raises(ConfirmationRequired) as info:
+        await orch.switch(Mode.LIVE, confirm_token=None, reason="go", actor=OPERATOR)
+    token = info.value.details["confirm_token"]
+    answer = await orch.switch(Mode.LIVE, confirm_token=token, reason="go", actor=OPERATOR)
+    assert answer["mode"] == "LIVE" and seen == [Path(answer["backup"])]
+    assert world.store.mode_state().mode is Mode.LIVE

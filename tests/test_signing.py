@@ -1,4 +1,4 @@
-"""VALR request signing pinned to the published test vectors (valr-api.md §3.3)."""
+"""VALR request signing pinned to the published test vectors (VALR's API docs, authentication)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ stale. Regenerate after an intended change with::
 
     HELIOSD_WRITE_FIXTURES=1 .venv/bin/pytest tests/test_sim_fixtures.py
 
-and review the diff against valr-api.md before committing.
+and review the diff against VALR's API documentation before committing.
 """
 
 from __future__ import annotations

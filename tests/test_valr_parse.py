@@ -10,7 +10,7 @@ import pytest
 from heliosd.builtin.valr import parse
 from heliosd.core.types import OrderState, OrderType, Side
 
-# valr-api.md §5.4: the documented ORDER_STATUS_UPDATE sample.
+# VALR's documented ORDER_STATUS_UPDATE sample.
 STATUS_UPDATE = {
     "orderId": "019a2a46-5730-7081-bfa2-7c6fc7e2d5db",
     "orderStatusType": "Partially Filled",

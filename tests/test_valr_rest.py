@@ -25,7 +25,7 @@ from heliosd.core.config import Secret
 from heliosd.core.errors import AuthError, ExchangeRejected, TransientError
 from heliosd.testing.contract import SIM_KEY, SIM_SECRET, funded_sim
 
-# valr-api.md §3.3: VALR's published secret and example key.
+# VALR's published secret and example key (its API docs, authentication).
 PM_SECRET = "4961b74efac86b25cce8fbe4c9811c4c7a787b7a5996660afcc2e287ad864363"
 PM_KEY = "b9fb68df5485639d03c3171cf6e49b89e52fd78d5c313819b9c592b59c689f33"
 QUICK = RetryPolicy(max_attempts=4, max_total_s=5, base_delay_s=0.01, max_delay_s=0.02)

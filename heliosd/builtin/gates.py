@@ -1,4 +1,4 @@
-"""The essential pre-LIVE safety gates (design.md sections 5 and 11).
+"""The essential pre-LIVE safety gates (their reasons: docs/api.md, "Switching the mode").
 
 Each gate is an object with ``name`` and ``async check(ctx) -> GateResult``; the mode
 orchestrator runs them all concurrently, each under ``risk.gate_timeout_s``, and treats an

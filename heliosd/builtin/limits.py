@@ -1,4 +1,5 @@
-"""The four essential risk rules (design.md section 4): position, leverage, daily loss, drawdown.
+"""The four essential risk rules: position, leverage, daily loss, drawdown (their keys:
+docs/configuration.md, [risk]).
 
 Each rule is an object with a ``name`` and a synchronous ``check(intent, ctx) -> Verdict``: no
 I/O, so the router calls it directly on the order path. Limits are read from

@@ -71,6 +71,8 @@ class DaemonSettings:
     # Plugins an operator blocks by name (essential plugins cannot be blocked).
     blocked_plugins: tuple[str, ...] = ()
     shutdown_timeout_s: Decimal = Decimal(20)
+    # heliosd's own backups kept in backup_dir after each pre-LIVE backup; 0 = keep all.
+    keep_backups: int = 20
 
     @property
     def db_path(self) -> Path:
@@ -413,6 +415,7 @@ _PARSERS: dict[type, dict[str, Parser]] = {
         "socket_mode": p_mode_octal,
         "blocked_plugins": p_strs,
         "shutdown_timeout_s": p_decimal,
+        "keep_backups": p_int,
     },
     ExchangeSettings: {"live": p_str, "paper": p_str},
     ValrSettings: {
@@ -534,6 +537,9 @@ def _validate(settings: Settings) -> None:
     _check_positive(settings.engine.interval_s, "engine.interval_s", src)
     _check_positive(settings.valr.request_timeout_s, "valr.request_timeout_s", src)
     _check_positive(settings.valr.reconcile_interval_s, "valr.reconcile_interval_s", src)
+    if settings.daemon.keep_backups < 0:
+        keep = settings.daemon.keep_backups
+        raise _fail("daemon.keep_backups", src, f"must be zero (keep all) or more, got {keep}")
     if settings.notify.max_attempts < 1:
         raise _fail("notify.max_attempts", src, "must be at least 1")
     v = settings.valr
@@ -602,7 +608,7 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def risk_config_problems(settings: Settings) -> list[str]:
-    """What makes the risk configuration incomplete for LIVE (design.md section 11)."""
+    """What makes the risk configuration incomplete for LIVE (docs/configuration.md, [risk])."""
     r = settings.risk
     problems: list[str] = []
     if not Decimal(0) < r.max_position_pct <= 100:

@@ -74,7 +74,7 @@ def reduces_position(intent: OrderIntent, position: Decimal) -> bool:
 
 
 class OrderState(enum.StrEnum):
-    """Lifecycle of an order as heliosd records it (contract: design.md section 11)."""
+    """Lifecycle of an order as heliosd records it (contract: docs/api.md, "Orders")."""
 
     NEW = "new"  # stored, not yet sent
     SENT = "sent"  # request sent, outcome not yet known

@@ -1,6 +1,6 @@
 """Notifications: event -> outbox row (in the cause's transaction) -> delivery task.
 
-Contract (design.md sections 1 and 3):
+Contract:
 
 * An event worth telling an operator is written to the ``outbox`` table *inside the
   transaction of what caused it* (:func:`enqueue`, or :meth:`Notifications.record` which also

@@ -55,7 +55,7 @@ def _event(kind: str, title: str, body: str, data: Mapping[str, Any]) -> Event:
 
 
 def order_event(order: Mapping[str, Any]) -> Event:
-    """An order as the control API shows it (ORDER dict, design.md section 11)."""
+    """An order as the control API shows it (the ORDER object of docs/api.md)."""
     mode = str(order.get("mode", ""))
     state = str(order.get("state", ""))
     side, pair = str(order.get("side", "")), str(order.get("pair", ""))

@@ -1,7 +1,7 @@
 """Plugin loading: built-ins, the ``heliosd`` entry-point group and drop-in directories.
 
 The plugin manager is built by :func:`make_plugin_manager`, never at import time. Order of
-registration (design.md section 3):
+registration:
 
 1. the built-ins in :data:`BUILTIN_PLUGINS`, skipping those ``daemon.blocked_plugins`` names
    (the :data:`ESSENTIAL_PLUGINS` cannot be blocked: naming one is a :class:`ConfigError`);

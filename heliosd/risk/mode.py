@@ -1,11 +1,12 @@
 """ModeOrchestrator: the only way heliosd changes the trading mode.
 
-PAPER -> LIVE (design.md section 5): every gate runs concurrently, each under a timeout; an
-exception or a timeout is a failure (fail closed). Any failure answers GateRejected with every
-gate's result. All passing answers ConfirmationRequired with a single-use token valid for
-``token_ttl_s`` and bound to the caller's uid. The second request with the token re-runs the
-gates, takes an online backup of the database, and switches in one transaction together with
-its history row, audit row and notification. Anything failing midway leaves PAPER: the
+PAPER -> LIVE (docs/api.md, "Switching the mode"): every gate runs concurrently, each under a
+timeout; an exception or a timeout is a failure (fail closed). Any failure answers
+GateRejected with every gate's result. All passing answers ConfirmationRequired with a
+single-use token valid for ``token_ttl_s`` and bound to the caller's uid. The second request
+with the token re-runs the gates, takes an online backup of the database (then prunes old
+ones through ``after_backup``), and switches in one transaction together with its history
+row, audit row and notification. Anything failing midway leaves PAPER: the
 transaction is all or nothing and nothing is written before it.
 
 LIVE -> PAPER is always allowed (the safe direction); the answer lists what is left open on
@@ -86,6 +87,7 @@ class ModeOrchestrator:
         halted: Callable[[], str | None] = lambda: None,
         live_leftovers: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         after_change: Callable[[Mode], Awaitable[None]] | None = None,
+        after_backup: Callable[[Path], Awaitable[None]] | None = None,
         token_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -98,6 +100,7 @@ class ModeOrchestrator:
         self._halted = halted
         self._live_leftovers = live_leftovers
         self._after_change = after_change
+        self._after_backup = after_backup  # pruning old backups (heliosd.runtime.backup)
         self._ttl = token_ttl_s
         self._tokens = ConfirmTokens(token_ttl_s, clock)
         self._lock = asyncio.Lock()
@@ -235,6 +238,11 @@ class ModeOrchestrator:
         # Confirmed: back up, then switch in one transaction.
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         backup = await self._store.backup(self._backup_dir / f"pre-live-{stamp}.db")
+        if self._after_backup is not None:
+            try:
+                await self._after_backup(backup)
+            except Exception:  # housekeeping (pruning) is never why a switch fails
+                log.exception("after the pre-LIVE backup %s", backup)
 
         def switch(conn: sqlite3.Connection) -> None:
             # A stop, halt or resume that committed while the gates ran wins (invariant S4).

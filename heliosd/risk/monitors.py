@@ -6,7 +6,8 @@ the named breaker and acts on it. Monitors are pure: no I/O, no state of their o
 not fire again while their breaker is already tripped, so one loss produces one stop and one
 notification, not one per price tick.
 
-Thresholds are "at the limit": ``>=`` (design.md section 4, "At the limit: ...").
+Thresholds are "at the limit": ``>=`` (a daily loss or drawdown exactly at its configured
+percentage trips its stop).
 
 The end of the module holds the core's rule for *any* monitor's answer (fail closed): one
 that raises, or answers anything but ``None`` or a well-formed Action, is read as a HALT under

@@ -1,4 +1,4 @@
-"""``heliosd run|demo|sim|check-config|backup``.
+"""``heliosd run|demo|sim|check-config|backup|restore``.
 
 Exit codes: 0 ok, 1 failure, 2 usage, 73 another heliosd holds the state directory's lock
 (one line on stderr names its pid; nothing was opened or started), 78 configuration error.
@@ -7,7 +7,8 @@ fixes neither a broken config nor a directory another daemon owns.
 
 ``run`` and ``demo`` take the lock (:mod:`heliosd.runtime.runlock`) before anything else; ``backup``
 reads the store through a read-only connection and does not, so it works beside a running
-daemon; ``check-config`` and ``sim`` never open the store.
+daemon; ``restore`` writes the store and takes the lock too (refused while a daemon runs);
+``check-config`` and ``sim`` never open the store.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from heliosd.core.errors import ConfigError
+from heliosd.runtime.backup import add_parsers as add_backup_parsers
+from heliosd.runtime.backup import run as run_backup_command
 from heliosd.runtime.runlock import EXIT_LOCKED, RunLock, StateDirLocked
 
 log = logging.getLogger("heliosd")
@@ -48,9 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                    "heliosd sim --help)")  # fmt: skip
     check = sub.add_parser("check-config", help="validate a config file and its plugins")
     check.add_argument("config")
-    backup = sub.add_parser("backup", help="online backup of the database to PATH")
-    backup.add_argument("path")
-    backup.add_argument("--config", default="/etc/heliosd/heliosd.toml")
+    add_backup_parsers(sub)  # backup, restore: heliosd.runtime.backup
     return p
 
 
@@ -71,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             status=not args.no_status, sim_port=args.sim_port)  # fmt: skip
         if args.command == "check-config":
             return _check(args.config)
-        if args.command == "backup":
-            return _backup(args.config, Path(args.path))
+        if args.command in ("backup", "restore"):
+            return run_backup_command(args)
     except ConfigError as exc:
         print(f"heliosd: configuration error: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
@@ -130,27 +130,6 @@ def _daemon_settings(config: str) -> Any:
     from heliosd.core.config import parse_settings, read_toml
 
     return parse_settings({"daemon": read_toml(config).get("daemon", {})}, config)
-
-
-def _backup(config: str, dest: Path) -> int:
-    """SQLite's online backup from a second, read-only connection: safe while the daemon
-    runs (WAL), so it takes no lock. Only ``[daemon]`` is read."""
-    settings = _daemon_settings(config)
-    src_path = settings.daemon.db_path
-    if not src_path.exists():
-        print(f"heliosd: no database at {src_path}", file=sys.stderr)
-        return 1
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True)
-    dst = sqlite3.connect(dest)
-    try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
-    dest.chmod(0o600)
-    print(f"backup written to {dest}")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,8 @@ NFS is not reliable).
 Commands that only read the store (``heliosd backup``: a read-only connection and SQLite's
 online backup, consistent beside the running writer) and commands that never open it
 (``check-config``, ``sim``) do not take the lock, so they work beside a running daemon.
-Anything that writes the store must be the daemon that holds the lock.
+Anything that writes the store must hold the lock: the daemon, or ``heliosd restore``
+(:mod:`heliosd.runtime.backup`), which is therefore refused while a daemon runs.
 """
 
 from __future__ import annotations

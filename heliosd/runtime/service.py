@@ -68,6 +68,7 @@ from heliosd.risk.state import UNCLEAN_EXIT
 from heliosd.risk.stops import Stops
 from heliosd.risk.unclean import Reconciliation
 from heliosd.runtime import runstate as rs
+from heliosd.runtime.backup import prune_after_backup
 from heliosd.store import Store, iso
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
@@ -281,6 +282,8 @@ class Service:
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
             enqueue=self.notifications.record, halted=self.breakers.halt_reason,
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
+            after_backup=lambda _: prune_after_backup(self.settings.daemon.backup_dir,
+                                                      self.settings.daemon.keep_backups),
         )  # fmt: skip
         self._spawn(self._marks_loop())
         # venue_read_only: the LIVE account REDUCING while VALR is not online.

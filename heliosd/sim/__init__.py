@@ -1,7 +1,7 @@
 """A protocol-faithful VALR exchange simulator (REST + WebSockets on one loopback port).
 
 heliosd's VALR client is proven against this, so it is as strict as VALR where VALR is
-documented (``/work/shared/valr-api.md``) and states its own choice where VALR is not.
+documented (VALR's public API documentation) and states its own choice where VALR is not.
 
 Public API::
 
@@ -26,7 +26,7 @@ Public API::
 
     run_sim(argv) / serve_forever(port, ...)       # ``heliosd sim`` / ``python -m heliosd.sim``
 
-Choices where valr-api.md is silent (details in the named module):
+Choices where VALR's documentation is silent (details in the named module):
 
 * Timestamp window: ±``SimConfig.timestamp_window_ms`` (60 s) around the sim's clock
   (``auth``).

@@ -1,4 +1,4 @@
-"""Request authentication, checked the way VALR does (valr-api.md §3), and strictly.
+"""Request authentication, checked the way VALR does (its API docs: authentication), and strictly.
 
 Order of checks, first failure wins (statuses and codes: ``heliosd.sim.errors``):
 

@@ -106,7 +106,7 @@ class SimConfig:
     pairs: tuple[str, ...] = ("BTCZAR", "ETHZAR")
     start_prices: dict[str, Decimal] = field(default_factory=lambda: dict(DEFAULT_START_PRICES))
     price_interval_s: float | None = 0.5
-    # The real window is undocumented (valr-api.md §1.1); 60 s either side of server time.
+    # The real window is undocumented by VALR; 60 s either side of server time.
     timestamp_window_ms: int = 60_000
     # VALR closes unauthenticated trade sockets after 15 minutes.
     unauth_timeout_s: float = 900.0
@@ -187,8 +187,9 @@ class FaultConfig:
     * ``maker_reward_shape``: how a maker rebate (from ``maker_rebate_bps`` or a negative
       ``maker_fee_pct``) is written on trade-history rows and ``NEW_ACCOUNT_TRADE``:
       ``"reward"`` (``makerReward`` and ``makerRewardCurrency`` in place of ``fee`` and
-      ``feeCurrency``; valr-api.md section 10), ``"both"`` (``fee: "0"`` and ``feeCurrency``
-      beside them) or ``"fee"`` (a negative ``fee``). Fixed per trade when it happens.
+      ``feeCurrency``; one third-party capture, low confidence), ``"both"`` (``fee: "0"``
+      and ``feeCurrency`` beside them) or ``"fee"`` (a negative ``fee``). Fixed per trade
+      when it happens.
     * ``garble_maker_rewards``: the next ``n`` ``NEW_ACCOUNT_TRADE`` messages carrying a
       ``makerReward`` get an unreadable one (``"0.0I"``) on the stream; the REST rows stay
       right, so a client that skips the message recovers the fill by reconciling. Counted in

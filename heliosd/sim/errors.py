@@ -1,8 +1,8 @@
 """The simulator's error answers: every status, code and message in one table.
 
-Codes marked *VALR* are documented (valr-api.md §6.2). Codes marked *sim* are choices for
-cases VALR does not document; they are negative like VALR's, and chosen not to collide with
-any code in the catalogue.
+Codes marked *VALR* are in VALR's API documentation (error codes). Codes marked *sim* are
+choices for cases VALR does not document; they are negative like VALR's, and chosen not to
+collide with any code in the catalogue.
 
 =====  ======  =========================================================  ==========
 HTTP   code    message                                                    source
@@ -40,7 +40,7 @@ GENERIC_INVALID = "Invalid Request, please check your request and try again"
 INVALID_ORDER = "Invalid Order. "  # VALR's text, trailing space included
 
 # failedReason texts. The first two are VALR's observed strings; the rest are the sim's
-# (VALR documents the causes but not the words, valr-api.md §8).
+# (VALR documents the causes but not the words).
 REASON_INSUFFICIENT_BALANCE = "Insufficient Balance"
 REASON_SELF_TRADE = (
     "We did not execute this order since it would have matched with your own order on the Exchange"

@@ -4,7 +4,7 @@ The market maker quotes ``mm_levels`` price levels each side of the mid, ``half_
 away from it and ``level_step`` apart, each worth about ``mm_level_notional`` of quote.
 Every re-quote restores its full depth: it stands for the rest of the market, so clients
 can always trade, and a client's resting order only ever fills when the market moves
-through it (valr-api.md gives no rule; this is the simplest honest one).
+through it (VALR documents no rule; this is the simplest honest one).
 """
 
 from __future__ import annotations

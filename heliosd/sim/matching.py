@@ -16,7 +16,7 @@ Matching rules (sim choices where VALR documents none):
   or, while ``FaultConfig.maker_rebate_bps`` is above 0, a maker *rebate* of that many
   basis points (a negative maker fee, written as ``makerReward``; see ``wire``).
   The fee is charged in the currency the taker *receives* and the maker *pays*
-  (valr-api.md §4.2): a taker buying BTC pays its fee in BTC; a taker selling BTC pays in
+  (VALR's fee rules): a taker buying BTC pays its fee in BTC; a taker selling BTC pays in
   ZAR; a maker buying pays in ZAR; a maker selling pays in BTC. Fees are rounded half-up
   to the currency's decimal places.
 * A buy limit reserves ``quantity × price`` (+ a positive maker fee) of quote, a sell
@@ -25,7 +25,7 @@ Matching rules (sim choices where VALR documents none):
 * When the market maker moves through a resting client order (``set_price`` or a tick),
   the order fills completely at its own limit price, as maker.
 * Market ``baseAmount`` on a BUY and ``quoteAmount`` on a SELL are amounts credited after
-  the fee (valr-api.md §4.3); the sim grosses them up by the taker fee.
+  the fee (VALR's order placement docs); the sim grosses them up by the taker fee.
 * Cancel-all is one operation: an ``ORDER_STATUS_UPDATE`` Cancelled per order, then one
   ``BALANCE_UPDATE`` per released currency and one ``OPEN_ORDERS_UPDATE`` (VALR does not
   document its sequence; see ``Exchange.cancel_all``).
@@ -519,8 +519,8 @@ class Exchange:
     def cancel_all(self, account_id: str, pair: str | None = None) -> list[Order]:
         """Cancel every open order of the account (or of one pair), as one operation.
 
-        Events (a sim choice: VALR does not document the sequence for cancel-all,
-        valr-api.md section 8): one ``ORDER_STATUS_UPDATE`` Cancelled per order, in the
+        Events (a sim choice: VALR does not document the sequence for cancel-all):
+        one ``ORDER_STATUS_UPDATE`` Cancelled per order, in the
         order the orders were placed, then one ``BALANCE_UPDATE`` per currency released
         and one ``OPEN_ORDERS_UPDATE`` with what is left -- not one balance and one full
         open-order list per cancelled order, which is O(n^2) bytes for n open orders

@@ -1,6 +1,6 @@
 """Orders, trades and the ids VALR gives them.
 
-Status strings are VALR's display strings (valr-api.md §8); sides are stored lower case, the
+Status strings are VALR's display strings (its order status list); sides are stored lower case, the
 way responses carry them.
 """
 

@@ -12,7 +12,7 @@ from heliosd.sim.context import int_param, json_response, state_of
 
 async def server_time(request: web.Request) -> web.Response:
     ns = time.time_ns() + state_of(request).faults.clock_offset_ms * 1_000_000
-    # epochTime is whole seconds; time carries nanoseconds (valr-api.md §4.1).
+    # epochTime is whole seconds; time carries nanoseconds (VALR's /v1/public/time).
     return json_response({"epochTime": ns // 1_000_000_000, "time": wire.iso_ns(ns)})
 
 

@@ -1,7 +1,7 @@
 """Turning order/cancel request bodies into typed requests, as strictly as VALR.
 
-Rules (valr-api.md §4.3): ``side`` must be upper case ``BUY``/``SELL`` (lower case is -11),
-``price`` must be a multiple of ``tickSize``, ``quantity`` is truncated to
+Rules (VALR's order placement docs): ``side`` must be upper case ``BUY``/``SELL`` (lower
+case is -11), ``price`` must be a multiple of ``tickSize``, ``quantity`` is truncated to
 ``baseDecimalPlaces`` and must then lie within ``minBaseAmount..maxBaseAmount`` and its
 notional within ``minQuoteAmount..maxQuoteAmount`` (-12007 below the minimum),
 ``customerOrderId`` is at most 50 characters of ``[0-9A-Za-z-]``.

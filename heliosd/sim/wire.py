@@ -1,8 +1,8 @@
 """VALR's wire shapes: every JSON object the simulator sends is built here.
 
-Field names, order and types follow valr-api.md (PM shapes): decimals are strings, sides
-are lower case in responses, books use capitalised ``Asks``/``Bids``/``LastChange``/
-``SequenceNumber``, times are ISO-8601 UTC with milliseconds. The fixtures in
+Field names, order and types follow VALR's documented payloads (PM shapes): decimals are
+strings, sides are lower case in responses, books use capitalised ``Asks``/``Bids``/
+``LastChange``/``SequenceNumber``, times are ISO-8601 UTC with milliseconds. The fixtures in
 ``tests/fixtures/valr`` are captured from these functions and the sim's tests check the
 two never drift apart.
 """
@@ -225,8 +225,9 @@ def balance_update(currency: str, bal: Balance, reference_price: Decimal) -> Jso
 
 def fee_fields(trade: Trade) -> Json:
     """``fee``/``feeCurrency``, or for a maker rebate (a negative maker fee) the
-    ``makerReward`` fields its ``reward_shape`` asks for (valr-api.md section 10: maker fills
-    may carry ``makerReward``/``makerRewardCurrency`` in place of, or beside, the fee)."""
+    ``makerReward`` fields its ``reward_shape`` asks for (one third-party capture, low
+    confidence: maker fills may carry ``makerReward``/``makerRewardCurrency`` in place of,
+    or beside, the fee)."""
     if trade.maker and trade.fee < 0 and trade.reward_shape != "fee":
         reward = {"makerReward": dec(-trade.fee), "makerRewardCurrency": trade.fee_currency}
         if trade.reward_shape == "both":
@@ -275,8 +276,8 @@ _TRADE_TYPES = {
 
 
 def new_account_history_record(trade: Trade, base: str, quote: str, market: bool) -> Json:
-    """The account-stream ledger row VALR pushes with each trade (valr-api.md section 5.4,
-    PM and Hummingbot's connector): the REST transaction-history row's shape, but with each
+    """The account-stream ledger row VALR pushes with each trade (VALR's API
+    reference and Hummingbot's connector): the REST transaction-history row's shape, but with each
     currency as the stream's currency object. Sim choices where VALR is silent: sent after
     the trade's balance updates; ``id`` is the trade id (as the sim's REST ledger rows);
     ``creditValue`` of a buy is the gross base quantity, the fee given apart."""
@@ -320,7 +321,7 @@ def fees(pairs: Iterable[str], maker_pct: Decimal, taker_pct: Decimal) -> list[J
 
 def margin_status_v1() -> Json:
     # A spot account with no exposure: marginFraction and leverageMultiple are absent
-    # (valr-api.md §4.4).
+    # (as in VALR's documented sample).
     return {
         "collateralisedMarginFraction": "0",
         "initialMarginFraction": "0",

@@ -2,7 +2,7 @@
 
 One aiosqlite connection owns every write. Writes are queued as functions of a
 ``sqlite3.Connection`` and executed by one writer task that group-commits whatever is queued
-(design.md section 12: one commit per row tops out near 4-5k rows/s; a batch in one
+(measured: one commit per row tops out near 4-5k rows/s; a batch in one
 transaction reaches ~100k rows/s). A write counts only after its COMMIT, so ``write`` returns
 after the commit; ``submit`` returns a future for callers that must not wait in line (the
 fill stream). Each queued function runs inside its own SAVEPOINT, so one failing write rolls
@@ -62,7 +62,8 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: the operator runbook's two tables (design.md section 6) and the rest of the state.
+    # 1: the operator runbook's two tables (docs/operations.md, "Rollback") and the rest of
+    # the state.
     """
     CREATE TABLE trading_mode_state(
         id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -455,16 +456,25 @@ class Store:
     # ------------------------------------------------------------------ backup
 
     async def backup(self, dest: Path) -> Path:
-        """A consistent copy through SQLite's online backup API."""
+        """A consistent copy through SQLite's online backup API.
+
+        Written as ``.<name>.partial`` and renamed: a file with a backup's name is complete,
+        so pruning (heliosd.runtime.backup) never counts a torn one as the newest."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        target = await aiosqlite.connect(dest)
+        partial = dest.with_name(f".{dest.name}.partial")
         try:
-            await self._db.backup(target)
+            target = await aiosqlite.connect(partial)
+            try:
+                await self._db.backup(target)
+            finally:
+                await target.close()
+            with contextlib.suppress(OSError):
+                os.chmod(partial, 0o600)
+            os.replace(partial, dest)
         finally:
-            await target.close()
-        with contextlib.suppress(OSError):
-            os.chmod(dest, 0o600)
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
         return dest
 
 

@@ -22,7 +22,7 @@ One pass:
    :data:`CLOCK_MARGIN`: the order's time is ours, the trades' the venue's), paged until
    complete (the client's ``trade_history`` never stops at a page limit), and keep the fills
    of those orders not stored yet, matched by exchange order id (VALR's trade-history rows
-   carry ``orderId`` and no customerOrderId: valr-api.md section 4.2). No fixed look-back: a fill
+   carry ``orderId`` and no customerOrderId: VALR's API reference). No fixed look-back: a fill
    cannot be older than its order.
 3. Take a balance snapshot first (the venue's balances already show those fills; the
    ledger counts a fill traded before the snapshot as shown, so the late fill is not also

@@ -30,7 +30,7 @@ Execution model
   a fresh quote crosses it.
 * Fees (percent, as VALR reports them): a taker pays in the currency it receives (BUY: base,
   SELL: quote); a maker pays in the currency it pays (BUY: quote, SELL: base), and a negative
-  maker fee is a rebate in that currency (valr-api.md section 4, fee currency rule). Fees are
+  maker fee is a rebate in that currency (VALR's fee currency rule). Fees are
   quantised to the base decimals (base fees) or to max(2, tick decimals) (quote fees, so ZAR
   fees are whole cents) with ROUND_CEILING: rounding never flatters the rehearsal.
 

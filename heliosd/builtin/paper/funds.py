@@ -67,7 +67,7 @@ class _Ledger:
     def _gross_up(self, info: PairInfo, net: Decimal) -> Decimal:
         """The gross base quantity a market BUY fills so that ``net`` is credited after the
         taker fee: VALR's ``baseAmount`` on a market BUY is the amount received after the
-        fee (valr-api.md section 4.3), and the VALR client sends the quantity as it."""
+        fee (VALR's order placement docs), and the VALR client sends the quantity as it."""
         pct = self._taker_pct
         if not pct:
             return net

@@ -14,7 +14,7 @@ from heliosd.core.types import PairInfo
 
 _E = TypeVar("_E", bound=Enum)
 
-# VALR's own texts and codes (valr-api.md section 6.2), so a paper refusal reads like a live one.
+# VALR's own texts and codes (VALR's error codes), so a paper refusal reads like a live one.
 INSUFFICIENT_BALANCE = "Insufficient Balance"  # -6
 DUPLICATE_CUSTOMER_ID = "Duplicate customer order id's are not allowed"  # -11502
 UNSUPPORTED_PAIR = "Unsupported Currency Pair"  # -21
@@ -51,7 +51,7 @@ def _seconds(age: timedelta) -> str:
 
 
 def _min_size(info: PairInfo) -> ExchangeRejected:
-    # VALR's wording, stray space before the full stop included (valr-api.md -12007).
+    # VALR's wording, stray space before the full stop included (VALR's -12007).
     return ExchangeRejected(
         f"Minimum order size not met . Minimum amount: {_plain(info.min_base)} {info.base}, "
         f"minimum total: {_plain(info.min_quote)} {info.quote}",

@@ -402,7 +402,7 @@ class ValrClient(_Placing):
         customer_order_id: str | None = None,
     ) -> OrderStatus | None:
         """The order's state; None when VALR does not know it. Tries the live status route,
-        then the history summary (finished orders), as valr-api.md §4.3 advises.
+        then the history summary (finished orders), as VALR's docs advise.
 
         VALR's routes take one reference: with both, the exchange order id is used (the
         venue's own key; callers pass a stored row's two ids as they are)."""
@@ -438,7 +438,7 @@ class ValrClient(_Placing):
         ``startTime``), ends it. A page that brings no trade not seen before means VALR did
         not page on from ``beforeId``: TransientError, never a partial list passed off as
         complete. (``GET /v1/account/tradehistory`` with ``limit``, ``beforeId`` and
-        ``startTime``: valr-api.md section 4.2, one source.)
+        ``startTime``: VALR's API reference, one source.)
         """
         self._require_credentials()
         size = self.tuning.history_page_size

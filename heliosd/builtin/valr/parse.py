@@ -1,4 +1,4 @@
-"""VALR payloads -> heliosd value types (valr-api.md §4, §5, §8).
+"""VALR payloads (REST answers, WebSocket events, order statuses) -> heliosd value types.
 
 Every function takes one decoded JSON object and returns a frozen heliosd type, or raises
 :class:`ParseError` naming the missing or malformed field (never echoing the payload, which
@@ -68,7 +68,7 @@ def dec(value: Any, field: str) -> Decimal:
 
 
 # "114,953" (thousands) and "0,00102078" (decimal comma) both occur in VALR's published
-# account-stream samples (valr-api.md §5.4 "Quirks to tolerate"). Digit groups of exactly
+# account-stream samples. Digit groups of exactly
 # three after a non-zero leading group of one to three digits read as thousands; any other
 # single comma reads as a decimal comma.
 _THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?")
@@ -78,8 +78,8 @@ _DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
 def dec_lenient(value: Any, field: str) -> Decimal:
     """Like :func:`dec`, also tolerating the comma forms of the account-stream samples.
 
-    Only the account stream's order and trade events use this (the one place valr-api.md
-    reports commas); REST answers stay strict.
+    Only the account stream's order and trade events use this (the one place VALR's samples
+    show commas); REST answers stay strict.
     """
     if isinstance(value, str) and "," in value:
         if _THOUSANDS.fullmatch(value):
@@ -164,7 +164,7 @@ _STATES: dict[str, OrderState] = {
 
 
 def order_state(status: Any) -> OrderState:
-    """VALR's display string (valr-api.md §8) -> OrderState, case-insensitively."""
+    """VALR's order status display string -> OrderState, case-insensitively."""
     if isinstance(status, str):
         state = _STATES.get(status.strip().lower())
         if state is not None:
@@ -305,7 +305,7 @@ def fill_fee(obj: Json, *, lenient: bool = False) -> tuple[Decimal, str]:
     """``(fee, fee currency)`` of a trade row; a maker rebate is a negative fee.
 
     VALR's maker fills may carry ``makerReward`` and ``makerRewardCurrency`` in place of, or
-    beside, ``fee``/``feeCurrency`` (valr-api.md section 10, one third-party capture: low
+    beside, ``fee``/``feeCurrency`` (one third-party capture: low
     confidence), so every combination is read and none is guessed:
 
     * no ``makerReward`` (absent, null, empty) or a zero one: the ``fee`` as before (absent

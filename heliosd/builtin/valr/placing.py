@@ -130,9 +130,9 @@ class _Placing:
         def reject(message: str, venue_code: int | None = None) -> ExchangeRejected:
             return ExchangeRejected(message, venue_code=venue_code, details={"local": True})
 
-        # VALR's own texts and codes for the size limits (valr-api.md -12007; the maximum's
-        # text is the simulator's): refused here, before a request, the operator reads what
-        # VALR would have said, and what the paper venue says for the same order.
+        # VALR's own texts and codes for the size limits (VALR's -12007 for the minimum; the
+        # maximum's text is the simulator's): refused here, before a request, the operator
+        # reads what VALR would have said, and what the paper venue says for the same order.
         def below_minimum() -> ExchangeRejected:
             return reject(
                 f"Minimum order size not met . Minimum amount: {plain(pair.min_base)} "

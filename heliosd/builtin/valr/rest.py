@@ -1,4 +1,4 @@
-"""Signed REST transport to VALR over one aiohttp session (valr-api.md §2, §3, §6).
+"""Signed REST transport to VALR over one aiohttp session.
 
 Contract:
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 NOT_CONFIGURED = "VALR credentials are not configured"
 
-# -11252 bad signature, -11272 IP not whitelisted (valr-api.md §6.2): credential problems
+# -11252 bad signature, -11272 IP not whitelisted (VALR's error codes): credential problems
 # whatever HTTP status carries them.
 AUTH_CODES = frozenset({-11252, -11272})
 # A 401 whose re-measured clock offset moved by more than this (seconds) from the offset the
@@ -263,7 +263,7 @@ class ValrRest:
             except ValueError:
                 raise TransientError(f"VALR sent unreadable JSON ({what})") from None
         if status == 429:
-            # The 429 body is HTML (valr-api.md §6.1); only the header matters.
+            # VALR's 429 body is HTML, not JSON; only the header matters.
             raise RateLimited(
                 f"VALR rate limit exceeded ({what})", retry_after=self._retry_after(retry_after)
             )

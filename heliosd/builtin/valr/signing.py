@@ -1,4 +1,4 @@
-"""VALR request signing (valr-api.md §3.2).
+"""VALR request signing (HMAC-SHA512, as VALR's API docs specify).
 
 The signature is the lower-case hex HMAC-SHA512 of::
 

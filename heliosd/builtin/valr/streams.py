@@ -1,5 +1,5 @@
 """VALR's two WebSocket streams: ``/ws/account`` (fills, orders, balances) and ``/ws/trade``
-(prices), each a task that never dies (valr-api.md §5).
+(prices), each a task that never dies.
 
 Each stream is the websockets library's ``async for ws in connect(...)`` reconnect loop with
 exponential backoff; the auth headers are signed afresh for every connection attempt (the
@@ -8,10 +8,10 @@ timestamp must be current). Per connection:
 1. account: wait for ``AUTHENTICATED``, or any first message, within ``auth_timeout_s``;
    without either, carry on with a warning (see :meth:`_Stream._await_authenticated`).
    trade: no wait at all, AUTHENTICATED is accepted (and ignored) whenever it comes. That
-   VALR sends AUTHENTICATED on a signed ``/ws/trade`` is unproven (valr-api.md section 10:
-   a community SDK ignores it on both streams [inference]); on ``/ws/account`` its type is
-   known from client libraries (section 5.1, "C2, type only"), not that it always comes
-   first, so neither stream may depend on it;
+   VALR sends AUTHENTICATED on a signed ``/ws/trade`` is unproven (a community SDK ignores
+   it on both streams [inference]); on ``/ws/account`` its type is known from client
+   libraries (its type only), not that it always comes first, so neither stream may
+   depend on it;
 2. account: with ``cancel_on_disconnect``, send VALR's CANCEL_ON_DISCONNECT (its answer,
    CANCEL_ON_DISCONNECT_UPDATE, sets :attr:`AccountStream.cancel_on_disconnect_armed`);
    reconcile through REST *before* reading on (balances snapshot, fills since the
@@ -171,7 +171,7 @@ class _Stream:
                 async for ws in _SignedConnect(
                     self._url,
                     sign=self._sign,
-                    ping_interval=None,  # VALR wants its own JSON PING (valr-api.md §5.2)
+                    ping_interval=None,  # VALR wants its own JSON PING message
                     process_exception=self._process_exception,
                     reconnect_delays=_backoff(self._tuning),
                     open_timeout=self._tuning.auth_timeout_s,
@@ -225,7 +225,7 @@ class _Stream:
 
     async def _await_authenticated(self, ws: ClientConnection) -> None:
         """Until VALR's AUTHENTICATED, or its first other message (on ``/ws/account`` the
-        balance and open-order snapshot VALR pushes on connect [valr-api.md section 5.3,
+        balance and open-order snapshot VALR pushes on connect [VALR's API reference,
         one source]: only an authenticated socket gets it), handled in order; or, after
         ``auth_timeout_s`` of silence, carry on with a warning. Nothing here is trusted
         with the credentials: the signed upgrade was accepted, and the REST reconciliation
@@ -339,7 +339,7 @@ class AccountStream(_Stream):
     # NEW_ACCOUNT_HISTORY_RECORD (the ledger row VALR pushes with each trade, among others)
     # is deliberately not a fill source. Fills are exactly-once by VALR's trade id, and that
     # row's ``id`` is a ledger-row id that is not documented to equal the trade id
-    # (valr-api.md section 5.4 lists it with no trade id; section 10: shape unverified,
+    # (VALR's API reference lists it with no trade id; its shape is unverified,
     # one source), so counting fills from it besides NEW_ACCOUNT_TRADE could count a trade
     # twice; and it carries nothing a fill needs that NEW_ACCOUNT_TRADE lacks. A fill whose
     # NEW_ACCOUNT_TRADE is lost is recovered by the fill check from VALR's trade history
