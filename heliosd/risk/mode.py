@@ -94,6 +94,7 @@ class ModeOrchestrator:
         after_change: Callable[[Mode], Awaitable[None]] | None = None,
         token_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        live_is_simulator: bool = False,
     ) -> None:
         self._store = store
         self._gates = gates
@@ -106,6 +107,7 @@ class ModeOrchestrator:
         self._after_change = after_change
         self._ttl = token_ttl_s
         self._clock = clock
+        self._simulator = live_is_simulator  # notices say "not real money", not "real"
         self._tokens: dict[str, _Token] = {}
         self._lock = asyncio.Lock()
 
@@ -255,7 +257,12 @@ class ModeOrchestrator:
                 reason=reason,
                 details={**details, "backup": str(backup)},
             )
-            self._event(conn, mode_change_event(current.mode, Mode.LIVE, actor=who, reason=reason))
+            self._event(
+                conn,
+                mode_change_event(
+                    current.mode, Mode.LIVE, actor=who, reason=reason, simulator=self._simulator
+                ),
+            )
 
         try:
             await self._store.write(switch)
