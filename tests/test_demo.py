@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli_output import typed_at_a_terminal
 
 from heliosd.runtime.demo import DEMO_LABEL
 
@@ -123,9 +124,16 @@ def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
         "flat paper positions",
     )
 
-    code, out, err = demo.ctl("mode", "live", "--confirm", "LIVE", "--reason", "demo tour")
+    # Typed at a terminal, as a person would: the prompt says what LIVE is here.
+    code, out, err = typed_at_a_terminal(
+        [sys.executable, "-m", "heliosd.control.ctl", "--socket", str(demo.socket),
+         "mode", "live", "--reason", "demo tour"],
+        "LIVE\n",
+    )  # fmt: skip
     assert code == 0, out + err
     assert "All gates passed." in out
+    assert f"Switching LIVE to the simulator (not real money) ({DEMO_LABEL})" in out
+    assert "with real money" not in out
     mode = demo.ctl_json("mode")
     assert mode["mode"] == "LIVE"
     assert mode["verified"] is True
@@ -147,6 +155,12 @@ def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
         10,
         "the emergency-stop notification",
     )
+    # The switch's notification says the simulator, not real money; no order reason
+    # leaks an internal plan name.
+    notices = received.read_text()
+    assert "PAPER -> LIVE: simulator (not real money)" in notices
+    assert "orders are real" not in notices
+    assert "Phase 5" not in json.dumps(demo.ctl_json("orders"))
 
     assert demo.proc is not None
     demo.proc.send_signal(signal.SIGINT)
