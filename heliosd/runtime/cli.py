@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-engine", action="store_true",
                       help="do not autostart the demo strategy (a recorded engine start in"
                       " the state directory is still restored)")  # fmt: skip
-    demo.add_argument("--no-status", action="store_true", help="no live status line")
+    demo.add_argument("--no-status", action="store_true",
+                      help="no status in the terminal title or as status: lines")  # fmt: skip
     demo.add_argument("--sim-port", type=int, default=0,
                       help="port for the embedded simulator (default: any free port)")  # fmt: skip
     # Everything after "sim" goes to heliosd.sim.cli.run_sim, the code path of
