@@ -10,8 +10,10 @@ simulator's account, and every place that shows the venue says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import logging
 import secrets
 import sys
 from decimal import Decimal
@@ -22,9 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from heliosd.core.config import Secret, Settings
+from heliosd.core.pipes import stdout_gone
 from heliosd.core.types import Mode, utcnow
 from heliosd.core.venue import SIMULATOR_NOTE
 from heliosd.runtime.runlock import RunLock
+
+log = logging.getLogger("heliosd.demo")
 
 DEMO_LABEL = "VALR simulator (demo account, not real money)"
 
@@ -146,7 +151,8 @@ async def _status(daemon: Any) -> None:
     ticks = 0
     try:
         while True:
-            await asyncio.sleep(1 if tty else 10)
+            # The first status a second after ready, then every second (tty) or 10 s.
+            await asyncio.sleep(1 if tty or not ticks else 10)
             ticks += 1
             line = _status_line(service)
             if tty:
@@ -158,10 +164,17 @@ async def _status(daemon: Any) -> None:
                 sys.stdout.flush()
             else:
                 print(f"status: {line}", flush=True)
+    except BrokenPipeError:
+        # `heliosd demo | head -1`: the reader has what it wanted; stop as on Ctrl-C.
+        stdout_gone()
+        tty = False
+        log.info("stdout closed: stopping the demo")
+        daemon.request_stop()
     finally:
         if tty:
-            sys.stdout.write("\x1b]0;\x07")  # give the terminal its title back
-            sys.stdout.flush()
+            with contextlib.suppress(OSError):
+                sys.stdout.write("\x1b]0;\x07")  # give the terminal its title back
+                sys.stdout.flush()
 
 
 def _status_line(service: Any) -> str:
