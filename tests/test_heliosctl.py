@@ -387,3 +387,66 @@ def test_table_aligns_columns_and_render_flattens() -> None:
     ]
     assert table([]) == "(none)"
     assert render({"x": {"y": 1}, "rows": [{"k": "v"}]}) == "x.y  1\n\nrows:\nK\nv"
+
+
+# --------------------------------------------------------------------------- amounts for people
+
+
+class TinyAmountsBackend(MemoryBackend):
+    """Answers as the daemon can give them: exact decimal text, exponents included."""
+
+    async def positions(self) -> Any:
+        return {
+            "mode": "PAPER",
+            "paper": [{"pair": "BTCZAR", "asset": "BTC", "quantity": "1E-11",
+                       "average_cost": "1000000.125", "notional": "0.00001", "fees": "2.5E+1",
+                       "currency": "ZAR", "external": False}],
+            "live": [],
+        }  # fmt: skip
+
+    async def pnl(self) -> Any:
+        return {"paper": {"reference_currency": "ZAR", "equity": "100001.1929827",
+                          "fees": "3E-7", "drawdown_pct": "0.0048"}}  # fmt: skip
+
+    async def list_orders(self, *, state: str, limit: int) -> Any:
+        return {"orders": [{
+            "id": 7, "created_at": "2026-12-03T06:00:36.841172+00:00", "mode": "PAPER",
+            "pair": "ETHZAR", "side": "SELL", "type": "LIMIT", "quantity": "0.5",
+            "price": "50000.005", "state": "partially_filled", "filled_quantity": "1E-11",
+            "average_price": "5E+4", "reason": "r", "failed_reason": "",
+            "fees": {"ZAR": "1E-9"},
+        }]}  # fmt: skip
+
+
+async def test_tables_round_to_the_currency_and_never_print_an_exponent(sock_dir: Path) -> None:
+    async for c in _start(sock_dir, TinyAmountsBackend()):
+        r = await c("positions")
+        assert r.code == 0
+        header, row = r.out.split("paper:\n")[1].split("\n\n")[0].splitlines()
+        cells = dict(zip(header.split(), row.split(), strict=True))
+        assert cells["QUANTITY"] == "0.00000000"  # 1E-11 BTC, to BTC's 8 decimals
+        assert cells["AVERAGE_COST"] == "1000000.12"  # ZAR cents, half to even
+        assert cells["NOTIONAL"] == "0.00" and cells["FEES"] == "25.00"
+        assert "live:\n(no positions)" in r.out
+        assert "E-" not in r.out and "E+" not in r.out
+        r = await c("--json", "positions")
+        assert r.json()["paper"][0]["quantity"] == "1E-11"  # scripts get the exact text
+
+        r = await c("pnl")
+        assert "paper.equity              100001.19" in r.out
+        assert "paper.fees                0.00\n" in r.out
+        assert "paper.drawdown_pct        0.0048" in r.out  # a percentage, not money
+
+        r = await c("orders")
+        row = r.out.splitlines()[1]
+        assert "2026-12-03 06:00:36Z" in row  # to the second, UTC
+        assert "0.50000000" in row and "50000.00" in row  # quantity in ETH, price in ZAR
+        assert "0.00000000" in row  # filled 1E-11
+        assert "0.00 ZAR" in row  # the fee, with its currency
+        assert "E-" not in r.out and "E+" not in r.out
+        assert "NET is FILLED" not in r.out  # no base-currency fee, no note
+
+
+def test_exponents_outside_known_columns_print_plain() -> None:
+    assert render({"value": "1E-11"}) == "value  0.00000000001"
+    assert table([{"x": "2.5E+3"}]) == "X\n2500"
