@@ -3,17 +3,21 @@ signal handling (called directly, as uvicorn tests its handlers)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from heliosd.control.ctl import build_parser as build_ctl_parser
 from heliosd.core.config import Settings
+from heliosd.runtime.cli import _parser as cli_parser
 from heliosd.runtime.cli import main
 from heliosd.runtime.daemon import Daemon
 
@@ -91,3 +95,114 @@ async def test_first_signal_stops_gracefully_second_forces_exit(
     assert exits == []
     daemon.handle_signal(signal.SIGINT)
     assert exits == [1]
+
+
+# --------------------------------------------------------------------------- check-config warnings
+
+
+def _good_config(tmp_path: Path) -> Path:
+    """Everything LIVE needs chosen: notifications, credentials, risk limits, no autostart."""
+    key, secret = tmp_path / "key", tmp_path / "secret"
+    key.write_text("k" * 64)
+    secret.write_text("s" * 64)
+    path = tmp_path / "good.toml"
+    path.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[valr]\napi_key = {{ "$file" = "{key}" }}\napi_secret = {{ "$file" = "{secret}" }}\n'
+        "[risk]\nmax_position_pct = 10\nmax_leverage = 1\ndaily_loss_pct = 2\n"
+        "max_drawdown_pct = 8\n"
+        '[notify]\nurls = ["json://127.0.0.1:9/hook"]\n'
+    )
+    return path
+
+
+def test_check_config_ok_for_a_config_ready_for_live(tmp_path: Path) -> None:
+    result = run_cli("check-config", str(_good_config(tmp_path)), "--strict")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in result.stdout
+    assert result.stdout.strip().endswith(")")  # the one ok line, no warning count
+    assert ": ok (" in result.stdout
+
+
+def test_check_config_warns_about_what_will_refuse_live(tmp_path: Path) -> None:
+    config = tmp_path / "surprising.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        "[risk]\nmax_leverage = 2\n"
+        "[notify]\nurls = []\n"
+        "[engine]\nautostart = true\n"
+    )
+    result = run_cli("check-config", str(config))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if ": warning: " in line]
+    text = "\n".join(warnings)
+    assert "notify.urls is empty: every LIVE switch is refused" in text
+    assert "engine.autostart is true but engine.strategy is not set" in text
+    assert (
+        "[risk] left at the defaults (max_position_pct = 20, daily_loss_pct = 5, "
+        "max_drawdown_pct = 15)" in text  # max_leverage was chosen
+    )
+    assert "valr.api_key and valr.api_secret not set: LIVE is refused" in text
+    assert len(warnings) == 4
+    assert "ok (" in result.stdout and "4 warning(s)" in result.stdout
+
+    strict = run_cli("check-config", str(config), "--strict")
+    assert strict.returncode == 1
+    assert "4 warning(s), failing (--strict)" in strict.stderr
+    assert "ok (" not in strict.stdout
+
+
+def test_check_config_warnings_name_keys_never_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "usdc.toml"
+    config.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        '[valr]\npairs = ["BTCUSDC"]\n[engine]\npairs = ["BTCUSDC"]\n'
+        '[notify]\nurls = ["json://u:sekrit-token-99@127.0.0.1:9/hook"]\n'
+    )
+    result = run_cli("check-config", str(config), "--strict")
+    assert result.returncode == 1
+    assert (
+        "risk configuration refuses LIVE (gate risk_config_complete): no configured pair is "
+        "quoted in ZAR" in result.stdout
+    )
+    assert "notify.urls is empty" not in result.stdout
+    assert "sekrit" not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- help and version
+
+
+def _options(parser: argparse.ArgumentParser, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every argument of ``parser`` and of each subcommand, with the command it belongs to."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            yield path or "(top)", action
+
+
+@pytest.mark.parametrize("build", [cli_parser, build_ctl_parser], ids=["heliosd", "heliosctl"])
+def test_every_option_of_every_subcommand_has_help(build: Any) -> None:
+    options = list(_options(build()))
+    assert len(options) > 5
+    missing = [f"{cmd}: {a.option_strings or a.dest}" for cmd, a in options
+               if not a.help or a.help == argparse.SUPPRESS]  # fmt: skip
+    assert not missing, missing
+    # Every subcommand says what it does in its own --help too.
+    for action in build()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in action._choices_actions}
+            assert all(helps.get(name) for name in action.choices), helps
+
+
+def test_heliosd_help_keeps_its_description_and_exit_codes() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    out = result.stdout
+    # Raw layout: the command lines stay lines, nothing reflowed or cut.
+    assert "\n  heliosd check-config FILE [--strict]" in out
+    assert "exit codes: 0 ok, 1 failure (check-config --strict: warnings), 2 usage," in out
+    assert "141 stdout's reader went away (| head)" in out
+    sub = run_cli("check-config", "--help")
+    assert "--strict" in sub.stdout and "treat warnings" in sub.stdout

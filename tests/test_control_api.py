@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from heliosd import __version__
 from heliosd.control.app import build_app, registered_routes
 from heliosd.control.backend import JSON, Actor, OrderRequest
 from heliosd.control.openapi import OPERATIONS
@@ -725,9 +726,12 @@ async def test_ledger_views_serialise_decimals_as_strings(served: Served) -> Non
 
 
 async def test_health_is_200_or_503(served: Served) -> None:
-    assert await served.call("GET", "/api/health") == (200, {"store": "ok", "feeds": "ok"})
+    # Every answer also says which heliosd answered, whatever the backend reports.
+    ok = {"store": "ok", "feeds": "ok", "version": __version__}
+    assert await served.call("GET", "/api/health") == (200, ok)
     served.backend.healthy = False
-    assert await served.call("GET", "/api/health") == (503, {"store": "ok", "feeds": "stale"})
+    stale = {"store": "ok", "feeds": "stale", "version": __version__}
+    assert await served.call("GET", "/api/health") == (503, stale)
 
 
 async def test_plugin_info_answers_plugins_when_given(sock_dir: Path) -> None:

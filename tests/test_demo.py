@@ -9,7 +9,11 @@ with exit code 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli_output import HELIOSD, run_into_closed_pipe, typed_at_a_terminal
 
 from heliosd.runtime.demo import DEMO_LABEL
 
@@ -123,9 +128,16 @@ def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
         "flat paper positions",
     )
 
-    code, out, err = demo.ctl("mode", "live", "--confirm", "LIVE", "--reason", "demo tour")
+    # Typed at a terminal, as a person would: the prompt says what LIVE is here.
+    code, out, err = typed_at_a_terminal(
+        [sys.executable, "-m", "heliosd.control.ctl", "--socket", str(demo.socket),
+         "mode", "live", "--reason", "demo tour"],
+        "LIVE\n",
+    )  # fmt: skip
     assert code == 0, out + err
     assert "All gates passed." in out
+    assert f"Switching LIVE to the simulator (not real money) ({DEMO_LABEL})" in out
+    assert "with real money" not in out
     mode = demo.ctl_json("mode")
     assert mode["mode"] == "LIVE"
     assert mode["verified"] is True
@@ -147,6 +159,12 @@ def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
         10,
         "the emergency-stop notification",
     )
+    # The switch's notification says the simulator, not real money; no order reason
+    # leaks an internal plan name.
+    notices = received.read_text()
+    assert "PAPER -> LIVE: simulator (not real money)" in notices
+    assert "orders are real" not in notices
+    assert "Phase 5" not in json.dumps(demo.ctl_json("orders"))
 
     assert demo.proc is not None
     demo.proc.send_signal(signal.SIGINT)
@@ -157,3 +175,52 @@ def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
     # Nothing went wrong on the way, quietly or loudly.
     assert not [line for line in logs.splitlines() if " ERROR " in line or " WARNING " in line]
     assert "Traceback" not in logs
+
+
+def test_demo_whose_reader_went_away_stops_quietly(short_dir: Path) -> None:
+    """`heliosd demo | head -1` once head has its line: the next status write stops the
+    demo as Ctrl-C would, exit 0, no traceback."""
+    done = run_into_closed_pipe(
+        [*HELIOSD, "demo", "--state-dir", str(short_dir / "var"), "--no-engine"]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    logs = done.stderr.decode(errors="replace")
+    assert "stdout closed: stopping the demo" in logs
+    assert "heliosd stopped" in logs
+    assert "Traceback" not in logs and "Exception ignored" not in logs
+
+
+def test_demo_status_is_the_terminal_title_and_a_line_of_its_own(short_dir: Path) -> None:
+    """On a terminal the status goes to the window title every second and prints as a
+    whole line of its own (never redrawn in place, where log lines would run into it)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*HELIOSD, "demo", "--state-dir", str(short_dir / "var"), "--no-engine"],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while seen.count(b"\x1b]0;heliosd demo: ") < 2 and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        with contextlib.suppress(OSError):
+            while select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 65536)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = seen.decode(errors="replace")
+    assert "\x1b]0;heliosd demo: PAPER | equity 100,000.00 ZAR" in text
+    lines = text.replace("\r\n", "\n").split("\n")
+    status = [line for line in lines if "status: PAPER | equity" in line]
+    assert status, text[-2000:]
+    # The line is whole: nothing of a log record before it on the same line.
+    assert all(line.split("\x07")[-1].startswith("status: ") for line in status)
+    assert "\r\x1b[2K" not in text  # no redraw in place
+    assert "\x1b]0;\x07" in text  # the title given back on the way out

@@ -210,10 +210,10 @@ async def test_stop_resume_and_engine(ctl: Ctl) -> None:
 async def test_order_orders_and_cancel(ctl: Ctl) -> None:
     r = await ctl("order", "buy", "BTCZAR", "0.01", "--reason", "test")
     assert r.code == 0, r.err
-    assert r.out.startswith("order 1 filled: PAPER BUY 0.01 BTCZAR MARKET")
+    assert r.out.startswith("order 1 filled: PAPER BUY 0.01000000 BTCZAR MARKET")  # BTC: 8
     r = await ctl("order", "SELL", "BTCZAR", "0.02", "--limit", "1500000")
     assert r.code == 0
-    assert "@ 1500000" in r.out
+    assert "@ 1500000.00" in r.out  # ZAR: 2 decimals
     request = ctl.backend.calls[-1][1]
     assert request.price == Decimal(1500000)
     assert request.quantity == Decimal("0.02")
@@ -297,8 +297,9 @@ async def test_watch_prints_one_line_per_event(ctl: Ctl) -> None:
     assert r.code == 0
     lines = r.out.splitlines()
     assert len(lines) == 2
-    assert lines[0].split() == ["2024-05-01T10:00:00+00:00", "order_filled", '{"id":1}']
-    assert lines[1].split(None, 1)[1] == "halted                   drawdown 15%"
+    # Time to the second in UTC, the type, then the fields that matter (scalars as k=v).
+    assert lines[0] == "2024-05-01 10:00:00Z  order_filled     id=1"
+    assert lines[1].split(None, 2)[2] == "halted           drawdown 15%"
 
 
 async def test_watch_json_lines_and_stream_end(ctl: Ctl) -> None:
@@ -386,3 +387,66 @@ def test_table_aligns_columns_and_render_flattens() -> None:
     ]
     assert table([]) == "(none)"
     assert render({"x": {"y": 1}, "rows": [{"k": "v"}]}) == "x.y  1\n\nrows:\nK\nv"
+
+
+# --------------------------------------------------------------------------- amounts for people
+
+
+class TinyAmountsBackend(MemoryBackend):
+    """Answers as the daemon can give them: exact decimal text, exponents included."""
+
+    async def positions(self) -> Any:
+        return {
+            "mode": "PAPER",
+            "paper": [{"pair": "BTCZAR", "asset": "BTC", "quantity": "1E-11",
+                       "average_cost": "1000000.125", "notional": "0.00001", "fees": "2.5E+1",
+                       "currency": "ZAR", "external": False}],
+            "live": [],
+        }  # fmt: skip
+
+    async def pnl(self) -> Any:
+        return {"paper": {"reference_currency": "ZAR", "equity": "100001.1929827",
+                          "fees": "3E-7", "drawdown_pct": "0.0048"}}  # fmt: skip
+
+    async def list_orders(self, *, state: str, limit: int) -> Any:
+        return {"orders": [{
+            "id": 7, "created_at": "2026-12-03T06:00:36.841172+00:00", "mode": "PAPER",
+            "pair": "ETHZAR", "side": "SELL", "type": "LIMIT", "quantity": "0.5",
+            "price": "50000.005", "state": "partially_filled", "filled_quantity": "1E-11",
+            "average_price": "5E+4", "reason": "r", "failed_reason": "",
+            "fees": {"ZAR": "1E-9"},
+        }]}  # fmt: skip
+
+
+async def test_tables_round_to_the_currency_and_never_print_an_exponent(sock_dir: Path) -> None:
+    async for c in _start(sock_dir, TinyAmountsBackend()):
+        r = await c("positions")
+        assert r.code == 0
+        header, row = r.out.split("paper:\n")[1].split("\n\n")[0].splitlines()
+        cells = dict(zip(header.split(), row.split(), strict=True))
+        assert cells["QUANTITY"] == "0.00000000"  # 1E-11 BTC, to BTC's 8 decimals
+        assert cells["AVERAGE_COST"] == "1000000.12"  # ZAR cents, half to even
+        assert cells["NOTIONAL"] == "0.00" and cells["FEES"] == "25.00"
+        assert "live:\n(no positions)" in r.out
+        assert "E-" not in r.out and "E+" not in r.out
+        r = await c("--json", "positions")
+        assert r.json()["paper"][0]["quantity"] == "1E-11"  # scripts get the exact text
+
+        r = await c("pnl")
+        assert "paper.equity              100001.19" in r.out
+        assert "paper.fees                0.00\n" in r.out
+        assert "paper.drawdown_pct        0.0048" in r.out  # a percentage, not money
+
+        r = await c("orders")
+        row = r.out.splitlines()[1]
+        assert "2026-12-03 06:00:36Z" in row  # to the second, UTC
+        assert "0.50000000" in row and "50000.00" in row  # quantity in ETH, price in ZAR
+        assert "0.00000000" in row  # filled 1E-11
+        assert "0.00 ZAR" in row  # the fee, with its currency
+        assert "E-" not in r.out and "E+" not in r.out
+        assert "NET is FILLED" not in r.out  # no base-currency fee, no note
+
+
+def test_exponents_outside_known_columns_print_plain() -> None:
+    assert render({"value": "1E-11"}) == "value  0.00000000001"
+    assert table([{"x": "2.5E+3"}]) == "X\n2500"

@@ -233,7 +233,7 @@ async def test_below_minimum_and_above_maximum(market: MarketData) -> None:
     with pytest.raises(ExchangeRejected) as err:
         await ex.place(req(BUY, "0.00009999"))
     assert err.value.message == (
-        "Minimum order size not met . Minimum amount: 0.0001 BTC, minimum total: 10 ZAR"
+        "Minimum order size not met. Minimum amount: 0.0001 BTC, minimum total: 10 ZAR"
     )
     assert err.value.venue_code == -12007
     # Enough base, too little quote: 0.0001 BTC at 50,000 ZAR is 5 ZAR.
@@ -242,7 +242,7 @@ async def test_below_minimum_and_above_maximum(market: MarketData) -> None:
     with pytest.raises(ExchangeRejected) as err:
         await ex.place(req(SELL, "2.1", LIMIT, "1100000"))
     assert err.value.message == (
-        "Maximum order size exceeded . Maximum amount: 2 BTC, maximum total: 5000000 ZAR"
+        "Maximum order size exceeded. Maximum amount: 2 BTC, maximum total: 5000000 ZAR"
     )
     await ex.close()
 

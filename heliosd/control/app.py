@@ -33,6 +33,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
+from heliosd import __version__
 from heliosd.control import schema as sc
 from heliosd.control.backend import JSON, Actor, CloseRequest, ControlBackend, OrderRequest
 from heliosd.control.openapi import build_document
@@ -605,6 +606,8 @@ class ControlApi:
 
     async def health(self, request: web.Request) -> web.Response:
         healthy, body = await self.backend.health()
+        # Every backend's answer says which heliosd answered (design: health carries version).
+        body = {**body, "version": __version__}
         return json_response(body, status=200 if healthy else 503)
 
     async def openapi(self, request: web.Request) -> web.Response:

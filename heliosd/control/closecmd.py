@@ -20,8 +20,8 @@ from heliosd.control.ctl import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_USAGE,
-    ORDER_COLUMNS,
     exit_code,
+    orders_table,
     table,
 )
 
@@ -117,7 +117,7 @@ def close_command(
     if as_json:
         dump(answer)
     else:
-        out(table(sent, ORDER_COLUMNS))
+        out(orders_table({"orders": sent}))
         _show_left(out, answer)
     refused = [o for o in sent if isinstance(o, Mapping) and o.get("state") in _FAILED]
     if refused:

@@ -3,7 +3,8 @@
 Every command wraps one control API route. People get aligned tables;
 ``--json`` prints the daemon's JSON unchanged for scripts. Exit codes (a contract scripts
 rely on): 0 ok, 1 refused (any 4xx answer, or the operator did not confirm), 2 usage,
-3 daemon not running, 4 server error (5xx, unreadable answer, lost connection).
+3 daemon not running, 4 server error (5xx, unreadable answer, lost connection), 141 the
+reader of stdout went away (``heliosctl watch | head -3``: quietly, as SIGPIPE would).
 
 Switching to LIVE asks the operator to type ``LIVE`` on a terminal. Without a terminal, or
 with ``--json``, it refuses unless ``--confirm LIVE`` (or ``--yes-i-typed-live``) is given.
@@ -15,11 +16,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 from urllib.parse import urlencode
 
+from heliosd import __version__
+from heliosd.control import display
 from heliosd.control.client import BadResponse, ControlClient, DaemonUnreachable, default_socket
+from heliosd.core.pipes import stdout_gone
+from heliosd.core.venue import SIMULATOR_NOTE
 
 EXIT_OK: Final = 0
 EXIT_REFUSED: Final = 1
@@ -27,20 +31,6 @@ EXIT_USAGE: Final = 2
 EXIT_NOT_RUNNING: Final = 3
 EXIT_SERVER: Final = 4
 
-ORDER_COLUMNS: Final = (
-    "id",
-    "created_at",
-    "mode",
-    "pair",
-    "side",
-    "type",
-    "quantity",
-    "price",
-    "state",
-    "filled_quantity",
-    "average_price",
-    "reason",
-)
 HISTORY_COLUMNS: Final = ("id", "changed_at", "old_mode", "new_mode", "changed_by", "reason")
 GATE_COLUMNS: Final = ("name", "ok", "reason")
 
@@ -55,7 +45,7 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(value).replace("\n", " ")
+    return str(display.plain_text(value)).replace("\n", " ")
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -110,13 +100,27 @@ def mode_summary(body: Any) -> str:
     return f"{head}\n\n{render(body)}"
 
 
+# Amounts in an answer's reference currency (pnl, risk): rounded to its decimals in tables.
+MONEY_KEYS: Final = frozenset((
+    "equity", "realized", "unrealized", "fees", "daily_pnl", "peak_equity", "day_start_equity",
+    "gross_exposure", "pending_buy_value", "flows_today",
+))  # fmt: skip
+
+
 def _flatten(
-    body: Mapping[str, Any], prefix: str, pairs: list[tuple[str, str]], blocks: list[str]
+    body: Mapping[str, Any],
+    prefix: str,
+    pairs: list[tuple[str, str]],
+    blocks: list[str],
+    currency: str | None = None,
 ) -> None:
+    currency = body.get("reference_currency") or currency
     for key, value in body.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            _flatten(value, f"{name}.", pairs, blocks)
+            _flatten(value, f"{name}.", pairs, blocks, currency)
+        elif currency and key in MONEY_KEYS and display.decimal_of(value) is not None:
+            pairs.append((name, display.amount(value, currency)))
         elif _is_rows(value):
             blocks.append(f"{name}:\n{table(value)}")
         elif isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
@@ -126,12 +130,32 @@ def _flatten(
 
 
 def order_line(order: Mapping[str, Any]) -> str:
-    price = f" @ {order['price']}" if order.get("price") else ""
+    base, quote = display.split_pair(order.get("pair"))
+    price = f" @ {display.amount(order['price'], quote)}" if order.get("price") else ""
     return (
         f"order {order.get('id')} {order.get('state')}: {order.get('mode')} "
-        f"{order.get('side')} {order.get('quantity')} {order.get('pair')} "
+        f"{order.get('side')} {display.amount(order.get('quantity'), base)} {order.get('pair')} "
         f"{order.get('type')}{price}"
     )
+
+
+def orders_table(body: Any) -> str:
+    rows, net_shown = display.order_rows(body.get("orders", []))
+    text = table(rows, display.ORDER_TABLE)
+    return f"{text}\n\n{display.NET_NOTE}" if net_shown else text
+
+
+def positions_view(body: Any) -> str:
+    """Each mode's positions as a table; a mode without any says so in words."""
+    if not isinstance(body, dict) or not ("paper" in body or "live" in body):
+        return render(body)
+    parts = [f"mode  {body.get('mode')}"] if body.get("mode") else []
+    for key in ("paper", "live"):
+        rows = body.get(key)
+        if isinstance(rows, list):
+            shown = table(display.position_rows(rows)) if _is_rows(rows) else "(no positions)"
+            parts.append(f"{key}:\n{shown}")
+    return "\n\n".join(parts)
 
 
 # --------------------------------------------------------------------------- the runner
@@ -213,8 +237,7 @@ class Ctl:
                 return EXIT_REFUSED
             expires = details.get("expires_in", 60)
             print(
-                f"Switching to LIVE trading with real money. Type LIVE to confirm "
-                f"(within {expires} s): ",
+                f"{self.live_target()}. Type LIVE to confirm (within {expires} s): ",
                 end="",
                 file=self.stdout,
                 flush=True,
@@ -230,6 +253,13 @@ class Ctl:
                 {"mode": "LIVE", "confirm_token": token, "reason": reason},
             )
         )
+
+    def live_target(self) -> str:
+        """What a LIVE switch means here: real money, unless LIVE is the simulator."""
+        status, body = self.call("GET", "/api/trading/mode")
+        if status == 200 and isinstance(body, dict) and body.get("live_is_simulator") is True:
+            return f"Switching LIVE to the {SIMULATOR_NOTE} ({body.get('live_venue')})"
+        return "Switching to LIVE trading with real money"
 
     def history(self) -> int:
         status, body = self.call(
@@ -278,13 +308,13 @@ class Ctl:
         a = self.args
         path = _with_query("/api/orders", state="open" if a.open else None, limit=a.limit)
         status, body = self.call("GET", path)
-        return self.finish(status, body, lambda b: table(b.get("orders", []), ORDER_COLUMNS))
+        return self.finish(status, body, orders_table)
 
     def cancel(self) -> int:
         return self.finish(*self.call("DELETE", f"/api/orders/{self.args.id}"))
 
-    def simple(self, path: str) -> int:
-        return self.finish(*self.call("GET", path))
+    def simple(self, path: str, show: Callable[[Any], str] = render) -> int:
+        return self.finish(*self.call("GET", path), show=show)
 
     def health(self) -> int:
         status, body = self.call("GET", "/api/health")
@@ -312,16 +342,7 @@ class Ctl:
     def event_line(self, kind: str, data: Any) -> str:
         if self.json:
             return json.dumps({"type": kind, "data": data}, ensure_ascii=False)
-        at = data.get("at") if isinstance(data, dict) else None
-        at = at or datetime.now(UTC).isoformat(timespec="seconds")
-        if isinstance(data, dict):
-            summary = data.get("message") or data.get("title")
-            if not summary:
-                rest = {k: v for k, v in data.items() if k not in ("type", "kind", "at")}
-                summary = json.dumps(rest, separators=(",", ":"), ensure_ascii=False)
-        else:
-            summary = cell(data)
-        return f"{at}  {kind:<24} {summary}"
+        return display.event_line(kind, data)
 
     def backup(self) -> int:
         status, body = self.call("POST", "/api/backup", {})
@@ -410,26 +431,37 @@ def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS keeps a subcommand from resetting a value given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS,
+        help="print the daemon's JSON unchanged (exact values, for scripts)",
+    )  # fmt: skip
 
     p = argparse.ArgumentParser(
         prog="heliosctl",
         description="Control a running heliosd over its Unix socket.",
-        epilog="exit codes: 0 ok, 1 refused, 2 usage, 3 daemon not running, 4 server error",
+        epilog="exit codes: 0 ok, 1 refused, 2 usage, 3 daemon not running, 4 server error, "
+        "141 stdout closed early (| head)",
     )
     p.add_argument(
         "--socket",
         default=None,
         help="control socket (default: $HELIOSCTL_SOCKET, else /run/heliosd/heliosd.sock)",
     )
-    p.add_argument("--json", action="store_true", default=False, help="print raw JSON")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False,
+        help="print the daemon's JSON unchanged (exact values, for scripts)",
+    )
+    p.add_argument("--version", action="version", version=f"heliosctl {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, parents=[common])
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
 
     m = cmd("mode", "show the trading mode, or switch it (paper | live)")
-    m.add_argument("target", nargs="?", choices=("paper", "live"), type=str.lower)
+    m.add_argument("target", nargs="?", choices=("paper", "live"), type=str.lower,
+                   help="switch to this mode; without it, show the current mode")  # fmt: skip
     m.add_argument("--reason", help="why (recorded in the audit)")
     m.add_argument("--confirm", metavar="LIVE", help="confirm a LIVE switch without a prompt")
     m.add_argument(
@@ -439,26 +471,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, help_text in (("history", "mode change history"), ("audit", "audit log")):
         c = cmd(name, help_text)
-        c.add_argument("--limit", type=_positive_int)
+        c.add_argument("--limit", type=_positive_int, help="at most N entries, newest first")
     s = cmd("stop", "EMERGENCY STOP: halt, cancel all orders, switch to PAPER, latch")
-    s.add_argument("--reason")
+    s.add_argument("--reason", help="why (recorded in the audit and the notification)")
     r = cmd("resume", "clear a latched stop")
-    r.add_argument("--reason", required=True)
+    r.add_argument("--reason", required=True, help="why trading may go on (recorded)")
     h = cmd("halt", "HALT trading: refuse every order but cancels until a resume")
-    h.add_argument("--reason", required=True)
+    h.add_argument("--reason", required=True, help="why (recorded in the audit)")
     e = cmd("engine", "autonomous engine")
-    e.add_argument("action", choices=("start", "stop", "status"))
+    e.add_argument("action", choices=("start", "stop", "status"),
+                   help="start or stop the strategy, or show its status")  # fmt: skip
     o = cmd("order", "place a manual order (MARKET, or LIMIT with --limit PRICE)")
-    o.add_argument("side", type=_side, metavar="BUY|SELL")
-    o.add_argument("pair")
-    o.add_argument("quantity", metavar="QTY")
-    o.add_argument("--limit", metavar="PRICE")
-    o.add_argument("--reason")
+    o.add_argument("side", type=_side, metavar="BUY|SELL", help="BUY or SELL")
+    o.add_argument("pair", help="VALR pair, e.g. BTCZAR")
+    o.add_argument("quantity", metavar="QTY", help="base-currency quantity, e.g. 0.0001")
+    o.add_argument("--limit", metavar="PRICE", help="a LIMIT order at PRICE (quote currency)")
+    o.add_argument("--reason", help="why (stored with the order)")
     ol = cmd("orders", "list orders, newest first")
     ol.add_argument("--open", action="store_true", help="open orders only")
-    ol.add_argument("--limit", type=_positive_int)
+    ol.add_argument("--limit", type=_positive_int, help="at most N orders")
     c = cmd("cancel", "cancel an order")
-    c.add_argument("id", type=_positive_int)
+    c.add_argument("id", type=_positive_int, help="the order's id (heliosctl orders)")
     for name, help_text in (
         ("positions", "positions"),
         ("pnl", "realized, unrealized and daily P&L"),
@@ -469,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         cmd(name, help_text)
     ls = cmd("live-smoke", "first LIVE trade check: minimum MARKET BUY, then verify everything")
-    ls.add_argument("pair")
+    ls.add_argument("pair", help="VALR pair to buy the minimum of, e.g. BTCZAR")
     ls.add_argument("--yes", action="store_true", help="do not ask before placing the order")
     ls.add_argument("--quantity", metavar="QTY", help="base quantity (default: pair minimum)")
     ls.add_argument("--timeout", type=_positive_int, default=30, help="seconds per check")
@@ -498,9 +531,14 @@ def main(
     stderr = stderr or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        finally:
+            sys.stdout.flush()  # --help, --version: a closed pipe fails here, not at exit
     except SystemExit as exc:  # argparse: --help is 0, a usage error 2
         return int(exc.code or 0)
+    except BrokenPipeError:
+        return stdout_gone()
     args.socket = args.socket or default_socket()
     if args.command == "mode" and args.confirm is not None and args.confirm != "LIVE":
         print("heliosctl: --confirm takes exactly LIVE", file=stderr)
@@ -517,7 +555,7 @@ def main(
         "order": ctl.order,
         "orders": ctl.orders,
         "cancel": ctl.cancel,
-        "positions": lambda: ctl.simple("/api/positions"),
+        "positions": lambda: ctl.simple("/api/positions", positions_view),
         "pnl": lambda: ctl.simple("/api/pnl"),
         "risk": lambda: ctl.simple("/api/risk"),
         "plugins": lambda: ctl.simple("/api/plugins"),
@@ -537,6 +575,8 @@ def main(
     except BadResponse as exc:
         print(f"heliosctl: unexpected answer from {args.socket}: {exc}", file=stderr)
         return EXIT_SERVER
+    except BrokenPipeError:  # the reader closed the pipe (| head): nothing left to say
+        return stdout_gone()
     except KeyboardInterrupt:
         print("heliosctl: interrupted", file=stderr)
         return 130

@@ -196,6 +196,10 @@ class Mode(Answer):
     state_reason: Annotated[str, Meta(description="Empty when ACTIVE.")]
     epoch: Epoch
     live_venue: Annotated[str, Meta(description="The LIVE venue's label.")]
+    live_is_simulator: Annotated[
+        bool,
+        Meta(description="LIVE is the VALR simulator (plain loopback URLs): not real money."),
+    ]
 
 
 class ModeSwitched(Mode):
@@ -343,6 +347,13 @@ class Order(Answer):
     failed_reason: str | None
     created_at: Time
     updated_at: Time
+    fees: (
+        Annotated[
+            dict[str, DecimalText],
+            Meta(description="GET /api/orders only: the fills' fees summed per currency."),
+        ]
+        | None
+    ) = None
 
 
 class OrderAnswer(Answer):
@@ -434,6 +445,7 @@ class Health(Answer):
     halted: bool
     ledger_errors: dict[str, Any]
     cancel_on_disconnect: bool
+    version: Annotated[str, Meta(description="heliosd's version.", examples=["0.1.0"])]
     fill_gaps_closed: Annotated[
         int,
         Meta(

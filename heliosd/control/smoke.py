@@ -62,7 +62,7 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 # a margin over the current ask so a small move between now and the fill cannot undercut it.
 PRICE_MARGIN: Final = Decimal("1.02")
 _OPEN_STATES: Final = frozenset({"new", "sent", "placed", "partially_filled"})
-_REASON: Final = "live-smoke: minimum-size MARKET BUY (operator plan Phase 5)"
+_REASON: Final = "live-smoke: minimum-size MARKET BUY"
 
 
 class SmokeRefused(Exception):
@@ -93,6 +93,7 @@ class Plan:
     quantity: Decimal
     quantity_source: str
     venue: str
+    simulator: bool = False  # LIVE is the VALR simulator: not real money
 
 
 @dataclass
@@ -326,7 +327,7 @@ class LiveSmoke:
         risk = self.get("/api/risk")
         if risk.get("halted"):
             raise SmokeRefused("a breaker is tripped (GET /api/risk): not trading")
-        return Plan(self.pair, *self._quantity(risk), venue)
+        return Plan(self.pair, *self._quantity(risk), venue, mode.get("live_is_simulator") is True)
 
     def _quantity(self, risk: Mapping[str, Any]) -> tuple[Decimal, str]:
         pairs = risk.get("pairs")
@@ -685,9 +686,11 @@ def live_smoke_command(
         if not yes:
             if as_json or not stdin.isatty():
                 raise SmokeRefused(
-                    "live-smoke places a real order: pass --yes to run it without a terminal"
+                    "live-smoke places an order on the LIVE account: pass --yes to run it "
+                    "without a terminal"
                 )
-            print("This trades real money. Type BUY to place it: ", end="", file=stdout, flush=True)
+            stakes = "on the simulator (not real money)" if plan.simulator else "real money"
+            print(f"This trades {stakes}. Type BUY to place it: ", end="", file=stdout, flush=True)
             if stdin.readline().strip() != "BUY":
                 raise SmokeRefused("aborted; nothing was placed")
         events = EventTap(client.socket_path)

@@ -187,12 +187,14 @@ def mode_change_event(
     reason: str,
     open_orders: int = 0,
     positions: Mapping[str, Decimal] | None = None,
+    simulator: bool = False,
 ) -> Event:
-    """A committed mode change. ``open_orders``/``positions``: what LIVE left open."""
+    """A committed mode change. ``open_orders``/``positions``: what LIVE left open.
+    ``simulator``: LIVE is the VALR simulator, and the title says so instead."""
     title = f"Trading mode {old or '?'} -> {new}"
     live = str(new) == Mode.LIVE
     if live:
-        title += ": orders are real from now on"
+        title += ": simulator (not real money)" if simulator else ": orders are real from now on"
     left = ""
     if open_orders or positions:
         held = ", ".join(f"{p} {_num(q)}" for p, q in (positions or {}).items())

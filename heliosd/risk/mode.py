@@ -90,6 +90,7 @@ class ModeOrchestrator:
         after_backup: Callable[[Path], Awaitable[None]] | None = None,
         token_ttl_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        live_is_simulator: bool = False,
     ) -> None:
         self._store = store
         self._gates = gates
@@ -103,6 +104,7 @@ class ModeOrchestrator:
         self._after_backup = after_backup  # pruning old backups (heliosd.runtime.backup)
         self._ttl = token_ttl_s
         self._tokens = ConfirmTokens(token_ttl_s, clock)
+        self._simulator = live_is_simulator  # notices say "not real money", not "real"
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ reads
@@ -256,7 +258,12 @@ class ModeOrchestrator:
                 reason=reason,
                 details={**details, "backup": str(backup)},
             )
-            self._event(conn, mode_change_event(current.mode, Mode.LIVE, actor=who, reason=reason))
+            self._event(
+                conn,
+                mode_change_event(
+                    current.mode, Mode.LIVE, actor=who, reason=reason, simulator=self._simulator
+                ),
+            )
 
         try:
             await self._store.write(switch)

@@ -474,7 +474,7 @@ def add_parsers(sub: Any) -> None:
     restore_p = sub.add_parser(
         "restore", help="replace the database with a backup (the daemon must be stopped)"
     )
-    restore_p.add_argument("file")
+    restore_p.add_argument("file", help="the backup to restore (a heliosd database)")
     _where(restore_p)
 
 

@@ -10,8 +10,10 @@ simulator's account, and every place that shows the venue says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import logging
 import secrets
 import sys
 from decimal import Decimal
@@ -22,8 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from heliosd.core.config import Secret, Settings
+from heliosd.core.pipes import stdout_gone
 from heliosd.core.types import Mode, utcnow
+from heliosd.core.venue import SIMULATOR_NOTE
 from heliosd.runtime.runlock import RunLock
+
+log = logging.getLogger("heliosd.demo")
 
 DEMO_LABEL = "VALR simulator (demo account, not real money)"
 
@@ -114,7 +120,7 @@ async def _demo(
 
             daemon.on_ready.append(start_status)
         print(
-            f"heliosd demo: simulator {sim.rest_url} ({DEMO_LABEL}); control socket "
+            f"heliosd demo: {DEMO_LABEL} at {sim.rest_url}; control socket "
             f"{settings.daemon.control_socket}\n  try: heliosctl --socket "
             f"{settings.daemon.control_socket} mode   (Ctrl-C stops)",
             file=sys.stderr,
@@ -128,38 +134,71 @@ async def _demo(
         await sim.stop()
 
 
+# On a terminal the status refreshes every second in the window title (log lines on stderr
+# would overwrite, or be overwritten by, a line redrawn in place) and prints as a line of its
+# own every STATUS_LINE_EVERY_S; elsewhere (a file, a pipe) only the lines, every 10 s.
+STATUS_LINE_EVERY_S = 30
+
+
+def status_label(mode: Mode) -> str:
+    return f"LIVE {SIMULATOR_NOTE}" if mode is Mode.LIVE else "PAPER"
+
+
 async def _status(daemon: Any) -> None:
-    """One line, refreshed in place on a terminal (every 10 s as a new line otherwise)."""
+    """The demo's status: the terminal's title, and a line of its own now and then."""
     tty = sys.stdout.isatty()
     service = daemon.service
-    while True:
-        await asyncio.sleep(1 if tty else 10)
-        try:
-            mode = service.store.mode_state().mode
-            snap = service.ledgers[mode].peek(utcnow())
-            positions = (
-                ", ".join(
-                    f"{p} {format(q.normalize(), 'f')}"
-                    for p, q in service.ledgers[mode].positions().items()
-                    if q
-                )
-                or "none"
-            )
-            halt = service.breakers.halt_reason()
-            label = "LIVE (simulator)" if mode is Mode.LIVE else "PAPER"
-            line = (
-                f"{label} | equity {snap.equity:,.2f} ZAR | day {snap.daily_pnl:+,.2f}"
-                f" | dd {snap.drawdown_pct:.2f}% | positions {positions}"
-                f" | fills {service.sinks[mode].fills_applied}"
-                + (f" | HALTED: {halt}" if halt else "")
-            )
-        except Exception as exc:  # the status line must never take the demo down
-            line = f"status unavailable: {exc}"
+    ticks = 0
+    try:
+        while True:
+            # The first status a second after ready, then every second (tty) or 10 s.
+            await asyncio.sleep(1 if tty or not ticks else 10)
+            ticks += 1
+            line = _status_line(service)
+            if tty:
+                # OSC 0: set the window title; printable text only (no escape injection).
+                title = "".join(ch for ch in line[:200] if ch.isprintable())
+                sys.stdout.write(f"\x1b]0;heliosd demo: {title}\x07")
+                if ticks % STATUS_LINE_EVERY_S == 1:
+                    sys.stdout.write(f"status: {line}\n")
+                sys.stdout.flush()
+            else:
+                print(f"status: {line}", flush=True)
+    except BrokenPipeError:
+        # `heliosd demo | head -1`: the reader has what it wanted; stop as on Ctrl-C.
+        stdout_gone()
+        tty = False
+        log.info("stdout closed: stopping the demo")
+        daemon.request_stop()
+    finally:
         if tty:
-            sys.stdout.write("\r\x1b[2K" + line[:200])
-            sys.stdout.flush()
-        else:
-            print(line, flush=True)
+            with contextlib.suppress(OSError):
+                sys.stdout.write("\x1b]0;\x07")  # give the terminal its title back
+                sys.stdout.flush()
+
+
+def _status_line(service: Any) -> str:
+    """Mode (LIVE says it is the simulator), equity, P&L, drawdown, positions, fills."""
+    try:
+        mode = service.store.mode_state().mode
+        snap = service.ledgers[mode].peek(utcnow())
+        positions = (
+            ", ".join(
+                f"{p} {format(q.normalize(), 'f')}"
+                for p, q in service.ledgers[mode].positions().items()
+                if q
+            )
+            or "none"
+        )
+        halt = service.breakers.halt_reason()
+        line = (
+            f"{status_label(mode)} | equity {snap.equity:,.2f} ZAR | day {snap.daily_pnl:+,.2f}"
+            f" | dd {snap.drawdown_pct:.2f}% | positions {positions}"
+            f" | fills {service.sinks[mode].fills_applied}" + (f" | HALTED: {halt}" if halt else "")
+        )
+    except Exception as exc:  # the status line must never take the demo down
+        line = f"status unavailable: {exc}"
+    return line
 
 
 def run_demo(

@@ -41,6 +41,7 @@ from heliosd.core.types import (
     TradingState,
     utcnow,
 )
+from heliosd.core.venue import is_simulator
 from heliosd.notify import Notifications
 from heliosd.notify.notices import (
     connection_lost_event,
@@ -284,6 +285,7 @@ class Service:
             live_leftovers=self._live_leftovers, after_change=self._mode_changed,
             after_backup=lambda _: prune_after_backup(self.settings.daemon.backup_dir,
                                                       self.settings.daemon.keep_backups),
+            live_is_simulator=is_simulator(s.valr),
         )  # fmt: skip
         self._spawn(self._marks_loop())
         # venue_read_only: the LIVE account REDUCING while VALR is not online.
@@ -986,6 +988,7 @@ class Service:
             **mode_json(state), "halted": halted,
             "halt_reason": halt or state.state_reason or "",
             "live_venue": self.settings.valr.label,
+            "live_is_simulator": is_simulator(self.settings.valr),
         }  # fmt: skip
 
     async def set_mode(
@@ -1024,7 +1027,9 @@ class Service:
 
     async def list_orders(self, *, state: str, limit: int) -> dict[str, Any]:
         open_only = state == "open"
-        rows = await self.store.read(lambda c: od.list_orders(c, open_only=open_only, limit=limit))
+        rows = await self.store.read(
+            lambda c: od.with_fees(c, od.list_orders(c, open_only=open_only, limit=limit))
+        )
         return {"orders": rows}
 
     async def get_order(self, order_id: int) -> dict[str, Any]:

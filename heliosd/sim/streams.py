@@ -181,6 +181,7 @@ class StreamHub:
         self.faults.garbled_maker_rewards += 1
         # A copy: the engine's own objects (and the REST rows built from the trade) stay right.
         return {**message, "data": {**data, "makerReward": "0.0I"}}
+
     def keep_dropped(self, account_id: str, text: str) -> None:
         """Remember a message dropped elsewhere (the connect snapshot) for redelivery."""
         self._dropped.append((account_id, text))

@@ -432,6 +432,25 @@ def list_orders(
     return [order_json(r) for r in conn.execute(sql, args).fetchall()]
 
 
+def with_fees(conn: sqlite3.Connection, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each order plus ``"fees"``: its fills' fees summed per currency, exact decimal text
+    (summed as Decimal here: SQL would sum the TEXT column as floats)."""
+    ids = [int(o["id"]) for o in orders]
+    totals: dict[int, dict[str, Decimal]] = {i: {} for i in ids}
+    for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for order_id, fee, currency in conn.execute(
+            f"SELECT order_id, fee, fee_currency FROM fills WHERE order_id IN ({marks})",  # noqa: S608 - only placeholders
+            chunk,
+        ):
+            per = totals[int(order_id)]
+            per[currency] = per.get(currency, Decimal(0)) + Decimal(fee)
+    return [
+        {**o, "fees": {c: plain(v) for c, v in totals[int(o["id"])].items() if v}} for o in orders
+    ]
+
+
 # ---------------------------------------------------------------------- in-memory counters
 
 

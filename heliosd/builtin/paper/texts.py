@@ -51,9 +51,10 @@ def _seconds(age: timedelta) -> str:
 
 
 def _min_size(info: PairInfo) -> ExchangeRejected:
-    # VALR's wording, stray space before the full stop included (VALR's -12007).
+    # VALR's wording (its -12007) without its stray space before the full stop,
+    # as the VALR client shows VALR's own answers (valr.parse.venue_text).
     return ExchangeRejected(
-        f"Minimum order size not met . Minimum amount: {_plain(info.min_base)} {info.base}, "
+        f"Minimum order size not met. Minimum amount: {_plain(info.min_base)} {info.base}, "
         f"minimum total: {_plain(info.min_quote)} {info.quote}",
         venue_code=-12007,
     )
@@ -62,7 +63,7 @@ def _min_size(info: PairInfo) -> ExchangeRejected:
 def _max_size(info: PairInfo) -> ExchangeRejected:
     # VALR documents no text for this; the simulator's (and so the client's) wording.
     return ExchangeRejected(
-        f"Maximum order size exceeded . Maximum amount: {_plain(info.max_base)} {info.base}, "
+        f"Maximum order size exceeded. Maximum amount: {_plain(info.max_base)} {info.base}, "
         f"maximum total: {_plain(info.max_quote)} {info.quote}",
         venue_code=-11,
     )

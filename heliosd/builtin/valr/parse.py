@@ -176,7 +176,18 @@ def failed_reason(value: Any) -> str:
     """``"None"`` (seen by CCXT) and ``""`` both mean "not failed"."""
     if not isinstance(value, str) or value == "None":
         return ""
-    return value
+    return venue_text(value)
+
+
+_SPACE_BEFORE_STOP = re.compile(r" +\.(?=\s|$)")
+
+
+def venue_text(text: str) -> str:
+    """VALR's message as operators read it: VALR writes "Minimum order size not met .
+    Minimum amount: ..." (VALR's -12007); the stray space before the full stop goes,
+    so the order's reason reads the same whether VALR, the paper venue or our own
+    pre-check refused it. Codes, not texts, are what the code matches on."""
+    return _SPACE_BEFORE_STOP.sub(".", text)
 
 
 # --------------------------------------------------------------------------- public data

@@ -130,19 +130,20 @@ class _Placing:
         def reject(message: str, venue_code: int | None = None) -> ExchangeRejected:
             return ExchangeRejected(message, venue_code=venue_code, details={"local": True})
 
-        # VALR's own texts and codes for the size limits (VALR's -12007 for the minimum; the
-        # maximum's text is the simulator's): refused here, before a request, the operator
-        # reads what VALR would have said, and what the paper venue says for the same order.
+        # VALR's own texts and codes for the size limits (VALR's -12007; the maximum's
+        # text is the simulator's), without VALR's stray space before the full stop (as
+        # parse.venue_text tidies VALR's answers): refused here, before a request, the
+        # operator reads what VALR would have said, and what the paper venue says.
         def below_minimum() -> ExchangeRejected:
             return reject(
-                f"Minimum order size not met . Minimum amount: {plain(pair.min_base)} "
+                f"Minimum order size not met. Minimum amount: {plain(pair.min_base)} "
                 f"{pair.base}, minimum total: {plain(pair.min_quote)} {pair.quote}",
                 -12007,
             )
 
         def above_maximum() -> ExchangeRejected:
             return reject(
-                f"Maximum order size exceeded . Maximum amount: {plain(pair.max_base)} "
+                f"Maximum order size exceeded. Maximum amount: {plain(pair.max_base)} "
                 f"{pair.base}, maximum total: {plain(pair.max_quote)} {pair.quote}",
                 -11,
             )

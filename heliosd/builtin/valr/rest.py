@@ -276,7 +276,7 @@ class ValrRest:
         code = body.get("code") if isinstance(body, dict) else None
         code = code if isinstance(code, int) and not isinstance(code, bool) else None
         message = body.get("message") if isinstance(body, dict) else None
-        message = message if isinstance(message, str) and message else None
+        message = parse.venue_text(message) if isinstance(message, str) and message else None
         details: dict[str, Any] = {"status": status, "venue_code": code}
         if isinstance(body, dict) and isinstance(body.get("orderId"), str):
             details["order_id"] = body["orderId"]
