@@ -287,6 +287,7 @@ async def test_resting_limit_filled_by_set_price(env: tuple[Simulator, Probe]) -
         "NEW_ACCOUNT_TRADE",
         "BALANCE_UPDATE",
         "BALANCE_UPDATE",
+        "NEW_ACCOUNT_HISTORY_RECORD",  # after each trade's balance updates
         "ORDER_STATUS_UPDATE",
         "OPEN_ORDERS_UPDATE",
     ]
@@ -297,13 +298,13 @@ async def test_resting_limit_filled_by_set_price(env: tuple[Simulator, Probe]) -
     assert trade["data"]["side"] == "buy"
     assert trade["data"]["customerOrderId"] == "dip"
     assert (trade["data"]["fee"], trade["data"]["feeCurrency"]) == ("0", "ZAR")  # maker pays quote
-    status = events[3]["data"]
+    status = events[4]["data"]
     assert (status["orderStatusType"], status["executedQuantity"], status["executedPrice"]) == (
         "Filled",
         "0.01",
         "990000",
     )
-    assert events[4]["data"] == []
+    assert events[5]["data"] == []
     assert sim.balances("0") == {"ZAR": (Decimal("10100"), 0), "BTC": (Decimal("0.01"), 0)}
     history = (await probe.get("/v1/account/tradehistory")).json()
     assert [(h["orderId"], h["price"], h["side"]) for h in history] == [(order_id, "990000", "buy")]
