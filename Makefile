@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench bench-peers clean sim soak
+.PHONY: run test test-lowest lint typecheck bench bench-peers clean sim soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,19 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check heliosd tests plugins $(wildcard bench)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+# The suite against the lowest version of every runtime dependency pyproject.toml allows
+# (.ci/lowest.py pins each floor), in a venv of its own: a floor nobody installs is a guess.
+# About as long as `make test`; not in CI's 10-minute budget beside it, so run it before a
+# release and whenever a floor moves (docs/operations.md, "Upgrading").
+LOWEST := .venv-lowest
+test-lowest:
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(PYTHON) .ci/lowest.py > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install --quiet -r $(LOWEST)/constraints.txt \
+		-c $(LOWEST)/constraints.txt -e '.[dev]'
+	$(LOWEST)/bin/pytest -q -p no:cacheprovider
 
 # The long interleaving search (tests/interleavings): fresh seeds against a real daemon and
 # the simulator until SOAK_MINUTES have passed; prints each seed, its steps and the invariant
@@ -60,4 +73,4 @@ bench-peers: $(STAMP)
 	$(PY) bench/risk_path.py --peer $(PEERS)/bin/python
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) var .pytest_cache .mypy_cache .ruff_cache
