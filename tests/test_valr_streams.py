@@ -13,7 +13,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from heliosd.builtin.valr.client import ValrClient
-from heliosd.builtin.valr.streams import AccountStream, TradeStream
+from heliosd.builtin.valr.streams import AccountStream, StreamBroken, TradeStream
 from heliosd.core.errors import AuthError
 from heliosd.core.types import Fill, OrderState, OrderType, PlaceRequest, Side
 from heliosd.sim import wire
@@ -272,3 +272,43 @@ async def test_bulk_fills_over_the_socket_arrive_exactly_once() -> None:
             await events.wait_for(lambda: len(events.fills) == 3000, within=20)
             assert list(events.fills) == ids  # in order
             assert events.fill_deliveries == 3000
+
+
+async def test_a_programming_error_stops_the_stream_once_and_orders_are_refused_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A TypeError while connecting (a library API we call the wrong way, or our own bug) is
+    not a network failure: it is logged once at CRITICAL, never retried, and place() refuses
+    at once with the reason instead of waiting for a stream that will not come."""
+    async with funded_sim() as sim:
+        client = ValrClient(
+            valr_settings(sim.rest_url, sim.ws_url, SIM_KEY, SIM_SECRET),
+            tuning=fast_valr_tuning(ready_timeout_s=30),
+        )
+        calls = 0
+
+        def broken_sign(verb: str, path: str) -> dict[str, str]:
+            nonlocal calls
+            calls += 1
+            raise TypeError("sign() got an unexpected keyword argument 'when'")
+
+        events = RecordingEvents()
+        await client.start(events)
+        stream = client._account
+        assert stream is not None
+        await stream.stop()  # restart it with a signer that is broken
+        stream._sign = broken_sign
+        stream.start()
+        try:
+            await events.wait_for(lambda: stream.broken is not None, within=5)
+            await asyncio.sleep(0.5)  # the backoff is 0.1 s: a retry would have happened
+            assert calls == 1
+            started = time.perf_counter()
+            with pytest.raises(StreamBroken, match="TypeError"):
+                await client.place(market_buy("broken"))
+            assert time.perf_counter() - started < 1  # not the 30 s ready timeout
+        finally:
+            await client.close()
+        critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert len(critical) == 1 and "not retried" in critical[0].getMessage()
+        assert sim.orders_received("0") == []

@@ -407,6 +407,8 @@ class _Placing:
         stream = self._account
         if stream is None or stream.ready.is_set():
             return
+        if stream.broken is not None:  # it will not come back by itself: refuse at once
+            raise stream.broken
         try:
             async with asyncio.timeout(self.tuning.ready_timeout_s):
                 await stream.ready.wait()

@@ -42,7 +42,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from heliosd.builtin.valr import parse
 from heliosd.builtin.valr.retry import RetryPolicy, ValrTuning
-from heliosd.core.errors import AuthError, HeliosError
+from heliosd.core.errors import AuthError, HeliosError, TransientError
 from heliosd.core.protocols import ExchangeEvents
 from heliosd.core.types import Quote, utcnow
 
@@ -66,6 +66,22 @@ ARM_CANCEL_ON_DISCONNECT = json.dumps(
 # is skipped as unreadable. Its DecodeError is a ValueError.
 _decode = msgspec.json.Decoder().decode
 _PARSE_ERRORS = (parse.ParseError, AttributeError, TypeError, KeyError, IndexError)
+
+
+# Not a network failure but a programming error (ours, or an API of a library we call the
+# wrong way: websockets older than 17.1 raise TypeError for reconnect_delays=): retrying it
+# would log the same failure forever while the stream stays down. The stream stops instead,
+# loudly (CRITICAL, with the traceback), and every order that needs it is refused at once
+# with the reason (StreamBroken), until the daemon is restarted on fixed code.
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (
+    TypeError, AttributeError, NameError, ImportError, AssertionError,
+)  # fmt: skip
+
+
+class StreamBroken(TransientError):
+    """The stream stopped on a programming error; it will not reconnect by itself."""
+
+    code = "stream_broken"
 
 
 class _Reconnect(Exception):
@@ -121,6 +137,7 @@ class _Stream:
         self._up = False
         # Why the last connection attempt failed, when it was the credentials.
         self.last_error: HeliosError | None = None
+        self.broken: StreamBroken | None = None  # stopped on a programming error: see above
         self._last_pong = 0.0
         self._quiet = False  # not reading (reconciling): do not judge missing PONGs
         self._handlers: dict[str, Handler] = {}
@@ -148,7 +165,10 @@ class _Stream:
     # ------------------------------------------------------------------ the loop
 
     def _process_exception(self, exc: Exception) -> Exception | None:
-        """Every connection failure is retried with backoff; refusals are worth a warning."""
+        """Every connection failure is retried with backoff; refusals are worth a warning.
+        A programming error is raised, not retried (PROGRAMMING_ERRORS)."""
+        if isinstance(exc, PROGRAMMING_ERRORS):
+            return exc
         if isinstance(exc, InvalidStatus):
             status = exc.response.status_code
             log.warning(
@@ -203,6 +223,15 @@ class _Stream:
                         delays = _backoff(self._tuning)()
             except asyncio.CancelledError:
                 raise
+            except PROGRAMMING_ERRORS as exc:
+                self.broken = StreamBroken(
+                    f"the VALR {self.name} stream stopped: {type(exc).__name__}: {exc} (a"
+                    " programming error, not a network failure: not retried; restart heliosd"
+                    " once it is fixed)"
+                )
+                log.critical("VALR %s stream: %s", self.name, self.broken.message, exc_info=exc)
+                await self._went_down(f"stream broken ({type(exc).__name__})")
+                return
             except Exception:  # a bug in this loop: report it, never stop streaming
                 log.exception("VALR %s stream loop failed; restarting", self.name)
                 await self._went_down("stream loop failed")
