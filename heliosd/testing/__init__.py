@@ -1,4 +1,5 @@
-"""Shared pytest fixtures for heliosd and its plugins (registered via the pytest11 entry point).
+"""Test helpers for heliosd and its plugins: no pytest needed to import them (benchmarks use
+them too); the fixtures are opt-in, in :mod:`heliosd.testing.plugin`.
 
 Everything here is real: the VALR simulator on loopback, a SQLite file, the daemon's own
 control socket, and (``heliosd_process``) a separate ``heliosd run`` process that tests can
@@ -12,23 +13,19 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-import pytest_asyncio
-
 if TYPE_CHECKING:
+    import pytest
     from aiohttp import web
 
 SIM_ACCOUNT = "0"
@@ -71,48 +68,6 @@ async def start_sim(
     if funded:
         sim.fund(SIM_ACCOUNT, "ZAR", funded)
     return SimHandle(sim, key, secret)
-
-
-@pytest_asyncio.fixture
-async def sim() -> AsyncIterator[SimHandle]:
-    """The VALR simulator, prices moved only by tests (``sim.sim.set_price``), ZAR funded."""
-    handle = await start_sim()
-    try:
-        yield handle
-    finally:
-        await handle.sim.stop()
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short directory for Unix sockets (AF_UNIX paths are limited to ~107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="hd-", dir="/tmp"))
-    os.chmod(path, 0o700)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(autouse=True)
-def _forget_dropins() -> Iterator[None]:
-    """Drop-in plugin modules live in ``sys.modules`` as ``heliosd_dropin_<stem>``; a test
-    that loads one must not hand it to the next test that loads a file of the same name."""
-    yield
-    from heliosd.plugins.manager import DROPIN_PREFIX
-
-    for name in [m for m in sys.modules if m.startswith(DROPIN_PREFIX)]:
-        del sys.modules[name]
-
-
-@pytest.fixture
-def plugin_dir(short_dir: Path) -> Path:
-    """An empty drop-in plugin directory the daemon accepts (0755, owned by this user); put
-    it in a config with ``write_config(..., daemon_extra=f'plugin_dirs = ["{plugin_dir}"]')``."""
-    path = short_dir / "plugins"
-    path.mkdir()
-    path.chmod(0o755)
-    return path
 
 
 def config_text(
@@ -292,17 +247,6 @@ async def start_daemon(config: Path) -> RunningDaemon:
     return RunningDaemon(daemon, task, settings.daemon.control_socket)
 
 
-@pytest_asyncio.fixture
-async def daemon(sim: SimHandle, short_dir: Path) -> AsyncIterator[RunningDaemon]:
-    """An in-process daemon on a real Unix socket, LIVE venue = the simulator."""
-    running = await start_daemon(write_config(short_dir, sim))
-    try:
-        yield running
-    finally:
-        if not running.task.done():
-            await running.stop()
-
-
 # ------------------------------------------------------------------------- a real process
 
 
@@ -368,24 +312,6 @@ class DaemonProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
-
-
-@pytest.fixture
-def heliosd_process(short_dir: Path) -> Iterator[Any]:
-    """A factory: ``heliosd_process(config_path)`` -> DaemonProcess (not yet started)."""
-    made: list[DaemonProcess] = []
-
-    def make(config: Path, socket: Path | None = None) -> DaemonProcess:
-        proc = DaemonProcess(config, socket or (config.parent / "state" / "heliosd.sock"),
-                             log_path=short_dir / f"heliosd-{len(made)}.log")  # fmt: skip
-        made.append(proc)
-        return proc
-
-    yield make
-    for p in made:
-        if p.proc is not None and p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait(10)
 
 
 # ------------------------------------------------------------------------- notification receiver
@@ -581,26 +507,10 @@ class NotifyReceiver:
         return web.Response(status=status, text="ok" if status == 200 else "refused")
 
 
-@pytest_asyncio.fixture
-async def notify_receiver() -> AsyncIterator[NotifyReceiver]:
-    """A started :class:`NotifyReceiver`; put ``notify_receiver.url(...)`` in the config."""
-    async with NotifyReceiver() as receiver:
-        yield receiver
-
-
 # ------------------------------------------------------------------------- seeded searches
 
 
 SEED_ENV = "HELIOSD_SEED"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--seed",
-        type=int,
-        default=None,
-        help=f"seed of heliosd's randomized searches (also ${SEED_ENV}); printed on failure",
-    )
 
 
 def search_seed(config: pytest.Config, default: int) -> int:
