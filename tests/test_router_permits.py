@@ -102,7 +102,7 @@ class Rig:
             store=base.store, settings=base.settings, breakers=base.breakers, clients=clients,
             ledgers=ledgers, market=base.market, enqueue=lambda: (lambda conn, ev: None),
             publish=lambda event: None, stop_engine=nothing, on_open_orders=nothing,
-            submit=self.router.submit, permits=self.router.permits, settle_s=0.3,
+            submit_closing=self.router.submit_closing, permits=self.router.permits, settle_s=0.3,
         )  # fmt: skip
 
     async def stored(self, order_id: int) -> dict[str, Any]:

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 SYSTEM = Actor(None, "heliosd", "internal")
 
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
-Submit = Callable[..., Awaitable[dict[str, Any]]]
+# The router's submit_closing: a market SELL of a holding on a named mode's account.
+SubmitClosing = Callable[..., Awaitable[dict[str, Any]]]
 
 # A stop that could not verify the venue empty keeps cancelling, with this backoff, for as
 # long as its latch holds (the interleaving search found a stop during a 5xx storm that
@@ -86,7 +87,7 @@ class Stops:
     publish: Callable[[dict[str, Any]], None]
     stop_engine: Callable[[], Awaitable[None]]
     on_open_orders: Callable[[Mode, list[OpenOrder]], Awaitable[None]]
-    submit: Submit
+    submit_closing: SubmitClosing
     permits: PermitBoard | None = None
     # A reason resume must refuse (S3: an unclean exit not yet reconciled), or None.
     resume_blocked: Callable[[], str | None] = field(default=_never_blocked)
@@ -566,7 +567,7 @@ class Stops:
                 intent = OrderIntent(pair, Side.SELL, OrderType.MARKET, qty, None,
                                      "flatten on emergency stop", "emergency")  # fmt: skip
                 try:  # the core's closing path: bound to the epoch, not the mode
-                    await self.submit(intent, actor="emergency-stop", mode=mode)
+                    await self.submit_closing(intent, actor="emergency-stop", mode=mode)
                     done.append(f"{mode} {pair} {qty}")
                 except HeliosError as exc:
                     done.append(f"{mode} {pair} {qty} failed: {exc.message}")

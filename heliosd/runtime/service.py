@@ -255,7 +255,7 @@ class Service:
             store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
-            on_open_orders=self._venue_open_orders, submit=self.router.submit,
+            on_open_orders=self._venue_open_orders, submit_closing=self.router.submit_closing,
             permits=self.permits, on_resume=self._on_resume,
         )  # fmt: skip
         self.stack.push_async_callback(self.stops.close)

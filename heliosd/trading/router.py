@@ -322,20 +322,15 @@ class ExecutionRouter:
 
     # ------------------------------------------------------------------ submit
 
-    async def submit(
-        self, intent: OrderIntent, *, actor: str, mode: Mode | None = None
-    ) -> dict[str, Any]:
-        """Evaluate, store, send. Returns the stored ORDER.
-
-        ``mode`` is for the core's own position-closing orders only: it delegates to
-        :meth:`submit_closing`. Every other order takes the mode the database holds now.
+    async def submit(self, intent: OrderIntent, *, actor: str) -> dict[str, Any]:
+        """Evaluate, store, send. Returns the stored ORDER, in the mode the database holds
+        now (there is no way to name another mode here: the core's own closing orders go
+        through :meth:`submit_closing`, which keeps every check).
 
         Raises RiskRejected (never sent), PermitRevoked (never sent: the trading state
         changed after the check), ExchangeRejected (the venue refused it at once),
         TransientError / AuthError (not placed), each with ``details["order"]``.
         """
-        if mode is not None:
-            return await self.submit_closing(intent, actor=actor, mode=mode)
         return await self._submit(intent, actor, None)
 
     async def submit_closing(
