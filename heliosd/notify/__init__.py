@@ -41,10 +41,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import tenacity
-
 from heliosd.core.config import EVENT_KINDS, NotifySettings
 from heliosd.core.protocols import Event, Notifier
+from heliosd.core.retry import RetryPolicy
 from heliosd.core.types import Mode, utcnow
 from heliosd.notify.notices import (
     URGENT_KINDS,
@@ -308,8 +307,8 @@ class Notifications:
     store closes. All methods except :meth:`record` must be called from the event loop's
     thread; :meth:`record` runs in the store's writer thread.
 
-    ``retry_initial_s``/``retry_max_s`` shape the backoff (attempt n waits
-    ``min(max, initial * 2**(n-1))`` plus up to ``initial`` of jitter); ``poll_s`` bounds how
+    ``retry_initial_s``/``retry_max_s`` shape the backoff (heliosd.core.retry's one formula:
+    attempt n waits between half and all of ``min(max, initial * 2**(n-1))``); ``poll_s`` bounds how
     long a committed row can wait when nobody called :meth:`wake`.
     """
 
@@ -329,9 +328,7 @@ class Notifications:
         self._notifiers = list(notifiers)
         self._settings = settings
         self._timeout = float(settings.timeout_s)
-        self._wait = tenacity.wait_exponential(
-            multiplier=retry_initial_s, max=retry_max_s
-        ) + tenacity.wait_random(0, retry_initial_s)
+        self._retry = RetryPolicy(base_delay_s=retry_initial_s, max_delay_s=retry_max_s)
         self._poll_s = poll_s
         self._retention = retention
         self._batch = batch
@@ -632,9 +629,7 @@ class Notifications:
         return None
 
     def _backoff(self, attempts: int) -> float:
-        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
-        state.attempt_number = attempts
-        return float(self._wait(state))
+        return self._retry.delay(attempts, None)
 
     async def _next_delay(self) -> float:
         due = await self._store.read(lambda c: _next_due(c, self._settings.max_attempts))

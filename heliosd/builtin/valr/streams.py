@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Generator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,9 +41,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from heliosd.builtin.valr import parse
-from heliosd.builtin.valr.retry import RetryPolicy, ValrTuning
+from heliosd.builtin.valr.retry import ValrTuning
 from heliosd.core.errors import AuthError, HeliosError, TransientError
 from heliosd.core.protocols import ExchangeEvents
+from heliosd.core.retry import RetryPolicy, delays
 from heliosd.core.types import Quote, utcnow
 
 log = logging.getLogger(__name__)
@@ -102,19 +103,13 @@ class _SignedConnect(connect):
         return await super().connect()
 
 
-def _backoff(tuning: ValrTuning) -> Callable[[], Generator[float]]:
-    """Reconnect delays: the retry policies' jittered doubling, from the tuning's bounds."""
+def _backoff(tuning: ValrTuning) -> Callable[[], Iterator[float]]:
+    """Reconnect delays: the shared retry policy (heliosd.core.retry), from the tuning's
+    bounds."""
     policy = RetryPolicy(
         base_delay_s=tuning.reconnect_initial_s, max_delay_s=tuning.reconnect_max_s
     )
-
-    def delays() -> Generator[float]:
-        attempt = 0
-        while True:
-            attempt += 1
-            yield policy.delay(attempt, None)
-
-    return delays
+    return lambda: delays(policy)
 
 
 class _Stream:
