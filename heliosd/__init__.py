@@ -1,9 +1,36 @@
 """heliosd: a safety-first trading daemon for the VALR exchange.
 
-This module is the public plugin API: the ``hookimpl`` marker, the protocols plugins
-implement and the value types they exchange.
+This module is the public plugin API, the one import path plugins use: the ``hookimpl``
+marker, the protocols plugins implement, the value types they exchange, the errors they
+raise and catch, ``Settings`` and the ``p_*`` parsers for their own config keys. Anything
+imported from deeper modules (``heliosd.core.config``, ``heliosd.builtin.limits``, ...)
+may move between releases; what is here stays.
 """
 
+from heliosd.core.config import (
+    Settings,
+    p_bool,
+    p_currency,
+    p_decimal,
+    p_int,
+    p_ints,
+    p_opt_str,
+    p_pairs,
+    p_path,
+    p_paths,
+    p_secret,
+    p_str,
+    p_strs,
+    p_timezone,
+)
+from heliosd.core.errors import (
+    AuthError,
+    ConfigError,
+    ExchangeRejected,
+    HeliosError,
+    OutcomeUnknownError,
+    TransientError,
+)
 from heliosd.core.protocols import (
     BreakerState,
     Event,
@@ -27,19 +54,26 @@ from heliosd.core.protocols import (
 from heliosd.core.types import (
     Action,
     ActionKind,
+    ApiKeyInfo,
     Balance,
     Fill,
+    FuturesPosition,
     GateResult,
     Mode,
+    OpenOrder,
     OrderIntent,
     OrderState,
+    OrderStatus,
     OrderType,
     PairInfo,
+    PlaceRequest,
+    PlaceResult,
     Quote,
     Side,
     Verdict,
     VerdictAction,
     reduces_position,
+    utcnow,
 )
 from heliosd.plugins.hookspecs import hookimpl
 
@@ -48,16 +82,22 @@ __version__ = "0.1.0"
 __all__ = [
     "Action",
     "ActionKind",
+    "ApiKeyInfo",
+    "AuthError",
     "Balance",
     "BreakerState",
+    "ConfigError",
     "Event",
     "ExchangeClient",
     "ExchangeContext",
     "ExchangeEvents",
+    "ExchangeRejected",
     "Fill",
+    "FuturesPosition",
     "Gate",
     "GateContext",
     "GateResult",
+    "HeliosError",
     "LedgerSnapshot",
     "LedgerView",
     "MarketSnapshot",
@@ -66,18 +106,39 @@ __all__ = [
     "Monitor",
     "MonitorContext",
     "Notifier",
+    "OpenOrder",
     "OrderIntent",
     "OrderState",
+    "OrderStatus",
     "OrderType",
+    "OutcomeUnknownError",
     "PairInfo",
+    "PlaceRequest",
+    "PlaceResult",
     "Quote",
     "RiskContext",
     "RiskRule",
+    "Settings",
     "Side",
     "Strategy",
     "StrategyContext",
+    "TransientError",
     "Verdict",
     "VerdictAction",
     "hookimpl",
+    "p_bool",
+    "p_currency",
+    "p_decimal",
+    "p_int",
+    "p_ints",
+    "p_opt_str",
+    "p_pairs",
+    "p_path",
+    "p_paths",
+    "p_secret",
+    "p_str",
+    "p_strs",
+    "p_timezone",
     "reduces_position",
+    "utcnow",
 ]

@@ -30,10 +30,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from heliosd import OrderIntent, OrderType, RiskContext, RiskRule, Verdict, hookimpl
-from heliosd.builtin.limits import reduces_position
-from heliosd.core.config import Settings, p_int
-from heliosd.core.errors import ConfigError
+from heliosd import (
+    ConfigError,
+    OrderIntent,
+    OrderType,
+    RiskContext,
+    RiskRule,
+    Settings,
+    Verdict,
+    hookimpl,
+    p_int,
+    reduces_position,
+)
 
 SECTION = "max_open_orders"
 

@@ -33,10 +33,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from heliosd import OrderIntent, RiskContext, RiskRule, Verdict, hookimpl
-from heliosd.builtin.limits import reduces_position
-from heliosd.core.config import Settings, p_int
-from heliosd.core.errors import ConfigError
+from heliosd import (
+    ConfigError,
+    OrderIntent,
+    RiskContext,
+    RiskRule,
+    Settings,
+    Verdict,
+    hookimpl,
+    p_int,
+    reduces_position,
+)
 
 SECTION = "max_orders_per_minute"
 WINDOW = timedelta(seconds=60)

@@ -35,10 +35,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from heliosd import OrderIntent, RiskContext, RiskRule, Verdict, hookimpl
-from heliosd.builtin.limits import reduces_position
-from heliosd.core.config import Settings, p_str, p_strs, p_timezone
-from heliosd.core.errors import ConfigError
+from heliosd import (
+    ConfigError,
+    OrderIntent,
+    RiskContext,
+    RiskRule,
+    Settings,
+    Verdict,
+    hookimpl,
+    p_str,
+    p_strs,
+    p_timezone,
+    reduces_position,
+)
 
 SECTION = "trading_hours"
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()

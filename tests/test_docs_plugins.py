@@ -175,3 +175,16 @@ async def test_the_examples_load_into_a_real_daemon_and_work(
         assert len(dca.on_market(MarketSnapshot(now, {"BTCZAR": quote}), later)) == 1
     finally:
         await running.stop()
+
+
+def test_the_docs_and_example_plugins_import_only_from_heliosd() -> None:
+    """``heliosd`` is the one stable import path (issue 17): nothing a plugin author copies
+    from docs/plugins.md or plugins/ imports from the modules behind it."""
+    root = Path(__file__).resolve().parent.parent
+    deep = re.compile(r"^\s*(from|import)\s+heliosd\.(?!testing\b)[\w.]+", re.MULTILINE)
+    texts = {"docs/plugins.md": (root / "docs" / "plugins.md").read_text()}
+    texts |= {f"plugins/{p.name}": p.read_text() for p in (root / "plugins").glob("*.py")}
+    texts["plugins/README.md"] = (root / "plugins" / "README.md").read_text()
+    found = {name: m.group(0).strip() for name, text in texts.items()
+             if (m := deep.search(text)) is not None}  # fmt: skip
+    assert found == {}
