@@ -145,12 +145,38 @@ def test_demo_tour_paper_live_stop_and_sigint(demo: Demo) -> None:
     history = demo.ctl_json("history")["history"]
     assert history[0]["new_mode"] == "LIVE" and history[0]["reason"] == "demo tour"
 
+    # The README's first live trade: a buy on the LIVE account (the simulator) to flatten.
+    code, out, err = demo.ctl("order", "BUY", "BTCZAR", "0.001", "--reason", "tour buy")
+    assert code == 0, out + err
+    wait_until(
+        lambda: any(Decimal(r["quantity"]) > 0 for r in demo.ctl_json("positions")["live"]),
+        10,
+        "a LIVE holding",
+    )
+
     stop = demo.ctl_json("stop", "--reason", "demo tour over")
     assert stop["halted"] is True
     assert stop["mode"] == "PAPER"
     assert stop["remaining_open_orders"] == 0
+    assert "heliosctl close --all --live" in stop["next_step"]  # the README's next step
     mode = demo.ctl_json("mode")
     assert mode["mode"] == "PAPER" and mode["halted"] is True
+
+    # Flatten the LIVE account after the stop, as the README does: the close is typed at a
+    # terminal (the account's name), reaches the simulator, and leaves LIVE flat.
+    code, out, err = typed_at_a_terminal(
+        [sys.executable, "-m", "heliosd.control.ctl", "--socket", str(demo.socket),
+         "close", "--all", "--live", "--reason", "tour flatten"],
+        "LIVE\n",
+    )  # fmt: skip
+    assert code == 0, out + err
+    assert "BTCZAR" in out and "SELL" in out
+    wait_until(
+        lambda: all(Decimal(r["quantity"]) == 0 for r in demo.ctl_json("positions")["live"]
+                    if r["pair"] == "BTCZAR"),
+        10,
+        "a flat LIVE BTCZAR",
+    )  # fmt: skip
 
     # The stop reached the demo's notification receiver (real Apprise delivery).
     received = demo.state_dir / "notifications.log"
