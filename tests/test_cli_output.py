@@ -27,7 +27,7 @@ import pytest
 from heliosd import __version__
 from heliosd.core.config import ValrSettings
 from heliosd.core.venue import is_simulator
-from heliosd.testing import DaemonProcess, NotifyReceiver, SimHandle, write_config
+from heliosd.testing import DaemonProcess, NotifyReceiver, SimHandle, wait_for, write_config
 
 CTL = [sys.executable, "-m", "heliosd.control.ctl"]
 HELIOSD = [sys.executable, "-m", "heliosd.runtime.cli"]
@@ -55,14 +55,7 @@ async def ctl_json(proc: DaemonProcess, *args: str) -> Any:
     return json.loads(out)
 
 
-async def until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+until = wait_for
 
 
 @pytest.fixture
@@ -77,7 +70,7 @@ async def proc(
         health = await ctl_json(running, "health")
         return bool(health["streams"]) and all(s["up"] for s in health["streams"].values())
 
-    await until(streams_up, "the simulator's streams")
+    await until(streams_up, 20, "the simulator's streams")
     return running
 
 
@@ -89,7 +82,7 @@ async def paper_buy(proc: DaemonProcess, quantity: str = "0.0001") -> dict[str, 
         orders = (await ctl_json(proc, "orders", "--limit", "1"))["orders"]
         return orders[0] if orders and orders[0]["state"] == "filled" else None
 
-    order: dict[str, Any] = await until(filled, "the paper fill")
+    order: dict[str, Any] = await until(filled, 20, "the paper fill")
     return order
 
 

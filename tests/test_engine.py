@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,6 +25,7 @@ from heliosd.core.types import Mode, OrderIntent, OrderType, Quote, Side
 from heliosd.risk.breakers import DAILY_LOSS, Breakers, trip_sql
 from heliosd.risk.ledger import Ledger
 from heliosd.store import Store
+from heliosd.testing import wait_for
 from heliosd.trading import orders as od
 from heliosd.trading.engine import Engine
 from heliosd.trading.marketdata import MarketData
@@ -43,12 +44,7 @@ def buy(pair: str, qty: str, reason: str = "") -> OrderIntent:
     return OrderIntent(pair, Side.BUY, OrderType.MARKET, D(qty), reason=reason)
 
 
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+until = wait_for
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pytest
 
 from heliosd.core.config import EngineSettings, Settings
 from heliosd.core.types import Mode
-from heliosd.testing import SimHandle, write_config
+from heliosd.testing import SimHandle, wait_for, write_config
 from heliosd.trading.engine import Engine, EngineChoice
 from heliosd.trading.marketdata import MarketData
 
@@ -91,9 +91,7 @@ async def test_remembered_starts_and_stops_reach_on_choice_in_order() -> None:
     assert len(seen) == 5
 
 
-async def _until(predicate: Any) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
+_until = wait_for
 
 
 # ---------------------------------------------------------------------- real processes

@@ -10,7 +10,6 @@ day's P&L does not show the withdrawal as a loss, and ``GET /api/risk`` shows it
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import NotifyReceiver, SimHandle, go_live, write_config
+from heliosd.testing import NotifyReceiver, SimHandle, go_live, wait_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -32,16 +31,7 @@ def flows(db: Path) -> list[tuple[str, str, str]]:
         conn.close()
 
 
-async def eventually(check: Any, timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.1)
+eventually = wait_for
 
 
 async def test_a_withdrawal_while_down_is_a_flow_after_the_restart(

@@ -8,7 +8,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,7 +33,7 @@ from heliosd.core.types import (
 )
 from heliosd.notify import Notifications, enqueue
 from heliosd.store import Store
-from heliosd.testing import NotifyReceiver
+from heliosd.testing import NotifyReceiver, wait_for
 
 PASSWORD = "pw-Hk29xQ"
 TOKEN = "tok-9b1e77c04d2f"
@@ -86,17 +86,7 @@ def notifications(store: Store, cfg: NotifySettings, **kw: Any) -> Notifications
     return Notifications(store, notifiers, cfg, **{**FAST, **kw})
 
 
-async def until(cond: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if not isinstance(got, bool):
-            got = await got
-        if got:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+until = wait_for  # heliosd.testing.wait_for: sync or async predicates
 
 
 async def outbox(store: Store) -> list[dict[str, Any]]:

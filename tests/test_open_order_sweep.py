@@ -29,6 +29,7 @@ from heliosd.core.types import (
 from heliosd.notify import enqueue_many
 from heliosd.risk.ledger import Ledger
 from heliosd.store import Store
+from heliosd.testing import wait_for
 from heliosd.testing.contract import (
     SIM_KEY,
     SIM_SECRET,
@@ -90,12 +91,7 @@ class Live:
         await until(lambda: self.sink.streams.get("account", (False,))[0] is True)
 
 
-async def until(predicate: Any, within: float = 15) -> None:
-    async def wait() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(wait(), within)
+until = wait_for
 
 
 @asynccontextmanager

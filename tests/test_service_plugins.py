@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from heliosd.testing import SimHandle, config_text, start_daemon
+from heliosd.testing import SimHandle, config_text, start_daemon, wait_for
 
 PLUGIN = textwrap.dedent(
     '''
@@ -86,12 +85,7 @@ def make_config(directory: Path, sim: SimHandle, *, paper: str = "paper") -> Pat
 BUY = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
 
 
-async def wait_until(fn: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await fn():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+wait_until = wait_for
 
 
 async def test_plugin_breaker_halts_and_resume_clears(sim: SimHandle, short_dir: Path) -> None:

@@ -11,7 +11,6 @@ not.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import NotifyReceiver, SimHandle, go_live, write_config
+from heliosd.testing import NotifyReceiver, SimHandle, go_live, wait_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -51,13 +50,7 @@ def completed(db: Path) -> int:
     return int(n)
 
 
-async def wait_until(check: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.05)
+wait_until = wait_for
 
 
 def reconciled(receiver: NotifyReceiver, n: int) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import secrets
@@ -128,28 +129,33 @@ def write_config(directory: Path, sim: SimHandle | None, **kwargs: Any) -> Path:
 # ------------------------------------------------------------------------- waiting, switching
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    """Poll a plain predicate on the event loop until it is truthy (AssertionError after
-    ``timeout``): the loop keeps running, so the daemon and simulator make progress."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    """Await ``fn`` until it returns something truthy, and return that."""
+async def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    *,
+    interval: float = 0.02,
+) -> Any:
+    """Poll ``predicate`` (plain, or returning an awaitable) on the event loop until it is
+    truthy, and return that value; AssertionError naming ``what`` and the last value after
+    ``timeout``. The loop keeps running meanwhile, so the daemon and simulator progress.
+    The one polling helper of the suite (no test file keeps its own)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        value = await fn()
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met in {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.05)
+            raise AssertionError(f"{what} not met within {timeout} s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+async def eventually(fn: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+    """:func:`wait_for` with an async ``fn`` (kept for its callers)."""
+    return await wait_for(fn, timeout, interval=0.05)
 
 
 Request = Callable[..., Awaitable[tuple[int, Any]]]

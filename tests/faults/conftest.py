@@ -11,7 +11,6 @@ exception has found something.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import sqlite3
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from heliosd.core.config import Secret
-from heliosd.testing import SimHandle
+from heliosd.testing import SimHandle, wait_for
 
 # A notification target (the LIVE gate wants one); port 9 on loopback is never answered.
 NOTIFY = "json://127.0.0.1:9/unused"
@@ -65,24 +64,7 @@ def no_logged_errors(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not unexpected, f"unexpected errors logged: {unexpected}"
 
 
-async def wait_until(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout: float,
-    what: str,
-    interval: float = 0.05,
-) -> None:
-    """Poll ``check`` (sync or async) until true; fail naming ``what`` after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        answer = check()
-        if not isinstance(answer, bool):
-            answer = await answer
-        if answer:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(interval)
+wait_until = wait_for  # heliosd.testing.wait_for: sync or async checks
 
 
 def read_db(path: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

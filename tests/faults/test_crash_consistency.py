@@ -219,7 +219,9 @@ async def resume_after_unclean_exit(proc: DaemonProcess, db: Path) -> None:
         status, _ = await proc.arequest("POST", "/api/trading/resume", {"reason": "crash test"})
         return status == 200  # refused (409) until the reconciliation has completed
 
-    await wait_until(resumed, SETTLE_S, "resumed after the unclean exit's reconciliation", 0.25)
+    await wait_until(
+        resumed, SETTLE_S, "resumed after the unclean exit's reconciliation", interval=0.25
+    )
 
 
 async def settle(sim: SimHandle, proc: DaemonProcess, db: Path, context: str) -> None:
