@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
+from heliosd.control import schema as sc
 from heliosd.runtime.doctor import CHECKS, FAIL, OK, Check, DoctorContext, Finding, run_doctor
 from heliosd.testing import NotifyReceiver, RunningDaemon, SimHandle, start_daemon, write_config
 
@@ -176,6 +178,16 @@ async def test_a_check_that_raises_or_hangs_fails(
                           daemon_extra=f'plugin_dirs = ["{plugin_dir}"]')  # fmt: skip
     running: RunningDaemon = await start_daemon(config)
     try:
+        # Served: the answer is the document's Doctor; a bad notify value is refused.
+        status, body = await running.request("GET", "/api/doctor")
+        assert status == 200, body
+        assert msgspec.convert(body, sc.Doctor).checks[0].name == "config"
+        _, doc = await running.request("GET", "/api/openapi.json")
+        assert doc["paths"]["/api/doctor"]["get"]["responses"]["200"]["content"][
+            "application/json"]["schema"] == {"$ref": "#/components/schemas/Doctor"}  # fmt: skip
+        status, body = await running.request("GET", "/api/doctor?notify=yes")
+        assert (status, body["details"]["field"]) == (400, "notify"), body
+
         # The drop-in's hash as loaded; an edit on disk since then is a warning.
         digest = hashlib.sha256(DROPIN.encode()).hexdigest()
         plugins = by_name(await run_doctor(running.service.doctor_context()))["plugins"]
