@@ -18,7 +18,19 @@ import msgspec
 import pytest
 
 from heliosd.control import schema as sc
-from heliosd.runtime.doctor import CHECKS, FAIL, OK, Check, DoctorContext, Finding, run_doctor
+from heliosd.core.config import EngineSettings
+from heliosd.runtime.doctor import (
+    CHECKS,
+    DISK_FAIL_BYTES,
+    DISK_WARN_BYTES,
+    FAIL,
+    OK,
+    Check,
+    DoctorContext,
+    Finding,
+    probe_dir,
+    run_doctor,
+)
 from heliosd.testing import NotifyReceiver, RunningDaemon, SimHandle, start_daemon, write_config
 
 pytestmark = pytest.mark.slow
@@ -162,10 +174,18 @@ DROPIN = """\
 from heliosd import hookimpl
 
 
+class Idle:
+    name = "doctor_idle"
+
+    def on_market(self, snapshot, ctx):
+        return []
+
+
 @hookimpl
-def heliosd_startup(daemon):
-    pass
+def heliosd_register_strategies(register, config):
+    register(Idle())
 """
+ENGINE = '[engine]\nstrategy = "doctor_idle"\nautostart = true\ninterval_s = 60\n'
 
 
 async def test_a_check_that_raises_or_hangs_fails(
@@ -174,7 +194,7 @@ async def test_a_check_that_raises_or_hangs_fails(
     dropin = plugin_dir / "doctor_probe.py"
     dropin.write_text(DROPIN)
     dropin.chmod(0o644)
-    config = write_config(short_dir, sim, risk_extra=RISK,
+    config = write_config(short_dir, sim, risk_extra=RISK, extra=ENGINE,
                           daemon_extra=f'plugin_dirs = ["{plugin_dir}"]')  # fmt: skip
     running: RunningDaemon = await start_daemon(config)
     try:
@@ -190,7 +210,18 @@ async def test_a_check_that_raises_or_hangs_fails(
 
         # The drop-in's hash as loaded; an edit on disk since then is a warning.
         digest = hashlib.sha256(DROPIN.encode()).hexdigest()
-        plugins = by_name(await run_doctor(running.service.doctor_context()))["plugins"]
+        found = by_name(await run_doctor(running.service.doctor_context()))
+        plugins = found["plugins"]
+        assert found["engine"]["status"] == OK, found["engine"]
+        assert "autostart on, strategy 'doctor_idle' loaded" in found["engine"]["detail"]
+        # The same check when the strategy is missing, or none is named: fail.
+        ctx = running.service.doctor_context()
+        engine_only = [c for c in CHECKS if c.name == "engine"]
+        gone = await run_doctor(dataclasses.replace(ctx, strategies=frozenset()), engine_only)
+        assert gone["ok"] is False and "'doctor_idle' is not loaded" in gone["checks"][0]["detail"]
+        unnamed = ctx.settings.replace(engine=EngineSettings(autostart=True))
+        body = await run_doctor(dataclasses.replace(ctx, settings=unnamed), engine_only)
+        assert body["checks"][0]["status"] == FAIL and "not set" in body["checks"][0]["detail"]
         assert plugins["status"] == OK and f"sha256 {digest[:12]}" in plugins["detail"], plugins
         assert "1 drop-in" in plugins["detail"]
         dropin.write_text(DROPIN + "# edited\n")
@@ -228,9 +259,22 @@ async def test_a_check_that_raises_or_hangs_fails(
         # The real checks still answered beside them.
         assert [c["name"] for c in body["checks"]][: len(NAMES)] == NAMES
 
+        # Free space against the bounds, on this real filesystem (its free space moves a
+        # little between the two readings: the bounds are far from it).
+        state = running.service.settings.daemon.state_dir
+        stats = os.statvfs(state)
+        free = stats.f_bavail * stats.f_frsize
+        assert probe_dir(state, warn_below=free // 2, fail_below=free // 4).status == OK
+        low = probe_dir(state, warn_below=free * 2, fail_below=free // 4)
+        assert low.status == "warn" and "under" in low.detail and low.fix, low
+        none = probe_dir(state, warn_below=free * 4, fail_below=free * 2)
+        assert none.status == FAIL and "writable" in none.detail, none
+        assert (DISK_WARN_BYTES, DISK_FAIL_BYTES) == (1 << 30, 100 << 20)
+        a_file = state / "heliosd.db"
+        assert probe_dir(a_file).status == FAIL
+
         # A state directory that cannot be written to fails its check (not root: root writes).
         if os.geteuid() != 0:
-            state = running.service.settings.daemon.state_dir
             state.chmod(0o500)
             try:
                 found = by_name(await run_doctor(running.service.doctor_context()))

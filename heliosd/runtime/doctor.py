@@ -142,7 +142,9 @@ async def check_config(ctx: DoctorContext) -> Finding:
 # --------------------------------------------------------------------------- disk
 
 
-def _probe_dir(path: Path) -> Finding:
+def probe_dir(
+    path: Path, *, warn_below: int = DISK_WARN_BYTES, fail_below: int = DISK_FAIL_BYTES
+) -> Finding:
     """Writable (a file really written and removed) with free space above the bounds."""
     where = path
     made_later = ""
@@ -173,10 +175,10 @@ def _probe_dir(path: Path) -> Finding:
         f"free space on the filesystem of {where} (old backups: daemon.keep_backups prunes"
         " them; heliosd's own are heliosd-*.db in the backup directory)"
     )
-    if free < DISK_FAIL_BYTES:
-        return Finding(FAIL, f"{text} (under {_size(DISK_FAIL_BYTES)})", fix)
-    if free < DISK_WARN_BYTES:
-        return Finding(WARN, f"{text} (under {_size(DISK_WARN_BYTES)})", fix)
+    if free < fail_below:
+        return Finding(FAIL, f"{text} (under {_size(fail_below)})", fix)
+    if free < warn_below:
+        return Finding(WARN, f"{text} (under {_size(warn_below)})", fix)
     return Finding(OK, text)
 
 
@@ -188,11 +190,11 @@ def _size(n: int) -> str:
 
 
 async def check_state_dir(ctx: DoctorContext) -> Finding:
-    return await asyncio.to_thread(_probe_dir, ctx.settings.daemon.state_dir)
+    return await asyncio.to_thread(probe_dir, ctx.settings.daemon.state_dir)
 
 
 async def check_backup_dir(ctx: DoctorContext) -> Finding:
-    return await asyncio.to_thread(_probe_dir, ctx.settings.daemon.backup_dir)
+    return await asyncio.to_thread(probe_dir, ctx.settings.daemon.backup_dir)
 
 
 # --------------------------------------------------------------------------- VALR
@@ -336,19 +338,28 @@ async def check_notify(ctx: DoctorContext) -> Finding:
         )
     if not ctx.notify:
         return Finding(OK, SKIPPED_NOTIFY)
+    if not ctx.notifiers:
+        return Finding(
+            FAIL,
+            f"{urls} URL(s) configured but no notifier is loaded to send them",
+            "check that the apprise plugin is not in daemon.blocked_plugins",
+        )
     event = _test_event(ctx)
+    timeout = float(ctx.settings.notify.timeout_s) + NOTIFY_MARGIN_S
     failed: list[str] = []
     sent: list[str] = []
     for notifier in ctx.notifiers:
         name = str(getattr(notifier, "name", type(notifier).__name__))
         try:
-            await notifier.send(event)
+            await asyncio.wait_for(notifier.send(event), timeout)
         except asyncio.CancelledError:
             raise
+        except TimeoutError:
+            failed.append(f"{name}: timed out after {timeout:g} s")
         except HeliosError as exc:
             failed.append(f"{name}: {exc.message}")
         except Exception as exc:
-            log.warning("doctor: notifier %s failed", name, exc_info=True)
+            # Phrased as the outbox phrases a notifier's failure (messages carry no secrets).
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
         else:
             sent.append(name)
@@ -506,5 +517,6 @@ __all__ = [
     "CheckResult",
     "DoctorContext",
     "Finding",
+    "probe_dir",
     "run_doctor",
 ]
