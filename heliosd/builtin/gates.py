@@ -38,7 +38,7 @@ from typing import Any
 from heliosd.core.config import Settings, risk_config_problems
 from heliosd.core.errors import AuthError, HeliosError
 from heliosd.core.protocols import Gate, GateContext
-from heliosd.core.types import ZERO, GateResult, Mode, PairInfo, Side
+from heliosd.core.types import ZERO, ApiKeyInfo, GateResult, Mode, PairInfo, Side
 from heliosd.plugins.hookspecs import hookimpl
 
 POSITIONS = "no_open_positions"
@@ -247,6 +247,32 @@ def moves_funds_out(permission: str) -> bool:
     return any(word in text for word in _FUNDS_OUT)
 
 
+async def credentials_verdict(ctx: GateContext) -> tuple[GateResult, ApiKeyInfo | None]:
+    """The ``valr_credentials`` verdict and the key's info when VALR answered.
+
+    Shared by the gate and ``heliosctl doctor`` (which also shows the permissions): one
+    reading of what makes a key acceptable, never two that could drift apart.
+    """
+    try:
+        info = await ctx.live.check_credentials()
+    except AuthError as exc:
+        reason = f"invalid VALR credentials ({venue_message(exc)})"
+        return GateResult(CREDENTIALS, False, reason), None
+    except HeliosError as exc:
+        return _cannot(CREDENTIALS, "VALR credentials", exc), None
+    permissions = {p.strip().lower() for p in info.permissions}
+    problems = []
+    if "trade" not in permissions:
+        problems.append("API key lacks Trade permission")
+    extra = {p.strip().lower() for p in ctx.settings.valr.refused_permissions}
+    for name in sorted({p.strip() for p in info.permissions}):
+        if moves_funds_out(name) or name.lower() in extra:
+            problems.append(f"API key has {name} permission")
+    if problems:
+        return GateResult(CREDENTIALS, False, "; ".join(problems)), info
+    return GateResult(CREDENTIALS, True), info
+
+
 class ValrCredentials:
     """The live key answers, may trade, and can never move funds out (no Withdraw, no
     Internal Transfer; ``valr.refused_permissions`` adds more, never fewer)."""
@@ -254,23 +280,8 @@ class ValrCredentials:
     name: str = CREDENTIALS
 
     async def check(self, ctx: GateContext) -> GateResult:
-        try:
-            info = await ctx.live.check_credentials()
-        except AuthError as exc:
-            return GateResult(self.name, False, f"invalid VALR credentials ({venue_message(exc)})")
-        except HeliosError as exc:
-            return _cannot(self.name, "VALR credentials", exc)
-        permissions = {p.strip().lower() for p in info.permissions}
-        problems = []
-        if "trade" not in permissions:
-            problems.append("API key lacks Trade permission")
-        extra = {p.strip().lower() for p in ctx.settings.valr.refused_permissions}
-        for name in sorted({p.strip() for p in info.permissions}):
-            if moves_funds_out(name) or name.lower() in extra:
-                problems.append(f"API key has {name} permission")
-        if problems:
-            return GateResult(self.name, False, "; ".join(problems))
-        return GateResult(self.name, True)
+        result, _ = await credentials_verdict(ctx)
+        return result
 
 
 # --------------------------------------------------------------------------- config
@@ -416,6 +427,7 @@ __all__ = [
     "ValrCredentials",
     "VenueOnline",
     "builtin_gates",
+    "credentials_verdict",
     "format_quantity",
     "heliosd_register_gates",
     "venue_message",

@@ -440,6 +440,19 @@ def parse_limit(params: Mapping[str, str]) -> int:
     return int(text)
 
 
+_FLAGS: Final = {"1": True, "true": True, "0": False, "false": False}
+
+
+def parse_flag(params: Mapping[str, str], name: str) -> bool:
+    """A yes/no query parameter: 1/true or 0/false (absent: false)."""
+    text = params.get(name)
+    if text is None:
+        return False
+    if text.lower() not in _FLAGS:
+        raise BadRequest(f"{name} must be 1, 0, true or false, got {text!r}", field=name)
+    return _FLAGS[text.lower()]
+
+
 def parse_order_id(request: web.Request) -> int:
     text = request.match_info["id"]
     # isdecimal() alone accepts non-ASCII digits; keep ids to ASCII and SQLite's range.
@@ -613,6 +626,11 @@ class ControlApi:
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(self.document)
 
+    async def doctor(self, request: web.Request) -> web.Response:
+        notify = parse_flag(query(request, ("notify",)), "notify")
+        fn = self.backend.doctor  # type: ignore[attr-defined]  # optional, see build_app
+        return json_response(await fn(notify=notify, actor=actor_of(request)))
+
     async def backup(self, request: web.Request) -> web.Response:
         await read_body(request, sc.Empty)
         fn = self.backend.backup  # type: ignore[attr-defined]  # optional, see build_app
@@ -697,7 +715,8 @@ def build_app(
 
     ``plugin_info``, when given, answers GET /api/plugins instead of ``backend.plugins()``
     (it may return the JSON object or an awaitable of it). POST /api/backup exists only when
-    the backend has an ``async backup(*, actor) -> JSON`` method.
+    the backend has an ``async backup(*, actor) -> JSON`` method, GET /api/doctor only when
+    it has ``async doctor(*, notify, actor) -> JSON``.
     """
     api = ControlApi(backend, settings, plugin_info, sse_heartbeat_s)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
@@ -728,6 +747,8 @@ def build_app(
     ]
     if callable(getattr(backend, "backup", None)):
         routes.append(("POST", "/api/backup", api.backup))
+    if callable(getattr(backend, "doctor", None)):
+        routes.append(("GET", "/api/doctor", api.doctor))
     for method, path, handler in routes:
         # No implicit HEAD routes: the OpenAPI document lists exactly what is served.
         if method == "GET":

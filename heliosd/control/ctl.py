@@ -326,6 +326,21 @@ class Ctl:
             return exit_code(status)
         return self.finish(status, body)
 
+    def doctor(self) -> int:
+        path = "/api/doctor?notify=1" if self.args.notify else "/api/doctor"
+        status, body = self.call("GET", path)
+        if status != 200:
+            return self.finish(status, body)
+        if not isinstance(body, dict) or not isinstance(body.get("checks"), list):
+            self.err("heliosctl: the daemon's doctor answer has no checks")
+            return EXIT_SERVER
+        if self.json:
+            self.out(json.dumps(body, indent=2, ensure_ascii=False))
+        else:
+            self.out(doctor_report(body))
+        # Only a fail makes it non-zero: a warning is worth reading, not a refusal.
+        return EXIT_OK if body.get("ok") is True else EXIT_REFUSED
+
     def watch(self) -> int:
         count = 0
         try:
@@ -380,6 +395,31 @@ class Ctl:
             confirm=a.confirm, yes=a.yes, as_json=self.json,
             stdin=self.stdin, stdout=self.stdout, stderr=self.stderr,
         )  # fmt: skip
+
+
+_DOCTOR_WORDS: Final = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
+
+
+def doctor_report(body: Mapping[str, Any]) -> str:
+    """One line per check (ok / warn / FAIL, name, detail, and the fix when not ok), then
+    the verdict."""
+    checks = [c for c in body.get("checks", []) if isinstance(c, dict)]
+    width = max((len(str(c.get("name", ""))) for c in checks), default=0)
+    lines = []
+    for c in checks:
+        word = _DOCTOR_WORDS.get(str(c.get("status")), "FAIL")
+        name, detail = str(c.get("name", "")), str(c.get("detail", ""))
+        line = f"{word:<4}  {name:<{width}}  {detail}"
+        if word != "ok" and c.get("fix"):
+            line += f"  -> fix: {c['fix']}"
+        lines.append(line.replace("\n", " "))
+    fails = sum(1 for c in checks if c.get("status") != "ok" and c.get("status") != "warn")
+    warns = sum(1 for c in checks if c.get("status") == "warn")
+    if fails:
+        lines.append(f"NOT READY: {fails} check(s) failed, {warns} warning(s)")
+    else:
+        lines.append(f"ready: no check failed ({warns} warning(s))")
+    return "\n".join(lines)
 
 
 def _show_order(body: Any) -> str:
@@ -513,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--reason", help="why (recorded in the audit)")
     cl.add_argument("--confirm", metavar="ACCOUNT", help="confirm without a prompt: LIVE|PAPER")
     cl.add_argument("--yes", action="store_true", help="do not ask before selling")
+    d = cmd("doctor", "check readiness for LIVE (exit 0 only when no check fails)")
+    d.add_argument("--notify", action="store_true",
+                   help="also send a test notification through every configured URL")  # fmt: skip
     w = cmd("watch", "follow events until Ctrl-C")
     w.add_argument("--count", type=_positive_int, help="stop after N events")
     return p
@@ -561,6 +604,7 @@ def main(
         "plugins": lambda: ctl.simple("/api/plugins"),
         "health": ctl.health,
         "watch": ctl.watch,
+        "doctor": ctl.doctor,
         "backup": ctl.backup,
         "live-smoke": ctl.live_smoke,
         "close": ctl.close,

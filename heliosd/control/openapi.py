@@ -55,6 +55,13 @@ _ORDER_ID: Final = {
     "required": True,
     "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
 }
+_NOTIFY: Final = {
+    "name": "notify",
+    "in": "query",
+    "required": False,
+    "description": "1 (or true): also send a test notification through every configured URL.",
+    "schema": {"enum": ["0", "1", "true", "false"], "default": "0"},
+}
 _BAD: Final = {"400": _error("Malformed request; the message names the field.")}
 
 
@@ -241,6 +248,16 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         },
     ),
     ("GET", "/api/openapi.json"): _op("This document", _json(_ref(sc.Document), "OpenAPI 3.1.")),
+    ("GET", "/api/doctor"): _op(
+        "Is the daemon ready to go LIVE? Config, disk, VALR status, key permissions, clock"
+        " skew, streams, notifications (opt-in), risk config, plugins, engine",
+        _json(
+            _ref(sc.Doctor),
+            "Every check (200 even when some fail: ok is false then; a check that raised or"
+            " timed out is fail).",
+        ),
+        params=[_NOTIFY],
+    ),
     ("POST", "/api/backup"): _op(
         "Take an online backup of the database into <state_dir>/backups/",
         _json(_ref(sc.Backup), "Where the backup went."),

@@ -455,6 +455,25 @@ class Health(Answer):
     ] = 0
 
 
+class DoctorCheck(Answer):
+    """One check of ``heliosctl doctor``."""
+
+    name: Annotated[str, Meta(examples=["clock_skew", "valr_credentials", "state_dir"])]
+    status: Annotated[
+        Literal["ok", "warn", "fail"],
+        Meta(description="fail: not ready (also a check that raised or timed out)."),
+    ]
+    detail: Annotated[str, Meta(description="What the check found, for a human.")]
+    fix: Annotated[str, Meta(description="What to do about it; empty when ok.")]
+
+
+class Doctor(Answer):
+    """GET /api/doctor: is this daemon ready to go LIVE?"""
+
+    ok: Annotated[bool, Meta(description="No check failed (warnings allowed).")]
+    checks: Annotated[list[DoctorCheck], Meta(description="Every check, in a fixed order.")]
+
+
 class Backup(Answer):
     backup: Annotated[str, Meta(description="The backup file's path.")]
 
@@ -493,5 +512,5 @@ REQUESTS: Final = (
 ANSWERS: Final = (
     Error, Mode, ModeSwitched, Gate, History, Audit, EmergencyStop, Halt, Resumed, Order,
     OrderAnswer, Cancelled, Orders, Fills, Engine, Positions, Pnl, Risk, Plugins, Health,
-    Backup, Document, CloseSell, CloseLeft, ClosePlan, Closed,
+    Backup, Document, CloseSell, CloseLeft, ClosePlan, Closed, DoctorCheck, Doctor,
 )  # fmt: skip

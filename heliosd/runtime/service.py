@@ -1225,6 +1225,25 @@ class Service:
         )
         return {"backup": str(path)}
 
+    def doctor_context(self, *, notify: bool = False, actor: str = "heliosd") -> Any:
+        """What ``heliosctl doctor`` checks (:mod:`heliosd.runtime.doctor`), taken now."""
+        from heliosd.plugins.manager import config_sections
+        from heliosd.runtime.doctor import DoctorContext
+
+        assert self.pm is not None
+        return DoctorContext(
+            settings=self.settings, gates=self._gate_context(), live=self.clients[Mode.LIVE],
+            live_streams=dict(self.sinks[Mode.LIVE].streams), notifiers=self.registry.notifiers,
+            plugins=plugin_records(self.pm), strategies=set(self.registry.strategies),
+            config_sections=config_sections(self.pm), engine_running=self.engine.running,
+            notify=notify, actor=actor,
+        )  # fmt: skip
+
+    async def doctor(self, *, notify: bool, actor: Actor) -> dict[str, Any]:
+        from heliosd.runtime.doctor import run_doctor
+
+        return await run_doctor(self.doctor_context(notify=notify, actor=str(actor)))
+
     # ================================================================== gates
 
     def _gate_context(self) -> GateContext:

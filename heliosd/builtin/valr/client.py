@@ -271,6 +271,14 @@ class ValrClient(_Placing):
         when it is off, not confirmed, or the socket is down)."""
         return self._account is not None and self._account.cancel_on_disconnect_armed
 
+    def last_message_age_s(self, stream: str) -> float | None:
+        """Seconds since the ``trade`` or ``account`` stream last received any message (its
+        PONGs too); None when that stream does not run or has received nothing yet."""
+        found = {"trade": self._trade, "account": self._account}.get(stream)
+        if found is None or found.last_message_at is None:
+            return None
+        return max(0.0, time.monotonic() - found.last_message_at)
+
     # ------------------------------------------------------------------ clock
 
     @property

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -137,6 +138,9 @@ class _Stream:
         self._quiet = False  # not reading (reconciling): do not judge missing PONGs
         self._handlers: dict[str, Handler] = {}
         self.connections = 0  # sessions opened so far (for health views and tests)
+        # time.monotonic() of the last message of any kind (PONGs too): how fresh the socket
+        # is, for `heliosctl doctor`; None before the first.
+        self.last_message_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -313,6 +317,7 @@ class _Stream:
 
     async def _handle(self, raw: str | bytes) -> None:
         """Decode once, dispatch by ``type``; anything unreadable is skipped with a warning."""
+        self.last_message_at = time.monotonic()
         try:
             msg = _decode(raw)
             kind = msg["type"]
