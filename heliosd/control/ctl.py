@@ -371,7 +371,7 @@ class Ctl:
         return self.finish(status, body)
 
     def live_smoke(self) -> int:
-        from heliosd.control.smoke import live_smoke_command
+        from heliosd.control.smokecmd import live_smoke_command
 
         a = self.args
         return live_smoke_command(

@@ -1,4 +1,4 @@
-"""``heliosctl live-smoke PAIR``: the operator plan's Phase 5 (first real trade) in one command.
+"""``heliosctl live-smoke PAIR``: the first real trade, checked end to end, in one command.
 
 For the day the VALR account has been funded and the daemon switched to LIVE. Everything goes
 through the running daemon's control API, so the router, the risk rules and the ledger that
@@ -28,17 +28,14 @@ Exit status: 0 when every check passed, 1 otherwise (refusals included), 3 daemo
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from typing import Any, Final, TextIO
+from typing import Any, Final
 
 from heliosd.control.client import ControlClient
+from heliosd.control.eventtap import EventTap
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -153,118 +150,6 @@ def minimum_quantity(limits: Mapping[str, Any]) -> Decimal:
     if quantum is not None:
         quantity = quantity.quantize(quantum, rounding=ROUND_CEILING)
     return quantity
-
-
-# --------------------------------------------------------------------------- events
-
-
-class EventTap:
-    """Follows ``GET /api/events`` on its own connection, in a thread, until closed.
-
-    A raw HTTP/1.0 request keeps the body unchunked, and owning the socket lets
-    :meth:`close` end the read at once (shutdown), whatever the stream is doing.
-    """
-
-    def __init__(self, socket_path: str, *, connect_timeout: float = 10.0) -> None:
-        self._path = socket_path
-        self._timeout = connect_timeout
-        self._sock: socket.socket | None = None
-        self._events: list[tuple[str, Any]] = []
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self.error: str | None = None
-
-    def start(self) -> None:
-        """Connect and return once the daemon has subscribed us (its ``: connected``)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self._timeout)
-        try:
-            sock.connect(self._path)
-            sock.sendall(
-                b"GET /api/events HTTP/1.0\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
-            )
-            buf = b""
-            while b"\r\n\r\n" not in buf or b": connected" not in buf:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise OSError("the daemon closed the event stream")
-                buf += chunk
-        except OSError as exc:
-            sock.close()
-            raise SmokeRefused(f"cannot follow the daemon's events: {exc}") from None
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        if " 200 " not in f"{status_line} ":
-            sock.close()
-            raise SmokeRefused(f"cannot follow the daemon's events: {status_line}")
-        sock.settimeout(None)  # the reader blocks; close() wakes it with shutdown()
-        self._sock = sock
-        self._thread = threading.Thread(
-            target=self._read, args=(rest,), name="live-smoke-events", daemon=True
-        )
-        self._thread.start()
-
-    def _read(self, buf: bytes) -> None:
-        assert self._sock is not None
-        kind, data = "message", list[str]()
-        try:
-            while True:
-                while b"\n" in buf:
-                    raw, _, buf = buf.partition(b"\n")
-                    line = raw.decode("utf-8", "replace").rstrip("\r")
-                    if not line:
-                        if data:
-                            self._add(kind, "\n".join(data))
-                        kind, data = "message", []
-                    elif not line.startswith(":"):
-                        name, _, value = line.partition(":")
-                        value = value.removeprefix(" ")
-                        if name == "event":
-                            kind = value
-                        elif name == "data":
-                            data.append(value)
-                chunk = self._sock.recv(65536)
-                if not chunk:
-                    return
-                buf += chunk
-        except OSError as exc:
-            self.error = str(exc)
-        finally:
-            with self._cond:
-                self._cond.notify_all()
-
-    def _add(self, kind: str, text: str) -> None:
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        with self._cond:
-            self._events.append((kind, value))
-            self._cond.notify_all()
-
-    def wait_for(self, match: Callable[[str, Any], bool], timeout: float) -> Any | None:
-        """The first event (kind, data) so far or within ``timeout`` for which ``match``."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        with self._cond:
-            while True:
-                for kind, data in self._events[seen:]:
-                    if match(kind, data):
-                        return data
-                seen = len(self._events)
-                left = deadline - time.monotonic()
-                alive = self._thread is not None and self._thread.is_alive()
-                if left <= 0 or not alive:
-                    return None
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
-        if self._thread is not None:
-            self._thread.join(5)
 
 
 # --------------------------------------------------------------------------- the run
@@ -638,82 +523,3 @@ def _fill_check(order: Mapping[str, Any]) -> tuple[str, str]:
         f"filled {filled} {order.get('pair')} at average {price} (VALR order "
         f"{order.get('exchange_order_id')}; fills reach the daemon only from VALR)"
     )
-
-
-# --------------------------------------------------------------------------- heliosctl
-
-
-def live_smoke_command(
-    client: ControlClient,
-    pair: str,
-    *,
-    quantity: str | None,
-    yes: bool,
-    timeout_s: float,
-    as_json: bool,
-    stdin: TextIO,
-    stdout: TextIO,
-    stderr: TextIO,
-) -> int:
-    """``heliosctl live-smoke``: returns the exit code (see the module docstring)."""
-
-    def out(text: str) -> None:
-        print(text, file=stdout, flush=True)
-
-    def err(text: str) -> None:
-        print(text, file=stderr, flush=True)
-
-    qty: Decimal | None = None
-    if quantity is not None:
-        qty = _dec(quantity)
-        if qty is None:
-            err(f"heliosctl: --quantity is not a number: {quantity!r}")
-            return 2
-    smoke = LiveSmoke(
-        client,
-        pair,
-        quantity=qty,
-        timeout_s=timeout_s,
-        report=None if as_json else (lambda c: out(c.line)),
-    )
-    try:
-        plan = smoke.preflight()
-        if not as_json:
-            out(
-                f"live-smoke: MARKET BUY {plan.quantity} {plan.pair} ({plan.quantity_source}) "
-                f"on {plan.venue}"
-            )
-        if not yes:
-            if as_json or not stdin.isatty():
-                raise SmokeRefused(
-                    "live-smoke places an order on the LIVE account: pass --yes to run it "
-                    "without a terminal"
-                )
-            stakes = "on the simulator (not real money)" if plan.simulator else "real money"
-            print(f"This trades {stakes}. Type BUY to place it: ", end="", file=stdout, flush=True)
-            if stdin.readline().strip() != "BUY":
-                raise SmokeRefused("aborted; nothing was placed")
-        events = EventTap(client.socket_path)
-        events.start()
-        try:
-            result = smoke.run(plan, events=events)
-        finally:
-            events.close()
-    except SmokeRefused as exc:
-        err(f"heliosctl: live-smoke refused: {exc.message}")
-        return exc.exit_code
-    if as_json:
-        out(json.dumps(result.as_json(), indent=2, ensure_ascii=False))
-        return EXIT_OK if result.ok else EXIT_FAILED
-    failed = [c for c in result.checks if c.status != PASSED]
-    if not failed:
-        out(
-            f"live-smoke: all {len(result.checks)} checks PASSED. The account now holds the "
-            f"bought {plan.pair}; to sell it: heliosctl order SELL {plan.pair} QTY"
-        )
-        return EXIT_OK
-    out(
-        f"live-smoke: {sum(c.status == FAILED for c in failed)} FAILED, "
-        f"{sum(c.status == SKIPPED for c in failed)} SKIPPED of {len(CHECKS)} checks"
-    )
-    return EXIT_FAILED
