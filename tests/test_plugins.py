@@ -80,7 +80,7 @@ def test_dropin_rule_is_loaded_registered_and_listed_with_its_sha256(
     plugin_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(plugin_dir, "max_qty.py", RULE.format(name="max_qty", limit="1"))
-    caplog.set_level(logging.INFO, logger="heliosd.plugins.manager")
+    caplog.set_level(logging.INFO, logger="heliosd.plugins")
 
     pm = make_plugin_manager(settings_with(plugin_dir), builtins=())
     reg = collect(pm, settings_with(plugin_dir))
