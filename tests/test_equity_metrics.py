@@ -9,6 +9,7 @@ import secrets
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -274,3 +275,98 @@ async def test_points_survive_a_restart_and_old_ones_are_pruned(
     assert [p["at"] for p in points[1 : 1 + len(first)]] == [p["at"] for p in first]
     ats = [datetime.fromisoformat(p["at"]) for p in points]
     assert ats == sorted(ats)
+
+
+async def test_a_failing_point_write_is_logged_and_never_reaches_orders_or_stops(
+    sim: SimHandle, short_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    running = await start_daemon(write_config(short_dir, sim, extra=PAPER))
+    try:
+        recorder = running.service.equity
+        await eventually(lambda: _points(running.request))
+        # Out of band, the table goes away: every later point's INSERT fails in its savepoint.
+        conn = sqlite3.connect(running.service.store.path)
+        conn.execute("DROP TABLE equity_points")
+        conn.commit()
+        conn.close()
+        recorder.coalesce_s = 0.0
+        await _paper_buy(running, sim)  # the order passes; its fill point cannot be stored
+        await wait_for(lambda: recorder.failed > 0)
+        assert "equity point not stored" in caplog.text
+        await wait_for(lambda: running.service.ledgers[Mode.PAPER].position("BTCZAR") > 0)
+        # Orders, stops and the monitor passes go on as before: another order fills, its
+        # fill point fails too (the pass that records it ran), a halt and a resume commit.
+        failed = recorder.failed
+        body = {"pair": "BTCZAR", "side": "SELL", "type": "MARKET", "quantity": "0.001",
+                "reason": "after the failure"}  # fmt: skip
+        status, answer = await running.request("POST", "/api/orders", body)
+        assert status == 201 and answer["order"]["state"] == "filled", answer
+        await wait_for(lambda: recorder.failed > failed)
+        status, body = await running.request("POST", "/api/trading/halt", {"reason": "t"})
+        assert status == 200, body
+        status, body = await running.request("POST", "/api/trading/resume", {"reason": "t"})
+        assert status == 200, body
+        async with aiohttp.ClientSession(
+            connector=aiohttp.UnixConnector(path=str(running.socket))
+        ) as http:
+            status, _, text = await _scrape(http, "http://heliosd/metrics")
+        assert status == 200
+        assert _get(parse_exposition(text), "heliosd_equity_points_failed_total") >= 1
+    finally:
+        await running.stop()
+
+
+async def test_minute_points_come_without_fills_or_price_ticks(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    running = await start_daemon(write_config(short_dir, sim, extra=PAPER))
+    try:
+        running.service.equity.interval_s = 0.3  # "a minute", shortened
+        pts = await eventually(lambda: _enough(running.request, 4))
+        assert all(p["kind"] == "minute" for p in pts), pts
+    finally:
+        await running.stop()
+
+
+async def _enough(request: Any, n: int) -> list[Any]:
+    pts = await _points(request)
+    return pts if len(pts) >= n else []
+
+
+async def test_a_long_range_is_thinned_to_the_cap_keeping_oldest_and_newest(
+    tmp_path: Path,
+) -> None:
+    from heliosd.risk.equity import MAX_POINTS, load_points, read_only, stamp
+    from heliosd.store import Store
+
+    store = await Store.open(tmp_path / "state" / "heliosd.db")
+    try:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        rows = [("LIVE", stamp(start + timedelta(minutes=i)), str(i)) for i in range(25_001)]
+
+        def fill(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO equity_points(mode, at, kind, equity, peak, day_start_equity,"
+                " daily_pnl) VALUES (?, ?, 'minute', ?, '0', '0', '0')",
+                rows,
+            )
+
+        await store.write(fill)
+        body = await read_only(store.path, lambda c: load_points(c, Mode.LIVE, None))
+        points = body["points"]
+        assert body["total"] == 25_001 and body["step"] > 1
+        assert len(points) <= MAX_POINTS
+        assert points[0]["equity"] == "0" and points[-1]["equity"] == "25000"
+        values = [int(p["equity"]) for p in points]
+        assert values == sorted(values)
+        gaps = {b - a for a, b in pairwise(values[:-1])}  # the newest is added at the end
+        assert gaps == {body["step"]}, gaps  # evenly thinned
+        since = start + timedelta(minutes=20_000)
+        near = await read_only(store.path, lambda c: load_points(c, Mode.LIVE, since))
+        assert near["step"] == 1 and len(near["points"]) == 5_001
+        assert near["points"][0]["at"] == stamp(since)
+        assert (await read_only(store.path, lambda c: load_points(c, Mode.PAPER, None)))[
+            "points"
+        ] == []
+    finally:
+        await store.close()
