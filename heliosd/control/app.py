@@ -25,7 +25,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any, Final, TypeVar
@@ -64,6 +64,7 @@ MAX_LIMIT: Final = 1000
 SSE_HEARTBEAT_S: Final = 15.0
 # Events queued for one slow SSE reader before we drop it rather than grow without bound.
 SSE_BACKLOG: Final = 10_000
+METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 ACTOR_KEY: Final = web.RequestKey("heliosd_actor", Actor)
 
@@ -453,6 +454,27 @@ def parse_flag(params: Mapping[str, str], name: str) -> bool:
     return _FLAGS[text.lower()]
 
 
+def parse_since(text: str | None) -> datetime | None:
+    """An ISO 8601 / RFC 3339 instant (``Z`` or an offset; none means UTC), as UTC."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(
+            f"since must be an ISO 8601 time like 2025-01-31T08:00:00Z, got {text!r}",
+            field="since",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # past year 9999 or before year 1 once in UTC: the range's ends
+        return (
+            datetime.max.replace(tzinfo=UTC) if when.year > 1 else datetime.min.replace(tzinfo=UTC)
+        )
+
+
 def parse_order_id(request: web.Request) -> int:
     text = request.match_info["id"]
     # isdecimal() alone accepts non-ASCII digits; keep ids to ASCII and SQLite's range.
@@ -631,6 +653,25 @@ class ControlApi:
         fn = self.backend.doctor  # type: ignore[attr-defined]  # optional, see build_app
         return json_response(await fn(notify=notify, actor=actor_of(request)))
 
+    async def equity(self, request: web.Request) -> web.Response:
+        params = query(request, ("mode", "since"))
+        text = params.get("mode")
+        if text is None:
+            mode = Mode((await self.backend.get_mode())["mode"])
+        elif text in ("LIVE", "PAPER"):
+            mode = Mode(text)
+        else:
+            raise BadRequest(f"mode must be LIVE or PAPER, got {text!r}", field="mode")
+        since = parse_since(params.get("since"))
+        fn = self.backend.equity_points  # type: ignore[attr-defined]  # optional, see build_app
+        return json_response(await fn(mode, since))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        query(request, ())
+        fn = self.backend.metrics  # type: ignore[attr-defined]  # optional, see build_app
+        text: str = await fn()
+        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
     async def backup(self, request: web.Request) -> web.Response:
         await read_body(request, sc.Empty)
         fn = self.backend.backup  # type: ignore[attr-defined]  # optional, see build_app
@@ -749,6 +790,10 @@ def build_app(
         routes.append(("POST", "/api/backup", api.backup))
     if callable(getattr(backend, "doctor", None)):
         routes.append(("GET", "/api/doctor", api.doctor))
+    if callable(getattr(backend, "equity_points", None)):
+        routes.append(("GET", "/api/equity", api.equity))
+    if callable(getattr(backend, "metrics", None)):
+        routes.append(("GET", "/metrics", api.metrics))
     for method, path, handler in routes:
         # No implicit HEAD routes: the OpenAPI document lists exactly what is served.
         if method == "GET":

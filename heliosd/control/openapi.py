@@ -258,6 +258,35 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         ),
         params=[_NOTIFY],
     ),
+    ("GET", "/api/equity"): _op(
+        "The equity curve of one mode: a point about once a minute and after fill batches,"
+        " oldest first, at most 10,000 (a longer range is thinned evenly, keeping the newest)",
+        _json(_ref(sc.Equity), "Points."),
+        params=[
+            {
+                "name": "mode",
+                "in": "query",
+                "required": False,
+                "description": "LIVE or PAPER; the current mode when omitted.",
+                "schema": {"enum": ["LIVE", "PAPER"]},
+            },
+            {
+                "name": "since",
+                "in": "query",
+                "required": False,
+                "description": "Only points at or after this instant (RFC 3339; without an"
+                " offset it is UTC). Every retained point when omitted.",
+                "schema": {"type": "string", "format": "date-time"},
+            },
+        ],
+    ),
+    ("GET", "/metrics"): _op(
+        "Prometheus text exposition (format 0.0.4) of the daemon's state; names start heliosd_",
+        {
+            "description": "`# HELP`/`# TYPE` lines and samples, one per line.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    ),
     ("POST", "/api/backup"): _op(
         "Take an online backup of the database into <state_dir>/backups/",
         _json(_ref(sc.Backup), "Where the backup went."),

@@ -474,6 +474,38 @@ class Doctor(Answer):
     checks: Annotated[list[DoctorCheck], Meta(description="Every check, in a fixed order.")]
 
 
+class EquityPoint(Answer):
+    """One point of the equity curve, as the monitor pass saw it (reference currency)."""
+
+    at: Time
+    equity: DecimalText
+    peak: Annotated[
+        str, Meta(description="The flow-adjusted high-water mark the drawdown stop uses.")
+    ]
+    day_start_equity: DecimalText = "0"
+    daily_pnl: DecimalText = "0"
+    kind: Annotated[
+        Literal["minute", "fill"],
+        Meta(description="minute: the periodic point; fill: written after a fill batch."),
+    ] = "minute"
+
+
+class Equity(Answer):
+    mode: ModeName
+    points: Annotated[list[EquityPoint], Meta(description="Oldest first.")]
+    total: Annotated[
+        int, Meta(description="Points stored in the range; more than answered when thinned.")
+    ] = 0
+    step: Annotated[
+        int,
+        Meta(
+            description="1, or every step-th stored point (and the newest) when the range holds"
+            " more than the 10,000 points an answer carries."
+        ),
+    ] = 1
+    since: Time | None = None
+
+
 class Backup(Answer):
     backup: Annotated[str, Meta(description="The backup file's path.")]
 
@@ -513,4 +545,5 @@ ANSWERS: Final = (
     Error, Mode, ModeSwitched, Gate, History, Audit, EmergencyStop, Halt, Resumed, Order,
     OrderAnswer, Cancelled, Orders, Fills, Engine, Positions, Pnl, Risk, Plugins, Health,
     Backup, Document, CloseSell, CloseLeft, ClosePlan, Closed, DoctorCheck, Doctor,
+    EquityPoint, Equity,
 )  # fmt: skip

@@ -73,6 +73,8 @@ class DaemonSettings:
     shutdown_timeout_s: Decimal = Decimal(20)
     # heliosd's own backups kept in backup_dir after each pre-LIVE backup; 0 = keep all.
     keep_backups: int = 20
+    # Equity curve points (GET /api/equity) older than this are deleted (hourly).
+    equity_retention_days: int = 90
 
     @property
     def db_path(self) -> Path:
@@ -416,6 +418,7 @@ _PARSERS: dict[type, dict[str, Parser]] = {
         "blocked_plugins": p_strs,
         "shutdown_timeout_s": p_decimal,
         "keep_backups": p_int,
+        "equity_retention_days": p_int,
     },
     ExchangeSettings: {"live": p_str, "paper": p_str},
     ValrSettings: {
@@ -540,6 +543,9 @@ def _validate(settings: Settings) -> None:
     if settings.daemon.keep_backups < 0:
         keep = settings.daemon.keep_backups
         raise _fail("daemon.keep_backups", src, f"must be zero (keep all) or more, got {keep}")
+    if settings.daemon.equity_retention_days < 1:
+        days = settings.daemon.equity_retention_days
+        raise _fail("daemon.equity_retention_days", src, f"must be at least 1, got {days}")
     if settings.notify.max_attempts < 1:
         raise _fail("notify.max_attempts", src, "must be at least 1")
     v = settings.valr

@@ -60,6 +60,7 @@ from heliosd.plugins.manager import (
 )
 from heliosd.risk.account import AccountRisk
 from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
+from heliosd.risk.equity import EquityRecorder
 from heliosd.risk.flows import FlowWatcher, flows_value_since, split_pair
 from heliosd.risk.ledger import Ledger, LedgerError, day_start, decimal_text
 from heliosd.risk.mode import ModeOrchestrator, mode_json
@@ -183,6 +184,9 @@ class Service:
             self.clients[mode] = self.registry.exchanges[name](
                 ExchangeContext(s, mode, self.market)
             )
+        # The equity curve (GET /api/equity): points from the monitor pass, one per fill batch.
+        self.equity = EquityRecorder(self.store, retention_days=s.daemon.equity_retention_days,
+                                     kick=self._ledger_changed)  # fmt: skip
         self.sinks: dict[Mode, VenueSink] = {}
         for mode in Mode:
             watermark = await self.store.read(partial(st.latest_fill_time, mode=mode))
@@ -196,6 +200,8 @@ class Service:
                 on_connection_change=self._connection_changed, watermark=watermark,
                 on_ledger_error=self._ledger_error_at_runtime,
             )  # fmt: skip
+        for mode, sink in self.sinks.items():  # the equity curve's fill points
+            sink.fill_listeners.append(partial(self.equity.note_fill, mode))
         # Fill completeness, LIVE: an order's filled quantity backed by stored fills, checked
         # after an order ends and every reconcile_interval_s (heliosd.trading.fillcheck).
         self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=self.store,
@@ -288,6 +294,7 @@ class Service:
             live_is_simulator=is_simulator(s.valr),
         )  # fmt: skip
         self._spawn(self._marks_loop())
+        self._spawn(self.equity.run())
         # venue_read_only: the LIVE account REDUCING while VALR is not online.
         self.venue_watch = VenueStatusWatch(
             store=self.store, breakers=self.breakers, client=self.clients[Mode.LIVE],
@@ -711,6 +718,7 @@ class Service:
         snapshot = ledger.snapshot(utcnow())
         if ledger.marks() != before:
             self._marks_dirty.add(mode)
+        self.equity.observe(snapshot)  # queued, never awaited: the curve cannot slow a stop
         if mode is Mode.PAPER and not self.settings.risk.enforce_in_paper:
             return
         if not hasattr(self, "stops"):
@@ -1214,6 +1222,14 @@ class Service:
 
     def events(self) -> AsyncIterator[Mapping[str, Any]]:
         return self.notifications.subscribe()
+
+    async def equity_points(self, mode: Mode, since: datetime | None) -> dict[str, Any]:
+        return await self.equity.points(mode, since)
+
+    async def metrics(self) -> str:
+        from heliosd.runtime.metrics import exposition
+
+        return await exposition(self)
 
     async def backup(self, *, actor: Actor) -> dict[str, Any]:
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")

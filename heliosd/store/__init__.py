@@ -208,6 +208,22 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE(mode, flow_id)
     );
     """,
+    # 4: the equity curve (heliosd.risk.equity): a point per mode about once a minute and
+    # after a fill batch, pruned after [daemon] equity_retention_days. `at` is fixed-width
+    # UTC text (microseconds always written), so text order is time order.
+    """
+    CREATE TABLE equity_points(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mode TEXT NOT NULL CHECK (mode IN ('PAPER', 'LIVE')),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('minute', 'fill')),
+        equity TEXT NOT NULL,
+        peak TEXT NOT NULL,
+        day_start_equity TEXT NOT NULL,
+        daily_pnl TEXT NOT NULL
+    );
+    CREATE INDEX equity_points_at ON equity_points(mode, at);
+    """,
 )
 
 
