@@ -10,7 +10,10 @@ Two line shapes, chosen by :func:`setup_logging`:
 
 A record is always one line (journald would split a multi-line message into several
 entries): newlines in the message become ``\\n`` and a traceback becomes an ``exc="..."``
-field. ``extra={...}`` items are appended as ``key=value`` fields.
+field. ``extra={...}`` items are appended as ``key=value`` fields, except a journal event's
+(:mod:`heliosd.notify.journal`), whose message carries them already.
+
+Apprise's INFO chatter ("Notifying 1 service(s)") is logged at DEBUG (:class:`DemoteChatter`).
 
 Every text registered with :func:`register_secret` is replaced by ``***`` in the message, its
 arguments, extras and exception text before anything is written (:class:`RedactingFilter`,
@@ -31,6 +34,7 @@ import time
 from collections.abc import Mapping
 
 from heliosd.core.config import Secret
+from heliosd.notify.journal import RECORD_ATTRS
 
 REDACTED = "***"
 
@@ -170,7 +174,8 @@ class LineFormatter(logging.Formatter):
         message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
         parts = [message]
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            # A journal event's fields are in its message already (heliosd.notify.journal).
+            if key not in _STANDARD_ATTRS and not key.startswith("_") and key not in RECORD_ATTRS:
                 parts.append(f"{key}={_quote(value)}")
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -186,6 +191,24 @@ class LineFormatter(logging.Formatter):
             millis = int(record.msecs)
             line = f"{stamp}.{millis:03d}Z {record.levelname} {record.name} {body}"
         return redact(line)
+
+
+# Libraries whose INFO lines are chatter, not news: Apprise says "Notifying 1 service(s)"
+# for every notification; the journal line of what caused it is the news.
+CHATTY_LOGGERS = ("apprise",)
+
+
+class DemoteChatter(logging.Filter):
+    """Turns the INFO records of :data:`CHATTY_LOGGERS` into DEBUG records, shown only when
+    the root level is DEBUG. Their warnings and errors pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or record.levelno <= logging.DEBUG:
+            return True
+        if record.name.split(".", 1)[0] not in CHATTY_LOGGERS:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 def stderr_is_journald() -> bool:
@@ -218,6 +241,7 @@ def setup_logging(level: str, *, journald: bool | None = None) -> logging.Handle
         root.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LineFormatter(journald=journald))
+    handler.addFilter(DemoteChatter())
     handler.addFilter(RedactingFilter())
     handler._heliosd = True  # type: ignore[attr-defined]
     root.addHandler(handler)
