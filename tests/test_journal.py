@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+import struct
 import sys
 from collections.abc import Iterator
 from decimal import Decimal
@@ -136,3 +138,62 @@ def test_apprise_info_chatter_is_debug(tmp_path: Path, monkeypatch: pytest.Monke
     assert [line.split(" ", 3)[1:3] for line in debug] == [
         ["DEBUG", "apprise"], ["DEBUG", "apprise.plugins"], ["WARNING", "apprise"],
     ]  # fmt: skip
+
+
+def parse_native(datagram: bytes) -> dict[str, str]:
+    """journald's native protocol, read back as journald reads it."""
+    fields: dict[str, str] = {}
+    rest = datagram
+    while rest:
+        head, sep, tail = rest.partition(b"\n")
+        assert sep, rest
+        if b"=" in head:
+            key, _, value = head.partition(b"=")
+            fields[key.decode()] = value.decode()
+            rest = tail
+        else:  # KEY\n<le64 length><data>\n
+            (size,) = struct.unpack("<Q", tail[:8])
+            fields[head.decode()] = tail[8 : 8 + size].decode()
+            assert tail[8 + size : 9 + size] == b"\n"
+            rest = tail[9 + size :]
+    return fields
+
+
+def test_under_journald_the_fields_travel_as_journal_fields(
+    short_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = short_dir / "journal.sock"
+    journal_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    journal_socket.bind(str(path))
+    journal_socket.settimeout(5)
+    register_secret("s3cr3t-value-123")
+    with (tmp_path / "stderr").open("w", encoding="utf-8") as fh:
+        monkeypatch.setattr(sys, "stderr", fh)
+        setup_logging("info", journald=True, journal_socket=path)
+        journal.event("emergency_stop", by=Actor(1000, "alice"),
+                      reason="drill\nMESSAGE_ID=forged s3cr3t-value-123", epoch=7)  # fmt: skip
+        logging.getLogger("heliosd.other").info("plain")
+        got = parse_native(journal_socket.recv(65536))
+        plain = parse_native(journal_socket.recv(65536))
+        # journald away: the line goes to the stream instead of being lost.
+        journal_socket.close()
+        path.unlink()
+        journal.event("resume", by="heliosd", reason="after")
+        fh.flush()
+    assert got == {
+        "MESSAGE": "heliosd.journal event=emergency_stop by=uid:1000(alice)"
+        ' reason="drill\\nMESSAGE_ID=forged ***" epoch=7',
+        "PRIORITY": "4",
+        "SYSLOG_IDENTIFIER": "heliosd",
+        "HELIOSD_LOGGER": "heliosd.journal",
+        "MESSAGE_ID": journal.KINDS["emergency_stop"].message_id,
+        "HELIOSD_EVENT": "emergency_stop",
+        "HELIOSD_BY": "uid:1000(alice)",
+        "HELIOSD_REASON": "drill\nMESSAGE_ID=forged ***",  # whole, and forging nothing
+        "HELIOSD_EPOCH": "7",
+    }
+    assert plain == {"MESSAGE": "heliosd.other plain", "PRIORITY": "6",
+                     "SYSLOG_IDENTIFIER": "heliosd", "HELIOSD_LOGGER": "heliosd.other"}  # fmt: skip
+    assert (tmp_path / "stderr").read_text().splitlines() == [
+        "<6>heliosd.journal event=resume by=heliosd reason=after"
+    ]

@@ -32,11 +32,14 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from heliosd.core.config import Secret
 from heliosd.notify.journal import RECORD_ATTRS
 
 REDACTED = "***"
+# journald's native socket (systemd.journal-fields(7)); see heliosd.runtime.journald.
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -224,12 +227,17 @@ def stderr_is_journald() -> bool:
     return st.st_dev == int(dev) and st.st_ino == int(ino)
 
 
-def setup_logging(level: str, *, journald: bool | None = None) -> logging.Handler:
+def setup_logging(
+    level: str, *, journald: bool | None = None, journal_socket: Path | None = JOURNAL_SOCKET
+) -> logging.Handler:
     """Configure the root logger: one redacting, single-line handler on ``sys.stderr``.
 
     ``level`` is a level name in any case (``info``). ``journald=None`` detects it from
-    ``$JOURNAL_STREAM``. Calling again replaces the handler this function installed before
-    (other handlers, such as a test's capture, are left alone). Returns the handler.
+    ``$JOURNAL_STREAM``. Under journald, when ``journal_socket`` exists, records go there in
+    journald's native protocol with their fields (:mod:`heliosd.runtime.journald`; the
+    stream is the fallback); ``journal_socket=None`` keeps to the stream. Calling again
+    replaces the handler this function installed before (other handlers, such as a test's
+    capture, are left alone). Returns the handler.
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -239,8 +247,13 @@ def setup_logging(level: str, *, journald: bool | None = None) -> logging.Handle
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_heliosd", False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
+        old.close()
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LineFormatter(journald=journald))
+    if journald and journal_socket is not None and journal_socket.is_socket():
+        from heliosd.runtime.journald import JournaldHandler  # it builds on this module
+
+        handler = JournaldHandler(handler, journal_socket)
     handler.addFilter(DemoteChatter())
     handler.addFilter(RedactingFilter())
     handler._heliosd = True  # type: ignore[attr-defined]
