@@ -197,3 +197,12 @@ def test_under_journald_the_fields_travel_as_journal_fields(
     assert (tmp_path / "stderr").read_text().splitlines() == [
         "<6>heliosd.journal event=resume by=heliosd reason=after"
     ]
+
+
+def test_docs_list_every_kind_with_its_level_and_message_id() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([A-Z]+ \| `[0-9a-f]{32}`) \|", doc, re.M))
+    assert rows == {
+        k.name: f"{logging.getLevelName(k.level)} | `{k.message_id}`"
+        for k in journal.KINDS.values()
+    }

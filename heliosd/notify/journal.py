@@ -75,7 +75,7 @@ _KINDS = (
     Kind("stream_lost", logging.WARNING, "aae2dca007da4abcac3e98b752084640",
          "a venue stream disconnected (mode, stream, detail)"),
     Kind("stream_restored", logging.INFO, "247f688f19c44c43b0a6e002dc3e29ed",
-         "a venue stream is back (mode, stream, detail, down_for_s)"),
+         "a venue stream is back (mode, stream, detail)"),
 )  # fmt: skip
 KINDS: Mapping[str, Kind] = {k.name: k for k in _KINDS}
 
