@@ -109,6 +109,11 @@ async def test_the_journal_tells_the_operators_day_one_line_per_event(
         status, resumed = await req("POST", "/api/trading/resume", {"reason": "drill over"})
         assert status == 200, resumed
         await wait_for(lambda: events(log(), "order_cancelled", order=str(resting["id"])))
+        # An operator's halt (HALTED, nothing but cancels), and its resume.
+        status, body = await req("POST", "/api/trading/halt", {"reason": "checking fills"})
+        assert status == 200, body
+        status, body = await req("POST", "/api/trading/resume", {"reason": "fills fine"})
+        assert status == 200, body
         await wait_for(lambda: notify_receiver.posts)  # Apprise did talk
     finally:
         await proc.aterminate()
@@ -142,13 +147,18 @@ async def test_the_journal_tells_the_operators_day_one_line_per_event(
     assert (down["from"], down["by"], down["reason"]) == ("LIVE", me, f"emergency stop: {forged}")
     states = [(lvl, f["to"], f.get("reason", "")) for lvl, f in events(text, "trading_state")]
     assert states[0][:2] == ("WARNING", "REDUCING") and states[0][2].startswith("emergency: drill")
-    assert states[-1][:2] == ("INFO", "ACTIVE")
+    assert states[1][:2] == states[-1][:2] == ("INFO", "ACTIVE")
     ((_, cancelled),) = events(text, "order_cancelled", order=str(resting["id"]))
     assert (cancelled["pair"], cancelled["price"]) == ("BTCZAR", "100000")
     # The resume: one line, ours; the newline in the stop's reason forged nothing.
-    ((lvl, res),) = events(text, "resume")
+    ((lvl, res), (_, res2)) = events(text, "resume")
     assert (lvl, res["by"], res["reason"]) == ("INFO", me, "drill over")
     assert "emergency" in res["cleared"]
+    ((lvl, halt),) = events(text, "halt")
+    assert (lvl, halt["breaker"], halt["by"], halt["reason"]) == ("WARNING", "halt", me,
+                                                                  "checking fills")  # fmt: skip
+    assert (res2["by"], res2["reason"], res2["cleared"]) == (me, "fills fine", "halt")
+    assert ("WARNING", "HALTED", "halt: checking fills") in states
     assert not [line for line in text.splitlines() if line.startswith("event=")]
     assert "mallory" not in "".join(f.get("by", "") for _, f in journal_lines(text))
     # Every journal line is a known kind; Apprise's chatter is not at INFO; no secret.
