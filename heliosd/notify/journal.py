@@ -112,6 +112,8 @@ def actor_text(actor: object) -> str:
 
 
 def _text(value: object) -> str:
+    if type(value) is str:  # the common case first: one identity test
+        return value
     if isinstance(value, Secret):
         return "***"
     if isinstance(value, Decimal):
@@ -130,6 +132,23 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False).translate(_LINE_ENDS)
 
 
+# Field names already checked (a fill's line is written thousands of times a second).
+_checked_names: dict[str, str] = {}
+
+
+def _field_name(given: str) -> str:
+    name = _checked_names.get(given)
+    if name is not None:
+        return name
+    name = given.removesuffix("_")  # from_=... : "from" is a Python keyword
+    if not _NAME.fullmatch(name) or name == "event":
+        raise ValueError(f"journal field name {name!r} is not a plain lower-case name")
+    if _SECRET_NAME.search(name):
+        raise ValueError(f"journal field {name!r} looks like a secret; never log it")
+    _checked_names[given] = name
+    return name
+
+
 def render(kind: str, fields: Mapping[str, object]) -> tuple[str, dict[str, str]]:
     """The message and the (redacted, stringified) fields for one event."""
     from heliosd.runtime.logs import redact  # logs imports nothing of ours but config
@@ -137,20 +156,16 @@ def render(kind: str, fields: Mapping[str, object]) -> tuple[str, dict[str, str]
     if kind not in KINDS:
         raise ValueError(f"unknown journal event kind {kind!r}")
     out: dict[str, str] = {}
+    parts = [f"event={kind}"]
     for given, value in fields.items():
-        name = given.removesuffix("_")  # from_=... : "from" is a Python keyword
-        if not _NAME.fullmatch(name) or name == "event":
-            raise ValueError(f"journal field name {name!r} is not a plain lower-case name")
-        if _SECRET_NAME.search(name):
-            raise ValueError(f"journal field {name!r} looks like a secret; never log it")
+        name = _field_name(given)
         if value is None:
             continue
         try:
-            out[name] = redact(actor_text(value) if name == "by" else _text(value))
+            text = out[name] = redact(actor_text(value) if name == "by" else _text(value))
         except Exception:  # a broken __str__ must not break the state change it reports
-            out[name] = "<unprintable>"
-    parts = [f"event={kind}"]
-    parts.extend(f"{name}={quote(text)}" for name, text in out.items())
+            text = out[name] = "<unprintable>"
+        parts.append(f"{name}={quote(text)}")
     return " ".join(parts), out
 
 
