@@ -106,6 +106,8 @@ async def test_the_journal_tells_the_operators_day_one_line_per_event(
         forged = "drill\nevent=resume by=uid:0(mallory) reason=forged"
         status, stop = await req("POST", "/api/trading/emergency-stop", {"reason": forged})
         assert status == 200, stop
+        status, body = await req("POST", "/api/trading/mode", {"mode": "LIVE", "reason": "again"})
+        assert (status, body["error"]) == (409, "halted"), body
         status, resumed = await req("POST", "/api/trading/resume", {"reason": "drill over"})
         assert status == 200, resumed
         await wait_for(lambda: events(log(), "order_cancelled", order=str(resting["id"])))
@@ -150,6 +152,10 @@ async def test_the_journal_tells_the_operators_day_one_line_per_event(
     assert states[1][:2] == states[-1][:2] == ("INFO", "ACTIVE")
     ((_, cancelled),) = events(text, "order_cancelled", order=str(resting["id"]))
     assert (cancelled["pair"], cancelled["price"]) == ("BTCZAR", "100000")
+    # The LIVE switch refused while REDUCING says so, and why.
+    ((_, nolive),) = events(text, "mode_refused")
+    assert (nolive["to"], nolive["by"], nolive["reason"]) == ("LIVE", me, "again")
+    assert nolive["why"].startswith("emergency: drill")
     # The resume: one line, ours; the newline in the stop's reason forged nothing.
     ((lvl, res), (_, res2)) = events(text, "resume")
     assert (lvl, res["by"], res["reason"]) == ("INFO", me, "drill over")

@@ -52,6 +52,8 @@ class Kind:
 _KINDS = (
     Kind("mode_change", logging.INFO, "a1a26c9b7da54ddba8e1ca1cf82a9e57",
          "the trading mode changed (from, to, by, reason)"),
+    Kind("mode_refused", logging.INFO, "41c00c16903a45e7bf7495f971fced11",
+         "a switch to LIVE was refused (to, by, reason, why, gates: the failing gates)"),
     Kind("emergency_stop", logging.WARNING, "e734bbf8f563444684309770a5fe04db",
          "an emergency stop latched (by, reason, epoch)"),
     Kind("halt", logging.WARNING, "ed3a53d7d44d4883992b784216c0b4c1",

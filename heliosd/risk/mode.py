@@ -184,6 +184,7 @@ class ModeOrchestrator:
             why = current.state_reason or halt or str(current.trading_state)
             refused = {"halt": why, "trading_state": str(current.trading_state)}
             await self._audit(who, "mode_live", "refused_halted", reason, refused)
+            journal.event("mode_refused", to=Mode.LIVE, by=actor, reason=reason, why=why)
             raise HaltedError(
                 f"Cannot switch to LIVE: trading is {current.trading_state} ({why}); resume first",
                 details={"trading_state": str(current.trading_state), "reason": why},
@@ -225,6 +226,8 @@ class ModeOrchestrator:
                 self._event(conn, live_refused_event(who, gates=results))
 
             await self._store.write(refuse)
+            journal.event("mode_refused", to=Mode.LIVE, by=actor, reason=reason, why=message,
+                          gates=",".join(r.name for r in failed))  # fmt: skip
             raise GateRejected(message, details=details)
 
         if confirm_token is None:
