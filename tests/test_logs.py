@@ -109,7 +109,7 @@ def test_a_record_is_always_one_line(real_stderr: RealStderr) -> None:
 
 def test_journald_lines_carry_priority_and_no_time(real_stderr: RealStderr) -> None:
     stderr_file = real_stderr()
-    setup_logging("debug", journald=True)
+    setup_logging("debug", journald=True, journal_socket=None)
     log = logging.getLogger("heliosd.risk.monitors")
     log.debug("d")
     log.info("i")
@@ -133,7 +133,7 @@ def test_journald_detected_from_journal_stream(
     stderr_file = real_stderr()
     st = os.fstat(sys.stderr.fileno())
     monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
-    setup_logging("info")
+    setup_logging("info", journal_socket=None)  # the stream shape (native: test_journal.py)
     logging.getLogger("heliosd").info("hello")
     assert lines(stderr_file) == ["<6>heliosd hello"]
 
@@ -154,7 +154,7 @@ def test_journal_stream_of_another_file_is_not_journald(
 def test_setup_twice_keeps_one_handler(real_stderr: RealStderr) -> None:
     stderr_file = real_stderr()
     setup_logging("info", journald=False)
-    setup_logging("warning", journald=True)
+    setup_logging("warning", journald=True, journal_socket=None)
     log = logging.getLogger("heliosd")
     log.info("hidden")
     log.warning("shown")

@@ -8,12 +8,14 @@ clears a stop; the in-memory map is only a cache of committed rows.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 
 from heliosd.core.protocols import BreakerState
-from heliosd.core.types import Mode, utcnow
+from heliosd.core.types import Mode, TradingState, utcnow
+from heliosd.notify import journal
 from heliosd.risk.state import sync as sync_trading_state
 from heliosd.store import Store, iso, parse_dt
 
@@ -58,6 +60,7 @@ class Breakers:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._states: dict[str, BreakerState] = {}
+        self._journaled: tuple[TradingState, str] | None = None  # the state last journaled
 
     async def load(self) -> None:
         rows = await self._store.read(
@@ -68,6 +71,7 @@ class Breakers:
         self._states = {
             r[0]: BreakerState(r[0], True, r[1], parse_dt(r[2]) if r[2] else None) for r in rows
         }
+        self.journal_state(None)
 
     def states(self) -> Mapping[str, BreakerState]:
         """Active breakers; one whose ``until`` has passed reads as not tripped."""
@@ -95,10 +99,29 @@ class Breakers:
     def committed_trip(self, name: str, reason: str, until: datetime | None) -> None:
         """Mirror a trip whose row has just been committed."""
         self._states[name] = BreakerState(name, True, reason, until)
+        self.journal_state(name)
 
     def committed_clear(self, names: list[str]) -> None:
         for name in names:
             self._states.pop(name, None)
+        self.journal_state(",".join(names))
+
+    def journal_state(self, breaker: str | None) -> None:
+        """One journal line when the committed trading state differs from the one last
+        journaled (every trip and clear is mirrored here after its commit, so this is the
+        one place that sees every transition). At load: a line only if not ACTIVE."""
+        try:
+            now = self._store.mode_state()
+        except Exception:  # the journal never breaks a trip or a clear
+            return
+        seen = (now.trading_state, now.state_reason)
+        before, self._journaled = self._journaled, seen
+        if before == seen or (before is None and now.trading_state is TradingState.ACTIVE):
+            return
+        active = now.trading_state is TradingState.ACTIVE
+        journal.event("trading_state", level=logging.INFO if active else None,
+                      from_=None if before is None else before[0], to=now.trading_state,
+                      reason=now.state_reason, breaker=breaker, epoch=now.epoch)  # fmt: skip
 
     def as_json(self) -> dict[str, dict[str, object]]:
         states = self.states()

@@ -46,6 +46,7 @@ from heliosd.core.errors import (
 )
 from heliosd.core.protocols import Event, Gate, GateContext
 from heliosd.core.types import GateResult, Mode, TradingState, utcnow
+from heliosd.notify import journal
 from heliosd.notify.notices import live_refused_event, mode_change_event
 from heliosd.risk import state as trading
 from heliosd.store import ModeState, Store
@@ -157,6 +158,7 @@ class ModeOrchestrator:
             self._event(conn, mode_change_event(Mode.LIVE, Mode.PAPER, actor=who, reason=reason))
 
         await self._store.write(tx)
+        journal.event("mode_change", from_=Mode.LIVE, to=Mode.PAPER, by=actor, reason=reason)
         if self._after_change is not None:
             await self._after_change(Mode.PAPER)
         out = {**mode_json(self.state()), "changed": True}
@@ -182,6 +184,7 @@ class ModeOrchestrator:
             why = current.state_reason or halt or str(current.trading_state)
             refused = {"halt": why, "trading_state": str(current.trading_state)}
             await self._audit(who, "mode_live", "refused_halted", reason, refused)
+            journal.event("mode_refused", to=Mode.LIVE, by=actor, reason=reason, why=why)
             raise HaltedError(
                 f"Cannot switch to LIVE: trading is {current.trading_state} ({why}); resume first",
                 details={"trading_state": str(current.trading_state), "reason": why},
@@ -223,6 +226,8 @@ class ModeOrchestrator:
                 self._event(conn, live_refused_event(who, gates=results))
 
             await self._store.write(refuse)
+            journal.event("mode_refused", to=Mode.LIVE, by=actor, reason=reason, why=message,
+                          gates=",".join(r.name for r in failed))  # fmt: skip
             raise GateRejected(message, details=details)
 
         if confirm_token is None:
@@ -274,6 +279,8 @@ class ModeOrchestrator:
                 f"Cannot switch to LIVE: {exc.message}; the mode stays {self.state().mode}",
                 details={**exc.details, "checked_epoch": epoch},
             ) from None
+        journal.event("mode_change", from_=current.mode, to=Mode.LIVE, by=actor, reason=reason,
+                      epoch=self.state().epoch)  # fmt: skip
         if self._after_change is not None:
             await self._after_change(Mode.LIVE)
         return {

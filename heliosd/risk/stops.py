@@ -40,6 +40,7 @@ from heliosd.core.config import Settings
 from heliosd.core.errors import AuthError, HaltedError, HeliosError
 from heliosd.core.protocols import Event, ExchangeClient, LedgerView, MarketView
 from heliosd.core.types import Mode, OpenOrder, OrderIntent, OrderState, OrderType, Side, utcnow
+from heliosd.notify import journal
 from heliosd.notify.notices import emergency_stop_event, halt_event, resume_event
 from heliosd.risk import state as trading
 from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
@@ -155,6 +156,7 @@ class Stops:
             enqueue(conn, halt_event(breaker=breaker, reason=reason, mode=mode, until=until))
 
         await self.store.write(tx)
+        journal.event("halt", breaker=breaker, mode=mode, by="heliosd", reason=reason, until=until)
         self.breakers.committed_trip(breaker, reason, until)
         self.board.revoke_stale()  # the trip is a new epoch: permits checked before it are void
         if until is not None:
@@ -188,6 +190,7 @@ class Stops:
 
         changed = await self.store.write(tx)
         if changed:
+            self.breakers.journal_state("expired")
             self.board.revoke_stale()
             self.publish(
                 {"type": "mode", "trading_state": str(self.store.mode_state().trading_state)}
@@ -212,7 +215,12 @@ class Stops:
             enqueue(conn, halt_event(breaker=trading.OPERATOR_HALT, reason=reason))
             return trading.read(conn)
 
+        was = self.store.mode_state().mode
         row = await self.store.write(tx)
+        journal.event("halt", breaker=trading.OPERATOR_HALT, by=actor, reason=reason,
+                      epoch=row.epoch)  # fmt: skip
+        if was is not Mode(row.mode):
+            journal.event("mode_change", from_=was, to=row.mode, by=actor, reason=f"halt: {reason}")
         self.breakers.committed_trip(trading.OPERATOR_HALT, reason, None)
         self.board.revoke_all(f"trading halted by {who}: {reason}")
         unresolved = await self.board.settle(self.settle_timeout())
@@ -260,11 +268,16 @@ class Stops:
             board.revoke_all(revoked)
             modes = [Mode.LIVE, Mode.PAPER]
             early = asyncio.gather(*(self._cancel_all_once(m) for m in modes))
+            was = store.mode_state().mode
             try:
                 latched = await store.write(tx)
             except BaseException:
                 await asyncio.gather(early, return_exceptions=True)
                 raise
+            journal.event("emergency_stop", by=actor, reason=reason, epoch=latched.epoch)
+            if was is not Mode(latched.mode):
+                journal.event("mode_change", from_=was, to=latched.mode, by=actor,
+                              reason=f"emergency stop: {reason}")  # fmt: skip
             self.breakers.committed_trip(EMERGENCY, reason, None)
             board.revoke_all(revoked)
             unresolved = await board.settle(self.settle_timeout())
@@ -474,6 +487,8 @@ class Stops:
             return n, every, trading.read(conn)
 
         cleared, every, row = await self.store.write(tx)
+        journal.event("resume", by=actor, reason=reason, cleared=",".join(cleared_names) or "-",
+                      epoch=row.epoch)  # fmt: skip
         self.breakers.committed_clear(every)
         self.board.revoke_stale()
         self.publish({"type": "resume", "reason": reason})

@@ -10,7 +10,10 @@ Two line shapes, chosen by :func:`setup_logging`:
 
 A record is always one line (journald would split a multi-line message into several
 entries): newlines in the message become ``\\n`` and a traceback becomes an ``exc="..."``
-field. ``extra={...}`` items are appended as ``key=value`` fields.
+field. ``extra={...}`` items are appended as ``key=value`` fields, except a journal event's
+(:mod:`heliosd.notify.journal`), whose message carries them already.
+
+Apprise's INFO chatter ("Notifying 1 service(s)") is logged at DEBUG (:class:`DemoteChatter`).
 
 Every text registered with :func:`register_secret` is replaced by ``***`` in the message, its
 arguments, extras and exception text before anything is written (:class:`RedactingFilter`,
@@ -29,10 +32,14 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from heliosd.core.config import Secret
+from heliosd.notify.journal import RECORD_ATTRS
 
 REDACTED = "***"
+# journald's native socket (systemd.journal-fields(7)); see heliosd.runtime.journald.
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -170,7 +177,8 @@ class LineFormatter(logging.Formatter):
         message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
         parts = [message]
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            # A journal event's fields are in its message already (heliosd.notify.journal).
+            if key not in _STANDARD_ATTRS and not key.startswith("_") and key not in RECORD_ATTRS:
                 parts.append(f"{key}={_quote(value)}")
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -188,6 +196,24 @@ class LineFormatter(logging.Formatter):
         return redact(line)
 
 
+# Libraries whose INFO lines are chatter, not news: Apprise says "Notifying 1 service(s)"
+# for every notification; the journal line of what caused it is the news.
+CHATTY_LOGGERS = ("apprise",)
+
+
+class DemoteChatter(logging.Filter):
+    """Turns the INFO records of :data:`CHATTY_LOGGERS` into DEBUG records, shown only when
+    the root level is DEBUG. Their warnings and errors pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING or record.levelno <= logging.DEBUG:
+            return True
+        if record.name.split(".", 1)[0] not in CHATTY_LOGGERS:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def stderr_is_journald() -> bool:
     """True when stderr is the journald stream systemd connected ($JOURNAL_STREAM)."""
     stream = os.environ.get("JOURNAL_STREAM", "")
@@ -201,12 +227,17 @@ def stderr_is_journald() -> bool:
     return st.st_dev == int(dev) and st.st_ino == int(ino)
 
 
-def setup_logging(level: str, *, journald: bool | None = None) -> logging.Handler:
+def setup_logging(
+    level: str, *, journald: bool | None = None, journal_socket: Path | None = JOURNAL_SOCKET
+) -> logging.Handler:
     """Configure the root logger: one redacting, single-line handler on ``sys.stderr``.
 
     ``level`` is a level name in any case (``info``). ``journald=None`` detects it from
-    ``$JOURNAL_STREAM``. Calling again replaces the handler this function installed before
-    (other handlers, such as a test's capture, are left alone). Returns the handler.
+    ``$JOURNAL_STREAM``. Under journald, when ``journal_socket`` exists, records go there in
+    journald's native protocol with their fields (:mod:`heliosd.runtime.journald`; the
+    stream is the fallback); ``journal_socket=None`` keeps to the stream. Calling again
+    replaces the handler this function installed before (other handlers, such as a test's
+    capture, are left alone). Returns the handler.
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -216,8 +247,14 @@ def setup_logging(level: str, *, journald: bool | None = None) -> logging.Handle
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_heliosd", False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(sys.stderr)
+        old.close()
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LineFormatter(journald=journald))
+    if journald and journal_socket is not None and journal_socket.is_socket():
+        from heliosd.runtime.journald import JournaldHandler  # it builds on this module
+
+        handler = JournaldHandler(handler, journal_socket)
+    handler.addFilter(DemoteChatter())
     handler.addFilter(RedactingFilter())
     handler._heliosd = True  # type: ignore[attr-defined]
     root.addHandler(handler)

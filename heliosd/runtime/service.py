@@ -42,7 +42,7 @@ from heliosd.core.types import (
     utcnow,
 )
 from heliosd.core.venue import is_simulator
-from heliosd.notify import Notifications
+from heliosd.notify import Notifications, journal
 from heliosd.notify.notices import (
     connection_lost_event,
     connection_restored_event,
@@ -348,8 +348,7 @@ class Service:
         self._previous_run = await self.store.write(partial(rs.begin_run, pid=os.getpid()))
         prev = self._previous_run
         if prev.tripped:
-            self.breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)
-            log.warning("unclean exit found: %s", prev.reason)
+            self.breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)  # journaled there
         elif prev.unclean:
             log.warning("the previous run (pid %s) did not shut down cleanly; PAPER, so trading"
                         " is not halted", (prev.marker or {}).get("pid", "?"))  # fmt: skip
@@ -482,7 +481,7 @@ class Service:
             f"{len(errors)} stored {mode} fill(s) not applied to the ledger (first: trade "
             f"{first.trade_id} in {first.pair}: {first.reason}); positions may be wrong"
         )
-        log.error("%s", reason)
+        journal.event("integrity_alert", check="ledger_error", mode=mode, reason=reason)
         event = integrity_event(
             reason,
             action="Trading is REDUCING (breaker ledger_error): only orders that reduce a "
@@ -646,6 +645,9 @@ class Service:
         self.notifications.publish(
             {"type": "connection", "mode": str(mode), "stream": stream, "up": up, "detail": detail}
         )
+        if up or not self._closing:  # our own shutdown closing a stream is not news
+            journal.event("stream_restored" if up else "stream_lost", mode=mode, stream=stream,
+                          detail=detail)  # fmt: skip
         if mode is not Mode.LIVE or stream != "account":
             return
         if up:
@@ -906,8 +908,7 @@ class Service:
 
         await self.store.write(tx)
         self.breakers.committed_trip(STALE_PRICES, reason, None)
-        self._stale_now = seen.stale
-        log.warning("trading REDUCING: %s", reason)
+        self._stale_now = seen.stale  # the breakers' journal line says REDUCING and why
         self.notifications.publish({"type": "stale_prices", "assets": list(seen.stale)})
 
     async def _stale_clear(self) -> None:
@@ -923,8 +924,7 @@ class Service:
 
         await self.store.write(tx)
         self.breakers.committed_clear([STALE_PRICES])
-        self._stale_now = ()
-        log.warning("prices fresh again: stale_prices cleared")
+        self._stale_now = ()  # the breakers' journal line says the state and why
         self.notifications.publish({"type": "stale_prices", "assets": []})
 
     def _risk_health(self) -> dict[str, Any]:

@@ -64,6 +64,7 @@ from heliosd.core.types import (
     reduces_position,
     utcnow,
 )
+from heliosd.notify import journal
 from heliosd.notify.notices import order_event, risk_rejected_event
 from heliosd.risk import state as trading
 from heliosd.risk.breakers import BUILTIN, EMERGENCY, Breakers
@@ -365,6 +366,7 @@ class ExecutionRouter:
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, (verdict,), actor, OrderState.REJECTED)
             )
+            journal.order("order_refused", row, rule="mode_integrity", reason=reason, by=actor)
             raise ModeIntegrityError(f"Order refused: {reason}", details={"order": row})
 
         release: Callable[[], None] = _no_release
@@ -396,6 +398,8 @@ class ExecutionRouter:
                 event="risk_rejected" if mode is Mode.LIVE else None,
                 event_text=evaluation.reason,
             )  # fmt: skip
+            journal.order("order_refused", row, rule=journal.refusal(row["verdicts"])[0],
+                          reason=evaluation.reason, by=actor)  # fmt: skip
             raise RiskRejected(
                 f"Order refused by risk rules: {evaluation.reason}",
                 details={"order": row, "verdicts": row["verdicts"]},
@@ -410,6 +414,8 @@ class ExecutionRouter:
         finally:
             release()  # the stored row (tracked by _store_order) reserves from here on
         if row["state"] == "rejected":  # the epoch moved between the check and the store
+            journal.order("order_refused", row, rule="state_changed", reason=row["failed_reason"],
+                          by=actor)  # fmt: skip
             raise PermitRevoked(f"Order refused: {row['failed_reason']}", details={"order": row})
         permit = self.permits.issue(
             mode, epoch, label=row["customer_order_id"], any_mode=closing is not None
@@ -425,6 +431,7 @@ class ExecutionRouter:
         # take many seconds), reconciliation must not judge it from the venue's view.
         self._counters.placing.add(request.customer_order_id)
         unknown = False  # sent, outcome unknown: the permit is parked, not released (P5)
+        error_text = ""
         try:
             try:
                 result = await self._place(client, request, permit)
@@ -437,8 +444,8 @@ class ExecutionRouter:
                 error = exc
             except OutcomeUnknownError as exc:
                 # Sent, outcome unknown: leave it SENT; the stream or reconciliation settles it.
-                log.warning("order %s outcome unknown: %s", request.customer_order_id, exc)
                 result = PlaceResult(OrderState.SENT, None, "")
+                error_text = f"outcome unknown: {exc}"  # journaled; the row keeps no reason
                 unknown = True
             except (TransientError, AuthError) as exc:
                 result = PlaceResult(OrderState.FAILED, None, exc.message)
@@ -461,6 +468,7 @@ class ExecutionRouter:
                 permit.release()
             self._counters.placing.discard(request.customer_order_id)
         self._counters.track(row)
+        self._journal_result(row, error, error_text, actor)
         self._after_order(row, mode)
         if error is not None:
             if isinstance(error, ExchangeRejected):
@@ -548,6 +556,25 @@ class ExecutionRouter:
             self._after_order(row, order.mode)
         return row
 
+    @staticmethod
+    def _journal_result(
+        row: dict[str, Any], error: HeliosError | None, unknown: str, actor: str
+    ) -> None:
+        """The journal line of a placement's answer: placed, refused (by the venue, or by
+        a permit a stop revoked before the send), or failed / outcome unknown."""
+        if isinstance(error, PermitRevoked):
+            journal.order("order_refused", row, rule="permit", reason=error.message, by=actor)
+        elif isinstance(error, ExchangeRejected):
+            journal.order("order_refused", row, rule="venue", reason=error.message,
+                          venue_code=error.venue_code, by=actor)  # fmt: skip
+        elif error is not None or unknown:
+            journal.order("order_failed", row, state=row["state"],
+                          reason=error.message if error is not None else unknown,
+                          by=actor)  # fmt: skip
+        else:
+            journal.order("order_placed", row, state=row["state"],
+                          exchange_id=row.get("exchange_order_id"), by=actor)  # fmt: skip
+
     def _after_order(self, row: dict[str, Any], mode: Mode) -> None:
         if self._on_order is not None:
             self._on_order(row, str(mode))
@@ -556,6 +583,6 @@ class ExecutionRouter:
         if self._integrity_reported == version:
             return
         self._integrity_reported = version
-        log.error("mode integrity: %s", reason)
+        journal.event("integrity_alert", check="mode_integrity", reason=reason)
         if self._on_integrity is not None:
             await self._on_integrity(reason)

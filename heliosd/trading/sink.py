@@ -37,6 +37,7 @@ from heliosd.core.types import (
     Quote,
     utcnow,
 )
+from heliosd.notify import journal
 from heliosd.notify.notices import fills_event
 from heliosd.store import Store, iso
 from heliosd.trading import orders as od
@@ -109,6 +110,7 @@ class VenueSink:
         # then shows (heliosd.risk.ledger, "Unsettled fills").
         self._live = mode is Mode.LIVE
         self._fill_marks: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
+        self._cancels_journaled = journal.Once()
         self._watermark = watermark
         self._pending = 0  # fills and statuses received and not yet committed (or failed)
         self._batch: list[Fill | OrderStatus] = []  # received this loop turn, not submitted
@@ -245,11 +247,15 @@ class VenueSink:
         if error is not None and self._on_ledger_error is not None:
             self._on_ledger_error(self.mode, error)
         self.fills_applied += 1
+        order = outcome.get("order")
+        journal.event("order_filled", mode=self.mode, trade=fill.trade_id, pair=fill.pair,
+                      side=fill.side, quantity=fill.quantity, price=fill.price, fee=fill.fee,
+                      fee_currency=fill.fee_currency, order=order["id"] if order else None,
+                      cid=fill.customer_order_id)  # fmt: skip
         for listener in self.fill_listeners:
             listener(fill)
         if self._watermark is None or fill.traded_at > self._watermark:
             self._watermark = fill.traded_at
-        order = outcome.get("order")
         if order is not None:
             if error is None:
                 self._counters.fill_applied(self.mode, order["id"], fill.quantity)
@@ -290,6 +296,8 @@ class VenueSink:
     def _status_applied(self, row: dict[str, Any] | None) -> None:
         if row is not None:
             self._counters.track(row)
+            if row["state"] == "cancelled" and self._cancels_journaled.add(row["id"]):
+                journal.order("order_cancelled", row, filled=row.get("filled_quantity"))
             self._publish({"type": "order", "mode": str(self.mode), "order": row})
             if self.finished_listeners and OrderState(row["state"]).is_terminal:
                 for listener in self.finished_listeners:

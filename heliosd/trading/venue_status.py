@@ -111,8 +111,7 @@ class VenueStatusWatch:
 
         await self._store.write(tx)
         self._breakers.committed_trip(VENUE_READ_ONLY, reason, None)
-        self._announced = True
-        log.warning("trading REDUCING: %s", reason)
+        self._announced = True  # the breakers' journal line says REDUCING and why
         self._publish({"type": VENUE_READ_ONLY, "venue_status": status, "tripped": True})
 
     async def _clear(self, status: str, live: bool, tripped: bool) -> None:
@@ -131,6 +130,5 @@ class VenueStatusWatch:
         await self._store.write(tx)
         if tripped:
             self._breakers.committed_clear([VENUE_READ_ONLY])
-        self._announced = False
-        log.warning("venue_read_only cleared: %s", why)
+        self._announced = False  # the breakers' journal line says the state and why
         self._publish({"type": VENUE_READ_ONLY, "venue_status": status, "tripped": False})
