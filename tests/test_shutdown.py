@@ -27,7 +27,7 @@ from heliosd.core.config import DaemonSettings, load_settings
 from heliosd.runtime.service import Service
 from heliosd.runtime.shutdown import BUDGETS, FORCED, service_stages, worst_case_s
 from heliosd.sim.config import RouteDelay
-from heliosd.testing import SimHandle, go_live, start_daemon, write_config
+from heliosd.testing import NotifyReceiver, SimHandle, go_live, start_daemon, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = [ROOT / "systemd" / "heliosd.service", ROOT / "systemd" / "heliosd@.service"]
@@ -35,6 +35,12 @@ PRODUCTION_CONFIG = ROOT / "etc" / "heliosd.toml"
 # Python's exit after the last stage (logging flushed, interpreter torn down) and systemd's
 # own bookkeeping: what is left of TimeoutStopSec after the stages' worst case.
 EXIT_MARGIN_S = 5.0
+
+
+def slow(test: Any) -> Any:
+    """A real daemon process: marked slow, and bounded."""
+    return pytest.mark.slow(pytest.mark.timeout(90)(test))
+
 
 NOTIFY = "json://127.0.0.1:9/unused"  # the LIVE gates want a notification target
 BUY = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.001", "reason": "t"}
@@ -107,10 +113,10 @@ async def wait_until(check: Any, timeout: float, what: str) -> None:
 
 
 async def live_with_a_held_placement(
-    sim: SimHandle, short_dir: Path, heliosd_process: Any, delay_s: float
+    sim: SimHandle, short_dir: Path, heliosd_process: Any, delay_s: float, notify: str = NOTIFY
 ) -> tuple[Any, Path, asyncio.Task[tuple[int, Any]]]:
     """A LIVE daemon process with one market BUY held ``delay_s`` before VALR sees it."""
-    config = write_config(short_dir, sim, notify_url=NOTIFY)
+    config = write_config(short_dir, sim, notify_url=notify)
     db = config.parent / "state" / "heliosd.db"
     proc = heliosd_process(config)
     await proc.astart()
@@ -125,6 +131,7 @@ async def live_with_a_held_placement(
     return proc, db, placing
 
 
+@slow
 async def test_sigterm_with_an_order_in_flight_refuses_new_orders_and_stores_its_outcome(
     sim: SimHandle, short_dir: Path, heliosd_process: Any
 ) -> None:
@@ -166,6 +173,7 @@ async def test_sigterm_with_an_order_in_flight_refuses_new_orders_and_stores_its
     assert "store closed" in logs
 
 
+@slow
 async def test_a_second_sigterm_cuts_a_waiting_stage_short_and_still_closes_the_store(
     sim: SimHandle, short_dir: Path, heliosd_process: Any
 ) -> None:
@@ -196,3 +204,82 @@ async def test_a_second_sigterm_cuts_a_waiting_stage_short_and_still_closes_the_
     # The held order is stored as it was when the shutdown gave up on it (not yet answered).
     [(state,)] = read(db, "SELECT state FROM orders")
     assert state in ("new", "sent"), state
+
+
+async def test_the_closed_gate_refuses_writes_and_event_streams_but_not_reads_or_auth(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    """The gate's choices, on the daemon's own socket and TCP listener: once closed (as the
+    first shutdown stage closes it), writes and new event streams get 503 shutting_down,
+    reads answer, and an unidentified TCP caller still gets 401 first."""
+    import aiohttp
+
+    config = write_config(
+        short_dir, sim, daemon_extra='http_listen = "127.0.0.1:0"\nhttp_token = "t0ken"'
+    )
+    running = await start_daemon(config)
+    try:
+        running.service.gate.close()
+        status, body = await running.request("POST", "/api/orders", BUY)
+        assert (status, body["error"]) == (503, "shutting_down"), body
+        assert body["details"]["since"], body
+        status, body = await running.request("POST", "/api/trading/emergency-stop", HALT)
+        assert (status, body["error"]) == (503, "shutting_down"), body
+        status, body = await running.request("GET", "/api/events")
+        assert (status, body["error"]) == (503, "shutting_down"), body
+        for path in ("/api/health", "/api/orders", "/api/trading/mode", "/api/positions"):
+            status, body = await running.request("GET", path)
+            assert status == 200, (path, body)
+        host, port = running.service.control.tcp_address
+        async with aiohttp.ClientSession() as http:
+            url = f"http://{host}:{port}/api/orders"
+            async with http.post(url, json=BUY) as resp:
+                assert resp.status == 401  # who asks is checked before anything else
+            headers = {"Authorization": "Bearer t0ken"}
+            async with http.post(url, json=BUY, headers=headers) as resp:
+                assert resp.status == 503
+                assert (await resp.json())["error"] == "shutting_down"
+        # Nothing of it reached the venue or the store.
+        assert not sim.sim.orders_received(sim.account)
+        status, body = await running.request("GET", "/api/orders")
+        assert body["orders"] == [], body
+    finally:
+        assert await running.stop() == 0
+
+
+def outbox(db: Path, kind: str) -> list[tuple[Any, ...]]:
+    return read(db, f"SELECT delivered_at, attempts FROM outbox WHERE kind = '{kind}'")
+
+
+@slow
+async def test_the_outbox_is_flushed_at_shutdown_and_what_fails_waits_for_the_next_start(
+    sim: SimHandle, short_dir: Path, heliosd_process: Any, notify_receiver: NotifyReceiver
+) -> None:
+    proc, db, placing = await live_with_a_held_placement(
+        sim, short_dir, heliosd_process, 1.0, notify=notify_receiver.url()
+    )
+    await notify_receiver.wait_for(1)  # the switch to LIVE: the receiver works
+    before = len(notify_receiver.posts)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert (await asyncio.wait_for(placing, 15))[0] == 201
+    assert await asyncio.to_thread(proc.proc.wait, 30) == 0
+    # The fill's notification, queued while the fills drained, was sent before the exit.
+    # (The order fills only after the SIGTERM: its placement was held until then.)
+    [(delivered_at, _)] = outbox(db, "fill")
+    assert delivered_at is not None
+    assert len(notify_receiver.posts) > before
+
+    # Now the receiver fails: the next shutdown's notification is tried, and stays queued.
+    await proc.astart()
+    notify_receiver.fail()
+    status, body = await proc.arequest("POST", "/api/orders", BUY)
+    assert status == 201, body
+    await wait_until(lambda: len(outbox(db, "fill")) == 2, 10, "second fill queued")
+    assert await proc.aterminate() == 0  # an undelivered notification is not a failure
+    rows = outbox(db, "fill")
+    undelivered = [attempts for delivered_at, attempts in rows if delivered_at is None]
+    assert len(undelivered) == 1 and undelivered[0] >= 1, rows
+    notify_receiver.recover()
+    await proc.astart()  # ... and goes out after the next start
+    await wait_until(lambda: all(d is not None for d, _ in outbox(db, "fill")), 20, "sent")
+    assert await proc.aterminate() == 0

@@ -323,8 +323,7 @@ class Service:
         from heliosd.control.server import ControlServer
 
         app = build_app(self, settings=s, plugin_info=self.plugins)
-        app.middlewares.append(self.gate.middleware)
-        self.control = ControlServer()
+        self.control = ControlServer(after_identity=[self.gate.middleware])
         await self.control.start(app, s)
         self.stack.push_async_callback(self.control.stop)
 
