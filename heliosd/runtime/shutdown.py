@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -218,6 +219,9 @@ class Shutdown:
         took = time.monotonic() - started
         self.durations[stage.name] = took
         if not task.done():
+            # Whatever it ends with later is logged by nobody: retrieve it so asyncio does
+            # not warn about it at exit.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
             task.cancel()
             # Give it a moment to unwind; one that ignores the cancellation is left behind.
             await asyncio.wait({task}, timeout=ABANDON_GRACE_S)
@@ -335,7 +339,7 @@ def service_stages(service: Service) -> list[Stage]:
     ]
 
 
-def _due_count(conn: Any, now: str, max_attempts: int) -> int:
+def _due_count(conn: sqlite3.Connection, now: str, max_attempts: int) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ?"
         " AND attempts < ?",
