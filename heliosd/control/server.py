@@ -27,6 +27,7 @@ import pwd
 import socket
 import stat
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -231,10 +232,19 @@ class ControlServer:
     """Serves a control app on the Unix socket and, if configured, loopback TCP.
 
     ``own_uid`` is the daemon's uid for ``allowed_uids`` (default: the effective uid).
+    ``after_identity``: middlewares that run once the caller is identified (the shutdown's
+    503 gate: an unidentified caller is refused 401/403 first, whatever the daemon is doing).
     """
 
-    def __init__(self, *, own_uid: int | None = None, shutdown_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        own_uid: int | None = None,
+        shutdown_timeout_s: float = 5.0,
+        after_identity: Sequence[Middleware] = (),
+    ) -> None:
         self.own_uid = os.geteuid() if own_uid is None else own_uid
+        self.after_identity = tuple(after_identity)
         self.shutdown_timeout_s = shutdown_timeout_s
         self.socket_path: Path | None = None
         self.tcp_address: tuple[str, int] | None = None
@@ -264,6 +274,7 @@ class ControlServer:
             )
 
         app.middlewares.append(identity_middleware(settings, self.own_uid))
+        app.middlewares.extend(self.after_identity)
         runner = web.AppRunner(
             app,
             handle_signals=False,

@@ -1,10 +1,15 @@
 """The daemon: startup stack, staged shutdown, signals, sd_notify, watchdog.
 
 Resources open on an AsyncExitStack in the order store -> notifications -> exchanges/feeds ->
-engine -> control API, and close in reverse. SIGTERM/SIGINT start a staged shutdown (stop
-taking orders, stop the engine, drain fills, persist, close) bounded by
-``daemon.shutdown_timeout_s`` (kept below systemd's TimeoutStopSec, which a test checks); a
-second signal forces exit.
+engine -> control API. SIGTERM/SIGINT (``systemctl stop``) send STOPPING=1 and run the staged
+shutdown of :mod:`heliosd.runtime.shutdown`, each stage within its own budget: stop taking
+orders (the control API answers 503 ``shutting_down`` except to reads, the engine stops),
+let placements on the wire get their answer, drain the fills and statuses received and the
+store's queue, flush the notification outbox, close the control API and the exchange
+clients, and close the store, always. ``daemon.shutdown_timeout_s`` caps the whole, and the
+worst case fits inside systemd's TimeoutStopSec (a test checks). A second signal cuts the
+remaining stages short, but the store is still closed before the process exits (exit 1).
+The signal handlers are removed when :meth:`Daemon.run` returns.
 
 SIGHUP (``systemctl reload``) re-reads the config file the daemon was started with
 (``settings.source``) and reloads the drop-in plugins, all or nothing
@@ -29,7 +34,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable
@@ -40,6 +44,7 @@ from heliosd.runtime.logs import register_settings_secrets
 from heliosd.runtime.runlock import EXIT_LOCKED, RunLock
 from heliosd.runtime.sdnotify import SdNotifier
 from heliosd.runtime.service import Service
+from heliosd.runtime.shutdown import Shutdown, service_stages
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +94,22 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._reload_pending = False
         self._reloads: set[asyncio.Task[None]] = set()
+        self._shutdown: Shutdown | None = None
 
     # ------------------------------------------------------------------ signals
 
     def handle_signal(self, signum: int) -> None:
-        """First SIGTERM/SIGINT: staged shutdown. Second: exit now."""
+        """First SIGTERM/SIGINT: staged shutdown. Second: the remaining stages are cut short,
+        but the store still closes (never an exit with the database open)."""
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals >= 2:
-            log.error("second signal %s: exiting immediately", signal.Signals(signum).name)
-            os._exit(EXIT_FAILURE)
-        log.info("signal %s: shutting down", signal.Signals(signum).name)
+            log.error("second signal %s: cutting the shutdown short; closing the store", name)
+            if self._shutdown is not None:
+                self._shutdown.force(f"a second {name}")
+            self._stop.set()
+            return
+        log.info("signal %s: shutting down", name)
         self._stop.set()
 
     def handle_reload(self) -> None:
@@ -160,10 +171,20 @@ class Daemon:
 
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        signums = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        for signum in signums[:2]:
             loop.add_signal_handler(signum, self.handle_signal, signum)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGHUP, self.handle_reload)
+        try:
+            return await self._serve(loop)
+        finally:
+            # An in-process daemon (tests, demo) leaves the loop's signals as it found them.
+            for signum in signums:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(signum)
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> int:
         register_settings_secrets(self.settings)
         try:
             await self.service.start()
@@ -188,20 +209,25 @@ class Daemon:
         return await self.shutdown()
 
     async def shutdown(self) -> int:
+        """The staged shutdown (:mod:`heliosd.runtime.shutdown`): EXIT_OK when orderly."""
         self.state = DaemonState.STOPPING
-        self.sd.stopping()
+        self.sd.stopping("shutting down")
         for task in self._tasks:
             task.cancel()
-        timeout = float(self.settings.daemon.shutdown_timeout_s)
-        try:
-            await asyncio.wait_for(self.service.close(), timeout)
-        except TimeoutError:
-            log.error("shutdown did not finish within %.0f s; exiting anyway", timeout)
-            self.state = DaemonState.STOPPED
-            return EXIT_FAILURE
+        shutdown = Shutdown(
+            service_stages(self.service), total_s=float(self.settings.daemon.shutdown_timeout_s)
+        )
+        # One list: a stage's finding (a placement unanswered) keeps the run from being
+        # recorded clean by the stage that writes the marker.
+        self.service.shutdown_problems = shutdown.problems
+        self._shutdown = shutdown
+        if self._signals >= 2:
+            shutdown.force("a second signal")
+        orderly = await shutdown.run()
         self.state = DaemonState.STOPPED
-        log.info("heliosd stopped")
-        return EXIT_OK
+        took = ", ".join(f"{k} {v:.2f} s" for k, v in shutdown.durations.items())
+        log.info("heliosd stopped (%s; %s)", "orderly" if orderly else "not orderly", took)
+        return EXIT_OK if orderly else EXIT_FAILURE
 
     async def _watchdog(self, period: float) -> None:
         # Ping only while the loop and the store answer: a wedged daemon gets restarted.

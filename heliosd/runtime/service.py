@@ -71,6 +71,7 @@ from heliosd.risk.stops import Stops
 from heliosd.risk.unclean import Reconciliation
 from heliosd.runtime import runstate as rs
 from heliosd.runtime.backup import prune_after_backup
+from heliosd.runtime.shutdown import ShutdownGate
 from heliosd.store import Store, iso
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
@@ -105,6 +106,11 @@ class Service:
         self._marks_dirty: set[Mode] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self.control: Any = None
+        # The staged shutdown (heliosd.runtime.shutdown): the control API's 503 gate, and
+        # why the shutdown was not orderly (non-empty: the run is not recorded clean).
+        self.gate = ShutdownGate()
+        self.shutdown_problems: list[str] = []
+        self._hooks_ran = False
 
     # ================================================================== lifecycle
 
@@ -324,7 +330,7 @@ class Service:
         from heliosd.control.server import ControlServer
 
         app = build_app(self, settings=s, plugin_info=self.plugins)
-        self.control = ControlServer()
+        self.control = ControlServer(after_identity=[self.gate.middleware])
         await self.control.start(app, s)
         self.stack.push_async_callback(self.control.stop)
 
@@ -359,7 +365,7 @@ class Service:
         """Write the clean marker, only at the end of an orderly shutdown: close() called,
         not cancelled by its time budget, every fill drained."""
         task = asyncio.current_task()
-        if not self._closing or (task is not None and task.cancelling()):
+        if not self._closing or (task is not None and task.cancelling()) or self.shutdown_problems:
             log.warning("shutdown was not orderly: the next start treats this run as unclean")
             return
         try:
@@ -437,6 +443,9 @@ class Service:
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
+        if self._hooks_ran:  # once: early in a staged shutdown, else as the stack unwinds
+            return
+        self._hooks_ran = True
         try:
             self.pm.hook.heliosd_shutdown(daemon=self)
         except Exception:
