@@ -144,7 +144,7 @@ async def test_sigterm_with_an_order_in_flight_refuses_new_orders_and_stores_its
     assert status == 503, body
     assert body["error"] == "shutting_down", body
     assert "shutting down" in body["message"]
-    status, body = await proc.arequest("POST", "/api/trading/halt", HALT)
+    status, body = await proc.arequest("POST", "/api/trading/mode", {"mode": "LIVE"})
     assert (status, body["error"]) == (503, "shutting_down"), body
     status, body = await proc.arequest("GET", "/api/orders")
     assert status == 200 and len(body["orders"]) == 1, body
@@ -223,8 +223,13 @@ async def test_the_closed_gate_refuses_writes_and_event_streams_but_not_reads_or
         status, body = await running.request("POST", "/api/orders", BUY)
         assert (status, body["error"]) == (503, "shutting_down"), body
         assert body["details"]["since"], body
-        status, body = await running.request("POST", "/api/trading/emergency-stop", HALT)
+        status, body = await running.request("POST", "/api/trading/resume", HALT)
         assert (status, body["error"]) == (503, "shutting_down"), body
+        # What only takes risk away still answers, shutdown or not.
+        status, body = await running.request("POST", "/api/trading/emergency-stop", HALT)
+        assert status == 200 and body["halted"] is True, body
+        status, body = await running.request("DELETE", "/api/orders/999999")
+        assert body.get("error") != "shutting_down", body
         status, body = await running.request("GET", "/api/events")
         assert (status, body["error"]) == (503, "shutting_down"), body
         for path in ("/api/health", "/api/orders", "/api/trading/mode", "/api/positions"):

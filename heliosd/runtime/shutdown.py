@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -105,10 +106,11 @@ def worst_case_s(total_s: float) -> float:
 
 
 class ShutdownGate:
-    """Refuses the control API's new requests once closed, except reads.
+    """Refuses the control API's new requests once closed, except reads and the actions that
+    only take risk away (emergency stop, halt, cancelling an order).
 
     Open (the default), it lets everything through. Closed, it answers 503 ``shutting_down``
-    to every request but a GET: reads (health, orders, positions, the mode ...) change
+    to every other request: reads (health, orders, positions, the mode ...) change
     nothing and help an operator watch the shutdown. ``GET /api/events`` is refused too: a
     new event stream would only be cut when the API closes a few seconds later. Requests
     already running when the gate closes finish (an order being placed gets its answer).
@@ -116,6 +118,13 @@ class ShutdownGate:
 
     READ_METHODS = frozenset({"GET"})
     REFUSED_READS = frozenset({"/api/events"})
+    # What only takes risk away always answers: a person pulling the emergency stop, halting
+    # or cancelling an order must never be told to wait for a shutdown that may take 20 s
+    # (or hang) while orders rest at VALR. The clients and the store stay open until the
+    # last two stages, so these still reach the venue and the database.
+    SAFETY_ACTIONS = frozenset({("POST", "/api/trading/emergency-stop"),
+                                ("POST", "/api/trading/halt")})  # fmt: skip
+    _CANCEL = re.compile(r"^/api/orders/[0-9]+$")
 
     def __init__(self) -> None:
         self.closed_at: datetime | None = None
@@ -130,6 +139,10 @@ class ShutdownGate:
 
     def allows(self, method: str, path: str) -> bool:
         if not self.closed:
+            return True
+        if (method, path) in self.SAFETY_ACTIONS or (
+            method == "DELETE" and self._CANCEL.match(path)
+        ):
             return True
         return method in self.READ_METHODS and path not in self.REFUSED_READS
 
