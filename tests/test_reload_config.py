@@ -244,7 +244,8 @@ async def test_a_broken_file_on_sighup_changes_nothing_and_the_daemon_keeps_runn
         await refused_at(proc, limit=2, open_now=2)
         moved.rename(config.path)
 
-        logs = proc.logs()
+        assert proc.log_path is not None
+        logs = proc.log_path.read_text()  # all of it: logs() is the tail, for failure messages
         assert f"reload refused, nothing changed, still running as before: {source}: " in logs
         assert f"[{RULE}.max_open] must be at least 1" in logs
         assert f"[{RULE}.max_opne] unknown key" in logs
