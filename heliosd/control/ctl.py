@@ -513,9 +513,18 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--reason", help="why (recorded in the audit)")
     cl.add_argument("--confirm", metavar="ACCOUNT", help="confirm without a prompt: LIVE|PAPER")
     cl.add_argument("--yes", action="store_true", help="do not ask before selling")
+    d = cmd("dashboard", "open the web dashboard: a loopback bridge and a one-time login URL")
+    d.add_argument("--port", type=int, default=0, help="bridge port on 127.0.0.1 (default: random)")
     w = cmd("watch", "follow events until Ctrl-C")
     w.add_argument("--count", type=_positive_int, help="stop after N events")
     return p
+
+
+def _dashboard(ctl: Ctl) -> int:
+    # Imported on use: the bridge needs aiohttp, every other command only the stdlib.
+    from heliosd.control.dashcmd import dashboard
+
+    return dashboard(ctl)
 
 
 def main(
@@ -564,6 +573,7 @@ def main(
         "backup": ctl.backup,
         "live-smoke": ctl.live_smoke,
         "close": ctl.close,
+        "dashboard": lambda: _dashboard(ctl),
     }
     try:
         return commands[args.command]()

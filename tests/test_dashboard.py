@@ -1,0 +1,297 @@
+"""The web dashboard through real parts: an in-process daemon on its Unix socket, the real
+``heliosctl dashboard`` bridge as a subprocess on loopback, aiohttp as the browser (and
+headless Chromium where it is installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from heliosd.control.dashboard import ASSETS, CSRF_COOKIE, SESSION_COOKIE
+from heliosd.testing import RunningDaemon, SimHandle, start_daemon, write_config
+
+
+@dataclass
+class Dash:
+    base: str  # http://127.0.0.1:PORT
+    login_url: str
+    proc: asyncio.subprocess.Process
+
+
+async def open_bridge(socket: Path) -> Dash:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heliosd.control.ctl", "--socket", str(socket), "dashboard",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not any("token=" in line for line in lines):
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            err = await proc.stderr.read() if proc.stderr else b""
+            raise AssertionError(f"heliosctl dashboard ended: {lines} {err!r}")
+        lines.append(line.decode())
+    url = re.search(r"(http://\S+token=\S+)", "".join(lines))
+    assert url, lines
+    parts = urlsplit(url[1])
+    return Dash(f"{parts.scheme}://{parts.netloc}", url[1], proc)
+
+
+@pytest_asyncio.fixture
+async def dash(daemon: RunningDaemon) -> AsyncIterator[Dash]:
+    d = await open_bridge(daemon.socket)
+    try:
+        yield d
+    finally:
+        if d.proc.returncode is None:
+            d.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(d.proc.wait(), 15)
+
+
+async def login(dash: Dash) -> tuple[aiohttp.ClientSession, str]:
+    """A browser-like session holding the dashboard cookies; returns it and the CSRF value."""
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for a bare IP host, as a browser keeps them
+    session = aiohttp.ClientSession(cookie_jar=jar)
+    async with session.get(dash.login_url, allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+        assert resp.headers["Location"] == "/dashboard/"
+    csrf = next(c.value for c in jar if c.key == CSRF_COOKIE)
+    return session, csrf
+
+
+async def test_the_bridge_is_loopback_only_and_stops_on_sigterm(dash: Dash) -> None:
+    assert urlsplit(dash.base).hostname == "127.0.0.1"
+    dash.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(dash.proc.wait(), 15) == 0
+
+
+async def test_the_one_time_token_works_once_and_the_cookies_are_strict(dash: Dash) -> None:
+    async with aiohttp.ClientSession() as plain:
+        async with plain.get(dash.login_url, allow_redirects=False) as resp:
+            assert resp.status == 303
+            cookies = resp.headers.getall("Set-Cookie")
+        async with plain.get(dash.login_url, allow_redirects=False) as again:
+            assert again.status == 403
+            assert "already used" in await again.text()
+    session_cookie = next(c for c in cookies if c.startswith(f"{SESSION_COOKIE}="))
+    flags = {f.strip().lower() for f in session_cookie.split(";")[1:]}
+    assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags, flags
+    csrf_cookie = next(c for c in cookies if c.startswith(f"{CSRF_COOKIE}="))
+    assert "samesite=strict" in csrf_cookie.lower() and "httponly" not in csrf_cookie.lower()
+
+
+async def test_without_a_session_the_bridge_grants_nothing(dash: Dash) -> None:
+    # Another local user who finds the port: the bridge reaches the socket as the operator,
+    # yet the daemon serves nothing without a session.
+    async with aiohttp.ClientSession() as anon:
+        async with anon.get(f"{dash.base}/api/trading/mode") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"] == "unauthorized"
+        async with anon.get(f"{dash.base}/dashboard/") as resp:
+            assert resp.status == 401
+            assert "heliosctl dashboard" in await resp.text()
+        async with anon.post(f"{dash.base}/api/trading/emergency-stop", json={}) as resp:
+            assert resp.status == 401
+        async with anon.get(f"{dash.base}/dashboard/login?token=guessed") as resp:
+            assert resp.status == 403
+
+
+async def test_a_post_needs_the_csrf_header_then_the_stop_happens_and_is_audited(
+    dash: Dash, daemon: RunningDaemon
+) -> None:
+    session, csrf = await login(dash)
+    stop = f"{dash.base}/api/trading/emergency-stop"
+    try:
+        async with session.post(stop, json={"reason": "drill"}) as resp:
+            assert resp.status == 403, await resp.text()
+            assert "X-CSRF-Token" in (await resp.json())["message"]
+        async with session.post(stop, json={"reason": "drill"},
+                                headers={"X-CSRF-Token": "wrong"}) as resp:  # fmt: skip
+            assert resp.status == 403
+        _, mode = await daemon.request("GET", "/api/trading/mode")
+        assert mode["trading_state"] == "ACTIVE", "a refused POST must change nothing"
+        cross = {"X-CSRF-Token": csrf, "Origin": "http://evil.example"}
+        async with session.post(stop, json={"reason": "drill"}, headers=cross) as resp:
+            assert resp.status == 403
+        async with session.post(stop, json={"reason": "drill"},
+                                headers={"X-CSRF-Token": csrf}) as resp:  # fmt: skip
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["halted"] is True
+        # A session cannot mint further logins.
+        async with session.post(f"{dash.base}/api/dashboard/login", json={},
+                                headers={"X-CSRF-Token": csrf}) as resp:  # fmt: skip
+            assert resp.status == 403
+    finally:
+        await session.close()
+    _, mode = await daemon.request("GET", "/api/trading/mode")
+    assert mode["trading_state"] == "REDUCING" and mode["halted"] is True, mode
+    _, audit = await daemon.request("GET", "/api/audit?limit=20")
+    actors = [a["actor"] for a in audit["audit"] if a["action"] == "emergency_stop"]
+    user = getpass.getuser()
+    assert actors and re.fullmatch(rf"dashboard session [0-9a-f]{{8}} via {user}.*", actors[0]), (
+        actors
+    )
+
+
+async def test_sse_through_the_bridge_delivers_an_order_event(
+    dash: Dash, daemon: RunningDaemon
+) -> None:
+    session, _csrf = await login(dash)
+    try:
+        async with session.get(f"{dash.base}/api/events") as stream:
+            assert stream.status == 200
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            assert await asyncio.wait_for(stream.content.readline(), 10) == b": connected\n"
+            order = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.0001"}
+            status, body = await daemon.request("POST", "/api/orders", order)
+            assert status == 201, body
+
+            async def first_order_event() -> str:
+                while True:
+                    line = (await stream.content.readline()).decode()
+                    if line == "event: order\n":
+                        return (await stream.content.readline()).decode()
+
+            data = await asyncio.wait_for(first_order_event(), 15)
+            assert data.startswith("data: ") and '"pair":"BTCZAR"' in data
+    finally:
+        await session.close()
+
+
+async def test_assets_are_served_with_their_types(dash: Dash) -> None:
+    session, _ = await login(dash)
+    try:
+        async with session.get(f"{dash.base}/dashboard/") as resp:
+            assert resp.status == 200
+            assert resp.content_type == "text/html"
+            assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert "/dashboard/static/app.js" in await resp.text()
+        for name, kind in ASSETS.items():
+            if name == "index.html":
+                continue
+            async with session.get(f"{dash.base}/dashboard/static/{name}") as resp:
+                assert (resp.status, resp.content_type) == (200, kind), name
+                assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        async with session.get(f"{dash.base}/dashboard/static/..%2Fapp.py") as resp:
+            assert resp.status == 404
+    finally:
+        await session.close()
+
+
+# The one URL in an asset that is not a link: the SVG namespace name, never fetched.
+_NOT_FETCHED = {"http://www.w3.org/2000/svg"}
+
+
+def test_no_asset_names_anything_outside_the_daemon() -> None:
+    web = resources.files("heliosd.control").joinpath("web")
+    names = sorted(p.name for p in web.iterdir())
+    assert set(names) == set(ASSETS), "every shipped asset is listed (and served) in ASSETS"
+    for name in names:
+        content = web.joinpath(name).read_text()
+        urls = set(re.findall(r"(?:https?:)?//[A-Za-z0-9.-]+\.[A-Za-z]{2,}[^\s\"'`)]*", content))
+        assert urls <= _NOT_FETCHED, (name, urls - _NOT_FETCHED)
+        assert "@import" not in content and "cdn" not in content.lower(), name
+
+
+async def test_the_tcp_listener_serves_the_pages_after_a_bearer_login(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    config = write_config(
+        short_dir, sim, daemon_extra='http_listen = "127.0.0.1:0"\nhttp_token = "t0ken-for-tests"'
+    )
+    running = await start_daemon(config)
+    try:
+        host, port = running.daemon.service.control.tcp_address
+        base = f"http://{host}:{port}"
+        bearer = {"Authorization": "Bearer t0ken-for-tests"}
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(f"{base}/dashboard/") as resp:
+                assert resp.status == 401
+            async with browser.post(f"{base}/api/dashboard/login", headers=bearer) as resp:
+                assert resp.status == 200
+                token = (await resp.json())["token"]
+            async with browser.get(f"{base}/dashboard/login?token={token}") as resp:
+                assert resp.status == 200 and resp.content_type == "text/html"
+            async with browser.get(f"{base}/api/trading/mode") as resp:
+                assert resp.status == 200 and (await resp.json())["mode"] == "PAPER"
+            # The bearer token still works for API clients, unchanged.
+            async with (
+                aiohttp.ClientSession() as api,
+                api.get(f"{base}/api/health", headers=bearer) as resp,
+            ):
+                assert resp.status in (200, 503)
+    finally:
+        await running.stop()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt chromium)")
+async def test_a_real_browser_shows_the_mode_header(dash: Dash, tmp_path: Path) -> None:
+    """Headless Chromium opens the login URL; the page's own script fills the header.
+
+    Driven over the DevTools protocol (--dump-dom cannot wait for a page that holds an
+    EventSource open)."""
+    assert CHROMIUM is not None
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0",
+        dash.login_url,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        devtools = ""
+        while "DevTools listening on" not in devtools:
+            line = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert line, "chromium exited before DevTools listened"
+            devtools = line.decode()
+        port = urlsplit(devtools.split("listening on", 1)[1].strip()).port
+        async with aiohttp.ClientSession() as cdp:
+            header: dict[str, str] = {}
+            deadline = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline:
+                async with cdp.get(f"http://127.0.0.1:{port}/json/list") as resp:
+                    pages = [t for t in await resp.json() if t.get("type") == "page"]
+                if pages:
+                    async with cdp.ws_connect(pages[0]["webSocketDebuggerUrl"]) as ws:
+                        expr = (
+                            "JSON.stringify(['mode','state','simulator'].map(i => {"
+                            "const e = document.getElementById(i); return e ? [i, e.textContent,"
+                            " e.className] : [i, null, null]}))"
+                        )
+                        await ws.send_json(
+                            {"id": 1, "method": "Runtime.evaluate", "params": {"expression": expr}}
+                        )
+                        answer = await asyncio.wait_for(ws.receive_json(), 10)
+                    value = answer.get("result", {}).get("result", {}).get("value")
+                    if value:
+                        header = {k: f"{t}|{c}" for k, t, c in json.loads(value)}
+                        if header["mode"].startswith("PAPER|"):
+                            break
+                await asyncio.sleep(0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    assert header.get("mode", "").startswith("PAPER|"), header
+    assert header["state"].startswith("ACTIVE|"), header
+    assert "hidden" in header["simulator"], "the simulator badge shows only in LIVE"
