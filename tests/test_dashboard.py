@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -24,7 +25,7 @@ import pytest
 import pytest_asyncio
 
 from heliosd.control.dashboard import ASSETS, CSRF_COOKIE, SESSION_COOKIE
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, write_config
+from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
 
 
 @dataclass
@@ -54,6 +55,20 @@ async def open_bridge(socket: Path) -> Dash:
 
 
 @pytest_asyncio.fixture
+async def daemon(sim: SimHandle, short_dir: Path) -> AsyncIterator[RunningDaemon]:
+    """A real in-process daemon whose LIVE gates can pass (a notification URL is set) and
+    whose prices have arrived (orders can be valued)."""
+    config = write_config(short_dir, sim, notify_url="json://127.0.0.1:9/unused")
+    running = await start_daemon(config)
+    try:
+        await wait_for(lambda: running.service.market.mark("BTCZAR") is not None)
+        yield running
+    finally:
+        if not running.task.done():
+            await running.stop()
+
+
+@pytest_asyncio.fixture
 async def dash(daemon: RunningDaemon) -> AsyncIterator[Dash]:
     d = await open_bridge(daemon.socket)
     try:
@@ -61,7 +76,9 @@ async def dash(daemon: RunningDaemon) -> AsyncIterator[Dash]:
     finally:
         if d.proc.returncode is None:
             d.proc.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(d.proc.wait(), 15)
+        # communicate(), not wait(): it drains and closes the pipes, so no transport is left
+        # for the garbage collector after the loop has closed.
+        await asyncio.wait_for(d.proc.communicate(), 15)
 
 
 async def login(dash: Dash) -> tuple[aiohttp.ClientSession, str]:
@@ -78,7 +95,8 @@ async def login(dash: Dash) -> tuple[aiohttp.ClientSession, str]:
 async def test_the_bridge_is_loopback_only_and_stops_on_sigterm(dash: Dash) -> None:
     assert urlsplit(dash.base).hostname == "127.0.0.1"
     dash.proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(dash.proc.wait(), 15) == 0
+    await asyncio.wait_for(dash.proc.communicate(), 15)
+    assert dash.proc.returncode == 0
 
 
 async def test_the_one_time_token_works_once_and_the_cookies_are_strict(dash: Dash) -> None:
@@ -243,55 +261,109 @@ async def test_the_tcp_listener_serves_the_pages_after_a_bearer_login(
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt chromium)")
-async def test_a_real_browser_shows_the_mode_header(dash: Dash, tmp_path: Path) -> None:
-    """Headless Chromium opens the login URL; the page's own script fills the header.
+class Page:
+    """One Chromium tab over the DevTools protocol: evaluate JavaScript in it."""
 
-    Driven over the DevTools protocol (--dump-dom cannot wait for a page that holds an
-    EventSource open)."""
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def eval(self, expression: str) -> Any:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": "Runtime.evaluate",
+                                 "params": {"expression": expression, "awaitPromise": True,
+                                            "returnByValue": True}})  # fmt: skip
+        while True:
+            answer = await asyncio.wait_for(self.ws.receive_json(), 15)
+            if answer.get("id") == self.next_id:
+                return answer.get("result", {}).get("result", {}).get("value")
+
+    async def until(self, expression: str, timeout: float = 30) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        value = None
+        while loop.time() < deadline:
+            value = await self.eval(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.3)
+        return value
+
+
+@contextlib.asynccontextmanager
+async def chromium(url: str, profile: Path) -> AsyncIterator[Page]:
     assert CHROMIUM is not None
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}", "--remote-debugging-port=0",
-        dash.login_url,
+        f"--user-data-dir={profile}", "--remote-debugging-port=0", url,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "HOME": str(tmp_path)},
+        env={**os.environ, "HOME": str(profile)},
     )  # fmt: skip
     assert proc.stderr is not None
     try:
-        devtools = ""
-        while "DevTools listening on" not in devtools:
-            line = await asyncio.wait_for(proc.stderr.readline(), 60)
-            assert line, "chromium exited before DevTools listened"
-            devtools = line.decode()
-        port = urlsplit(devtools.split("listening on", 1)[1].strip()).port
+        line = ""
+        while "DevTools listening on" not in line:
+            raw = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert raw, "chromium exited before DevTools listened"
+            line = raw.decode()
+        port = urlsplit(line.split("listening on", 1)[1].strip()).port
         async with aiohttp.ClientSession() as cdp:
-            header: dict[str, str] = {}
-            deadline = asyncio.get_running_loop().time() + 60
-            while asyncio.get_running_loop().time() < deadline:
+            pages: list[dict[str, Any]] = []
+            while not pages:
                 async with cdp.get(f"http://127.0.0.1:{port}/json/list") as resp:
                     pages = [t for t in await resp.json() if t.get("type") == "page"]
-                if pages:
-                    async with cdp.ws_connect(pages[0]["webSocketDebuggerUrl"]) as ws:
-                        expr = (
-                            "JSON.stringify(['mode','state','simulator'].map(i => {"
-                            "const e = document.getElementById(i); return e ? [i, e.textContent,"
-                            " e.className] : [i, null, null]}))"
-                        )
-                        await ws.send_json(
-                            {"id": 1, "method": "Runtime.evaluate", "params": {"expression": expr}}
-                        )
-                        answer = await asyncio.wait_for(ws.receive_json(), 10)
-                    value = answer.get("result", {}).get("result", {}).get("value")
-                    if value:
-                        header = {k: f"{t}|{c}" for k, t, c in json.loads(value)}
-                        if header["mode"].startswith("PAPER|"):
-                            break
-                await asyncio.sleep(0.5)
+            async with cdp.ws_connect(pages[0]["webSocketDebuggerUrl"]) as ws:
+                yield Page(ws)
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        await proc.wait()
-    assert header.get("mode", "").startswith("PAPER|"), header
-    assert header["state"].startswith("ACTIVE|"), header
-    assert "hidden" in header["simulator"], "the simulator badge shows only in LIVE"
+        await proc.communicate()
+
+
+def by_id(name: str, prop: str = "textContent") -> str:
+    return f"(document.getElementById({json.dumps(name)}) || {{}}).{prop}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt chromium)")
+async def test_a_real_browser_shows_the_mode_and_switches_live_by_typing_live(
+    dash: Dash, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    """Headless Chromium opens the login URL; the page's own script fills the header, draws
+    the equity chart, and runs the LIVE switch's two steps with the typed confirmation.
+
+    Driven over the DevTools protocol (--dump-dom cannot wait for a page that holds an
+    EventSource open)."""
+    async with chromium(dash.login_url, tmp_path / "profile") as page:
+        assert await page.until(f"{by_id('mode')} === 'PAPER'")
+        assert await page.eval(by_id("state")) == "ACTIVE"
+        assert await page.until(f"{by_id('stream')} === 'live'"), "the EventSource is open"
+        assert "hidden" in await page.eval(by_id("simulator", "className"))
+        # The equity route is not served by this daemon: the page says so instead of failing.
+        assert await page.until(f"{by_id('equity')}.includes('no equity history yet')")
+        polylines = await page.eval(
+            "chart([{at: '2026-12-01T00:00:00Z', equity: '100', peak: '100'},"
+            " {at: '2026-12-02T00:00:00Z', equity: '90', peak: '100'}])"
+            ".querySelectorAll('polyline').length"
+        )
+        assert polylines == 3, "equity, peak and the drawdown-stop line"
+
+        # Step one: the gates pass and the page asks for LIVE to be typed.
+        await page.eval("document.getElementById('btn-live').click()")
+        asked = f"!{by_id('confirm', 'classList')}.contains('hidden')"
+        assert await page.until(asked), await page.eval(by_id("action-result"))
+        assert "simulator (not real money)" in await page.eval(by_id("confirm-text"))
+        # Anything but LIVE typed: nothing is sent.
+        await page.eval("document.getElementById('confirm-typed').value = 'yes'")
+        await page.eval("document.getElementById('confirm-yes').click()")
+        assert "type LIVE exactly" in await page.until(by_id("action-result"))
+        _, mode = await daemon.request("GET", "/api/trading/mode")
+        assert mode["mode"] == "PAPER"
+        await page.eval("document.getElementById('confirm-typed').value = 'LIVE'")
+        await page.eval("document.getElementById('confirm-yes').click()")
+        # The mode event over SSE (and the action's own refresh) turn the banner red.
+        assert await page.until(f"{by_id('banner', 'className')}.includes('live')")
+        assert await page.eval(by_id("mode")) == "LIVE"
+        assert "hidden" not in await page.eval(by_id("simulator", "className"))
+    _, mode = await daemon.request("GET", "/api/trading/mode")
+    assert mode["mode"] == "LIVE"
+    assert mode["updated_by"].startswith("dashboard session "), mode

@@ -104,10 +104,11 @@ async function loadHealth() {
   const extra = el("p", { class: "muted" },
     `clock skew ${text(body.clock_skew_ms)} ms, cancel on disconnect ${text(body.cancel_on_disconnect)},` +
     ` fill gaps closed ${text(body.fill_gaps_closed)}, store ${text(body.store)}`);
-  const box = el("div", {}, table(rows), extra);
-  if (body.prices) box.append(el("h3", {}, "prices"), table(Object.entries(body.prices).map(
-    ([k, v]) => Object.assign({ asset: k }, typeof v === "object" && v !== null ? v : { value: v }))));
-  put("streams", box);
+  const stale = body.stale_prices || [];
+  const fresh = stale.length
+    ? el("p", { class: "bad" }, "stale prices: " + stale.join(", "))
+    : el("p", { class: "ok" }, "prices fresh");
+  put("streams", el("div", {}, table(rows), fresh, extra));
 }
 
 // ------------------------------------------------------------------ tables
@@ -147,6 +148,9 @@ async function loadRisk() {
   put("risk", el("div", {}, el("p", {}, `equity ${text(body.equity)} ${text(body.reference_currency)},` +
     ` pending buys ${text(body.pending_buy_value)}, flows today ${text(body.flows_today)}`), t,
     (body.stale || []).length ? el("p", { class: "bad" }, "stale prices: " + body.stale.join(", ")) : null));
+  const marks = Object.entries(body.pairs || {}).map(([pair, p]) =>
+    ({ pair, bid: p.bid, ask: p.ask, mark: p.mark, stale: (body.stale || []).includes(p.base) }));
+  if (marks.length) document.getElementById("risk").append(el("h3", {}, "prices"), table(marks));
   const b = body.breakers;
   const brows = Array.isArray(b) ? b : Object.entries(b || {}).map(([name, v]) =>
     Object.assign({ breaker: name }, typeof v === "object" && v !== null ? v : { state: v }));
