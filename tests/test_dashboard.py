@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import io
 import json
 import os
 import re
 import shutil
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
@@ -24,7 +26,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from heliosd.control.dashboard import ASSETS, CSRF_COOKIE, SESSION_COOKIE
+from heliosd.control.backend import Actor
+from heliosd.control.dashboard import ASSETS, CSRF_COOKIE, SESSION_COOKIE, DashboardSessions
 from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
 
 
@@ -367,3 +370,27 @@ async def test_a_real_browser_shows_the_mode_and_switches_live_by_typing_live(
     _, mode = await daemon.request("GET", "/api/trading/mode")
     assert mode["mode"] == "LIVE"
     assert mode["updated_by"].startswith("dashboard session "), mode
+
+
+def test_login_tokens_and_sessions_expire() -> None:
+    sessions = DashboardSessions(login_ttl_s=0.05, session_ttl_s=0.05)
+    alice = Actor(1000, "alice", "unix")
+    stale = sessions.issue_login(alice)
+    fresh = sessions.issue_login(alice)
+    session = sessions.exchange(fresh)
+    assert session is not None and sessions.lookup(session.secret) == session
+    assert session.actor == Actor(1000, f"dashboard session {session.id} via alice", "dashboard")
+    assert sessions.exchange(fresh) is None, "a login token works once"
+    time.sleep(0.1)
+    assert sessions.exchange(stale) is None, "an unused login token expires"
+    assert sessions.lookup(session.secret) is None, "a session expires"
+    assert sessions.lookup(None) is None and sessions.lookup("") is None
+
+
+def test_heliosctl_dashboard_without_a_daemon_exits_3(short_dir: Path) -> None:
+    from heliosd.control.ctl import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--socket", str(short_dir / "none.sock"), "dashboard"], stdout=out, stderr=err)
+    assert code == 3, err.getvalue()
+    assert "token=" not in out.getvalue()
