@@ -119,9 +119,8 @@ async function loadPositions() {
   const box = el("div", {});
   for (const acct of ["live", "paper"]) {
     box.append(el("h3", {}, acct.toUpperCase() + (body.mode === acct.toUpperCase() ? " (current)" : "")));
+    // Each row says "external: yes" for a holding heliosd did not trade itself.
     box.append(table(body[acct] || []));
-    const ext = body[acct + "_external"] || body.external?.[acct];
-    if (ext) box.append(el("p", { class: "muted" }, "external holdings"), table(ext));
   }
   put("positions", box);
 }
