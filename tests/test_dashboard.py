@@ -394,3 +394,16 @@ def test_heliosctl_dashboard_without_a_daemon_exits_3(short_dir: Path) -> None:
     code = main(["--socket", str(short_dir / "none.sock"), "dashboard"], stdout=out, stderr=err)
     assert code == 3, err.getvalue()
     assert "token=" not in out.getvalue()
+
+
+async def test_a_taken_port_is_refused_in_one_line(dash: Dash, daemon: RunningDaemon) -> None:
+    port = str(urlsplit(dash.base).port)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "heliosd.control.ctl", "--socket", str(daemon.socket),
+        "dashboard", "--port", port,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, (out, err)
+    assert err.decode().startswith(f"heliosctl: cannot listen on 127.0.0.1:{port}: "), err
+    assert b"Traceback" not in err and b"token=" not in out

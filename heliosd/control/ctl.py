@@ -409,6 +409,12 @@ def exit_code(status: int) -> int:
 # --------------------------------------------------------------------------- arguments
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -514,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--confirm", metavar="ACCOUNT", help="confirm without a prompt: LIVE|PAPER")
     cl.add_argument("--yes", action="store_true", help="do not ask before selling")
     d = cmd("dashboard", "open the web dashboard: a loopback bridge and a one-time login URL")
-    d.add_argument("--port", type=int, default=0, help="bridge port on 127.0.0.1 (default: random)")
+    d.add_argument(
+        "--port", type=_port, default=0, help="bridge port on 127.0.0.1 (default: random)"
+    )
     w = cmd("watch", "follow events until Ctrl-C")
     w.add_argument("--count", type=_positive_int, help="stop after N events")
     return p

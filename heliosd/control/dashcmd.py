@@ -23,13 +23,17 @@ def dashboard(ctl: Ctl) -> int:
     status, body = ctl.call("POST", "/api/dashboard/login", {})
     if status != 200 or not isinstance(body, dict) or "token" not in body:
         return ctl.finish(status, body)
-    asyncio.run(_serve(ctl, str(ctl.args.socket), int(ctl.args.port), body))
-    return 0
+    return asyncio.run(_serve(ctl, str(ctl.args.socket), int(ctl.args.port), body))
 
 
-async def _serve(ctl: Ctl, socket_path: str, port: int, login: dict[str, object]) -> None:
+async def _serve(ctl: Ctl, socket_path: str, port: int, login: dict[str, object]) -> int:
     bridge = Bridge(socket_path, port)
-    bound = await bridge.start()
+    try:
+        bound = await bridge.start()
+    except OSError as exc:  # the port is taken, most likely
+        await bridge.stop()
+        ctl.err(f"heliosctl: cannot listen on {BRIDGE_HOST}:{port}: {exc.strerror or exc}")
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -45,3 +49,4 @@ async def _serve(ctl: Ctl, socket_path: str, port: int, login: dict[str, object]
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await bridge.stop()
+    return 0
