@@ -28,7 +28,14 @@ import pytest_asyncio
 
 from heliosd.control.backend import Actor
 from heliosd.control.dashboard import ASSETS, CSRF_COOKIE, SESSION_COOKIE, DashboardSessions
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, wait_for, write_config
+from heliosd.testing import (
+    RunningDaemon,
+    SimHandle,
+    eventually,
+    start_daemon,
+    wait_for,
+    write_config,
+)
 
 
 @dataclass
@@ -349,6 +356,27 @@ async def test_a_real_browser_shows_the_mode_and_switches_live_by_typing_live(
             ".querySelectorAll('polyline').length"
         )
         assert polylines == 3, "equity, peak and the drawdown-stop line"
+
+        # An open order appears (the order event over SSE refreshes the table); its Cancel
+        # button, confirmed, sends the DELETE with the CSRF header.
+        limit = {"pair": "BTCZAR", "side": "BUY", "type": "LIMIT", "quantity": "0.0001",
+                 "price": "500000"}  # fmt: skip
+        status, placed = await daemon.request("POST", "/api/orders", limit)
+        assert status == 201, placed
+        order_id = placed["order"]["id"]
+        button = f"document.querySelector('[data-cancel=\"{order_id}\"]')"
+        assert await page.until(f"{button} !== null"), "the open order is listed"
+        await page.eval(f"{button}.click()")
+        await page.eval("document.getElementById('confirm-yes').click()")
+
+        async def cancelled() -> bool:
+            _, got = await daemon.request("GET", f"/api/orders/{order_id}")
+            return bool(got["order"]["state"] == "cancelled")
+
+        await eventually(cancelled)
+        _, audit = await daemon.request("GET", "/api/audit?limit=20")
+        cancels = [a for a in audit["audit"] if "cancel" in a["action"]]
+        assert cancels and cancels[0]["actor"].startswith("dashboard session "), cancels
 
         # Step one: the gates pass and the page asks for LIVE to be typed.
         await page.eval("document.getElementById('btn-live').click()")

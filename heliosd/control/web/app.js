@@ -19,8 +19,10 @@ async function api(method, path, body) {
   const opts = { method, credentials: "same-origin", headers: {} };
   if (method !== "GET") {
     opts.headers["X-CSRF-Token"] = csrfToken();
-    opts.headers["Content-Type"] = "application/json";
-    opts.body = JSON.stringify(body || {});
+    if (method === "POST") {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body || {});
+    }
   }
   let resp;
   try {
@@ -160,8 +162,15 @@ async function loadOrders() {
   const open = await api("GET", "/api/orders?state=open&limit=100");
   const cols = ["id", "mode", "pair", "side", "type", "quantity", "price", "state", "filled_quantity", "source", "actor", "created_at"];
   if (open.status === 200 && open.body) {
-    const rows = open.body.orders.map((o) => Object.assign({}, o, { cancel: o.id }));
-    const t = table(rows, cols);
+    const t = table(open.body.orders, cols);
+    // One cancel button per open order: DELETE /api/orders/{id} after a confirm.
+    open.body.orders.forEach((o, i) => {
+      const row = t.querySelectorAll("tbody tr")[i];
+      const button = el("button", { "data-cancel": String(o.id) }, "Cancel");
+      button.addEventListener("click", () => ask(`Cancel order #${o.id} (${o.mode} ${o.side} ${o.quantity} ${o.pair})?`,
+        null, "", () => act("DELETE", `/api/orders/${o.id}`)));
+      row.append(el("td", {}, button));
+    });
     put("open-orders", t);
   }
   const recent = await api("GET", "/api/orders?state=all&limit=50");
