@@ -449,6 +449,12 @@ def exit_code(status: int) -> int:
 # --------------------------------------------------------------------------- arguments
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -556,9 +562,20 @@ def build_parser() -> argparse.ArgumentParser:
     d = cmd("doctor", "check readiness for LIVE (exit 0 only when no check fails)")
     d.add_argument("--notify", action="store_true",
                    help="also send a test notification through every configured URL")  # fmt: skip
+    dash = cmd("dashboard", "open the web dashboard: a loopback bridge and a one-time login URL")
+    dash.add_argument(
+        "--port", type=_port, default=0, help="bridge port on 127.0.0.1 (default: random)"
+    )
     w = cmd("watch", "follow events until Ctrl-C")
     w.add_argument("--count", type=_positive_int, help="stop after N events")
     return p
+
+
+def _dashboard(ctl: Ctl) -> int:
+    # Imported on use: the bridge needs aiohttp, every other command only the stdlib.
+    from heliosd.control.dashcmd import dashboard
+
+    return dashboard(ctl)
 
 
 def main(
@@ -608,6 +625,7 @@ def main(
         "backup": ctl.backup,
         "live-smoke": ctl.live_smoke,
         "close": ctl.close,
+        "dashboard": lambda: _dashboard(ctl),
     }
     try:
         return commands[args.command]()

@@ -7,7 +7,9 @@ Contract: the socket is ``daemon.control_socket`` with mode
 
 Who is asking becomes an :class:`~heliosd.control.backend.Actor` before any handler runs:
 on the socket ``Actor(uid, user, "unix")`` from the peer's credentials, on TCP
-``Actor(None, "tcp-token", "tcp")``. When ``daemon.allowed_uids`` is non-empty only root,
+``Actor(None, "tcp-token", "tcp")``. A browser (through ``heliosctl dashboard``'s bridge, or
+on TCP without a bearer token) is served only with a dashboard session
+(:mod:`heliosd.control.dashboard`). When ``daemon.allowed_uids`` is non-empty only root,
 the daemon's own uid and those uids are served; anyone else gets 403.
 
 A socket file left by a crashed daemon is replaced; a socket a live daemon answers on is
@@ -37,6 +39,7 @@ from aiohttp.typedefs import Middleware
 
 from heliosd.control.app import ACTOR_KEY, Handler, json_error
 from heliosd.control.backend import Actor
+from heliosd.control.dashboard import SESSIONS_KEY, browser_gate, is_browser_request
 from heliosd.core.config import Secret, Settings
 from heliosd.core.errors import ConfigError, HeliosError
 
@@ -115,7 +118,13 @@ def identity_middleware(settings: Settings, own_uid: int) -> Middleware:
                     {"uid": uid},
                 )
             request[ACTOR_KEY] = Actor(uid, name, "unix")
+            sessions = request.app.get(SESSIONS_KEY)
+            if sessions is not None and is_browser_request(request, tcp=False):
+                return await browser_gate(request, handler, sessions)
         elif family in (socket.AF_INET, socket.AF_INET6):
+            sessions = request.app.get(SESSIONS_KEY)
+            if sessions is not None and is_browser_request(request, tcp=True):
+                return await browser_gate(request, handler, sessions)
             if token is None or not bearer_ok(request.headers.get("Authorization"), token):
                 return json_error(
                     401,

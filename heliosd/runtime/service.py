@@ -330,6 +330,9 @@ class Service:
         from heliosd.control.server import ControlServer
 
         app = build_app(self, settings=s, plugin_info=self.plugins)
+        from heliosd.control import dashboard
+
+        dashboard.install(app)
         self.control = ControlServer(after_identity=[self.gate.middleware])
         await self.control.start(app, s)
         self.stack.push_async_callback(self.control.stop)
