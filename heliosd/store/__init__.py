@@ -14,12 +14,25 @@ round trip (~65 us): a second, read-only ``sqlite3`` connection in the event-loo
 re-reads the mode row only then. That is also how an operator's out-of-band
 ``UPDATE trading_mode_state ...`` is seen on the very next order without a restart.
 
-``PRAGMA data_version`` costs ~6.5 us in WAL mode (it opens and closes a read transaction);
-an order pays it a few times (the router's check, each permit check) on a path that then
-waits 10-100 ms for VALR. An earlier version skipped it by comparing the WAL-index header of
-the ``-shm`` file read by hand (~1 us), an undocumented file layout with fallbacks no test
-exercised: removed, as nothing the operator can measure depends on the 5 us
-(bench/RESULTS.md, "mode read").
+``PRAGMA data_version`` itself costs ~7 us in WAL mode (it opens and closes a read
+transaction: shared-memory locks, often fcntl calls), which was the largest single cost of the
+pre-trade path (bench/risk_path.py). So in front of it sits a cheaper test of the same fact:
+every commit by any connection rewrites the WAL-index header at the start of the ``-shm``
+file (its ``iChange`` counter is "incremented with each transaction", sqlite.org/walformat),
+and one ``pread`` of those 96 bytes costs under 1 us. While the header is byte-for-byte what it
+was at the last full check, nothing committed and the cached mode stands; any difference (a
+commit, a torn read, two header copies that disagree, a short read) takes the full
+``data_version`` path. Without a ``-shm`` file every call takes the full path. ``pread`` and
+not ``mmap``: a mapped ``-shm`` that SQLite truncates would kill the daemon with SIGBUS, a
+short read just fails over to the full check. The descriptor stays open until the SQLite
+connections are closed: closing any descriptor of a file drops every POSIX lock this process
+holds on it, SQLite's ``-shm`` locks included.
+
+Kept because a benchmark shows it matters and tests pin it: without it the risk path is
+~5.5 us slower (13.4 -> 19.4 us median here) and past NautilusTrader's RiskEngine in the same
+run (bench/RESULTS.md section 9); tests/test_store_mode_read.py checks every fallback above
+with headers that never change (so trusting one would miss every commit) and a seeded search
+of out-of-band commits, checkpoints and reads.
 
 Durability: WAL with ``synchronous=FULL``: a commit is on disk before the write returns; the
 group commit keeps the fsync count low.
@@ -266,6 +279,8 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
         self._mode_cache: ModeState | None = None
+        self._shm = _open_wal_index(path)
+        self._shm_seen: bytes | None = None  # WAL-index header at the last full mode read
         self._seal_key = self._load_seal_key(path.parent / "mode.key")
         self.commits = 0  # for benchmarks and tests: how many group commits ran
 
@@ -303,6 +318,9 @@ class Store:
             await self._writer
         self._reader.close()
         await self._db.close()
+        if self._shm is not None:  # only now: closing it earlier would drop SQLite's locks
+            os.close(self._shm)
+            self._shm = None
 
     @staticmethod
     def _load_seal_key(path: Path) -> bytes:
@@ -404,6 +422,20 @@ class Store:
     def mode_state(self) -> ModeState:
         """The stored mode, re-read only when another connection committed since last time."""
         cached = self._mode_cache
+        shm = self._shm
+        header = None
+        if shm is not None:
+            header = os.pread(shm, _WAL_INDEX_HEADER, 0)
+            if cached is not None and header == self._shm_seen:
+                return cached  # no commit anywhere since the last full read
+            # SQLite writes the header's two copies one after the other: trust only a header
+            # whose copies agree, else the next call checks again.
+            half = _WAL_INDEX_HEADER // 2
+            if len(header) != _WAL_INDEX_HEADER or header[:half] != header[half:]:
+                header = None
+        # The header is read *before* the full check: a commit landing in between makes the
+        # next call see a changed header and check again, never miss the commit.
+        self._shm_seen = header
         version = self.data_version()
         if cached is not None and cached.data_version == version:
             return cached
@@ -466,6 +498,21 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
         return dest
+
+
+# The WAL-index header: two 48-byte copies at the start of the -shm file (sqlite.org/walformat).
+_WAL_INDEX_HEADER = 96
+
+
+def _open_wal_index(path: Path) -> int | None:
+    """A read-only descriptor of the ``-shm`` file, or None (mode reads take the full path).
+
+    Never closed before the store's SQLite connections (see the module docstring).
+    """
+    try:
+        return os.open(f"{path}-shm", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 async def _in_worker(db: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
