@@ -72,6 +72,9 @@ _KINDS = (
          "a fill was stored (trade, order, quantity, price, fee, fee_currency)"),
     Kind("order_cancelled", logging.INFO, "cab85d8ef1d541d48d80d55c208ddd70",
          "an order is cancelled at the venue (order, cid, filled)"),
+    Kind("orders_cancelled", logging.INFO, "5f0c2b7e8d9a4c61b3e2a7d4f1c09e88",
+         "many orders cancelled in one batch, e.g. by an emergency stop (mode, count, orders,"
+         " cids): one line for the batch"),
     Kind("integrity_alert", logging.ERROR, "1515dc1f94044b24a3e059f3a4c945b7",
          "heliosd does not trust its own state (reason); orders are refused"),
     Kind("stream_lost", logging.WARNING, "aae2dca007da4abcac3e98b752084640",
@@ -217,6 +220,9 @@ class Once:
     def __init__(self, size: int = 4096) -> None:
         self._size = size
         self._seen: dict[object, None] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._seen
 
     def add(self, key: object) -> bool:
         if key in self._seen:
