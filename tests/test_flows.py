@@ -6,6 +6,7 @@ grace; a resume rebases. Through a real SQLite store; the clock is a counter (no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
@@ -251,3 +252,24 @@ async def test_a_fill_applied_while_the_history_is_read_is_not_lost(store: Store
     rows = await store.read(lambda c: load_flows_sql(c, Mode.LIVE))
     assert [r["flow_id"] for r in rows] == ["tx-1"], rows
     assert seen["flows"] == [D(-1000)] and w.unexplained == {}
+
+
+async def test_a_fill_older_than_the_first_anchor_is_already_in_its_totals(store: Store) -> None:
+    """A fresh daemon on an account with history: its first look at the balances already
+    holds the coin an earlier trade bought; that trade's fill, delivered afterwards by the
+    catch-up, explains nothing new and must not read as a withdrawal and a deposit
+    (bench/drawdown_stop.py's second run: +0.09 BTC / -89,595 ZAR inferred)."""
+    clock = Clock()
+    w, seen = _watcher(store, clock)
+    await w.check({"ZAR": D(90000), "BTC": D("0.01")})  # the first anchor
+    old = _fill(Side.BUY, "0.01", "1000000")
+    old = dataclasses.replace(old, traded_at=utcnow() - timedelta(minutes=10))
+    w.note_fill(old)  # the catch-up delivers the earlier trade
+    for t in (1.0, 6.0, 12.0, 30.0):
+        clock.t = t
+        await w.check({"ZAR": D(90000), "BTC": D("0.01")})
+    assert seen["flows"] == [] and not w.unexplained
+    # A fill after the anchor still counts: its balance change is still to come.
+    w.note_fill(_fill(Side.BUY, "0.01", "1000000"))
+    await w.check({"ZAR": D(80000), "BTC": D("0.02")})
+    assert seen["flows"] == [] and not w.unexplained

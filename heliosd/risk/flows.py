@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 5.0
 HISTORY_TRIES = 3
+# How far behind a trade the venue's balances may be when they are first read: a fill traded
+# less than this before the first anchor is still counted (its balance change may be late).
+FIRST_ANCHOR_LAG = timedelta(seconds=5)
 # How far before the anchor the history is read (clocks differ; rows are deduplicated).
 HISTORY_MARGIN = timedelta(minutes=5)
 
@@ -153,6 +156,9 @@ class FlowWatcher:
         self.grace_s = grace_s
         self._anchor: dict[str, Decimal] | None = None
         self._anchor_at = utcnow()
+        # When the first anchor was taken: a fill traded before it (less FIRST_ANCHOR_LAG)
+        # is already in those totals (see note_fill).
+        self._first_at: datetime | None = None
         self._fills: dict[str, Decimal] = {}
         self._since: float | None = None  # when the current residual was first seen
         self._tries = 0
@@ -162,6 +168,13 @@ class FlowWatcher:
         self.catching_up = False
 
     def note_fill(self, fill: Fill) -> None:
+        first = self._first_at
+        if first is not None and fill.traded_at < first - FIRST_ANCHOR_LAG:
+            # Traded before this process first read the balances: its effect is in the
+            # first anchor's totals already (a fresh state directory, or the catch-up of a
+            # trade made before the start). Counting it would leave a residual that never
+            # settles and is inferred as a withdrawal and a deposit after the grace.
+            return
         info = self._pair_info(fill.pair)
         if info is None:
             log.warning("flows: fill %s in unknown pair %s not counted", fill.trade_id, fill.pair)
@@ -199,6 +212,7 @@ class FlowWatcher:
             return False
         if self._anchor is None:
             self._settle(totals)
+            self._first_at = self._anchor_at
             return False
         residual = self.residual(totals)
         if not residual:
