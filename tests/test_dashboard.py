@@ -386,10 +386,19 @@ async def test_a_real_browser_shows_the_mode_and_switches_live_by_typing_live(
             _, got = await daemon.request("GET", f"/api/orders/{order_id}")
             return bool(got["order"]["state"] == "cancelled")
 
+        # The account stream may report the cancellation before the DELETE's handler has
+        # written its audit row (it writes after asking VALR for the order's status): wait for
+        # both, not one and then a single look at the other.
+        cancels: list[dict[str, Any]] = []
+
+        async def audited() -> bool:
+            _, audit = await daemon.request("GET", "/api/audit?limit=20")
+            cancels[:] = [a for a in audit["audit"] if "cancel" in a["action"]]
+            return bool(cancels)
+
         await eventually(cancelled)
-        _, audit = await daemon.request("GET", "/api/audit?limit=20")
-        cancels = [a for a in audit["audit"] if "cancel" in a["action"]]
-        assert cancels and cancels[0]["actor"].startswith("dashboard session "), cancels
+        await eventually(audited)
+        assert cancels[0]["actor"].startswith("dashboard session "), cancels
 
         # Step one: the gates pass and the page asks for LIVE to be typed.
         await page.eval("document.getElementById('btn-live').click()")
