@@ -261,15 +261,58 @@ async def test_a_fill_older_than_the_first_anchor_is_already_in_its_totals(store
     (bench/drawdown_stop.py's second run: +0.09 BTC / -89,595 ZAR inferred)."""
     clock = Clock()
     w, seen = _watcher(store, clock)
-    await w.check({"ZAR": D(90000), "BTC": D("0.01")})  # the first anchor
-    old = _fill(Side.BUY, "0.01", "1000000")
-    old = dataclasses.replace(old, traded_at=utcnow() - timedelta(minutes=10))
+    # A trade a second before the venue's snapshot (bench/drawdown_stop.py sells the first
+    # run's coin just before starting the next daemon): within any fixed look-back, so only
+    # the snapshot's time tells that the balances show it.
+    old = dataclasses.replace(_fill(Side.BUY, "0.01", "1000000"),
+                              traded_at=utcnow() - timedelta(seconds=1))  # fmt: skip
+    snapshot_at = utcnow()
+    await w.check({"ZAR": D(90000), "BTC": D("0.01")}, shown_until=snapshot_at)  # first anchor
     w.note_fill(old)  # the catch-up delivers the earlier trade
     for t in (1.0, 6.0, 12.0, 30.0):
         clock.t = t
-        await w.check({"ZAR": D(90000), "BTC": D("0.01")})
+        await w.check({"ZAR": D(90000), "BTC": D("0.01")}, shown_until=snapshot_at)
     assert seen["flows"] == [] and not w.unexplained
-    # A fill after the anchor still counts: its balance change is still to come.
+    # A fill after the snapshot still counts: its balance change is still to come.
     w.note_fill(_fill(Side.BUY, "0.01", "1000000"))
-    await w.check({"ZAR": D(80000), "BTC": D("0.02")})
+    await w.check({"ZAR": D(80000), "BTC": D("0.02")}, shown_until=snapshot_at)
     assert seen["flows"] == [] and not w.unexplained
+
+
+async def test_a_fill_noted_while_a_withdrawal_is_resolved_is_judged_after(store: Store) -> None:
+    """F1a with F2a: a reconnect's snapshot shows a withdrawal and two trades made just
+    before it; one fill is noted before the grace ends, the other arrives while the
+    withdrawal is being resolved (held, then judged against what the anchor stands for by
+    then), with the catch-up of a trade older than both snapshots (shown by both)."""
+    clock = Clock()
+    release = asyncio.Event()
+
+    async def history(*, since: datetime) -> list[Flow]:
+        await release.wait()
+        return [Flow("tx-1", "ZAR", D(-1000), "withdrawal", utcnow())]
+
+    w, seen = _watcher(store, clock, history)
+    first = utcnow()
+    await w.check({"ZAR": D(100000), "BTC": D(0)}, shown_until=first)
+    one = _fill(Side.BUY, "0.01", "1000000")  # both traded after the first snapshot
+    two = _fill(Side.BUY, "0.01", "1000000")
+    second = utcnow()  # the reconnect's snapshot: the withdrawal and both trades
+    after = {"ZAR": D(79000), "BTC": D("0.02")}
+    await w.check(after, shown_until=second)
+    clock.t = 2
+    w.note_fill(one)
+    await w.check(after, shown_until=second)
+    assert w.unexplained == {"ZAR": D(-11000), "BTC": D("0.01")}
+    clock.t = 8
+    resolving = asyncio.create_task(w.check(after, shown_until=second))
+    await asyncio.sleep(0)
+    w.note_fill(two)  # during the await: the history explains only the withdrawal
+    w.note_fill(dataclasses.replace(_fill(Side.BUY, "0.5", "1000000"), traded_at=first))
+    release.set()
+    await resolving
+    for t in (9, 15, 21, 27):
+        clock.t = t
+        await w.check(after, shown_until=second)
+    assert seen["flows"] == [D(-1000)] and w.unexplained == {}
+    rows = await store.read(lambda c: load_flows_sql(c, Mode.LIVE))
+    assert [r["flow_id"] for r in rows] == ["tx-1"], rows

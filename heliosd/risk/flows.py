@@ -8,6 +8,24 @@ has no flows). Invariants:
   applied since (``note_fill``, the ledger's own fee rule: a BUY adds ``quantity - base fee``
   of the base and takes ``quantity * price + quote fee`` of the quote). The *residual* is what
   the venue says minus what the anchor and fills explain. A zero residual moves the anchor.
+* **F1a -- a fill the first anchor already shows is not counted.** The first look at the
+  totals comes with the time of the venue's full balance snapshot they rest on
+  (``shown_until``; the ledger's :attr:`~heliosd.risk.ledger.Ledger.snapshot_at`). By the
+  ledger's own rule ("Unsettled fills") such a snapshot shows every fill traded at or before
+  it, so a fill traded then or earlier is in the first anchor and is not counted: the
+  catch-up of trades made before this process first read the balances (a fresh state
+  directory on an account with history, or a trade made by hand just before the start;
+  bench/drawdown_stop.py's second run once read its first run's trades, +0.09 BTC and
+  -89,595 ZAR, as inferred flows). Every later fill is counted, whatever later snapshot
+  shows it: its balance change entered the totals after the first anchor, so it is part of
+  a residual, which the fill explains (within the grace) or reverses (a fill the fill check
+  recovers after its balance change was inferred as a flow, F2's last paragraph). A cut at
+  a later snapshot would leave such an inferred flow standing. One rule for "shown" in the
+  ledger and here: should VALR's snapshot lag its own trade record, both are wrong together,
+  and the balance change, when it arrives, is a residual (F2) the history denies (F2b), so
+  a loss in it still counts. Not covered: a balance row between the first snapshot and the
+  first look that shows a trade whose fill comes later (the first look follows the first
+  snapshot within a loop turn): its fill then reads as the opposite inferred flows.
 * **F2 -- the rule for a residual.** A residual first waits ``GRACE_S`` (VALR's balance
   update and its trade event arrive in either order, and a trade missed while the stream was
   down arrives with the reconciliation). While it waits its value is *pending*: the
@@ -65,9 +83,6 @@ log = logging.getLogger(__name__)
 
 GRACE_S = 5.0
 HISTORY_TRIES = 3
-# How far behind a trade the venue's balances may be when they are first read: a fill traded
-# less than this before the first anchor is still counted (its balance change may be late).
-FIRST_ANCHOR_LAG = timedelta(seconds=5)
 # How far before the anchor the history is read (clocks differ; rows are deduplicated).
 HISTORY_MARGIN = timedelta(minutes=5)
 
@@ -156,9 +171,9 @@ class FlowWatcher:
         self.grace_s = grace_s
         self._anchor: dict[str, Decimal] | None = None
         self._anchor_at = utcnow()
-        # When the first anchor was taken: a fill traded before it (less FIRST_ANCHOR_LAG)
-        # is already in those totals (see note_fill).
-        self._first_at: datetime | None = None
+        # F1a: the snapshot time the first anchor rests on (None: not known, so every fill
+        # counts).
+        self._shown_until: datetime | None = None
         self._fills: dict[str, Decimal] = {}
         self._since: float | None = None  # when the current residual was first seen
         self._tries = 0
@@ -168,12 +183,11 @@ class FlowWatcher:
         self.catching_up = False
 
     def note_fill(self, fill: Fill) -> None:
-        first = self._first_at
-        if first is not None and fill.traded_at < first - FIRST_ANCHOR_LAG:
-            # Traded before this process first read the balances: its effect is in the
-            # first anchor's totals already (a fresh state directory, or the catch-up of a
-            # trade made before the start). Counting it would leave a residual that never
-            # settles and is inferred as a withdrawal and a deposit after the grace.
+        shown = self._shown_until
+        if shown is not None and fill.traded_at <= shown:
+            # F1a: in the snapshot the first anchor rests on already.
+            log.debug("%s flows: fill %s traded at %s is in the balances of %s", self.mode,
+                      fill.trade_id, iso(fill.traded_at), iso(shown))  # fmt: skip
             return
         info = self._pair_info(fill.pair)
         if info is None:
@@ -204,15 +218,18 @@ class FlowWatcher:
         self.unexplained = {}
         self._on_pending(ZERO)
 
-    def observe(self, totals: Mapping[str, Decimal]) -> bool:
+    def observe(
+        self, totals: Mapping[str, Decimal], *, shown_until: datetime | None = None
+    ) -> bool:
         """The synchronous half of :meth:`check`: settle or mark the residual pending, at
         once, before anyone computes a figure from these totals (M2). True when a residual
-        is past its grace and :meth:`check` should resolve it."""
+        is past its grace and :meth:`check` should resolve it. ``shown_until``: the time of
+        the full balance snapshot ``totals`` rest on (read on the first look, F1a)."""
         if self._busy:
             return False
         if self._anchor is None:
             self._settle(totals)
-            self._first_at = self._anchor_at
+            self._shown_until = shown_until
             return False
         residual = self.residual(totals)
         if not residual:
@@ -228,9 +245,11 @@ class FlowWatcher:
             return False
         return now - self._since >= self.grace_s
 
-    async def check(self, totals: Mapping[str, Decimal]) -> None:
+    async def check(
+        self, totals: Mapping[str, Decimal], *, shown_until: datetime | None = None
+    ) -> None:
         """One look at the venue's totals (never raises on a store or venue error)."""
-        if not self.observe(totals):
+        if not self.observe(totals, shown_until=shown_until):
             return
         residual = dict(self.unexplained)
         self._busy = True

@@ -462,6 +462,13 @@ class Ledger:
             )
         return totals
 
+    @property
+    def snapshot_at(self) -> datetime | None:
+        """When the venue's last full balance snapshot arrived (None before the first): it
+        shows every fill traded at or before then ("Unsettled fills"; the flow watcher's
+        F1a reads the same rule)."""
+        return self._snapshot_at
+
     def unsettled(self) -> Mapping[str, Decimal]:
         """Per currency, the fills applied since the venue last reported it (LIVE only)."""
         return self._unsettled

@@ -721,7 +721,8 @@ class Service:
         if mode is Mode.LIVE:
             # A balance change no fill explains is pending before this pass computes a
             # figure from it (a withdrawal must not read as a drawdown meanwhile).
-            self._flows.observe({c: b.total for c, b in ledger.balances().items()})
+            self._flows.observe({c: b.total for c, b in ledger.balances().items()},
+                                shown_until=ledger.snapshot_at)  # fmt: skip
             self._flows_kick()
             if self._flows.catching_up:
                 # No figure from balances whose flows the baselines do not know yet; the
@@ -862,7 +863,8 @@ class Service:
             return
         ledger = self.ledgers[Mode.LIVE]
         totals = {c: b.total for c, b in ledger.balances().items()}
-        self._flows_task = asyncio.get_running_loop().create_task(self._flows.check(totals))
+        check = self._flows.check(totals, shown_until=ledger.snapshot_at)
+        self._flows_task = asyncio.get_running_loop().create_task(check)
         self._background.add(self._flows_task)
         self._flows_task.add_done_callback(self._background.discard)
 
