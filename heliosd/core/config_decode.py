@@ -121,7 +121,7 @@ def decode_value(tp: Any, value: Any, key: str, source: str) -> Any:
     try:
         out = msgspec.convert(prepared, tp, dec_hook=dec_hook)
     except msgspec.ValidationError as exc:
-        raise _translate(str(exc), tp, prepared, key, source) from None
+        raise _translate(str(exc), tp, (value, prepared), key, source) from None
     _check(tp, out, prepared, key, source)
     return out
 
@@ -217,18 +217,22 @@ def _join(key: str, name: str) -> str:
 # --------------------------------------------------------------------------- msgspec errors
 
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
-_TYPE_ERROR = re.compile(r"Expected `(\w+)`, got `(\w+)`")
+_TYPE_ERROR = re.compile(r"Expected `(\w+)(?: \| null)?`, got `(\w+)`")
 _UNKNOWN = re.compile(r"Object contains unknown field `(.+)`")
 _NOUNS: dict[Any, str] = {str: "strings", int: "integers", Path: "paths"}
 _MISSING = object()
 
 
-def _translate(text: str, tp: Any, data: Any, key: str, source: str) -> ConfigError:
-    """msgspec's ``message - at `$.a.b[0]``` as a ConfigError for key ``a.b[0]``."""
+def _translate(text: str, tp: Any, data: tuple[Any, Any], key: str, source: str) -> ConfigError:
+    """msgspec's ``message - at `$.a.b[0]``` as a ConfigError for key ``a.b[0]``.
+
+    ``data`` is the value as given and as msgspec saw it (after the Before hooks): a message
+    shows the value as given where it is still there (``"LOUD"``, not ``"loud"``).
+    """
     message, sep, where = text.rpartition(" - at `")
     if not sep:
         message, where = text, "$`"
-    value: Any = data
+    given, value = data
     for step in _STEP.finditer(where[1:-1]):
         inner, _ = _unwrap(tp)
         name, index = step.group(1), step.group(2)
@@ -242,8 +246,10 @@ def _translate(text: str, tp: Any, data: Any, key: str, source: str) -> ConfigEr
             at = _refused_key(value, _child(inner, ""))
             key = _join(key, str(at))
         tp = _child(inner, at)
-        value = _item(value, at)
+        value, given = _item(value, at), _item(given, at)
     inner, metadata = _unwrap(tp)
+    if given is not _MISSING:
+        value = given
     unknown = _UNKNOWN.fullmatch(message)
     if unknown and _is_struct(inner):
         known = ", ".join(_fields(inner))

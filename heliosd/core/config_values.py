@@ -8,7 +8,7 @@ value with the same type, so a plugin's key is refused with the same words as a 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -166,6 +166,8 @@ WsUrl = Annotated[str, _starts_with("wss://", "ws://")]
 # --------------------------------------------------------------------------- p_* parsers
 # For plugins' own sections: p_X(raw value, "section.key", source) -> typed value, or a
 # ConfigError naming the key (``key[i]`` for an item of a list).
+
+Parser = Callable[[Any, str, str], Any]
 
 
 def p_str(value: Any, key: str, source: str) -> str:
