@@ -6,11 +6,11 @@ mapping of ConfigError to exit 78 belongs to the CLI's tests.
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from heliosd.core.config import (
@@ -83,7 +83,7 @@ def test_production_config_values_are_the_documented_defaults(credentials: Path)
     differences = {
         f"{section}.{f.name}"
         for section in SECTIONS
-        for f in dataclasses.fields(getattr(defaults, section))
+        for f in msgspec.structs.fields(getattr(defaults, section))
         if getattr(getattr(settings, section), f.name)
         != getattr(getattr(defaults, section), f.name)
     }
@@ -242,7 +242,7 @@ def test_every_section_parses_into_typed_values(tmp_path: Path) -> None:
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, ""))
-    assert dataclasses.replace(s, source="<defaults>") == Settings()
+    assert s.replace(source="<defaults>") == Settings()
     assert s.notify.events == EVENT_KINDS
     assert s.valr.api_key is None
 

@@ -242,9 +242,7 @@ async def test_positions_fail_closed_when_the_live_account_cannot_be_read(world:
 
 
 async def test_positions_fail_closed_for_a_pair_without_limits(world: World) -> None:
-    settings = world.settings.replace(
-        valr=dataclasses.replace(world.settings.valr, pairs=("BTCZAR", "XRPZAR"))
-    )
+    settings = world.settings.replace(valr=world.settings.valr.replace(pairs=("BTCZAR", "XRPZAR")))
     result = await check(NoOpenPositions(), world.ctx(settings=settings))
     assert result.reason == "cannot check open positions (no pair limits for XRPZAR)"
 
@@ -329,7 +327,7 @@ async def test_a_key_that_can_transfer_out_is_refused_and_only_stricter_is_confi
     # Stricter: valr.refused_permissions refuses more.
     key, secret = world.sim.add_key("linker", ("View access", "Trade", "Link bank account"))
     strict = world.settings.replace(
-        valr=dataclasses.replace(world.settings.valr, refused_permissions=("Link Bank Account",))
+        valr=world.settings.valr.replace(refused_permissions=("Link Bank Account",))
     )
     result = await check(
         ValrCredentials(), world.ctx(live=world.client(key, secret), settings=strict)

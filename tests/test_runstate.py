@@ -10,7 +10,6 @@ with a new epoch. An in-process daemon shows the two ends of a run: an orderly s
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import json
 import sqlite3
@@ -146,7 +145,7 @@ async def test_an_orderly_stop_is_clean_and_an_overrun_one_is_not(
     await engine.start("hang", actor="test", remember=False)
     await asyncio.wait_for(hang.entered.wait(), 10)
     daemon.settings = daemon.settings.replace(
-        daemon=dataclasses.replace(daemon.settings.daemon, shutdown_timeout_s=Decimal(1))
+        daemon=daemon.settings.daemon.replace(shutdown_timeout_s=Decimal(1))
     )
     try:
         assert await running.stop() == 1

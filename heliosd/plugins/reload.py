@@ -4,7 +4,6 @@ sections, the register hooks called with them; all or nothing (:func:`reload_con
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import sys
 from collections.abc import Iterator, Mapping
@@ -86,9 +85,9 @@ def core_changes(running: Settings, fresh: Settings) -> tuple[str, ...]:
     changed: list[str] = []
     for section in SECTIONS:
         old, new = getattr(running, section), getattr(fresh, section)
-        for f in dataclasses.fields(old):
-            if getattr(old, f.name) != getattr(new, f.name):
-                changed.append(f"{section}.{f.name}")
+        for name in old.__struct_fields__:
+            if getattr(old, name) != getattr(new, name):
+                changed.append(f"{section}.{name}")
     return tuple(changed)
 
 

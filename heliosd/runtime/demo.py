@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import secrets
@@ -74,16 +73,16 @@ def demo_settings(
         settings, pm = load_with_plugins(real)
     state_dir = state_dir.resolve()
     settings = settings.replace(
-        daemon=dataclasses.replace(
-            settings.daemon, state_dir=state_dir, control_socket=state_dir / "heliosd.sock"
+        daemon=settings.daemon.replace(
+            state_dir=state_dir, control_socket=state_dir / "heliosd.sock"
         ),
-        valr=dataclasses.replace(
-            settings.valr, rest_url=rest_url, ws_url=ws_url, api_key=Secret(key, "demo"),
+        valr=settings.valr.replace(
+            rest_url=rest_url, ws_url=ws_url, api_key=Secret(key, "demo"),
             api_secret=Secret(secret, "demo"), label=DEMO_LABEL,
         ),
-        notify=dataclasses.replace(settings.notify, urls=(Secret(notify_url, "demo"),)),
-        engine=dataclasses.replace(
-            settings.engine, strategy=settings.engine.strategy or "demo", autostart=engine
+        notify=settings.notify.replace(urls=(Secret(notify_url, "demo"),)),
+        engine=settings.engine.replace(
+            strategy=settings.engine.strategy or "demo", autostart=engine
         ),
     )  # fmt: skip
     return settings, pm

@@ -34,6 +34,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import msgspec
+
 from heliosd.core.config import Secret
 from heliosd.notify.journal import RECORD_ATTRS
 
@@ -88,7 +90,10 @@ def register_settings_secrets(settings: object) -> int:
         seen.add(id(obj))
         if isinstance(obj, Secret):
             found.append(obj)
-        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        elif isinstance(obj, msgspec.Struct):  # the core sections
+            for name in obj.__struct_fields__:
+                walk(getattr(obj, name))
+        elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # plugin sections
             for f in dataclasses.fields(obj):
                 walk(getattr(obj, f.name))
         elif isinstance(obj, Mapping):
