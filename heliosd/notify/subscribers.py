@@ -1,0 +1,106 @@
+"""The in-memory event hub (``GET /api/events``): bounded subscribers that never block a
+publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from heliosd.core.types import utcnow
+from heliosd.notify.outbox import _json_default, _ts
+
+
+class Subscription:
+    """One subscriber's bounded view of the event stream (an async iterator of dicts).
+
+    A slow subscriber never blocks a publisher: when its buffer is full the oldest event is
+    dropped, and the next item it reads is ``{"type": "dropped", "at", "count"}`` saying how
+    many it missed. Iteration ends after :meth:`close` (or the hub closing) once the buffer is
+    drained. Use as ``async with notes.subscribe() as events: async for ev in events: ...``.
+    """
+
+    def __init__(self, maxsize: int, on_close: Callable[[Subscription], None]) -> None:
+        self._items: deque[dict[str, Any]] = deque()
+        self._maxsize = max(1, maxsize)
+        self._dropped = 0
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._on_close = on_close
+
+    def put(self, item: dict[str, Any]) -> None:
+        if self._closed:
+            return
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self._dropped += 1
+        self._items.append(item)
+        self._ready.set()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._ready.set()
+            self._on_close(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            if self._dropped:
+                count, self._dropped = self._dropped, 0
+                return {"type": "dropped", "at": _ts(utcnow()), "count": count}
+            if self._items:
+                return self._items.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventHub:
+    """The event hub of :class:`heliosd.notify.Notifications` (one of its base classes)."""
+
+    # Set by Notifications.__init__ (heliosd.notify.delivery).
+    _subscribers: set[Subscription]
+    _closing: bool
+
+    def listening(self) -> bool:
+        """Whether anyone subscribes: a publisher may skip building events nobody reads."""
+        return bool(self._subscribers)
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        """Fan ``event`` out to every subscriber; never blocks, never raises.
+
+        Shape: ``{"type": <what>, "at": <ISO-8601 UTC>, ...}``; ``at`` is added when missing
+        and values are made JSON-ready (Decimal -> str). Notifications appear as
+        ``{"type": "notification", "id", "kind", "title", "body", "urgent", "data", "at"}``
+        once their outbox row is committed; everything else (orders, fills, verdicts) is
+        published by its owner.
+        """
+        if not self._subscribers:
+            return
+        item: dict[str, Any] = json.loads(json.dumps(dict(event), default=_json_default))
+        item.setdefault("type", "event")
+        item.setdefault("at", _ts(utcnow()))
+        for sub in list(self._subscribers):
+            sub.put(item)
+
+    def subscribe(self, maxsize: int = 256) -> Subscription:
+        """A new subscriber, registered at once (nothing published after this call is
+        missed, except what its bounded buffer drops)."""
+        sub = Subscription(maxsize, self._subscribers.discard)
+        if self._closing:
+            sub.close()
+        else:
+            self._subscribers.add(sub)
+        return sub
