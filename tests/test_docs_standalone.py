@@ -22,11 +22,19 @@ FORBIDDEN = re.compile("|".join(re.escape(n) for n in (
 DOC_ROOT = "/usr/share/doc/heliosd/"
 
 
+def _hidden(path: Path) -> bool:
+    """A venv or cache under the tree (bench/.peers-venv): not ours."""
+    return any(part.startswith(".") for part in path.relative_to(ROOT).parts)
+
+
 def shipped() -> list[Path]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     files += sorted(p for p in (ROOT / "systemd").iterdir() if p.is_file())
-    files += sorted(p for p in (ROOT / "heliosd").rglob("*") if p.is_file()
-                    and p.suffix in (".py", ".md", ".toml", ".txt", ".service"))  # fmt: skip
+    # The tests, plugins, benchmarks and configs too: a maintainer reads them as the contract.
+    for tree in ("heliosd", "tests", "plugins", "bench", "etc"):
+        files += sorted(p for p in (ROOT / tree).rglob("*") if p.is_file()
+                        and p.suffix in (".py", ".md", ".toml", ".txt", ".service", ".yml")
+                        and p != Path(__file__).resolve() and not _hidden(p))  # fmt: skip
     return files
 
 

@@ -264,7 +264,7 @@ async def capture() -> dict[str, Any]:
             )
         ).json()
 
-        # Maker rebates (valr-api.md section 10): makerReward in place of, then beside, the
+        # Maker rebates (docs/simulator.md, sim.faults.maker_rebate_bps): makerReward in place of, then beside, the
         # fee. Resting buys below the 985,000 market fill as the market falls through them.
         sim.faults.maker_rebate_bps = 2
         rebates = (

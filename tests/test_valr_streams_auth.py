@@ -181,7 +181,7 @@ async def test_history_records_are_sent_and_ignored_one_fill_per_trade(
 
 
 def test_the_history_record_has_valrs_documented_shape() -> None:
-    """NEW_ACCOUNT_HISTORY_RECORD as valr-api.md section 5.4 lists its fields."""
+    """NEW_ACCOUNT_HISTORY_RECORD with the fields VALR documents for it (docs/simulator.md)."""
     from datetime import UTC, datetime
 
     from heliosd.sim import wire
