@@ -37,7 +37,6 @@ from heliosd.core.types import (
     OpenOrder,
     OrderIntent,
     OrderState,
-    Side,
     TradingState,
     utcnow,
 )
@@ -61,8 +60,9 @@ from heliosd.plugins.manager import (
 from heliosd.risk.account import AccountRisk
 from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
 from heliosd.risk.equity import EquityRecorder
-from heliosd.risk.flows import FlowWatcher, flows_value_since, split_pair
-from heliosd.risk.ledger import Ledger, LedgerError, day_start, decimal_text
+from heliosd.risk.flows import FlowWatcher, split_pair
+from heliosd.risk.ledger import Ledger, LedgerError, decimal_text
+from heliosd.risk.ledger_errors import LEDGER_ERROR, report_ledger_errors
 from heliosd.risk.mode import ModeOrchestrator, mode_json
 from heliosd.risk.monitors import STALE_PRICES, StaleWatch, checked_action, failure_action
 from heliosd.risk.prices import VIAS, Assessment, Pricer, assess, describe_stale, valr_fetch
@@ -71,8 +71,10 @@ from heliosd.risk.stops import Stops
 from heliosd.risk.unclean import Reconciliation
 from heliosd.runtime import runstate as rs
 from heliosd.runtime.backup import prune_after_backup
+from heliosd.runtime.restore import open_order, restore_ledgers, track_open_orders
 from heliosd.runtime.shutdown import ShutdownGate
 from heliosd.store import Store, iso
+from heliosd.store.marks import save_marks
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
 from heliosd.trading.close import Closer
@@ -85,9 +87,6 @@ from heliosd.trading.sink import VenueSink
 from heliosd.trading.venue_status import VenueStatusWatch
 
 log = logging.getLogger(__name__)
-
-# The breaker a stored fill the ledger cannot apply trips (REDUCING until a resume).
-LEDGER_ERROR = "ledger_error"
 
 SYSTEM = Actor(None, "heliosd", "internal")
 
@@ -150,40 +149,12 @@ class Service:
         self.notifications.start()
         self.stack.push_async_callback(self.notifications.close)
 
-        tz = s.risk.tz
-        checked = {m: await self.store.read(partial(st.load_fills_checked, mode=m)) for m in Mode}
-        fills = {m: checked[m][0] for m in Mode}
         self.ledgers: dict[Mode, Ledger] = {}
-        # One account risk model per mode (heliosd.risk.account): every order row change
-        # reaches it through the counters, every reader takes its snapshot.
         self.accounts: dict[Mode, AccountRisk] = {}
-        for mode in Mode:
-            ledger = Ledger(
-                mode, s.risk.reference_currency, tz, self.market.pairs(), self.market,
-                s.paper.starting_balances if mode is Mode.PAPER else None,
-                traded=s.valr.pairs,
-            )  # fmt: skip
-            self.accounts[mode] = self.counters.accounts[mode] = AccountRisk(
-                mode, ledger, self.market, dust_value=s.risk.dust_value,
-                max_quote_age_s=float(s.risk.max_quote_age_s),
-            )  # fmt: skip
-            # Stored data never stops a start: a fill the ledger cannot apply is skipped,
-            # reported and trips ledger_error (REDUCING) instead of a crash loop.
-            errors = ledger.rebuild(fills[mode])
-            for trade_id, pair, why in checked[mode][1]:
-                error = LedgerError(trade_id, pair, why)
-                log.error("%s ledger: stored fill %s not applied: %s", mode, trade_id, why)
-                ledger.errors.append(error)
-                errors.append(error)
-            if errors:
-                await self._ledger_errors(mode, errors)
-            peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
-            ledger.restore_marks(peak, day, day_equity)
-            today = utcnow().astimezone(ledger.tz).date()
-            since = iso(day_start(today, ledger.tz))
-            flowed = await self.store.read(partial(flows_value_since, mode=mode, since=since))
-            ledger.equity_marks.flows_day, ledger.equity_marks.flows_today = today, flowed
-            self.ledgers[mode] = ledger
+        report = partial(report_ledger_errors, self.store, self.notifications, self.breakers)
+        fills = await restore_ledgers(self.store, s, self.market, self.counters,
+                                      ledgers=self.ledgers, accounts=self.accounts,
+                                      report=report)  # fmt: skip
 
         self.clients: dict[Mode, ExchangeClient] = {}
         for mode, name in ((Mode.LIVE, s.exchange.live), (Mode.PAPER, s.exchange.paper)):
@@ -213,29 +184,8 @@ class Service:
         self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=self.store,
                                    client=partial(self.clients.__getitem__, Mode.LIVE))  # fmt: skip
         self.fillcheck.attach()
-        open_rows = await self.store.read(
-            lambda c: od.list_orders(c, open_only=True, limit=100_000)
-        )
-        # An open order row that does not parse (a mode spelled by hand, a quantity that is
-        # not a number) is reported like an unreadable fill and left out, never raised.
-        readable = []
-        for row in open_rows:
-            try:
-                _open_order(row)
-                Mode(row["mode"])
-                if not Decimal(row["quantity"]).is_finite():
-                    raise ValueError(f"quantity {row['quantity']!r} is not finite")
-                self.counters.track(row)
-            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-                cid = str(row.get("customer_order_id"))
-                mode = Mode.LIVE if str(row.get("mode", "")).upper() == "LIVE" else Mode.PAPER
-                error = LedgerError(cid, str(row.get("pair")), f"stored order unreadable: {exc!r}")
-                log.error("stored open order %s not tracked: %r", cid, exc)
-                self.ledgers[mode].errors.append(error)
-                await self._ledger_errors(mode, [error])
-                continue
-            readable.append(row)
-        open_rows = readable
+        open_rows = await track_open_orders(self.store, self.counters, self.ledgers,
+                                            report=report)  # fmt: skip
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
         if callable(restore):
@@ -243,7 +193,7 @@ class Service:
             # could not is reported (ledger_error) and must not stop the start here either.
             unread = {e.trade_id for e in self.ledgers[Mode.PAPER].errors}
             restore([f for f in fills[Mode.PAPER] if f.trade_id not in unread],
-                    [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
+                    [open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
         for mode in (Mode.LIVE, Mode.PAPER):
             await self.clients[mode].start(self.sinks[mode])
             self.stack.push_async_callback(self.clients[mode].close)
@@ -484,42 +434,15 @@ class Service:
                 self.market.set_pairs({**self.market.pairs(), **pairs}, from_venue=True)
             return
 
-    async def _ledger_errors(self, mode: Mode, errors: Sequence[LedgerError]) -> None:
-        """Report fills the ledger could not apply: log, an urgent notification, health
-        (``ledger_errors``), and the ``ledger_error`` breaker (REDUCING until a resume),
-        tripped in a store write and mirrored into the breakers' cache."""
-        first = errors[0]
-        reason = (
-            f"{len(errors)} stored {mode} fill(s) not applied to the ledger (first: trade "
-            f"{first.trade_id} in {first.pair}: {first.reason}); positions may be wrong"
-        )
-        journal.event("integrity_alert", check="ledger_error", mode=mode, reason=reason)
-        event = integrity_event(
-            reason,
-            action="Trading is REDUCING (breaker ledger_error): only orders that reduce a "
-            "holding pass. Check the fills and balances on VALR, then heliosctl resume.",
-            details={"mode": str(mode), "ledger_errors": [e.as_json() for e in errors[:20]]},
-        )
-        enqueue = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, LEDGER_ERROR, mode=mode, reason=reason)
-            enqueue(conn, event)
-
-        try:
-            await self.store.write(tx)
-        except Exception:
-            # Still come up: the cache below holds the breaker for this run (fail closed).
-            log.exception("could not persist the ledger_error breaker")
-        self.breakers.committed_trip(LEDGER_ERROR, reason, None)
-
     def _ledger_error_at_runtime(self, mode: Mode, error: LedgerError) -> None:
         # One trip and one notification while the breaker stands, not one per bad fill
         # (each further one is logged by the ledger and listed in health).
         if not self._may_trip(LEDGER_ERROR):
             return
         self._tripping.add(LEDGER_ERROR)
-        self._spawn(self._trip(LEDGER_ERROR, self._ledger_errors(mode, [error])))
+        report = report_ledger_errors(self.store, self.notifications, self.breakers, mode,
+                                      [error])  # fmt: skip
+        self._spawn(self._trip(LEDGER_ERROR, report))
 
     async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
         """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.
@@ -993,7 +916,7 @@ class Service:
         for mode in dirty:
             peak, day, day_equity = self.ledgers[mode].marks()
             await self.store.write(
-                partial(_save_marks, mode=mode, peak=peak, day=day, day_equity=day_equity)
+                partial(save_marks, mode=mode, peak=peak, day=day, day_equity=day_equity)
             )
 
     # ================================================================== stops
@@ -1306,54 +1229,7 @@ class _StoreOrders:
         )
 
 
-def _open_order(row: Mapping[str, Any]) -> OpenOrder:
-    from heliosd.core.types import OrderType
-
-    qty = Decimal(row["quantity"])
-    return OpenOrder(
-        exchange_order_id=row["exchange_order_id"] or "", pair=row["pair"],
-        side=Side(row["side"]), type=OrderType(row["type"]),
-        price=Decimal(row["price"]) if row["price"] else None, original_quantity=qty,
-        remaining_quantity=qty - Decimal(row["filled_quantity"]),
-        customer_order_id=row["customer_order_id"],
-    )  # fmt: skip
-
-
 def _text(value: Decimal | None) -> str | None:
     from heliosd.risk.ledger import decimal_text
 
     return None if value is None else decimal_text(value)
-
-
-def _load_marks(conn: sqlite3.Connection, mode: Mode) -> tuple[Any, Any, Any]:
-    from datetime import date
-
-    peak = conn.execute(
-        "SELECT value FROM equity_marks WHERE mode = ? AND kind = 'peak'", (str(mode),)
-    ).fetchone()
-    day = conn.execute(
-        "SELECT day, value FROM equity_marks WHERE mode = ? AND kind = 'day_start'"
-        " ORDER BY day DESC LIMIT 1",
-        (str(mode),),
-    ).fetchone()
-    return (
-        Decimal(peak[0]) if peak else None,
-        date.fromisoformat(day[0]) if day else None,
-        Decimal(day[1]) if day else None,
-    )
-
-
-def _save_marks(conn: sqlite3.Connection, mode: Mode, peak: Any, day: Any, day_equity: Any) -> None:
-    now = iso(utcnow())
-    if peak is not None:
-        conn.execute(
-            "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'peak', '-', ?, ?)"
-            " ON CONFLICT(mode, kind, day) DO UPDATE SET value = excluded.value, at = excluded.at",
-            (str(mode), str(peak), now),
-        )
-    if day is not None and day_equity is not None:
-        conn.execute(
-            "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'day_start', ?, ?, ?)"
-            " ON CONFLICT(mode, kind, day) DO UPDATE SET value = excluded.value, at = excluded.at",
-            (str(mode), day.isoformat(), str(day_equity), now),
-        )
