@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -23,7 +23,7 @@ import pluggy
 from heliosd import store as st
 from heliosd.control.backend import Actor, CloseRequest, OrderRequest
 from heliosd.core.config import Settings
-from heliosd.core.errors import AuthError, ConfigError, HeliosError, NotFoundError
+from heliosd.core.errors import HeliosError, NotFoundError
 from heliosd.core.protocols import (
     ExchangeClient,
     ExchangeContext,
@@ -41,13 +41,9 @@ from heliosd.core.types import (
     utcnow,
 )
 from heliosd.core.venue import is_simulator
-from heliosd.notify import Notifications, journal
+from heliosd.notify import Notifications
 from heliosd.notify.notices import (
-    connection_lost_event,
-    connection_restored_event,
-    integrity_event,
     stale_prices_event,
-    strategy_error_event,
 )
 from heliosd.plugins.manager import (
     ConfigReload,
@@ -55,7 +51,6 @@ from heliosd.plugins.manager import (
     collect,
     make_plugin_manager,
     plugin_records,
-    reload_config,
 )
 from heliosd.risk.account import AccountRisk
 from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
@@ -71,6 +66,9 @@ from heliosd.risk.stops import Stops
 from heliosd.risk.unclean import Reconciliation
 from heliosd.runtime import runstate as rs
 from heliosd.runtime.backup import prune_after_backup
+from heliosd.runtime.events import ServiceEvents
+from heliosd.runtime.gating import gate_context, live_leftovers
+from heliosd.runtime.reloading import reload_running
 from heliosd.runtime.restore import open_order, restore_ledgers, track_open_orders
 from heliosd.runtime.shutdown import ShutdownGate
 from heliosd.store import Store, iso
@@ -98,7 +96,6 @@ class Service:
         self.stack = contextlib.AsyncExitStack()
         self.started_at = utcnow()
         self._closing = False  # a stream closed by our own shutdown is not news
-        self._down_since: dict[str, datetime] = {}  # live account stream: when it went down
         self._stop_lock = asyncio.Lock()
         self._monitor_pending: set[Mode] = set()
         self._tripping: set[str] = set()  # breakers whose trip is being committed
@@ -148,6 +145,9 @@ class Service:
         self.notifications = Notifications(self.store, self.registry.notifiers, s.notify)
         self.notifications.start()
         self.stack.push_async_callback(self.notifications.close)
+        # What the router, engine, sinks and mode orchestrator report, as events and notices.
+        self.callbacks = ServiceEvents(self.store, self.notifications, spawn=self._spawn,
+                                       closing=lambda: self._closing)  # fmt: skip
 
         self.ledgers: dict[Mode, Ledger] = {}
         self.accounts: dict[Mode, AccountRisk] = {}
@@ -174,7 +174,7 @@ class Service:
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
                 publish=self.notifications.publish, listening=self.notifications.listening,
                 on_ledger_change=self._ledger_changed,
-                on_connection_change=self._connection_changed, watermark=watermark,
+                on_connection_change=self.callbacks.connection_changed, watermark=watermark,
                 on_ledger_error=self._ledger_error_at_runtime,
             )  # fmt: skip
         for mode, sink in self.sinks.items():  # the equity curve's fill points
@@ -210,7 +210,7 @@ class Service:
             store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
             market=self.market, breakers=self.breakers, counters=self.counters,
             rules=self.registry.risk_rules, enqueue=self.notifications.record,
-            on_order=self._order_event, on_integrity=self._integrity_alert,
+            on_order=self.callbacks.order_event, on_integrity=self.callbacks.integrity_alert,
             permits=self.permits,
         )  # fmt: skip
         self.stops = Stops(
@@ -237,14 +237,16 @@ class Service:
             router=self.router, strategies=self.registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
             mode_provider=lambda: self.store.mode_state().mode,
-            halted=self.breakers.halt_reason, on_event=self._engine_event,
+            halted=self.breakers.halt_reason, on_event=self.callbacks.engine_event,
         )  # fmt: skip
         self.stack.push_async_callback(self._stop_engine_quietly)
         self.orchestrator = ModeOrchestrator(
             self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
             enqueue=self.notifications.record, halted=self.breakers.halt_reason,
-            live_leftovers=self._live_leftovers, after_change=self._mode_changed,
+            live_leftovers=partial(live_leftovers, self.clients[Mode.LIVE],
+                                   self.ledgers[Mode.LIVE]),
+            after_change=self.callbacks.mode_changed,
             after_backup=lambda _: prune_after_backup(self.settings.daemon.backup_dir,
                                                       self.settings.daemon.keep_backups),
             live_is_simulator=is_simulator(s.valr),
@@ -411,10 +413,11 @@ class Service:
         with contextlib.suppress(Exception):
             await self.engine.stop(actor="shutdown")
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _load_pairs(self) -> None:
         """The venue's pair limits (public data); retried in the background until loaded."""
@@ -456,67 +459,8 @@ class Service:
         them, after the same validation as any start).
         """
         assert self.pm is not None
-        source = self.settings.source
-        try:
-            if not isinstance(self.settings.plugins, dict):
-                raise ConfigError("plugin sections of the running settings are read-only")
-            result = reload_config(self.pm, self.settings)
-        except BaseException as exc:
-            # A drop-in may even raise SystemExit at import: on a reload that must cost the
-            # reload, never the daemon (the previous plugins are back in place by now).
-            error = (
-                exc
-                if isinstance(exc, ConfigError)
-                else ConfigError(f"reload failed: {type(exc).__name__}: {exc}", source=source)
-            )
-            await self._audit_reload(actor, "refused", str(error),
-                                     {"file": source, "key": error.key})  # fmt: skip
-            if error is exc:
-                raise
-            raise error from exc
-        self._apply_reload(result)
-        for key in result.not_applied:
-            log.warning("%s changed in %s; restart heliosd to apply", key, source)
-        details = {
-            "file": source,
-            "dropins": [{"name": r.name, "path": r.path, "sha256": r.sha256}
-                        for r in result.dropins],
-            "not_applied": list(result.not_applied),
-            "risk_rules": [getattr(x, "name", "?") for x in result.registry.risk_rules],
-        }  # fmt: skip
-        reason = "not applied until a restart: " + ", ".join(result.not_applied)
-        await self._audit_reload(actor, "ok", reason if result.not_applied else "", details)
-        return result
-
-    def _apply_reload(self, result: ConfigReload) -> None:
-        """Swap in what a reload loaded, in one synchronous step (no await): no order,
-        switch or update can see half of it."""
-        plugins = self.settings.plugins
-        assert isinstance(plugins, dict)  # checked before the reload began
-        # In place, not a new Settings object: the router, engine, gates' and monitors'
-        # contexts all hold this one and plugins read their sections from it on each call.
-        # Only this mapping changes, so no core value can change with it.
-        plugins.clear()
-        plugins.update(result.settings.plugins)
-        registry = result.registry
-        self.registry.gates[:] = registry.gates
-        self.registry.monitors[:] = registry.monitors
-        self.registry.risk_rules[:] = registry.risk_rules
-        self.router.rules = tuple(registry.risk_rules)
-
-    async def _audit_reload(
-        self, actor: str, outcome: str, reason: str, details: dict[str, Any]
-    ) -> None:
-        try:
-            await self.store.write(
-                lambda c: st.audit(
-                    c, actor=actor, action="reload", outcome=outcome, reason=reason, details=details
-                )
-            )
-        except Exception:
-            # The reload's outcome stands (and is logged by the daemon); a lost audit row
-            # must not turn an applied reload into a reported failure.
-            log.exception("could not write the audit row of a %s reload", outcome)
+        return await reload_running(self.pm, self.settings, self.registry, self.router,
+                                    self.store, actor=actor)  # fmt: skip
 
     def store_mode(self) -> str:
         return str(self.store.mode_state().mode)
@@ -544,63 +488,6 @@ class Service:
             + (f" VALR {venue.upper()}" if venue not in (None, "online") else "")
             + (f" MONITORS BLIND (no price: {', '.join(blind)})" if blind else "")
         )
-
-    # ================================================================== events
-
-    def _order_event(self, row: dict[str, Any], mode: str) -> None:
-        self.notifications.publish({"type": "order", "mode": mode, "order": row})
-
-    def _engine_event(self, event: dict[str, Any]) -> None:
-        """Engine events go to /api/events; a strategy stopped by an error is also a
-        notification (automatic trading is off until a person starts it again)."""
-        self.notifications.publish(event)
-        if event.get("event") == "error":
-            notice = strategy_error_event(
-                str(event.get("strategy", "?")), str(event.get("error", "")),
-                mode=self.store.mode_state().mode,
-            )  # fmt: skip
-            self._spawn(self.notifications.notify(notice))
-
-    async def _integrity_alert(self, reason: str) -> None:
-        enqueue_fn = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            st.audit(
-                conn, actor="heliosd", action="mode_integrity", outcome="refused", reason=reason
-            )
-            enqueue_fn(conn, integrity_event(
-                f"LIVE mode not trusted: {reason}",
-                action="Every order is refused until an operator switches to PAPER and back to"
-                " LIVE through the gates (heliosctl mode paper, then heliosctl mode live).",
-            ))  # fmt: skip
-
-        await self.store.write(tx)  # fmt: skip
-
-    def _connection_changed(self, mode: Mode, stream: str, up: bool, detail: str) -> None:
-        self.notifications.publish(
-            {"type": "connection", "mode": str(mode), "stream": stream, "up": up, "detail": detail}
-        )
-        if up or not self._closing:  # our own shutdown closing a stream is not news
-            journal.event("stream_restored" if up else "stream_lost", mode=mode, stream=stream,
-                          detail=detail)  # fmt: skip
-        if mode is not Mode.LIVE or stream != "account":
-            return
-        if up:
-            since = self._down_since.pop(stream, None)
-            event = connection_restored_event(
-                venue="VALR", stream=stream, detail=detail,
-                down_for=utcnow() - since if since is not None else None,
-            )  # fmt: skip
-        elif self._closing:
-            return  # our own shutdown closed it
-        else:
-            self._down_since.setdefault(stream, utcnow())
-            event = connection_lost_event(venue="VALR", stream=stream, detail=detail, mode=mode)
-        enqueue_fn = self.notifications.record
-        self._spawn(self.store.write(lambda c: enqueue_fn(c, event)))
-
-    async def _mode_changed(self, mode: Mode) -> None:
-        self.notifications.publish({"type": "mode", **mode_json(self.store.mode_state())})
 
     def _quote_changed(self) -> None:
         for mode in Mode:
@@ -1200,33 +1087,9 @@ class Service:
     # ================================================================== gates
 
     def _gate_context(self) -> GateContext:
-        return GateContext(
-            settings=self.settings, live=self.clients[Mode.LIVE], paper=self.clients[Mode.PAPER],
-            paper_ledger=self.ledgers[Mode.PAPER], live_ledger=self.ledgers[Mode.LIVE],
-            market=self.market, orders=_StoreOrders(self.store), pairs=self.market.pairs(),
-            engine_running=self.engine.running,
-        )  # fmt: skip
-
-    async def _live_leftovers(self) -> dict[str, Any]:
-        try:
-            orders = await self.clients[Mode.LIVE].open_orders()
-        except AuthError:
-            orders = []
-        return {
-            "orders": [{"pair": o.pair, "side": str(o.side), "remaining": str(o.remaining_quantity),
-                        "exchange_order_id": o.exchange_order_id} for o in orders],
-            "positions": self.ledgers[Mode.LIVE].positions_json(),
-        }  # fmt: skip
-
-
-class _StoreOrders:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def open_orders(self, mode: Mode | None = None) -> Sequence[Mapping[str, Any]]:
-        return await self._store.read(
-            lambda c: od.list_orders(c, open_only=True, limit=10_000, mode=mode)
-        )
+        return gate_context(settings=self.settings, clients=self.clients, ledgers=self.ledgers,
+                            market=self.market, store=self.store,
+                            engine_running=lambda: self.engine.running)  # fmt: skip
 
 
 def _text(value: Decimal | None) -> str | None:
