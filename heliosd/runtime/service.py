@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -28,11 +27,8 @@ from heliosd.core.protocols import (
     ExchangeClient,
     ExchangeContext,
     GateContext,
-    MonitorContext,
 )
 from heliosd.core.types import (
-    Action,
-    ActionKind,
     Mode,
     OpenOrder,
     OrderIntent,
@@ -42,9 +38,6 @@ from heliosd.core.types import (
 )
 from heliosd.core.venue import is_simulator
 from heliosd.notify import Notifications
-from heliosd.notify.notices import (
-    stale_prices_event,
-)
 from heliosd.plugins.manager import (
     ConfigReload,
     Registry,
@@ -53,14 +46,12 @@ from heliosd.plugins.manager import (
     plugin_records,
 )
 from heliosd.risk.account import AccountRisk
-from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
+from heliosd.risk.breakers import Breakers
 from heliosd.risk.equity import EquityRecorder
-from heliosd.risk.flows import FlowWatcher, split_pair
-from heliosd.risk.ledger import Ledger, LedgerError, decimal_text
-from heliosd.risk.ledger_errors import LEDGER_ERROR, report_ledger_errors
+from heliosd.risk.ledger import Ledger, decimal_text
+from heliosd.risk.ledger_errors import report_ledger_errors
 from heliosd.risk.mode import ModeOrchestrator, mode_json
-from heliosd.risk.monitors import STALE_PRICES, StaleWatch, checked_action, failure_action
-from heliosd.risk.prices import VIAS, Assessment, Pricer, assess, describe_stale, valr_fetch
+from heliosd.risk.runner import MonitorRunner
 from heliosd.risk.state import UNCLEAN_EXIT
 from heliosd.risk.stops import Stops
 from heliosd.risk.unclean import Reconciliation
@@ -72,7 +63,6 @@ from heliosd.runtime.reloading import reload_running
 from heliosd.runtime.restore import open_order, restore_ledgers, track_open_orders
 from heliosd.runtime.shutdown import ShutdownGate
 from heliosd.store import Store, iso
-from heliosd.store.marks import save_marks
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
 from heliosd.trading.close import Closer
@@ -97,9 +87,8 @@ class Service:
         self.started_at = utcnow()
         self._closing = False  # a stream closed by our own shutdown is not news
         self._stop_lock = asyncio.Lock()
-        self._monitor_pending: set[Mode] = set()
-        self._tripping: set[str] = set()  # breakers whose trip is being committed
-        self._marks_dirty: set[Mode] = set()
+        # Monitor passes, breaker trips, equity baselines and price freshness (start() builds it).
+        self.runner: MonitorRunner | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.control: Any = None
         # The staged shutdown (heliosd.runtime.shutdown): the control API's 503 gate, and
@@ -163,8 +152,16 @@ class Service:
             )
         # The equity curve (GET /api/equity): points from the monitor pass, one per fill batch.
         self.equity = EquityRecorder(self.store, retention_days=s.daemon.equity_retention_days,
-                                     kick=self._ledger_changed)  # fmt: skip
+                                     kick=lambda mode: runner.ledger_changed(mode))  # fmt: skip
         self.sinks: dict[Mode, VenueSink] = {}
+        # The runner is handed the sinks' mapping before the loop below fills it: no pass can
+        # run before the clients start (a sink, a quote or the equity recorder asks for each).
+        runner = self.runner = MonitorRunner(
+            settings=s, store=self.store, market=self.market, breakers=self.breakers,
+            notifications=self.notifications, ledgers=self.ledgers, clients=self.clients,
+            sinks=self.sinks, accounts=self.accounts, equity=self.equity,
+            monitors=self.registry.monitors, previous_run=self._previous_run, spawn=self._spawn,
+        )  # fmt: skip
         for mode in Mode:
             watermark = await self.store.read(partial(st.latest_fill_time, mode=mode))
             self.sinks[mode] = VenueSink(
@@ -173,9 +170,9 @@ class Service:
                 enqueue=self.notifications.record_many,
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
                 publish=self.notifications.publish, listening=self.notifications.listening,
-                on_ledger_change=self._ledger_changed,
+                on_ledger_change=runner.ledger_changed,
                 on_connection_change=self.callbacks.connection_changed, watermark=watermark,
-                on_ledger_error=self._ledger_error_at_runtime,
+                on_ledger_error=runner.ledger_error_at_runtime,
             )  # fmt: skip
         for mode, sink in self.sinks.items():  # the equity curve's fill points
             sink.fill_listeners.append(partial(self.equity.note_fill, mode))
@@ -200,7 +197,7 @@ class Service:
         # Pair limits are public venue data; startup never waits on the network for them
         # (the built-in limits serve until they arrive).
         self._spawn(self._load_pairs())
-        self.market.subscribe(lambda _q: self._quote_changed())
+        self.market.subscribe(lambda _q: runner.quote_changed())
 
         # One board of send permits: the router issues, the clients check, the stops revoke.
         self.permits = PermitBoard(
@@ -218,9 +215,10 @@ class Service:
             ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
             publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
             on_open_orders=self._venue_open_orders, submit_closing=self.router.submit_closing,
-            permits=self.permits, on_resume=self._on_resume,
+            permits=self.permits, on_resume=runner.on_resume,
         )  # fmt: skip
         self.stack.push_async_callback(self.stops.close)
+        runner.stops = self.stops  # from here a pass's verdict trips its breaker
         # POST /api/positions/close: sells a named account's holdings through the router's
         # closing path; the emergency stop's answer names it when LIVE still holds anything.
         self.closer = Closer(
@@ -251,7 +249,7 @@ class Service:
                                                       self.settings.daemon.keep_backups),
             live_is_simulator=is_simulator(s.valr),
         )  # fmt: skip
-        self._spawn(self._marks_loop())
+        self._spawn(runner.marks_loop())
         self._spawn(self.equity.run())
         # venue_read_only: the LIVE account REDUCING while VALR is not online.
         self.venue_watch = VenueStatusWatch(
@@ -263,8 +261,7 @@ class Service:
         self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
         self._spawn(self.fillcheck.run(float(s.valr.reconcile_interval_s)))
         self.stack.push_async_callback(self.fillcheck.close)  # before the clients close
-        for mode in Mode:
-            self._ledger_changed(mode)
+        runner.quote_changed()  # a pass for each mode, now that it can act
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
         self.engine.on_choice = self._remember_engine
         self.stops.stop_engine = self._stop_engine_for_stop
@@ -296,8 +293,9 @@ class Service:
         for sink in getattr(self, "sinks", {}).values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sink.drain(), 5)
-        with contextlib.suppress(Exception):
-            await self._flush_marks()
+        if self.runner is not None:
+            with contextlib.suppress(Exception):
+                await self.runner.flush_marks()
         await self.stack.aclose()
 
     # ================================================================== runs, engine choice
@@ -437,16 +435,6 @@ class Service:
                 self.market.set_pairs({**self.market.pairs(), **pairs}, from_venue=True)
             return
 
-    def _ledger_error_at_runtime(self, mode: Mode, error: LedgerError) -> None:
-        # One trip and one notification while the breaker stands, not one per bad fill
-        # (each further one is logged by the ledger and listed in health).
-        if not self._may_trip(LEDGER_ERROR):
-            return
-        self._tripping.add(LEDGER_ERROR)
-        report = report_ledger_errors(self.store, self.notifications, self.breakers, mode,
-                                      [error])  # fmt: skip
-        self._spawn(self._trip(LEDGER_ERROR, report))
-
     async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
         """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.
 
@@ -476,7 +464,8 @@ class Service:
         mode = self.store.mode_state().mode
         snap = self.ledgers[mode].peek(utcnow())
         halt = self.breakers.halt_reason()
-        health = self._risk_health()
+        assert self.runner is not None
+        health = self.runner.health()
         stale = health["stale_prices"]
         blind = health["monitors_blind"].get(str(mode))
         venue = self.venue_watch.status if hasattr(self, "venue_watch") else None
@@ -488,323 +477,6 @@ class Service:
             + (f" VALR {venue.upper()}" if venue not in (None, "online") else "")
             + (f" MONITORS BLIND (no price: {', '.join(blind)})" if blind else "")
         )
-
-    def _quote_changed(self) -> None:
-        for mode in Mode:
-            self._ledger_changed(mode)
-
-    def _ledger_changed(self, mode: Mode) -> None:
-        """Run the monitors soon (coalesced: one pass per loop turn, whatever the burst)."""
-        if mode in self._monitor_pending:
-            return
-        self._monitor_pending.add(mode)
-        asyncio.get_running_loop().call_soon(self._run_monitors, mode)
-
-    def _run_monitors(self, mode: Mode) -> None:
-        self._monitor_pending.discard(mode)
-        ledger = self.ledgers[mode]
-        # An unknown equity is not a loss: no verdicts until the venue's balances are known.
-        if not ledger.ready or not self._risk_setup():
-            return
-        # Every holding is valued (trade stream, REST, cross rate, last fill). Dust never
-        # blocks a pass; a holding above dust with no price at all does (its value is
-        # unknown, and 0 would read as a loss), and never silently: it is listed in
-        # GET /api/health and the status line, and in LIVE it trips stale_prices.
-        totals = ledger.totals()
-        r = self.settings.risk
-        seen = assess(self._pricer, totals, dust_value=r.dust_value,
-                      max_age_s=float(r.max_quote_age_s))  # fmt: skip
-        if seen.unvalued != self._unvalued.get(mode, ()):
-            if seen.unvalued:
-                log.warning("%s holds %s, which no VALR market prices: outside measured equity"
-                            " (valued at 0 in equity, peak and baselines alike)", mode,
-                            ", ".join(seen.unvalued))  # fmt: skip
-            self._unvalued[mode] = seen.unvalued
-        if seen.unpriced:
-            if self._monitor_blind.get(mode) != seen.unpriced:
-                log.warning("%s monitors cannot value %s (no price at all): pass skipped",
-                            mode, ", ".join(seen.unpriced))  # fmt: skip
-            self._monitor_blind[mode] = seen.unpriced
-            self._monitor_skips[mode] = self._monitor_skips.get(mode, 0) + 1
-            return
-        self._monitor_blind.pop(mode, None)
-        if mode is Mode.LIVE:
-            # A balance change no fill explains is pending before this pass computes a
-            # figure from it (a withdrawal must not read as a drawdown meanwhile).
-            self._flows.observe({c: b.total for c, b in ledger.balances().items()},
-                                shown_until=ledger.snapshot_at)  # fmt: skip
-            self._flows_kick()
-            if self._flows.catching_up:
-                # No figure from balances whose flows the baselines do not know yet; the
-                # catch-up runs this pass again when it ends (bounded by its timeout).
-                self._monitor_skips[mode] = self._monitor_skips.get(mode, 0) + 1
-                return
-        before = ledger.marks()
-        snapshot = ledger.snapshot(utcnow())
-        if ledger.marks() != before:
-            self._marks_dirty.add(mode)
-        self.equity.observe(snapshot)  # queued, never awaited: the curve cannot slow a stop
-        if mode is Mode.PAPER and not self.settings.risk.enforce_in_paper:
-            return
-        if not hasattr(self, "stops"):
-            # A venue's first balances can arrive while start() is still wiring; nothing
-            # could act on a verdict yet. start() runs a pass of its own once it can.
-            return
-        ctx = MonitorContext(self.settings, self.breakers.states())
-        for monitor in self.registry.monitors:
-            name = getattr(monitor, "name", type(monitor).__name__)
-            try:
-                action = checked_action(monitor.on_update(snapshot, ctx))
-            except Exception as exc:
-                # Fail closed: a broken monitor (say, a drawdown guard) must not quietly stop
-                # protecting the account. It halts under its own breaker; the traceback is
-                # logged once per trip, not on every price tick while it stays broken.
-                action = failure_action(name, exc)
-                if self._may_trip(action.breaker):
-                    log.error("monitor %s failed; trading halted under breaker %s: %s",
-                              name, action.breaker, action.reason, exc_info=exc)  # fmt: skip
-            if action is not None:
-                self._act_on(mode, action)
-
-    def _may_trip(self, key: str) -> bool:
-        """Not tripped, and no trip of it on its way to the database."""
-        return key not in self._tripping and not self.breakers.is_tripped(key)
-
-    def _act_on(self, mode: Mode, action: Action) -> None:
-        emergency = action.kind is ActionKind.EMERGENCY_STOP
-        key = EMERGENCY if emergency else action.breaker
-        # A trip commits asynchronously; until it has, the next update (a loop turn later)
-        # must not start a second stop with its own notification and cancel-all.
-        if not self._may_trip(key):
-            return
-        if emergency:
-            work = self.stops.breaker_emergency(mode, action.breaker, action.reason)
-        else:
-            work = self.stops.halt(mode, action.breaker, action.reason, action.until)
-        self._tripping.add(key)
-        self._spawn(self._trip(key, work))
-
-    async def _trip(self, key: str, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except Exception:
-            # Nothing else awaits this task; a store that could not commit the latch is
-            # retried by the next update, which finds the breaker still untripped.
-            log.exception("tripping breaker %s failed", key)
-        finally:
-            self._tripping.discard(key)
-
-    async def _marks_loop(self) -> None:
-        self._spawn(self._freshness_loop())
-        while True:
-            await asyncio.sleep(0.5)
-            await self._flush_marks()
-
-    # ---------------------------------------------------------- prices, flows, stale_prices
-
-    def _risk_setup(self) -> bool:
-        """Build the pricer and the LIVE flow watcher once the sinks exist (lazily: the first
-        balances can arrive while start() is still wiring). False until then."""
-        if getattr(self, "_pricer", None) is not None:
-            return True
-        if not hasattr(self, "sinks"):
-            return False
-        r, live = self.settings.risk, self.clients[Mode.LIVE]
-        self._pricer = Pricer(
-            self.market, reference=r.reference_currency, max_age_s=float(r.max_quote_age_s),
-            fetch=valr_fetch(live),
-        )  # fmt: skip
-        self._monitor_blind: dict[Mode, tuple[str, ...]] = {}
-        self._unvalued: dict[Mode, tuple[str, ...]] = {}
-        self._monitor_skips: dict[Mode, int] = {}
-        self._stale_watch = StaleWatch()
-        self._stale_now: tuple[str, ...] = ()
-        self._flows_task: asyncio.Task[None] | None = None
-        currencies = (r.reference_currency, *VIAS)
-        self._flows = FlowWatcher(
-            Mode.LIVE, self.store, value=self._unit_value,
-            on_flow=partial(self._flow_recorded, Mode.LIVE),
-            on_pending=partial(self._flow_pending, Mode.LIVE),
-            history=getattr(live, "transaction_history", None),
-            pair_info=lambda p: split_pair(p, self.market.pairs(), currencies),
-        )  # fmt: skip
-        for mode, sink in self.sinks.items():
-            sink.fill_listeners.append(partial(self._fill_seen, mode))
-        since = rs.downtime_since(getattr(self, "_previous_run", None))
-        if since is not None and self.settings.valr.has_credentials:
-            self._flows.catching_up = True  # before any pass: see FlowWatcher.catch_up
-            self._spawn(self._catch_up_flows(since))
-        # One valuation everywhere: the account snapshots and the ledgers price through it.
-        for account in getattr(self, "accounts", {}).values():
-            account.set_pricer(self._pricer)
-        return True
-
-    async def _catch_up_flows(self, since: datetime) -> None:
-        """Flows made while heliosd was down, then the LIVE pass that waited for them."""
-        try:
-            await self._flows.catch_up(since)
-        finally:
-            self._flows.catching_up = False
-            self._ledger_changed(Mode.LIVE)
-
-    def _unit_value(self, asset: str) -> Decimal | None:
-        return self._pricer.price(asset).value
-
-    def _fill_seen(self, mode: Mode, fill: Any) -> None:
-        self._pricer.note_fill(fill.pair, fill.price, fill.traded_at)
-        if mode is Mode.LIVE:
-            self._flows.note_fill(fill)
-
-    def _flow_recorded(self, mode: Mode, value: Decimal) -> None:
-        ledger = self.ledgers[mode]
-        ledger.equity_marks.flow(value, utcnow().astimezone(ledger.tz).date())
-        self._marks_dirty.add(mode)
-        self._ledger_changed(mode)
-
-    def _flow_pending(self, mode: Mode, value: Decimal) -> None:
-        marks = self.ledgers[mode].equity_marks
-        if marks.pending != value:
-            marks.pending = value
-
-    def _flows_kick(self) -> None:
-        """Look at the LIVE balances for changes no fill explains (in the background)."""
-        task = self._flows_task
-        if task is not None and not task.done():
-            return
-        ledger = self.ledgers[Mode.LIVE]
-        totals = {c: b.total for c, b in ledger.balances().items()}
-        check = self._flows.check(totals, shown_until=ledger.snapshot_at)
-        self._flows_task = asyncio.get_running_loop().create_task(check)
-        self._background.add(self._flows_task)
-        self._flows_task.add_done_callback(self._background.discard)
-
-    async def _freshness_loop(self) -> None:
-        """About once a second: age the prices, keep the traded pairs' quotes warm in LIVE,
-        settle LIVE balance changes (flows), and trip or clear ``stale_prices``."""
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                await self._freshness_pass()
-            except Exception:
-                log.exception("price freshness pass failed")
-
-    async def _freshness_pass(self) -> None:
-        if not self._risk_setup():
-            return
-        self._pricer.sweep()
-        r = self.settings.risk
-        ledger = self.ledgers[Mode.LIVE]
-        stale: tuple[str, ...] = ()
-        seen = None
-        if self.store.mode_state().mode is Mode.LIVE and ledger.ready:
-            for pair in self.settings.valr.pairs:
-                info = self.market.pair(pair)
-                if info is not None:
-                    self._pricer.price(info.base)  # schedules a REST refresh when quiet
-            totals = ledger.totals()
-            seen = assess(self._pricer, totals, dust_value=r.dust_value,
-                          max_age_s=float(r.max_quote_age_s))  # fmt: skip
-            stale = seen.stale
-        if ledger.ready:
-            self._flows_kick()
-        tripped = self.breakers.is_tripped(STALE_PRICES) or STALE_PRICES in self._tripping
-        decision = self._stale_watch.decide(stale, tripped=tripped)
-        if decision == "trip" and seen is not None and self._may_trip(STALE_PRICES):
-            self._tripping.add(STALE_PRICES)
-            try:
-                await self._stale_trip(seen)
-            finally:
-                self._tripping.discard(STALE_PRICES)
-        elif decision == "clear":
-            await self._stale_clear()
-
-    async def _stale_trip(self, seen: Assessment) -> None:
-        detail = describe_stale(seen)
-        reason = f"LIVE holdings cannot be valued fresh: {detail}"
-        event = stale_prices_event(started=True, mode=Mode.LIVE, assets=seen.stale, detail=detail)
-        enqueue = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, STALE_PRICES, mode=Mode.LIVE, reason=reason)
-            st.audit(conn, actor="heliosd", action="stale_prices", outcome="tripped",
-                     reason=reason, details={"assets": list(seen.stale)})  # fmt: skip
-            enqueue(conn, event)
-
-        await self.store.write(tx)
-        self.breakers.committed_trip(STALE_PRICES, reason, None)
-        self._stale_now = seen.stale  # the breakers' journal line says REDUCING and why
-        self.notifications.publish({"type": "stale_prices", "assets": list(seen.stale)})
-
-    async def _stale_clear(self) -> None:
-        assets = self._stale_now
-        event = stale_prices_event(started=False, mode=Mode.LIVE, assets=assets)
-        enqueue = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            clear_sql(conn, [STALE_PRICES], actor="heliosd", reason="prices fresh again")
-            st.audit(conn, actor="heliosd", action="stale_prices", outcome="cleared",
-                     reason="prices fresh again")  # fmt: skip
-            enqueue(conn, event)
-
-        await self.store.write(tx)
-        self.breakers.committed_clear([STALE_PRICES])
-        self._stale_now = ()  # the breakers' journal line says the state and why
-        self.notifications.publish({"type": "stale_prices", "assets": []})
-
-    def _risk_health(self) -> dict[str, Any]:
-        """What GET /api/health says about prices and flows."""
-        if getattr(self, "_pricer", None) is None:
-            return {"stale_prices": [], "monitors_blind": {}, "flows_recorded": 0}
-        return {
-            "stale_prices": list(self._stale_now) if self.breakers.is_tripped(STALE_PRICES)
-            else [],
-            "monitors_blind": {str(m): list(a) for m, a in self._monitor_blind.items()},
-            "unvalued": {str(m): list(a) for m, a in self._unvalued.items() if a},
-            "monitor_passes_skipped": {str(m): n for m, n in self._monitor_skips.items()},
-            "flows_recorded": self._flows.recorded,
-            "flows_unexplained": {c: str(v) for c, v in self._flows.unexplained.items()},
-            "rest_price_fetches": self._pricer.fetches,
-        }  # fmt: skip
-
-    async def _on_resume(self) -> dict[str, Any]:
-        """Rebase what a resume lifts, so it never re-trips on the next tick without a new
-        loss: the peak of a mode at or past the drawdown limit (or with its drawdown breaker
-        tripped) becomes the current equity; likewise today's baseline for the daily loss.
-        Returns ``{"rebased": {mode: {"peak": {"old", "new"}, "day_start_equity": {"old",
-        "new"}}}}`` for the resume's answer and audit row (unchanged figures: old == new).
-        Stops.resume calls it before it clears the breakers, so they still say what tripped."""
-        r = self.settings.risk
-        now = utcnow()
-        out: dict[str, Any] = {}
-        drawdown = self.breakers.is_tripped(DRAWDOWN)
-        daily = self.breakers.is_tripped(DAILY_LOSS)
-        for mode, ledger in self.ledgers.items():
-            if not ledger.ready:
-                continue
-            snap = ledger.peek(now)
-            marks = ledger.equity_marks
-            equity = snap.equity
-            peak: tuple[Decimal | None, Decimal] = (snap.peak_equity, snap.peak_equity)
-            day: tuple[Decimal | None, Decimal] = (snap.day_start_equity, snap.day_start_equity)
-            if drawdown or snap.drawdown_pct >= r.max_drawdown_pct:
-                peak = marks.rebase_peak(equity)
-            if daily or snap.daily_loss_pct >= r.daily_loss_pct:
-                day = marks.restate_day(equity, now.astimezone(r.tz).date())
-            self._marks_dirty.add(mode)
-            out[str(mode)] = {
-                "peak": {"old": _text(peak[0]), "new": _text(peak[1])},
-                "day_start_equity": {"old": _text(day[0]), "new": _text(day[1])},
-            }
-        await self._flush_marks()
-        return {"rebased": out}
-
-    async def _flush_marks(self) -> None:
-        dirty, self._marks_dirty = self._marks_dirty, set()
-        for mode in dirty:
-            peak, day, day_equity = self.ledgers[mode].marks()
-            await self.store.write(
-                partial(save_marks, mode=mode, peak=peak, day=day, day_equity=day_equity)
-            )
 
     # ================================================================== stops
 
@@ -1019,6 +691,7 @@ class Service:
 
     async def health(self) -> tuple[bool, dict[str, Any]]:
         store_ok = await self.alive()
+        assert self.runner is not None
         live = self.clients[Mode.LIVE]
         streams = {
             f"{str(m).lower()}.{name}": {"up": up, "detail": detail, "since": since}
@@ -1034,7 +707,7 @@ class Service:
             "cancel_on_disconnect": bool(
                 getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
             ),
-            **self._risk_health(),
+            **self.runner.health(),
             # VALR's /v1/public/status as last read and the measured clock offset (venue
             # minus local, ms); both null when unknown (or for a venue without them).
             "venue_status": getattr(live, "venue_status", None),
@@ -1090,9 +763,3 @@ class Service:
         return gate_context(settings=self.settings, clients=self.clients, ledgers=self.ledgers,
                             market=self.market, store=self.store,
                             engine_running=lambda: self.engine.running)  # fmt: skip
-
-
-def _text(value: Decimal | None) -> str | None:
-    from heliosd.risk.ledger import decimal_text
-
-    return None if value is None else decimal_text(value)

@@ -306,8 +306,8 @@ def service_stages(service: Service) -> list[Stage]:
             task.cancel()
         for sink in getattr(service, "sinks", {}).values():
             await sink.drain()
-        if getattr(service, "ledgers", None) is not None:
-            await service._flush_marks()
+        if service.runner is not None:
+            await service.runner.flush_marks()
         # Jobs commit in the order they were queued: once this no-op commits, so has every
         # write queued before it.
         await service.store.write(lambda _conn: None)
