@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Coroutine
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -69,6 +69,9 @@ from heliosd.trading.router import ExecutionRouter
 from heliosd.trading.sink import VenueSink
 from heliosd.trading.venue_status import VenueStatusWatch
 
+if TYPE_CHECKING:
+    from heliosd.control.server import ControlServer
+
 log = logging.getLogger(__name__)
 
 SYSTEM = Actor(None, "heliosd", "internal")
@@ -81,12 +84,35 @@ class Service:
         self.stack = contextlib.AsyncExitStack()
         self.started_at = utcnow()
         self._closing = False  # a stream closed by our own shutdown is not news
-        self._stop_lock = asyncio.Lock()
-        self.backend: ServiceBackend | None = None  # the control API's (start() builds it)
-        # Monitor passes, breaker trips, equity baselines and price freshness (start() builds it).
-        self.runner: MonitorRunner | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.control: Any = None
+        # Every part exists from here: the containers empty, the rest None until start()
+        # builds it (in this order), so a failed start and the shutdown stages can tell.
+        self.market = MarketData()
+        self.counters = od.OrderCounters()
+        self.ledgers: dict[Mode, Ledger] = {}
+        self.accounts: dict[Mode, AccountRisk] = {}
+        self.clients: dict[Mode, ExchangeClient] = {}
+        self.sinks: dict[Mode, VenueSink] = {}
+        self.registry: Registry | None = None
+        self.store: Store | None = None
+        self.breakers: Breakers | None = None
+        self._previous_run: rs.PreviousRun | None = None
+        self._reconciliation: Reconciliation | None = None  # while unclean_exit is reconciled
+        self.notifications: Notifications | None = None
+        self.callbacks: ServiceEvents | None = None
+        self.equity: EquityRecorder | None = None
+        # Monitor passes, breaker trips, equity baselines and price freshness.
+        self.runner: MonitorRunner | None = None
+        self.fillcheck: FillCheck | None = None
+        self.permits: PermitBoard | None = None
+        self.router: ExecutionRouter | None = None
+        self.stops: Stops | None = None
+        self.closer: Closer | None = None
+        self.engine: Engine | None = None
+        self.orchestrator: ModeOrchestrator | None = None
+        self.venue_watch: VenueStatusWatch | None = None
+        self.backend: ServiceBackend | None = None  # the control API's
+        self.control: ControlServer | None = None
         # The staged shutdown (heliosd.runtime.shutdown): the control API's 503 gate, and
         # why the shutdown was not orderly (non-empty: the run is not recorded clean).
         self.gate = ShutdownGate()
@@ -99,85 +125,77 @@ class Service:
         s = self.settings
         if self.pm is None:
             self.pm = make_plugin_manager(s)
-        self.registry: Registry = collect(self.pm, s)
+        registry = self.registry = collect(self.pm, s)
         for name in (s.exchange.live, s.exchange.paper):
-            if name not in self.registry.exchanges:
+            if name not in registry.exchanges:
                 from heliosd.core.errors import ConfigError
 
-                known = ", ".join(sorted(self.registry.exchanges))
+                known = ", ".join(sorted(registry.exchanges))
                 raise ConfigError(f"no exchange plugin named {name!r} (known: {known})",
                                   key="exchange", source=s.source)  # fmt: skip
         # The same check as `heliosd check-config`: a config it calls broken must not run
         # (exit 78), rather than start and fail only when the engine is asked to trade.
-        if s.engine.strategy and s.engine.strategy not in self.registry.strategies:
+        if s.engine.strategy and s.engine.strategy not in registry.strategies:
             from heliosd.core.errors import ConfigError
 
-            known = ", ".join(sorted(self.registry.strategies))
+            known = ", ".join(sorted(registry.strategies))
             raise ConfigError(f"no strategy named {s.engine.strategy!r} (known: {known})",
                               key="engine.strategy", source=s.source)  # fmt: skip
 
-        self.store = await Store.open(s.daemon.db_path)
-        self.stack.push_async_callback(self.store.close)
+        store = self.store = await Store.open(s.daemon.db_path)
+        self.stack.push_async_callback(store.close)
 
-        self.market = MarketData()
-        self.breakers = Breakers(self.store)
-        await self.breakers.load()
+        breakers = self.breakers = Breakers(store)
+        await breakers.load()
         # Before any client, the engine or the control API starts: an unclean exit in LIVE
         # must be a durable halt before anything of this run could trade.
-        await self._begin_run()
-        self.counters = od.OrderCounters()
+        await self._begin_run(store, breakers)
 
-        self.notifications = Notifications(self.store, self.registry.notifiers, s.notify)
-        self.notifications.start()
-        self.stack.push_async_callback(self.notifications.close)
+        notifications = self.notifications = Notifications(store, registry.notifiers, s.notify)
+        notifications.start()
+        self.stack.push_async_callback(notifications.close)
         # What the router, engine, sinks and mode orchestrator report, as events and notices.
-        self.callbacks = ServiceEvents(self.store, self.notifications, spawn=self._spawn,
+        callbacks = self.callbacks = ServiceEvents(store, notifications, spawn=self._spawn,
                                        closing=lambda: self._closing)  # fmt: skip
 
-        self.ledgers: dict[Mode, Ledger] = {}
-        self.accounts: dict[Mode, AccountRisk] = {}
-        report = partial(report_ledger_errors, self.store, self.notifications, self.breakers)
-        fills = await restore_ledgers(self.store, s, self.market, self.counters,
+        report = partial(report_ledger_errors, store, notifications, breakers)
+        fills = await restore_ledgers(store, s, self.market, self.counters,
                                       ledgers=self.ledgers, accounts=self.accounts,
                                       report=report)  # fmt: skip
 
-        self.clients: dict[Mode, ExchangeClient] = {}
         for mode, name in ((Mode.LIVE, s.exchange.live), (Mode.PAPER, s.exchange.paper)):
-            self.clients[mode] = self.registry.exchanges[name](
-                ExchangeContext(s, mode, self.market)
-            )
+            self.clients[mode] = registry.exchanges[name](ExchangeContext(s, mode, self.market))
         # The equity curve (GET /api/equity): points from the monitor pass, one per fill batch.
-        self.equity = EquityRecorder(self.store, retention_days=s.daemon.equity_retention_days,
+        equity = self.equity = EquityRecorder(store, retention_days=s.daemon.equity_retention_days,
                                      kick=lambda mode: runner.ledger_changed(mode))  # fmt: skip
-        self.sinks: dict[Mode, VenueSink] = {}
         # The runner is handed the sinks' mapping before the loop below fills it: no pass can
         # run before the clients start (a sink, a quote or the equity recorder asks for each).
         runner = self.runner = MonitorRunner(
-            settings=s, store=self.store, market=self.market, breakers=self.breakers,
-            notifications=self.notifications, ledgers=self.ledgers, clients=self.clients,
-            sinks=self.sinks, accounts=self.accounts, equity=self.equity,
-            monitors=self.registry.monitors, previous_run=self._previous_run, spawn=self._spawn,
+            settings=s, store=store, market=self.market, breakers=breakers,
+            notifications=notifications, ledgers=self.ledgers, clients=self.clients,
+            sinks=self.sinks, accounts=self.accounts, equity=equity,
+            monitors=registry.monitors, previous_run=self._previous_run, spawn=self._spawn,
         )  # fmt: skip
         for mode in Mode:
-            watermark = await self.store.read(partial(st.latest_fill_time, mode=mode))
+            watermark = await store.read(partial(st.latest_fill_time, mode=mode))
             self.sinks[mode] = VenueSink(
-                mode=mode, store=self.store, ledger=self.ledgers[mode], market=self.market,
+                mode=mode, store=store, ledger=self.ledgers[mode], market=self.market,
                 counters=self.counters, client=partial(self.clients.__getitem__, mode),
-                enqueue=self.notifications.record_many,
+                enqueue=notifications.record_many,
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
-                publish=self.notifications.publish, listening=self.notifications.listening,
+                publish=notifications.publish, listening=notifications.listening,
                 on_ledger_change=runner.ledger_changed,
-                on_connection_change=self.callbacks.connection_changed, watermark=watermark,
+                on_connection_change=callbacks.connection_changed, watermark=watermark,
                 on_ledger_error=runner.ledger_error_at_runtime,
             )  # fmt: skip
         for mode, sink in self.sinks.items():  # the equity curve's fill points
-            sink.fill_listeners.append(partial(self.equity.note_fill, mode))
+            sink.fill_listeners.append(partial(equity.note_fill, mode))
         # Fill completeness, LIVE: an order's filled quantity backed by stored fills, checked
         # after an order ends and every reconcile_interval_s (heliosd.trading.fillcheck).
-        self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=self.store,
+        fillcheck = self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=store,
                                    client=partial(self.clients.__getitem__, Mode.LIVE))  # fmt: skip
-        self.fillcheck.attach()
-        open_rows = await track_open_orders(self.store, self.counters, self.ledgers,
+        fillcheck.attach()
+        open_rows = await track_open_orders(store, self.counters, self.ledgers,
                                             report=report)  # fmt: skip
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
@@ -196,75 +214,75 @@ class Service:
         self.market.subscribe(lambda _q: runner.quote_changed())
 
         # One board of send permits: the router issues, the clients check, the stops revoke.
-        self.permits = PermitBoard(
-            lambda: (self.store.mode_state().mode, self.store.mode_state().epoch)
+        permits = self.permits = PermitBoard(
+            lambda: (store.mode_state().mode, store.mode_state().epoch)
         )
-        self.router = ExecutionRouter(
-            store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
-            market=self.market, breakers=self.breakers, counters=self.counters,
-            rules=self.registry.risk_rules, enqueue=self.notifications.record,
-            on_order=self.callbacks.order_event, on_integrity=self.callbacks.integrity_alert,
-            permits=self.permits,
+        router = self.router = ExecutionRouter(
+            store=store, settings=s, clients=self.clients, ledgers=self.ledgers,
+            market=self.market, breakers=breakers, counters=self.counters,
+            rules=registry.risk_rules, enqueue=notifications.record,
+            on_order=callbacks.order_event, on_integrity=callbacks.integrity_alert,
+            permits=permits,
         )  # fmt: skip
-        self.stops = Stops(
-            store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
-            ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
-            publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
-            on_open_orders=self._venue_open_orders, submit_closing=self.router.submit_closing,
-            permits=self.permits, on_resume=runner.on_resume,
+        stops = self.stops = Stops(
+            store=store, settings=s, breakers=breakers, clients=self.clients,
+            ledgers=self.ledgers, market=self.market, enqueue=lambda: notifications.record,
+            publish=notifications.publish, stop_engine=self._stop_engine_quietly,
+            on_open_orders=self._venue_open_orders, submit_closing=router.submit_closing,
+            permits=permits, on_resume=runner.on_resume,
         )  # fmt: skip
-        self.stack.push_async_callback(self.stops.close)
-        runner.stops = self.stops  # from here a pass's verdict trips its breaker
+        self.stack.push_async_callback(stops.close)
+        runner.stops = stops  # from here a pass's verdict trips its breaker
         # POST /api/positions/close: sells a named account's holdings through the router's
         # closing path; the emergency stop's answer names it when LIVE still holds anything.
-        self.closer = Closer(
-            store=self.store, settings=s, router=self.router, accounts=self.accounts,
-            market=self.market, enqueue=self.notifications.record,
+        closer = self.closer = Closer(
+            store=store, settings=s, router=router, accounts=self.accounts,
+            market=self.market, enqueue=notifications.record,
         )  # fmt: skip
-        self.stops.next_step = self.closer.next_step
+        stops.next_step = closer.next_step
         # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
-        for state in self.breakers.states().values():
+        for state in breakers.states().values():
             if state.until is not None:
-                self.stops.schedule_expiry(state.until)
-        self._spawn(self.stops.sync_expired())  # one that expired while the daemon was down
-        self.engine = Engine(
-            router=self.router, strategies=self.registry.strategies, settings=s,
+                stops.schedule_expiry(state.until)
+        self._spawn(stops.sync_expired())  # one that expired while the daemon was down
+        engine = self.engine = Engine(
+            router=router, strategies=registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
-            mode_provider=lambda: self.store.mode_state().mode,
-            halted=self.breakers.halt_reason, on_event=self.callbacks.engine_event,
+            mode_provider=lambda: store.mode_state().mode,
+            halted=breakers.halt_reason, on_event=callbacks.engine_event,
         )  # fmt: skip
         self.stack.push_async_callback(self._stop_engine_quietly)
-        self.orchestrator = ModeOrchestrator(
-            self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
+        orchestrator = self.orchestrator = ModeOrchestrator(
+            store, gates=lambda: registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self.notifications.record, halted=self.breakers.halt_reason,
+            enqueue=notifications.record, halted=breakers.halt_reason,
             live_leftovers=partial(live_leftovers, self.clients[Mode.LIVE],
                                    self.ledgers[Mode.LIVE]),
-            after_change=self.callbacks.mode_changed,
+            after_change=callbacks.mode_changed,
             after_backup=lambda _: prune_after_backup(self.settings.daemon.backup_dir,
                                                       self.settings.daemon.keep_backups),
             live_is_simulator=is_simulator(s.valr),
         )  # fmt: skip
         self._spawn(runner.marks_loop())
-        self._spawn(self.equity.run())
+        self._spawn(equity.run())
         # venue_read_only: the LIVE account REDUCING while VALR is not online.
-        self.venue_watch = VenueStatusWatch(
-            store=self.store, breakers=self.breakers, client=self.clients[Mode.LIVE],
-            record=self.notifications.record, publish=self.notifications.publish,
+        venue_watch = self.venue_watch = VenueStatusWatch(
+            store=store, breakers=breakers, client=self.clients[Mode.LIVE],
+            record=notifications.record, publish=notifications.publish,
             label=s.valr.label,
         )  # fmt: skip
-        self._spawn(self.venue_watch.run())
+        self._spawn(venue_watch.run())
         self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
-        self._spawn(self.fillcheck.run(float(s.valr.reconcile_interval_s)))
-        self.stack.push_async_callback(self.fillcheck.close)  # before the clients close
+        self._spawn(fillcheck.run(float(s.valr.reconcile_interval_s)))
+        self.stack.push_async_callback(fillcheck.close)  # before the clients close
         runner.quote_changed()  # a pass for each mode, now that it can act
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
-        self.engine.on_choice = self._remember_engine
-        self.stops.stop_engine = self._stop_engine_for_stop
+        engine.on_choice = self._remember_engine
+        stops.stop_engine = self._stop_engine_for_stop
         # No resume before an unclean exit is reconciled (Stops.resume consults it).
-        self.stops.resume_blocked = self._resume_blocked
-        self._start_reconciliation()
-        await self._restore_engine()
+        stops.resume_blocked = self._resume_blocked
+        self._start_reconciliation(store, breakers, notifications)
+        await self._restore_engine(store, breakers, engine)
 
         # Plugins' startup hooks run once everything is up, before the API listens; one that
         # raises fails the start (a plugin that could not start must not trade half-set-up).
@@ -275,27 +293,27 @@ class Service:
         from heliosd.control.server import ControlServer
 
         # The control API drives exactly the objects that trade (heliosd.runtime.backend).
-        self.backend = ServiceBackend(
-            settings=s, pm=self.pm, registry=self.registry, store=self.store, market=self.market,
-            breakers=self.breakers, notifications=self.notifications, ledgers=self.ledgers,
-            accounts=self.accounts, clients=self.clients, sinks=self.sinks, router=self.router,
-            stops=self.stops, closer=self.closer, engine=self.engine,
-            orchestrator=self.orchestrator, equity=self.equity, fillcheck=self.fillcheck,
+        backend = self.backend = ServiceBackend(
+            settings=s, pm=self.pm, registry=registry, store=store, market=self.market,
+            breakers=breakers, notifications=notifications, ledgers=self.ledgers,
+            accounts=self.accounts, clients=self.clients, sinks=self.sinks, router=router,
+            stops=stops, closer=closer, engine=engine,
+            orchestrator=orchestrator, equity=equity, fillcheck=fillcheck,
             runner=runner, gate_context=self._gate_context, started_at=self.started_at,
         )  # fmt: skip
-        app = build_app(self.backend, settings=s, plugin_info=self.backend.plugins)
+        app = build_app(backend, settings=s, plugin_info=backend.plugins)
         from heliosd.control import dashboard
 
         dashboard.install(app)
-        self.control = ControlServer(after_identity=[self.gate.middleware])
-        await self.control.start(app, s)
-        self.stack.push_async_callback(self.control.stop)
+        control = self.control = ControlServer(after_identity=[self.gate.middleware])
+        await control.start(app, s)
+        self.stack.push_async_callback(control.stop)
 
     async def close(self) -> None:
         self._closing = True
         for task in list(self._background):
             task.cancel()
-        for sink in getattr(self, "sinks", {}).values():
+        for sink in self.sinks.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sink.drain(), 5)
         if self.runner is not None:
@@ -305,18 +323,16 @@ class Service:
 
     # ================================================================== runs, engine choice
 
-    async def _begin_run(self) -> None:
+    async def _begin_run(self, store: Store, breakers: Breakers) -> None:
         """This run's marker; the unclean-exit halt if the last LIVE run did not end cleanly
         (:mod:`heliosd.runtime.runstate`). The clean marker is the last thing the stack unwinds
         before the store closes."""
-        self._previous_run = await self.store.write(partial(rs.begin_run, pid=os.getpid()))
-        prev = self._previous_run
+        prev = self._previous_run = await store.write(partial(rs.begin_run, pid=os.getpid()))
         if prev.tripped:
-            self.breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)  # journaled there
+            breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)  # journaled there
         elif prev.unclean:
             log.warning("the previous run (pid %s) did not shut down cleanly; PAPER, so trading"
                         " is not halted", (prev.marker or {}).get("pid", "?"))  # fmt: skip
-        self._reconciliation: Reconciliation | None = None
         self.stack.push_async_callback(self._end_run)
 
     async def _end_run(self) -> None:
@@ -326,39 +342,44 @@ class Service:
         if not self._closing or (task is not None and task.cancelling()) or self.shutdown_problems:
             log.warning("shutdown was not orderly: the next start treats this run as unclean")
             return
+        assert self.store is not None  # the stack closes the store after this
         try:
-            for sink in getattr(self, "sinks", {}).values():
+            for sink in self.sinks.values():
                 await asyncio.wait_for(sink.drain(), 5)
             await self.store.write(partial(rs.end_run, pid=os.getpid()))
         except Exception as exc:
             log.warning("clean shutdown not recorded (%s): the next start treats this run as"
                         " unclean", exc)  # fmt: skip
 
-    def _start_reconciliation(self) -> None:
+    def _start_reconciliation(
+        self, store: Store, breakers: Breakers, notifications: Notifications
+    ) -> None:
         """Reconcile with VALR in the background while ``unclean_exit`` is active."""
         prev = self._previous_run
-        if not (prev.halted or self.breakers.is_tripped(UNCLEAN_EXIT)):
+        assert prev is not None  # _begin_run read it
+        if not (prev.halted or breakers.is_tripped(UNCLEAN_EXIT)):
             return
-        cause = prev.reason or self.breakers.states()[UNCLEAN_EXIT].reason
+        cause = prev.reason or breakers.states()[UNCLEAN_EXIT].reason
         self._reconciliation = Reconciliation(
-            store=self.store, sink=self.sinks[Mode.LIVE], client=self.clients[Mode.LIVE],
-            enqueue=self.notifications.record, publish=self.notifications.publish,
+            store=store, sink=self.sinks[Mode.LIVE], client=self.clients[Mode.LIVE],
+            enqueue=notifications.record, publish=notifications.publish,
             fills_before=prev.live_fills, cause=cause,
         )  # fmt: skip
         self._spawn(self._reconciliation.run())
 
     def _resume_blocked(self) -> str | None:
         """Why a resume is refused now (Stops asks before clearing anything), or None."""
-        if self._reconciliation is None or not self.breakers.is_tripped(UNCLEAN_EXIT):
+        reconciliation, breakers = self._reconciliation, self.breakers
+        if reconciliation is None or breakers is None or not breakers.is_tripped(UNCLEAN_EXIT):
             return None
-        return self._reconciliation.blocked()
+        return reconciliation.blocked()
 
-    async def _restore_engine(self) -> None:
+    async def _restore_engine(self, store: Store, breakers: Breakers, engine: Engine) -> None:
         """Start the engine as the operator last chose; with no choice recorded, as
         ``engine.autostart`` says. Whatever a halt keeps from running is recorded as
         stopped: a stop's engine-off stays off, restarts included."""
         s = self.settings
-        choice = await self.store.read(rs.load_engine_choice)
+        choice = await store.read(rs.load_engine_choice)
         if choice is None and not (s.engine.autostart and s.engine.strategy):
             return
         if choice is not None and not choice.running:
@@ -367,7 +388,7 @@ class Service:
             return
         name = (choice.strategy if choice is not None else None) or s.engine.strategy
         how = "autostart" if choice is None else "restore"
-        halt = self.breakers.halt_reason()
+        halt = breakers.halt_reason()
         if halt:
             log.warning("engine %s skipped: trading is halted (%s); it stays stopped until a"
                         " person starts it", how, halt)  # fmt: skip
@@ -377,7 +398,7 @@ class Service:
             ))  # fmt: skip
             return
         try:
-            await self.engine.start(name, actor=how, remember=False)
+            await engine.start(name, actor=how, remember=False)
         except HeliosError as exc:
             log.warning("engine %s failed: %s", how, exc.message)
 
@@ -388,16 +409,19 @@ class Service:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
             return done
+        assert self.store is not None  # the engine it is handed to is built after the store
         return self.store.submit(partial(rs.save_engine_choice, choice=choice))
 
     async def _stop_engine_for_stop(self) -> None:
         """A stop's or halt's engine-off (Stops.stop_engine): an engine it stopped is
         remembered as stopped. One that was not running is left as recorded (no commit on
         the stop's path for nothing)."""
-        halt = self.breakers.halt_reason()
+        engine, breakers = self.engine, self.breakers
+        assert engine is not None and breakers is not None  # handed to the stops after both
+        halt = breakers.halt_reason()
         with contextlib.suppress(Exception):
-            await self.engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})",
-                                   remember=self.engine.running)  # fmt: skip
+            await engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})",
+                              remember=engine.running)  # fmt: skip
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
@@ -413,6 +437,8 @@ class Service:
         await self.sinks[mode].on_open_orders(orders)
 
     async def _stop_engine_quietly(self) -> None:
+        if self.engine is None:  # the stops hold this from before the engine is built
+            return
         with contextlib.suppress(Exception):
             await self.engine.stop(actor="shutdown")
 
@@ -451,25 +477,28 @@ class Service:
         whose value differs are logged and returned in ``not_applied`` (a restart applies
         them, after the same validation as any start).
         """
-        assert self.pm is not None
+        assert self.pm is not None and self.registry is not None
+        assert self.router is not None and self.store is not None  # only once started
         return await reload_running(self.pm, self.settings, self.registry, self.router,
                                     self.store, actor=actor)  # fmt: skip
 
     def store_mode(self) -> str:
+        assert self.store is not None  # only once started
         return str(self.store.mode_state().mode)
 
     async def alive(self) -> bool:
-        return await store_alive(self.store)
+        return self.store is not None and await store_alive(self.store)
 
     def status_text(self) -> str:
+        assert self.store is not None and self.breakers is not None  # only once started
+        assert self.runner is not None
         mode = self.store.mode_state().mode
         snap = self.ledgers[mode].peek(utcnow())
         halt = self.breakers.halt_reason()
-        assert self.runner is not None
         health = self.runner.health()
         stale = health["stale_prices"]
         blind = health["monitors_blind"].get(str(mode))
-        venue = self.venue_watch.status if hasattr(self, "venue_watch") else None
+        venue = self.venue_watch.status if self.venue_watch is not None else None
         return (
             f"{mode} equity {snap.equity:.2f} {self.settings.risk.reference_currency}"
             f" day {snap.daily_pnl:+.2f} dd {snap.drawdown_pct:.2f}%"
@@ -482,6 +511,8 @@ class Service:
     # ================================================================== gates
 
     def _gate_context(self) -> GateContext:
+        engine, store = self.engine, self.store
+        assert engine is not None and store is not None  # asked for only once started
         return gate_context(settings=self.settings, clients=self.clients, ledgers=self.ledgers,
-                            market=self.market, store=self.store,
-                            engine_running=lambda: self.engine.running)  # fmt: skip
+                            market=self.market, store=store,
+                            engine_running=lambda: engine.running)  # fmt: skip
