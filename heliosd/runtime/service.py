@@ -33,6 +33,7 @@ from heliosd.core.types import (
 )
 from heliosd.core.venue import is_simulator
 from heliosd.notify import Notifications
+from heliosd.plugins.facade import DaemonView
 from heliosd.plugins.manager import (
     ConfigReload,
     Registry,
@@ -113,6 +114,7 @@ class Service:
         self.venue_watch: VenueStatusWatch | None = None
         self.backend: ServiceBackend | None = None  # the control API's
         self.control: ControlServer | None = None
+        self.view: DaemonView | None = None  # what the plugins' lifecycle hooks get
         # The staged shutdown (heliosd.runtime.shutdown): the control API's 503 gate, and
         # why the shutdown was not orderly (non-empty: the run is not recorded clean).
         self.gate = ShutdownGate()
@@ -286,7 +288,16 @@ class Service:
 
         # Plugins' startup hooks run once everything is up, before the API listens; one that
         # raises fails the start (a plugin that could not start must not trade half-set-up).
-        self.pm.hook.heliosd_startup(daemon=self)
+        # They see the small typed DaemonView (heliosd.plugins.facade), not the service.
+        view = self.view = DaemonView(
+            settings=s,
+            store=store,
+            market=self.market,
+            ledgers=self.ledgers,
+            router=router,
+            breakers=breakers,
+        )
+        self.pm.hook.heliosd_startup(daemon=view)
         self.stack.push_async_callback(self._shutdown_hooks)
 
         from heliosd.control.app import build_app
@@ -425,11 +436,13 @@ class Service:
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
-        if self._hooks_ran:  # once: early in a staged shutdown, else as the stack unwinds
+        # Once: early in a staged shutdown, else as the stack unwinds. Never without the
+        # startup hooks having run (no view yet: a start that failed before them).
+        if self._hooks_ran or self.view is None:
             return
         self._hooks_ran = True
         try:
-            self.pm.hook.heliosd_shutdown(daemon=self)
+            self.pm.hook.heliosd_shutdown(daemon=self.view)
         except Exception:
             log.exception("a plugin's heliosd_shutdown hook failed; shutting down anyway")
 
