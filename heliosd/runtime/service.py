@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Coroutine
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -47,22 +46,20 @@ from heliosd.risk.ledger import Ledger
 from heliosd.risk.ledger_errors import report_ledger_errors
 from heliosd.risk.mode import ModeOrchestrator
 from heliosd.risk.runner import MonitorRunner
-from heliosd.risk.state import UNCLEAN_EXIT
 from heliosd.risk.stops import Stops
-from heliosd.risk.unclean import Reconciliation
-from heliosd.runtime import runstate as rs
 from heliosd.runtime.backend import ServiceBackend, store_alive
 from heliosd.runtime.backup import prune_after_backup
 from heliosd.runtime.events import ServiceEvents
 from heliosd.runtime.gating import gate_context, live_leftovers
 from heliosd.runtime.reloading import reload_running
 from heliosd.runtime.restore import open_order, restore_ledgers, track_open_orders
+from heliosd.runtime.runs import RunKeeper
 from heliosd.runtime.shutdown import ShutdownGate
 from heliosd.store import Store
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
 from heliosd.trading.close import Closer
-from heliosd.trading.engine import Engine, EngineChoice
+from heliosd.trading.engine import Engine
 from heliosd.trading.fillcheck import FillCheck
 from heliosd.trading.marketdata import MarketData
 from heliosd.trading.permits import PermitBoard
@@ -97,8 +94,8 @@ class Service:
         self.registry: Registry | None = None
         self.store: Store | None = None
         self.breakers: Breakers | None = None
-        self._previous_run: rs.PreviousRun | None = None
-        self._reconciliation: Reconciliation | None = None  # while unclean_exit is reconciled
+        # The run marker, the unclean-exit reconciliation, the engine's remembered on/off.
+        self.runs: RunKeeper | None = None
         self.notifications: Notifications | None = None
         self.callbacks: ServiceEvents | None = None
         self.equity: EquityRecorder | None = None
@@ -151,7 +148,11 @@ class Service:
         await breakers.load()
         # Before any client, the engine or the control API starts: an unclean exit in LIVE
         # must be a durable halt before anything of this run could trade.
-        await self._begin_run(store, breakers)
+        runs = self.runs = RunKeeper(s, store, breakers, sinks=self.sinks,
+                                     closing=lambda: self._closing,
+                                     problems=lambda: self.shutdown_problems)  # fmt: skip
+        previous_run = await runs.begin()
+        self.stack.push_async_callback(runs.end)  # unwound last, before the store closes
 
         notifications = self.notifications = Notifications(store, registry.notifiers, s.notify)
         notifications.start()
@@ -176,7 +177,7 @@ class Service:
             settings=s, store=store, market=self.market, breakers=breakers,
             notifications=notifications, ledgers=self.ledgers, clients=self.clients,
             sinks=self.sinks, accounts=self.accounts, equity=equity,
-            monitors=registry.monitors, previous_run=self._previous_run, spawn=self._spawn,
+            monitors=registry.monitors, previous_run=previous_run, spawn=self._spawn,
         )  # fmt: skip
         for mode in Mode:
             watermark = await store.read(partial(st.latest_fill_time, mode=mode))
@@ -279,12 +280,13 @@ class Service:
         self.stack.push_async_callback(fillcheck.close)  # before the clients close
         runner.quote_changed()  # a pass for each mode, now that it can act
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
-        engine.on_choice = self._remember_engine
-        stops.stop_engine = self._stop_engine_for_stop
+        runs.engine = engine
+        engine.on_choice = runs.remember_engine
+        stops.stop_engine = runs.stop_engine_for_stop
         # No resume before an unclean exit is reconciled (Stops.resume consults it).
-        stops.resume_blocked = self._resume_blocked
-        self._start_reconciliation(store, breakers, notifications)
-        await self._restore_engine(store, breakers, engine)
+        stops.resume_blocked = runs.resume_blocked
+        runs.start_reconciliation(self.clients[Mode.LIVE], notifications, self._spawn)
+        await runs.restore_engine(engine)
 
         # Plugins' startup hooks run once everything is up, before the API listens; one that
         # raises fails the start (a plugin that could not start must not trade half-set-up).
@@ -331,108 +333,6 @@ class Service:
             with contextlib.suppress(Exception):
                 await self.runner.flush_marks()
         await self.stack.aclose()
-
-    # ================================================================== runs, engine choice
-
-    async def _begin_run(self, store: Store, breakers: Breakers) -> None:
-        """This run's marker; the unclean-exit halt if the last LIVE run did not end cleanly
-        (:mod:`heliosd.runtime.runstate`). The clean marker is the last thing the stack unwinds
-        before the store closes."""
-        prev = self._previous_run = await store.write(partial(rs.begin_run, pid=os.getpid()))
-        if prev.tripped:
-            breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)  # journaled there
-        elif prev.unclean:
-            log.warning("the previous run (pid %s) did not shut down cleanly; PAPER, so trading"
-                        " is not halted", (prev.marker or {}).get("pid", "?"))  # fmt: skip
-        self.stack.push_async_callback(self._end_run)
-
-    async def _end_run(self) -> None:
-        """Write the clean marker, only at the end of an orderly shutdown: close() called,
-        not cancelled by its time budget, every fill drained."""
-        task = asyncio.current_task()
-        if not self._closing or (task is not None and task.cancelling()) or self.shutdown_problems:
-            log.warning("shutdown was not orderly: the next start treats this run as unclean")
-            return
-        assert self.store is not None  # the stack closes the store after this
-        try:
-            for sink in self.sinks.values():
-                await asyncio.wait_for(sink.drain(), 5)
-            await self.store.write(partial(rs.end_run, pid=os.getpid()))
-        except Exception as exc:
-            log.warning("clean shutdown not recorded (%s): the next start treats this run as"
-                        " unclean", exc)  # fmt: skip
-
-    def _start_reconciliation(
-        self, store: Store, breakers: Breakers, notifications: Notifications
-    ) -> None:
-        """Reconcile with VALR in the background while ``unclean_exit`` is active."""
-        prev = self._previous_run
-        assert prev is not None  # _begin_run read it
-        if not (prev.halted or breakers.is_tripped(UNCLEAN_EXIT)):
-            return
-        cause = prev.reason or breakers.states()[UNCLEAN_EXIT].reason
-        self._reconciliation = Reconciliation(
-            store=store, sink=self.sinks[Mode.LIVE], client=self.clients[Mode.LIVE],
-            enqueue=notifications.record, publish=notifications.publish,
-            fills_before=prev.live_fills, cause=cause,
-        )  # fmt: skip
-        self._spawn(self._reconciliation.run())
-
-    def _resume_blocked(self) -> str | None:
-        """Why a resume is refused now (Stops asks before clearing anything), or None."""
-        reconciliation, breakers = self._reconciliation, self.breakers
-        if reconciliation is None or breakers is None or not breakers.is_tripped(UNCLEAN_EXIT):
-            return None
-        return reconciliation.blocked()
-
-    async def _restore_engine(self, store: Store, breakers: Breakers, engine: Engine) -> None:
-        """Start the engine as the operator last chose; with no choice recorded, as
-        ``engine.autostart`` says. Whatever a halt keeps from running is recorded as
-        stopped: a stop's engine-off stays off, restarts included."""
-        s = self.settings
-        choice = await store.read(rs.load_engine_choice)
-        if choice is None and not (s.engine.autostart and s.engine.strategy):
-            return
-        if choice is not None and not choice.running:
-            log.info("engine stays stopped: stopped by %s at %s%s", choice.by, choice.at,
-                     f" ({choice.reason})" if choice.reason else "")  # fmt: skip
-            return
-        name = (choice.strategy if choice is not None else None) or s.engine.strategy
-        how = "autostart" if choice is None else "restore"
-        halt = breakers.halt_reason()
-        if halt:
-            log.warning("engine %s skipped: trading is halted (%s); it stays stopped until a"
-                        " person starts it", how, halt)  # fmt: skip
-            await self._remember_engine(EngineChoice(
-                False, name, "heliosd", utcnow().isoformat(),
-                f"not started at startup: trading is halted ({halt})",
-            ))  # fmt: skip
-            return
-        try:
-            await engine.start(name, actor=how, remember=False)
-        except HeliosError as exc:
-            log.warning("engine %s failed: %s", how, exc.message)
-
-    def _remember_engine(self, choice: EngineChoice) -> asyncio.Future[None]:
-        """Queue the engine's choice for ``daemon_state`` (the engine awaits the commit).
-        The daemon's own shutdown stops the engine without changing the choice."""
-        if self._closing:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        assert self.store is not None  # the engine it is handed to is built after the store
-        return self.store.submit(partial(rs.save_engine_choice, choice=choice))
-
-    async def _stop_engine_for_stop(self) -> None:
-        """A stop's or halt's engine-off (Stops.stop_engine): an engine it stopped is
-        remembered as stopped. One that was not running is left as recorded (no commit on
-        the stop's path for nothing)."""
-        engine, breakers = self.engine, self.breakers
-        assert engine is not None and breakers is not None  # handed to the stops after both
-        halt = breakers.halt_reason()
-        with contextlib.suppress(Exception):
-            await engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})",
-                              remember=engine.running)  # fmt: skip
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
