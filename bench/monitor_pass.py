@@ -1,9 +1,10 @@
 """Benchmark (issue 13): one monitor pass over an account holding 50 assets.
 
-What ``Service._run_monitors`` does after every price update and fill: value every holding
-with the age of its price (:func:`heliosd.risk.prices.assess`: trade-stream quote, REST
-quote, cross rate or last fill, and the dust rule), take the ledger's figures (equity at the
-new marks, the flow-adjusted peak and day start: ``Ledger.snapshot``) and run the two
+What ``MonitorRunner.run_monitors`` (heliosd.risk.runner) does after every price update and
+fill: value every holding with the age of its price (:func:`heliosd.risk.prices.assess`:
+trade-stream quote, REST quote, cross rate or last fill, and the dust rule), take the
+ledger's figures (equity at the new marks, the flow-adjusted peak and day start:
+``Ledger.snapshot``) and run the two
 built-in monitors (daily loss, drawdown). Each pass follows a quote update of one of the 50
 pairs (outside the timer: that is the feed's cost), so the ledger's valuation cache is
 always cold, as it is in the daemon. Ten of the assets are valued through a cross rate

@@ -75,6 +75,7 @@ from heliosd.core.types import (
     reduces_position,
     utcnow,
 )
+from heliosd.plugins.facade import DaemonView
 from heliosd.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -87,6 +88,7 @@ __all__ = [
     "Balance",
     "BreakerState",
     "ConfigError",
+    "DaemonView",
     "Event",
     "ExchangeClient",
     "ExchangeContext",

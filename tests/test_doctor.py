@@ -210,12 +210,12 @@ async def test_a_check_that_raises_or_hangs_fails(
 
         # The drop-in's hash as loaded; an edit on disk since then is a warning.
         digest = hashlib.sha256(DROPIN.encode()).hexdigest()
-        found = by_name(await run_doctor(running.service.doctor_context()))
+        found = by_name(await run_doctor(running.service.backend.doctor_context()))
         plugins = found["plugins"]
         assert found["engine"]["status"] == OK, found["engine"]
         assert "autostart on, strategy 'doctor_idle' loaded" in found["engine"]["detail"]
         # The same check when the strategy is missing, or none is named: fail.
-        ctx = running.service.doctor_context()
+        ctx = running.service.backend.doctor_context()
         engine_only = [c for c in CHECKS if c.name == "engine"]
         gone = await run_doctor(dataclasses.replace(ctx, strategies=frozenset()), engine_only)
         assert gone["ok"] is False and "'doctor_idle' is not loaded" in gone["checks"][0]["detail"]
@@ -225,11 +225,11 @@ async def test_a_check_that_raises_or_hangs_fails(
         assert plugins["status"] == OK and f"sha256 {digest[:12]}" in plugins["detail"], plugins
         assert "1 drop-in" in plugins["detail"]
         dropin.write_text(DROPIN + "# edited\n")
-        plugins = by_name(await run_doctor(running.service.doctor_context()))["plugins"]
+        plugins = by_name(await run_doctor(running.service.backend.doctor_context()))["plugins"]
         assert plugins["status"] == "warn" and "changed since it was loaded" in plugins["detail"]
         assert "SIGHUP" in plugins["fix"]
 
-        ctx: DoctorContext = running.service.doctor_context()
+        ctx: DoctorContext = running.service.backend.doctor_context()
 
         async def raises(_: DoctorContext) -> Finding:
             raise RuntimeError("disk on fire")
@@ -277,7 +277,7 @@ async def test_a_check_that_raises_or_hangs_fails(
         if os.geteuid() != 0:
             state.chmod(0o500)
             try:
-                found = by_name(await run_doctor(running.service.doctor_context()))
+                found = by_name(await run_doctor(running.service.backend.doctor_context()))
             finally:
                 state.chmod(0o700)
             assert found["state_dir"]["status"] == FAIL

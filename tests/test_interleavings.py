@@ -147,7 +147,7 @@ async def test_random_interleavings_keep_sends_in_their_epoch_and_live_without_b
         request = OrderRequest("BTCZAR", Side.BUY, OrderType.LIMIT, rng.choice(
             (D("0.0001"), D("0.0002"))), D(price), "interleaving")  # fmt: skip
         try:
-            await service.place_order(request, actor=actor)
+            await service.backend.place_order(request, actor=actor)
             counts["placed"] = counts.get("placed", 0) + 1
         except PermitRevoked as exc:
             revoked.append(exc.details["order"])
@@ -155,7 +155,7 @@ async def test_random_interleavings_keep_sends_in_their_epoch_and_live_without_b
             counts[exc.code] = counts.get(exc.code, 0) + 1
 
     async def stop() -> None:
-        answer = await service.emergency_stop(reason="search", actor=actor)
+        answer = await service.backend.emergency_stop(reason="search", actor=actor)
         counts["stop"] = counts.get("stop", 0) + 1
         if answer["mode"] != "PAPER" or answer["trading_state"] == "ACTIVE":
             violations.append(f"stop answered {answer['mode']} {answer['trading_state']}")
@@ -164,19 +164,19 @@ async def test_random_interleavings_keep_sends_in_their_epoch_and_live_without_b
                               f" {answer['remaining']}")  # fmt: skip
 
     async def halt() -> None:
-        answer = await service.halt(reason="search halt", actor=actor)
+        answer = await service.backend.halt(reason="search halt", actor=actor)
         counts["halt"] = counts.get("halt", 0) + 1
         if answer["trading_state"] != "HALTED" or answer["mode"] != "PAPER":
             violations.append(f"halt answered {answer}")
 
     async def resume() -> None:
-        await service.resume(reason="search", actor=actor)
+        await service.backend.resume(reason="search", actor=actor)
         counts["resume"] = counts.get("resume", 0) + 1
 
     async def live() -> None:
         gate.delay = rng.choice((0, 0.005, 0.05))
         try:
-            await service.set_mode(Mode.LIVE, confirm_token=None, reason="s", actor=actor)
+            await service.backend.set_mode(Mode.LIVE, confirm_token=None, reason="s", actor=actor)
         except HeliosError as exc:
             token = exc.details.get("confirm_token")
             if token is None:
@@ -186,13 +186,13 @@ async def test_random_interleavings_keep_sends_in_their_epoch_and_live_without_b
             return
         await asyncio.sleep(rng.choice((0, 0.001, 0.01)))
         try:
-            await service.set_mode(Mode.LIVE, confirm_token=token, reason="s", actor=actor)
+            await service.backend.set_mode(Mode.LIVE, confirm_token=token, reason="s", actor=actor)
             counts["live"] = counts.get("live", 0) + 1
         except HeliosError as exc:
             counts[f"live:{exc.code}"] = counts.get(f"live:{exc.code}", 0) + 1
 
     async def paper() -> None:
-        await service.set_mode(Mode.PAPER, confirm_token=None, reason="s", actor=actor)
+        await service.backend.set_mode(Mode.PAPER, confirm_token=None, reason="s", actor=actor)
 
     actions = [(order, 6), (stop, 2), (halt, 1), (resume, 3), (live, 3), (paper, 1)]
     population = [fn for fn, weight in actions for _ in range(weight)]
@@ -210,7 +210,7 @@ async def test_random_interleavings_keep_sends_in_their_epoch_and_live_without_b
             assert not violations, (seed, violations)
         # Every order its permit refused is stored rejected and never reached a wire.
         rows = {r["customer_order_id"]: r for r in
-                (await service.list_orders(state="all", limit=1000))["orders"]}  # fmt: skip
+                (await service.backend.list_orders(state="all", limit=1000))["orders"]}  # fmt: skip
         for order_row in revoked:
             cid = order_row["customer_order_id"]
             assert rows[cid]["state"] == "rejected", (seed, rows[cid])

@@ -141,7 +141,7 @@ async def test_a_maker_rebate_is_stored_as_a_negative_fee_and_raises_the_pnl(
         status, health = await running.request("GET", "/api/health")
         assert (status, health["ledger_errors"]) == (200, {}), health
         # The fills explain the balance moves, rebates included: nothing read as a deposit.
-        await wait_for(lambda: running.service._flows.unexplained == {})
+        await wait_for(lambda: running.service.runner.flows.unexplained == {})
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM flows").fetchone() == (0,)
     finally:

@@ -102,7 +102,7 @@ async def passes(running: RunningDaemon, sim: SimHandle, n: int = 3) -> None:
 
 def failures_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     prefix = f"monitor {NAME} failed"
-    service = "heliosd.runtime.service"
+    service = "heliosd.risk.runner"
     return [r for r in caplog.records
             if r.name == service and r.getMessage().startswith(prefix)]  # fmt: skip
 
@@ -119,7 +119,7 @@ async def test_a_raising_monitor_halts_once_per_trip_until_a_person_resumes(
     notify_receiver: NotifyReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="heliosd.runtime.service")
+    caplog.set_level(logging.ERROR, logger="heliosd.risk.runner")
     running = await start_daemon(setup(short_dir, sim, "raise", notify_receiver.url()))
     req = running.request
     try:

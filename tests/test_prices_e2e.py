@@ -74,7 +74,7 @@ async def test_obs3_dust_in_an_unstreamed_asset_no_longer_blinds_the_stops(
         b = await eventually(stopped)
         assert "drawdown" in b["emergency"]["reason"], b
         assert b["drawdown"]["tripped"] and b["daily_loss"]["tripped"], b
-        assert service._risk_health()["monitors_blind"] == {}
+        assert service.runner.health()["monitors_blind"] == {}
     finally:
         await running.stop()
 
@@ -90,8 +90,8 @@ async def test_obs3_an_asset_no_market_prices_is_unvalued_and_never_blinds_the_s
     running = await start_daemon(config(short_dir, sim, extra=paper))
     service = running.service
     try:
-        await wait_for(lambda: service._risk_health().get("unvalued", {}).get("PAPER") == ["DOGE"])
-        assert service._risk_health()["monitors_blind"] == {}
+        await wait_for(lambda: service.runner.health().get("unvalued", {}).get("PAPER") == ["DOGE"])
+        assert service.runner.health()["monitors_blind"] == {}
         assert "MONITORS BLIND" not in service.status_text()
         sim.sim.set_price("BTCZAR", D("700000"))  # equity 100,000 -> 76,000: -24%
 
@@ -121,12 +121,12 @@ async def test_obs4_stale_quotes_are_not_trusted_and_reducing_ends_by_itself(
     req = running.request
     try:
         await _go_live_with_btc(running)
-        real_fetch = service._pricer._fetch
+        real_fetch = service.runner.pricer._fetch
 
         async def rest_down(pair: str) -> Any:
             raise TransientError("VALR REST unavailable")
 
-        service._pricer._fetch = rest_down  # VALR's REST is down too
+        service.runner.pricer._fetch = rest_down  # VALR's REST is down too
         sim.sim.drop_ws_connections()  # the trade stream drops (and then says nothing)
 
         def state() -> Any:
@@ -136,7 +136,7 @@ async def test_obs4_stale_quotes_are_not_trusted_and_reducing_ends_by_itself(
         reason = state().state_reason
         assert "stale_prices" in reason and "BTC" in reason, reason
         assert (await req("GET", "/api/trading/mode"))[1]["halted"] is True
-        assert service._risk_health()["stale_prices"] == ["BTC"]
+        assert service.runner.health()["stale_prices"] == ["BTC"]
         assert "STALE PRICES BTC" in service.status_text()
         status, body = await req("POST", "/api/orders", order("BUY", "0.001"))
         assert status == 422, body
@@ -145,7 +145,7 @@ async def test_obs4_stale_quotes_are_not_trusted_and_reducing_ends_by_itself(
         status, body = await req("POST", "/api/orders", order("SELL", "0.001"))
         assert status == 201, body  # reducing a holding always passes
 
-        service._pricer._fetch = real_fetch  # REST back: fresh prices end it by itself
+        service.runner.pricer._fetch = real_fetch  # REST back: fresh prices end it by itself
 
         await wait_for(lambda: str(state().trading_state) == "ACTIVE", timeout=15)
         assert held
@@ -192,7 +192,7 @@ async def test_obs5_a_withdrawal_is_a_flow_not_a_drawdown(sim: SimHandle, short_
         assert not b["drawdown"]["tripped"] and not b["emergency"]["tripped"], b
         _status, pnl = await running.request("GET", "/api/pnl")
         assert D(pnl["live"]["peak_equity"]) == 84000 and D(pnl["live"]["drawdown_pct"]) == 0
-        assert service._risk_health()["flows_recorded"] == 1
+        assert service.runner.health()["flows_recorded"] == 1
         # Persisted flow-adjusted: the stored peak is the rebased one.
         await wait_for(lambda: _stored_peak(service) == D(84000))
     finally:

@@ -2,7 +2,7 @@
 
 - a plugin monitor tripping its own breaker halts risk-increasing orders, shows in
   /api/risk, and a resume clears it;
-- heliosd_startup / heliosd_shutdown are called with the service;
+- heliosd_startup / heliosd_shutdown are called with the DaemonView and its documented parts;
 - an exchange client whose place() raises a foreign exception leaves the order SENT (its
   outcome is unknown) and the caller gets a clear 503, never a 500.
 """
@@ -53,14 +53,22 @@ PLUGIN = textwrap.dedent(
         register("broken", BrokenPaper.from_context)
 
 
+    def seen(daemon):
+        """What a hook sees: the view's type, the mode, and which documented parts it has."""
+        parts = ("settings", "store", "market", "ledgers", "router", "breakers")
+        has = ",".join(p for p in parts if getattr(daemon, p, None) is not None)
+        return f"{type(daemon).__name__} {daemon.mode} {has}"
+
+
     @hookimpl
     def heliosd_startup(daemon):
-        MARKER.write_text(MARKER.read_text() + "startup\\n" if MARKER.exists() else "startup\\n")
+        line = "startup " + seen(daemon) + "\\n"
+        MARKER.write_text(MARKER.read_text() + line if MARKER.exists() else line)
 
 
     @hookimpl
     def heliosd_shutdown(daemon):
-        MARKER.write_text(MARKER.read_text() + "shutdown\\n")
+        MARKER.write_text(MARKER.read_text() + "shutdown " + seen(daemon) + "\\n")
     '''
 )
 
@@ -82,6 +90,9 @@ def make_config(directory: Path, sim: SimHandle, *, paper: str = "paper") -> Pat
     return config
 
 
+# What both lifecycle hooks see (docs/plugins.md, heliosd_startup): the view, not the service.
+SEEN = "DaemonView PAPER settings,store,market,ledgers,router,breakers"
+
 BUY = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
 
 
@@ -93,7 +104,7 @@ async def test_plugin_breaker_halts_and_resume_clears(sim: SimHandle, short_dir:
     running = await start_daemon(config)
     marker = short_dir / "plugins" / "testplug.log"
     try:
-        assert marker.read_text() == "startup\n"
+        assert marker.read_text() == f"startup {SEEN}\n"
 
         async def priced() -> bool:
             return running.service.market.mark("BTCZAR") is not None
@@ -119,7 +130,7 @@ async def test_plugin_breaker_halts_and_resume_clears(sim: SimHandle, short_dir:
         assert status == 201, body
     finally:
         await running.stop()
-    assert marker.read_text() == "startup\nshutdown\n"
+    assert marker.read_text() == f"startup {SEEN}\nshutdown {SEEN}\n"
 
 
 def _nudge(running: Any) -> Any:

@@ -53,11 +53,11 @@ async def test_a_placement_the_stop_could_not_wait_out_is_named_then_cancelled(
 
     request = OrderRequest("BTCZAR", Side.BUY, OrderType.LIMIT, Decimal("0.0001"),
                            Decimal("500000"), "t")  # fmt: skip
-    placing = asyncio.ensure_future(service.place_order(request, actor=actor))
+    placing = asyncio.ensure_future(service.backend.place_order(request, actor=actor))
     await stuck.inside.wait()
     [permit] = service.permits.on_wire()
 
-    answer = await service.emergency_stop(reason="drill", actor=actor)
+    answer = await service.backend.emergency_stop(reason="drill", actor=actor)
     assert answer["unresolved_placements"] == [permit.label]
     assert answer["trading_state"] == "REDUCING"
 
@@ -66,7 +66,7 @@ async def test_a_placement_the_stop_could_not_wait_out_is_named_then_cancelled(
     assert placed["customer_order_id"] == permit.label
 
     async def cancelled() -> bool:
-        row = (await service.get_order(placed["id"]))["order"]
+        row = (await service.backend.get_order(placed["id"]))["order"]
         return bool(row["state"] == "cancelled")
 
     await eventually(cancelled)
@@ -83,13 +83,13 @@ async def test_after_a_resume_the_follow_up_cancels_only_the_late_placement(
     real = stuck._real
     service.clients[Mode.PAPER] = stuck
     actor = Actor(None, "test")
-    late = asyncio.ensure_future(service.place_order(_bid("500000"), actor=actor))
+    late = asyncio.ensure_future(service.backend.place_order(_bid("500000"), actor=actor))
     await stuck.inside.wait()
-    answer = await service.emergency_stop(reason="drill", actor=actor)
+    answer = await service.backend.emergency_stop(reason="drill", actor=actor)
     [label] = answer["unresolved_placements"]
-    await service.resume(reason="drill over", actor=actor)
+    await service.backend.resume(reason="drill over", actor=actor)
     service.clients[Mode.PAPER] = real  # new orders take the ordinary path
-    fresh = (await service.place_order(_bid("500001"), actor=actor))["order"]
+    fresh = (await service.backend.place_order(_bid("500001"), actor=actor))["order"]
     assert fresh["state"] == "placed", fresh
 
     stuck.release.set()
@@ -97,18 +97,20 @@ async def test_after_a_resume_the_follow_up_cancels_only_the_late_placement(
     assert late_row["customer_order_id"] == label
 
     async def late_cancelled() -> bool:
-        row = (await service.get_order(late_row["id"]))["order"]
+        row = (await service.backend.get_order(late_row["id"]))["order"]
         return bool(row["state"] == "cancelled")
 
     await eventually(late_cancelled)
     await eventually(lambda: _followed_up(service))
-    assert (await service.get_order(fresh["id"]))["order"]["state"] == "placed"
-    [follow] = [a for a in (await service.audit(50))["audit"] if a["outcome"] == "follow_up"]
+    assert (await service.backend.get_order(fresh["id"]))["order"]["state"] == "placed"
+    [follow] = [
+        a for a in (await service.backend.audit(50))["audit"] if a["outcome"] == "follow_up"
+    ]
     assert follow["details"]["latched"] is False  # resumed: no account-wide cancel
 
 
 async def _followed_up(service: Any) -> bool:
-    audit = (await service.audit(50))["audit"]
+    audit = (await service.backend.audit(50))["audit"]
     return any(a["outcome"] == "follow_up" for a in audit)
 
 

@@ -15,6 +15,7 @@ import pluggy
 if TYPE_CHECKING:
     from heliosd.core.config import Settings
     from heliosd.core.protocols import ExchangeFactory, Gate, Monitor, Notifier, RiskRule, Strategy
+    from heliosd.plugins.facade import DaemonView
 
 PROJECT = "heliosd"
 
@@ -113,10 +114,14 @@ def heliosd_config_sections() -> Mapping[str, Callable[[Mapping[str, Any], str],
 
 
 @hookspec
-def heliosd_startup(daemon: Any) -> None:
-    """Called once the store, exchanges and feeds are up, before the control API listens."""
+def heliosd_startup(daemon: DaemonView) -> None:
+    """Called once the store, exchanges and feeds are up, before the control API listens.
+
+    ``daemon`` is a :class:`heliosd.plugins.facade.DaemonView`: the running settings, store,
+    market data, ledgers, router and breakers (look, do not drive)."""
 
 
 @hookspec
-def heliosd_shutdown(daemon: Any) -> None:
-    """Called at the start of a staged shutdown, before orders are drained."""
+def heliosd_shutdown(daemon: DaemonView) -> None:
+    """Called at the start of a staged shutdown, before orders are drained (the same
+    :class:`heliosd.plugins.facade.DaemonView` as ``heliosd_startup``)."""

@@ -90,7 +90,8 @@ def _fam(name: str, kind: str, help: str) -> Family:
 
 
 async def exposition(service: Any) -> str:
-    """The exposition text for a running :class:`heliosd.runtime.service.Service`."""
+    """The exposition text for the running parts (a
+    :class:`heliosd.runtime.backend.ServiceBackend`: settings, store, ledgers, sinks, ...)."""
     s = service.settings
     counts = await read_only(service.store.path, lambda c: _counts(c, s.notify.max_attempts))
     state = service.store.mode_state()

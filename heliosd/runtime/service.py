@@ -1,8 +1,8 @@
-"""Service: the running trading system, wired together, and the control backend.
+"""Service: the running trading system, wired together.
 
-``start()`` builds everything in dependency order on an AsyncExitStack; ``close()`` unwinds it
-in reverse. The methods after that implement :class:`heliosd.control.backend.ControlBackend`:
-the control API drives exactly the objects that trade.
+``start()`` builds everything in dependency order on an AsyncExitStack and hands the parts to
+each other; ``close()`` unwinds it in reverse. The control API's backend is
+:class:`heliosd.runtime.backend.ServiceBackend` over the very objects that trade.
 """
 
 from __future__ import annotations
@@ -10,73 +10,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Coroutine
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from heliosd import store as st
-from heliosd.control.backend import Actor, CloseRequest, OrderRequest
+from heliosd.control.backend import Actor
 from heliosd.core.config import Settings
-from heliosd.core.errors import AuthError, ConfigError, HeliosError, NotFoundError
+from heliosd.core.errors import HeliosError
 from heliosd.core.protocols import (
     ExchangeClient,
     ExchangeContext,
     GateContext,
-    MonitorContext,
 )
 from heliosd.core.types import (
-    Action,
-    ActionKind,
     Mode,
     OpenOrder,
-    OrderIntent,
-    OrderState,
-    Side,
-    TradingState,
     utcnow,
 )
 from heliosd.core.venue import is_simulator
-from heliosd.notify import Notifications, journal
-from heliosd.notify.notices import (
-    connection_lost_event,
-    connection_restored_event,
-    integrity_event,
-    stale_prices_event,
-    strategy_error_event,
-)
+from heliosd.notify import Notifications
+from heliosd.plugins.facade import DaemonView
 from heliosd.plugins.manager import (
     ConfigReload,
     Registry,
     collect,
     make_plugin_manager,
-    plugin_records,
-    reload_config,
 )
 from heliosd.risk.account import AccountRisk
-from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
+from heliosd.risk.breakers import Breakers
 from heliosd.risk.equity import EquityRecorder
-from heliosd.risk.flows import FlowWatcher, flows_value_since, split_pair
-from heliosd.risk.ledger import Ledger, LedgerError, day_start, decimal_text
-from heliosd.risk.mode import ModeOrchestrator, mode_json
-from heliosd.risk.monitors import STALE_PRICES, StaleWatch, checked_action, failure_action
-from heliosd.risk.prices import VIAS, Assessment, Pricer, assess, describe_stale, valr_fetch
-from heliosd.risk.state import UNCLEAN_EXIT
+from heliosd.risk.ledger import Ledger
+from heliosd.risk.ledger_errors import report_ledger_errors
+from heliosd.risk.mode import ModeOrchestrator
+from heliosd.risk.runner import MonitorRunner
 from heliosd.risk.stops import Stops
-from heliosd.risk.unclean import Reconciliation
-from heliosd.runtime import runstate as rs
+from heliosd.runtime.backend import ServiceBackend, store_alive
 from heliosd.runtime.backup import prune_after_backup
+from heliosd.runtime.events import ServiceEvents
+from heliosd.runtime.gating import gate_context, live_leftovers
+from heliosd.runtime.reloading import reload_running
+from heliosd.runtime.restore import open_order, restore_ledgers, track_open_orders
+from heliosd.runtime.runs import RunKeeper
 from heliosd.runtime.shutdown import ShutdownGate
-from heliosd.store import Store, iso
+from heliosd.store import Store
 from heliosd.trading import orders as od
 from heliosd.trading import sweep
 from heliosd.trading.close import Closer
-from heliosd.trading.engine import Engine, EngineChoice
+from heliosd.trading.engine import Engine
 from heliosd.trading.fillcheck import FillCheck
 from heliosd.trading.marketdata import MarketData
 from heliosd.trading.permits import PermitBoard
@@ -84,10 +67,10 @@ from heliosd.trading.router import ExecutionRouter
 from heliosd.trading.sink import VenueSink
 from heliosd.trading.venue_status import VenueStatusWatch
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from heliosd.control.server import ControlServer
 
-# The breaker a stored fill the ledger cannot apply trips (REDUCING until a resume).
-LEDGER_ERROR = "ledger_error"
+log = logging.getLogger(__name__)
 
 SYSTEM = Actor(None, "heliosd", "internal")
 
@@ -99,13 +82,36 @@ class Service:
         self.stack = contextlib.AsyncExitStack()
         self.started_at = utcnow()
         self._closing = False  # a stream closed by our own shutdown is not news
-        self._down_since: dict[str, datetime] = {}  # live account stream: when it went down
-        self._stop_lock = asyncio.Lock()
-        self._monitor_pending: set[Mode] = set()
-        self._tripping: set[str] = set()  # breakers whose trip is being committed
-        self._marks_dirty: set[Mode] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self.control: Any = None
+        # Every part exists from here: the containers empty, the rest None until start()
+        # builds it (in this order), so a failed start and the shutdown stages can tell.
+        self.market = MarketData()
+        self.counters = od.OrderCounters()
+        self.ledgers: dict[Mode, Ledger] = {}
+        self.accounts: dict[Mode, AccountRisk] = {}
+        self.clients: dict[Mode, ExchangeClient] = {}
+        self.sinks: dict[Mode, VenueSink] = {}
+        self.registry: Registry | None = None
+        self.store: Store | None = None
+        self.breakers: Breakers | None = None
+        # The run marker, the unclean-exit reconciliation, the engine's remembered on/off.
+        self.runs: RunKeeper | None = None
+        self.notifications: Notifications | None = None
+        self.callbacks: ServiceEvents | None = None
+        self.equity: EquityRecorder | None = None
+        # Monitor passes, breaker trips, equity baselines and price freshness.
+        self.runner: MonitorRunner | None = None
+        self.fillcheck: FillCheck | None = None
+        self.permits: PermitBoard | None = None
+        self.router: ExecutionRouter | None = None
+        self.stops: Stops | None = None
+        self.closer: Closer | None = None
+        self.engine: Engine | None = None
+        self.orchestrator: ModeOrchestrator | None = None
+        self.venue_watch: VenueStatusWatch | None = None
+        self.backend: ServiceBackend | None = None  # the control API's
+        self.control: ControlServer | None = None
+        self.view: DaemonView | None = None  # what the plugins' lifecycle hooks get
         # The staged shutdown (heliosd.runtime.shutdown): the control API's 503 gate, and
         # why the shutdown was not orderly (non-empty: the run is not recorded clean).
         self.gate = ShutdownGate()
@@ -118,124 +124,82 @@ class Service:
         s = self.settings
         if self.pm is None:
             self.pm = make_plugin_manager(s)
-        self.registry: Registry = collect(self.pm, s)
+        registry = self.registry = collect(self.pm, s)
         for name in (s.exchange.live, s.exchange.paper):
-            if name not in self.registry.exchanges:
+            if name not in registry.exchanges:
                 from heliosd.core.errors import ConfigError
 
-                known = ", ".join(sorted(self.registry.exchanges))
+                known = ", ".join(sorted(registry.exchanges))
                 raise ConfigError(f"no exchange plugin named {name!r} (known: {known})",
                                   key="exchange", source=s.source)  # fmt: skip
         # The same check as `heliosd check-config`: a config it calls broken must not run
         # (exit 78), rather than start and fail only when the engine is asked to trade.
-        if s.engine.strategy and s.engine.strategy not in self.registry.strategies:
+        if s.engine.strategy and s.engine.strategy not in registry.strategies:
             from heliosd.core.errors import ConfigError
 
-            known = ", ".join(sorted(self.registry.strategies))
+            known = ", ".join(sorted(registry.strategies))
             raise ConfigError(f"no strategy named {s.engine.strategy!r} (known: {known})",
                               key="engine.strategy", source=s.source)  # fmt: skip
 
-        self.store = await Store.open(s.daemon.db_path)
-        self.stack.push_async_callback(self.store.close)
+        store = self.store = await Store.open(s.daemon.db_path)
+        self.stack.push_async_callback(store.close)
 
-        self.market = MarketData()
-        self.breakers = Breakers(self.store)
-        await self.breakers.load()
+        breakers = self.breakers = Breakers(store)
+        await breakers.load()
         # Before any client, the engine or the control API starts: an unclean exit in LIVE
         # must be a durable halt before anything of this run could trade.
-        await self._begin_run()
-        self.counters = od.OrderCounters()
+        runs = self.runs = RunKeeper(s, store, breakers, sinks=self.sinks,
+                                     closing=lambda: self._closing,
+                                     problems=lambda: self.shutdown_problems)  # fmt: skip
+        previous_run = await runs.begin()
+        self.stack.push_async_callback(runs.end)  # unwound last, before the store closes
 
-        self.notifications = Notifications(self.store, self.registry.notifiers, s.notify)
-        self.notifications.start()
-        self.stack.push_async_callback(self.notifications.close)
+        notifications = self.notifications = Notifications(store, registry.notifiers, s.notify)
+        notifications.start()
+        self.stack.push_async_callback(notifications.close)
+        # What the router, engine, sinks and mode orchestrator report, as events and notices.
+        callbacks = self.callbacks = ServiceEvents(store, notifications, spawn=self._spawn,
+                                       closing=lambda: self._closing)  # fmt: skip
 
-        tz = s.risk.tz
-        checked = {m: await self.store.read(partial(st.load_fills_checked, mode=m)) for m in Mode}
-        fills = {m: checked[m][0] for m in Mode}
-        self.ledgers: dict[Mode, Ledger] = {}
-        # One account risk model per mode (heliosd.risk.account): every order row change
-        # reaches it through the counters, every reader takes its snapshot.
-        self.accounts: dict[Mode, AccountRisk] = {}
-        for mode in Mode:
-            ledger = Ledger(
-                mode, s.risk.reference_currency, tz, self.market.pairs(), self.market,
-                s.paper.starting_balances if mode is Mode.PAPER else None,
-                traded=s.valr.pairs,
-            )  # fmt: skip
-            self.accounts[mode] = self.counters.accounts[mode] = AccountRisk(
-                mode, ledger, self.market, dust_value=s.risk.dust_value,
-                max_quote_age_s=float(s.risk.max_quote_age_s),
-            )  # fmt: skip
-            # Stored data never stops a start: a fill the ledger cannot apply is skipped,
-            # reported and trips ledger_error (REDUCING) instead of a crash loop.
-            errors = ledger.rebuild(fills[mode])
-            for trade_id, pair, why in checked[mode][1]:
-                error = LedgerError(trade_id, pair, why)
-                log.error("%s ledger: stored fill %s not applied: %s", mode, trade_id, why)
-                ledger.errors.append(error)
-                errors.append(error)
-            if errors:
-                await self._ledger_errors(mode, errors)
-            peak, day, day_equity = await self.store.read(partial(_load_marks, mode=mode))
-            ledger.restore_marks(peak, day, day_equity)
-            today = utcnow().astimezone(ledger.tz).date()
-            since = iso(day_start(today, ledger.tz))
-            flowed = await self.store.read(partial(flows_value_since, mode=mode, since=since))
-            ledger.equity_marks.flows_day, ledger.equity_marks.flows_today = today, flowed
-            self.ledgers[mode] = ledger
+        report = partial(report_ledger_errors, store, notifications, breakers)
+        fills = await restore_ledgers(store, s, self.market, self.counters,
+                                      ledgers=self.ledgers, accounts=self.accounts,
+                                      report=report)  # fmt: skip
 
-        self.clients: dict[Mode, ExchangeClient] = {}
         for mode, name in ((Mode.LIVE, s.exchange.live), (Mode.PAPER, s.exchange.paper)):
-            self.clients[mode] = self.registry.exchanges[name](
-                ExchangeContext(s, mode, self.market)
-            )
+            self.clients[mode] = registry.exchanges[name](ExchangeContext(s, mode, self.market))
         # The equity curve (GET /api/equity): points from the monitor pass, one per fill batch.
-        self.equity = EquityRecorder(self.store, retention_days=s.daemon.equity_retention_days,
-                                     kick=self._ledger_changed)  # fmt: skip
-        self.sinks: dict[Mode, VenueSink] = {}
+        equity = self.equity = EquityRecorder(store, retention_days=s.daemon.equity_retention_days,
+                                     kick=lambda mode: runner.ledger_changed(mode))  # fmt: skip
+        # The runner is handed the sinks' mapping before the loop below fills it: no pass can
+        # run before the clients start (a sink, a quote or the equity recorder asks for each).
+        runner = self.runner = MonitorRunner(
+            settings=s, store=store, market=self.market, breakers=breakers,
+            notifications=notifications, ledgers=self.ledgers, clients=self.clients,
+            sinks=self.sinks, accounts=self.accounts, equity=equity,
+            monitors=registry.monitors, previous_run=previous_run, spawn=self._spawn,
+        )  # fmt: skip
         for mode in Mode:
-            watermark = await self.store.read(partial(st.latest_fill_time, mode=mode))
+            watermark = await store.read(partial(st.latest_fill_time, mode=mode))
             self.sinks[mode] = VenueSink(
-                mode=mode, store=self.store, ledger=self.ledgers[mode], market=self.market,
+                mode=mode, store=store, ledger=self.ledgers[mode], market=self.market,
                 counters=self.counters, client=partial(self.clients.__getitem__, mode),
-                enqueue=self.notifications.record_many,
+                enqueue=notifications.record_many,
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
-                publish=self.notifications.publish, listening=self.notifications.listening,
-                on_ledger_change=self._ledger_changed,
-                on_connection_change=self._connection_changed, watermark=watermark,
-                on_ledger_error=self._ledger_error_at_runtime,
+                publish=notifications.publish, listening=notifications.listening,
+                on_ledger_change=runner.ledger_changed,
+                on_connection_change=callbacks.connection_changed, watermark=watermark,
+                on_ledger_error=runner.ledger_error_at_runtime,
             )  # fmt: skip
         for mode, sink in self.sinks.items():  # the equity curve's fill points
-            sink.fill_listeners.append(partial(self.equity.note_fill, mode))
+            sink.fill_listeners.append(partial(equity.note_fill, mode))
         # Fill completeness, LIVE: an order's filled quantity backed by stored fills, checked
         # after an order ends and every reconcile_interval_s (heliosd.trading.fillcheck).
-        self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=self.store,
+        fillcheck = self.fillcheck = FillCheck(sink=self.sinks[Mode.LIVE], store=store,
                                    client=partial(self.clients.__getitem__, Mode.LIVE))  # fmt: skip
-        self.fillcheck.attach()
-        open_rows = await self.store.read(
-            lambda c: od.list_orders(c, open_only=True, limit=100_000)
-        )
-        # An open order row that does not parse (a mode spelled by hand, a quantity that is
-        # not a number) is reported like an unreadable fill and left out, never raised.
-        readable = []
-        for row in open_rows:
-            try:
-                _open_order(row)
-                Mode(row["mode"])
-                if not Decimal(row["quantity"]).is_finite():
-                    raise ValueError(f"quantity {row['quantity']!r} is not finite")
-                self.counters.track(row)
-            except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-                cid = str(row.get("customer_order_id"))
-                mode = Mode.LIVE if str(row.get("mode", "")).upper() == "LIVE" else Mode.PAPER
-                error = LedgerError(cid, str(row.get("pair")), f"stored order unreadable: {exc!r}")
-                log.error("stored open order %s not tracked: %r", cid, exc)
-                self.ledgers[mode].errors.append(error)
-                await self._ledger_errors(mode, [error])
-                continue
-            readable.append(row)
-        open_rows = readable
+        fillcheck.attach()
+        open_rows = await track_open_orders(store, self.counters, self.ledgers,
+                                            report=report)  # fmt: skip
         paper = self.clients[Mode.PAPER]
         restore = getattr(paper, "restore", None)
         if callable(restore):
@@ -243,214 +207,142 @@ class Service:
             # could not is reported (ledger_error) and must not stop the start here either.
             unread = {e.trade_id for e in self.ledgers[Mode.PAPER].errors}
             restore([f for f in fills[Mode.PAPER] if f.trade_id not in unread],
-                    [_open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
+                    [open_order(r) for r in open_rows if r["mode"] == "PAPER"])  # fmt: skip
         for mode in (Mode.LIVE, Mode.PAPER):
             await self.clients[mode].start(self.sinks[mode])
             self.stack.push_async_callback(self.clients[mode].close)
         # Pair limits are public venue data; startup never waits on the network for them
         # (the built-in limits serve until they arrive).
         self._spawn(self._load_pairs())
-        self.market.subscribe(lambda _q: self._quote_changed())
+        self.market.subscribe(lambda _q: runner.quote_changed())
 
         # One board of send permits: the router issues, the clients check, the stops revoke.
-        self.permits = PermitBoard(
-            lambda: (self.store.mode_state().mode, self.store.mode_state().epoch)
+        permits = self.permits = PermitBoard(
+            lambda: (store.mode_state().mode, store.mode_state().epoch)
         )
-        self.router = ExecutionRouter(
-            store=self.store, settings=s, clients=self.clients, ledgers=self.ledgers,
-            market=self.market, breakers=self.breakers, counters=self.counters,
-            rules=self.registry.risk_rules, enqueue=self.notifications.record,
-            on_order=self._order_event, on_integrity=self._integrity_alert,
-            permits=self.permits,
+        router = self.router = ExecutionRouter(
+            store=store, settings=s, clients=self.clients, ledgers=self.ledgers,
+            market=self.market, breakers=breakers, counters=self.counters,
+            rules=registry.risk_rules, enqueue=notifications.record,
+            on_order=callbacks.order_event, on_integrity=callbacks.integrity_alert,
+            permits=permits,
         )  # fmt: skip
-        self.stops = Stops(
-            store=self.store, settings=s, breakers=self.breakers, clients=self.clients,
-            ledgers=self.ledgers, market=self.market, enqueue=lambda: self.notifications.record,
-            publish=self.notifications.publish, stop_engine=self._stop_engine_quietly,
-            on_open_orders=self._venue_open_orders, submit_closing=self.router.submit_closing,
-            permits=self.permits, on_resume=self._on_resume,
+        stops = self.stops = Stops(
+            store=store, settings=s, breakers=breakers, clients=self.clients,
+            ledgers=self.ledgers, market=self.market, enqueue=lambda: notifications.record,
+            publish=notifications.publish, stop_engine=self._stop_engine_quietly,
+            on_open_orders=self._venue_open_orders, submit_closing=router.submit_closing,
+            permits=permits, on_resume=runner.on_resume,
         )  # fmt: skip
-        self.stack.push_async_callback(self.stops.close)
+        self.stack.push_async_callback(stops.close)
+        runner.stops = stops  # from here a pass's verdict trips its breaker
         # POST /api/positions/close: sells a named account's holdings through the router's
         # closing path; the emergency stop's answer names it when LIVE still holds anything.
-        self.closer = Closer(
-            store=self.store, settings=s, router=self.router, accounts=self.accounts,
-            market=self.market, enqueue=self.notifications.record,
+        closer = self.closer = Closer(
+            store=store, settings=s, router=router, accounts=self.accounts,
+            market=self.market, enqueue=notifications.record,
         )  # fmt: skip
-        self.stops.next_step = self.closer.next_step
+        stops.next_step = closer.next_step
         # A daily-loss breaker's `until`: when it passes, the row says ACTIVE again.
-        for state in self.breakers.states().values():
+        for state in breakers.states().values():
             if state.until is not None:
-                self.stops.schedule_expiry(state.until)
-        self._spawn(self.stops.sync_expired())  # one that expired while the daemon was down
-        self.engine = Engine(
-            router=self.router, strategies=self.registry.strategies, settings=s,
+                stops.schedule_expiry(state.until)
+        self._spawn(stops.sync_expired())  # one that expired while the daemon was down
+        engine = self.engine = Engine(
+            router=router, strategies=registry.strategies, settings=s,
             market=self.market, ledgers=self.ledgers,
-            mode_provider=lambda: self.store.mode_state().mode,
-            halted=self.breakers.halt_reason, on_event=self._engine_event,
+            mode_provider=lambda: store.mode_state().mode,
+            halted=breakers.halt_reason, on_event=callbacks.engine_event,
         )  # fmt: skip
         self.stack.push_async_callback(self._stop_engine_quietly)
-        self.orchestrator = ModeOrchestrator(
-            self.store, gates=lambda: self.registry.gates, gate_context=self._gate_context,
+        orchestrator = self.orchestrator = ModeOrchestrator(
+            store, gates=lambda: registry.gates, gate_context=self._gate_context,
             gate_timeout_s=float(s.risk.gate_timeout_s), backup_dir=s.daemon.backup_dir,
-            enqueue=self.notifications.record, halted=self.breakers.halt_reason,
-            live_leftovers=self._live_leftovers, after_change=self._mode_changed,
+            enqueue=notifications.record, halted=breakers.halt_reason,
+            live_leftovers=partial(live_leftovers, self.clients[Mode.LIVE],
+                                   self.ledgers[Mode.LIVE]),
+            after_change=callbacks.mode_changed,
             after_backup=lambda _: prune_after_backup(self.settings.daemon.backup_dir,
                                                       self.settings.daemon.keep_backups),
             live_is_simulator=is_simulator(s.valr),
         )  # fmt: skip
-        self._spawn(self._marks_loop())
-        self._spawn(self.equity.run())
+        self._spawn(runner.marks_loop())
+        self._spawn(equity.run())
         # venue_read_only: the LIVE account REDUCING while VALR is not online.
-        self.venue_watch = VenueStatusWatch(
-            store=self.store, breakers=self.breakers, client=self.clients[Mode.LIVE],
-            record=self.notifications.record, publish=self.notifications.publish,
+        venue_watch = self.venue_watch = VenueStatusWatch(
+            store=store, breakers=breakers, client=self.clients[Mode.LIVE],
+            record=notifications.record, publish=notifications.publish,
             label=s.valr.label,
         )  # fmt: skip
-        self._spawn(self.venue_watch.run())
+        self._spawn(venue_watch.run())
         self._spawn(sweep.run(self.sinks[Mode.LIVE], float(s.valr.reconcile_interval_s)))
-        self._spawn(self.fillcheck.run(float(s.valr.reconcile_interval_s)))
-        self.stack.push_async_callback(self.fillcheck.close)  # before the clients close
-        for mode in Mode:
-            self._ledger_changed(mode)
+        self._spawn(fillcheck.run(float(s.valr.reconcile_interval_s)))
+        self.stack.push_async_callback(fillcheck.close)  # before the clients close
+        runner.quote_changed()  # a pass for each mode, now that it can act
         # The engine records its on/off (a person's, a stop's) so a restart restores it.
-        self.engine.on_choice = self._remember_engine
-        self.stops.stop_engine = self._stop_engine_for_stop
+        runs.engine = engine
+        engine.on_choice = runs.remember_engine
+        stops.stop_engine = runs.stop_engine_for_stop
         # No resume before an unclean exit is reconciled (Stops.resume consults it).
-        self.stops.resume_blocked = self._resume_blocked
-        self._start_reconciliation()
-        await self._restore_engine()
+        stops.resume_blocked = runs.resume_blocked
+        runs.start_reconciliation(self.clients[Mode.LIVE], notifications, self._spawn)
+        await runs.restore_engine(engine)
 
         # Plugins' startup hooks run once everything is up, before the API listens; one that
         # raises fails the start (a plugin that could not start must not trade half-set-up).
-        self.pm.hook.heliosd_startup(daemon=self)
+        # They see the small typed DaemonView (heliosd.plugins.facade), not the service.
+        view = self.view = DaemonView(
+            settings=s,
+            store=store,
+            market=self.market,
+            ledgers=self.ledgers,
+            router=router,
+            breakers=breakers,
+        )
+        self.pm.hook.heliosd_startup(daemon=view)
         self.stack.push_async_callback(self._shutdown_hooks)
 
         from heliosd.control.app import build_app
         from heliosd.control.server import ControlServer
 
-        app = build_app(self, settings=s, plugin_info=self.plugins)
+        # The control API drives exactly the objects that trade (heliosd.runtime.backend).
+        backend = self.backend = ServiceBackend(
+            settings=s, pm=self.pm, registry=registry, store=store, market=self.market,
+            breakers=breakers, notifications=notifications, ledgers=self.ledgers,
+            accounts=self.accounts, clients=self.clients, sinks=self.sinks, router=router,
+            stops=stops, closer=closer, engine=engine,
+            orchestrator=orchestrator, equity=equity, fillcheck=fillcheck,
+            runner=runner, gate_context=self._gate_context, started_at=self.started_at,
+        )  # fmt: skip
+        app = build_app(backend, settings=s, plugin_info=backend.plugins)
         from heliosd.control import dashboard
 
         dashboard.install(app)
-        self.control = ControlServer(after_identity=[self.gate.middleware])
-        await self.control.start(app, s)
-        self.stack.push_async_callback(self.control.stop)
+        control = self.control = ControlServer(after_identity=[self.gate.middleware])
+        await control.start(app, s)
+        self.stack.push_async_callback(control.stop)
 
     async def close(self) -> None:
         self._closing = True
         for task in list(self._background):
             task.cancel()
-        for sink in getattr(self, "sinks", {}).values():
+        for sink in self.sinks.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sink.drain(), 5)
-        with contextlib.suppress(Exception):
-            await self._flush_marks()
+        if self.runner is not None:
+            with contextlib.suppress(Exception):
+                await self.runner.flush_marks()
         await self.stack.aclose()
-
-    # ================================================================== runs, engine choice
-
-    async def _begin_run(self) -> None:
-        """This run's marker; the unclean-exit halt if the last LIVE run did not end cleanly
-        (:mod:`heliosd.runtime.runstate`). The clean marker is the last thing the stack unwinds
-        before the store closes."""
-        self._previous_run = await self.store.write(partial(rs.begin_run, pid=os.getpid()))
-        prev = self._previous_run
-        if prev.tripped:
-            self.breakers.committed_trip(UNCLEAN_EXIT, prev.reason, None)  # journaled there
-        elif prev.unclean:
-            log.warning("the previous run (pid %s) did not shut down cleanly; PAPER, so trading"
-                        " is not halted", (prev.marker or {}).get("pid", "?"))  # fmt: skip
-        self._reconciliation: Reconciliation | None = None
-        self.stack.push_async_callback(self._end_run)
-
-    async def _end_run(self) -> None:
-        """Write the clean marker, only at the end of an orderly shutdown: close() called,
-        not cancelled by its time budget, every fill drained."""
-        task = asyncio.current_task()
-        if not self._closing or (task is not None and task.cancelling()) or self.shutdown_problems:
-            log.warning("shutdown was not orderly: the next start treats this run as unclean")
-            return
-        try:
-            for sink in getattr(self, "sinks", {}).values():
-                await asyncio.wait_for(sink.drain(), 5)
-            await self.store.write(partial(rs.end_run, pid=os.getpid()))
-        except Exception as exc:
-            log.warning("clean shutdown not recorded (%s): the next start treats this run as"
-                        " unclean", exc)  # fmt: skip
-
-    def _start_reconciliation(self) -> None:
-        """Reconcile with VALR in the background while ``unclean_exit`` is active."""
-        prev = self._previous_run
-        if not (prev.halted or self.breakers.is_tripped(UNCLEAN_EXIT)):
-            return
-        cause = prev.reason or self.breakers.states()[UNCLEAN_EXIT].reason
-        self._reconciliation = Reconciliation(
-            store=self.store, sink=self.sinks[Mode.LIVE], client=self.clients[Mode.LIVE],
-            enqueue=self.notifications.record, publish=self.notifications.publish,
-            fills_before=prev.live_fills, cause=cause,
-        )  # fmt: skip
-        self._spawn(self._reconciliation.run())
-
-    def _resume_blocked(self) -> str | None:
-        """Why a resume is refused now (Stops asks before clearing anything), or None."""
-        if self._reconciliation is None or not self.breakers.is_tripped(UNCLEAN_EXIT):
-            return None
-        return self._reconciliation.blocked()
-
-    async def _restore_engine(self) -> None:
-        """Start the engine as the operator last chose; with no choice recorded, as
-        ``engine.autostart`` says. Whatever a halt keeps from running is recorded as
-        stopped: a stop's engine-off stays off, restarts included."""
-        s = self.settings
-        choice = await self.store.read(rs.load_engine_choice)
-        if choice is None and not (s.engine.autostart and s.engine.strategy):
-            return
-        if choice is not None and not choice.running:
-            log.info("engine stays stopped: stopped by %s at %s%s", choice.by, choice.at,
-                     f" ({choice.reason})" if choice.reason else "")  # fmt: skip
-            return
-        name = (choice.strategy if choice is not None else None) or s.engine.strategy
-        how = "autostart" if choice is None else "restore"
-        halt = self.breakers.halt_reason()
-        if halt:
-            log.warning("engine %s skipped: trading is halted (%s); it stays stopped until a"
-                        " person starts it", how, halt)  # fmt: skip
-            await self._remember_engine(EngineChoice(
-                False, name, "heliosd", utcnow().isoformat(),
-                f"not started at startup: trading is halted ({halt})",
-            ))  # fmt: skip
-            return
-        try:
-            await self.engine.start(name, actor=how, remember=False)
-        except HeliosError as exc:
-            log.warning("engine %s failed: %s", how, exc.message)
-
-    def _remember_engine(self, choice: EngineChoice) -> asyncio.Future[None]:
-        """Queue the engine's choice for ``daemon_state`` (the engine awaits the commit).
-        The daemon's own shutdown stops the engine without changing the choice."""
-        if self._closing:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return self.store.submit(partial(rs.save_engine_choice, choice=choice))
-
-    async def _stop_engine_for_stop(self) -> None:
-        """A stop's or halt's engine-off (Stops.stop_engine): an engine it stopped is
-        remembered as stopped. One that was not running is left as recorded (no commit on
-        the stop's path for nothing)."""
-        halt = self.breakers.halt_reason()
-        with contextlib.suppress(Exception):
-            await self.engine.stop(actor="heliosd", reason=f"trading stopped ({halt or 'stop'})",
-                                   remember=self.engine.running)  # fmt: skip
 
     async def _shutdown_hooks(self) -> None:
         assert self.pm is not None
-        if self._hooks_ran:  # once: early in a staged shutdown, else as the stack unwinds
+        # Once: early in a staged shutdown, else as the stack unwinds. Never without the
+        # startup hooks having run (no view yet: a start that failed before them).
+        if self._hooks_ran or self.view is None:
             return
         self._hooks_ran = True
         try:
-            self.pm.hook.heliosd_shutdown(daemon=self)
+            self.pm.hook.heliosd_shutdown(daemon=self.view)
         except Exception:
             log.exception("a plugin's heliosd_shutdown hook failed; shutting down anyway")
 
@@ -458,13 +350,16 @@ class Service:
         await self.sinks[mode].on_open_orders(orders)
 
     async def _stop_engine_quietly(self) -> None:
+        if self.engine is None:  # the stops hold this from before the engine is built
+            return
         with contextlib.suppress(Exception):
             await self.engine.stop(actor="shutdown")
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _load_pairs(self) -> None:
         """The venue's pair limits (public data); retried in the background until loaded."""
@@ -484,43 +379,6 @@ class Service:
                 self.market.set_pairs({**self.market.pairs(), **pairs}, from_venue=True)
             return
 
-    async def _ledger_errors(self, mode: Mode, errors: Sequence[LedgerError]) -> None:
-        """Report fills the ledger could not apply: log, an urgent notification, health
-        (``ledger_errors``), and the ``ledger_error`` breaker (REDUCING until a resume),
-        tripped in a store write and mirrored into the breakers' cache."""
-        first = errors[0]
-        reason = (
-            f"{len(errors)} stored {mode} fill(s) not applied to the ledger (first: trade "
-            f"{first.trade_id} in {first.pair}: {first.reason}); positions may be wrong"
-        )
-        journal.event("integrity_alert", check="ledger_error", mode=mode, reason=reason)
-        event = integrity_event(
-            reason,
-            action="Trading is REDUCING (breaker ledger_error): only orders that reduce a "
-            "holding pass. Check the fills and balances on VALR, then heliosctl resume.",
-            details={"mode": str(mode), "ledger_errors": [e.as_json() for e in errors[:20]]},
-        )
-        enqueue = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, LEDGER_ERROR, mode=mode, reason=reason)
-            enqueue(conn, event)
-
-        try:
-            await self.store.write(tx)
-        except Exception:
-            # Still come up: the cache below holds the breaker for this run (fail closed).
-            log.exception("could not persist the ledger_error breaker")
-        self.breakers.committed_trip(LEDGER_ERROR, reason, None)
-
-    def _ledger_error_at_runtime(self, mode: Mode, error: LedgerError) -> None:
-        # One trip and one notification while the breaker stands, not one per bad fill
-        # (each further one is logged by the ledger and listed in health).
-        if not self._may_trip(LEDGER_ERROR):
-            return
-        self._tripping.add(LEDGER_ERROR)
-        self._spawn(self._trip(LEDGER_ERROR, self._ledger_errors(mode, [error])))
-
     async def reload_plugins(self, *, actor: str = "SIGHUP") -> ConfigReload:
         """Re-read the config file and reload the drop-ins (SIGHUP); audited either way.
 
@@ -532,87 +390,28 @@ class Service:
         whose value differs are logged and returned in ``not_applied`` (a restart applies
         them, after the same validation as any start).
         """
-        assert self.pm is not None
-        source = self.settings.source
-        try:
-            if not isinstance(self.settings.plugins, dict):
-                raise ConfigError("plugin sections of the running settings are read-only")
-            result = reload_config(self.pm, self.settings)
-        except BaseException as exc:
-            # A drop-in may even raise SystemExit at import: on a reload that must cost the
-            # reload, never the daemon (the previous plugins are back in place by now).
-            error = (
-                exc
-                if isinstance(exc, ConfigError)
-                else ConfigError(f"reload failed: {type(exc).__name__}: {exc}", source=source)
-            )
-            await self._audit_reload(actor, "refused", str(error),
-                                     {"file": source, "key": error.key})  # fmt: skip
-            if error is exc:
-                raise
-            raise error from exc
-        self._apply_reload(result)
-        for key in result.not_applied:
-            log.warning("%s changed in %s; restart heliosd to apply", key, source)
-        details = {
-            "file": source,
-            "dropins": [{"name": r.name, "path": r.path, "sha256": r.sha256}
-                        for r in result.dropins],
-            "not_applied": list(result.not_applied),
-            "risk_rules": [getattr(x, "name", "?") for x in result.registry.risk_rules],
-        }  # fmt: skip
-        reason = "not applied until a restart: " + ", ".join(result.not_applied)
-        await self._audit_reload(actor, "ok", reason if result.not_applied else "", details)
-        return result
-
-    def _apply_reload(self, result: ConfigReload) -> None:
-        """Swap in what a reload loaded, in one synchronous step (no await): no order,
-        switch or update can see half of it."""
-        plugins = self.settings.plugins
-        assert isinstance(plugins, dict)  # checked before the reload began
-        # In place, not a new Settings object: the router, engine, gates' and monitors'
-        # contexts all hold this one and plugins read their sections from it on each call.
-        # Only this mapping changes, so no core value can change with it.
-        plugins.clear()
-        plugins.update(result.settings.plugins)
-        registry = result.registry
-        self.registry.gates[:] = registry.gates
-        self.registry.monitors[:] = registry.monitors
-        self.registry.risk_rules[:] = registry.risk_rules
-        self.router.rules = tuple(registry.risk_rules)
-
-    async def _audit_reload(
-        self, actor: str, outcome: str, reason: str, details: dict[str, Any]
-    ) -> None:
-        try:
-            await self.store.write(
-                lambda c: st.audit(
-                    c, actor=actor, action="reload", outcome=outcome, reason=reason, details=details
-                )
-            )
-        except Exception:
-            # The reload's outcome stands (and is logged by the daemon); a lost audit row
-            # must not turn an applied reload into a reported failure.
-            log.exception("could not write the audit row of a %s reload", outcome)
+        assert self.pm is not None and self.registry is not None
+        assert self.router is not None and self.store is not None  # only once started
+        return await reload_running(self.pm, self.settings, self.registry, self.router,
+                                    self.store, actor=actor)  # fmt: skip
 
     def store_mode(self) -> str:
+        assert self.store is not None  # only once started
         return str(self.store.mode_state().mode)
 
     async def alive(self) -> bool:
-        try:
-            await asyncio.wait_for(self.store.read(lambda c: c.execute("SELECT 1").fetchone()), 5)
-        except Exception:
-            return False
-        return True
+        return self.store is not None and await store_alive(self.store)
 
     def status_text(self) -> str:
+        assert self.store is not None and self.breakers is not None  # only once started
+        assert self.runner is not None
         mode = self.store.mode_state().mode
         snap = self.ledgers[mode].peek(utcnow())
         halt = self.breakers.halt_reason()
-        health = self._risk_health()
+        health = self.runner.health()
         stale = health["stale_prices"]
         blind = health["monitors_blind"].get(str(mode))
-        venue = self.venue_watch.status if hasattr(self, "venue_watch") else None
+        venue = self.venue_watch.status if self.venue_watch is not None else None
         return (
             f"{mode} equity {snap.equity:.2f} {self.settings.risk.reference_currency}"
             f" day {snap.daily_pnl:+.2f} dd {snap.drawdown_pct:.2f}%"
@@ -622,738 +421,11 @@ class Service:
             + (f" MONITORS BLIND (no price: {', '.join(blind)})" if blind else "")
         )
 
-    # ================================================================== events
-
-    def _order_event(self, row: dict[str, Any], mode: str) -> None:
-        self.notifications.publish({"type": "order", "mode": mode, "order": row})
-
-    def _engine_event(self, event: dict[str, Any]) -> None:
-        """Engine events go to /api/events; a strategy stopped by an error is also a
-        notification (automatic trading is off until a person starts it again)."""
-        self.notifications.publish(event)
-        if event.get("event") == "error":
-            notice = strategy_error_event(
-                str(event.get("strategy", "?")), str(event.get("error", "")),
-                mode=self.store.mode_state().mode,
-            )  # fmt: skip
-            self._spawn(self.notifications.notify(notice))
-
-    async def _integrity_alert(self, reason: str) -> None:
-        enqueue_fn = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            st.audit(
-                conn, actor="heliosd", action="mode_integrity", outcome="refused", reason=reason
-            )
-            enqueue_fn(conn, integrity_event(
-                f"LIVE mode not trusted: {reason}",
-                action="Every order is refused until an operator switches to PAPER and back to"
-                " LIVE through the gates (heliosctl mode paper, then heliosctl mode live).",
-            ))  # fmt: skip
-
-        await self.store.write(tx)  # fmt: skip
-
-    def _connection_changed(self, mode: Mode, stream: str, up: bool, detail: str) -> None:
-        self.notifications.publish(
-            {"type": "connection", "mode": str(mode), "stream": stream, "up": up, "detail": detail}
-        )
-        if up or not self._closing:  # our own shutdown closing a stream is not news
-            journal.event("stream_restored" if up else "stream_lost", mode=mode, stream=stream,
-                          detail=detail)  # fmt: skip
-        if mode is not Mode.LIVE or stream != "account":
-            return
-        if up:
-            since = self._down_since.pop(stream, None)
-            event = connection_restored_event(
-                venue="VALR", stream=stream, detail=detail,
-                down_for=utcnow() - since if since is not None else None,
-            )  # fmt: skip
-        elif self._closing:
-            return  # our own shutdown closed it
-        else:
-            self._down_since.setdefault(stream, utcnow())
-            event = connection_lost_event(venue="VALR", stream=stream, detail=detail, mode=mode)
-        enqueue_fn = self.notifications.record
-        self._spawn(self.store.write(lambda c: enqueue_fn(c, event)))
-
-    async def _mode_changed(self, mode: Mode) -> None:
-        self.notifications.publish({"type": "mode", **mode_json(self.store.mode_state())})
-
-    def _quote_changed(self) -> None:
-        for mode in Mode:
-            self._ledger_changed(mode)
-
-    def _ledger_changed(self, mode: Mode) -> None:
-        """Run the monitors soon (coalesced: one pass per loop turn, whatever the burst)."""
-        if mode in self._monitor_pending:
-            return
-        self._monitor_pending.add(mode)
-        asyncio.get_running_loop().call_soon(self._run_monitors, mode)
-
-    def _run_monitors(self, mode: Mode) -> None:
-        self._monitor_pending.discard(mode)
-        ledger = self.ledgers[mode]
-        # An unknown equity is not a loss: no verdicts until the venue's balances are known.
-        if not ledger.ready or not self._risk_setup():
-            return
-        # Every holding is valued (trade stream, REST, cross rate, last fill). Dust never
-        # blocks a pass; a holding above dust with no price at all does (its value is
-        # unknown, and 0 would read as a loss), and never silently: it is listed in
-        # GET /api/health and the status line, and in LIVE it trips stale_prices.
-        totals = ledger.totals()
-        r = self.settings.risk
-        seen = assess(self._pricer, totals, dust_value=r.dust_value,
-                      max_age_s=float(r.max_quote_age_s))  # fmt: skip
-        if seen.unvalued != self._unvalued.get(mode, ()):
-            if seen.unvalued:
-                log.warning("%s holds %s, which no VALR market prices: outside measured equity"
-                            " (valued at 0 in equity, peak and baselines alike)", mode,
-                            ", ".join(seen.unvalued))  # fmt: skip
-            self._unvalued[mode] = seen.unvalued
-        if seen.unpriced:
-            if self._monitor_blind.get(mode) != seen.unpriced:
-                log.warning("%s monitors cannot value %s (no price at all): pass skipped",
-                            mode, ", ".join(seen.unpriced))  # fmt: skip
-            self._monitor_blind[mode] = seen.unpriced
-            self._monitor_skips[mode] = self._monitor_skips.get(mode, 0) + 1
-            return
-        self._monitor_blind.pop(mode, None)
-        if mode is Mode.LIVE:
-            # A balance change no fill explains is pending before this pass computes a
-            # figure from it (a withdrawal must not read as a drawdown meanwhile).
-            self._flows.observe({c: b.total for c, b in ledger.balances().items()},
-                                shown_until=ledger.snapshot_at)  # fmt: skip
-            self._flows_kick()
-            if self._flows.catching_up:
-                # No figure from balances whose flows the baselines do not know yet; the
-                # catch-up runs this pass again when it ends (bounded by its timeout).
-                self._monitor_skips[mode] = self._monitor_skips.get(mode, 0) + 1
-                return
-        before = ledger.marks()
-        snapshot = ledger.snapshot(utcnow())
-        if ledger.marks() != before:
-            self._marks_dirty.add(mode)
-        self.equity.observe(snapshot)  # queued, never awaited: the curve cannot slow a stop
-        if mode is Mode.PAPER and not self.settings.risk.enforce_in_paper:
-            return
-        if not hasattr(self, "stops"):
-            # A venue's first balances can arrive while start() is still wiring; nothing
-            # could act on a verdict yet. start() runs a pass of its own once it can.
-            return
-        ctx = MonitorContext(self.settings, self.breakers.states())
-        for monitor in self.registry.monitors:
-            name = getattr(monitor, "name", type(monitor).__name__)
-            try:
-                action = checked_action(monitor.on_update(snapshot, ctx))
-            except Exception as exc:
-                # Fail closed: a broken monitor (say, a drawdown guard) must not quietly stop
-                # protecting the account. It halts under its own breaker; the traceback is
-                # logged once per trip, not on every price tick while it stays broken.
-                action = failure_action(name, exc)
-                if self._may_trip(action.breaker):
-                    log.error("monitor %s failed; trading halted under breaker %s: %s",
-                              name, action.breaker, action.reason, exc_info=exc)  # fmt: skip
-            if action is not None:
-                self._act_on(mode, action)
-
-    def _may_trip(self, key: str) -> bool:
-        """Not tripped, and no trip of it on its way to the database."""
-        return key not in self._tripping and not self.breakers.is_tripped(key)
-
-    def _act_on(self, mode: Mode, action: Action) -> None:
-        emergency = action.kind is ActionKind.EMERGENCY_STOP
-        key = EMERGENCY if emergency else action.breaker
-        # A trip commits asynchronously; until it has, the next update (a loop turn later)
-        # must not start a second stop with its own notification and cancel-all.
-        if not self._may_trip(key):
-            return
-        if emergency:
-            work = self.stops.breaker_emergency(mode, action.breaker, action.reason)
-        else:
-            work = self.stops.halt(mode, action.breaker, action.reason, action.until)
-        self._tripping.add(key)
-        self._spawn(self._trip(key, work))
-
-    async def _trip(self, key: str, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except Exception:
-            # Nothing else awaits this task; a store that could not commit the latch is
-            # retried by the next update, which finds the breaker still untripped.
-            log.exception("tripping breaker %s failed", key)
-        finally:
-            self._tripping.discard(key)
-
-    async def _marks_loop(self) -> None:
-        self._spawn(self._freshness_loop())
-        while True:
-            await asyncio.sleep(0.5)
-            await self._flush_marks()
-
-    # ---------------------------------------------------------- prices, flows, stale_prices
-
-    def _risk_setup(self) -> bool:
-        """Build the pricer and the LIVE flow watcher once the sinks exist (lazily: the first
-        balances can arrive while start() is still wiring). False until then."""
-        if getattr(self, "_pricer", None) is not None:
-            return True
-        if not hasattr(self, "sinks"):
-            return False
-        r, live = self.settings.risk, self.clients[Mode.LIVE]
-        self._pricer = Pricer(
-            self.market, reference=r.reference_currency, max_age_s=float(r.max_quote_age_s),
-            fetch=valr_fetch(live),
-        )  # fmt: skip
-        self._monitor_blind: dict[Mode, tuple[str, ...]] = {}
-        self._unvalued: dict[Mode, tuple[str, ...]] = {}
-        self._monitor_skips: dict[Mode, int] = {}
-        self._stale_watch = StaleWatch()
-        self._stale_now: tuple[str, ...] = ()
-        self._flows_task: asyncio.Task[None] | None = None
-        currencies = (r.reference_currency, *VIAS)
-        self._flows = FlowWatcher(
-            Mode.LIVE, self.store, value=self._unit_value,
-            on_flow=partial(self._flow_recorded, Mode.LIVE),
-            on_pending=partial(self._flow_pending, Mode.LIVE),
-            history=getattr(live, "transaction_history", None),
-            pair_info=lambda p: split_pair(p, self.market.pairs(), currencies),
-        )  # fmt: skip
-        for mode, sink in self.sinks.items():
-            sink.fill_listeners.append(partial(self._fill_seen, mode))
-        since = rs.downtime_since(getattr(self, "_previous_run", None))
-        if since is not None and self.settings.valr.has_credentials:
-            self._flows.catching_up = True  # before any pass: see FlowWatcher.catch_up
-            self._spawn(self._catch_up_flows(since))
-        # One valuation everywhere: the account snapshots and the ledgers price through it.
-        for account in getattr(self, "accounts", {}).values():
-            account.set_pricer(self._pricer)
-        return True
-
-    async def _catch_up_flows(self, since: datetime) -> None:
-        """Flows made while heliosd was down, then the LIVE pass that waited for them."""
-        try:
-            await self._flows.catch_up(since)
-        finally:
-            self._flows.catching_up = False
-            self._ledger_changed(Mode.LIVE)
-
-    def _unit_value(self, asset: str) -> Decimal | None:
-        return self._pricer.price(asset).value
-
-    def _fill_seen(self, mode: Mode, fill: Any) -> None:
-        self._pricer.note_fill(fill.pair, fill.price, fill.traded_at)
-        if mode is Mode.LIVE:
-            self._flows.note_fill(fill)
-
-    def _flow_recorded(self, mode: Mode, value: Decimal) -> None:
-        ledger = self.ledgers[mode]
-        ledger.equity_marks.flow(value, utcnow().astimezone(ledger.tz).date())
-        self._marks_dirty.add(mode)
-        self._ledger_changed(mode)
-
-    def _flow_pending(self, mode: Mode, value: Decimal) -> None:
-        marks = self.ledgers[mode].equity_marks
-        if marks.pending != value:
-            marks.pending = value
-
-    def _flows_kick(self) -> None:
-        """Look at the LIVE balances for changes no fill explains (in the background)."""
-        task = self._flows_task
-        if task is not None and not task.done():
-            return
-        ledger = self.ledgers[Mode.LIVE]
-        totals = {c: b.total for c, b in ledger.balances().items()}
-        check = self._flows.check(totals, shown_until=ledger.snapshot_at)
-        self._flows_task = asyncio.get_running_loop().create_task(check)
-        self._background.add(self._flows_task)
-        self._flows_task.add_done_callback(self._background.discard)
-
-    async def _freshness_loop(self) -> None:
-        """About once a second: age the prices, keep the traded pairs' quotes warm in LIVE,
-        settle LIVE balance changes (flows), and trip or clear ``stale_prices``."""
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                await self._freshness_pass()
-            except Exception:
-                log.exception("price freshness pass failed")
-
-    async def _freshness_pass(self) -> None:
-        if not self._risk_setup():
-            return
-        self._pricer.sweep()
-        r = self.settings.risk
-        ledger = self.ledgers[Mode.LIVE]
-        stale: tuple[str, ...] = ()
-        seen = None
-        if self.store.mode_state().mode is Mode.LIVE and ledger.ready:
-            for pair in self.settings.valr.pairs:
-                info = self.market.pair(pair)
-                if info is not None:
-                    self._pricer.price(info.base)  # schedules a REST refresh when quiet
-            totals = ledger.totals()
-            seen = assess(self._pricer, totals, dust_value=r.dust_value,
-                          max_age_s=float(r.max_quote_age_s))  # fmt: skip
-            stale = seen.stale
-        if ledger.ready:
-            self._flows_kick()
-        tripped = self.breakers.is_tripped(STALE_PRICES) or STALE_PRICES in self._tripping
-        decision = self._stale_watch.decide(stale, tripped=tripped)
-        if decision == "trip" and seen is not None and self._may_trip(STALE_PRICES):
-            self._tripping.add(STALE_PRICES)
-            try:
-                await self._stale_trip(seen)
-            finally:
-                self._tripping.discard(STALE_PRICES)
-        elif decision == "clear":
-            await self._stale_clear()
-
-    async def _stale_trip(self, seen: Assessment) -> None:
-        detail = describe_stale(seen)
-        reason = f"LIVE holdings cannot be valued fresh: {detail}"
-        event = stale_prices_event(started=True, mode=Mode.LIVE, assets=seen.stale, detail=detail)
-        enqueue = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, STALE_PRICES, mode=Mode.LIVE, reason=reason)
-            st.audit(conn, actor="heliosd", action="stale_prices", outcome="tripped",
-                     reason=reason, details={"assets": list(seen.stale)})  # fmt: skip
-            enqueue(conn, event)
-
-        await self.store.write(tx)
-        self.breakers.committed_trip(STALE_PRICES, reason, None)
-        self._stale_now = seen.stale  # the breakers' journal line says REDUCING and why
-        self.notifications.publish({"type": "stale_prices", "assets": list(seen.stale)})
-
-    async def _stale_clear(self) -> None:
-        assets = self._stale_now
-        event = stale_prices_event(started=False, mode=Mode.LIVE, assets=assets)
-        enqueue = self.notifications.record
-
-        def tx(conn: sqlite3.Connection) -> None:
-            clear_sql(conn, [STALE_PRICES], actor="heliosd", reason="prices fresh again")
-            st.audit(conn, actor="heliosd", action="stale_prices", outcome="cleared",
-                     reason="prices fresh again")  # fmt: skip
-            enqueue(conn, event)
-
-        await self.store.write(tx)
-        self.breakers.committed_clear([STALE_PRICES])
-        self._stale_now = ()  # the breakers' journal line says the state and why
-        self.notifications.publish({"type": "stale_prices", "assets": []})
-
-    def _risk_health(self) -> dict[str, Any]:
-        """What GET /api/health says about prices and flows."""
-        if getattr(self, "_pricer", None) is None:
-            return {"stale_prices": [], "monitors_blind": {}, "flows_recorded": 0}
-        return {
-            "stale_prices": list(self._stale_now) if self.breakers.is_tripped(STALE_PRICES)
-            else [],
-            "monitors_blind": {str(m): list(a) for m, a in self._monitor_blind.items()},
-            "unvalued": {str(m): list(a) for m, a in self._unvalued.items() if a},
-            "monitor_passes_skipped": {str(m): n for m, n in self._monitor_skips.items()},
-            "flows_recorded": self._flows.recorded,
-            "flows_unexplained": {c: str(v) for c, v in self._flows.unexplained.items()},
-            "rest_price_fetches": self._pricer.fetches,
-        }  # fmt: skip
-
-    async def _on_resume(self) -> dict[str, Any]:
-        """Rebase what a resume lifts, so it never re-trips on the next tick without a new
-        loss: the peak of a mode at or past the drawdown limit (or with its drawdown breaker
-        tripped) becomes the current equity; likewise today's baseline for the daily loss.
-        Returns ``{"rebased": {mode: {"peak": {"old", "new"}, "day_start_equity": {"old",
-        "new"}}}}`` for the resume's answer and audit row (unchanged figures: old == new).
-        Stops.resume calls it before it clears the breakers, so they still say what tripped."""
-        r = self.settings.risk
-        now = utcnow()
-        out: dict[str, Any] = {}
-        drawdown = self.breakers.is_tripped(DRAWDOWN)
-        daily = self.breakers.is_tripped(DAILY_LOSS)
-        for mode, ledger in self.ledgers.items():
-            if not ledger.ready:
-                continue
-            snap = ledger.peek(now)
-            marks = ledger.equity_marks
-            equity = snap.equity
-            peak: tuple[Decimal | None, Decimal] = (snap.peak_equity, snap.peak_equity)
-            day: tuple[Decimal | None, Decimal] = (snap.day_start_equity, snap.day_start_equity)
-            if drawdown or snap.drawdown_pct >= r.max_drawdown_pct:
-                peak = marks.rebase_peak(equity)
-            if daily or snap.daily_loss_pct >= r.daily_loss_pct:
-                day = marks.restate_day(equity, now.astimezone(r.tz).date())
-            self._marks_dirty.add(mode)
-            out[str(mode)] = {
-                "peak": {"old": _text(peak[0]), "new": _text(peak[1])},
-                "day_start_equity": {"old": _text(day[0]), "new": _text(day[1])},
-            }
-        await self._flush_marks()
-        return {"rebased": out}
-
-    async def _flush_marks(self) -> None:
-        dirty, self._marks_dirty = self._marks_dirty, set()
-        for mode in dirty:
-            peak, day, day_equity = self.ledgers[mode].marks()
-            await self.store.write(
-                partial(_save_marks, mode=mode, peak=peak, day=day, day_equity=day_equity)
-            )
-
-    # ================================================================== stops
-
-    # ================================================================== ControlBackend
-
-    async def get_mode(self) -> dict[str, Any]:
-        state = self.store.mode_state()
-        halt = self.breakers.halt_reason()
-        # halted: any breaker, or the row says REDUCING/HALTED (trading_state, epoch and
-        # state_reason come from mode_json).
-        halted = halt is not None or state.trading_state is not TradingState.ACTIVE
-        return {
-            **mode_json(state), "halted": halted,
-            "halt_reason": halt or state.state_reason or "",
-            "live_venue": self.settings.valr.label,
-            "live_is_simulator": is_simulator(self.settings.valr),
-        }  # fmt: skip
-
-    async def set_mode(
-        self, mode: Mode, *, confirm_token: str | None, reason: str, actor: Actor
-    ) -> dict[str, Any]:
-        result = await self.orchestrator.switch(
-            mode, confirm_token=confirm_token, reason=reason or "no reason given", actor=actor
-        )
-        return {**await self.get_mode(), **result}
-
-    async def mode_history(self, limit: int) -> dict[str, Any]:
-        return {"history": await self.store.read(lambda c: st.history(c, limit))}
-
-    async def audit(self, limit: int) -> dict[str, Any]:
-        return {"audit": await self.store.read(lambda c: st.audit_rows(c, limit))}
-
-    async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        return await self.stops.emergency_stop(reason=reason, actor=actor)
-
-    async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        result = await self.stops.resume(reason=reason, actor=actor)
-        return {"halted": False, **result, **await self.get_mode()}
-
-    async def halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        result = await self.stops.operator_halt(reason=reason, actor=actor)
-        return {**await self.get_mode(), **result}
-
-    async def engine_status(self) -> dict[str, Any]:
-        return dict(self.engine.status())
-
-    async def engine_start(self, *, actor: Actor) -> dict[str, Any]:
-        return dict(await self.engine.start(self.settings.engine.strategy, actor=str(actor)))
-
-    async def engine_stop(self, *, actor: Actor) -> dict[str, Any]:
-        return dict(await self.engine.stop(actor=str(actor)))
-
-    async def list_orders(self, *, state: str, limit: int) -> dict[str, Any]:
-        open_only = state == "open"
-        rows = await self.store.read(
-            lambda c: od.with_fees(c, od.list_orders(c, open_only=open_only, limit=limit))
-        )
-        return {"orders": rows}
-
-    async def get_order(self, order_id: int) -> dict[str, Any]:
-        try:
-            return {"order": await self.store.read(lambda c: od.get_order_row(c, order_id))}
-        except KeyError:
-            raise NotFoundError(f"no order {order_id}") from None
-
-    async def order_fills(self, order_id: int) -> dict[str, Any]:
-        """Stored fills of one order; for LIVE, checked against VALR's own trade history."""
-        row = (await self.get_order(order_id))["order"]
-        fills = await self.store.read(partial(od.fills_of_order, order_id=order_id))
-        out: dict[str, Any] = {"order_id": order_id, "mode": row["mode"], "venue_checked": False,
-                               "fills": [od.fill_json(f) for f in fills]}  # fmt: skip
-        if row["mode"] == "LIVE" and fills:
-            since = min(f.traded_at for f in fills)
-            history = await self.clients[Mode.LIVE].trade_history(since=since)
-            known = {f.trade_id for f in history}
-            for item in out["fills"]:
-                item["in_venue_history"] = item["trade_id"] in known
-            out["venue_checked"] = True
-        return out
-
-    async def place_order(self, request: OrderRequest, *, actor: Actor) -> dict[str, Any]:
-        intent = OrderIntent(
-            pair=request.pair, side=request.side, type=request.type, quantity=request.quantity,
-            price=request.price, reason=request.reason, source="manual",
-        )  # fmt: skip
-        return {"order": await self.router.submit(intent, actor=str(actor))}
-
-    async def cancel_order(self, order_id: int, *, actor: Actor) -> dict[str, Any]:
-        row = (await self.get_order(order_id))["order"]
-        if not OrderState(row["state"]).is_open:
-            return {"order": row, "cancelled": False}
-        client = self.clients[Mode(row["mode"])]
-        await client.cancel(row["pair"], exchange_order_id=row["exchange_order_id"],
-                            customer_order_id=row["customer_order_id"])  # fmt: skip
-        status = await client.order_status(
-            row["pair"],
-            exchange_order_id=row["exchange_order_id"],
-            customer_order_id=row["customer_order_id"],
-        )
-        if status is not None:
-            await self.sinks[Mode(row["mode"])].apply_order_status(status)
-        await self.store.write(
-            lambda c: st.audit(
-                c,
-                actor=str(actor),
-                action="cancel_order",
-                outcome="sent",
-                details={"order": order_id},
-            )
-        )
-        return {**await self.get_order(order_id), "cancelled": True}
-
-    async def positions(self) -> dict[str, Any]:
-        return {m.value.lower(): self.accounts[m].positions_json() for m in Mode} | {
-            "mode": str(self.store.mode_state().mode)
-        }
-
-    async def close_positions(
-        self, request: CloseRequest, *, confirm_token: str | None, actor: Actor
-    ) -> dict[str, Any]:
-        return await self.closer.close(request, confirm_token=confirm_token, actor=actor)
-
-    async def pnl(self) -> dict[str, Any]:
-        now = utcnow()
-        out: dict[str, Any] = {"mode": str(self.store.mode_state().mode)}
-        for m in Mode:
-            snap = self.accounts[m].snapshot(now)
-            out[m.value.lower()] = {
-                **self.ledgers[m].pnl_json(now),
-                "pending_buy_value": decimal_text(snap.pending_buy_value),
-                "stale": list(snap.stale),
-            }
-        return out
-
-    async def risk(self) -> dict[str, Any]:
-        mode = self.store.mode_state().mode
-        r = self.settings.risk
-        account = self.accounts[mode]
-        snap = account.snapshot()
-        equity = snap.equity
-        largest = Decimal(0)
-        # Per asset, as the position limit counts it: held (with fills the venue's balance
-        # does not show yet) plus pending BUYs.
-        if equity > 0:
-            for asset in set(snap.holdings) | set(snap.pending):
-                if asset == snap.reference:
-                    continue
-                h = snap.holdings.get(asset)
-                p = snap.pending.get(asset)
-                price = h.price.value if h is not None else account.pricer.price(asset).value
-                if price is None:
-                    continue
-                held = (h.total + max(h.unsettled, Decimal(0))) if h is not None else Decimal(0)
-                value = held * price + (max(p.buy_value, p.buy_quantity * price) if p else 0)
-                largest = max(largest, abs(value) / equity * 100)
-        gross = snap.gross_exposure + snap.pending_buy_value
-        leverage = gross / equity if equity > 0 else Decimal(0)
-
-        def q(x: Decimal) -> str:
-            return str(x.quantize(Decimal("0.01")))
-
-        return {
-            "mode": str(mode), "reference_currency": r.reference_currency, "equity": q(equity),
-            "limits": {
-                "max_position_pct": {"limit": str(r.max_position_pct), "use": q(largest)},
-                "max_leverage": {"limit": str(r.max_leverage), "use": q(leverage)},
-                "daily_loss_pct": {"limit": str(r.daily_loss_pct), "use": q(snap.daily_loss_pct)},
-                "max_drawdown_pct": {"limit": str(r.max_drawdown_pct),
-                                     "use": q(snap.drawdown_pct)},
-            },
-            "pending": account.pending_json(),
-            "pending_buy_value": q(snap.pending_buy_value),
-            "flows_today": q(snap.flows_today),
-            "stale": list(snap.stale),
-            "breakers": self.breakers.as_json(),
-            "halted": self.breakers.halt_reason() is not None,
-            "pairs": self._pairs_json(),
-            "rules": [getattr(x, "name", "?") for x in self.router.rules],
-        }  # fmt: skip
-
-    def _pairs_json(self) -> dict[str, dict[str, Any]]:
-        """Each traded pair's venue limits and current prices (live-smoke sizes from these)."""
-        out: dict[str, dict[str, Any]] = {}
-        for symbol in self.settings.valr.pairs:
-            info = self.market.pair(symbol)
-            if info is None:
-                continue
-            quote = self.market.quote(symbol)
-            mark = self.market.mark(symbol)
-            out[symbol] = {
-                "base": info.base, "quote": info.quote, "min_base": str(info.min_base),
-                "max_base": str(info.max_base), "min_quote": str(info.min_quote),
-                "max_quote": str(info.max_quote), "tick_size": str(info.tick_size),
-                "base_decimals": info.base_decimals, "active": info.active,
-                "bid": None if quote is None or quote.bid is None else str(quote.bid),
-                "ask": None if quote is None or quote.ask is None else str(quote.ask),
-                "mark": None if mark is None else str(mark),
-            }  # fmt: skip
-        return out
-
-    async def plugins(self) -> dict[str, Any]:
-        assert self.pm is not None
-        return {
-            "plugins": [r.as_json() for r in plugin_records(self.pm)],
-            "risk_rules": [getattr(x, "name", "?") for x in self.router.rules],
-            "gates": [getattr(x, "name", "?") for x in self.registry.gates],
-            "monitors": [getattr(x, "name", "?") for x in self.registry.monitors],
-            "strategies": sorted(self.registry.strategies),
-            "exchanges": sorted(self.registry.exchanges),
-            "notifiers": [getattr(x, "name", "?") for x in self.registry.notifiers],
-        }
-
-    async def health(self) -> tuple[bool, dict[str, Any]]:
-        store_ok = await self.alive()
-        live = self.clients[Mode.LIVE]
-        streams = {
-            f"{str(m).lower()}.{name}": {"up": up, "detail": detail, "since": since}
-            for m, sink in self.sinks.items() for name, (up, detail, since) in sink.streams.items()
-        }  # fmt: skip
-        body = {
-            "status": "ok" if store_ok else "degraded", "store": store_ok,
-            "mode": str(self.store.mode_state().mode), "streams": streams,
-            "started_at": iso(self.started_at), "halted": self.breakers.halt_reason() is not None,
-            "ledger_errors": {str(m): [e.as_json() for e in self.ledgers[m].errors]
-                              for m in Mode if self.ledgers[m].errors},
-            # VALR's dead-man's switch confirmed on the live account socket now.
-            "cancel_on_disconnect": bool(
-                getattr(self.clients[Mode.LIVE], "cancel_on_disconnect_armed", False)
-            ),
-            **self._risk_health(),
-            # VALR's /v1/public/status as last read and the measured clock offset (venue
-            # minus local, ms); both null when unknown (or for a venue without them).
-            "venue_status": getattr(live, "venue_status", None),
-            "clock_skew_ms": getattr(live, "clock_skew_ms", None),
-            # Fill gaps found and closed from VALR's trade history since start (fillcheck).
-            "fill_gaps_closed": self.fillcheck.gaps_closed,
-        }  # fmt: skip
-        return store_ok, body
-
-    def events(self) -> AsyncIterator[Mapping[str, Any]]:
-        return self.notifications.subscribe()
-
-    async def equity_points(self, mode: Mode, since: datetime | None) -> dict[str, Any]:
-        return await self.equity.points(mode, since)
-
-    async def metrics(self) -> str:
-        from heliosd.runtime.metrics import exposition
-
-        return await exposition(self)
-
-    async def backup(self, *, actor: Actor) -> dict[str, Any]:
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-        path = await self.store.backup(self.settings.daemon.backup_dir / f"heliosd-{stamp}.db")
-        await self.store.write(
-            lambda c: st.audit(
-                c, actor=str(actor), action="backup", outcome="written", details={"path": str(path)}
-            )
-        )
-        return {"backup": str(path)}
-
-    def doctor_context(self, *, notify: bool = False, actor: str = "heliosd") -> Any:
-        """What ``heliosctl doctor`` checks (:mod:`heliosd.runtime.doctor`), taken now."""
-        from heliosd.plugins.manager import config_sections
-        from heliosd.runtime.doctor import DoctorContext
-
-        assert self.pm is not None
-        return DoctorContext(
-            settings=self.settings, gates=self._gate_context(), live=self.clients[Mode.LIVE],
-            live_streams=dict(self.sinks[Mode.LIVE].streams), notifiers=self.registry.notifiers,
-            plugins=plugin_records(self.pm), strategies=set(self.registry.strategies),
-            config_sections=config_sections(self.pm), engine_running=self.engine.running,
-            notify=notify, actor=actor,
-        )  # fmt: skip
-
-    async def doctor(self, *, notify: bool, actor: Actor) -> dict[str, Any]:
-        from heliosd.runtime.doctor import run_doctor
-
-        return await run_doctor(self.doctor_context(notify=notify, actor=str(actor)))
-
     # ================================================================== gates
 
     def _gate_context(self) -> GateContext:
-        return GateContext(
-            settings=self.settings, live=self.clients[Mode.LIVE], paper=self.clients[Mode.PAPER],
-            paper_ledger=self.ledgers[Mode.PAPER], live_ledger=self.ledgers[Mode.LIVE],
-            market=self.market, orders=_StoreOrders(self.store), pairs=self.market.pairs(),
-            engine_running=self.engine.running,
-        )  # fmt: skip
-
-    async def _live_leftovers(self) -> dict[str, Any]:
-        try:
-            orders = await self.clients[Mode.LIVE].open_orders()
-        except AuthError:
-            orders = []
-        return {
-            "orders": [{"pair": o.pair, "side": str(o.side), "remaining": str(o.remaining_quantity),
-                        "exchange_order_id": o.exchange_order_id} for o in orders],
-            "positions": self.ledgers[Mode.LIVE].positions_json(),
-        }  # fmt: skip
-
-
-class _StoreOrders:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    async def open_orders(self, mode: Mode | None = None) -> Sequence[Mapping[str, Any]]:
-        return await self._store.read(
-            lambda c: od.list_orders(c, open_only=True, limit=10_000, mode=mode)
-        )
-
-
-def _open_order(row: Mapping[str, Any]) -> OpenOrder:
-    from heliosd.core.types import OrderType
-
-    qty = Decimal(row["quantity"])
-    return OpenOrder(
-        exchange_order_id=row["exchange_order_id"] or "", pair=row["pair"],
-        side=Side(row["side"]), type=OrderType(row["type"]),
-        price=Decimal(row["price"]) if row["price"] else None, original_quantity=qty,
-        remaining_quantity=qty - Decimal(row["filled_quantity"]),
-        customer_order_id=row["customer_order_id"],
-    )  # fmt: skip
-
-
-def _text(value: Decimal | None) -> str | None:
-    from heliosd.risk.ledger import decimal_text
-
-    return None if value is None else decimal_text(value)
-
-
-def _load_marks(conn: sqlite3.Connection, mode: Mode) -> tuple[Any, Any, Any]:
-    from datetime import date
-
-    peak = conn.execute(
-        "SELECT value FROM equity_marks WHERE mode = ? AND kind = 'peak'", (str(mode),)
-    ).fetchone()
-    day = conn.execute(
-        "SELECT day, value FROM equity_marks WHERE mode = ? AND kind = 'day_start'"
-        " ORDER BY day DESC LIMIT 1",
-        (str(mode),),
-    ).fetchone()
-    return (
-        Decimal(peak[0]) if peak else None,
-        date.fromisoformat(day[0]) if day else None,
-        Decimal(day[1]) if day else None,
-    )
-
-
-def _save_marks(conn: sqlite3.Connection, mode: Mode, peak: Any, day: Any, day_equity: Any) -> None:
-    now = iso(utcnow())
-    if peak is not None:
-        conn.execute(
-            "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'peak', '-', ?, ?)"
-            " ON CONFLICT(mode, kind, day) DO UPDATE SET value = excluded.value, at = excluded.at",
-            (str(mode), str(peak), now),
-        )
-    if day is not None and day_equity is not None:
-        conn.execute(
-            "INSERT INTO equity_marks(mode, kind, day, value, at) VALUES (?, 'day_start', ?, ?, ?)"
-            " ON CONFLICT(mode, kind, day) DO UPDATE SET value = excluded.value, at = excluded.at",
-            (str(mode), day.isoformat(), str(day_equity), now),
-        )
+        engine, store = self.engine, self.store
+        assert engine is not None and store is not None  # asked for only once started
+        return gate_context(settings=self.settings, clients=self.clients, ledgers=self.ledgers,
+                            market=self.market, store=store,
+                            engine_running=lambda: engine.running)  # fmt: skip

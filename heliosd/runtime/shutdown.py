@@ -267,7 +267,7 @@ def service_stages(service: Service) -> list[Stage]:
         # From here the shutdown's engine stop does not overwrite the operator's choice.
         service._closing = True
         await service._shutdown_hooks()
-        engine = getattr(service, "engine", None)
+        engine = service.engine
         if engine is None:
             return
         # The engine takes no new tick from now on, but a tick submitting an order is let
@@ -281,7 +281,7 @@ def service_stages(service: Service) -> list[Stage]:
 
     async def settle_placements(budget: float) -> None:
         until = time.monotonic() + max(0.0, budget - 0.1)  # a moment left to log and return
-        permits = getattr(service, "permits", None)
+        permits = service.permits
         if permits is not None:
             unresolved = await permits.settle(max(0.0, until - time.monotonic()))
             if unresolved:
@@ -304,19 +304,21 @@ def service_stages(service: Service) -> list[Stage]:
     async def drain(_budget: float) -> None:
         for task in list(service._background):
             task.cancel()
-        for sink in getattr(service, "sinks", {}).values():
+        for sink in service.sinks.values():
             await sink.drain()
-        if getattr(service, "ledgers", None) is not None:
-            await service._flush_marks()
+        if service.runner is not None:
+            await service.runner.flush_marks()
         # Jobs commit in the order they were queued: once this no-op commits, so has every
         # write queued before it.
-        await service.store.write(lambda _conn: None)
+        if service.store is not None:
+            await service.store.write(lambda _conn: None)
 
     async def flush_outbox(budget: float) -> None:
-        notifications = getattr(service, "notifications", None)
+        notifications = service.notifications
         if notifications is None:
             return
         store = service.store
+        assert store is not None  # the notifications are built on it
         max_attempts = service.settings.notify.max_attempts
         until = time.monotonic() + max(0.0, budget - 0.5)
         notifications.wake()
@@ -337,7 +339,7 @@ def service_stages(service: Service) -> list[Stage]:
         await service.stack.aclose()
 
     async def close_store(_budget: float) -> None:
-        store = getattr(service, "store", None)
+        store = service.store
         if store is not None:
             await store.close()  # idempotent: a no-op when close_clients closed it
             log.info("store closed")
