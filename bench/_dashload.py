@@ -13,6 +13,7 @@ process of its own so that it never shares that daemon's interpreter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import socket
@@ -72,10 +73,8 @@ class SSEClient:
 
     def close(self) -> None:
         self._closing = True
-        try:
+        with contextlib.suppress(OSError):  # the daemon may have closed it first
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
         self.thread.join(5)
 

@@ -1,4 +1,4 @@
-"""Benchmark 8 (issue 16): what the web dashboard and a metrics scraper cost the daemon.
+"""Benchmark (issue 16): what the web dashboard and a metrics scraper cost the daemon.
 
 A real ``heliosd run`` process (demo-like: PAPER, the demo strategy configured, BTCZAR and
 ETHZAR, a few PAPER orders resting and filled) with its LIVE venue the simulator in a third
@@ -372,9 +372,16 @@ def sse_window(
     if sse is not None:
         sse.close()
     wall = w1 - w0
-    return {"reader": reader, "fills": n, "wall_s": round(wall, 3), "sending_s": round(sent, 3),
-            "cpu_pct_of_core": round((c1 - c0) / wall * 100, 2),
-            "events": events, "events_per_s": round(events / sent, 1), "event_types": types}  # fmt: skip
+    return {
+        "reader": reader,
+        "fills": n,
+        "wall_s": round(wall, 3),
+        "sending_s": round(sent, 3),
+        "cpu_pct_of_core": round((c1 - c0) / wall * 100, 2),
+        "events": events,
+        "events_per_s": round(events / sent, 1),
+        "event_types": types,
+    }
 
 
 def sse_cost(proc: DaemonProcess, sim: SimProcess, args: argparse.Namespace) -> dict[str, Any]:
@@ -619,9 +626,9 @@ def main() -> None:
     with SimProcess() as sim, tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
         figures = asyncio.run(measure(sim, args, Path(tmp)))
     figures["mode"] = str(Mode.PAPER) + " (the demo's), demo strategy configured, not running"
+    http_p99 = figures["http"]["bridge"]["first_load_ms"]["p99"]
     targets = {
-        "http_first_load_p99_under_300ms": figures["http"]["bridge"]["first_load_ms"]["p99"]
-        < 300,
+        "http_first_load_p99_under_300ms": http_p99 < 300,
         "sse_cost_under_2pct_of_core": figures["sse"]["cost_pct_of_core"] < 2,
         "metrics_p99_under_5ms": figures["metrics"]["latency_ms"]["p99"] < 5,
     }
