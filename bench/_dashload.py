@@ -1,13 +1,15 @@
 """What an open dashboard and a Prometheus scraper ask of a daemon, from another process.
 
 ``SSEClient`` follows ``GET /api/events`` on its own Unix-socket connection in a thread and
-counts the events it reads (by type). ``Scraper`` sends ``GET /metrics`` on one keep-alive
-connection at a fixed interval and times each answer.
+counts the events it reads (by type). ``Refresher`` makes the page's API calls after events
+as app.js does (``PAGE_CHAINS``, 0.7 s after an event). ``Scraper`` sends ``GET /metrics`` on
+one keep-alive connection at a fixed interval and times each answer.
 
 Run as a script (``python bench/_dashload.py SOCKET --scrape-interval 0.1``) it waits for the
-socket to appear, keeps one SSE client open and scrapes until SIGTERM, then prints one JSON
-line of what it did: the load ``dashboard.py`` puts next to another benchmark's daemon, in a
-process of its own so that it never shares that daemon's interpreter.
+socket to appear, keeps one SSE client open (with the page's refreshes unless
+``--no-refresh``) and scrapes until SIGTERM, then prints one JSON line of what it did: the
+load ``dashboard.py`` puts next to another benchmark's daemon, in a process of its own so
+that it never shares that daemon's interpreter.
 """
 
 from __future__ import annotations
@@ -28,6 +30,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import summary
 from _daemonproc import UnixHTTP
+
+# The API calls of app.js's refreshAll (the first load, and the refresh 0.7 s after an event):
+# seven chains the page runs in parallel, each chain's calls one after the other. The orders
+# chain then asks for the fills of up to 8 of the recent orders that have any (FILLS_OF).
+PAGE_CHAINS: tuple[tuple[str, ...], ...] = (
+    ("/api/trading/mode",),
+    ("/api/health",),
+    ("/api/positions",),
+    ("/api/risk", "/api/equity?mode=LIVE", "/api/equity?mode=PAPER"),
+    ("/api/orders?state=open&limit=100", "/api/orders?state=all&limit=50"),
+    ("/api/autonomous-engine/status",),
+    ("/api/trading/mode/history?limit=10", "/api/audit?limit=25"),
+)
+REFRESH_DELAY_S = 0.7  # app.js refreshSoon
+
+
+def fills_of(recent: dict[str, Any]) -> list[str]:
+    """The fills calls the page makes after ``GET /api/orders?state=all&limit=50``."""
+    filled = [o for o in recent["orders"] if float(o.get("filled_quantity") or 0) > 0]
+    return [f"/api/orders/{o['id']}/fills" for o in filled[:8]]
 
 
 class SSEClient:
@@ -116,6 +138,53 @@ class Scraper:
         self.conn.close()
 
 
+class Refresher:
+    """What an open dashboard page asks after events: the page's calls ``REFRESH_DELAY_S``
+    after the first event since the last refresh (app.js's debounce), on one keep-alive
+    connection (the page spreads them over a few; the daemon's work is the same)."""
+
+    def __init__(self, path: Path, sse: SSEClient) -> None:
+        self.conn = UnixHTTP(path)
+        self.sse = sse
+        self.refreshes = 0
+        self.requests = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="refresher", daemon=True)
+        self.thread.start()
+
+    def _get(self, path: str) -> Any:
+        self.requests += 1
+        status, body = self.conn.call("GET", path)
+        if status not in (200, 503):  # /api/health: 503 while something is unhealthy
+            self.failures += 1
+        return body
+
+    def _run(self) -> None:
+        seen = self.sse.count
+        while not self._stop.wait(0.01):
+            if self.sse.count == seen:
+                continue
+            if self._stop.wait(REFRESH_DELAY_S):
+                break
+            seen = self.sse.count  # events during the delay are covered by this refresh
+            try:
+                for chain in PAGE_CHAINS:
+                    for path in chain:
+                        body = self._get(path)
+                        if path.startswith("/api/orders?state=all"):
+                            for fills in fills_of(body):
+                                self._get(fills)
+                self.refreshes += 1
+            except (OSError, ValueError):
+                self.failures += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(30)
+        self.conn.close()
+
+
 def _wait_for_socket(path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -136,11 +205,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("socket", type=Path)
     parser.add_argument("--scrape-interval", type=float, default=0.1)
+    parser.add_argument("--no-refresh", action="store_true", help="the stream only, no page")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     _wait_for_socket(args.socket, 60)
     sse = SSEClient(args.socket)
+    refresher = None if args.no_refresh else Refresher(args.socket, sse)
     scraper = Scraper(args.socket, args.scrape_interval) if args.scrape_interval > 0 else None
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -148,8 +219,14 @@ def main() -> None:
         pass
     if scraper is not None:
         scraper.stop()
+    if refresher is not None:
+        refresher.stop()
     sse.close()
     line: dict[str, Any] = {"events": sse.count, "event_types": dict(sse.types)}
+    if refresher is not None:
+        line["page_refreshes"] = refresher.refreshes
+        line["page_requests"] = refresher.requests
+        line["page_failures"] = refresher.failures
     if scraper is not None:
         line["scrapes"] = len(scraper.samples_ms)
         line["scrape_failures"] = scraper.failures

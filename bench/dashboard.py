@@ -19,15 +19,17 @@ and a one-time login. Four measurements:
   with none, alternated; the difference in % of one core. Publishing costs nothing without a
   reader (``Notifications.publish`` returns at once; the outbox rows are written either
   way), so the difference is the whole price of an open stream. The rate actually delivered
-  is counted by the reader.
+  is counted by the reader. Reported too, without a target: the same with the page's own
+  refreshes (``_dashload.Refresher``: app.js's API calls 0.7 s after an event), the price of
+  an open page rather than of its stream.
 * **/metrics**: ``GET /metrics`` on one keep-alive connection over the Unix socket.
 * **interference**: ``risk_path.time_evaluate`` on an in-process daemon's own router and
   ``fills.run`` (burst and paced) with and without ``_dashload.py`` next to the daemon (a
-  process of its own holding one event-stream reader open and scraping ``/metrics`` every
-  ``--scrape-interval`` s, 0.1 by default: 150x a 15 s Prometheus scrape, so that an effect
-  would show), back to back and alternated; the ratio loaded / quiet, and the spread of the
-  quiet runs (the noise it is compared with). No target: RESULTS.md says whether it is
-  within noise.
+  process of its own holding one event-stream reader open with the page's refreshes after
+  events, and scraping ``/metrics`` every ``--scrape-interval`` s, 0.1 by default: 150x a
+  15 s Prometheus scrape, so that an effect would show), back to back and alternated; the
+  ratio loaded / quiet, and the spread of the quiet runs (the noise it is compared with). No
+  target: RESULTS.md says whether it is within noise.
 
 Prints one JSON line. ``--quick`` is a smoke-test size (not a measurement).
 """
@@ -60,7 +62,7 @@ import fills as fills_bench
 import risk_path
 from _common import emit, median_of, note, summary
 from _daemonproc import UnixHTTP, daemon_process, fail
-from _dashload import SSEClient
+from _dashload import PAGE_CHAINS, Refresher, SSEClient, fills_of
 from _simproc import SimProcess
 
 from heliosd.control.dashboard import CSRF_COOKIE
@@ -290,31 +292,19 @@ async def http_load(session: aiohttp.ClientSession, base: str) -> tuple[float, i
                 raise RuntimeError(f"GET {path} answered {resp.status}: {body[:200]!r}")
             return json.loads(body) if path.startswith("/api/") else body
 
-    async def chain(*paths: str) -> None:
+    async def chain(paths: tuple[str, ...]) -> None:
         for path in paths:
-            await get(path)
-
-    async def orders() -> None:
-        await get("/api/orders?state=open&limit=100")
-        recent = await get("/api/orders?state=all&limit=50")
-        filled = [o for o in recent["orders"] if float(o.get("filled_quantity") or 0) > 0]
-        for o in filled[:8]:
-            await get(f"/api/orders/{o['id']}/fills")
+            body = await get(path)
+            if path.startswith("/api/orders?state=all"):
+                for fills in fills_of(body):
+                    await get(fills)
 
     t0 = time.perf_counter_ns()
     html = await get("/dashboard/")
     if b"/dashboard/static/app.js" not in html:
         raise RuntimeError("the dashboard page does not load app.js")
     await asyncio.gather(get("/dashboard/static/style.css"), get("/dashboard/static/app.js"))
-    await asyncio.gather(
-        chain("/api/trading/mode"),
-        chain("/api/health"),
-        chain("/api/positions"),
-        chain("/api/risk", "/api/equity?mode=LIVE", "/api/equity?mode=PAPER"),
-        orders(),
-        chain("/api/autonomous-engine/status"),
-        chain("/api/trading/mode/history?limit=10", "/api/audit?limit=25"),
-    )
+    await asyncio.gather(*(chain(c) for c in PAGE_CHAINS))
     return (time.perf_counter_ns() - t0) / 1e6, count
 
 
@@ -354,11 +344,18 @@ async def _timed_loads(
 
 
 def sse_window(
-    proc: DaemonProcess, sim: SimProcess, rate: int, seconds: float, reader: bool
+    proc: DaemonProcess,
+    sim: SimProcess,
+    rate: int,
+    seconds: float,
+    reader: bool,
+    page: bool = False,
 ) -> dict[str, Any]:
-    """Daemon CPU while the simulator pushes ``rate`` fills/s for ``seconds``."""
+    """Daemon CPU while the simulator pushes ``rate`` fills/s for ``seconds``; with one
+    event-stream reader or none, and with the page's refreshes after events (``page``)."""
     assert proc.proc is not None
     sse = SSEClient(proc.socket) if reader else None
+    refresher = Refresher(proc.socket, sse) if sse is not None and page else None
     time.sleep(0.3)  # the connection's own setup is not the stream's running cost
     n = max(1, round(rate * seconds))
     e0 = sse.count if sse else 0
@@ -369,11 +366,17 @@ def sse_window(
     c1, w1 = cpu_seconds(proc.proc.pid), time.monotonic()
     events = (sse.count - e0) if sse else 0
     types = dict(sse.types) if sse else {}
+    refreshes = None
+    if refresher is not None:
+        refresher.stop()
+        refreshes = {"refreshes": refresher.refreshes, "requests": refresher.requests,
+                     "failures": refresher.failures}  # fmt: skip
     if sse is not None:
         sse.close()
     wall = w1 - w0
     return {
         "reader": reader,
+        "page": refreshes,
         "fills": n,
         "wall_s": round(wall, 3),
         "sending_s": round(sent, 3),
@@ -397,11 +400,16 @@ def sse_cost(proc: DaemonProcess, sim: SimProcess, args: argparse.Namespace) -> 
         # Alternate which comes first, so a drift of the machine does not favour one side.
         for reader in (False, True) if i % 2 == 0 else (True, False):
             windows.append(sse_window(proc, sim, fill_rate, args.window, reader))
+    # Not the target: what an open page adds on top of its stream (app.js refreshes every
+    # section 0.7 s after an event, so at this rate about once a second), once per repeat.
+    pages = [sse_window(proc, sim, fill_rate, args.window, True, page=True)
+             for _ in range(args.repeats)]  # fmt: skip
     quiet = [w["cpu_pct_of_core"] for w in windows if not w["reader"]]
     streamed = [w["cpu_pct_of_core"] for w in windows if w["reader"]]
     delivered = [w["events_per_s"] for w in windows if w["reader"]]
     if min(delivered) <= 0:
         raise RuntimeError(f"the event stream delivered nothing: {windows}")
+    page_cpu = [w["cpu_pct_of_core"] for w in pages]
     return {
         "target_events_per_s": args.rate,
         "events_per_fill": round(per_fill, 2),
@@ -411,7 +419,12 @@ def sse_cost(proc: DaemonProcess, sim: SimProcess, args: argparse.Namespace) -> 
         "cpu_pct_no_reader": median_of(quiet, 2),
         "cpu_pct_one_reader": median_of(streamed, 2),
         "cost_pct_of_core": round(statistics.median(streamed) - statistics.median(quiet), 2),
+        "cpu_pct_open_page": median_of(page_cpu, 2),
+        "open_page_cost_pct_of_core": round(
+            statistics.median(page_cpu) - statistics.median(quiet), 2
+        ),
         "windows": windows,
+        "page_windows": pages,
         "how": "utime+stime of the daemon process from /proc/<pid>/stat; the reader is a raw"
         " HTTP/1.0 client on the Unix socket (the bridge relays the same bytes)",
     }

@@ -104,6 +104,8 @@ def test_dashboard_loads_the_page_streams_events_and_scrapes_next_to_the_benchma
     # send, never fast), and a window without a reader received nothing.
     assert all((w["events"] > 0) == w["reader"] for w in sse["windows"]), sse["windows"]
     assert 20 <= sse["delivered_events_per_s"] <= 150, sse
+    page = sse["page_windows"][0]["page"]  # the page's refreshes ran, every call answered
+    assert page["refreshes"] > 0 and page["requests"] >= 14 and page["failures"] == 0, page
     for part in ("risk_path", "fills"):
         load = r["interference"][part]["load"]
         assert load and load[0]["scrapes"] > 0 and load[0]["scrape_failures"] == 0, load
