@@ -49,6 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -600,8 +601,8 @@ async def measure(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict
             metrics_latency, proc, args.metrics_requests, args.warmup * 10
         )
         figures["sse"] = await asyncio.to_thread(sse_cost, proc, sim, args)
-    except Exception as exc:
-        fail(proc, f"{type(exc).__name__}: {exc}")
+    except Exception:
+        fail(proc, traceback.format_exc())  # with the daemon's log: what it was doing then
     finally:
         if proc.proc is not None and proc.proc.poll() is None:
             await proc.aterminate()
