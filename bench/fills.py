@@ -28,6 +28,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,23 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.001)
 
 
-async def run(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+async def run(
+    sim: SimProcess,
+    args: argparse.Namespace,
+    work: Path,
+    on_ready: Callable[[Path], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
+) -> dict[str, Any]:
+    """``on_ready(socket)`` runs once the account stream is up, before anything is measured,
+    and the callable it returns once everything is, before the daemon stops (``dashboard.py``
+    starts and stops its scraper and event-stream reader there)."""
     config = write_config(work, sim.handle)
     running = await start_daemon(config)
+    after = None
     try:
         sink = running.service.sinks[Mode.LIVE]
         await wait_for(lambda: sink.streams.get("account", (False,))[0], 30, "account stream")
+        if on_ready is not None:
+            after = await on_ready(running.socket)
         recorder = Recorder()
         sink.fill_listeners.append(recorder)
 
@@ -113,6 +125,8 @@ async def run(sim: SimProcess, args: argparse.Namespace, work: Path) -> dict[str
         commits = running.service.store.commits
         db = config.parent / "state" / "heliosd.db"
     finally:
+        if after is not None:
+            await after()
         await running.stop()
     with sqlite3.connect(db) as check:
         stored = check.execute("SELECT count(*) FROM fills WHERE mode = 'LIVE'").fetchone()[0]

@@ -9,6 +9,7 @@ and the line carries the machine it ran on.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def run_bench(name: str, *args: str) -> dict[str, Any]:
+def run_bench(name: str, *args: str, timeout: float = 60) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, str(BENCH / name), "--quick", *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -84,6 +86,32 @@ def test_startup_reaches_ready_through_sd_notify() -> None:
     assert r["sim"]["rss_mb"]["median"] > 10  # a real Python process, measured from /proc
 
 
+def test_dashboard_loads_the_page_streams_events_and_scrapes_next_to_the_benchmarks() -> None:
+    # Two daemons, four simulators, a browser and the bridge: more than the others' minute.
+    r = run_bench("dashboard.py", timeout=180)
+    http = r["http"]
+    # Page + 2 assets + the page's 14 first calls (3 filled seed orders: one fills call each)
+    assert http["bridge"]["requests_per_load"] == http["socket"]["requests_per_load"] == 17
+    assert http["bridge"]["first_load_ms"]["median"] > 0
+    if CHROMIUM is not None:  # the page drew its data: the mode and the resting seed orders
+        assert r["browser"]["first_load_ms"]["median"] > 0
+        assert r["browser"]["open_orders_drawn"] == 3
+    else:
+        assert "Chromium" in r["browser"]["error"]
+    assert r["metrics"]["bytes"] > 0 and r["metrics"]["latency_ms"]["median"] > 0
+    sse = r["sse"]
+    # The reader really received the stream, near the asked-for rate (a loaded box is slow to
+    # send, never fast), and a window without a reader received nothing.
+    assert all((w["events"] > 0) == w["reader"] for w in sse["windows"]), sse["windows"]
+    assert 20 <= sse["delivered_events_per_s"] <= 150, sse
+    page = sse["page_windows"][0]["page"]  # the page's refreshes ran, every call answered
+    assert page["refreshes"] > 0 and page["requests"] >= 14 and page["failures"] == 0, page
+    for part in ("risk_path", "fills"):
+        load = r["interference"][part]["load"]
+        assert load and load[0]["scrapes"] > 0 and load[0]["scrape_failures"] == 0, load
+    assert r["interference"]["fills"]["fills_per_s"]["quiet"][0] > 0
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -93,6 +121,7 @@ def test_startup_reaches_ready_through_sd_notify() -> None:
         "control.py",
         "startup.py",
         "monitor_pass.py",
+        "dashboard.py",
     ],
 )
 def test_every_benchmark_documents_itself(name: str) -> None:

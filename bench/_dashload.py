@@ -1,0 +1,240 @@
+"""What an open dashboard and a Prometheus scraper ask of a daemon, from another process.
+
+``SSEClient`` follows ``GET /api/events`` on its own Unix-socket connection in a thread and
+counts the events it reads (by type). ``Refresher`` makes the page's API calls after events
+as app.js does (``PAGE_CHAINS``, 0.7 s after an event). ``Scraper`` sends ``GET /metrics`` on
+one keep-alive connection at a fixed interval and times each answer.
+
+Run as a script (``python bench/_dashload.py SOCKET --scrape-interval 0.1``) it waits for the
+socket to appear, keeps one SSE client open (with the page's refreshes unless
+``--no-refresh``) and scrapes until SIGTERM, then prints one JSON line of what it did: the
+load ``dashboard.py`` puts next to another benchmark's daemon, in a process of its own so
+that it never shares that daemon's interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import summary
+from _daemonproc import UnixHTTP
+
+# The API calls of app.js's refreshAll (the first load, and the refresh 0.7 s after an event):
+# seven chains the page runs in parallel, each chain's calls one after the other. The orders
+# chain then asks for the fills of up to 8 of the recent orders that have any (FILLS_OF).
+PAGE_CHAINS: tuple[tuple[str, ...], ...] = (
+    ("/api/trading/mode",),
+    ("/api/health",),
+    ("/api/positions",),
+    ("/api/risk", "/api/equity?mode=LIVE", "/api/equity?mode=PAPER"),
+    ("/api/orders?state=open&limit=100", "/api/orders?state=all&limit=50"),
+    ("/api/autonomous-engine/status",),
+    ("/api/trading/mode/history?limit=10", "/api/audit?limit=25"),
+)
+REFRESH_DELAY_S = 0.7  # app.js refreshSoon
+
+
+def fills_of(recent: dict[str, Any]) -> list[str]:
+    """The fills calls the page makes after ``GET /api/orders?state=all&limit=50``."""
+    filled = [o for o in recent["orders"] if float(o.get("filled_quantity") or 0) > 0]
+    return [f"/api/orders/{o['id']}/fills" for o in filled[:8]]
+
+
+class SSEClient:
+    """One reader of the event stream; ``count`` and ``types`` grow as events arrive."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(path))
+        # HTTP/1.0 as heliosd.control.eventtap does: the answer is not chunked, lines are lines.
+        self.sock.sendall(
+            b"GET /api/events HTTP/1.0\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        self.count = 0
+        self.types: Counter[str] = Counter()
+        self.connected = threading.Event()
+        self.error: str | None = None
+        self._closing = False
+        self.thread = threading.Thread(target=self._read, name="sse", daemon=True)
+        self.thread.start()
+        if not self.connected.wait(30):
+            raise RuntimeError(f"the event stream did not open: {self.error}")
+
+    def _read(self) -> None:
+        rest = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    if line.startswith(b"event: "):
+                        self.count += 1
+                        self.types[line[7:].decode(errors="replace")] += 1
+                    elif line == b": connected":
+                        self.connected.set()
+        except OSError as exc:
+            if not self._closing:
+                self.error = str(exc)
+        self.connected.set()
+
+    def close(self) -> None:
+        self._closing = True
+        with contextlib.suppress(OSError):  # the daemon may have closed it first
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.thread.join(5)
+
+
+class Scraper:
+    """``GET /metrics`` every ``interval`` seconds (absolute schedule) until ``stop``."""
+
+    def __init__(self, path: Path, interval: float) -> None:
+        self.conn = UnixHTTP(path)
+        self.interval = interval
+        self.samples_ms: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="scraper", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        i = 0
+        while not self._stop.is_set():
+            t0 = time.perf_counter_ns()
+            try:
+                self.conn.request("GET", "/metrics")
+                resp = self.conn.getresponse()
+                body = resp.read()
+                ok = resp.status == 200 and b"heliosd_" in body
+            except OSError:
+                ok = False
+            if ok:
+                self.samples_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            else:
+                self.failures += 1
+            i += 1
+            self._stop.wait(max(0.0, start + i * self.interval - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+        self.conn.close()
+
+
+class Refresher:
+    """What an open dashboard page asks after events: the page's calls ``REFRESH_DELAY_S``
+    after the first event since the last refresh (app.js's debounce), on one keep-alive
+    connection (the page spreads them over a few; the daemon's work is the same)."""
+
+    def __init__(self, path: Path, sse: SSEClient) -> None:
+        self.conn = UnixHTTP(path)
+        self.sse = sse
+        self.refreshes = 0
+        self.requests = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="refresher", daemon=True)
+        self.thread.start()
+
+    def _get(self, path: str) -> Any:
+        self.requests += 1
+        status, body = self.conn.call("GET", path)
+        if status not in (200, 503):  # /api/health: 503 while something is unhealthy
+            self.failures += 1
+        return body
+
+    def _run(self) -> None:
+        seen = self.sse.count
+        while not self._stop.wait(0.01):
+            if self.sse.count == seen:
+                continue
+            if self._stop.wait(REFRESH_DELAY_S):
+                break
+            seen = self.sse.count  # events during the delay are covered by this refresh
+            try:
+                for chain in PAGE_CHAINS:
+                    for path in chain:
+                        body = self._get(path)
+                        if path.startswith("/api/orders?state=all"):
+                            for fills in fills_of(body):
+                                self._get(fills)
+                self.refreshes += 1
+            except (OSError, ValueError):
+                self.failures += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(30)
+        self.conn.close()
+
+
+def _wait_for_socket(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            probe = UnixHTTP(path, timeout=5)
+            status, _ = probe.call("GET", "/api/trading/mode")
+            probe.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no daemon answered on {path} within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("socket", type=Path)
+    parser.add_argument("--scrape-interval", type=float, default=0.1)
+    parser.add_argument("--no-refresh", action="store_true", help="the stream only, no page")
+    args = parser.parse_args()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    _wait_for_socket(args.socket, 60)
+    sse = SSEClient(args.socket)
+    refresher = None if args.no_refresh else Refresher(args.socket, sse)
+    scraper = Scraper(args.socket, args.scrape_interval) if args.scrape_interval > 0 else None
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while not stop.wait(0.2):  # a short wait: the SIGTERM handler runs between waits
+        pass
+    if scraper is not None:
+        scraper.stop()
+    if refresher is not None:
+        refresher.stop()
+    sse.close()
+    line: dict[str, Any] = {"events": sse.count, "event_types": dict(sse.types)}
+    if refresher is not None:
+        line["page_refreshes"] = refresher.refreshes
+        line["page_requests"] = refresher.requests
+        line["page_failures"] = refresher.failures
+    if scraper is not None:
+        line["scrapes"] = len(scraper.samples_ms)
+        line["scrape_failures"] = scraper.failures
+        if scraper.samples_ms:
+            line["scrape_ms"] = summary(scraper.samples_ms)
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
