@@ -264,8 +264,9 @@ async def capture() -> dict[str, Any]:
             )
         ).json()
 
-        # Maker rebates (docs/simulator.md, sim.faults.maker_rebate_bps): makerReward in place of, then beside, the
-        # fee. Resting buys below the 985,000 market fill as the market falls through them.
+        # Maker rebates (docs/simulator.md, sim.faults.maker_rebate_bps): makerReward in
+        # place of, then beside, the fee. Resting buys below the 985,000 market fill as the
+        # market falls through them.
         sim.faults.maker_rebate_bps = 2
         rebates = (
             ("reward", "fixture-rebate-1", "980000", "975000"),

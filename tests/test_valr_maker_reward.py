@@ -1,6 +1,7 @@
 """VALR maker rebates (``makerReward``/``makerRewardCurrency``: a field VALR's public docs
-show with low confidence, docs/operations.md "Maker rebates") parsed as a negative fee, on the simulator's fixtures and every variation the
-parser must survive: reward alone, beside a fee, absent, "0", garbled."""
+show with low confidence, docs/operations.md "Maker rebates") parsed as a negative fee, on
+the simulator's fixtures and every variation the parser must survive: reward alone, beside
+a fee, absent, "0", garbled."""
 
 from __future__ import annotations
 
