@@ -42,12 +42,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from heliosd.core.types import utcnow
+from heliosd.core.types import OrderState, utcnow
 
 if TYPE_CHECKING:
     from heliosd.runtime.service import Service
@@ -66,7 +67,7 @@ FORCED_CLOSE_CLIENTS_S = 1.0
 # How long an abandoned stage's task gets to react to its cancellation before the next
 # stage starts regardless (a task that ignores it is left behind, never awaited).
 ABANDON_GRACE_S = 0.25
-# How often the outbox flush looks whether anything is still due.
+# How often the outbox flush (and the wait for market orders) looks again.
 OUTBOX_POLL_S = 0.05
 
 StageFn = Callable[[float], Coroutine[Any, Any, Any]]
@@ -261,9 +262,13 @@ def service_stages(service: Service) -> list[Stage]:
     """The daemon's stages for ``service`` (one :class:`Service` per daemon)."""
 
     engine_stop: list[asyncio.Task[Any]] = []
+    # The customerOrderIds of the placements in progress when the shutdown began.
+    in_progress: list[str] = []
 
     async def stop_accepting(budget: float) -> None:
         service.gate.close()
+        if service.permits is not None:
+            in_progress.extend(p.label for p in service.permits.outstanding())
         # From here the shutdown's engine stop does not overwrite the operator's choice.
         service._closing = True
         await service._shutdown_hooks()
@@ -294,12 +299,29 @@ def service_stages(service: Service) -> list[Stage]:
             if parked:
                 log.warning("shutdown: %d placement(s) sent with an unknown outcome: %s",
                             len(parked), ", ".join(p.label for p in parked))  # fmt: skip
+            await await_market_outcomes(until)
         pending = [t for t in engine_stop if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=max(0.0, until - time.monotonic()))
             if not all(t.done() for t in pending):
                 service.shutdown_problems.append("engine still stopping")
                 log.error("shutdown: the engine's strategy has not stopped yet")
+
+    async def await_market_outcomes(until: float) -> None:
+        store = service.store
+        if not in_progress or store is None:
+            return
+        labels = tuple(in_progress)
+        while True:
+            waiting = await store.read(partial(_open_market_orders, labels=labels))
+            if not waiting or time.monotonic() >= until:
+                break
+            await asyncio.sleep(OUTBOX_POLL_S)
+        if waiting:
+            # Not a problem for the run's record: the stream or the next start's
+            # reconciliation settles them; the operator is told which.
+            log.warning("shutdown: market order(s) answered but not yet final: %s",
+                        ", ".join(waiting))  # fmt: skip
 
     async def drain(_budget: float) -> None:
         for task in list(service._background):
@@ -352,6 +374,35 @@ def service_stages(service: Service) -> list[Stage]:
         Stage("close_clients", CLOSE_CLIENTS_S, close_clients, forced_s=FORCED_CLOSE_CLIENTS_S),
         Stage("close_store", CLOSE_STORE_S, close_store, always=True),
     ]
+
+
+def _open_market_orders(conn: sqlite3.Connection, labels: tuple[str, ...]) -> list[str]:
+    """The market orders among ``labels`` whose outcome is not all stored yet: still open,
+    or final with fewer fills recorded than their filled quantity, or filled with none (a
+    status lookup can tell "filled" before the stream brings the fills)."""
+    rows = [
+        row
+        for label in labels  # a few at most: the placements in progress at a SIGTERM
+        for row in conn.execute(
+            "SELECT id, customer_order_id, state, filled_quantity FROM orders"
+            " WHERE customer_order_id = ? AND type = 'MARKET'",
+            (label,),
+        )
+    ]
+    waiting = []
+    for order_id, cid, state, filled in rows:
+        if state in _OPEN:
+            waiting.append(str(cid))
+            continue
+        got = conn.execute("SELECT quantity FROM fills WHERE order_id = ?", (order_id,))
+        stored = sum((Decimal(q) for (q,) in got), Decimal(0))
+        # A lookup may say "filled" before any fill quantity is known (0 then).
+        if stored < Decimal(filled) or (state == OrderState.FILLED and stored == 0):
+            waiting.append(str(cid))
+    return waiting
+
+
+_OPEN = frozenset(str(s) for s in OrderState if s.is_open)
 
 
 def _due_count(conn: sqlite3.Connection, now: str, max_attempts: int) -> int:
