@@ -668,9 +668,9 @@ class ControlApi:
 
     async def metrics(self, request: web.Request) -> web.Response:
         query(request, ())
-        fn = self.backend.metrics  # type: ignore[attr-defined]  # optional, see build_app
-        text: str = await fn()
-        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+        fn = self.backend.scrape  # type: ignore[attr-defined]  # optional, see build_app
+        body: bytes = await fn()
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     async def backup(self, request: web.Request) -> web.Response:
         await read_body(request, sc.Empty)
@@ -792,7 +792,7 @@ def build_app(
         routes.append(("GET", "/api/doctor", api.doctor))
     if callable(getattr(backend, "equity_points", None)):
         routes.append(("GET", "/api/equity", api.equity))
-    if callable(getattr(backend, "metrics", None)):
+    if callable(getattr(backend, "scrape", None)):
         routes.append(("GET", "/metrics", api.metrics))
     for method, path, handler in routes:
         # No implicit HEAD routes: the OpenAPI document lists exactly what is served.

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from heliosd.risk.mode import ModeOrchestrator
     from heliosd.risk.runner import MonitorRunner
     from heliosd.risk.stops import Stops
+    from heliosd.runtime.metrics import DaemonMetrics
     from heliosd.trading.close import Closer
     from heliosd.trading.engine import Engine
     from heliosd.trading.fillcheck import FillCheck
@@ -80,6 +81,7 @@ class ServiceBackend:
         runner: MonitorRunner,
         gate_context: Callable[[], GateContext],
         started_at: datetime,
+        metrics: DaemonMetrics,
     ) -> None:
         self.settings = settings
         self.pm = pm
@@ -102,6 +104,7 @@ class ServiceBackend:
         self.runner = runner
         self.gate_context = gate_context
         self.started_at = started_at
+        self.metrics = metrics
 
     async def get_mode(self) -> dict[str, Any]:
         state = self.store.mode_state()
@@ -342,10 +345,8 @@ class ServiceBackend:
     async def equity_points(self, mode: Mode, since: datetime | None) -> dict[str, Any]:
         return await self.equity.points(mode, since)
 
-    async def metrics(self) -> str:
-        from heliosd.runtime.metrics import exposition
-
-        return await exposition(self)
+    async def scrape(self) -> bytes:
+        return await self.metrics.exposition(self)
 
     async def backup(self, *, actor: Actor) -> dict[str, Any]:
         stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")

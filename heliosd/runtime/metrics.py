@@ -1,75 +1,103 @@
-"""``GET /metrics``: the daemon's state as Prometheus text exposition (format 0.0.4).
+"""``GET /metrics``: the daemon's state and its order timings, in Prometheus' text format.
 
-Hand-written rather than through prometheus_client: about twenty families read on demand
-from the objects that trade (nothing is counted twice, nothing kept in a registry), and the
-format is a few lines of text. Every name starts ``heliosd_``; label values are escaped as the
-format requires (backslash, double quote, newline). Database counts (orders, fills, the
-notification outbox) are read on their own read-only connection in a thread, so a scrape
-never waits in the store's write queue nor holds up an order's commit.
+Built with the official ``prometheus_client`` library on one :class:`DaemonMetrics` per
+daemon, each with a registry of its own (never the library's global one: two daemons in one
+process, as in the tests, must not see each other's figures).
+
+Two kinds of metric live in that registry:
+
+* **Instruments**, updated as orders go through the router (:class:`RouterTimings`):
+  ``heliosd_order_round_trip_seconds``, a histogram of the time from handing an order to the
+  venue's client to its answer (by mode and outcome), and ``heliosd_risk_path_seconds``, a
+  summary (count and sum, as the library's summaries have no quantiles) of the time from an
+  order's arrival to its risk verdict and reservation.
+* **The state**, read at scrape time from the objects that own it (nothing is counted
+  twice): mode, trading state, epoch, equity, peak and drawdown per mode, the limits the
+  stops compare them with, orders and fills, stream health, quote ages, the outbox, venue
+  status, clock skew. A scrape gathers them first (database counts on a read-only connection
+  in a thread, so a scrape never waits in the store's write queue nor holds up an order's
+  commit), then hands them to the registry's collector for the one synchronous render.
 
 The figures are the ones the JSON routes answer: equity, peak, drawdown and daily loss from
 the same account snapshot as ``GET /api/risk``; streams, venue status, clock skew and fill
-gaps as ``GET /api/health`` reports them.
+gaps as ``GET /api/health`` reports them. docs/operations.md lists every name, and
+etc/heliosd-alerts.yml alerts on them (tests/test_metrics_alerts.py keeps the two in step).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from prometheus_client import CollectorRegistry, Histogram, Summary, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from heliosd import __version__
 from heliosd.core.types import Mode, OrderState, TradingState, utcnow
 from heliosd.risk.equity import read_only
 
+if TYPE_CHECKING:
+    from heliosd.runtime.backend import ServiceBackend
+
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
-Value = int | float | Decimal | bool
-Labels = Mapping[str, str]
+# An order's round trip to VALR is 10-100 ms when all is well; seconds when it retries
+# through a 429 or a lost answer. The buckets cover both, finer where the normal case is.
+ROUND_TRIP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5,
+                             5.0, 10.0, 30.0)  # fmt: skip
 
 
-@dataclass
-class Family:
-    name: str
-    kind: str  # "gauge" | "counter"
-    help: str
-    samples: list[tuple[Labels, Value]] = field(default_factory=list)
+class _State(Collector):
+    """Yields the families a scrape gathered just before rendering (none otherwise)."""
 
-    def add(self, value: Value | None, **labels: str) -> None:
-        if value is not None:
-            self.samples.append((labels, value))
+    def __init__(self) -> None:
+        self.families: Sequence[Metric] = ()
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class DaemonMetrics:
+    """One daemon's registry: the router's timings and the state collector."""
 
+    def __init__(self) -> None:
+        # auto_describe off: the state collector has no fixed names to describe up front.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.round_trip = Histogram(
+            "heliosd_order_round_trip_seconds",
+            "Time from handing an order to the venue's client to its answer.",
+            ("mode", "outcome"),
+            buckets=ROUND_TRIP_BUCKETS,
+            registry=self.registry,
+        )
+        self.risk_path = Summary(
+            "heliosd_risk_path_seconds",
+            "Time from an order's arrival to its risk verdict and reservation.",
+            registry=self.registry,
+        )
+        self._state = _State()
+        self.registry.register(self._state)
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+    # RouterTimings
+    def observe_risk_path(self, seconds: float) -> None:
+        self.risk_path.observe(seconds)
 
+    def observe_round_trip(self, mode: Mode, outcome: str, seconds: float) -> None:
+        self.round_trip.labels(str(mode), outcome).observe(seconds)
 
-def _number(value: Value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    def render(self, families: Sequence[Metric]) -> bytes:
+        """The exposition of ``families`` and the instruments (synchronous: no scrape can
+        interleave with another between setting the families and reading them)."""
+        self._state.families = families
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._state.families = ()
 
-
-def render(families: Iterable[Family]) -> str:
-    lines: list[str] = []
-    for fam in families:
-        lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")
-        lines.append(f"# TYPE {fam.name} {fam.kind}")
-        for labels, value in fam.samples:
-            text = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
-            lines.append(f"{fam.name}{{{text}}} {_number(value)}" if text else
-                         f"{fam.name} {_number(value)}")  # fmt: skip
-    return "\n".join(lines) + "\n"
+    async def exposition(self, service: ServiceBackend) -> bytes:
+        return self.render(await gather(service))
 
 
 def _counts(conn: sqlite3.Connection, max_attempts: int) -> dict[str, Any]:
@@ -85,54 +113,72 @@ def _counts(conn: sqlite3.Connection, max_attempts: int) -> dict[str, Any]:
     return {"orders": orders, "fills": fills, "outbox": outbox}
 
 
-def _fam(name: str, kind: str, help: str) -> Family:
-    return Family(f"heliosd_{name}", kind, help)
+def _gauge(name: str, help: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"heliosd_{name}", help, labels=labels)
 
 
-async def exposition(service: Any) -> str:
-    """The exposition text for the running parts (a
-    :class:`heliosd.runtime.backend.ServiceBackend`: settings, store, ledgers, sinks, ...)."""
+def _counter(name: str, help: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
+    # The library adds the "_total" suffix: heliosd_orders -> heliosd_orders_total.
+    return CounterMetricFamily(f"heliosd_{name}", help, labels=labels)
+
+
+async def gather(service: ServiceBackend) -> list[Metric]:
+    """The state families, read now from the running parts."""
     s = service.settings
     counts = await read_only(service.store.path, lambda c: _counts(c, s.notify.max_attempts))
     state = service.store.mode_state()
-    out: list[Family] = []
+    out: list[Metric] = []
 
-    info = _fam("build_info", "gauge", "heliosd's version (always 1).")
-    info.add(1, version=__version__)
-    mode = _fam("mode", "gauge", "1 for the current trading mode, 0 for the other.")
+    info = _gauge("build_info", "heliosd's version (always 1).", ("version",))
+    info.add_metric([__version__], 1)
+    mode = _gauge("mode", "1 for the current trading mode, 0 for the other.", ("mode",))
     for m in Mode:
-        mode.add(m is state.mode, mode=str(m))
-    trading = _fam("trading_state", "gauge", "1 for the current trading state.")
+        mode.add_metric([str(m)], m is state.mode)
+    trading = _gauge("trading_state", "1 for the current trading state.", ("state",))
     for t in TradingState:
-        trading.add(t is state.trading_state, state=str(t))
-    epoch = _fam("epoch", "gauge", "+1 on every stop, halt, resume and mode switch.")
-    epoch.add(state.epoch)
-    halted = _fam("halted", "gauge", "1 while any breaker is tripped.")
-    halted.add(service.breakers.halt_reason() is not None)
+        trading.add_metric([str(t)], t is state.trading_state)
+    epoch = _gauge("epoch", "+1 on every stop, halt, resume and mode switch.")
+    epoch.add_metric([], state.epoch)
+    halted = _gauge("halted", "1 while any breaker is tripped.")
+    halted.add_metric([], service.breakers.halt_reason() is not None)
     out += [info, mode, trading, epoch, halted]
 
-    ref = s.risk.reference_currency
-    ready = _fam("ledger_ready", "gauge", "1 once the mode's balances are known.")
-    equity = _fam("equity", "gauge", f"Equity in the reference currency ({ref}).")
-    peak = _fam("peak_equity", "gauge", "Flow-adjusted high-water mark the drawdown stop uses.")
-    day = _fam("day_start_equity", "gauge", "Flow-adjusted equity at the start of the day.")
-    drawdown = _fam("drawdown_pct", "gauge", "Drawdown from the peak, percent.")
-    daily = _fam("daily_loss_pct", "gauge", "Loss since the start of the day, percent.")
+    r = s.risk
+    stop = _gauge("drawdown_stop_pct", "Drawdown at which the emergency stop trips, percent.")
+    stop.add_metric([], float(r.max_drawdown_pct))
+    limit = _gauge("daily_loss_limit_pct", "Daily loss at which trading auto-stops, percent.")
+    limit.add_metric([], float(r.daily_loss_pct))
+    max_age = _gauge("max_quote_age_seconds", "Age past which a quote counts as stale.")
+    max_age.add_metric([], float(r.max_quote_age_s))
+    max_skew = _gauge("max_clock_skew_seconds", "Clock skew at which the LIVE gate refuses.")
+    max_skew.add_metric([], float(s.valr.max_clock_skew_s))
+    out += [stop, limit, max_age, max_skew]
+
+    ref = r.reference_currency
+    by_mode = ("mode",)
+    ready = _gauge("ledger_ready", "1 once the mode's balances are known.", by_mode)
+    equity = _gauge("equity", f"Equity in the reference currency ({ref}).", by_mode)
+    peak = _gauge("peak_equity", "Flow-adjusted high-water mark the drawdown stop uses.",
+                  by_mode)  # fmt: skip
+    day = _gauge("day_start_equity", "Flow-adjusted equity at the start of the day.", by_mode)
+    drawdown = _gauge("drawdown_pct", "Drawdown from the peak, percent.", by_mode)
+    daily = _gauge("daily_loss_pct", "Loss since the start of the day, percent.", by_mode)
     for m in Mode:
         is_ready = service.ledgers[m].ready
-        ready.add(is_ready, mode=str(m))
+        ready.add_metric([str(m)], is_ready)
         if not is_ready:
-            continue  # an unknown equity is not 0
+            continue  # an unknown equity is not 0: no sample at all
         snap = service.accounts[m].snapshot()
-        equity.add(snap.equity, mode=str(m))
-        peak.add(snap.peak, mode=str(m))
-        day.add(snap.day_start_equity, mode=str(m))
-        drawdown.add(snap.drawdown_pct, mode=str(m))
-        daily.add(snap.daily_loss_pct, mode=str(m))
+        for fam, value in ((equity, snap.equity), (peak, snap.peak),
+                           (day, snap.day_start_equity), (drawdown, snap.drawdown_pct),
+                           (daily, snap.daily_loss_pct)):  # fmt: skip
+            if value is not None:
+                fam.add_metric([str(m)], float(value))
     out += [ready, equity, peak, day, drawdown, daily]
 
-    opened = _fam("open_orders", "gauge", "Orders not yet in a final state.")
-    total = _fam("orders_total", "counter", "Orders that reached a final state, by outcome.")
+    opened = _gauge("open_orders", "Orders not yet in a final state.", by_mode)
+    total = _counter("orders", "Orders that reached a final state, by outcome.",
+                     ("mode", "outcome"))  # fmt: skip
     per_mode: dict[str, int] = {str(m): 0 for m in Mode}
     finals: dict[tuple[str, str], int] = {
         (str(m), str(o)): 0 for m in Mode for o in OrderState if o.is_terminal
@@ -147,48 +193,48 @@ async def exposition(service: Any) -> str:
         else:
             finals[(str(row_mode), str(order_state))] = int(n)
     for name, n in per_mode.items():
-        opened.add(n, mode=name)
+        opened.add_metric([name], n)
     for (name, outcome), n in finals.items():
-        total.add(n, mode=name, outcome=outcome)
-    fills = _fam("fills_total", "counter", "Fills stored.")
+        total.add_metric([name, outcome], n)
+    fills = _counter("fills", "Fills stored.", by_mode)
     stored = {str(m): 0 for m in Mode} | {str(r[0]): int(r[1]) for r in counts["fills"]}
     for name, n in stored.items():
-        fills.add(n, mode=name)
-    pending = _fam("notifications_pending", "gauge", "Outbox rows not yet delivered.")
-    pending.add(int(counts["outbox"][0]))
-    failed = _fam("notifications_failed", "gauge", "Outbox rows given up after max_attempts.")
-    failed.add(int(counts["outbox"][1]))
+        fills.add_metric([name], n)
+    pending = _gauge("notifications_pending", "Outbox rows not yet delivered.")
+    pending.add_metric([], int(counts["outbox"][0]))
+    failed = _gauge("notifications_failed", "Outbox rows given up after max_attempts.")
+    failed.add_metric([], int(counts["outbox"][1]))
     out += [opened, total, fills, pending, failed]
 
-    streams = _fam("stream_up", "gauge", "1 while the venue stream is connected.")
+    streams = _gauge("stream_up", "1 while the venue stream is connected.", ("mode", "stream"))
     for m, sink in service.sinks.items():
         for name, (up, _detail, _since) in sink.streams.items():
-            streams.add(bool(up), mode=str(m), stream=name)
-    age = _fam("last_quote_age_seconds", "gauge", "Age of the traded pair's latest quote.")
+            streams.add_metric([str(m), name], bool(up))
+    age = _gauge("last_quote_age_seconds", "Age of the traded pair's latest quote.", ("pair",))
     now = utcnow()
     for pair in s.valr.pairs:
         quote_age = service.market.age(pair, now)
         if quote_age is not None:
-            age.add(quote_age.total_seconds(), pair=pair)
+            age.add_metric([pair], quote_age.total_seconds())
     out += [streams, age]
 
     live = service.clients[Mode.LIVE]
     status = getattr(live, "venue_status", None)
-    online = _fam("venue_online", "gauge", "1 while VALR's /v1/public/status says online.")
-    venue = _fam("venue_status", "gauge", "VALR's status text as last read (always 1).")
+    online = _gauge("venue_online", "1 while VALR's /v1/public/status says online.")
+    venue = _gauge("venue_status", "VALR's status text as last read (always 1).", ("status",))
     if status is not None:
-        online.add(status == "online")
-        venue.add(1, status=str(status))
-    skew = _fam("clock_skew_seconds", "gauge", "VALR's clock minus ours, seconds.")
+        online.add_metric([], status == "online")
+        venue.add_metric([str(status)], 1)
+    skew = _gauge("clock_skew_seconds", "VALR's clock minus ours, seconds.")
     skew_ms = getattr(live, "clock_skew_ms", None)
     if skew_ms is not None:
-        skew.add(float(skew_ms) / 1000)
-    gaps = _fam("fill_gaps_closed_total", "counter",
-                "Orders whose missing fills came from VALR's trade history.")  # fmt: skip
-    gaps.add(int(service.fillcheck.gaps_closed))
-    points = _fam("equity_points_written_total", "counter", "Equity curve points stored.")
-    points.add(service.equity.written)
-    lost = _fam("equity_points_failed_total", "counter", "Equity curve points not stored.")
-    lost.add(service.equity.failed)
+        skew.add_metric([], float(skew_ms) / 1000)
+    gaps = _counter("fill_gaps_closed", "Orders whose missing fills came from VALR's trade"
+                    " history.")  # fmt: skip
+    gaps.add_metric([], int(service.fillcheck.gaps_closed))
+    points = _counter("equity_points_written", "Equity curve points stored.")
+    points.add_metric([], service.equity.written)
+    lost = _counter("equity_points_failed", "Equity curve points not stored.")
+    lost.add_metric([], service.equity.failed)
     out += [online, venue, skew, gaps, points, lost]
-    return render(out)
+    return out

@@ -51,6 +51,7 @@ from heliosd.runtime.backend import ServiceBackend, store_alive
 from heliosd.runtime.backup import prune_after_backup
 from heliosd.runtime.events import ServiceEvents
 from heliosd.runtime.gating import gate_context, live_leftovers
+from heliosd.runtime.metrics import DaemonMetrics
 from heliosd.runtime.reloading import reload_running
 from heliosd.runtime.restore import open_order, restore_ledgers, track_open_orders
 from heliosd.runtime.runs import RunKeeper
@@ -103,6 +104,8 @@ class Service:
         self.runner: MonitorRunner | None = None
         self.fillcheck: FillCheck | None = None
         self.permits: PermitBoard | None = None
+        # /metrics' registry: the router's timings accumulate in it from the first order.
+        self.metrics = DaemonMetrics()
         self.router: ExecutionRouter | None = None
         self.stops: Stops | None = None
         self.closer: Closer | None = None
@@ -225,7 +228,7 @@ class Service:
             market=self.market, breakers=breakers, counters=self.counters,
             rules=registry.risk_rules, enqueue=notifications.record,
             on_order=callbacks.order_event, on_integrity=callbacks.integrity_alert,
-            permits=permits,
+            permits=permits, timings=self.metrics,
         )  # fmt: skip
         stops = self.stops = Stops(
             store=store, settings=s, breakers=breakers, clients=self.clients,
@@ -313,6 +316,7 @@ class Service:
             stops=stops, closer=closer, engine=engine,
             orchestrator=orchestrator, equity=equity, fillcheck=fillcheck,
             runner=runner, gate_context=self._gate_context, started_at=self.started_at,
+            metrics=self.metrics,
         )  # fmt: skip
         app = build_app(backend, settings=s, plugin_info=backend.plugins)
         from heliosd.control import dashboard

@@ -26,9 +26,10 @@ import dataclasses
 import inspect
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from heliosd.core.config import Settings
 from heliosd.core.errors import (
@@ -100,6 +101,16 @@ def _no_release() -> None:
     """Nothing was reserved (a closing order refused before evaluation)."""
 
 
+class RouterTimings(Protocol):
+    """Where the router reports how long its two halves took (``/metrics``)."""
+
+    def observe_risk_path(self, seconds: float) -> None:
+        """An order's arrival to its risk verdict and reservation."""
+
+    def observe_round_trip(self, mode: Mode, outcome: str, seconds: float) -> None:
+        """An order handed to the venue's client to its answer (not for one never sent)."""
+
+
 class Evaluation(NamedTuple):
     """The outcome of :meth:`ExecutionRouter.evaluate`. Immutable.
 
@@ -129,8 +140,10 @@ class ExecutionRouter:
         on_order: Callable[[dict[str, Any], str], None] | None = None,
         on_integrity: Callable[[str], Awaitable[None]] | None = None,
         permits: PermitBoard | None = None,
+        timings: RouterTimings | None = None,
     ) -> None:
         self._store = store
+        self._timings = timings
         self._settings = settings
         self._clients = clients
         self._ledgers = ledgers
@@ -354,6 +367,7 @@ class ExecutionRouter:
     async def _submit(
         self, intent: OrderIntent, actor: str, closing: Mode | None
     ) -> dict[str, Any]:
+        arrived = time.perf_counter()
         state = self._store.mode_state()
         mode = state.mode if closing is None else closing
         if state.mode is Mode.LIVE and not state.verified:
@@ -385,6 +399,8 @@ class ExecutionRouter:
                 evaluation = await self.evaluate(intent, mode, state)
                 if evaluation.quantity is not None:
                     release = self._counters.reserve(mode, intent, evaluation.quantity)
+            if self._timings is not None:
+                self._timings.observe_risk_path(time.perf_counter() - arrived)
             if closing is not None:
                 # Stored with the order: this one was sent to the account it names, not by
                 # the current mode (which may differ), and by whom.
@@ -432,6 +448,7 @@ class ExecutionRouter:
         self._counters.placing.add(request.customer_order_id)
         unknown = False  # sent, outcome unknown: the permit is parked, not released (P5)
         error_text = ""
+        sent_at = time.perf_counter()
         try:
             try:
                 result = await self._place(client, request, permit)
@@ -459,6 +476,10 @@ class ExecutionRouter:
                 error = TransientError(
                     f"exchange client failed: {type(exc).__name__}: {exc}; the order's outcome is"
                     " unknown until reconciliation"
+                )
+            if self._timings is not None and not isinstance(error, PermitRevoked):
+                self._timings.observe_round_trip(
+                    mode, str(result.state), time.perf_counter() - sent_at
                 )
             row = await self._store.write(self._result_tx(row["id"], result, mode))
         finally:
