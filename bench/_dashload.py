@@ -2,7 +2,7 @@
 
 ``SSEClient`` follows ``GET /api/events`` on its own Unix-socket connection in a thread and
 counts the events it reads (by type). ``Refresher`` makes the page's API calls after events
-as app.js does (``PAGE_CHAINS``, 0.7 s after an event). ``Scraper`` sends ``GET /metrics`` on
+as app.js does (``PAGE_CALLS``, 0.7 s after an event). ``Scraper`` sends ``GET /metrics`` on
 one keep-alive connection at a fixed interval and times each answer.
 
 Run as a script (``python bench/_dashload.py SOCKET --scrape-interval 0.1``) it waits for the
@@ -31,25 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import summary
 from _daemonproc import UnixHTTP
 
-# The API calls of app.js's refreshAll (the first load, and the refresh 0.7 s after an event):
-# seven chains the page runs in parallel, each chain's calls one after the other. The orders
-# chain then asks for the fills of up to 8 of the recent orders that have any (FILLS_OF).
-PAGE_CHAINS: tuple[tuple[str, ...], ...] = (
-    ("/api/trading/mode",),
-    ("/api/health",),
-    ("/api/positions",),
-    ("/api/risk", "/api/equity?mode=LIVE", "/api/equity?mode=PAPER"),
-    ("/api/orders?state=open&limit=100", "/api/orders?state=all&limit=50"),
-    ("/api/autonomous-engine/status",),
-    ("/api/trading/mode/history?limit=10", "/api/audit?limit=25"),
+# The API calls of app.js's refreshAll (the first load, and the refresh 0.7 s after an event),
+# all made side by side: none waits for another's answer.
+PAGE_CALLS: tuple[str, ...] = (
+    "/api/trading/mode",
+    "/api/health",
+    "/api/positions",
+    "/api/risk",
+    "/api/equity?mode=LIVE",
+    "/api/equity?mode=PAPER",
+    "/api/orders?state=open&limit=100",
+    "/api/fills?limit=30",
+    "/api/autonomous-engine/status",
+    "/api/trading/mode/history?limit=10",
+    "/api/audit?limit=25",
 )
 REFRESH_DELAY_S = 0.7  # app.js refreshSoon
-
-
-def fills_of(recent: dict[str, Any]) -> list[str]:
-    """The fills calls the page makes after ``GET /api/orders?state=all&limit=50``."""
-    filled = [o for o in recent["orders"] if float(o.get("filled_quantity") or 0) > 0]
-    return [f"/api/orders/{o['id']}/fills" for o in filled[:8]]
 
 
 class SSEClient:
@@ -169,12 +166,8 @@ class Refresher:
                 break
             seen = self.sse.count  # events during the delay are covered by this refresh
             try:
-                for chain in PAGE_CHAINS:
-                    for path in chain:
-                        body = self._get(path)
-                        if path.startswith("/api/orders?state=all"):
-                            for fills in fills_of(body):
-                                self._get(fills)
+                for path in PAGE_CALLS:
+                    self._get(path)
                 self.refreshes += 1
             except (OSError, ValueError):
                 self.failures += 1

@@ -10,7 +10,7 @@ and a one-time login. Four measurements:
   the later of the navigation timing's ``loadEventEnd`` and the page's own
   ``heliosd:first-data`` mark (set when every section has drawn its first answer), both from
   the navigation's start. Also a plain-HTTP figure: the page, its two assets, then the same
-  API calls the page makes (its seven chains in parallel, each in the page's order), over
+  API calls the page makes (all side by side, as the page makes them), over
   the bridge with the session cookie, and over the Unix socket directly.
 * **SSE cost**: the daemon process's CPU time (utime + stime from ``/proc/<pid>/stat``) over
   a window in which the simulator pushes fills on the account stream (each a ``fill`` and a
@@ -63,7 +63,7 @@ import fills as fills_bench
 import risk_path
 from _common import emit, median_of, note, summary
 from _daemonproc import UnixHTTP, daemon_process, fail
-from _dashload import PAGE_CHAINS, Refresher, SSEClient, fills_of
+from _dashload import PAGE_CALLS, Refresher, SSEClient
 from _simproc import SimProcess
 
 from heliosd.control.dashboard import CSRF_COOKIE
@@ -280,7 +280,7 @@ async def browser_loads(login_url: str, base: str, loads: int, work: Path) -> di
 
 async def http_load(session: aiohttp.ClientSession, base: str) -> tuple[float, int]:
     """The page, its assets, then the page's initial API calls as app.js's refreshAll makes
-    them: seven chains in parallel, each chain's calls one after the other. (ms, requests)."""
+    them: all side by side. (ms, requests)."""
     count = 0
 
     async def get(path: str) -> Any:
@@ -293,19 +293,12 @@ async def http_load(session: aiohttp.ClientSession, base: str) -> tuple[float, i
                 raise RuntimeError(f"GET {path} answered {resp.status}: {body[:200]!r}")
             return json.loads(body) if path.startswith("/api/") else body
 
-    async def chain(paths: tuple[str, ...]) -> None:
-        for path in paths:
-            body = await get(path)
-            if path.startswith("/api/orders?state=all"):
-                for fills in fills_of(body):
-                    await get(fills)
-
     t0 = time.perf_counter_ns()
     html = await get("/dashboard/")
     if b"/dashboard/static/app.js" not in html:
         raise RuntimeError("the dashboard page does not load app.js")
     await asyncio.gather(get("/dashboard/static/style.css"), get("/dashboard/static/app.js"))
-    await asyncio.gather(*(chain(c) for c in PAGE_CHAINS))
+    await asyncio.gather(*(get(path) for path in PAGE_CALLS))
     return (time.perf_counter_ns() - t0) / 1e6, count
 
 

@@ -417,6 +417,17 @@ async def test_a_real_browser_shows_the_mode_and_switches_live_by_typing_live(
         assert await page.until(f"{by_id('banner', 'className')}.includes('live')")
         assert await page.eval(by_id("mode")) == "LIVE"
         assert "hidden" not in await page.eval(by_id("simulator", "className"))
+
+        # A LIVE fill appears in the recent fills (GET /api/fills: the database, never VALR).
+        market = {"pair": "BTCZAR", "side": "BUY", "type": "MARKET", "quantity": "0.0001"}
+        status, placed = await daemon.request("POST", "/api/orders", market)
+        assert status == 201 and placed["order"]["state"] == "filled", placed
+        _, recent = await daemon.request("GET", "/api/fills?limit=1")
+        [fill] = recent["fills"]
+        assert fill["order_id"] == placed["order"]["id"], recent
+        assert await page.until(
+            f"document.getElementById('fills').textContent.includes({fill['trade_id']!r})"
+        ), "the fill is listed"
     _, mode = await daemon.request("GET", "/api/trading/mode")
     assert mode["mode"] == "LIVE"
     assert mode["updated_by"].startswith("dashboard session "), mode

@@ -608,6 +608,14 @@ class ControlApi:
         query(request, ())
         return json_response(await self.backend.order_fills(parse_order_id(request)))
 
+    async def recent_fills(self, request: web.Request) -> web.Response:
+        params = query(request, ("mode", "limit"))
+        text = params.get("mode")
+        if text is not None and text not in ("LIVE", "PAPER"):
+            raise BadRequest(f"mode must be LIVE or PAPER, got {text!r}", field="mode")
+        mode = None if text is None else Mode(text)
+        return json_response(await self.backend.recent_fills(parse_limit(params), mode))
+
     async def cancel_order(self, request: web.Request) -> web.Response:
         order_id = parse_order_id(request)
         return json_response(await self.backend.cancel_order(order_id, actor=actor_of(request)))
@@ -776,6 +784,7 @@ def build_app(
         ("POST", "/api/orders", api.place_order),
         ("GET", "/api/orders/{id}", api.get_order),
         ("GET", "/api/orders/{id}/fills", api.order_fills),
+        ("GET", "/api/fills", api.recent_fills),
         ("DELETE", "/api/orders/{id}", api.cancel_order),
         ("GET", "/api/positions", api.positions),
         ("POST", "/api/positions/close", api.close_positions),

@@ -92,6 +92,10 @@ class ControlBackend(Protocol):
         says whether VALR's own trade history lists its trade id (``in_venue_history``)."""
         ...
 
+    async def recent_fills(self, limit: int, mode: Mode | None) -> JSON:
+        """{"fills": [FILL + "order_id", "mode"]}, newest first, from the database only."""
+        ...
+
     async def place_order(self, request: OrderRequest, *, actor: Actor) -> JSON:
         """{"order": ORDER}; raises RiskRejected / ExchangeRejected (details hold the order)."""
         ...

@@ -198,6 +198,21 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         params=[_ORDER_ID],
         errors={**_NO_ORDER, **_VENUE},
     ),
+    ("GET", "/api/fills"): _op(
+        "The newest stored fills of both modes (or one), newest first: the database only,"
+        " never VALR (GET /api/orders/{id}/fills checks one order against VALR)",
+        _json(_ref(sc.RecentFills), "Fills."),
+        params=[
+            {
+                "name": "mode",
+                "in": "query",
+                "required": False,
+                "description": "LIVE or PAPER; both when omitted.",
+                "schema": {"enum": ["LIVE", "PAPER"]},
+            },
+            _LIMIT,
+        ],
+    ),
     ("DELETE", "/api/orders/{id}"): _op(
         "Cancel one order",
         _json(_ref(sc.Cancelled), "Cancel requested (cancelled: false when not open)."),

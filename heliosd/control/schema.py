@@ -388,6 +388,23 @@ class Fills(Answer):
     fills: list[Fill]
 
 
+class RecentFill(Answer):
+    order_id: Annotated[int | None, Meta(description="None: a trade heliosd did not place.")]
+    mode: ModeName
+    trade_id: str
+    pair: str
+    side: Literal["BUY", "SELL"]
+    price: DecimalText
+    quantity: DecimalText
+    fee: DecimalText
+    fee_currency: str
+    traded_at: Time
+
+
+class RecentFills(Answer):
+    fills: list[RecentFill]
+
+
 class Engine(Answer):
     running: bool
     strategy: str | None = None

@@ -181,6 +181,11 @@ class ServiceBackend:
             out["venue_checked"] = True
         return out
 
+    async def recent_fills(self, limit: int, mode: Mode | None) -> dict[str, Any]:
+        found = await self.store.read(partial(od.recent_fills, limit=limit, mode=mode))
+        return {"fills": [{"order_id": order_id, "mode": m, **od.fill_json(fill)}
+                          for fill, order_id, m in found]}  # fmt: skip
+
     async def place_order(self, request: OrderRequest, *, actor: Actor) -> dict[str, Any]:
         intent = OrderIntent(
             pair=request.pair, side=request.side, type=request.type, quantity=request.quantity,

@@ -555,6 +555,24 @@ def fills_of_order(conn: sqlite3.Connection, order_id: int) -> list[Fill]:
     return [st._fill_from_row(r) for r in rows]  # one row->Fill mapping, the store's
 
 
+def recent_fills(
+    conn: sqlite3.Connection, limit: int, mode: Mode | None
+) -> list[tuple[Fill, int | None, str]]:
+    """The newest ``limit`` stored fills (of ``mode``, or both), newest first, each with its
+    order's id (None for a trade heliosd did not place) and its mode. One indexed read per
+    mode (``fills_traded``), merged here: never a sort of the whole table."""
+    rows: list[Any] = []
+    for m in (mode,) if mode is not None else tuple(Mode):
+        rows += conn.execute(
+            "SELECT trade_id, pair, side, price, quantity, fee, fee_currency, traded_at,"
+            " exchange_order_id, customer_order_id, order_id, mode, id FROM fills"
+            " WHERE mode = ? ORDER BY traded_at DESC, id DESC LIMIT ?",
+            (str(m), limit),
+        ).fetchall()
+    rows.sort(key=lambda r: (r[7], r[12]), reverse=True)
+    return [(st._fill_from_row(r[:10]), r[10], str(r[11])) for r in rows[:limit]]
+
+
 def fill_json(fill: Fill) -> dict[str, Any]:
     return {
         "trade_id": fill.trade_id, "pair": fill.pair, "side": str(fill.side),

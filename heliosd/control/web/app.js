@@ -159,7 +159,10 @@ async function loadRisk() {
 }
 
 async function loadOrders() {
-  const open = await api("GET", "/api/orders?state=open&limit=100");
+  // GET /api/fills reads the database only: per-order fills (GET /api/orders/{id}/fills)
+  // would ask VALR's trade history once per LIVE order on every refresh.
+  const [open, recent] = await Promise.all([api("GET", "/api/orders?state=open&limit=100"),
+    api("GET", "/api/fills?limit=30")]);
   const cols = ["id", "mode", "pair", "side", "type", "quantity", "price", "state", "filled_quantity", "source", "actor", "created_at"];
   if (open.status === 200 && open.body) {
     const t = table(open.body.orders, cols);
@@ -173,18 +176,9 @@ async function loadOrders() {
     });
     put("open-orders", t);
   }
-  const recent = await api("GET", "/api/orders?state=all&limit=50");
   if (recent.status !== 200 || !recent.body) return;
-  const filled = recent.body.orders.filter((o) => Number(o.filled_quantity) > 0).slice(0, 8);
-  const fills = [];
-  for (const o of filled) {
-    const f = await api("GET", `/api/orders/${o.id}/fills`);
-    if (f.status === 200 && f.body) {
-      for (const x of f.body.fills) fills.push(Object.assign({ order: o.id, mode: f.body.mode }, x));
-    }
-  }
-  fills.sort((a, b) => String(b.traded_at).localeCompare(String(a.traded_at)));
-  put("fills", table(fills.slice(0, 30), ["traded_at", "order", "mode", "pair", "side", "quantity", "price", "fee", "fee_currency", "trade_id"]));
+  put("fills", table(recent.body.fills.map((f) => Object.assign({}, f, { order: f.order_id === null ? "external" : f.order_id })),
+    ["traded_at", "order", "mode", "pair", "side", "quantity", "price", "fee", "fee_currency", "trade_id"]));
 }
 
 async function loadEngine() {
@@ -194,9 +188,9 @@ async function loadEngine() {
 }
 
 async function loadHistory() {
-  const h = await api("GET", "/api/trading/mode/history?limit=10");
+  const [h, a] = await Promise.all([api("GET", "/api/trading/mode/history?limit=10"),
+    api("GET", "/api/audit?limit=25")]);
   if (h.status === 200 && h.body) put("history", table(h.body.history, ["changed_at", "old_mode", "new_mode", "changed_by", "reason"]));
-  const a = await api("GET", "/api/audit?limit=25");
   if (a.status === 200 && a.body) put("audit", table(a.body.audit));
 }
 
@@ -245,20 +239,26 @@ function chart(points) {
   return svg;
 }
 
-async function loadEquity() {
+// Both modes' curves are fetched side by side, and alongside GET /api/risk (the drawdown
+// line needs its limit): a first load waits for the slowest request, not for a chain.
+function fetchEquity() {
+  return Promise.all(["LIVE", "PAPER"].map((mode) => api("GET", `/api/equity?mode=${mode}`)));
+}
+
+function drawEquity(answers) {
   const box = el("div", {});
-  for (const mode of ["LIVE", "PAPER"]) {
-    const { status, body } = await api("GET", `/api/equity?mode=${mode}`);
+  ["LIVE", "PAPER"].forEach((mode, i) => {
+    const { status, body } = answers[i];
     box.append(el("h3", {}, mode));
     if (status !== 200 || !body || !Array.isArray(body.points) || body.points.length === 0) {
       box.append(el("p", { class: "muted" }, "no equity history yet"));
-      continue;
+      return;
     }
     const dd = drawdownPct();
     box.append(chart(body.points), el("div", { class: "legend" },
       el("span", { class: "l-equity" }, "— equity"), el("span", { class: "l-peak" }, "- - peak"),
       dd === null ? null : el("span", { class: "l-stop" }, `- - drawdown stop (${dd}% below peak)`)));
-  }
+  });
   put("equity", box);
 }
 
@@ -351,8 +351,9 @@ function refreshSoon() {
 }
 
 function refreshAll() {
-  return Promise.all([loadMode(), loadHealth(), loadPositions(), loadRisk().then(loadEquity),
-    loadOrders(), loadEngine(), loadHistory()]);
+  const equity = fetchEquity();
+  return Promise.all([loadMode(), loadHealth(), loadPositions(),
+    loadRisk().then(() => equity).then(drawEquity), loadOrders(), loadEngine(), loadHistory()]);
 }
 
 function listen() {
