@@ -251,13 +251,16 @@ async def browser_loads(login_url: str, base: str, loads: int, work: Path) -> di
         await page.until(LOADED, timeout=60)
         totals, load_ends, data_marks, ttfbs = [], [], [], []
         seen: dict[str, Any] = {}
-        for _ in range(loads):
+        for n in range(loads):
             # From a blank tab each time: the previous page's event stream is closed and
             # nothing of it is still running when the next load starts.
-            await page.call("Page.navigate", {"url": "about:blank"})
-            await page.until("location.href === 'about:blank'")
-            await page.call("Page.navigate", {"url": f"{base}/dashboard/"})
-            seen = await page.until(LOADED)
+            try:
+                await page.call("Page.navigate", {"url": "about:blank"})
+                await page.until("location.href === 'about:blank'")
+                await page.call("Page.navigate", {"url": f"{base}/dashboard/"})
+                seen = await page.until(LOADED)
+            except TimeoutError as exc:
+                raise TimeoutError(f"browser load {n + 1} of {loads}: {exc}") from exc
             if seen["mode"] not in ("PAPER", "LIVE"):
                 raise RuntimeError(f"the page drew no mode: {seen}")
             load_ends.append(seen["load"])

@@ -433,6 +433,28 @@ async def test_a_real_browser_shows_the_mode_and_switches_live_by_typing_live(
     assert mode["updated_by"].startswith("dashboard session "), mode
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt chromium)")
+async def test_leaving_the_page_closes_its_event_stream_so_it_loads_every_time(
+    dash: Dash, daemon: RunningDaemon, tmp_path: Path
+) -> None:
+    """More visits than a browser's six connections per host: a page that kept its event
+    stream open once left (the back/forward cache keeps such a page alive) took one each
+    time, and the seventh visit never loaded."""
+    notifications = daemon.service.notifications
+    async with chromium(dash.login_url, tmp_path / "profile") as page:
+        live = f"location.pathname === '/dashboard/' && {by_id('stream')} === 'live'"
+        assert await page.until(live)
+        page_url = await page.eval("location.origin + '/dashboard/'")
+        for visit in range(8):
+            await page.eval("location.href = 'about:blank'")
+            assert await page.until("location.href === 'about:blank'")
+            await wait_for(lambda: notifications.readers == 0, 10)  # closed when left
+            await page.eval(f"location.href = {json.dumps(page_url)}")
+            assert await page.until(live, timeout=15), f"visit {visit + 2} never loaded"
+            assert await page.until(f"{by_id('mode')} === 'PAPER'")
+        assert notifications.readers == 1
+
+
 def test_login_tokens_and_sessions_expire() -> None:
     sessions = DashboardSessions(login_ttl_s=0.05, session_ttl_s=0.05)
     alice = Actor(1000, "alice", "unix")

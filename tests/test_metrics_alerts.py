@@ -215,3 +215,25 @@ def test_the_documented_scrape_config_for_several_instances_passes_promtool(
     assert len(jobs) == len(set(jobs)) == 2, jobs
     # Every job is one the shipped HeliosdDown alert watches.
     assert all(re.fullmatch("heliosd.*", job) for job in jobs), jobs
+
+
+async def test_an_event_stream_reader_that_leaves_is_dropped_within_seconds(
+    sim: SimHandle, short_dir: Path
+) -> None:
+    """A quiet stream (no events, the heartbeat 15 s away) notices its reader left: the
+    subscriber, and heliosd_event_streams, go back to 0 without waiting for a write."""
+    running = await start_daemon(write_config(short_dir, sim, extra=PAPER))
+    notifications = running.service.notifications
+    try:
+        connector = aiohttp.UnixConnector(path=str(running.socket))
+        async with aiohttp.ClientSession(connector=connector) as http:
+            resp = await http.get("http://heliosd/api/events")
+            assert resp.status == 200
+            assert (await resp.content.readline()).startswith(b": connected")
+            assert notifications.readers == 1
+            assert one(samples(await scrape(running.socket)), "heliosd_event_streams") == 1
+            resp.close()  # the reader leaves, saying nothing
+        await wait_for(lambda: notifications.readers == 0, 5)
+        assert one(samples(await scrape(running.socket)), "heliosd_event_streams") == 0
+    finally:
+        await running.stop()

@@ -24,6 +24,7 @@ import inspect
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -62,6 +63,8 @@ MAX_BODY_BYTES: Final = 64 * 1024
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 SSE_HEARTBEAT_S: Final = 15.0
+# How often a quiet event stream looks whether its reader is still there.
+SSE_LEFT_CHECK_S: Final = 1.0
 # Events queued for one slow SSE reader before we drop it rather than grow without bound.
 SSE_BACKLOG: Final = 10_000
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -703,11 +706,21 @@ class ControlApi:
         try:
             await resp.prepare(request)
             await resp.write(b": connected\n\n")
+            beat = time.monotonic() + self.heartbeat_s
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), self.heartbeat_s)
+                    wait = min(SSE_LEFT_CHECK_S, max(0.0, beat - time.monotonic()))
+                    item = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
-                    await resp.write(b": heartbeat\n\n")
+                    # A reader that left is noticed here, within a second, not at the next
+                    # write: a quiet stream would otherwise keep its subscriber (and, through
+                    # the dashboard bridge, a connection) until the heartbeat.
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        break
+                    if time.monotonic() >= beat:
+                        await resp.write(b": heartbeat\n\n")
+                        beat = time.monotonic() + self.heartbeat_s
                     continue
                 if item is _END:
                     break

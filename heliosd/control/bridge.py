@@ -44,7 +44,13 @@ class Bridge:
         )
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._relay)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # A browser that leaves cancels its relay at once (an open event stream would
+        # otherwise hold its upstream connection until the next event or heartbeat). Safe
+        # here, unlike in the daemon: cancelling a relay only closes its connection to the
+        # daemon, whose own handler still runs to its end.
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, BRIDGE_HOST, self.port)
         await site.start()

@@ -95,6 +95,11 @@ class EventHub:
         for sub in list(self._subscribers):
             sub.put(item)
 
+    @property
+    def readers(self) -> int:
+        """Event streams open now (GET /api/events: dashboards, ``heliosctl watch``)."""
+        return len(self._subscribers)
+
     def subscribe(self, maxsize: int = 256) -> Subscription:
         """A new subscriber, registered at once (nothing published after this call is
         missed, except what its bounded buffer drops)."""

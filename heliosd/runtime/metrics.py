@@ -204,7 +204,9 @@ async def gather(service: ServiceBackend) -> list[Metric]:
     pending.add_metric([], int(counts["outbox"][0]))
     failed = _gauge("notifications_failed", "Outbox rows given up after max_attempts.")
     failed.add_metric([], int(counts["outbox"][1]))
-    out += [opened, total, fills, pending, failed]
+    readers = _gauge("event_streams", "Open GET /api/events streams (dashboards, watch).")
+    readers.add_metric([], service.notifications.readers)
+    out += [opened, total, fills, pending, failed, readers]
 
     streams = _gauge("stream_up", "1 while the venue stream is connected.", ("mode", "stream"))
     for m, sink in service.sinks.items():

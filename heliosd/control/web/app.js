@@ -356,8 +356,10 @@ function refreshAll() {
     loadRisk().then(() => equity).then(drawEquity), loadOrders(), loadEngine(), loadHistory()]);
 }
 
+let source = null;
 function listen() {
-  const es = new EventSource("/api/events");
+  if (source) return;
+  const es = source = new EventSource("/api/events");
   const list = document.getElementById("events");
   es.onopen = () => { setText("stream", "live"); document.getElementById("stream").className = "ok"; };
   es.onerror = () => { setText("stream", "reconnecting"); document.getElementById("stream").className = "bad"; };
@@ -377,4 +379,14 @@ document.addEventListener("DOMContentLoaded", () => {
   refreshAll().finally(() => performance.mark("heliosd:first-data"));
   listen();
   setInterval(() => { loadHealth(); loadMode(); }, SLOW_REFRESH_MS);
+});
+
+// Leaving the page closes its event stream: a page kept in the back/forward cache would
+// otherwise hold its connection open, and a browser allows six per host, so a few visits
+// left the dashboard unable to load at all. Coming back reopens it and redraws.
+window.addEventListener("pagehide", () => {
+  if (source) { source.close(); source = null; }
+});
+window.addEventListener("pageshow", (ev) => {
+  if (ev.persisted) { listen(); refreshAll(); }
 });
