@@ -67,8 +67,6 @@ SSE_HEARTBEAT_S: Final = 15.0
 SSE_LEFT_CHECK_S: Final = 1.0
 # Events queued for one slow SSE reader before we drop it rather than grow without bound.
 SSE_BACKLOG: Final = 10_000
-# The most events one write of an event stream carries.
-SSE_BATCH: Final = 500
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 ACTOR_KEY: Final = web.RequestKey("heliosd_actor", Actor)
@@ -710,50 +708,29 @@ class ControlApi:
             await resp.write(b": connected\n\n")
             beat = time.monotonic() + self.heartbeat_s
             while True:
-                if queue.empty():
-                    try:
-                        wait = min(SSE_LEFT_CHECK_S, max(0.0, beat - time.monotonic()))
-                        first = await asyncio.wait_for(queue.get(), wait)
-                    except TimeoutError:
-                        # A reader that left is noticed here, within a second, not at the
-                        # next write: a quiet stream would otherwise keep its subscriber
-                        # (and, through the dashboard bridge, a connection) until the
-                        # heartbeat.
-                        transport = request.transport
-                        if transport is None or transport.is_closing():
-                            break
-                        if time.monotonic() >= beat:
-                            await resp.write(b": heartbeat\n\n")
-                            beat = time.monotonic() + self.heartbeat_s
-                        continue
-                else:
-                    first = queue.get_nowait()
-                # Everything already queued goes out in one write: in a burst of fills
-                # (thousands a second) a write, and a wait, per event cost the daemon's
-                # loop more than the fills themselves.
-                frames: list[bytes] = []
-                ended = False
-                item: object = first
-                while True:
-                    if item is _END:
-                        ended = True
+                try:
+                    wait = min(SSE_LEFT_CHECK_S, max(0.0, beat - time.monotonic()))
+                    item = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    # A reader that left is noticed here, within a second, not at the next
+                    # write: a quiet stream would otherwise keep its subscriber (and, through
+                    # the dashboard bridge, a connection) until the heartbeat.
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
                         break
-                    if item is _OVERFLOW:
-                        frames.append(
-                            format_event({"type": "overflow", "message": "reader too slow"})
-                        )
-                        ended = True
-                        break
-                    assert isinstance(item, Mapping)
-                    frames.append(format_event(item))
-                    if len(frames) >= SSE_BATCH or queue.empty():
-                        break
-                    item = queue.get_nowait()
-                if frames:
-                    await resp.write(b"".join(frames))
-                    beat = time.monotonic() + self.heartbeat_s
-                if ended:
+                    if time.monotonic() >= beat:
+                        await resp.write(b": heartbeat\n\n")
+                        beat = time.monotonic() + self.heartbeat_s
+                    continue
+                if item is _END:
                     break
+                if item is _OVERFLOW:
+                    await resp.write(
+                        format_event({"type": "overflow", "message": "reader too slow"})
+                    )
+                    break
+                assert isinstance(item, Mapping)
+                await resp.write(format_event(item))
         except ConnectionResetError:
             pass  # the reader went away; nothing to tell anyone
         finally:
