@@ -49,6 +49,13 @@ _LIMIT: Final = {
     "required": False,
     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
 }
+
+
+def _mode_query(description: str) -> JSON:
+    return {"name": "mode", "in": "query", "required": False, "description": description,
+            "schema": {"enum": ["LIVE", "PAPER"]}}  # fmt: skip
+
+
 _ORDER_ID: Final = {
     "name": "id",
     "in": "path",
@@ -203,13 +210,7 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         " never VALR (GET /api/orders/{id}/fills checks one order against VALR)",
         _json(_ref(sc.RecentFills), "Fills."),
         params=[
-            {
-                "name": "mode",
-                "in": "query",
-                "required": False,
-                "description": "LIVE or PAPER; both when omitted.",
-                "schema": {"enum": ["LIVE", "PAPER"]},
-            },
+            _mode_query("LIVE or PAPER; both when omitted."),
             _LIMIT,
         ],
     ),
@@ -278,13 +279,7 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         " oldest first, at most 10,000 (a longer range is thinned evenly, keeping the newest)",
         _json(_ref(sc.Equity), "Points."),
         params=[
-            {
-                "name": "mode",
-                "in": "query",
-                "required": False,
-                "description": "LIVE or PAPER; the current mode when omitted.",
-                "schema": {"enum": ["LIVE", "PAPER"]},
-            },
+            _mode_query("LIVE or PAPER; the current mode when omitted."),
             {
                 "name": "since",
                 "in": "query",

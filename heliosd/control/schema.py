@@ -369,7 +369,9 @@ class Orders(Answer):
     orders: list[Order]
 
 
-class Fill(Answer):
+class _Trade(Answer):
+    """The fields every fill answer has (not a component of its own)."""
+
     trade_id: str
     pair: str
     side: Literal["BUY", "SELL"]
@@ -378,6 +380,9 @@ class Fill(Answer):
     fee: DecimalText
     fee_currency: str
     traded_at: Time
+
+
+class Fill(_Trade):
     in_venue_history: Annotated[bool, Meta(description="LIVE only.")] = False
 
 
@@ -388,17 +393,9 @@ class Fills(Answer):
     fills: list[Fill]
 
 
-class RecentFill(Answer):
+class RecentFill(_Trade):
     order_id: Annotated[int | None, Meta(description="None: a trade heliosd did not place.")]
     mode: ModeName
-    trade_id: str
-    pair: str
-    side: Literal["BUY", "SELL"]
-    price: DecimalText
-    quantity: DecimalText
-    fee: DecimalText
-    fee_currency: str
-    traded_at: Time
 
 
 class RecentFills(Answer):
