@@ -557,7 +557,8 @@ REQUESTS: Final = (
 )  # fmt: skip
 ANSWERS: Final = (
     Error, Mode, ModeSwitched, Gate, History, Audit, EmergencyStop, Halt, Resumed, Order,
-    OrderAnswer, Cancelled, Orders, Fills, Engine, Positions, Pnl, Risk, Plugins, Health,
+    OrderAnswer, Cancelled, Orders, Fills, RecentFills, Engine, Positions, Pnl, Risk, Plugins,
+    Health,
     Backup, Document, CloseSell, CloseLeft, ClosePlan, Closed, DoctorCheck, Doctor,
     EquityPoint, Equity,
 )  # fmt: skip
