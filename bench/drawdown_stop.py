@@ -208,6 +208,9 @@ def one_run(sim: Sim, tmp: Path, n: int) -> dict[str, Any]:
         latched = db_row(db, "SELECT count(*) FROM breakers WHERE cleared_at IS NULL AND name"
                              " IN ('drawdown', 'emergency')")  # fmt: skip
         stopped_by = db_row(db, "SELECT group_concat(name) FROM breakers WHERE cleared_at IS NULL")
+        # Nothing moved money in or out of the account: any flow row is one the daemon inferred
+        # from the earlier runs' trades on the same account (the 2026-12-03 failure, issue 13).
+        flows = db_row(db, "SELECT count(*) FROM flows")[0]
         conn.close()
         return {
             "ms": (max(t_flat, t_paper) - t0) / 1e6,
@@ -215,6 +218,7 @@ def one_run(sim: Sim, tmp: Path, n: int) -> dict[str, Any]:
             "paper_ms": (t_paper - t0) / 1e6,
             "latched": stopped_by[0] if latched and latched[0] >= 1 else None,
             "open_after": sim.ask("open"),
+            "flows": flows,
         }
     finally:
         if proc.proc is not None and proc.proc.poll() is None:
@@ -248,7 +252,7 @@ def main() -> None:
                 results.append(one_run(sim, Path(tmp), n))
     total = [r["ms"] for r in results]
     latency = summary(total)
-    verified = all(r["latched"] and r["open_after"] == 0 for r in results)
+    verified = all(r["latched"] and r["open_after"] == 0 and r["flows"] == 0 for r in results)
     emit(
         "drawdown_stop",
         {
@@ -260,9 +264,11 @@ def main() -> None:
             "paper_ms": summary([r["paper_ms"] for r in results]),
             "runs_ms": [round(x, 1) for x in total],
             "latched": sorted({str(r["latched"]) for r in results}),
-            "verified": "0 open at the simulator, mode PAPER, drawdown/emergency latched"
+            "flows_recorded": [r["flows"] for r in results],
+            "verified": "0 open at the simulator, mode PAPER, drawdown/emergency latched,"
+            " no flow inferred"
             if verified
-            else "NOT VERIFIED: see latched/open_after",
+            else "NOT VERIFIED: see latched/open_after/flows_recorded",
         },
         {"p99_under_50ms": latency["p99"] < 50, "verified": verified},
     )

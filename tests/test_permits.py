@@ -182,8 +182,23 @@ class PermitMachine(RuleBasedStateMachine):
     def issue(self, any_mode: bool) -> int:
         p = self.board.issue(self.cell.mode, self.cell.epoch, label=f"hd-{len(self.models)}",
                              any_mode=any_mode)  # fmt: skip
-        self.models[id(p)] = Model(p)
+        # P6: a permit issued while a stop commits is born revoked, for good.
+        self.models[id(p)] = Model(p, ever_invalid=self.board.barred is not None)
         return id(p)
+
+    @rule()
+    def bar(self) -> None:  # a stop begins: every outstanding permit is void from here on
+        self.board.bar("stop committing")
+        for m in self.models.values():
+            m.ever_invalid = True
+
+    @rule(committed=hs.booleans())
+    def unbar(self, committed: bool) -> None:  # the stop's latch committed, or failed to
+        if self.board.barred is not None:
+            self.board.unbar()
+            if committed:  # a new epoch
+                self.cell.epoch += 1
+                self._invalidate()
 
     @rule(key=permits)
     def begin_send(self, key: int) -> None:
@@ -244,6 +259,29 @@ class PermitMachine(RuleBasedStateMachine):
                     if m.sends > 0 and not m.permit.released}  # fmt: skip
         left = asyncio.run(self.board.settle(0))
         assert {id(p) for p in left} == expected
+
+
+def test_a_stop_that_is_committing_refuses_every_send_even_at_the_old_epoch() -> None:
+    """P6: between a stop's first revocation and its latch's commit the stored epoch is the
+    old one; a permit issued then would pass P1, so the bar refuses it, and keeps refusing it
+    once lifted. The emergency-stop bench saw such orders land after the early cancel-all."""
+    cell = Cell()
+    board = PermitBoard(cell)
+    before = board.issue(Mode.PAPER, 1, label="before")
+    before.begin_send()  # on the wire when the stop begins: the stop must know it
+    board.bar("emergency stop: test")
+    assert board.on_wire() == [before]
+    during = board.issue(Mode.PAPER, 1, label="during")  # checked at the old epoch
+    with pytest.raises(PermitRevoked, match=r"order during not sent: emergency stop: test"):
+        during.begin_send()
+    with pytest.raises(PermitRevoked, match=r"emergency stop: test"):
+        before.begin_send()  # a resend of the one on the wire is refused as well
+    board.unbar()  # the latch failed to commit: the epoch stays 1, yet "during" stays void
+    with pytest.raises(PermitRevoked):
+        during.begin_send()
+    after = board.issue(Mode.PAPER, 1, label="after")
+    after.begin_send()  # P1 judges again once the bar is lifted
+    after.end_send()
 
 
 PermitMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40,

@@ -206,6 +206,97 @@ async def test_an_order_checked_before_a_stop_is_stored_rejected_not_sent(rig: R
     assert not rig.venue.entered.is_set() and rig.venue.sent == []
 
 
+async def test_an_order_placed_while_the_stop_commits_its_latch_is_never_sent(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """P6: the stop's latch is still committing (the stored epoch is the old one) when an
+    order passes its rules; its permit is born revoked, so it never reaches the venue, and the
+    stop's early cancel-all cannot have missed it. The commit is held open by the test."""
+    rig.venue.gate.set()  # the venue answers at once: only the permit can keep it off the wire
+    holding, release = asyncio.Event(), asyncio.Event()
+    real_write = rig.store.write
+    held = False
+
+    async def write(fn: Callable[..., Any]) -> Any:
+        nonlocal held
+        if not held and rig.stops.board.barred is not None:  # the stop's latch transaction
+            held = True
+            holding.set()
+            await release.wait()
+        return await real_write(fn)
+
+    monkeypatch.setattr(rig.store, "write", write)
+    epoch = rig.store.mode_state().epoch
+    stopping = asyncio.ensure_future(rig.stops.emergency_stop(reason="drill", actor=OPERATOR))
+    await holding.wait()
+    assert rig.store.mode_state().epoch == epoch  # not committed yet
+    with pytest.raises(PermitRevoked, match=r"not sent: emergency stop: drill"):
+        await rig.router.submit(buy(), actor="t")
+    release.set()
+    answer = await stopping
+    assert answer["epoch"] > epoch and answer["remaining_open_orders"] == 0
+    assert rig.venue.sent == []
+    assert rig.stops.board.barred is None  # lifted once the latch is durable
+    rig.venue.entered.clear()
+    with pytest.raises(RiskRejected):  # and from then on the latch itself refuses new risk
+        await rig.router.submit(buy(), actor="t")
+    assert rig.venue.sent == []
+
+
+async def test_a_placement_on_the_wire_when_the_stop_begins_is_cancelled_at_once(
+    rig: Rig,
+) -> None:
+    """An order on the wire when the stop begins lands after the stop's early cancel-all; the
+    stop knows it was on the wire (P6), so its first pass cancels again instead of looking,
+    finding it, waiting 50 ms for a cancel to show and only then cancelling (the bench's
+    2-3x slower stops). The venue here rests what it accepts."""
+    resting: dict[str, OpenOrder] = {}
+    calls: list[str] = []
+    venue = rig.venue
+    send = venue._send
+
+    def rest(request: PlaceRequest, epoch: int) -> PlaceResult:
+        result = send(request, epoch)
+        assert result.exchange_order_id is not None
+        resting[result.exchange_order_id] = OpenOrder(
+            result.exchange_order_id, "BTCZAR", Side.BUY, OrderType.LIMIT, Decimal(1_000_000),
+            Decimal("0.001"), Decimal("0.001"), request.customer_order_id,
+        )  # fmt: skip
+        return result
+
+    async def cancel_all() -> int:
+        calls.append("cancel_all")
+        n = len(resting)
+        resting.clear()
+        venue.gate.set()  # the placement on the wire answers just after the cancel-all
+        await asyncio.sleep(0)
+        return n
+
+    async def open_orders() -> list[OpenOrder]:
+        calls.append("open_orders")
+        return list(resting.values())
+
+    venue._send = rest  # type: ignore[method-assign]
+    venue.cancel_all = cancel_all  # type: ignore[method-assign]
+    venue.open_orders = open_orders  # type: ignore[method-assign]
+    empty = Venue(rig, honours=True)  # LIVE: an account with nothing on it
+    rig.stops.clients = {Mode.PAPER: venue, Mode.LIVE: empty}  # type: ignore[dict-item]
+    placing = asyncio.ensure_future(rig.router.submit(buy(), actor="t"))
+    await venue.entered.wait()
+    if venue.honours_permits:  # the client's own wait (stream ready) ends; then it sends
+        assert rig.router.permits.on_wire() == []
+    answer = await rig.stops.emergency_stop(reason="drill", actor=OPERATOR)
+    await asyncio.gather(placing, return_exceptions=True)
+    assert answer["remaining_open_orders"] == 0 and resting == {}
+    if venue.honours_permits:  # never on the wire: revoked in its wait, never sent
+        assert venue.sent == []
+        assert calls == ["cancel_all", "open_orders"]  # nothing raced: the early one only
+    else:  # on the wire at the stop: landed after the early cancel-all, cancelled at once
+        assert len(venue.sent) == 1 and answer["cancelled_orders"] == 1
+        # before: cancel_all, open_orders (finds it), 50 ms, cancel_all, open_orders
+        assert calls == ["cancel_all", "cancel_all", "open_orders"]
+
+
 async def test_halted_refuses_everything_and_reducing_passes_only_reductions(rig: Rig) -> None:
     rig.venue.gate.set()
     answer = await rig.stops.operator_halt(reason="ops look", actor=OPERATOR)

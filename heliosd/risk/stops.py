@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -260,13 +260,19 @@ class Stops:
             revoked = f"emergency stop: {reason}"
             # Revoking and cancelling are always safe, so neither waits for the latch's
             # commit (an fsync: 6-16 ms of the stop's 60-110 on a 2-core box): the permits
-            # are revoked now and again once it is durable (a permit issued meanwhile was
-            # checked under the old epoch, which the commit makes stale anyway), and the
-            # first cancel-all goes out at once, while the latch commits and the placements
-            # already on the wire settle. What lands after it is seen by the verification
-            # below and cancelled again; only the verification has to follow the settle.
-            board.revoke_all(revoked)
+            # are revoked now, and the board refuses every send until the latch is durable
+            # (P6: a permit issued meanwhile would pass its check, the stored epoch being
+            # still the old one; the bench saw such orders land after the early cancel-all
+            # and cost the stop a second round of 50-60 ms), and the first cancel-all goes
+            # out at once, while the latch commits and the placements already on the wire
+            # settle. What lands after it is seen by the verification below and cancelled
+            # again; only the verification has to follow the settle.
+            board.bar(revoked)  # P6: nothing new goes out until the latch is durable
             modes = [Mode.LIVE, Mode.PAPER]
+            # A placement already on the wire may land after the early cancel-all; its mode's
+            # first pass below cancels again at once rather than look, find it, wait for a
+            # cancel to show (50 ms) and only then cancel (a 2-3x slower stop in the bench).
+            racing = {m for p in board.on_wire() for m in (modes if p.any_mode else [p.mode])}
             early = asyncio.gather(*(self._cancel_all_once(m) for m in modes))
             was = store.mode_state().mode
             try:
@@ -274,6 +280,8 @@ class Stops:
             except BaseException:
                 await asyncio.gather(early, return_exceptions=True)
                 raise
+            finally:  # committed: the new epoch refuses the old permits (P1); or it failed
+                board.unbar()
             journal.event("emergency_stop", by=actor, reason=reason, epoch=latched.epoch)
             if was is not Mode(latched.mode):
                 journal.event("mode_change", from_=was, to=latched.mode, by=actor,
@@ -285,7 +293,7 @@ class Stops:
             precancelled = {m: n for m, n in zip(modes, await early, strict=True) if n is not None}
             await self.stop_engine()
             cancelled, remaining, notes = await self.cancel_everything(
-                modes, precancelled=precancelled
+                modes, precancelled=precancelled, cancel_again=racing
             )
             flattened = await self.flatten() if self.settings.risk.flatten_on_emergency_stop else []
             if unresolved:
@@ -512,6 +520,7 @@ class Stops:
         attempts: int = 3,
         *,
         precancelled: Mapping[Mode, int] | None = None,
+        cancel_again: Collection[Mode] = (),
     ) -> tuple[int, list[dict[str, Any]] | None, list[str]]:
         """Cancel every open order of each mode's account, then verify none remain.
 
@@ -520,7 +529,8 @@ class Stops:
         again. ``remaining`` names the orders still open at the venue, or is None when the
         LIVE venue could not be checked at all (the notes say why). A mode in
         ``precancelled`` had its cancel-all answered already (with that count): its first
-        pass only verifies.
+        pass only verifies, unless it is in ``cancel_again`` (a placement of that mode was
+        on the wire when the cancel-all went out, so it may have landed after it).
         """
         done_before = dict(precancelled or {})
         cancelled = 0
@@ -531,7 +541,7 @@ class Stops:
             nonlocal cancelled, remaining
             client = self.clients[mode]
             left: list[OpenOrder] | None = None
-            skip_first = mode in done_before
+            skip_first = mode in done_before and mode not in cancel_again
             cancelled += done_before.get(mode, 0)
             for attempt in range(attempts):
                 try:

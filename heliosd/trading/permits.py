@@ -29,6 +29,16 @@ Invariants:
   unresolved placements until the order's row is settled (the stream or reconciliation
   gives it an exchange id or a final state) or :data:`PARK_KEEP_S` has passed.
 
+* **P6 -- nothing new goes out while a stop commits.** Between an emergency stop's first
+  revocation and its latch's commit the stored epoch is still the old one, so a permit
+  issued in that window would pass its check. :meth:`PermitBoard.bar` (the stop's first
+  step) revokes every outstanding permit *and* refuses every send until
+  :meth:`PermitBoard.unbar` (once the latch is durable, whose new epoch makes the old
+  permits stale by P1): a permit issued meanwhile is born revoked. So the only placements
+  that can reach the venue after a stop began are the ones already on the wire then
+  (:meth:`PermitBoard.on_wire`), and the stop's early cancel-all can know whether it may
+  have missed one.
+
 So after an emergency stop has committed its latch (a new epoch), revoked the permits and
 settled them, every order this process will ever have sent is either answered (and so seen
 by the cancel-all and the open-orders check that follow) or named as unresolved.
@@ -85,6 +95,9 @@ class Permit:
     def problem(self) -> str | None:
         """Why this permit may not send now, or None when it may."""
         if self.revoked is not None:
+            return self.revoked
+        if self._board.barred is not None:  # P6
+            self.revoke(self._board.barred)
             return self.revoked
         try:
             mode, epoch = self._board.current()
@@ -190,10 +203,13 @@ class PermitBoard:
         self._parked: dict[Permit, float] = {}  # P5: permit -> when parked (monotonic)
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self.barred: str | None = None  # P6: why every send is refused, while a stop commits
 
     def issue(self, mode: Mode, epoch: int, *, label: str, any_mode: bool = False) -> Permit:
         permit = Permit(self, mode, epoch, label=label, any_mode=any_mode)
         self._outstanding.add(permit)
+        if self.barred is not None:
+            permit.revoke(self.barred)
         return permit
 
     def outstanding(self) -> list[Permit]:
@@ -206,6 +222,15 @@ class PermitBoard:
         """Revoke every outstanding permit (P4): none of them may begin another send."""
         for permit in list(self._outstanding):
             permit.revoke(reason)
+
+    def bar(self, reason: str) -> None:
+        """P6: revoke every outstanding permit and refuse every send until :meth:`unbar`."""
+        self.barred = reason
+        self.revoke_all(reason)
+
+    def unbar(self) -> None:
+        """The stop's latch is durable (or failed to commit): sends are judged by P1 again."""
+        self.barred = None
 
     def parked(self) -> list[Permit]:
         """The placements sent with an unknown outcome (P5), oldest first; those parked
