@@ -112,7 +112,7 @@ class Pricer:
         self._last_fill: dict[str, tuple[Decimal, datetime]] = {}
         # asset -> (quote, second-leg quote or None, value, source) of its last fresh answer
         # from quotes: valid while those quote objects are still the market's latest.
-        self._memo: dict[str, tuple[Quote, Quote | None, Decimal, str, str]] = {}
+        self._memo: dict[str, tuple[Quote, Quote | None, Decimal, str, str, str]] = {}
         self._quotes = market.live_quotes()
         self._dust: dict[str, float] = {}  # asset -> when assess() last found it dust
         self._refresh_age = max_age_s / 2
@@ -160,16 +160,16 @@ class Pricer:
         memo = self._memo.get(asset)
         if memo is None:
             return None
-        q1, q2, value, source, direct = memo
+        q1, q2, value, source, direct, inverse = memo
         quotes = self._quotes
         if quotes.get(q1.pair) is not q1:
             return None
         if q2 is None:
             at = q1.at
         else:
-            # A cross answer stands only while both legs are unchanged and no direct
-            # quote exists.
-            if quotes.get(q2.pair) is not q2 or direct in quotes:
+            # A cross answer stands only while both legs are unchanged and no quote of a
+            # route P2 prefers (direct, inverse) exists: a pair listed since would win.
+            if quotes.get(q2.pair) is not q2 or direct in quotes or inverse in quotes:
                 return None
             at = q1.at if q1.at < q2.at else q2.at
         age = (now - at).total_seconds()
@@ -187,13 +187,13 @@ class Pricer:
         if now is not self._cut_for:
             self._cut_for = now
             self._cutoff = now - timedelta(seconds=self._refresh_age)
-        q1, q2, value, _source, direct = memo
+        q1, q2, value, _source, direct, inverse = memo
         quotes = self._quotes
         if quotes.get(q1.pair) is not q1:
             return None
         if q2 is None:
             return value if q1.at >= self._cutoff else None
-        if quotes.get(q2.pair) is not q2 or direct in quotes:
+        if quotes.get(q2.pair) is not q2 or direct in quotes or inverse in quotes:
             return None
         return value if q1.at >= self._cutoff and q2.at >= self._cutoff else None
 
@@ -263,7 +263,8 @@ class Pricer:
         q1 = self.market.quote(pair1)
         q2 = None if pair2 is None else self.market.quote(pair2)
         if q1 is not None and price.value is not None and (pair2 is None or q2 is not None):
-            self._memo[asset] = (q1, q2, price.value, price.source, asset + self.reference)
+            ref = self.reference
+            self._memo[asset] = (q1, q2, price.value, price.source, asset + ref, ref + asset)
 
     def _quoted(self, pair: str, now: datetime, *, invert: bool = False) -> Price | None:
         quote = self.market.quote(pair)
