@@ -77,6 +77,18 @@ async def place_elsewhere(sim: SimHandle) -> str:
     return str(answer["id"])
 
 
+async def priced(proc: Any) -> None:
+    """A LIVE BUY needs a fresh quote (the fresh_prices rule): after a start, wait for the
+    trade stream's first BTCZAR quote, as an operator's first order would (under load the
+    order could otherwise arrive first and be refused for want of a price)."""
+
+    async def ask() -> Any:
+        status, body = await proc.arequest("GET", "/api/risk")
+        return status == 200 and body["pairs"].get("BTCZAR", {}).get("ask")
+
+    await wait_for(ask, 15, "a BTCZAR quote after the start")
+
+
 async def refused_at_once(proc: Any, sim: SimHandle) -> None:
     """An order right after the restart is refused and reaches nothing."""
     sent = len(sim.sim.orders_received(sim.account))
@@ -163,6 +175,7 @@ async def test_kill9_in_live_halts_reconciles_notifies_and_waits_for_a_resume(
     assert await proc.aterminate() == 0
     await proc.astart()
     assert trading_state(db) == ("ACTIVE", "")
+    await priced(proc)
     status, body = await proc.arequest("POST", "/api/orders", BUY)
     assert status == 201, body
     status, engine = await proc.arequest("GET", "/api/autonomous-engine/status")
@@ -198,6 +211,7 @@ async def test_a_seeded_sequence_of_sigterms_and_kills_halts_exactly_after_kills
         state, reason = trading_state(db)
         if not halted:
             assert (state, reason) == ("ACTIVE", ""), context
+            await priced(proc)
             status, body = await proc.arequest("POST", "/api/orders", BUY)
             assert status == 201, (context, body)
             continue
