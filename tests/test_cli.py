@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from heliosd.control.ctl import build_parser as build_ctl_parser
+from heliosd.control.ctl_parser import build_parser as build_ctl_parser
 from heliosd.core.config import Settings
 from heliosd.runtime.cli import _parser as cli_parser
 from heliosd.runtime.cli import main

@@ -25,7 +25,8 @@ from test_control_api import (
     sock_dir,
 )
 
-from heliosd.control.ctl import main, render, table
+from heliosd.control.ctl import main
+from heliosd.control.ctl_render import render, table
 from heliosd.control.server import ControlServer
 from heliosd.core.errors import TransientError
 from heliosd.core.types import Mode

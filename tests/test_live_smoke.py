@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from heliosd.control import ctl
-from heliosd.control.smoke import minimum_quantity
+from heliosd.control.smoke_quantity import minimum_quantity
 from heliosd.core.types import Side
 from heliosd.testing import (
     NotifyReceiver,

@@ -16,14 +16,8 @@ from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
 from heliosd.control.client import ControlClient
-from heliosd.control.ctl import (
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_USAGE,
-    exit_code,
-    orders_table,
-    table,
-)
+from heliosd.control.ctl import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, exit_code
+from heliosd.control.ctl_render import orders_table, table
 
 PLAN_COLUMNS: Final = ("pair", "side", "quantity")
 LEFT_COLUMNS: Final = ("pair", "asset", "quantity", "why")

@@ -15,13 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TextIO
 from urllib.parse import urlencode
 
-from heliosd import __version__
 from heliosd.control import display
 from heliosd.control.client import BadResponse, ControlClient, DaemonUnreachable, default_socket
+from heliosd.control.ctl_parser import build_parser
+from heliosd.control.ctl_render import (
+    _is_rows,
+    _show_order,
+    doctor_report,
+    gate_table,
+    mode_summary,
+    order_line,
+    orders_table,
+    positions_view,
+    render,
+    table,
+)
 from heliosd.core.pipes import stdout_gone
 from heliosd.core.venue import SIMULATOR_NOTE
 
@@ -32,130 +44,6 @@ EXIT_NOT_RUNNING: Final = 3
 EXIT_SERVER: Final = 4
 
 HISTORY_COLUMNS: Final = ("id", "changed_at", "old_mode", "new_mode", "changed_by", "reason")
-GATE_COLUMNS: Final = ("name", "ok", "reason")
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(display.plain_text(value)).replace("\n", " ")
-
-
-def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Aligned columns; ``columns`` default to every key, in order of first appearance."""
-    if not rows:
-        return "(none)"
-    if columns is None:
-        seen: dict[str, None] = {}
-        for row in rows:
-            seen.update(dict.fromkeys(row))
-        columns = list(seen)
-    cells = [[cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def gate_table(gates: Sequence[Mapping[str, Any]]) -> str:
-    rows = [
-        {"name": g.get("name"), "ok": "ok" if g.get("ok") else "FAIL", "reason": g.get("reason")}
-        for g in gates
-    ]
-    return table(rows, GATE_COLUMNS)
-
-
-def _is_rows(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def render(body: Any) -> str:
-    """A readable rendering of any JSON answer: key/value lines, lists of objects as tables."""
-    if _is_rows(body):
-        return table(body)
-    if not isinstance(body, dict):
-        return cell(body)
-    pairs: list[tuple[str, str]] = []
-    blocks: list[str] = []
-    _flatten(body, "", pairs, blocks)
-    width = max((len(k) for k, _ in pairs), default=0)
-    text = "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in pairs)
-    return "\n\n".join(p for p in [text, *blocks] if p) or "(empty)"
-
-
-def mode_summary(body: Any) -> str:
-    """`heliosctl mode`: one headline (mode, trading state, epoch), then every field."""
-    if not isinstance(body, dict) or "trading_state" not in body:
-        return render(body)
-    head = f"{body.get('mode')}  {body['trading_state']}  epoch {body.get('epoch')}"
-    if body.get("state_reason"):
-        head += f"  ({body['state_reason']})"
-    return f"{head}\n\n{render(body)}"
-
-
-# Amounts in an answer's reference currency (pnl, risk): rounded to its decimals in tables.
-MONEY_KEYS: Final = frozenset((
-    "equity", "realized", "unrealized", "fees", "daily_pnl", "peak_equity", "day_start_equity",
-    "gross_exposure", "pending_buy_value", "flows_today",
-))  # fmt: skip
-
-
-def _flatten(
-    body: Mapping[str, Any],
-    prefix: str,
-    pairs: list[tuple[str, str]],
-    blocks: list[str],
-    currency: str | None = None,
-) -> None:
-    currency = body.get("reference_currency") or currency
-    for key, value in body.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            _flatten(value, f"{name}.", pairs, blocks, currency)
-        elif currency and key in MONEY_KEYS and display.decimal_of(value) is not None:
-            pairs.append((name, display.amount(value, currency)))
-        elif _is_rows(value):
-            blocks.append(f"{name}:\n{table(value)}")
-        elif isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
-            pairs.append((name, ", ".join(cell(v) for v in value) or "-"))
-        else:
-            pairs.append((name, cell(value)))
-
-
-def order_line(order: Mapping[str, Any]) -> str:
-    base, quote = display.split_pair(order.get("pair"))
-    price = f" @ {display.amount(order['price'], quote)}" if order.get("price") else ""
-    return (
-        f"order {order.get('id')} {order.get('state')}: {order.get('mode')} "
-        f"{order.get('side')} {display.amount(order.get('quantity'), base)} {order.get('pair')} "
-        f"{order.get('type')}{price}"
-    )
-
-
-def orders_table(body: Any) -> str:
-    rows, net_shown = display.order_rows(body.get("orders", []))
-    text = table(rows, display.ORDER_TABLE)
-    return f"{text}\n\n{display.NET_NOTE}" if net_shown else text
-
-
-def positions_view(body: Any) -> str:
-    """Each mode's positions as a table; a mode without any says so in words."""
-    if not isinstance(body, dict) or not ("paper" in body or "live" in body):
-        return render(body)
-    parts = [f"mode  {body.get('mode')}"] if body.get("mode") else []
-    for key in ("paper", "live"):
-        rows = body.get(key)
-        if isinstance(rows, list):
-            shown = table(display.position_rows(rows)) if _is_rows(rows) else "(no positions)"
-            parts.append(f"{key}:\n{shown}")
-    return "\n\n".join(parts)
 
 
 # --------------------------------------------------------------------------- the runner
@@ -397,42 +285,6 @@ class Ctl:
         )  # fmt: skip
 
 
-_DOCTOR_WORDS: Final = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
-
-
-def doctor_report(body: Mapping[str, Any]) -> str:
-    """One line per check (ok / warn / FAIL, name, detail, and the fix when not ok), then
-    the verdict."""
-    checks = [c for c in body.get("checks", []) if isinstance(c, dict)]
-    width = max((len(str(c.get("name", ""))) for c in checks), default=0)
-    lines = []
-    for c in checks:
-        word = _DOCTOR_WORDS.get(str(c.get("status")), "FAIL")
-        name, detail = str(c.get("name", "")), str(c.get("detail", ""))
-        line = f"{word:<4}  {name:<{width}}  {detail}"
-        if word != "ok" and c.get("fix"):
-            line += f"  -> fix: {c['fix']}"
-        lines.append(line.replace("\n", " "))
-    fails = sum(1 for c in checks if c.get("status") != "ok" and c.get("status") != "warn")
-    warns = sum(1 for c in checks if c.get("status") == "warn")
-    if fails:
-        lines.append(f"NOT READY: {fails} check(s) failed, {warns} warning(s)")
-    else:
-        lines.append(f"ready: no check failed ({warns} warning(s))")
-    return "\n".join(lines)
-
-
-def _show_order(body: Any) -> str:
-    order = body.get("order") if isinstance(body, dict) else None
-    if not isinstance(order, dict):
-        return render(body)
-    lines = [order_line(order)]
-    verdicts = order.get("verdicts") or []
-    if _is_rows(verdicts):
-        lines.append(table(verdicts, ("rule", "action", "reason")))
-    return "\n".join(lines)
-
-
 def _with_query(path: str, **params: Any) -> str:
     given = {k: v for k, v in params.items() if v is not None}
     return f"{path}?{urlencode(given)}" if given else path
@@ -444,131 +296,6 @@ def exit_code(status: int) -> int:
     if 400 <= status < 500:
         return EXIT_REFUSED
     return EXIT_SERVER
-
-
-# --------------------------------------------------------------------------- arguments
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _side(text: str) -> str:
-    side = text.upper()
-    if side not in ("BUY", "SELL"):
-        raise argparse.ArgumentTypeError(f"side must be BUY or SELL, got {text!r}")
-    return side
-
-
-def build_parser() -> argparse.ArgumentParser:
-    # Global options are accepted before and after the command (`heliosctl mode --json`);
-    # SUPPRESS keeps a subcommand from resetting a value given before it.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS,
-        help="print the daemon's JSON unchanged (exact values, for scripts)",
-    )  # fmt: skip
-
-    p = argparse.ArgumentParser(
-        prog="heliosctl",
-        description="Control a running heliosd over its Unix socket.",
-        epilog="exit codes: 0 ok, 1 refused, 2 usage, 3 daemon not running, 4 server error, "
-        "141 stdout closed early (| head)",
-    )
-    p.add_argument(
-        "--socket",
-        default=None,
-        help="control socket (default: $HELIOSCTL_SOCKET, else /run/heliosd/heliosd.sock)",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        default=False,
-        help="print the daemon's JSON unchanged (exact values, for scripts)",
-    )
-    p.add_argument("--version", action="version", version=f"heliosctl {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def cmd(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
-
-    m = cmd("mode", "show the trading mode, or switch it (paper | live)")
-    m.add_argument("target", nargs="?", choices=("paper", "live"), type=str.lower,
-                   help="switch to this mode; without it, show the current mode")  # fmt: skip
-    m.add_argument("--reason", help="why (recorded in the audit)")
-    m.add_argument("--confirm", metavar="LIVE", help="confirm a LIVE switch without a prompt")
-    m.add_argument(
-        "--yes-i-typed-live",
-        action="store_true",
-        help="same as --confirm LIVE",
-    )
-    for name, help_text in (("history", "mode change history"), ("audit", "audit log")):
-        c = cmd(name, help_text)
-        c.add_argument("--limit", type=_positive_int, help="at most N entries, newest first")
-    s = cmd("stop", "EMERGENCY STOP: halt, cancel all orders, switch to PAPER, latch")
-    s.add_argument("--reason", help="why (recorded in the audit and the notification)")
-    r = cmd("resume", "clear a latched stop")
-    r.add_argument("--reason", required=True, help="why trading may go on (recorded)")
-    h = cmd("halt", "HALT trading: refuse every order but cancels until a resume")
-    h.add_argument("--reason", required=True, help="why (recorded in the audit)")
-    e = cmd("engine", "autonomous engine")
-    e.add_argument("action", choices=("start", "stop", "status"),
-                   help="start or stop the strategy, or show its status")  # fmt: skip
-    o = cmd("order", "place a manual order (MARKET, or LIMIT with --limit PRICE)")
-    o.add_argument("side", type=_side, metavar="BUY|SELL", help="BUY or SELL")
-    o.add_argument("pair", help="VALR pair, e.g. BTCZAR")
-    o.add_argument("quantity", metavar="QTY", help="base-currency quantity, e.g. 0.0001")
-    o.add_argument("--limit", metavar="PRICE", help="a LIMIT order at PRICE (quote currency)")
-    o.add_argument("--reason", help="why (stored with the order)")
-    ol = cmd("orders", "list orders, newest first")
-    ol.add_argument("--open", action="store_true", help="open orders only")
-    ol.add_argument("--limit", type=_positive_int, help="at most N orders")
-    c = cmd("cancel", "cancel an order")
-    c.add_argument("id", type=_positive_int, help="the order's id (heliosctl orders)")
-    for name, help_text in (
-        ("positions", "positions"),
-        ("pnl", "realized, unrealized and daily P&L"),
-        ("risk", "limit use, drawdown, breakers"),
-        ("plugins", "loaded plugins"),
-        ("health", "liveness of store, feeds and exchanges (exit 4 when unhealthy)"),
-        ("backup", "take a database backup"),
-    ):
-        cmd(name, help_text)
-    ls = cmd("live-smoke", "first LIVE trade check: minimum MARKET BUY, then verify everything")
-    ls.add_argument("pair", help="VALR pair to buy the minimum of, e.g. BTCZAR")
-    ls.add_argument("--yes", action="store_true", help="do not ask before placing the order")
-    ls.add_argument("--quantity", metavar="QTY", help="base quantity (default: pair minimum)")
-    ls.add_argument("--timeout", type=_positive_int, default=30, help="seconds per check")
-    cl = cmd("close", "sell an account's holdings at market (PAIR or --all; --live: LIVE)")
-    cl.add_argument("pair", nargs="?", type=str.upper, help="e.g. BTCZAR")
-    cl.add_argument("--all", action="store_true", help="every holding a known pair sells")
-    cl.add_argument("--live", action="store_true", help="the LIVE account (default PAPER)")
-    cl.add_argument("--reason", help="why (recorded in the audit)")
-    cl.add_argument("--confirm", metavar="ACCOUNT", help="confirm without a prompt: LIVE|PAPER")
-    cl.add_argument("--yes", action="store_true", help="do not ask before selling")
-    d = cmd("doctor", "check readiness for LIVE (exit 0 only when no check fails)")
-    d.add_argument("--notify", action="store_true",
-                   help="also send a test notification through every configured URL")  # fmt: skip
-    dash = cmd("dashboard", "open the web dashboard: a loopback bridge and a one-time login URL")
-    dash.add_argument(
-        "--port", type=_port, default=0, help="bridge port on 127.0.0.1 (default: random)"
-    )
-    w = cmd("watch", "follow events until Ctrl-C")
-    w.add_argument("--count", type=_positive_int, help="stop after N events")
-    return p
 
 
 def _dashboard(ctl: Ctl) -> int:

@@ -30,126 +30,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 from heliosd.control.client import ControlClient
 from heliosd.control.eventtap import EventTap
-
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_SERVER: Final = 4
-
-PASSED: Final = "PASSED"
-FAILED: Final = "FAILED"
-SKIPPED: Final = "SKIPPED"
-
-CHECKS: Final = (
-    "order placed",
-    "risk limits",
-    "filled on VALR",
-    "database",
-    "ledger",
-    "P&L",
-    "notification",
+from heliosd.control.smoke_quantity import _dec, minimum_quantity
+from heliosd.control.smoke_result import (
+    CHECKS,
+    EXIT_FAILED,
+    EXIT_SERVER,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    Check,
+    Plan,
+    SmokeRefused,
+    SmokeResult,
 )
+from heliosd.control.smoke_verdicts import _fill_check, _order_of, _verdict_check
+
 DEFAULT_TIMEOUT_S: Final = 30.0
-# A market buy's value is checked against the pair's minimum at the price it fills at: keep
-# a margin over the current ask so a small move between now and the fill cannot undercut it.
-PRICE_MARGIN: Final = Decimal("1.02")
 _OPEN_STATES: Final = frozenset({"new", "sent", "placed", "partially_filled"})
 _REASON: Final = "live-smoke: minimum-size MARKET BUY"
-
-
-class SmokeRefused(Exception):
-    """The smoke test must not run (not LIVE, halted, unhealthy, no quantity, no consent)."""
-
-    def __init__(self, message: str, *, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # PASSED | FAILED | SKIPPED
-    detail: str
-
-    @property
-    def line(self) -> str:
-        return f"{self.status:<7}  {self.name}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What will be traded, and why that quantity."""
-
-    pair: str
-    quantity: Decimal
-    quantity_source: str
-    venue: str
-    simulator: bool = False  # LIVE is the VALR simulator: not real money
-
-
-@dataclass
-class SmokeResult:
-    plan: Plan
-    checks: list[Check] = field(default_factory=list)
-    order: dict[str, Any] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return len(self.checks) == len(CHECKS) and all(c.status == PASSED for c in self.checks)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "pair": self.plan.pair,
-            "quantity": str(self.plan.quantity),
-            "quantity_source": self.plan.quantity_source,
-            "venue": self.plan.venue,
-            "order": self.order,
-            "checks": [asdict(c) for c in self.checks],
-        }
-
-
-# --------------------------------------------------------------------------- quantity
-
-
-def _dec(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return out if out.is_finite() else None
-
-
-def minimum_quantity(limits: Mapping[str, Any]) -> Decimal:
-    """The smallest MARKET BUY quantity (base currency) the pair's limits allow.
-
-    ``limits`` is one entry of ``GET /api/risk``'s ``pairs``: ``min_base`` (required),
-    ``base_decimals``, ``min_quote`` and a price (``ask``, else ``mark``). The answer is at
-    least ``min_base`` and worth at least ``min_quote`` at the price plus PRICE_MARGIN,
-    rounded *up* to the base decimals (rounding down could fall under the minimum).
-    Raises ValueError when the limits are unusable.
-    """
-    min_base = _dec(limits.get("min_base"))
-    if min_base is None or min_base <= 0:
-        raise ValueError("the pair's min_base is missing")
-    decimals = limits.get("base_decimals")
-    quantum = Decimal(1).scaleb(-decimals) if isinstance(decimals, int) else None
-    quantity = min_base
-    min_quote = _dec(limits.get("min_quote"))
-    price = _dec(limits.get("ask")) or _dec(limits.get("mark"))
-    if min_quote is not None and price is not None and price > 0:
-        quantity = max(quantity, min_quote * PRICE_MARGIN / price)
-    if quantum is not None:
-        quantity = quantity.quantize(quantum, rounding=ROUND_CEILING)
-    return quantity
 
 
 # --------------------------------------------------------------------------- the run
@@ -482,44 +385,3 @@ class LiveSmoke:
             f"outbox notification #{found.get('id')} ({found.get('kind')}): "
             f"{found.get('title')}; delivered from the outbox with retries"
         )
-
-
-def _order_of(body: Any) -> dict[str, Any] | None:
-    if not isinstance(body, dict):
-        return None
-    order = body.get("order")
-    if order is None and isinstance(body.get("details"), dict):
-        order = body["details"].get("order")
-    return order if isinstance(order, dict) and "id" in order else None
-
-
-def _verdict_check(order: Mapping[str, Any], rules: list[Any]) -> tuple[str, str]:
-    verdicts = [v for v in order.get("verdicts") or [] if isinstance(v, Mapping)]
-    given = {v.get("rule") for v in verdicts}
-    missing = [r for r in rules if r not in given]
-    refused = [
-        f"{v.get('rule')}: {v.get('reason')}" for v in verdicts if v.get("action") == "reject"
-    ]
-    text = ", ".join(f"{v.get('rule')} {v.get('action')}" for v in verdicts) or "no verdicts"
-    if refused:
-        return FAILED, "rejected by " + "; ".join(refused)
-    if missing or not verdicts:
-        return FAILED, f"rules without a verdict: {', '.join(map(str, missing)) or 'all'}"
-    return PASSED, text
-
-
-def _fill_check(order: Mapping[str, Any]) -> tuple[str, str]:
-    filled = _dec(order.get("filled_quantity")) or Decimal(0)
-    quantity = _dec(order.get("quantity")) or Decimal(0)
-    price = order.get("average_price")
-    # A market BUY by baseAmount fills the amount plus VALR's fee (the fee is taken from
-    # the bought currency), so the fill may exceed the quantity asked for, never fall short.
-    if filled <= 0 or filled < quantity or not price or not order.get("exchange_order_id"):
-        return FAILED, (
-            f"order {order['id']}: filled {filled} of {quantity}, average price {price}, "
-            f"VALR order id {order.get('exchange_order_id')}"
-        )
-    return PASSED, (
-        f"filled {filled} {order.get('pair')} at average {price} (VALR order "
-        f"{order.get('exchange_order_id')}; fills reach the daemon only from VALR)"
-    )

@@ -9,16 +9,16 @@ from typing import TextIO
 
 from heliosd.control.client import ControlClient
 from heliosd.control.eventtap import EventTap, EventTapError
-from heliosd.control.smoke import (
+from heliosd.control.smoke import LiveSmoke
+from heliosd.control.smoke_quantity import _dec
+from heliosd.control.smoke_result import (
     CHECKS,
     EXIT_FAILED,
     EXIT_OK,
     FAILED,
     PASSED,
     SKIPPED,
-    LiveSmoke,
     SmokeRefused,
-    _dec,
 )
 
 
