@@ -29,16 +29,18 @@ Matching rules (sim choices where VALR documents none):
 * Cancel-all is one operation: an ``ORDER_STATUS_UPDATE`` Cancelled per order, then one
   ``BALANCE_UPDATE`` per released currency and one ``OPEN_ORDERS_UPDATE`` (VALR does not
   document its sequence; see ``Exchange.cancel_all``).
+
+``Exchange`` keeps the accounts, placement, cancels and price moves; its base classes own
+the rest: ``matching_plan`` (the book walk), ``matching_fills`` (settling fills, terminal
+transitions, the public tape) and ``matching_events`` (the event sink and the pushes).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
-from typing import Any, Protocol
+from decimal import ROUND_UP, Decimal
 
 from heliosd.sim import wire
 from heliosd.sim.accounts import Account, ApiKey
@@ -50,84 +52,20 @@ from heliosd.sim.errors import (
     REASON_POST_ONLY,
     REASON_SELF_TRADE,
 )
-from heliosd.sim.market import Level, Market
-from heliosd.sim.orders import (
-    CANCELLED,
-    FAILED,
-    FILLED,
-    PARTIALLY_FILLED,
-    ZERO,
-    IdFactory,
-    Order,
-    PublicTrade,
-    Side,
-    Trade,
-)
+from heliosd.sim.market import Market
+from heliosd.sim.matching_events import EventSink as EventSink
+from heliosd.sim.matching_events import NullSink as NullSink
+from heliosd.sim.matching_fills import ExchangeFills
+from heliosd.sim.matching_plan import Fill as Fill
+from heliosd.sim.matching_plan import MatchPlanner, _other
+from heliosd.sim.matching_plan import Plan as Plan
+from heliosd.sim.orders import CANCELLED, ZERO, IdFactory, Order, Side, Trade
 from heliosd.sim.validation import LimitRequest, MarketRequest, OrderRequest
 
 HUNDRED = Decimal(100)
 
 
-class EventSink(Protocol):
-    """Where the engine's events go (the WebSocket hub, or nothing)."""
-
-    def wants_account(self, account_id: str) -> bool: ...
-
-    def account(self, account_id: str, message: dict[str, Any]) -> None: ...
-
-    def account_texts(self, account_id: str, texts: list[str]) -> None:
-        """Already serialised account messages, in order (the bulk-injection fast path)."""
-        ...
-
-    def wants_market(self, event: str, pair: str) -> bool: ...
-
-    def market(self, event: str, pair: str, message: dict[str, Any]) -> None: ...
-
-
-class NullSink:
-    def wants_account(self, account_id: str) -> bool:
-        return False
-
-    def account(self, account_id: str, message: dict[str, Any]) -> None:
-        return None
-
-    def account_texts(self, account_id: str, texts: list[str]) -> None:
-        return None
-
-    def wants_market(self, event: str, pair: str) -> bool:
-        return False
-
-    def market(self, event: str, pair: str, message: dict[str, Any]) -> None:
-        return None
-
-
-@dataclass(slots=True)
-class Fill:
-    maker: Order | Level
-    price: Decimal
-    quantity: Decimal
-
-
-@dataclass(slots=True)
-class Plan:
-    fills: list[Fill]
-    self_trade: bool = False
-    exhausted: bool = False  # the book ran out before the amount was reached
-
-    @property
-    def base(self) -> Decimal:
-        return sum((f.quantity for f in self.fills), ZERO)
-
-    @property
-    def quote(self) -> Decimal:
-        return sum((f.quantity * f.price for f in self.fills), ZERO)
-
-
-def _other(side: Side) -> Side:
-    return "sell" if side == "buy" else "buy"
-
-
-class Exchange:
+class Exchange(ExchangeFills, MatchPlanner):
     """Accounts, keys, books and the rules that connect them."""
 
     def __init__(
@@ -175,14 +113,11 @@ class Exchange:
         acct.credit(currency, amount, datetime.now(UTC))
         self._emit_balance(acct, currency)
 
-    def reference_price(self, currency: str) -> Decimal:
-        """Value of one unit in ZAR (for BALANCE_UPDATE's ``totalInReference``)."""
-        if currency == wire.REFERENCE_CURRENCY:
-            return Decimal(1)
-        for market in self.markets.values():
-            if market.spec.base == currency and market.spec.quote == wire.REFERENCE_CURRENCY:
-                return market.mid
-        return ZERO
+    def trade_rows(self, account_id: str, pair: str | None = None) -> Iterable[Trade]:
+        """Newest first, as the trade-history endpoints return them."""
+        for trade in reversed(self.accounts[account_id].trades):
+            if pair is None or trade.pair == pair:
+                yield trade
 
     # -- orders -------------------------------------------------------------------------
 
@@ -324,184 +259,6 @@ class Exchange:
         fee = (qty * maker_extra).quantize(wire.currency_spec(spec.base).quantum, ROUND_UP)
         return qty + fee
 
-    def _plan(
-        self,
-        market: Market,
-        side: Side,
-        account_id: str,
-        limit: Decimal | None,
-        max_base: Decimal | None = None,
-        max_quote: Decimal | None = None,
-    ) -> Plan:
-        """Walk the opposite side without changing anything."""
-        opposite = _other(side)
-        makers: list[tuple[Decimal, int, int, Order | Level]] = [
-            (o.price, 0, i, o) for i, o in enumerate(market.resting.values()) if o.side == opposite
-        ]
-        mm = market.mm_asks if side == "buy" else market.mm_bids
-        makers += [(lv.price, 1, i, lv) for i, lv in enumerate(mm) if lv.quantity > 0]
-        makers.sort(key=lambda m: (m[0] if side == "buy" else -m[0], m[1], m[2]))
-        quantum = market.spec.base_quantum
-        plan = Plan([])
-        base_left, quote_left = max_base, max_quote
-        for price, _, _, maker in makers:
-            if limit is not None and (price > limit if side == "buy" else price < limit):
-                return plan
-            if isinstance(maker, Order) and maker.account_id == account_id:
-                plan.self_trade = True
-                return plan
-            qty = maker.remaining if isinstance(maker, Order) else maker.quantity
-            if base_left is not None:
-                qty = min(qty, base_left)
-            if quote_left is not None:
-                qty = min(qty, (quote_left / price).quantize(quantum, rounding=ROUND_DOWN))
-            if qty <= 0:
-                return plan
-            plan.fills.append(Fill(maker, price, qty))
-            if base_left is not None:
-                base_left -= qty
-            if quote_left is not None:
-                quote_left -= qty * price
-        plan.exhausted = bool(base_left) or bool(quote_left)
-        return plan
-
-    # -- fills --------------------------------------------------------------------------
-
-    def _apply_fill(self, market: Market, taker: Order, fill: Fill) -> None:
-        now = datetime.now(UTC)
-        self._settle(market, taker, fill.price, fill.quantity, maker=False, now=now)
-        if isinstance(fill.maker, Order):
-            self._settle(market, fill.maker, fill.price, fill.quantity, maker=True, now=now)
-        else:
-            fill.maker.quantity -= fill.quantity
-        self._public_trade(market, fill.price, fill.quantity, taker.side, now)
-
-    def _settle(
-        self,
-        market: Market,
-        order: Order,
-        price: Decimal,
-        qty: Decimal,
-        *,
-        maker: bool,
-        now: datetime,
-    ) -> None:
-        """Move one account's money for one fill and tell it (trade, balances, status)."""
-        acct = self.accounts[order.account_id]
-        spec = market.spec
-        base_q = wire.currency_spec(spec.base).quantum
-        quote_q = wire.currency_spec(spec.quote).quantum
-        rate = self.maker_fee_rate if maker else self.taker_rate
-        notional = qty * price
-        if order.side == "buy":
-            # Taker receives base -> fee in base; maker pays quote -> fee in quote.
-            fee_currency = spec.quote if maker else spec.base
-            fee = (notional if maker else qty) * rate
-            fee = fee.quantize(quote_q if maker else base_q, ROUND_HALF_UP)
-            self._consume(acct, order, notional + (fee if maker else ZERO), now)
-            acct.credit(spec.base, qty - (ZERO if maker else fee), now)
-        else:
-            fee_currency = spec.base if maker else spec.quote
-            fee = (qty if maker else notional) * rate
-            fee = fee.quantize(base_q if maker else quote_q, ROUND_HALF_UP)
-            self._consume(acct, order, qty + (fee if maker else ZERO), now)
-            acct.credit(spec.quote, notional - (ZERO if maker else fee), now)
-        order.remaining -= qty
-        order.executed_quantity += qty
-        order.executed_quote += notional
-        order.executed_fee += fee
-        order.fee_currency = fee_currency
-        order.status = PARTIALLY_FILLED if order.remaining else FILLED
-        order.updated_at = now
-        trade = Trade(
-            self.ids.uuid(),
-            acct.account_id,
-            order.order_id,
-            order.customer_order_id,
-            order.pair,
-            order.side,
-            price,
-            qty,
-            fee,
-            fee_currency,
-            now,
-            self.ids.sequence(),
-            maker,
-            self.faults.maker_reward_shape,
-        )
-        acct.trades.append(trade)
-        was_open = False if order.remaining else self._close(acct, order, FILLED, "", now)
-        self._emit(acct, wire.new_account_trade(trade))
-        self._emit_balance(acct, spec.base)
-        self._emit_balance(acct, spec.quote)
-        if self.sink.wants_account(acct.account_id):
-            record = wire.new_account_history_record(
-                trade, spec.base, spec.quote, market=order.kind == "market"
-            )
-            self.sink.account(acct.account_id, record)
-        self._emit(acct, wire.order_status_update(order))
-        if was_open or order.order_id in acct.open_orders:
-            self._emit_open_orders(acct)
-
-    def _consume(self, acct: Account, order: Order, amount: Decimal, now: datetime) -> None:
-        """Pay for a fill out of the order's reservation, then shrink it to what is left."""
-        currency = order.reserved_currency
-        from_reserved = min(amount, order.reserved_amount)
-        bal = acct.balance(currency)
-        bal.reserved -= from_reserved
-        order.reserved_amount -= from_reserved
-        if amount > from_reserved:  # rounding of a positive maker fee; never more than dust
-            acct.debit(currency, amount - from_reserved, now)
-        bal.updated_at = now
-
-    def _close(self, acct: Account, order: Order, status: str, reason: str, now: datetime) -> bool:
-        """Terminal transition without telling anyone: release what is still reserved and
-        take the order off the book. Returns whether it was open."""
-        order.status, order.failed_reason, order.updated_at = status, reason, now
-        was_open = acct.open_orders.pop(order.order_id, None) is not None
-        market = self.markets[order.pair]
-        if market.resting.pop(order.order_id, None) is not None:
-            market.changed()
-            self._dirty.add(order.pair)
-        cid = order.customer_order_id
-        if cid is not None and acct.live_customer_ids.get(cid) == order.order_id:
-            del acct.live_customer_ids[cid]
-        if order.reserved_amount:
-            acct.release(order.reserved_currency, order.reserved_amount, now)
-            order.reserved_amount = ZERO
-        return was_open
-
-    def _finish(self, acct: Account, order: Order, status: str, reason: str = "") -> None:
-        """Terminal transition plus its events: status, the released balance, open orders."""
-        had_reservation = bool(order.reserved_amount)
-        was_open = self._close(acct, order, status, reason, datetime.now(UTC))
-        self._emit(acct, wire.order_status_update(order))
-        if had_reservation:
-            self._emit_balance(acct, order.reserved_currency)
-        if was_open:
-            self._emit_open_orders(acct)
-
-    def _fail(self, acct: Account, order: Order, reason: str) -> str:
-        self._emit(acct, wire.order_processed(order, reason))
-        self._finish(acct, order, FAILED, reason)
-        return reason
-
-    def print_trade(self, pair: str, price: Decimal, qty: Decimal, taker_side: Side) -> None:
-        """Put a trade between other parties on the public tape (and push it)."""
-        self._public_trade(self.markets[pair], price, qty, taker_side, datetime.now(UTC))
-        self.flush()
-
-    def _public_trade(
-        self, market: Market, price: Decimal, qty: Decimal, taker_side: Side, now: datetime
-    ) -> None:
-        trade = PublicTrade(
-            self.ids.uuid(), market.spec.symbol, price, qty, taker_side, now, self.ids.sequence()
-        )
-        market.record_public_trade(trade)
-        self._dirty.add(market.spec.symbol)
-        if self.sink.wants_market("NEW_TRADE", trade.pair):
-            self.sink.market("NEW_TRADE", trade.pair, wire.ws_new_trade(trade))
-
     # -- cancels ------------------------------------------------------------------------
 
     def cancel(
@@ -572,55 +329,3 @@ class Exchange:
             qty = market.spec.min_base * self.rng.randint(1, 10)
             self._public_trade(market, level.price, qty, side, now)
         self.flush()
-
-    def flush(self) -> None:
-        """Push one book and one summary per pair that changed during this operation."""
-        for pair in sorted(self._dirty):
-            market = self.markets[pair]
-            if self.sink.wants_market("AGGREGATED_ORDERBOOK_UPDATE", pair):
-                self.sink.market("AGGREGATED_ORDERBOOK_UPDATE", pair, wire.ws_order_book(market))
-            if self.sink.wants_market("MARKET_SUMMARY_UPDATE", pair):
-                self.sink.market("MARKET_SUMMARY_UPDATE", pair, wire.ws_market_summary(market))
-        self._dirty.clear()
-
-    # -- events -------------------------------------------------------------------------
-
-    def emit_account(self, account_id: str, message: dict[str, Any]) -> None:
-        if self.sink.wants_account(account_id):
-            self.sink.account(account_id, message)
-
-    def _emit(self, acct: Account, message: dict[str, Any]) -> None:
-        if self.sink.wants_account(acct.account_id):
-            self.sink.account(acct.account_id, message)
-
-    def emit_balance(self, acct: Account, currency: str) -> None:
-        """Push ``currency``'s balance row to the account's sockets (after a ledger move)."""
-        self._emit_balance(acct, currency)
-
-    def _emit_balance(self, acct: Account, currency: str) -> None:
-        if self.sink.wants_account(acct.account_id):
-            bal = acct.balance(currency)
-            msg = wire.balance_update(currency, bal, self.reference_price(currency))
-            self.sink.account(acct.account_id, msg)
-
-    def _emit_open_orders(self, acct: Account) -> None:
-        if self.sink.wants_account(acct.account_id):
-            self.sink.account(acct.account_id, wire.open_orders_update(acct.open_orders.values()))
-
-    def snapshot(self, account_id: str) -> list[dict[str, Any]]:
-        """What a fresh account socket gets: one BALANCE_UPDATE per held asset, then the
-        open orders."""
-        acct = self.add_account(account_id)
-        messages = [
-            wire.balance_update(cur, bal, self.reference_price(cur))
-            for cur, bal in acct.balances.items()
-            if bal.total
-        ]
-        messages.append(wire.open_orders_update(acct.open_orders.values()))
-        return messages
-
-    def trade_rows(self, account_id: str, pair: str | None = None) -> Iterable[Trade]:
-        """Newest first, as the trade-history endpoints return them."""
-        for trade in reversed(self.accounts[account_id].trades):
-            if pair is None or trade.pair == pair:
-                yield trade
