@@ -24,8 +24,8 @@ from typing import Any
 from heliosd import __version__
 from heliosd.core.errors import ConfigError
 from heliosd.core.pipes import stdout_gone
-from heliosd.runtime.backup import add_parsers as add_backup_parsers
-from heliosd.runtime.backup import run as run_backup_command
+from heliosd.runtime.backup_cli import add_parsers as add_backup_parsers
+from heliosd.runtime.backup_cli import run as run_backup_command
 from heliosd.runtime.configcheck import EXIT_STRICT, config_warnings
 from heliosd.runtime.runlock import EXIT_LOCKED, RunLock, StateDirLocked
 
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true",
                        help="treat warnings (settings that refuse LIVE or surprise) as failures"
                        f" (exit {EXIT_STRICT})")  # fmt: skip
-    add_backup_parsers(sub)  # backup, restore: heliosd.runtime.backup
+    add_backup_parsers(sub)  # backup, restore: heliosd.runtime.backup_cli
     return p
 
 

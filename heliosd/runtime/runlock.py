@@ -19,7 +19,7 @@ Commands that only read the store (``heliosd backup``: a read-only connection an
 online backup, consistent beside the running writer) and commands that never open it
 (``check-config``, ``sim``) do not take the lock, so they work beside a running daemon.
 Anything that writes the store must hold the lock: the daemon, or ``heliosd restore``
-(:mod:`heliosd.runtime.backup`), which is therefore refused while a daemon runs.
+(:mod:`heliosd.runtime.backup_restore`), which is therefore refused while a daemon runs.
 """
 
 from __future__ import annotations
