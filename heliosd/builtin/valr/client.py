@@ -40,48 +40,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from datetime import datetime
 
-from heliosd.builtin.valr import flows, parse
+from heliosd.builtin.valr import parse
+from heliosd.builtin.valr.account_reads import FUTURES_NOT_ENABLED as FUTURES_NOT_ENABLED
+from heliosd.builtin.valr.account_reads import MARGIN_NOT_ENABLED as MARGIN_NOT_ENABLED
+from heliosd.builtin.valr.account_reads import ORDER_NOT_FOUND as ORDER_NOT_FOUND
+from heliosd.builtin.valr.account_reads import _AccountReads, _parsed
 from heliosd.builtin.valr.placing import _Placing
-from heliosd.builtin.valr.rest import (
-    NOT_CONFIGURED,
-    NotExecuted,
-    ValrRest,
-    path_segment,
-)
+from heliosd.builtin.valr.rest import NotExecuted, ValrRest, path_segment
 from heliosd.builtin.valr.retry import ValrTuning
 from heliosd.builtin.valr.streams import AccountStream, TradeStream
 from heliosd.core.config import Settings
-from heliosd.core.errors import (
-    AuthError,
-    ExchangeRejected,
-    HeliosError,
-    TransientError,
-)
+from heliosd.core.errors import ExchangeRejected, HeliosError, TransientError
 from heliosd.core.protocols import ExchangeContext, ExchangeEvents, MarketView
-from heliosd.core.types import (
-    ApiKeyInfo,
-    Balance,
-    Fill,
-    Flow,
-    FuturesPosition,
-    OpenOrder,
-    OrderStatus,
-    PairInfo,
-    utcnow,
-)
+from heliosd.core.types import PairInfo, utcnow
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 DUPLICATE_CUSTOMER_ORDER_ID = -11502
-ORDER_NOT_FOUND = -1
-FUTURES_NOT_ENABLED = -19227
-MARGIN_NOT_ENABLED = -19213
 ONLINE = "online"
 VENUE_READ_ONLY = "venue_read_only"
 CLOCK_SKEW = "clock_skew"
@@ -96,19 +74,7 @@ class ClockSkewed(ExchangeRejected):
     """This machine's clock differs from VALR's by more than ``valr.max_clock_skew_s``."""
 
 
-def _is_not_found(exc: ExchangeRejected) -> bool:
-    return exc.venue_code == ORDER_NOT_FOUND or exc.details.get("status") == 404
-
-
-def _parsed(fn: Callable[[Any], T], payload: Any, what: str) -> T:
-    """Parse a REST answer; an unreadable one is transient (worth a retry, not a guess)."""
-    try:
-        return fn(payload)
-    except (parse.ParseError, AttributeError, TypeError, KeyError) as exc:
-        raise TransientError(f"VALR sent an unreadable {what}: {exc}") from None
-
-
-class ValrClient(_Placing):
+class ValrClient(_Placing, _AccountReads):
     """The ``valr`` exchange client. See the module docstring for the write rules."""
 
     name = "valr"
@@ -338,153 +304,6 @@ class ValrClient(_Placing):
             lambda p: parse.market_summary(parse.obj(p, "summary"), pair), payload, "summary"
         )
 
-    # ------------------------------------------------------------------ account reads
-
-    def _require_credentials(self) -> None:
-        if not self.has_credentials:
-            raise AuthError(NOT_CONFIGURED)
-
-    async def check_credentials(self) -> ApiKeyInfo:
-        """The key's label and permissions (``GET /v1/account/api-keys/current``)."""
-        self._require_credentials()
-        payload = await self._rest.get("/v1/account/api-keys/current")
-        return _parsed(lambda p: parse.api_key_info(parse.obj(p, "key")), payload, "key info")
-
-    async def balances(self) -> list[Balance]:
-        self._require_credentials()
-        payload = await self._rest.get(
-            "/v1/account/balances", query=[("excludeZeroBalances", "true")]
-        )
-        return _parsed(
-            lambda p: [parse.balance(r) for r in parse.rows(p, "balances")], payload, "balances"
-        )
-
-    @property
-    def not_found_grace_s(self) -> float:
-        """How old an order must be before VALR not knowing it means it was never placed."""
-        grace = self.tuning.not_found_grace_s
-        return 2 * float(self._valr.request_timeout_s) if grace is None else grace
-
-    async def open_orders(self) -> list[OpenOrder]:
-        self._require_credentials()
-        payload = await self._rest.get("/v1/orders/open")
-        return _parsed(
-            lambda p: [parse.open_order(r) for r in parse.rows(p, "open orders")],
-            payload,
-            "open-order list",
-        )
-
-    async def positions(self) -> list[FuturesPosition]:
-        """Open futures positions; an account without futures has none."""
-        self._require_credentials()
-        try:
-            payload = await self._rest.get("/v1/positions/open")
-        except ExchangeRejected as exc:
-            if exc.venue_code == FUTURES_NOT_ENABLED:
-                return []
-            raise
-        return _parsed(
-            lambda p: [parse.futures_position(r) for r in parse.rows(p, "positions")],
-            payload,
-            "position list",
-        )
-
-    async def margin_status(self) -> parse.MarginStatus | None:
-        """``/v1/margin/status``; None when margin is not enabled on the account."""
-        self._require_credentials()
-        try:
-            payload = await self._rest.get("/v1/margin/status")
-        except ExchangeRejected as exc:
-            if exc.venue_code == MARGIN_NOT_ENABLED:
-                return None
-            raise
-        return _parsed(
-            lambda p: parse.margin_status(parse.obj(p, "margin")), payload, "margin status"
-        )
-
-    async def order_status(
-        self,
-        pair: str,
-        *,
-        exchange_order_id: str | None = None,
-        customer_order_id: str | None = None,
-    ) -> OrderStatus | None:
-        """The order's state; None when VALR does not know it. Tries the live status route,
-        then the history summary (finished orders), as VALR's docs advise.
-
-        VALR's routes take one reference: with both, the exchange order id is used (the
-        venue's own key; callers pass a stored row's two ids as they are)."""
-        self._require_credentials()
-        if exchange_order_id is None and customer_order_id is None:
-            raise ValueError("give exchange_order_id or customer_order_id")
-        if exchange_order_id is not None:
-            kind, ref = "orderid", path_segment(exchange_order_id)
-        else:
-            kind, ref = "customerorderid", path_segment(customer_order_id or "")
-        for path in (
-            f"/v1/orders/{path_segment(pair)}/{kind}/{ref}",
-            f"/v1/orders/history/summary/{kind}/{ref}",
-        ):
-            try:
-                payload = await self._rest.get(path)
-            except ExchangeRejected as exc:
-                if _is_not_found(exc):
-                    continue
-                raise
-            return _parsed(
-                lambda p: parse.order_status(parse.obj(p, "status")), payload, "order status"
-            )
-        return None
-
-    async def trade_history(self, *, since: datetime | None = None) -> list[Fill]:
-        """The account's fills since ``since`` (inclusive), oldest first, without duplicates.
-
-        Pages backwards with ``beforeId`` (VALR lists newest first), so trades arriving while
-        we page cannot shift a page and hide a row, and pages on until the history is
-        complete: a full page (``tuning.history_page_size`` rows) always asks for the next
-        one; only a short page, or one reaching back past ``since`` (should VALR not apply
-        ``startTime``), ends it. A page that brings no trade not seen before means VALR did
-        not page on from ``beforeId``: TransientError, never a partial list passed off as
-        complete. (``GET /v1/account/tradehistory`` with ``limit``, ``beforeId`` and
-        ``startTime``: VALR's API reference, one source.)
-        """
-        self._require_credentials()
-        size = self.tuning.history_page_size
-        base: list[tuple[str, str]] = [("limit", str(size))]
-        if since is not None:
-            base.append(("startTime", since.isoformat().replace("+00:00", "Z")))
-        fills: dict[str, tuple[datetime, int, Fill]] = {}
-        before: str | None = None
-        while True:
-            query = [*base, ("beforeId", before)] if before else base
-            payload = await self._rest.get("/v1/account/tradehistory", query=query)
-            rows = _parsed(lambda p: parse.rows(p, "trade history"), payload, "trade history")
-            fresh = 0
-            oldest: datetime | None = None
-            for row in rows:
-                fill = _parsed(parse.fill, row, "trade")
-                seq = row.get("sequenceId")
-                fresh += fill.trade_id not in fills
-                fills[fill.trade_id] = (fill.traded_at, seq if isinstance(seq, int) else 0, fill)
-                oldest = fill.traded_at if oldest is None else min(oldest, fill.traded_at)
-            if len(rows) < size or (since is not None and oldest is not None and oldest < since):
-                break
-            if not fresh:
-                raise TransientError(
-                    f"VALR's trade history did not page on from beforeId {before}"
-                    f" ({len(fills)} trades read)"
-                )
-            before = str(rows[-1].get("id"))
-        ordered = sorted(fills.values(), key=lambda item: (item[0], item[1]))
-        return [f for at, _, f in ordered if since is None or at >= since]
-
-    async def transaction_history(self, since: datetime | None = None) -> list[Flow]:
-        """Deposits, withdrawals and transfers since ``since`` (inclusive; all history when
-        None), oldest first, from ``GET /v1/account/transactionhistory``, paged until
-        complete. Trade and fee rows are skipped; see :mod:`heliosd.builtin.valr.flows`."""
-        self._require_credentials()
-        return await flows.fetch(self._rest.get, since)
-
     # ------------------------------------------------------------------ cancels
 
     async def cancel(
@@ -524,20 +343,3 @@ class ValrClient(_Placing):
         self._require_credentials()
         answer = await self._write("DELETE", "/v1/orders")
         return len(answer) if isinstance(answer, list) else 0
-
-    # ------------------------------------------------------------------ reconciliation
-
-    async def _reconcile(self, events: ExchangeEvents) -> None:
-        """Run after every (re)connect of the account stream, before it is marked ready:
-        a balance snapshot, the fills missed since the watermark, then the open orders.
-
-        Without a watermark (nothing durable yet) fills are replayed from when this client
-        started: every order it placed is younger, and the account's older history predates
-        this daemon's orders (replaying it would invent fills the ledger never ordered).
-        """
-        await events.on_balances(await self.balances(), snapshot=True)
-        since = events.fill_watermark() or self._started_at
-        since -= timedelta(seconds=self.tuning.reconcile_overlap_s)
-        for fill in await self.trade_history(since=since):
-            await events.on_fill(fill)
-        await events.on_open_orders(await self.open_orders())
