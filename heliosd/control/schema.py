@@ -1,12 +1,13 @@
 """The control API's bodies as msgspec Structs: what requests decode into, what answers hold.
 
 Invariant: the OpenAPI document (``heliosd.control.openapi``) is generated from these types
-and the request decoder (``heliosd.control.app``) decodes with the same types, so what the
-document allows is what the API accepts. Request Structs refuse unknown fields; every
+and the request decoder (``heliosd.control.app_requests``) decodes with the same types, so
+what the document allows is what the API accepts. Request Structs refuse unknown fields; every
 constraint a request field has is a ``Meta`` here (the document shows it) and the one rule a
 schema cannot say (a LIMIT order needs a price, a MARKET order must not have one; a close
-names a pair or ``all``, not both) is checked by :func:`heliosd.control.app.parse_order` /
-:func:`heliosd.control.app.parse_close` and stated in :data:`EXTRA_SCHEMA`.
+names a pair or ``all``, not both) is checked by
+:func:`heliosd.control.app_requests.parse_order` /
+:func:`heliosd.control.app_requests.parse_close` and stated in :data:`EXTRA_SCHEMA`.
 
 Answer Structs name every field the daemon returns today with its JSON type. They do not
 forbid unknown fields: a new field is added here as an optional attribute (a default), and a
