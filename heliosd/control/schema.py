@@ -1,90 +1,78 @@
 """The control API's bodies as msgspec Structs: what requests decode into, what answers hold.
 
 Invariant: the OpenAPI document (``heliosd.control.openapi``) is generated from these types
-and the request decoder (``heliosd.control.app``) decodes with the same types, so what the
-document allows is what the API accepts. Request Structs refuse unknown fields; every
+and the request decoder (``heliosd.control.app_requests``) decodes with the same types, so
+what the document allows is what the API accepts. Request Structs refuse unknown fields; every
 constraint a request field has is a ``Meta`` here (the document shows it) and the one rule a
 schema cannot say (a LIMIT order needs a price, a MARKET order must not have one; a close
-names a pair or ``all``, not both) is checked by :func:`heliosd.control.app.parse_order` /
-:func:`heliosd.control.app.parse_close` and stated in :data:`EXTRA_SCHEMA`.
+names a pair or ``all``, not both) is checked by
+:func:`heliosd.control.app_requests.parse_order` /
+:func:`heliosd.control.app_requests.parse_close` and stated in :data:`EXTRA_SCHEMA`.
 
-Answer Structs name every field the daemon returns today with its JSON type. They do not
-forbid unknown fields: a new field is added here as an optional attribute (a default), and a
-route whose answer is a free-form view (risk, health, positions, P&L, ...) documents its
-known fields and allows more. Amounts are decimal strings, times ISO 8601 strings.
+Answers are in ``schema_answers``, field types in ``schema_fields``; every name of both is
+importable from here too (openapi.py and the tests look Structs up here).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import msgspec
 from msgspec import Meta, Struct
 
-# --------------------------------------------------------------------------- field types
-
-MAX_REASON_CHARS: Final = 1000
-MAX_TOKEN_CHARS: Final = 200
-MAX_AMOUNT_CHARS: Final = 40
-# An amount has at most 16 integer digits and 18 decimals and is not zero: beyond any real
-# order, and refusing it here keeps absurd exponents out of the risk path.
-MAX_INT_DIGITS: Final = 16
-MAX_DECIMALS: Final = 18
-
-
-def _positive_decimal_pattern() -> str:
-    # No look-ahead (hypothesis and every JSON Schema engine read this): "not zero" is
-    # spelled as "a non-zero digit before the point" or "the first non-zero decimal at k".
-    whole = rf"0*[1-9][0-9]{{0,{MAX_INT_DIGITS - 1}}}(\.[0-9]{{1,{MAX_DECIMALS}}})?"
-    fracs = "|".join(
-        "0" * k + rf"[1-9][0-9]{{0,{MAX_DECIMALS - 1 - k}}}" for k in range(MAX_DECIMALS)
-    )
-    return rf"^({whole}|0*\.({fracs}))$"
-
-
-AMOUNT_PATTERN: Final = _positive_decimal_pattern()
-
-Reason = Annotated[str, Meta(max_length=MAX_REASON_CHARS, description="Why, for the audit.")]
-RequiredReasonText = Annotated[
-    str,
-    Meta(
-        min_length=1,
-        max_length=MAX_REASON_CHARS,
-        pattern=r"\S",
-        description="Why, for the audit; required and not blank.",
-    ),
-]
-ModeName = Literal["PAPER", "LIVE"]
-TradingStateName = Annotated[
-    Literal["ACTIVE", "REDUCING", "HALTED"],
-    Meta(
-        description="ACTIVE: the limits apply. REDUCING: only orders that reduce a holding"
-        " pass. HALTED: nothing but cancels."
-    ),
-]
-Epoch = Annotated[int, Meta(description="+1 on every stop, halt, resume and mode switch.")]
-DecimalText = Annotated[str, Meta(description="A decimal as a string.", examples=["0.01"])]
-Time = Annotated[str, Meta(description="ISO 8601, UTC.")]
-_AMOUNT_FORMS: Final = [
-    {
-        "type": "string",
-        "pattern": AMOUNT_PATTERN,
-        "maxLength": MAX_AMOUNT_CHARS,
-        "examples": ["0.01"],
-    },
-    {"type": "number", "minimum": 10**-MAX_DECIMALS, "exclusiveMaximum": 10**MAX_INT_DIGITS},
-]
-_AMOUNT_TEXT: Final = (
-    "A positive decimal string (JSON numbers accepted and read exactly), at most"
-    f" {MAX_INT_DIGITS} integer digits and {MAX_DECIMALS} decimals."
-)
-AMOUNT_META: Final = Meta(extra_json_schema={"anyOf": _AMOUNT_FORMS, "description": _AMOUNT_TEXT})
-PRICE_META: Final = Meta(
-    extra_json_schema={
-        "anyOf": [*_AMOUNT_FORMS, {"type": "null"}],
-        "description": _AMOUNT_TEXT + " Required for LIMIT; null or absent for MARKET.",
-    }
-)
+from heliosd.control.schema_answers import Answer as Answer
+from heliosd.control.schema_answers import Audit as Audit
+from heliosd.control.schema_answers import Backup as Backup
+from heliosd.control.schema_answers import Cancelled as Cancelled
+from heliosd.control.schema_answers import Closed as Closed
+from heliosd.control.schema_answers import CloseLeft as CloseLeft
+from heliosd.control.schema_answers import ClosePlan as ClosePlan
+from heliosd.control.schema_answers import CloseSell as CloseSell
+from heliosd.control.schema_answers import Doctor as Doctor
+from heliosd.control.schema_answers import DoctorCheck as DoctorCheck
+from heliosd.control.schema_answers import Document as Document
+from heliosd.control.schema_answers import EmergencyStop as EmergencyStop
+from heliosd.control.schema_answers import Engine as Engine
+from heliosd.control.schema_answers import Equity as Equity
+from heliosd.control.schema_answers import EquityPoint as EquityPoint
+from heliosd.control.schema_answers import Error as Error
+from heliosd.control.schema_answers import Fill as Fill
+from heliosd.control.schema_answers import Fills as Fills
+from heliosd.control.schema_answers import Gate as Gate
+from heliosd.control.schema_answers import Halt as Halt
+from heliosd.control.schema_answers import Health as Health
+from heliosd.control.schema_answers import History as History
+from heliosd.control.schema_answers import HistoryRow as HistoryRow
+from heliosd.control.schema_answers import Mode as Mode
+from heliosd.control.schema_answers import ModeSwitched as ModeSwitched
+from heliosd.control.schema_answers import Order as Order
+from heliosd.control.schema_answers import OrderAnswer as OrderAnswer
+from heliosd.control.schema_answers import Orders as Orders
+from heliosd.control.schema_answers import OrderStateName as OrderStateName
+from heliosd.control.schema_answers import Plugins as Plugins
+from heliosd.control.schema_answers import Pnl as Pnl
+from heliosd.control.schema_answers import Positions as Positions
+from heliosd.control.schema_answers import RecentFill as RecentFill
+from heliosd.control.schema_answers import RecentFills as RecentFills
+from heliosd.control.schema_answers import RemainingOrder as RemainingOrder
+from heliosd.control.schema_answers import Resumed as Resumed
+from heliosd.control.schema_answers import Risk as Risk
+from heliosd.control.schema_answers import Verdict as Verdict
+from heliosd.control.schema_fields import AMOUNT_META as AMOUNT_META
+from heliosd.control.schema_fields import AMOUNT_PATTERN as AMOUNT_PATTERN
+from heliosd.control.schema_fields import MAX_AMOUNT_CHARS as MAX_AMOUNT_CHARS
+from heliosd.control.schema_fields import MAX_DECIMALS as MAX_DECIMALS
+from heliosd.control.schema_fields import MAX_INT_DIGITS as MAX_INT_DIGITS
+from heliosd.control.schema_fields import MAX_REASON_CHARS as MAX_REASON_CHARS
+from heliosd.control.schema_fields import MAX_TOKEN_CHARS as MAX_TOKEN_CHARS
+from heliosd.control.schema_fields import PRICE_META as PRICE_META
+from heliosd.control.schema_fields import DecimalText as DecimalText
+from heliosd.control.schema_fields import Epoch as Epoch
+from heliosd.control.schema_fields import ModeName as ModeName
+from heliosd.control.schema_fields import Reason as Reason
+from heliosd.control.schema_fields import RequiredReasonText as RequiredReasonText
+from heliosd.control.schema_fields import Time as Time
+from heliosd.control.schema_fields import TradingStateName as TradingStateName
 
 # --------------------------------------------------------------------------- requests
 
@@ -165,370 +153,6 @@ class CloseRequestBody(Request):
         ]
         | None
     ) = None
-
-
-# --------------------------------------------------------------------------- answers
-
-
-class Answer(Struct):
-    """Base of every answer: more fields may follow (clients ignore what they do not know)."""
-
-
-class Error(Answer):
-    """The one error body of the API."""
-
-    error: Annotated[str, Meta(examples=["bad_request", "gate_rejected", "halted"])]
-    message: Annotated[str, Meta(description="A sentence for a human.")]
-    details: Annotated[
-        dict[str, Any],
-        Meta(description="Machine-readable context; a refused field is details.field."),
-    ]
-
-
-class Mode(Answer):
-    mode: ModeName
-    updated_at: Time
-    updated_by: str
-    halted: Annotated[bool, Meta(description="True while trading_state is not ACTIVE.")]
-    halt_reason: str | None
-    verified: Annotated[bool, Meta(description="The stored mode passed its integrity check.")]
-    trading_state: TradingStateName
-    state_reason: Annotated[str, Meta(description="Empty when ACTIVE.")]
-    epoch: Epoch
-    live_venue: Annotated[str, Meta(description="The LIVE venue's label.")]
-    live_is_simulator: Annotated[
-        bool,
-        Meta(description="LIVE is the VALR simulator (plain loopback URLs): not real money."),
-    ]
-
-
-class ModeSwitched(Mode):
-    """The Mode after the switch, plus what the switch reports."""
-
-    open_live_orders: list[dict[str, Any]] = []
-
-
-class Gate(Answer):
-    name: str
-    ok: bool
-    reason: str
-
-
-class HistoryRow(Answer):
-    id: int
-    old_mode: str | None
-    new_mode: str
-    changed_at: Time
-    changed_by: str
-    reason: str
-
-
-class History(Answer):
-    history: list[HistoryRow]
-
-
-class Audit(Answer):
-    audit: list[dict[str, Any]]
-
-
-class RemainingOrder(Answer):
-    mode: ModeName
-    pair: str
-    side: Literal["BUY", "SELL"]
-    exchange_order_id: str | None
-    customer_order_id: str | None
-
-
-class EmergencyStop(Answer):
-    halted: bool
-    mode: ModeName
-    trading_state: TradingStateName
-    epoch: Annotated[int, Meta(description="The epoch the stop's latch committed.")]
-    cancelled_orders: int
-    remaining_open_orders: Annotated[
-        int | None,
-        Meta(description="Orders still open at the venues after the verification; null when"
-             " the LIVE venue could not be checked."),
-    ]  # fmt: skip
-    remaining: list[RemainingOrder]
-    unresolved_placements: Annotated[
-        list[str],
-        Meta(description="customerOrderIds still on the wire when the settle bound ran out;"
-             " a follow-up cancels again once they answer."),
-    ]  # fmt: skip
-    reason: str
-    notes: list[str]
-    flattened: list[dict[str, Any]] = []
-    next_step: Annotated[
-        str | None,
-        Meta(description="What to do next: present when the LIVE account still holds"
-             " something; it names the close (heliosctl close --all --live)."),
-    ] = None  # fmt: skip
-
-
-class CloseSell(Answer):
-    """One order a close sends: always a market SELL."""
-
-    pair: str
-    side: Literal["SELL"]
-    quantity: DecimalText
-
-
-class CloseLeft(Answer):
-    """A holding, or part of one, a close does not sell, and why (below VALR's minimum,
-    finer than the quantity step, reserved by open orders, no pair sells it, refused)."""
-
-    pair: str | None
-    quantity: DecimalText
-    why: str
-    asset: str = ""
-
-
-class ClosePlan(Answer):
-    """``details`` of the first answer (409 confirmation_required) to a close."""
-
-    confirm_token: Annotated[str, Meta(description="Send the same body with it; single use.")]
-    expires_in: Annotated[int, Meta(description="Seconds the token stays valid.")]
-    orders: list[CloseSell]
-    remaining: list[CloseLeft] = []
-    mode: ModeName | None = None
-
-
-class Closed(Answer):
-    """A close sent (or found nothing to send: orders empty, remaining says why)."""
-
-    orders: Annotated[list[Order], Meta(description="The stored orders, as GET /api/orders.")]
-    remaining: list[CloseLeft]
-
-
-class Halt(Mode):
-    breaker: Literal["halt"]
-    reason: str
-    unresolved_placements: Annotated[
-        list[str],
-        Meta(description="Customer ids of placements still unanswered when the halt answered."),
-    ] = []
-
-
-class Resumed(Mode):
-    cleared: Annotated[int, Meta(description="Breakers cleared.")]
-    rebased: dict[str, Any] = {}
-
-
-class Verdict(Answer):
-    rule: str
-    action: Literal["accept", "cap", "reject"]
-    reason: str = ""
-
-
-OrderStateName = Literal[
-    "new", "sent", "placed", "partially_filled", "filled", "cancelled", "failed", "rejected"
-]
-
-
-class Order(Answer):
-    id: int
-    customer_order_id: str
-    exchange_order_id: str | None
-    mode: ModeName
-    pair: str
-    side: Literal["BUY", "SELL"]
-    type: Literal["MARKET", "LIMIT"]
-    requested_quantity: DecimalText
-    quantity: DecimalText
-    price: DecimalText | None
-    state: OrderStateName
-    reason: str
-    source: str
-    actor: str
-    verdicts: list[Verdict]
-    filled_quantity: DecimalText
-    average_price: DecimalText | None
-    failed_reason: str | None
-    created_at: Time
-    updated_at: Time
-    fees: (
-        Annotated[
-            dict[str, DecimalText],
-            Meta(description="GET /api/orders only: the fills' fees summed per currency."),
-        ]
-        | None
-    ) = None
-
-
-class OrderAnswer(Answer):
-    order: Order
-
-
-class Cancelled(Answer):
-    order: Order
-    cancelled: Annotated[bool, Meta(description="False when the order was no longer open.")]
-
-
-class Orders(Answer):
-    orders: list[Order]
-
-
-class _Trade(Answer):
-    """The fields every fill answer has (not a component of its own)."""
-
-    trade_id: str
-    pair: str
-    side: Literal["BUY", "SELL"]
-    price: DecimalText
-    quantity: DecimalText
-    fee: DecimalText
-    fee_currency: str
-    traded_at: Time
-
-
-class Fill(_Trade):
-    in_venue_history: Annotated[bool, Meta(description="LIVE only.")] = False
-
-
-class Fills(Answer):
-    order_id: int
-    mode: ModeName
-    venue_checked: bool
-    fills: list[Fill]
-
-
-class RecentFill(_Trade):
-    order_id: Annotated[int | None, Meta(description="None: a trade heliosd did not place.")]
-    mode: ModeName
-
-
-class RecentFills(Answer):
-    fills: list[RecentFill]
-
-
-class Engine(Answer):
-    running: bool
-    strategy: str | None = None
-    started_at: Time | None = None
-    interval_s: float | None = None
-    pairs: list[str] = []
-    strategies: dict[str, Any] = {}
-
-
-class Positions(Answer):
-    mode: ModeName
-    paper: list[dict[str, Any]]
-    live: list[dict[str, Any]]
-
-
-class Pnl(Answer):
-    mode: ModeName
-    paper: dict[str, Any]
-    live: dict[str, Any]
-
-
-class Risk(Answer):
-    mode: ModeName
-    reference_currency: str
-    equity: DecimalText
-    limits: dict[str, Any]
-    pending: Any
-    pending_buy_value: DecimalText
-    # The value of today's deposits, withdrawals and transfers (the account's local day):
-    # what moved the daily-loss and drawdown baselines instead of counting as P&L.
-    stale: list[str]
-    breakers: Any
-    halted: bool
-    pairs: dict[str, Any]
-    rules: list[str]
-    flows_today: DecimalText = "0"
-
-
-class Plugins(Answer):
-    plugins: list[dict[str, Any]]
-    risk_rules: list[str] = []
-    gates: list[str] = []
-    monitors: list[str] = []
-    strategies: list[str] = []
-    exchanges: list[str] = []
-    notifiers: list[str] = []
-
-
-class Health(Answer):
-    status: Literal["ok", "degraded"]
-    store: bool
-    mode: ModeName
-    streams: dict[str, Any]
-    started_at: Time | None
-    halted: bool
-    ledger_errors: dict[str, Any]
-    cancel_on_disconnect: bool
-    version: Annotated[str, Meta(description="heliosd's version.", examples=["0.1.0"])]
-    fill_gaps_closed: Annotated[
-        int,
-        Meta(
-            description="Orders whose missing fills were fetched from VALR's trade history "
-            "since the daemon started (a fill gap found and closed)."
-        ),
-    ] = 0
-
-
-class DoctorCheck(Answer):
-    """One check of ``heliosctl doctor``."""
-
-    name: Annotated[str, Meta(examples=["clock_skew", "valr_credentials", "state_dir"])]
-    status: Annotated[
-        Literal["ok", "warn", "fail"],
-        Meta(description="fail: not ready (also a check that raised or timed out)."),
-    ]
-    detail: Annotated[str, Meta(description="What the check found, for a human.")]
-    fix: Annotated[str, Meta(description="What to do about it; empty when ok.")]
-
-
-class Doctor(Answer):
-    """GET /api/doctor: is this daemon ready to go LIVE?"""
-
-    ok: Annotated[bool, Meta(description="No check failed (warnings allowed).")]
-    checks: Annotated[list[DoctorCheck], Meta(description="Every check, in a fixed order.")]
-
-
-class EquityPoint(Answer):
-    """One point of the equity curve, as the monitor pass saw it (reference currency)."""
-
-    at: Time
-    equity: DecimalText
-    peak: Annotated[
-        str, Meta(description="The flow-adjusted high-water mark the drawdown stop uses.")
-    ]
-    day_start_equity: DecimalText = "0"
-    daily_pnl: DecimalText = "0"
-    kind: Annotated[
-        Literal["minute", "fill"],
-        Meta(description="minute: the periodic point; fill: written after a fill batch."),
-    ] = "minute"
-
-
-class Equity(Answer):
-    mode: ModeName
-    points: Annotated[list[EquityPoint], Meta(description="Oldest first.")]
-    total: Annotated[
-        int, Meta(description="Points stored in the range; more than answered when thinned.")
-    ] = 0
-    step: Annotated[
-        int,
-        Meta(
-            description="1, or every step-th stored point (and the newest) when the range holds"
-            " more than the 10,000 points an answer carries."
-        ),
-    ] = 1
-    since: Time | None = None
-
-
-class Backup(Answer):
-    backup: Annotated[str, Meta(description="The backup file's path.")]
-
-
-class Document(Answer):
-    openapi: str
-    info: dict[str, Any]
-    paths: dict[str, Any]
-    components: dict[str, Any]
 
 
 # The one rule of an order body a field's own schema cannot say, in the body's schema:
