@@ -36,9 +36,10 @@
 * ``version`` moves on every quote, fill price and REST answer, and on every :meth:`sweep`
   (called about once a second by the service), because ages change with time alone.
 
-The module also holds the ``fresh_prices`` risk rule (:class:`FreshPrices`): a LIVE order
-that adds to a holding (a spot BUY) is refused when the quote it is priced at is older than
-``risk.max_quote_age_s``.
+Beside the pricer: :mod:`heliosd.risk.assessment` values every holding and applies the dust
+rule (:func:`assess`, :func:`describe_stale`); :mod:`heliosd.risk.fresh_prices` has the
+``fresh_prices`` risk rule (:class:`FreshPrices`), which this module, the plugin the manager
+loads, registers. Every name imported from this module before the split still is.
 """
 
 from __future__ import annotations
@@ -46,17 +47,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from heliosd.core.config import Settings
 from heliosd.core.errors import ExchangeRejected
-from heliosd.core.protocols import RiskContext, RiskRule
-from heliosd.core.types import ZERO, Mode, OrderIntent, Quote, Side, Verdict, utcnow
+from heliosd.core.protocols import RiskRule
+from heliosd.core.types import Quote, utcnow
 from heliosd.plugins.hookspecs import hookimpl
+from heliosd.risk.assessment import Assessment, assess, describe_stale
+from heliosd.risk.fresh_prices import FreshPrices
 from heliosd.risk.snapshot import NO_PRICE, REFERENCE, Price
 from heliosd.trading.marketdata import MarketData
 
@@ -324,132 +326,6 @@ class Pricer:
             return
         self.market.offer(quote, source="rest")
         self.version += 1
-
-
-# --------------------------------------------------------------------------- holdings
-
-
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    """Every holding valued: ``values`` per asset (0 when no price), the assets that are
-    ``dust``, the ones above dust that are not fresh (``stale``), and among those the ones
-    with no price at all (``unpriced``). ``prices`` holds the answers that needed the full
-    search (every stale one among them); fresh answers from the pricer's memo are not
-    built as Price objects, for speed."""
-
-    values: Mapping[str, Decimal]
-    prices: Mapping[str, Price]
-    dust: tuple[str, ...]
-    stale: tuple[str, ...]
-    unpriced: tuple[str, ...]
-    # Held, with no market on the venue at all (no direct, inverse or cross route): P5.
-    unvalued: tuple[str, ...] = ()
-
-
-def assess(
-    pricer: Pricer,
-    totals: Iterable[tuple[str, Decimal]],
-    *,
-    dust_value: Decimal,
-    max_age_s: float,
-    now: datetime | None = None,
-) -> Assessment:
-    """Value each ``(asset, total)`` and apply the dust rule (P4)."""
-    now = utcnow() if now is None else now
-    values: dict[str, Decimal] = {}
-    prices: dict[str, Price] = {}
-    dust: list[str] = []
-    stale: list[str] = []
-    unpriced: list[str] = []
-    unvalued: list[str] = []
-    quick = pricer.value
-    ref = pricer.reference
-    for asset, total in totals:
-        if not total:
-            continue
-        if asset == ref:
-            values[asset] = abs(total)
-            continue
-        hit = quick(asset, now)
-        if hit is not None:  # fresh, from the market's latest quotes
-            worth = abs(total) * hit
-            values[asset] = worth
-            if worth < dust_value:
-                dust.append(asset)
-            continue
-        price = pricer.price(asset, now)
-        prices[asset] = price
-        value = abs(total) * price.value if price.value is not None else None
-        values[asset] = ZERO if value is None else value
-        if value is None and not pricer.has_market(asset):
-            unvalued.append(asset)  # P5: outside measured equity, never a blocker
-            continue
-        if value is not None and value < dust_value:
-            dust.append(asset)
-            pricer.note_dust(asset)
-            continue
-        pricer.note_not_dust(asset)
-        if not price.fresh(max_age_s):
-            stale.append(asset)
-            if value is None:
-                unpriced.append(asset)
-    return Assessment(values, prices, tuple(dust), tuple(sorted(stale)), tuple(sorted(unpriced)),
-                      tuple(sorted(unvalued)))  # fmt: skip
-
-
-def describe_stale(assessment: Assessment) -> str:
-    """``"ETH (no price), BTC (stream 42 s old)"`` for reasons and notifications."""
-    parts = []
-    for asset in assessment.stale:
-        price = assessment.prices.get(asset, NO_PRICE)
-        if price.value is None:
-            parts.append(f"{asset} (no price)")
-        elif price.age_s is None:
-            parts.append(f"{asset} ({price.source}, age unknown)")
-        else:
-            parts.append(f"{asset} ({price.source} {price.age_s:.0f} s old)")
-    return ", ".join(parts)
-
-
-# --------------------------------------------------------------------------- the rule
-
-
-class FreshPrices:
-    """LIVE: an order that adds to a holding (a spot BUY) needs a fresh price.
-
-    The order is priced at its pair's quote (the cap values it there), and, for a pair
-    quoted in another currency than the reference (BTCUSDC), at that currency's quote too.
-    Either older than ``risk.max_quote_age_s``, or missing, is a REJECT naming the pair and
-    the age. SELLs always pass: they reduce a spot holding. PAPER is left to the paper
-    exchange's own quote-age rule.
-    """
-
-    name = "fresh_prices"
-
-    def check(self, intent: OrderIntent, ctx: RiskContext) -> Verdict:
-        if ctx.mode is not Mode.LIVE or intent.side is not Side.BUY:
-            return _ACCEPT
-        ref = ctx.settings.risk.reference_currency
-        max_age = float(ctx.settings.risk.max_quote_age_s)
-        pairs = [intent.pair]
-        if ctx.pair is not None and ctx.pair.quote != ref:
-            pairs.append(ctx.pair.quote + ref)
-        for pair in pairs:
-            quote = ctx.market.quote(pair)
-            if quote is None:
-                return Verdict.reject(self.name, f"no price for {pair}: a BUY needs a fresh one")
-            age = (ctx.now - quote.at).total_seconds()
-            if age > max_age:
-                return Verdict.reject(
-                    self.name,
-                    f"{pair} price is {age:.1f} s old (limit {max_age:g} s): a BUY needs a"
-                    " fresh price; the trade stream may be down",
-                    {"pair": pair, "age_s": f"{age:.1f}"},
-                )
-        return _ACCEPT
-
-
-_ACCEPT = Verdict.accept(FreshPrices.name)
 
 
 @hookimpl

@@ -19,8 +19,11 @@ epoch (:mod:`heliosd.risk.state`), so every permit issued before it is stale. Th
 
 Stops never take the mode orchestrator's lock: a LIVE switch checks the epoch inside the
 transaction that writes LIVE (``state.require``), so whichever commits first wins and a stop
-never waits on a gate. Resume clears every latched breaker with a reason, audited, unless
-``resume_blocked`` names a reason it may not (an unclean exit not yet reconciled).
+never waits on a gate.
+
+The halts, breaker expiry and resume are :class:`heliosd.risk.halts.StopHalts`'s; cancelling
+again after a stop until the venue is verified empty is
+:class:`heliosd.risk.stop_followup.StopFollowUp`'s (both base classes of :class:`Stops`).
 """
 
 from __future__ import annotations
@@ -31,22 +34,25 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from heliosd import store as st
 from heliosd.control.backend import Actor
 from heliosd.core.config import Settings
-from heliosd.core.errors import AuthError, HaltedError, HeliosError
+from heliosd.core.errors import AuthError, HeliosError
 from heliosd.core.protocols import Event, ExchangeClient, LedgerView, MarketView
-from heliosd.core.types import Mode, OpenOrder, OrderIntent, OrderState, OrderType, Side, utcnow
+from heliosd.core.types import Mode, OpenOrder, OrderIntent, OrderType, Side
 from heliosd.notify import journal
-from heliosd.notify.notices import emergency_stop_event, halt_event, resume_event
+from heliosd.notify.notices import emergency_stop_event
 from heliosd.risk import state as trading
-from heliosd.risk.breakers import DAILY_LOSS, DRAWDOWN, EMERGENCY, Breakers, clear_sql, trip_sql
+from heliosd.risk.breakers import EMERGENCY, Breakers, trip_sql
+from heliosd.risk.halts import StopHalts
+from heliosd.risk.stop_followup import FOLLOW_UP_S as FOLLOW_UP_S
+from heliosd.risk.stop_followup import RETRY_FIRST_S as RETRY_FIRST_S
+from heliosd.risk.stop_followup import RETRY_MAX_S as RETRY_MAX_S
+from heliosd.risk.stop_followup import StopFollowUp
 from heliosd.store import Store
-from heliosd.trading import orders as od
-from heliosd.trading.permits import Permit, PermitBoard
+from heliosd.trading.permits import PermitBoard
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +61,6 @@ SYSTEM = Actor(None, "heliosd", "internal")
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
 # The router's submit_closing: a market SELL of a holding on a named mode's account.
 SubmitClosing = Callable[..., Awaitable[dict[str, Any]]]
-
-# A stop that could not verify the venue empty keeps cancelling, with this backoff, for as
-# long as its latch holds (the interleaving search found a stop during a 5xx storm that
-# answered "could not check" and never cancelled again, leaving orders resting at VALR).
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 15.0
-# How long the follow-up waits for a placement still on the wire after a stop before it
-# gives up on cancelling it by id (the reconciliation of open orders still judges it).
-FOLLOW_UP_S = 120.0
 
 
 def _never_blocked() -> str | None:
@@ -77,7 +74,7 @@ def _open_json(mode: Mode, order: OpenOrder) -> dict[str, Any]:
 
 
 @dataclass
-class Stops:
+class Stops(StopHalts, StopFollowUp):
     store: Store
     settings: Settings
     breakers: Breakers
@@ -143,94 +140,6 @@ class Stops:
         return states[EMERGENCY].reason if EMERGENCY in states else None
 
     # ------------------------------------------------------------------ monitors' actions
-
-    async def halt(self, mode: Mode, breaker: str, reason: str, until: datetime | None) -> None:
-        """Daily loss: leave LIVE, stop the engine, cancel that mode's open orders, refuse
-        new risk."""
-        enqueue = self.enqueue()
-
-        def tx(conn: sqlite3.Connection) -> None:
-            trip_sql(conn, breaker, mode=mode, reason=reason, until=until)
-            self._to_paper(conn, "heliosd", f"halt ({breaker}): {reason}")
-            st.audit(conn, actor="heliosd", action="halt", outcome="tripped", reason=reason)
-            enqueue(conn, halt_event(breaker=breaker, reason=reason, mode=mode, until=until))
-
-        await self.store.write(tx)
-        journal.event("halt", breaker=breaker, mode=mode, by="heliosd", reason=reason, until=until)
-        self.breakers.committed_trip(breaker, reason, until)
-        self.board.revoke_stale()  # the trip is a new epoch: permits checked before it are void
-        if until is not None:
-            self.schedule_expiry(until)
-        self.publish({"type": "halt", "breaker": breaker, "reason": reason})
-        await self.stop_engine()
-        await self.cancel_everything([mode])
-
-    def schedule_expiry(self, until: datetime) -> None:
-        """When a breaker's ``until`` passes, re-derive the row (it says ACTIVE again)."""
-
-        async def later() -> None:
-            await asyncio.sleep(max((until - utcnow()).total_seconds(), 0.0) + 0.05)
-            await self.sync_expired()
-
-        self._spawn(later())
-
-    async def sync_expired(self) -> bool:
-        """Re-derive the trading state if a breaker has expired since the row was written;
-        True when that changed the row (a new epoch)."""
-
-        def tx(conn: sqlite3.Connection) -> bool:
-            row = trading.read(conn)
-            derived = trading.derive(trading.active_breakers(conn, utcnow()))
-            if (row.state, row.reason) == derived:
-                return False
-            trading.sync(conn)
-            st.audit(conn, actor="heliosd", action="breaker_expired", outcome="synced",
-                     reason=f"{row.state} -> {derived[0]}")  # fmt: skip
-            return True
-
-        changed = await self.store.write(tx)
-        if changed:
-            self.breakers.journal_state("expired")
-            self.board.revoke_stale()
-            self.publish(
-                {"type": "mode", "trading_state": str(self.store.mode_state().trading_state)}
-            )
-        return changed
-
-    async def operator_halt(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        """An operator's HALTED: nothing but cancels until a resume; LIVE becomes PAPER in
-        the same transaction (open orders stay: an emergency stop is the one that cancels).
-
-        Like the emergency stop it then revokes every permit, waits (bounded) for the
-        placements already on the wire, and stops the engine, so that when it answers no
-        order checked before it can still be sent, and the ones that were already sent and
-        have not answered are named (``unresolved_placements``)."""
-        who = str(actor)
-        enqueue = self.enqueue()
-
-        def tx(conn: sqlite3.Connection) -> trading.StateRow:
-            trip_sql(conn, trading.OPERATOR_HALT, mode=None, reason=reason)
-            self._to_paper(conn, who, f"halt: {reason}")
-            st.audit(conn, actor=who, action="halt", outcome="tripped", reason=reason)
-            enqueue(conn, halt_event(breaker=trading.OPERATOR_HALT, reason=reason))
-            return trading.read(conn)
-
-        was = self.store.mode_state().mode
-        row = await self.store.write(tx)
-        journal.event("halt", breaker=trading.OPERATOR_HALT, by=actor, reason=reason,
-                      epoch=row.epoch)  # fmt: skip
-        if was is not Mode(row.mode):
-            journal.event("mode_change", from_=was, to=row.mode, by=actor, reason=f"halt: {reason}")
-        self.breakers.committed_trip(trading.OPERATOR_HALT, reason, None)
-        self.board.revoke_all(f"trading halted by {who}: {reason}")
-        unresolved = await self.board.settle(self.settle_timeout())
-        unresolved += await self.unknown_placements()
-        await self.stop_engine()
-        self.publish({"type": "halt", "breaker": trading.OPERATOR_HALT, "reason": reason})
-        return {"halted": True, "breaker": trading.OPERATOR_HALT, "reason": reason,
-                "trading_state": str(row.state), "state_reason": row.reason,
-                "epoch": row.epoch,
-                "unresolved_placements": sorted(p.label for p in unresolved)}  # fmt: skip
 
     async def breaker_emergency(self, mode: Mode, breaker: str, reason: str) -> None:
         """A monitor asked for the emergency stop (drawdown): record why, then stop."""
@@ -344,163 +253,6 @@ class Stops:
                 out["next_step"] = step
                 notes.append(step)
             return out
-
-    async def _keep_cancelling(
-        self, unresolved: list[Permit], modes: Sequence[Mode], who: str, reason: str
-    ) -> None:
-        """Until the venue is verified empty (or a resume lifts the latch): cancel and check
-        again, with backoff. Placements still on the wire are waited for first, so the
-        cancel that follows sees them. Audited and notified once verified.
-
-        A resume ends the account-wide cancels (they would cancel the orders placed since,
-        which nobody asked to stop), but not the promise the stop's answer made about its
-        ``unresolved_placements``: each is still cancelled by its id once it answers."""
-        await self._cancel_until_verified(unresolved, modes, who, reason)
-        if unresolved:
-            await self._cancel_placements(unresolved, who, reason)
-
-    async def _cancel_until_verified(
-        self, unresolved: list[Permit], modes: Sequence[Mode], who: str, reason: str
-    ) -> None:
-        delay = RETRY_FIRST_S
-        while EMERGENCY in self.breakers.states():
-            if any(p.on_wire > 0 and not p.released for p in unresolved):
-                await self.board.settle(delay)
-            else:
-                await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-            if EMERGENCY not in self.breakers.states():
-                return
-            try:
-                cancelled, remaining, notes = await self.cancel_everything(modes)
-            except Exception:
-                log.exception("emergency stop: cancelling again failed; trying again")
-                continue
-            pending = [p.label for p in unresolved if p.on_wire > 0 and not p.released]
-            if any(p.parked for p in unresolved):  # P5: until reconciliation settles them
-                pending += [p.label for p in await self.unknown_placements() if p in unresolved]
-            if remaining is None or remaining or pending:
-                log.warning("emergency stop: venue not yet verified empty (%s)",
-                            "; ".join(notes) or f"{len(remaining or [])} open")  # fmt: skip
-                continue
-            enqueue = self.enqueue()
-
-            def verified(
-                conn: sqlite3.Connection, cancelled: int = cancelled, enqueue: EnqueueFn = enqueue
-            ) -> None:
-                st.audit(conn, actor=who, action="emergency_stop", outcome="verified",
-                         reason=reason, details={"cancelled": cancelled,
-                         "placements": sorted(p.label for p in unresolved)})  # fmt: skip
-                enqueue(conn, emergency_stop_event(
-                    reason=reason, actor=who, cancelled_orders=cancelled,
-                    remaining_open_orders=0, checked=True,
-                ))  # fmt: skip
-
-            await self.store.write(verified)
-            log.warning("emergency stop: venue verified empty after cancelling again")
-            return
-
-    async def unknown_placements(self) -> list[Permit]:
-        """The parked permits (P5) whose order is still SENT with no exchange id: sent, and
-        nothing has said what became of it. Those whose row has moved on are resolved."""
-        board = self.board
-        parked = board.parked()
-        if not parked:
-            return []
-        labels = [p.label for p in parked]
-
-        def still(conn: sqlite3.Connection) -> set[str]:
-            sql = ("SELECT 1 FROM orders WHERE customer_order_id = ? AND state = 'sent'"
-                   " AND exchange_order_id IS NULL")  # fmt: skip
-            return {cid for cid in labels if conn.execute(sql, (cid,)).fetchone() is not None}
-
-        unknown = await self.store.read(still)
-        for permit in parked:
-            if permit.label not in unknown:
-                board.resolve(permit)
-        return [p for p in parked if p.label in unknown]
-
-    async def _cancel_placements(self, unresolved: list[Permit], who: str, reason: str) -> None:
-        """Wait (bounded) for each unresolved placement to answer, then cancel it by id."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + FOLLOW_UP_S
-        while any(p.on_wire > 0 and not p.released for p in unresolved):
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            await self.board.settle(min(left, 1.0))
-        labels = sorted(p.label for p in unresolved)
-        for label in labels:
-            await self._cancel_placement(label)
-        await self.store.write(lambda c: st.audit(
-            c, actor=who, action="emergency_stop", outcome="follow_up", reason=reason,
-            details={"placements": labels, "latched": EMERGENCY in self.breakers.states()},
-        ))  # fmt: skip
-
-    async def _cancel_placement(self, cid: str) -> None:
-        """Cancel the stored order ``cid`` at its own venue if it is open there."""
-
-        def find(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute("SELECT id FROM orders WHERE customer_order_id = ?",
-                               (cid,)).fetchone()  # fmt: skip
-            return None if row is None else od.get_order_row(conn, int(row[0]))
-
-        try:
-            order = await self.store.read(find)
-            if order is None or not OrderState(order["state"]).is_open:
-                return
-            await self.clients[Mode(order["mode"])].cancel(
-                order["pair"], exchange_order_id=order["exchange_order_id"],
-                customer_order_id=cid,
-            )  # fmt: skip
-            log.warning("cancelled %s, a placement that answered after an emergency stop", cid)
-        except Exception:
-            log.exception("could not cancel %s after an emergency stop; check the venue", cid)
-
-    async def resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        """Clear every latched breaker; answers ``{"cleared": n, "epoch", ...on_resume}``.
-
-        Refused (HaltedError) while ``resume_blocked`` names a reason. Serialized with the
-        emergency stop: a resume never lands between a stop's latch and its cancels (whose
-        cancel-all would then cancel orders placed after the resume, and whose answer would
-        say a state that no longer holds).
-        """
-        async with self._lock:
-            return await self._resume(reason=reason, actor=actor)
-
-    async def _resume(self, *, reason: str, actor: Actor) -> dict[str, Any]:
-        who = str(actor)
-        blocked = self.resume_blocked()
-        if blocked:
-            await self.store.write(lambda c: st.audit(
-                c, actor=who, action="resume", outcome="refused", reason=reason,
-                details={"blocked": blocked},
-            ))  # fmt: skip
-            raise HaltedError(f"Cannot resume: {blocked}", details={"blocked": blocked})
-        extra = await self.on_resume() if self.on_resume is not None else {}
-        names = sorted({EMERGENCY, DAILY_LOSS, DRAWDOWN, trading.OPERATOR_HALT,
-                        *self.breakers.states()})  # fmt: skip
-        cleared_names = sorted(self.breakers.states())  # what the notification says it lifts
-        enqueue = self.enqueue()
-
-        def tx(conn: sqlite3.Connection) -> tuple[int, list[str], trading.StateRow]:
-            active = [r[0] for r in conn.execute(
-                "SELECT name FROM breakers WHERE cleared_at IS NULL"
-            )]  # fmt: skip
-            every = sorted({*names, *active})
-            n = clear_sql(conn, every, actor=who, reason=reason)
-            st.audit(conn, actor=who, action="resume", outcome="cleared", reason=reason,
-                     details={"cleared": n, **extra})  # fmt: skip
-            enqueue(conn, resume_event(actor=who, reason=reason, breakers=cleared_names))
-            return n, every, trading.read(conn)
-
-        cleared, every, row = await self.store.write(tx)
-        journal.event("resume", by=actor, reason=reason, cleared=",".join(cleared_names) or "-",
-                      epoch=row.epoch)  # fmt: skip
-        self.breakers.committed_clear(every)
-        self.board.revoke_stale()
-        self.publish({"type": "resume", "reason": reason})
-        return {**extra, "cleared": cleared, "epoch": row.epoch}
 
     # ------------------------------------------------------------------ the work
 
