@@ -17,19 +17,21 @@
 
 Invariant: no order reaches a client under an epoch other than the one it was checked in
 (the permit's), and none reaches a client while the trading state is HALTED.
+
+Base classes of ExecutionRouter: :mod:`heliosd.trading.router_risk` (step 2) and
+:mod:`heliosd.trading.router_reports` (journal lines, listeners, the integrity alert).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 from heliosd.core.config import Settings
 from heliosd.core.errors import (
@@ -47,11 +49,9 @@ from heliosd.core.protocols import (
     ExchangeClient,
     LedgerView,
     MarketView,
-    RiskContext,
     RiskRule,
 )
 from heliosd.core.types import (
-    ZERO,
     Mode,
     OrderIntent,
     OrderState,
@@ -59,32 +59,25 @@ from heliosd.core.types import (
     PlaceRequest,
     PlaceResult,
     Side,
-    TradingState,
     Verdict,
-    VerdictAction,
     reduces_position,
     utcnow,
 )
 from heliosd.notify import journal
 from heliosd.notify.notices import order_event, risk_rejected_event
 from heliosd.risk import state as trading
-from heliosd.risk.breakers import BUILTIN, EMERGENCY, Breakers
-from heliosd.store import ModeState, Store
+from heliosd.risk.breakers import Breakers
+from heliosd.store import Store
 from heliosd.trading import orders as od
 from heliosd.trading.permits import Permit, PermitBoard
+from heliosd.trading.router_reports import RouterReports
+from heliosd.trading.router_reports import RouterTimings as RouterTimings
+from heliosd.trading.router_risk import Evaluation as Evaluation
+from heliosd.trading.router_risk import RiskEvaluation
 
 log = logging.getLogger(__name__)
 
 EnqueueFn = Callable[[sqlite3.Connection, Event], Any]
-
-# Module constants compared by identity on the order path: on 3.11 every ``Mode.LIVE`` or
-# ``VerdictAction.CAP`` is a ~100 ns class attribute lookup, several per order.
-_LIVE = Mode.LIVE
-_ACCEPT = VerdictAction.ACCEPT
-_REJECT = VerdictAction.REJECT
-_CAP = VerdictAction.CAP
-_ACTIVE = TradingState.ACTIVE
-_HALTED = TradingState.HALTED
 
 
 def _closes(intent: OrderIntent, position: Decimal) -> bool:
@@ -101,30 +94,7 @@ def _no_release() -> None:
     """Nothing was reserved (a closing order refused before evaluation)."""
 
 
-class RouterTimings(Protocol):
-    """Where the router reports how long its two halves took (``/metrics``)."""
-
-    def observe_risk_path(self, seconds: float) -> None:
-        """An order's arrival to its risk verdict and reservation."""
-
-    def observe_round_trip(self, mode: Mode, outcome: str, seconds: float) -> None:
-        """An order handed to the venue's client to its answer (not for one never sent)."""
-
-
-class Evaluation(NamedTuple):
-    """The outcome of :meth:`ExecutionRouter.evaluate`. Immutable.
-
-    A NamedTuple, not a frozen dataclass: one is built per order, and a frozen dataclass's
-    ``__init__`` (``object.__setattr__`` per field) costs ~1 us, a tenth of the whole path.
-    """
-
-    mode: Mode
-    verdicts: tuple[Verdict, ...]
-    quantity: Decimal | None  # None: rejected
-    reason: str = ""
-
-
-class ExecutionRouter:
+class ExecutionRouter(RiskEvaluation, RouterReports):
     def __init__(
         self,
         *,
@@ -165,174 +135,6 @@ class ExecutionRouter:
 
             permits = PermitBoard(current)
         self.permits = permits
-
-    # ------------------------------------------------------------------ risk
-
-    @property
-    def rules(self) -> tuple[RiskRule, ...]:
-        """The loaded risk rules, in order. Replaced whole (on plugin reload), never mutated."""
-        return self._rules
-
-    @rules.setter
-    def rules(self, rules: Sequence[RiskRule]) -> None:
-        self._rules: tuple[RiskRule, ...] = tuple(rules)
-        # Each rule's name is looked up once here, not per rule per order (a getattr with a
-        # default is ~150 ns). Names are class attributes by contract (RiskRule.name).
-        self._named_rules: tuple[tuple[RiskRule, str], ...] = tuple(
-            (rule, getattr(rule, "name", type(rule).__name__)) for rule in self._rules
-        )
-
-    async def evaluate(
-        self, intent: OrderIntent, mode: Mode | None = None, state: ModeState | None = None
-    ) -> Evaluation:
-        """The pre-trade path: mode and trading state at execution time, every risk verdict.
-
-        ``state`` is the mode read the caller already made (submit), so the verdicts and
-        the permit are for the one (mode, epoch) that read saw.
-        """
-        if state is None:
-            state = self._store.mode_state()
-        if mode is None:
-            mode = state.mode
-        ledger = self._ledgers[mode]
-        breakers = self._breakers.states()
-        verdicts: list[Verdict] = []
-        # The core's own latch check, whatever rules are loaded (only when something is off:
-        # the common ACTIVE order pays one identity test).
-        if breakers or state.trading_state is not _ACTIVE:
-            self._latch(intent, ledger, breakers, state, verdicts)
-        if mode is _LIVE or self._settings.risk.enforce_in_paper:
-            market = self._market
-            # Positional: keyword arguments cost ~0.3 us more per order. The order is
-            # RiskContext's field order: mode, settings, pair, ledger, market, breakers, now,
-            # order_stats, memo (a fresh dict: see RiskContext.memo), account (the account's
-            # risk snapshot: holdings and open orders' exposure); mypy checks each type.
-            account = self._counters.accounts.get(mode)
-            ctx = RiskContext(
-                mode, self._settings, market.pair(intent.pair), ledger, market, breakers,
-                utcnow(), self._counters, {}, None if account is None else account.snapshot(),
-            )  # fmt: skip
-            pending: list[tuple[str, Awaitable[Verdict]]] = []
-            for rule, name in self._named_rules:
-                try:
-                    answer: Any = rule.check(intent, ctx)
-                except Exception as exc:
-                    log.warning("risk rule %s raised %s: %s", name, type(exc).__name__, exc)
-                    verdicts.append(Verdict.reject(name, f"rule {name} failed: {exc}"))
-                    continue
-                if isinstance(answer, Verdict):
-                    verdicts.append(answer)
-                elif inspect.isawaitable(answer):
-                    pending.append((name, answer))
-                else:
-                    verdicts.append(Verdict.reject(name, f"rule {name} returned no verdict"))
-            if pending:
-                verdicts.extend(await asyncio.gather(*(self._await(n, a) for n, a in pending)))
-        # Most orders get nothing but accepts: that answer is built here, without
-        # _combine's call and bookkeeping (~0.2 us of a ~4.5 us order); it is the answer
-        # _combine gives for accepts only.
-        for v in verdicts:
-            if v.action is not _ACCEPT:
-                return self._combine(mode, intent, verdicts)
-        return Evaluation(mode, tuple(verdicts), intent.quantity)
-
-    @staticmethod
-    def _latch(
-        intent: OrderIntent,
-        ledger: LedgerView,
-        breakers: Mapping[str, Any],
-        state: ModeState,
-        verdicts: list[Verdict],
-    ) -> None:
-        """HALTED (or a halting breaker in the cache) refuses everything; otherwise, while
-        the row says REDUCING or any breaker is tripped, only orders that reduce a holding
-        pass. The emergency stop and plugin breakers keep their own verdict names."""
-        halting = [n for n in breakers if n in trading.HALTING]
-        if state.trading_state is _HALTED or halting:
-            why = (
-                state.state_reason
-                if state.trading_state is _HALTED
-                else "; ".join(f"{n}: {breakers[n].reason}" for n in sorted(halting))
-            )
-            verdicts.append(Verdict.reject(
-                "halted", f"trading is HALTED ({why}): nothing but cancels"
-            ))  # fmt: skip
-            return
-        if reduces_position(intent, ledger.position(intent.pair)):
-            return
-        before = len(verdicts)
-        for name, st in breakers.items():
-            if name == EMERGENCY:
-                verdicts.append(Verdict.reject(
-                    "emergency_stop",
-                    f"trading is halted by an emergency stop ({st.reason});"
-                    " only orders that reduce a position may pass until a resume",
-                ))  # fmt: skip
-            elif name not in BUILTIN:
-                verdicts.append(Verdict.reject(
-                    f"breaker:{name}",
-                    f"breaker {name} is tripped ({st.reason}); only orders that reduce"
-                    " a position may pass until a resume",
-                ))  # fmt: skip
-        if len(verdicts) == before and state.trading_state is TradingState.REDUCING:
-            verdicts.append(Verdict.reject(
-                "reducing",
-                f"trading is REDUCING ({state.state_reason}): only orders that reduce a"
-                " holding pass",
-            ))  # fmt: skip
-
-    async def _await(self, name: str, answer: Awaitable[Verdict]) -> Verdict:
-        try:
-            result: Any = await asyncio.wait_for(answer, self._rule_timeout)
-        except TimeoutError:
-            return Verdict.reject(name, f"rule {name} timed out after {self._rule_timeout:g} s")
-        except Exception as exc:
-            log.warning("risk rule %s raised %s: %s", name, type(exc).__name__, exc)
-            return Verdict.reject(name, f"rule {name} failed: {exc}")
-        if not isinstance(result, Verdict):
-            return Verdict.reject(name, f"rule {name} returned no verdict")
-        return result
-
-    @staticmethod
-    def _combine(mode: Mode, intent: OrderIntent, verdicts: list[Verdict]) -> Evaluation:
-        """Any reject rejects; caps take the smallest quantity; accepts change nothing.
-
-        Fail closed on what a rule may hand back that is not one of those: an action given
-        as a plain string ("reject", "cap": a drop-in rule's keyword-built Verdict) counts
-        as the action it names; any other action, and a cap whose quantity is not a finite
-        Decimal, rejects the order with a reason naming the problem.
-        """
-        quantity = intent.quantity
-        rejects = []
-        for v in verdicts:
-            action = v.action
-            # Identity first: every built-in verdict's action is the enum member itself.
-            if action is _ACCEPT:
-                continue
-            if action is _REJECT:
-                rejects.append(v)
-            elif action is _CAP or action == _CAP:
-                allowed = v.quantity
-                if isinstance(allowed, Decimal) and allowed.is_finite():
-                    if allowed > ZERO:
-                        if allowed < quantity:
-                            quantity = allowed
-                        continue
-                    rejects.append(Verdict.reject(v.rule, v.reason or "capped to nothing"))
-                elif allowed is None:
-                    rejects.append(Verdict.reject(v.rule, v.reason or "capped to nothing"))
-                else:
-                    rejects.append(Verdict.reject(
-                        v.rule, f"cap quantity {allowed!r} is not a finite Decimal"
-                    ))  # fmt: skip
-            elif action == _REJECT:
-                rejects.append(v)
-            elif action != _ACCEPT:
-                rejects.append(Verdict.reject(v.rule, f"unknown verdict action {action!r}"))
-        if rejects:
-            reason = "; ".join(f"{v.rule}: {v.reason}" for v in rejects)
-            return Evaluation(mode, tuple(verdicts), None, reason)
-        return Evaluation(mode, tuple(verdicts), quantity)
 
     # ------------------------------------------------------------------ submit
 
@@ -576,34 +378,3 @@ class ExecutionRouter:
         if row["state"] == "rejected":
             self._after_order(row, order.mode)
         return row
-
-    @staticmethod
-    def _journal_result(
-        row: dict[str, Any], error: HeliosError | None, unknown: str, actor: str
-    ) -> None:
-        """The journal line of a placement's answer: placed, refused (by the venue, or by
-        a permit a stop revoked before the send), or failed / outcome unknown."""
-        if isinstance(error, PermitRevoked):
-            journal.order("order_refused", row, rule="permit", reason=error.message, by=actor)
-        elif isinstance(error, ExchangeRejected):
-            journal.order("order_refused", row, rule="venue", reason=error.message,
-                          venue_code=error.venue_code, by=actor)  # fmt: skip
-        elif error is not None or unknown:
-            journal.order("order_failed", row, state=row["state"],
-                          reason=error.message if error is not None else unknown,
-                          by=actor)  # fmt: skip
-        else:
-            journal.order("order_placed", row, state=row["state"],
-                          exchange_id=row.get("exchange_order_id"), by=actor)  # fmt: skip
-
-    def _after_order(self, row: dict[str, Any], mode: Mode) -> None:
-        if self._on_order is not None:
-            self._on_order(row, str(mode))
-
-    async def _report_integrity(self, version: int, reason: str) -> None:
-        if self._integrity_reported == version:
-            return
-        self._integrity_reported = version
-        journal.event("integrity_alert", check="mode_integrity", reason=reason)
-        if self._on_integrity is not None:
-            await self._on_integrity(reason)

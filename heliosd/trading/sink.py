@@ -12,7 +12,8 @@ queued, so the stream's order is kept (``orders`` counts a fill once whichever o
 status comes first; the ledger and listeners see fills in the venue's order). If a job
 fails, nothing of it was stored and each of its items is submitted again on its own, so a
 bad fill or status fails alone. The stream never waits for a commit; it waits only when
-MAX_PENDING items are queued (backpressure).
+MAX_PENDING items are queued (backpressure). Reconciling the local open orders with the
+venue's list: :mod:`heliosd.trading.reconcile` (a base class of VenueSink).
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from heliosd.core.errors import HeliosError
 from heliosd.core.protocols import Event, ExchangeClient
 from heliosd.core.types import (
     Balance,
     Fill,
     Mode,
-    OpenOrder,
     OrderState,
     OrderStatus,
     Quote,
@@ -41,6 +40,10 @@ from heliosd.notify import journal
 from heliosd.notify.notices import fills_event
 from heliosd.store import Store, iso
 from heliosd.trading import orders as od
+from heliosd.trading.reconcile import DEFAULT_NOT_FOUND_GRACE_S as DEFAULT_NOT_FOUND_GRACE_S
+from heliosd.trading.reconcile import RECENT_S as RECENT_S
+from heliosd.trading.reconcile import SinkReconciliation
+from heliosd.trading.reconcile import listed_status as listed_status
 
 if TYPE_CHECKING:
     from heliosd.risk.ledger import Ledger, LedgerError
@@ -54,11 +57,6 @@ EnqueueFn = Callable[[sqlite3.Connection, Sequence[Event]], Any]
 # A fill stream may outrun the disk for a moment; past this many queued fills and statuses
 # the stream waits for the writer (backpressure) instead of growing memory without bound.
 MAX_PENDING = 50_000
-# Reconciliation leaves orders updated this recently alone (they may be in flight).
-RECENT_S = 2.0
-# An order VALR does not know is failed only once it is this old (clients may say otherwise:
-# ValrClient.not_found_grace_s): until then the venue's views may simply not show it yet.
-DEFAULT_NOT_FOUND_GRACE_S = 20.0
 # From this many cancellations in one committed batch, the journal says them in one line.
 CANCELS_PER_LINE = 10
 
@@ -73,7 +71,7 @@ def _describe(item: Fill | OrderStatus) -> str:
     return f"order status {item.customer_order_id or item.exchange_order_id} ({item.state})"
 
 
-class VenueSink:
+class VenueSink(SinkReconciliation):
     """Implements :class:`heliosd.core.protocols.ExchangeEvents` for one mode."""
 
     def __init__(
@@ -327,109 +325,6 @@ class VenueSink:
                 for listener in self.finished_listeners:
                     listener(row)
 
-    async def on_open_orders(self, orders: Sequence[OpenOrder]) -> None:
-        """Local orders the venue no longer lists are looked up (in the background)."""
-        if self._reconcile_task is not None and not self._reconcile_task.done():
-            return
-        self._reconcile_task = asyncio.get_running_loop().create_task(self._reconcile(orders))
-
-    async def _reconcile(self, orders: Sequence[OpenOrder]) -> None:
-        # An order touched in the last RECENT_S may be on its way: the venue's list need not
-        # show it yet, so it is skipped. Skipped must not mean forgotten: an order stored
-        # just before a crash (still `new`) is only this young when the restarted daemon
-        # first reconciles, and nothing else would ever look at it again. So while any order
-        # was skipped (or its status lookup failed), look again a little later, with a fresh
-        # snapshot of the venue.
-        # An order the venue no longer lists has usually just finished, and the account
-        # stream is already saying how (ORDER_STATUS_UPDATE comes before the venue's new
-        # list): the first pass only notes such orders, and the next, RECENT_S later, looks
-        # up those still open here. After an emergency stop of 500 orders that is no status
-        # lookup instead of 500 (bench/emergency_stop.py). Deferred must not mean dropped:
-        # if the fresh snapshot cannot be read, the deferred lookups run against the one
-        # we have (an order absent from it and older than RECENT_S was not open then).
-        look_up = False
-        while await self._reconcile_once(orders, look_up=look_up):
-            deferred, look_up = not look_up, True
-            await asyncio.sleep(RECENT_S)
-            try:
-                orders = await self._client().open_orders()
-            except HeliosError as exc:
-                log.warning("reconcile: venue open orders unknown: %s", exc)
-                if not deferred:
-                    return
-
-    async def _reconcile_once(self, orders: Sequence[OpenOrder], *, look_up: bool = True) -> bool:
-        """One pass over the local open orders; True when one of them was too young to judge,
-        or was left for the next pass (``look_up`` false), or its status could not be read
-        (so another pass is due).
-
-        A local order the venue lists by its customer id while ours has no exchange id yet
-        (its placement's answer was lost, or the daemon died before it came) is adopted:
-        the listing is applied as its status, so both sides name the same order (I4)."""
-        exchange_ids, customer_ids = od.open_orders_by_id(orders)
-        by_customer = {o.customer_order_id: o for o in orders if o.customer_order_id}
-        mode = self.mode
-        cutoff = iso(utcnow() - timedelta(seconds=RECENT_S))
-        local = await self._store.read(
-            lambda c: od.list_orders(c, open_only=True, limit=1000, mode=mode)
-        )
-        skipped = False
-        for row in local:
-            if row["exchange_order_id"] in exchange_ids or row["customer_order_id"] in customer_ids:
-                listed = by_customer.get(row["customer_order_id"])
-                placing = row["customer_order_id"] in self._counters.placing
-                if listed is not None and not row["exchange_order_id"] and not placing:
-                    await self.on_order_status(listed_status(listed))
-                continue
-            if row["updated_at"] > cutoff or row["customer_order_id"] in self._counters.placing:
-                skipped = True
-                continue  # being placed or just sent: the venue's list may not show it yet
-            if not look_up:
-                skipped = True
-                continue
-            try:
-                status = await self._client().order_status(
-                    row["pair"], exchange_order_id=row["exchange_order_id"],
-                    customer_order_id=row["customer_order_id"],
-                )  # fmt: skip
-            except HeliosError as exc:
-                log.warning("reconcile: status of order %s unknown: %s", row["id"], exc)
-                skipped = True
-                continue
-            if status is None:
-                if OrderState(row["state"]) not in (OrderState.NEW, OrderState.SENT):
-                    continue
-                grace = self._not_found_grace_s()
-                if row["created_at"] > iso(utcnow() - timedelta(seconds=grace)):
-                    # VALR's views lag its engine, and a request may still be on its way:
-                    # not known yet is not never placed. Look again until the grace is over.
-                    skipped = True
-                    continue
-                status = OrderStatus(
-                    pair=row["pair"], state=OrderState.FAILED,
-                    customer_order_id=row["customer_order_id"],
-                    failed_reason=f"not known to the venue {grace:g} s after it was created",
-                )  # fmt: skip
-            await self.on_order_status(status)
-        return skipped
-
-    def _not_found_grace_s(self) -> float:
-        # The client says how long its venue may take to show an order (ValrClient's tuning).
-        grace = getattr(self._client(), "not_found_grace_s", DEFAULT_NOT_FOUND_GRACE_S)
-        return float(grace)
-
-    async def reconcile_open_orders(self) -> None:
-        """Compare the local open orders with the venue's list now (the periodic pass, see
-        heliosd.trading.sweep); nothing to do while no local order is open or a pass is running."""
-        if self._reconcile_task is not None and not self._reconcile_task.done():
-            return
-        mode = self.mode
-        local = await self._store.read(
-            lambda c: od.list_orders(c, open_only=True, limit=1, mode=mode)
-        )
-        if local:
-            await self.on_open_orders(await self._client().open_orders())
-
     # ------------------------------------------------------------------ balances, prices
 
     async def on_balances(self, balances: Sequence[Balance], *, snapshot: bool) -> None:
@@ -446,17 +341,3 @@ class VenueSink:
         # The first "up" is the normal start, not news; a first "down" is (never connected).
         if (previous is None and not up) or (previous is not None and previous[0] != up):
             self._on_connection_change(self.mode, stream, up, detail)
-
-
-def listed_status(order: OpenOrder) -> OrderStatus:
-    """What a venue's open-order listing says of one order, as a status to apply."""
-    executed = max(order.original_quantity - order.remaining_quantity, Decimal(0))
-    return OrderStatus(
-        pair=order.pair,
-        state=OrderState.PARTIALLY_FILLED if executed > 0 else OrderState.PLACED,
-        exchange_order_id=order.exchange_order_id,
-        customer_order_id=order.customer_order_id,
-        original_quantity=order.original_quantity,
-        remaining_quantity=order.remaining_quantity,
-        executed_quantity=executed,
-    )
