@@ -672,6 +672,7 @@ async def test_backend_errors_map_to_status_and_code(
         assert body["details"]["retry_after"] == 2.0
 
 
+@pytest.mark.logs_exception("internal error on")
 async def test_unexpected_error_is_500_without_traceback_and_is_logged(
     served: Served, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -188,6 +188,7 @@ def heliosd_register_strategies(register, config):
 ENGINE = '[engine]\nstrategy = "doctor_idle"\nautostart = true\ninterval_s = 60\n'
 
 
+@pytest.mark.logs_exception("doctor check boom raised")
 async def test_a_check_that_raises_or_hangs_fails(
     sim: SimHandle, short_dir: Path, plugin_dir: Path
 ) -> None:

@@ -479,6 +479,7 @@ def test_the_engine_needs_the_stored_mode() -> None:
         Engine(router, {}, Settings(), MarketData(), {}, None, None)
 
 
+@pytest.mark.logs_exception("stopped by an engine failure")
 async def test_an_engine_failure_stops_and_reports_instead_of_crashing(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:

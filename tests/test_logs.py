@@ -92,6 +92,7 @@ def test_plain_lines_have_utc_time_level_logger_message_and_fields(real_stderr: 
     assert second.endswith('WARNING heliosd.trading.router two words reason="open positions exist"')
 
 
+@pytest.mark.logs_exception
 def test_a_record_is_always_one_line(real_stderr: RealStderr) -> None:
     stderr_file = real_stderr()
     setup_logging("debug", journald=False)
@@ -166,6 +167,7 @@ def test_unknown_level_is_refused() -> None:
         setup_logging("verbose")
 
 
+@pytest.mark.logs_exception
 def test_secrets_are_redacted_everywhere(real_stderr: RealStderr) -> None:
     stderr_file = real_stderr()
     secret = "sk-0123456789abcdef"

@@ -112,6 +112,7 @@ def test_subscriber_sees_the_stored_quote() -> None:
     assert marks == [D(11)]
 
 
+@pytest.mark.logs_exception("boom")
 def test_a_failing_subscriber_is_logged_and_does_not_starve_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

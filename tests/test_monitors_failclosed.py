@@ -113,6 +113,7 @@ async def halt_reason(request: Any) -> str:
     return str(body["halt_reason"]) if body["halted"] else ""
 
 
+@pytest.mark.logs_exception("monitor broken_guard failed")
 async def test_a_raising_monitor_halts_once_per_trip_until_a_person_resumes(
     sim: SimHandle,
     short_dir: Path,
@@ -179,6 +180,7 @@ async def test_a_raising_monitor_halts_once_per_trip_until_a_person_resumes(
         await running.stop()
 
 
+@pytest.mark.logs_exception("monitor broken_guard failed")
 async def test_a_monitor_answering_garbage_halts_like_one_that_raises(
     sim: SimHandle, short_dir: Path
 ) -> None:

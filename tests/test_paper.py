@@ -458,6 +458,7 @@ async def test_start_sends_snapshots_and_close_drains_the_queue(market: MarketDa
         await ex.place(req(BUY, "0.01", cid="y"))
 
 
+@pytest.mark.logs_exception("handler bug")
 async def test_a_failing_event_handler_is_logged_and_delivery_goes_on(
     market: MarketData, caplog: pytest.LogCaptureFixture
 ) -> None:

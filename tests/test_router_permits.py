@@ -56,6 +56,7 @@ class Venue:
         self.gate = asyncio.Event()
         self.entered = asyncio.Event()
         self.sent: list[tuple[str, int, int]] = []  # (cid, permit epoch, stored epoch)
+        self.cancelled: list[str | None] = []  # customer order ids cancelled one by one
 
     async def place(self, request: PlaceRequest) -> PlaceResult:
         permit = request.permit
@@ -77,6 +78,10 @@ class Venue:
 
     async def cancel_all(self) -> int:
         return 0
+
+    async def cancel(self, pair: str, **ids: Any) -> None:
+        """The stop's follow-up cancels by id a placement that answered after it."""
+        self.cancelled.append(ids.get("customer_order_id"))
 
     async def open_orders(self) -> list[OpenOrder]:
         return []

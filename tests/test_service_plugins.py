@@ -13,6 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from heliosd.testing import SimHandle, config_text, start_daemon, wait_for
 
 PLUGIN = textwrap.dedent(
@@ -141,6 +143,7 @@ def _nudge(running: Any) -> Any:
     return (mark * Decimal("1.001")).quantize(Decimal(1))
 
 
+@pytest.mark.logs_exception("venue plugin bug")
 async def test_foreign_exception_from_place_leaves_order_sent(
     sim: SimHandle, short_dir: Path
 ) -> None:

@@ -274,6 +274,7 @@ async def test_bulk_fills_over_the_socket_arrive_exactly_once() -> None:
             assert events.fill_deliveries == 3000
 
 
+@pytest.mark.logs_exception("a programming error, not a network failure")
 async def test_a_programming_error_stops_the_stream_once_and_orders_are_refused_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
