@@ -24,6 +24,9 @@ Contract:
   to ``on_choice`` as an :class:`EngineChoice` once it has taken effect, and awaited: the
   service records it so a restart restores it (:mod:`heliosd.runtime.runstate`). The daemon's own
   startup and shutdown pass ``remember=False``.
+
+Base class of Engine: :mod:`heliosd.trading.engine_tick` (one tick: the strategy's view, its
+answer checked, its intents sent; the per-strategy counters).
 """
 
 from __future__ import annotations
@@ -31,65 +34,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from heliosd.core.config import Settings
-from heliosd.core.errors import (
-    AuthError,
-    ExchangeRejected,
-    HaltedError,
-    ModeIntegrityError,
-    NotFoundError,
-    RiskRejected,
-    TransientError,
-)
-from heliosd.core.protocols import LedgerView, MarketSnapshot, Strategy, StrategyContext
-from heliosd.core.types import Mode, OrderIntent, PairInfo, Quote, utcnow
+from heliosd.core.errors import HaltedError, NotFoundError
+from heliosd.core.protocols import LedgerView, Strategy
+from heliosd.core.types import Mode, PairInfo, Quote, utcnow
+from heliosd.trading.engine_tick import REFUSALS as REFUSALS
+from heliosd.trading.engine_tick import EngineTick, _Stats
+from heliosd.trading.engine_tick import OrderRouter as OrderRouter
+from heliosd.trading.engine_tick import StrategyFailed as StrategyFailed
+from heliosd.trading.engine_tick import describe as describe
 from heliosd.trading.marketdata import MarketData
 
 log = logging.getLogger(__name__)
 
-# Order outcomes that are the world saying no, not the strategy misbehaving.
-REFUSALS = (
-    RiskRejected,
-    ExchangeRejected,
-    HaltedError,
-    ModeIntegrityError,
-    TransientError,
-    AuthError,
-)
-
 EventSink = Callable[[dict[str, Any]], None]
-
-
-class OrderRouter(Protocol):
-    """What the engine needs of :class:`heliosd.trading.router.ExecutionRouter`."""
-
-    async def submit(self, intent: OrderIntent, *, actor: str) -> dict[str, Any]: ...
-
-
-@dataclasses.dataclass(slots=True)
-class _Stats:
-    running: bool = False
-    ticks: int = 0
-    last_decision: str | None = None
-    last_decision_at: datetime | None = None
-    orders_sent: int = 0
-    orders_refused: int = 0
-    last_refusal: str | None = None
-    last_order_id: int | None = None
-    errors: int = 0
-    last_error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        at = self.last_decision_at
-        out["last_decision_at"] = at.isoformat() if at is not None else None
-        return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,20 +73,7 @@ class EngineChoice:
 ChoiceSink = Callable[[EngineChoice], Awaitable[Any]]
 
 
-class StrategyFailed(Exception):
-    """The strategy misbehaved (raised, hung, answered nonsense); it is stopped."""
-
-
-def describe(intents: Sequence[OrderIntent]) -> str:
-    """A one-line summary of a tick's decision, for status and logs."""
-    if not intents:
-        return "hold"
-    return "; ".join(
-        f"{i.side} {i.quantity} {i.pair}" + (f" ({i.reason})" if i.reason else "") for i in intents
-    )
-
-
-class Engine:
+class Engine(EngineTick):
     """Runs one strategy at a time (see the module docstring for the contract).
 
     ``ledgers`` maps each mode to its ledger; ``mode_provider()`` says which mode is stored
@@ -347,84 +297,6 @@ class Engine:
         if ended and not self._stopping:
             # Off until a person starts it again, restarts included.
             await self._remember(False, name, "heliosd", ended)
-
-    async def _tick(self, name: str, strategy: Strategy, stats: _Stats) -> None:
-        now = utcnow()
-        mode = self._mode_provider()
-        snapshot = MarketSnapshot(at=now, quotes=self._quotes(now))
-        ctx = StrategyContext(
-            settings=self._settings,
-            mode=mode,
-            ledger=self._ledgers[mode],
-            market=self._market,
-            pairs=self._pairs_provider(),
-            now=now,
-        )
-        intents = await self._decide(strategy, snapshot, ctx)
-        stats.ticks += 1
-        stats.last_decision = describe(intents)
-        stats.last_decision_at = now
-        source = f"engine:{name}"
-        for intent in intents:
-            if self._stopping:
-                break  # stop() means no further orders, even from this tick
-            if intent.pair not in self._pairs:
-                stats.orders_refused += 1
-                stats.last_refusal = f"{intent.pair} is not one of [engine] pairs"
-                log.warning("engine: %s asked for %s, not an engine pair", name, intent.pair)
-                continue
-            try:
-                order = await self._router.submit(
-                    dataclasses.replace(intent, source=source), actor=source
-                )
-            except REFUSALS as exc:
-                stats.orders_refused += 1
-                stats.last_refusal = exc.message
-                refused = exc.details.get("order")
-                if isinstance(refused, dict):
-                    stats.last_order_id = refused.get("id")
-                log.info("engine: %s order refused: %s", name, exc.message)
-                continue
-            except Exception as exc:
-                raise StrategyFailed(
-                    f"submitting {describe([intent])} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-            stats.orders_sent += 1
-            stats.last_order_id = order.get("id")
-
-    async def _decide(
-        self, strategy: Strategy, snapshot: MarketSnapshot, ctx: StrategyContext
-    ) -> list[OrderIntent]:
-        try:
-            answer: Any = strategy.on_market(snapshot, ctx)
-            if inspect.isawaitable(answer):
-                answer = await asyncio.wait_for(answer, self._tick_timeout)
-        except TimeoutError:
-            raise StrategyFailed(
-                f"on_market did not answer within {self._tick_timeout:g} s"
-            ) from None
-        except Exception as exc:
-            raise StrategyFailed(f"on_market raised {type(exc).__name__}: {exc}") from exc
-        if answer is None:
-            return []
-        if not isinstance(answer, Sequence) or isinstance(answer, str | bytes):
-            raise StrategyFailed(f"on_market returned {type(answer).__name__}, not a list")
-        intents = list(answer)
-        for item in intents:
-            if not isinstance(item, OrderIntent):
-                raise StrategyFailed(
-                    f"on_market returned a {type(item).__name__}, not an OrderIntent"
-                )
-        return intents
-
-    def _quotes(self, now: datetime) -> dict[str, Quote]:
-        """The engine pairs' latest quotes; old ones are left out (a dead feed is no price)."""
-        out: dict[str, Quote] = {}
-        for pair in self._pairs:
-            quote = self._market.quote(pair)
-            if quote is not None and now - quote.at <= self._max_quote_age:
-                out[pair] = quote
-        return out
 
     # ------------------------------------------------------------------ events
 

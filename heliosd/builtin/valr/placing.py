@@ -36,6 +36,9 @@ Send permits (``PlaceRequest.permit``, :mod:`heliosd.trading.permits`; the clien
   revokes the permit still learns how the order ended.
 
 Without a permit (``None``: tools and tests) ``place`` behaves the same minus the checks.
+
+The order's request body, validated and rounded against the pair's limits before any request,
+is :mod:`heliosd.builtin.valr.order_body` (a base class of ``_Placing``).
 """
 
 from __future__ import annotations
@@ -45,15 +48,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from heliosd.builtin.valr.order_body import _OrderBody
+from heliosd.builtin.valr.order_body import plain as plain
+from heliosd.builtin.valr.order_body import wire_decimal as wire_decimal
 from heliosd.builtin.valr.rest import NotExecuted, ValrRest
 from heliosd.builtin.valr.retry import ValrTuning, read_retrying
 from heliosd.builtin.valr.streams import AccountStream
 from heliosd.core.config import ValrSettings
 from heliosd.core.errors import AuthError, ExchangeRejected, OutcomeUnknownError, TransientError
-from heliosd.core.protocols import MarketView
 from heliosd.core.types import (
     OrderState,
     OrderStatus,
@@ -61,23 +65,12 @@ from heliosd.core.types import (
     PairInfo,
     PlaceRequest,
     PlaceResult,
-    Side,
 )
 from heliosd.trading.permits import Permit
 
 log = logging.getLogger("heliosd.builtin.valr.client")  # one logger for the whole client
 
 T = TypeVar("T")
-
-
-def wire_decimal(value: Decimal) -> str:
-    """Plain decimal text for a request body (never an exponent)."""
-    return format(value, "f")
-
-
-def plain(value: Decimal) -> str:
-    """Decimal text for people: no exponent, no trailing zeros ("9", "0.0001")."""
-    return format(value.normalize(), "f")
 
 
 async def _guarded(permit: Permit | None, start: Callable[[], Awaitable[T]]) -> T:
@@ -88,12 +81,11 @@ async def _guarded(permit: Permit | None, start: Callable[[], Awaitable[T]]) -> 
     return await permit.guard(start())
 
 
-class _Placing:
+class _Placing(_OrderBody):
     """Placement, writes and their waits; mixed into ValrClient, which owns the state."""
 
     _rest: ValrRest
     _valr: ValrSettings
-    _market: MarketView | None
     _account: AccountStream | None
     tuning: ValrTuning
 
@@ -118,79 +110,6 @@ class _Placing:
             exchange_order_id: str | None = None,
             customer_order_id: str | None = None,
         ) -> OrderStatus | None: ...
-
-    def _order_body(self, request: PlaceRequest, pair: PairInfo) -> tuple[str, dict[str, Any]]:
-        """Validate and round ``request`` against the pair's limits; return (path, body).
-
-        Quantity is truncated to the base decimals (VALR truncates too). A limit price is
-        moved onto the tick grid in the direction that never worsens it for us: down for a
-        buy, up for a sell. Violations raise ExchangeRejected locally, before any request.
-        """
-
-        def reject(message: str, venue_code: int | None = None) -> ExchangeRejected:
-            return ExchangeRejected(message, venue_code=venue_code, details={"local": True})
-
-        # VALR's own texts and codes for the size limits (VALR's -12007; the maximum's
-        # text is the simulator's), without VALR's stray space before the full stop (as
-        # parse.venue_text tidies VALR's answers): refused here, before a request, the
-        # operator reads what VALR would have said, and what the paper venue says.
-        def below_minimum() -> ExchangeRejected:
-            return reject(
-                f"Minimum order size not met. Minimum amount: {plain(pair.min_base)} "
-                f"{pair.base}, minimum total: {plain(pair.min_quote)} {pair.quote}",
-                -12007,
-            )
-
-        def above_maximum() -> ExchangeRejected:
-            return reject(
-                f"Maximum order size exceeded. Maximum amount: {plain(pair.max_base)} "
-                f"{pair.base}, maximum total: {plain(pair.max_quote)} {pair.quote}",
-                -11,
-            )
-
-        symbol = pair.symbol
-        if not pair.active:
-            raise reject(f"{symbol} is not active on VALR")
-        qty = pair.round_quantity(request.quantity)
-        if qty <= 0 or qty < pair.min_base:
-            raise below_minimum()
-        if qty > pair.max_base:
-            raise above_maximum()
-        price: Decimal | None
-        if request.type is OrderType.LIMIT:
-            if request.price is None or request.price <= 0:
-                raise reject("A limit order needs a positive price")
-            rounding = ROUND_FLOOR if request.side is Side.BUY else ROUND_CEILING
-            ticks = (request.price / pair.tick_size).to_integral_value(rounding=rounding)
-            price = ticks * pair.tick_size
-            if price <= 0:
-                raise reject(f"Price {request.price} is below one tick ({pair.tick_size})")
-        else:
-            # A market order's notional is an estimate at the current touch, when we have one.
-            price = self._market.price_for(symbol, request.side) if self._market else None
-        if price is not None:
-            notional = qty * price
-            if notional < pair.min_quote:
-                raise below_minimum()
-            if notional > pair.max_quote:
-                raise above_maximum()
-        if request.type is OrderType.LIMIT:
-            assert price is not None
-            return "/v2/orders/limit", {
-                "side": request.side.value,
-                "quantity": wire_decimal(qty),
-                "price": wire_decimal(price),
-                "pair": symbol,
-                "postOnly": False,
-                "customerOrderId": request.customer_order_id,
-                "timeInForce": "GTC",
-            }
-        return "/v2/orders/market", {
-            "side": request.side.value,
-            "baseAmount": wire_decimal(qty),
-            "pair": symbol,
-            "customerOrderId": request.customer_order_id,
-        }
 
     async def place(self, request: PlaceRequest) -> PlaceResult:
         """Place one order with VALR's synchronous (v2) endpoints. See the module docstring
