@@ -25,7 +25,8 @@ import pytest
 
 from heliosd.core.config import DaemonSettings, load_settings
 from heliosd.runtime.service import Service
-from heliosd.runtime.shutdown import BUDGETS, FORCED, service_stages, worst_case_s
+from heliosd.runtime.shutdown import BUDGETS, FORCED, worst_case_s
+from heliosd.runtime.shutdown_stages import service_stages
 from heliosd.sim.config import RouteDelay
 from heliosd.testing import NotifyReceiver, SimHandle, go_live, start_daemon, write_config
 

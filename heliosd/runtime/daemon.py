@@ -44,7 +44,8 @@ from heliosd.runtime.logs import register_settings_secrets
 from heliosd.runtime.runlock import EXIT_LOCKED, RunLock
 from heliosd.runtime.sdnotify import SdNotifier
 from heliosd.runtime.service import Service
-from heliosd.runtime.shutdown import Shutdown, service_stages
+from heliosd.runtime.shutdown import Shutdown
+from heliosd.runtime.shutdown_stages import service_stages
 
 log = logging.getLogger(__name__)
 
