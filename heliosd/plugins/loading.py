@@ -13,11 +13,10 @@ registration:
 Then ``check_pending()`` runs, so a misspelled hook fails startup. Every failure here is a
 :class:`ConfigError` (the daemon exits 78): restarting cannot fix a broken plugin set.
 
-Drop-in files run with the daemon's privileges and decide about real money, so they are
-trusted only when nobody but the daemon's user or root could have written them: a file that
-is group- or world-writable or owned by another uid is refused, as is a world-writable
-directory. The bytes that were checked and hashed are the bytes executed (no second read),
-and each file's sha256 is logged and reported by :func:`plugin_records`.
+Drop-in files run with the daemon's privileges and decide about real money: their trust
+checks are :mod:`heliosd.plugins.dropin_files`. The bytes that were checked and hashed are
+the bytes executed (no second read), and each file's sha256 is logged and reported by
+:func:`plugin_records`.
 
 Collecting what plugins register is :mod:`heliosd.plugins.registry`; SIGHUP's reload is
 :mod:`heliosd.plugins.reload`; :mod:`heliosd.plugins.manager` re-exports all three.
@@ -28,11 +27,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
 import logging
-import os
-import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,6 +41,7 @@ import pluggy
 from heliosd.core.config import Settings
 from heliosd.core.errors import ConfigError
 from heliosd.plugins import hookspecs
+from heliosd.plugins.dropin_files import _check_dir, _dropin_files, _exec_module, _read_trusted
 
 logger = logging.getLogger(__name__)
 
@@ -272,66 +269,6 @@ def _require_essentials(pm: pluggy.PluginManager) -> None:
 # --------------------------------------------------------------------------- drop-ins
 
 
-def _check_dir(directory: Path, source: str) -> None:
-    try:
-        st = directory.stat()
-    except OSError as exc:
-        raise ConfigError(
-            f"plugin directory {directory} is not usable: {exc.strerror}",
-            key="daemon.plugin_dirs",
-            source=source,
-        ) from None
-    why = None
-    if not stat.S_ISDIR(st.st_mode):
-        why = "is not a directory"
-    elif st.st_mode & stat.S_IWOTH:
-        why = "is world-writable (anyone could add a plugin)"
-    elif st.st_uid not in (os.geteuid(), 0):
-        why = f"is owned by uid {st.st_uid}, not by the daemon's user or root"
-    if why:
-        raise ConfigError(
-            f"plugin directory {directory} {why}", key="daemon.plugin_dirs", source=source
-        )
-
-
-def _read_trusted(path: Path) -> bytes:
-    """The file's bytes, if only the daemon's user or root could have written them.
-
-    The checks use fstat on the opened descriptor, so the checked file is the one read.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise ConfigError(f"plugin file {path} cannot be opened: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        why = None
-        if not stat.S_ISREG(st.st_mode):
-            why = "is not a regular file"
-        elif st.st_mode & stat.S_IWOTH:
-            why = "is world-writable"
-        elif st.st_mode & stat.S_IWGRP:
-            why = "is group-writable"
-        elif st.st_uid not in (os.geteuid(), 0):
-            why = f"is owned by uid {st.st_uid}, not by the daemon's user or root"
-        if why:
-            raise ConfigError(f"refusing plugin file {path}: it {why} (chmod go-w / chown)")
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _dropin_files(directory: Path) -> list[Path]:
-    # Dot-files are editor swap/backup files, never plugins.
-    return sorted(
-        (p for p in directory.iterdir() if p.suffix == ".py" and not p.name.startswith(".")),
-        key=lambda p: p.name,
-    )
-
-
 def _load_dropin_dir(pm: pluggy.PluginManager, directory: Path, source: str) -> list[str]:
     _check_dir(directory, source)
     loaded: list[str] = []
@@ -354,26 +291,6 @@ def _load_dropin_dir(pm: pluggy.PluginManager, directory: Path, source: str) -> 
         loaded.append(modname)
         logger.info("loaded drop-in plugin %s sha256=%s as %s", path, digest, modname)
     return loaded
-
-
-def _exec_module(modname: str, path: Path, code: bytes) -> ModuleType:
-    """Import ``code`` (the checked bytes) as module ``modname``."""
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None:
-        raise ConfigError(f"plugin file {path} cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    # In sys.modules while it runs: dataclasses and typing look their module up there.
-    sys.modules[modname] = module
-    try:
-        exec(compile(code, str(path), "exec"), module.__dict__)  # noqa: S102 - checked above
-    except BaseException as exc:
-        sys.modules.pop(modname, None)
-        if not isinstance(exc, Exception):
-            raise
-        raise ConfigError(
-            f"plugin file {path} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-    return module
 
 
 def _helios(pm: pluggy.PluginManager) -> HeliosPluginManager:
