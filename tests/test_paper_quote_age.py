@@ -3,8 +3,8 @@
 A dead market feed leaves MarketData holding its last quote forever; before this check the
 paper venue kept filling at it and reported P&L that never happened. Here a real
 PaperExchange reads a real MarketData whose quotes carry controlled ages (``Quote.at`` is
-heliosd's receive time), on a clock the tests hold still (``heliosd.core.types.utcnow``, the
-core's one clock). test_paper_quote_age_e2e.py does the same through a real daemon.
+heliosd's receive time), on a clock the tests hold still (``heliosd.core.clock``'s ManualClock, the
+core's one wall clock). test_paper_quote_age_e2e.py does the same through a real daemon.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-import heliosd.core.types as htypes
 from heliosd.builtin.paper import PaperExchange
+from heliosd.core import clock as core_clock
+from heliosd.core.clock import ManualClock
 from heliosd.core.config import PaperSettings, parse_settings
 from heliosd.core.errors import ConfigError, ExchangeRejected
 from heliosd.core.types import OpenOrder, OrderState, OrderType, PlaceRequest, Quote, Side
@@ -36,11 +38,11 @@ BALANCES = {"ZAR": D(100000), "BTC": D("0.5")}
 
 
 @pytest.fixture(autouse=True)
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[datetime]:
-    """The core's clock held at NOW; a test moves it by replacing ``clock[0]``."""
-    now = [NOW]
-    monkeypatch.setattr(htypes, "utcnow", lambda: now[0])
-    return now
+def clock() -> Iterator[ManualClock]:
+    """The core's clock held at NOW; a test moves it with ``clock.set`` or ``advance``."""
+    with core_clock.use(ManualClock(NOW)) as held:
+        assert isinstance(held, ManualClock)
+        yield held
 
 
 def quote(age_s: str, bid: str = "999000", ask: str = "1000000", pair: str = "BTCZAR") -> Quote:
@@ -117,11 +119,11 @@ async def test_the_limit_is_inclusive_and_counts_to_the_tenth_of_a_second() -> N
     await ex.close()
 
 
-async def test_a_quote_goes_stale_as_time_passes_without_updates(clock: list[datetime]) -> None:
+async def test_a_quote_goes_stale_as_time_passes_without_updates(clock: ManualClock) -> None:
     """The feed dies: no new quote arrives, only the clock moves."""
     ex, rec = await venue(market_with(quote("0")))
     await ex.place(req(BUY, "0.01", cid="fresh"))
-    clock[0] = NOW + timedelta(seconds=31)
+    clock.set(NOW + timedelta(seconds=31))
     with pytest.raises(ExchangeRejected, match=r"^Stale market price for BTCZAR: .* 31\.0 s old"):
         await ex.place(req(BUY, "0.01", cid="dead-feed"))
     await drain()

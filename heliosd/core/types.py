@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from heliosd.core import clock
 
 if TYPE_CHECKING:
     from heliosd.trading.permits import Permit
@@ -22,8 +24,9 @@ ZERO = Decimal(0)
 
 
 def utcnow() -> datetime:
-    """The one clock of the core (tests may monkeypatch ``heliosd.core.types.utcnow``)."""
-    return datetime.now(UTC)
+    """The one wall clock of the core: :func:`heliosd.core.clock.now` (a test holds and moves
+    it with ``clock.use(ManualClock(...))``, never by patching this name)."""
+    return clock.now()
 
 
 class TradingState(enum.StrEnum):

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from heliosd.core import clock
+from heliosd.core.clock import ManualClock
 from heliosd.testing import (
     SEED_ENV,
     DaemonProcess,
@@ -49,6 +51,15 @@ async def heliosd_sim() -> AsyncIterator[SimHandle]:
         yield handle
     finally:
         await handle.sim.stop()
+
+
+@pytest.fixture
+def heliosd_clock() -> Iterator[ManualClock]:
+    """heliosd's wall clock held at the moment the test starts; the test moves it with
+    ``advance(seconds)`` or ``set(when)`` and every module of the core sees the same time."""
+    held = ManualClock()
+    with clock.use(held):
+        yield held
 
 
 @pytest.fixture
