@@ -244,9 +244,13 @@ async def test_pending_rows_are_delivered_once_after_a_restart(
         notes.start()
         try:
             await until(lambda: len(receiver.posts) == 2)
-            await asyncio.sleep(0.5)  # room for a duplicate to show up
+
+            async def recorded() -> bool:  # delivered_at committed: never picked again
+                return all(r["delivered_at"] is not None for r in await outbox(store))
+
+            await until(recorded)
         finally:
-            await notes.close()
+            await notes.close()  # the sender has stopped: a duplicate could only be in posts
         rows = await outbox(store)
         await store.close()
     finally:
@@ -301,9 +305,13 @@ async def test_gives_up_after_max_attempts(
     try:
         await notes.notify(notify.integrity_event("LIVE without a confirmed switch"))
         await until(lambda: notes.failures == 2)
-        await asyncio.sleep(0.4)  # no third attempt
+
+        async def given_up() -> bool:  # attempts = max committed: never due again
+            return [r["attempts"] for r in await outbox(store)] == [2]
+
+        await until(given_up)
     finally:
-        await notes.close()
+        await notes.close()  # stopped: a third attempt could only be among the hits
     (row,) = await outbox(store)
     assert row["attempts"] == 2
     assert row["delivered_at"] is None

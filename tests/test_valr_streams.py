@@ -302,7 +302,8 @@ async def test_a_programming_error_stops_the_stream_once_and_orders_are_refused_
         stream.start()
         try:
             await events.wait_for(lambda: stream.broken is not None, within=5)
-            await asyncio.sleep(0.5)  # the backoff is 0.1 s: a retry would have happened
+            # The loop has ended: no retry can come later (none waits in a backoff).
+            await events.wait_for(lambda: stream._task is not None and stream._task.done(), 5)
             assert calls == 1
             started = time.perf_counter()
             with pytest.raises(StreamBroken, match="TypeError"):
