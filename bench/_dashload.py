@@ -215,7 +215,10 @@ def main() -> None:
     if refresher is not None:
         refresher.stop()
     sse.close()
-    line: dict[str, Any] = {"events": sse.count, "event_types": dict(sse.types)}
+    # This process's own CPU (every thread): on a 2-core box it competes with the daemon and
+    # the simulator, so dashboard.py reports it beside the daemon's CPU per fill.
+    line: dict[str, Any] = {"events": sse.count, "event_types": dict(sse.types),
+                            "cpu_s": round(time.process_time(), 3)}  # fmt: skip
     if refresher is not None:
         line["page_refreshes"] = refresher.refreshes
         line["page_requests"] = refresher.requests

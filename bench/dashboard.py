@@ -546,6 +546,10 @@ async def fills_interference(args: argparse.Namespace, work: Path) -> dict[str, 
                                rate=args.fills_rate, batch=50, repeats=1, sweep=[])  # fmt: skip
     rates: dict[bool, list[float]] = {False: [], True: []}
     p99s: dict[bool, list[float]] = {False: [], True: []}
+    # CPU per fill of the daemon and of the simulator, from the burst: whether an open page
+    # makes the daemon do more work per fill, or only takes cores the two would use.
+    daemon_cpu: dict[bool, list[float]] = {False: [], True: []}
+    sim_cpu: dict[bool, list[float]] = {False: [], True: []}
     scrapes = []
     for i in range(args.repeats):
         for loaded in _order(i):
@@ -560,11 +564,16 @@ async def fills_interference(args: argparse.Namespace, work: Path) -> dict[str, 
                 scrapes.append(loader.report)
             rates[loaded].append(figures["fills_per_s"])
             p99s[loaded].append(figures["paced"]["delay_ms"]["p99"])
+            daemon_cpu[loaded].append(figures["burst"][0]["daemon_cpu_us_per_fill"])
+            sim_cpu[loaded].append(figures["burst"][0]["sim_cpu_us_per_fill"])
     return {
         "burst_fills": args.fills,
         "paced": {"fills": args.paced_fills, "rate_per_s": args.fills_rate},
         "fills_per_s": compare(rates[False], rates[True]),
         "paced_p99_ms": compare(p99s[False], p99s[True]),
+        "daemon_cpu_us_per_fill": compare(daemon_cpu[False], daemon_cpu[True]),
+        "sim_cpu_us_per_fill": compare(sim_cpu[False], sim_cpu[True]),
+        "loader_cpu_s": [r.get("cpu_s") for r in scrapes],
         "load": scrapes,
         "how": "fills.run (its burst and paced stream) with _dashload.py on its daemon's socket",
     }
@@ -627,12 +636,18 @@ def main() -> None:
     parser.add_argument("--fills-rate", type=int, default=10_000)
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-interference", action="store_true")
+    parser.add_argument("--only-fills", action="store_true", help="only the fills interference")
     args = parser.parse_args()
     args.warmup, args.seed_filled, args.seed_resting = 5, 6, 6
     if args.quick:
         args.loads, args.http_loads, args.metrics_requests, args.window = 2, 3, 30, 1.0
         args.repeats, args.risk_orders, args.fills, args.paced_fills = 1, 500, 300, 200
         args.fills_rate, args.warmup, args.seed_filled, args.seed_resting = 2000, 1, 3, 3
+    if args.only_fills:
+        with tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
+            fills = asyncio.run(fills_interference(args, Path(tmp)))
+        emit("dashboard_fills_interference", {"fills": fills}, {})
+        return
     with SimProcess() as sim, tempfile.TemporaryDirectory(prefix="hd-", dir="/tmp") as tmp:
         figures = asyncio.run(measure(sim, args, Path(tmp)))
     figures["mode"] = str(Mode.PAPER) + " (the demo's), demo strategy configured, not running"
