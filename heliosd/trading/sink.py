@@ -306,13 +306,19 @@ class VenueSink(SinkReconciliation):
         as one line (CANCELS_PER_LINE): after an emergency stop of 500 orders that is one
         line, not 500 of ~50 us each on the event loop while the stop verifies the venue.
         None: journal each one on its own line."""
-        first = [r for r in rows if r is not None and r["state"] == "cancelled"
-                 and r["id"] not in self._cancels_journaled]  # fmt: skip
+        first: dict[int, dict[str, Any]] = {}  # by order: a batch may report one twice
+        for r in rows:
+            if (
+                r is not None
+                and r["state"] == "cancelled"
+                and r["id"] not in self._cancels_journaled
+            ):
+                first.setdefault(r["id"], r)
         if len(first) < CANCELS_PER_LINE:
             return None
-        for r in first:
-            self._cancels_journaled.add(r["id"])
-        return first
+        for order_id in first:
+            self._cancels_journaled.add(order_id)
+        return list(first.values())
 
     def _status_applied(self, row: dict[str, Any] | None, *, journal_cancel: bool = True) -> None:
         if row is not None:
