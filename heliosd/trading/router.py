@@ -126,7 +126,7 @@ class ExecutionRouter(RiskEvaluation, RouterReports):
         self._on_order = on_order
         self._on_integrity = on_integrity
         self._rule_timeout = float(settings.risk.rule_timeout_s)
-        self._integrity_reported: int | None = None
+        self._integrity_reported: tuple[str, str, str, int] | None = None
         if permits is None:  # a router built on its own (tests, tools) gets its own board
 
             def current() -> tuple[Mode, int]:
@@ -177,7 +177,10 @@ class ExecutionRouter(RiskEvaluation, RouterReports):
                 "the database says LIVE but no confirmed switch to LIVE is recorded (changed "
                 "outside heliosd?); orders are refused until the mode is set through heliosd"
             )
-            await self._report_integrity(state.data_version, reason)
+            # Once per untrusted row, not per refused order: data_version moves with every
+            # commit (each refused order's own INSERT among them), the row's fields do not.
+            key = (str(state.mode), state.updated_at, state.updated_by, state.epoch)
+            await self._report_integrity(key, reason)
             verdict = Verdict.reject("mode_integrity", reason)
             row = await self._store_order(
                 od.NewOrder(mode, intent, intent.quantity, (verdict,), actor, OrderState.REJECTED)

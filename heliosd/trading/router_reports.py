@@ -30,7 +30,7 @@ class RouterReports:
     # Set by ExecutionRouter.__init__ (heliosd.trading.router).
     _on_order: Callable[[dict[str, Any], str], None] | None
     _on_integrity: Callable[[str], Awaitable[None]] | None
-    _integrity_reported: int | None
+    _integrity_reported: tuple[str, str, str, int] | None
 
     @staticmethod
     def _journal_result(
@@ -55,10 +55,10 @@ class RouterReports:
         if self._on_order is not None:
             self._on_order(row, str(mode))
 
-    async def _report_integrity(self, version: int, reason: str) -> None:
-        if self._integrity_reported == version:
+    async def _report_integrity(self, row: tuple[str, str, str, int], reason: str) -> None:
+        if self._integrity_reported == row:
             return
-        self._integrity_reported = version
+        self._integrity_reported = row
         journal.event("integrity_alert", check="mode_integrity", reason=reason)
         if self._on_integrity is not None:
             await self._on_integrity(reason)
