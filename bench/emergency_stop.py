@@ -4,7 +4,7 @@ A real ``heliosd run`` process, its LIVE venue the simulator (another process). 
 run the daemon is switched to LIVE (gates, confirmation token) and 500 resting limit bids
 are placed through its control socket (``POST /api/orders``), so they are the live
 account's open orders *and* the daemon's own stored orders, as in production; they are
-left to age past the reconciliation grace (``venue.RECENT_S``) before the stop.
+left to age past the reconciliation grace (``heliosd.trading.reconcile.RECENT_S``) before the stop.
 
 Two clocks start when ``POST /api/trading/emergency-stop`` is sent on the control socket:
 ``latency_ms`` stops at its answer (the target); ``settled_ms`` when the daemon's database
@@ -59,7 +59,7 @@ from heliosd.testing import DaemonProcess, write_config
 # daemon would load the machine the figures are taken on.
 NOTIFY = '[notify]\nurls = ["json://127.0.0.1:9/unused"]\nevents = ["emergency_stop", "resume"]\n'
 OPEN_STATES = "('new', 'sent', 'placed', 'partially_filled')"
-AGE_S = 2.2  # past venue.RECENT_S (2 s): reconciliation judges orders this old
+AGE_S = 2.2  # past trading.reconcile.RECENT_S (2 s): reconciliation judges orders this old
 SETTLE_TIMEOUT_S = 60.0
 RETRY_AFTER_S = 2
 

@@ -32,31 +32,31 @@ CASES: dict[str, tuple[str, tuple[Any, ...], str]] = {
     "fill side in lower case": (
         FILL,
         ("odd-1", "buy", "1200000", NOW, NOW),
-        "store.py _fill_from_row: Side(t[2])",
+        "store/fills.py _fill_from_row: Side(t[2])",
     ),
     # Decimal('n/a') raises decimal.InvalidOperation in _fill_from_row.
     "fill price not a number": (
         FILL,
         ("odd-2", "BUY", "n/a", NOW, NOW),
-        "store.py _fill_from_row: Decimal(t[3])",
+        "store/fills.py _fill_from_row: Decimal(t[3])",
     ),
     # parse_dt('yesterday') raises in _fill_from_row.
     "fill time unreadable": (
         FILL,
         ("odd-3", "BUY", "1200000", "yesterday", NOW),
-        "store.py _fill_from_row: parse_dt(t[7])",
+        "store/fills.py _fill_from_row: parse_dt(t[7])",
     ),
     # An open order whose quantity is not a number: Exposure.track / _open_order Decimal().
     "open order quantity not a number": (
         ORDER,
         ("PAPER", "x", "x", NOW, NOW),
-        "risk/exposure.py track, service.py _open_order",
+        "risk/exposure.py track, runtime/restore.py open_order",
     ),
     # An open order in a mode spelled by hand: OrderCounters.track Mode('live').
     "open order mode in lower case": (
         ORDER,
         ("live", "0.001", "0.001", NOW, NOW),
-        "orders.py OrderCounters.track: Mode(order['mode'])",
+        "trading/orders/counters.py OrderCounters.track: Mode(order['mode'])",
     ),
 }
 

@@ -59,7 +59,6 @@ from heliosd.core.types import PairInfo, utcnow
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_CUSTOMER_ORDER_ID = -11502
 ONLINE = "online"
 VENUE_READ_ONLY = "venue_read_only"
 CLOCK_SKEW = "clock_skew"

@@ -10,7 +10,6 @@ may be heliosd's inference, and a later fill or status from the venue revives th
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,8 +29,6 @@ from heliosd.core.types import (
     utcnow,
 )
 from heliosd.store import iso
-
-log = logging.getLogger(__name__)
 
 _RANK = {
     OrderState.NEW: 0,
