@@ -71,6 +71,7 @@ from heliosd.risk.breakers import DAILY_LOSS, trip_sql
 from heliosd.risk.ledger import Ledger
 from heliosd.risk.state import OPERATOR_HALT, UNCLEAN_EXIT
 from heliosd.store import set_mode
+from heliosd.testing import wait_for
 from heliosd.trading import orders as od
 from heliosd.trading.router import ExecutionRouter
 
@@ -636,3 +637,45 @@ async def test_a_refused_closing_order_reserves_nothing(rig: Rig) -> None:
         await rig.router.submit_closing(market_sell("0.6"), actor="op", mode=Mode.LIVE)
     assert rig.counters.accounts[Mode.LIVE].pending_json() == {}
     assert rig.router.permits.outstanding() == []
+
+
+# --------------------------------------------------------------------------- cancelled on the wire
+
+
+@pytest.mark.parametrize("on_wire", [True, False], ids=["sent", "never_sent"])
+async def test_a_placement_cancelled_on_the_wire_is_outcome_unknown_not_forgotten(
+    rig: Rig, on_wire: bool
+) -> None:
+    """A submit cancelled (a shutdown, the engine stopping) while its request is out may
+    have reached the venue: the permit is parked and the row stored SENT, so a stop names it
+    among its unresolved placements and reconciliation settles it. One cancelled before any
+    request went out is simply released (found by this file: both were released)."""
+    venue = rig.venues[Mode.PAPER]
+    venue.honours_permits = not on_wire  # a plugin client: its whole place() is on the wire
+    inside = asyncio.Event()
+
+    async def hangs(request: PlaceRequest) -> PlaceResult:
+        venue.requests.append(request)
+        inside.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+    venue.place = hangs  # type: ignore[method-assign]
+    task = asyncio.ensure_future(rig.router.submit(buy(), actor="op"))
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [request] = venue.requests
+    board = rig.router.permits
+    assert board.outstanding() == [] and rig.counters.placing == set()
+    if on_wire:
+        assert board.parked() == [request.permit]
+
+        async def stored_sent() -> bool:
+            return [r["state"] for r in await rig.rows()] == ["sent"]
+
+        await wait_for(stored_sent, 5, "the row stored SENT")
+    else:
+        assert board.parked() == []
+        assert [r["state"] for r in await rig.rows()] == ["new"]

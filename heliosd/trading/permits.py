@@ -73,7 +73,7 @@ Current = Callable[[], tuple[Mode, int]]
 class Permit:
     """The right to send one order. See the module docstring."""
 
-    __slots__ = ("_board", "_event", "any_mode", "epoch", "label", "mode", "on_wire",
+    __slots__ = ("_board", "_event", "any_mode", "began", "epoch", "label", "mode", "on_wire",
                  "parked", "released", "revoked")  # fmt: skip
 
     def __init__(
@@ -86,6 +86,7 @@ class Permit:
         self.any_mode = any_mode
         self.revoked: str | None = None
         self.on_wire = 0  # requests that passed begin_send and have not answered yet
+        self.began = False  # a request ever passed begin_send: the order may be at the venue
         self.released = False
         self.parked = False  # sent, outcome unknown (P5)
         self._event: asyncio.Event | None = None
@@ -121,6 +122,7 @@ class Permit:
         """Check and mark one request as on the wire, in one step (P1). Pair with end_send."""
         self.check()
         self.on_wire += 1
+        self.began = True
 
     def end_send(self) -> None:
         """The request begun by begin_send has answered (or failed)."""

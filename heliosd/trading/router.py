@@ -272,6 +272,11 @@ class ExecutionRouter(RiskEvaluation, RouterReports):
             except (TransientError, AuthError) as exc:
                 result = PlaceResult(OrderState.FAILED, None, exc.message)
                 error = exc
+            except asyncio.CancelledError:
+                # Cancelled (a shutdown, the engine stopping) after a request went out: the
+                # order may be at the venue, so its outcome is unknown (P5: parked below).
+                unknown = self._cancelled_on_wire(row["id"], mode, permit)
+                raise
             except Exception as exc:
                 # A plugin client broke its contract. It may have sent the order, so the order
                 # stays SENT (reconciliation settles it) and the caller gets a clear error.

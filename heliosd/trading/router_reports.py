@@ -1,17 +1,26 @@
 """What the router reports of an order: its journal lines, the order listener, the
-mode-integrity alert, and where it reports its timings (:class:`RouterTimings`).
+mode-integrity alert, a placement cancelled on the wire recorded as sent, and where it
+reports its timings (:class:`RouterTimings`).
 
 :class:`RouterReports` is a base class of :class:`heliosd.trading.router.ExecutionRouter`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from heliosd.core.errors import ExchangeRejected, HeliosError, PermitRevoked
-from heliosd.core.types import Mode
+from heliosd.core.types import Mode, OrderState, PlaceResult
 from heliosd.notify import journal
+from heliosd.store import Store
+from heliosd.trading.permits import Permit
+
+# The router's logger, as before the split.
+log = logging.getLogger("heliosd.trading.router")
 
 
 class RouterTimings(Protocol):
@@ -31,6 +40,30 @@ class RouterReports:
     _on_order: Callable[[dict[str, Any], str], None] | None
     _on_integrity: Callable[[str], Awaitable[None]] | None
     _integrity_reported: tuple[str, str, str, int] | None
+    _store: Store
+
+    if TYPE_CHECKING:  # defined by ExecutionRouter
+
+        def _result_tx(
+            self, order_id: int, result: PlaceResult, mode: Mode
+        ) -> Callable[[sqlite3.Connection], dict[str, Any]]: ...
+
+    def _cancelled_on_wire(self, order_id: int, mode: Mode, permit: Permit) -> bool:
+        """A placement cancelled (a shutdown, the engine stopping): True when a request had
+        gone out, so the order may be at the venue and its outcome is unknown (P5). The
+        row is then queued SENT (no await: the task is being cancelled), so a stop names it
+        and reconciliation settles it; one cancelled before any request is not."""
+        if not permit.began:
+            return False
+        sent = PlaceResult(OrderState.SENT, None, "")
+        try:
+            done = self._store.submit(self._result_tx(order_id, sent, mode))
+        except RuntimeError:  # the store closed first (a shutdown cut short)
+            log.warning("order %s: cancelled after it was sent, with the store closed; the"
+                        " next start reconciles it", order_id)  # fmt: skip
+        else:
+            done.add_done_callback(_log_failed_write)
+        return True
 
     @staticmethod
     def _journal_result(
@@ -62,3 +95,8 @@ class RouterReports:
         journal.event("integrity_alert", check="mode_integrity", reason=reason)
         if self._on_integrity is not None:
             await self._on_integrity(reason)
+
+
+def _log_failed_write(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("recording a cancelled placement as sent failed: %s", done.exception())
