@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from heliosd.core.errors import ConfigError
 from heliosd.core.types import utcnow
 from heliosd.risk.state import sync as sync_trading_state
 from heliosd.store.timestamps import iso
@@ -191,6 +192,16 @@ MIGRATIONS: tuple[str, ...] = (
 
 def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        # Written by a newer release: running on a schema this code was not written for
+        # could misread the mode or the ledger. Refused before anything reads it; exit 78,
+        # so systemd does not restart into the same refusal (docs/operations.md).
+        path = conn.execute("PRAGMA database_list").fetchone()[2] or "the database"
+        raise ConfigError(
+            f"{path} has schema version {version}, newer than this release knows"
+            f" ({len(MIGRATIONS)}): it was written by a newer heliosd. Run that release, or"
+            " restore the backup taken before the upgrade (heliosd restore)"
+        )
     for number, script in enumerate(MIGRATIONS, start=1):
         if number <= version:
             continue
