@@ -252,3 +252,47 @@ async def test_a_live_switch_prunes_restore_waits_for_the_daemon_and_brings_back
     status, body = await proc.arequest("GET", "/api/trading/mode/history")
     assert status == 200 and body["history"] == [], body  # the LIVE switch is not in it
     assert await proc.aterminate() == 0
+
+
+@pytest.mark.slow
+async def test_a_restored_live_backup_starts_on_paper_and_says_so(
+    sim: SimHandle, short_dir: Path, heliosd_process: Any
+) -> None:
+    """A backup taken while LIVE (sealed, the daemon stopped cleanly) is restored as PAPER:
+    a restore is a recovery, and what VALR holds since the backup is unknown to the file,
+    so LIVE is reached again only through the gates. Before, the next start traded LIVE."""
+    config = write_config(short_dir, sim, notify_url=NOTIFY)
+    db = config.parent / "state" / "heliosd.db"
+    proc = heliosd_process(config)
+    await proc.astart()
+    await go_live(proc.arequest)
+    assert await proc.aterminate() == 0
+    taken = heliosd("backup", str(short_dir / "live.db"), "--config", str(config))
+    assert taken.returncode == 0, taken.stderr
+    backup = Path(taken.stdout.strip())
+    assert one(backup, "SELECT current_mode FROM trading_mode_state") == ("LIVE",)
+    (epoch,) = one(backup, "SELECT epoch FROM trading_mode_state")
+    (history,) = one(backup, "SELECT COUNT(*) FROM trading_mode_history")
+
+    restored = heliosd("restore", str(backup), "--config", str(config))
+
+    assert restored.returncode == 0, restored.stderr
+    out = restored.stdout
+    assert "mode: PAPER (the backup was LIVE: set to PAPER;" in out, out
+    assert f"epoch: {epoch + 1}" in out, out
+    assert one(db, "SELECT current_mode, epoch FROM trading_mode_state") == ("PAPER", epoch + 1)
+    last = one(db, "SELECT old_mode, new_mode, reason, seal FROM trading_mode_history"
+                   " ORDER BY id DESC LIMIT 1")  # fmt: skip
+    assert last[:2] == ("LIVE", "PAPER") and "restored database starts on PAPER" in last[2]
+    assert last[3] is None
+    # One row more, the restore's own: the out-of-band trigger found it and wrote none.
+    assert one(db, "SELECT COUNT(*) FROM trading_mode_history") == (history + 1,)
+    (details,) = one(db, "SELECT details FROM audit WHERE action = 'restore'")
+    assert '"was_live": true' in details
+
+    await proc.astart()
+    status, body = await proc.arequest("GET", "/api/trading/mode")
+    assert status == 200 and body["mode"] == "PAPER" and body["trading_state"] == "ACTIVE", body
+    status, body = await proc.arequest("POST", "/api/trading/mode", {"mode": "LIVE"})
+    assert status == 409 and body["error"] == "confirmation_required", body  # the gates again
+    assert await proc.aterminate() == 0

@@ -115,15 +115,9 @@ def describe(done: Restored) -> list[str]:
     lines.append(f"replaced database kept as {done.replaced}" if done.replaced
                  else "there was no database to replace")  # fmt: skip
     lines.append(f"schema version: {s.schema_version}")
-    mode = s.mode
-    if s.sealed is True:
-        mode += (
-            " (sealed: the next start is LIVE on what this database knows; if the"
-            " VALR account changed since, set PAPER first: operations.md, Rollback)"
-        )
-    elif s.sealed is False:
-        mode += (" (not sealed by this state directory's mode.key: the router refuses every"
-                 " order until switched to PAPER)")  # fmt: skip
+    mode = s.mode  # never LIVE: restore sets a LIVE copy to PAPER (backup_restore)
+    if done.was_live:
+        mode += " (the backup was LIVE: set to PAPER; switch to LIVE through the gates)"
     lines.append(f"mode: {mode}")
     reason = f" ({s.state_reason})" if s.state_reason else ""
     lines.append(f"trading state: {s.trading_state}{reason}")

@@ -6,7 +6,10 @@ no daemon can start half way through. It copies the file into the state director
 copy (``PRAGMA integrity_check``; a heliosd schema version this release knows; every table
 and column that version has; the mode row), and only then swaps it in with one
 ``rename(2)``: at every instant ``heliosd.db`` is either the complete old database or the
-complete new one. The replaced database is kept beside it as
+complete new one. A copy whose mode is LIVE is set to PAPER in the same transaction as the
+restore's audit row (a history row says so, and the epoch moves): a restore is a recovery,
+and what the account at VALR holds since the backup is unknown to it, so LIVE is reached
+again only through the gates and a confirmation. The replaced database is kept beside it as
 ``heliosd-replaced-<stamp>.db``, together with its ``-wal`` if one was left (after a
 ``kill -9``): a stale ``-wal`` next to the restored file would be replayed into it, so none
 is ever left behind.
@@ -36,6 +39,7 @@ class Restored:
     db: Path
     replaced: Path | None
     summary: Summary
+    was_live: bool = False  # the backup's mode was LIVE; the restored copy is PAPER
 
 
 def restore(state_dir: Path, source: Path, *, actor: str = "") -> Restored:
@@ -79,11 +83,12 @@ def _restore_locked(state_dir: Path, source: Path, actor: str) -> Restored:
         try:
             version = check_database(conn, str(source))
             conn.execute("BEGIN IMMEDIATE")
+            was_live = _to_paper(conn, version, actor)
             conn.execute(
                 "INSERT INTO audit(at, actor, action, outcome, reason, details)"
                 " VALUES (?,?,?,?,?,?)",
                 (utcnow().isoformat(), actor, "restore", "restored", "heliosd restore",
-                 json.dumps({"from": str(source)})),
+                 json.dumps({"from": str(source), "was_live": was_live})),
             )  # fmt: skip
             conn.execute("COMMIT")
             conn.execute("PRAGMA journal_mode=DELETE")  # one file: nothing beside it to move
@@ -115,7 +120,32 @@ def _restore_locked(state_dir: Path, source: Path, actor: str) -> Restored:
                 old.close()
             summary.live_beyond = (max(0, replaced_live[0] - restored_live[0]),
                                    max(0, replaced_live[1] - restored_live[1]))  # fmt: skip
-    return Restored(source, db, replaced, summary)
+    return Restored(source, db, replaced, summary, was_live)
+
+
+TO_PAPER = ("heliosd restore: a restored database starts on PAPER (what VALR holds since the"
+            " backup is unknown to it); switch to LIVE through the gates")  # fmt: skip
+
+
+def _to_paper(conn: sqlite3.Connection, version: int, actor: str) -> bool:
+    """Set a LIVE copy to PAPER, with its history row (written first, so the out-of-band
+    trigger sees the switch recorded) and a new epoch; True when it was LIVE."""
+    row = conn.execute("SELECT current_mode FROM trading_mode_state WHERE id = 1").fetchone()
+    if row is None or row[0] != "LIVE":
+        return False
+    now = utcnow().isoformat(timespec="microseconds")
+    who = actor or "heliosd restore"
+    conn.execute(
+        "INSERT INTO trading_mode_history(old_mode, new_mode, changed_at, changed_by, reason)"
+        " VALUES ('LIVE', 'PAPER', ?, ?, ?)", (now, who, TO_PAPER),
+    )  # fmt: skip
+    conn.execute(
+        "UPDATE trading_mode_state SET current_mode = 'PAPER', updated_at = ?, updated_by = ?"
+        " WHERE id = 1", (now, who),
+    )  # fmt: skip
+    if version >= 3:  # the epoch exists from migration 3 on (older files get it at start)
+        conn.execute("UPDATE trading_mode_state SET epoch = epoch + 1 WHERE id = 1")
+    return True
 
 
 def _live_counts(conn: sqlite3.Connection) -> tuple[int, int]:
