@@ -4,11 +4,13 @@ method, local validation, and placement that stays at-most-once through 429/5xx 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -439,3 +441,53 @@ def test_plugin_registers_the_valr_factory() -> None:
     assert isinstance(client, ValrClient)
     assert isinstance(client, ExchangeClient)
     assert client.name == "valr"
+
+
+async def test_an_unreadable_trade_history_row_is_named_and_skipped_not_the_whole_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One garbled row (a price VALR never writes) used to fail the whole fetch, and with
+    it the account stream's reconcile, so no fill after it was ever recovered. It is now
+    logged with its id and skipped; every readable row comes back, and a page of nothing
+    but garbled rows still pages on (its ids are new) instead of reading as 'did not page'."""
+    from aiohttp import web
+
+    def row(i: int, price: str = "1000000") -> dict[str, Any]:
+        return {"price": price, "quantity": "0.001", "currencyPair": "BTCZAR", "side": "buy",
+                "tradedAt": f"2026-01-02T00:00:{i:02d}.000Z", "sequenceId": i, "id": f"t-{i}",
+                "orderId": f"o-{i}", "fee": "0", "feeCurrency": "BTC"}  # fmt: skip
+
+    pages = {  # newest first, two rows a page: t-6 t-5 | t-4 t-3 (both garbled) | t-2 t-1
+        "": [row(6), row(5, "n/a")],
+        "t-5": [row(4, "0.0I"), row(3, "")],
+        "t-3": [row(2), row(1)],
+        "t-1": [],
+    }
+
+    async def time_(request: web.Request) -> web.Response:
+        return web.json_response({"epochTime": int(time.time())})
+
+    async def history(request: web.Request) -> web.Response:
+        return web.json_response(pages[request.query.get("beforeId", "")])
+
+    app = web.Application()
+    app.router.add_get("/v1/public/time", time_)
+    app.router.add_get("/v1/account/tradehistory", history)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    client = ValrClient(
+        valr_settings(url, url.replace("http", "ws"), SIM_KEY, SIM_SECRET),
+        tuning=fast_valr_tuning(history_page_size=2),
+    )
+    try:
+        with caplog.at_level(logging.ERROR, logger="heliosd.builtin.valr.client"):
+            history_ = await client.trade_history()
+        assert [f.trade_id for f in history_] == ["t-1", "t-2", "t-6"]  # oldest first
+        skipped = [r.getMessage() for r in caplog.records if "unreadable row" in r.getMessage()]
+        assert len(skipped) == 3, skipped
+        assert all(any(f"'t-{i}'" in m for m in skipped) for i in (3, 4, 5)), skipped
+    finally:
+        await client.close()
+        await runner.cleanup()
