@@ -451,3 +451,30 @@ async def test_tables_round_to_the_currency_and_never_print_an_exponent(sock_dir
 def test_exponents_outside_known_columns_print_plain() -> None:
     assert render({"value": "1E-11"}) == "value  0.00000000001"
     assert table([{"x": "2.5E+3"}]) == "X\n2500"
+
+
+class SlowDoctorBackend(MemoryBackend):
+    """A doctor that takes longer than the client's ordinary timeout (its checks are each
+    bounded by the daemon: the notify check by notify.timeout_s per URL)."""
+
+    async def doctor(self, *, notify: bool, actor: Any) -> dict[str, Any]:
+        await asyncio.sleep(0.6)
+        return {"ok": True, "checks": [{"name": "config", "status": "ok", "detail": "fine"}]}
+
+    async def pnl(self) -> Any:
+        await asyncio.sleep(0.6)
+        return await super().pnl()
+
+
+async def test_doctor_waits_longer_than_the_client_timeout_other_commands_do_not(
+    sock_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from heliosd.control.client import ControlClient
+
+    monkeypatch.setattr(ControlClient.__init__, "__kwdefaults__", {"timeout": 0.3})
+    async for c in _start(sock_dir, SlowDoctorBackend()):
+        r = await c("doctor")
+        assert r.code == 0, r.err
+        assert "config" in r.out
+        r = await c("pnl")  # an ordinary command keeps the client's timeout
+        assert r.code != 0 and "did not answer within 0.3 s" in r.err, r

@@ -118,9 +118,12 @@ class ControlClient:
                 kind="lost",
             ) from None
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """Send one request; returns (HTTP status, decoded JSON body)."""
-        conn, resp = self._open(method, path, body, self.timeout)
+    def request(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None
+    ) -> tuple[int, Any]:
+        """Send one request; returns (HTTP status, decoded JSON body). ``timeout`` overrides
+        the client's for this request (a request known to take long: the doctor's)."""
+        conn, resp = self._open(method, path, body, self.timeout if timeout is None else timeout)
         try:
             raw = resp.read()
         except (OSError, http.client.HTTPException) as exc:

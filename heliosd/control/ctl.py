@@ -43,6 +43,10 @@ EXIT_USAGE: Final = 2
 EXIT_NOT_RUNNING: Final = 3
 EXIT_SERVER: Final = 4
 
+# How long `heliosctl doctor` waits for the answer: longer than any check the daemon bounds
+# (the notify check sends a test to every URL, each under notify.timeout_s).
+DOCTOR_WAIT_S = 900.0
+
 HISTORY_COLUMNS: Final = ("id", "changed_at", "old_mode", "new_mode", "changed_by", "reason")
 
 
@@ -64,8 +68,10 @@ class Ctl:
     def err(self, text: str) -> None:
         print(text, file=self.stderr, flush=True)
 
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        return self.client.request(method, path, body)
+    def call(
+        self, method: str, path: str, body: Any = None, *, timeout: float | None = None
+    ) -> tuple[int, Any]:
+        return self.client.request(method, path, body, timeout=timeout)
 
     def finish(self, status: int, body: Any, show: Callable[[Any], str] = render) -> int:
         """Print the answer (or the refusal) and return the exit code for ``status``."""
@@ -216,7 +222,9 @@ class Ctl:
 
     def doctor(self) -> int:
         path = "/api/doctor?notify=1" if self.args.notify else "/api/doctor"
-        status, body = self.call("GET", path)
+        # The daemon bounds every check itself (the notify check: notify.timeout_s per URL),
+        # which can exceed the client's 60 s; its answer is worth waiting for.
+        status, body = self.call("GET", path, timeout=max(self.client.timeout, DOCTOR_WAIT_S))
         if status != 200:
             return self.finish(status, body)
         if not isinstance(body, dict) or not isinstance(body.get("checks"), list):
