@@ -26,6 +26,7 @@ etc/heliosd-alerts.yml alerts on them (tests/test_metrics_alerts.py keeps the tw
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -79,6 +80,7 @@ class DaemonMetrics:
         )
         self._state = _State()
         self.registry.register(self._state)
+        self.fills = FillCounts()
 
     # RouterTimings
     def observe_risk_path(self, seconds: float) -> None:
@@ -97,20 +99,57 @@ class DaemonMetrics:
             self._state.families = ()
 
     async def exposition(self, service: ServiceBackend) -> bytes:
-        return self.render(await gather(service))
+        return self.render(await gather(service, self.fills))
 
 
-def _counts(conn: sqlite3.Connection, max_attempts: int) -> dict[str, Any]:
+class FillCounts:
+    """``heliosd_fills_total`` per mode, each fill counted once. Counting the table on every
+    scrape took 58 ms at a million fills (a covering-index scan), against a 5 ms target; fills
+    are only ever inserted, so a scrape counts the rows after the last id it saw (a rowid
+    range) and adds them. Scrapes are serialized, so two never add the same rows."""
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self.by_mode: dict[str, int] = {}
+        self.lock = asyncio.Lock()
+
+    def read(self, conn: sqlite3.Connection) -> list[tuple[str, int]]:
+        """Count what is new since the last read (call under ``lock``); the totals.
+
+        The first read counts the table through its covering index (fills_traded) and takes
+        the top id in the same read transaction, so no row falls between the two; later ones
+        walk the rowid range past it (NOT INDEXED: else SQLite scans the index for the GROUP
+        BY, the whole table again)."""
+        conn.execute("BEGIN")
+        try:
+            if self.last_id == 0:
+                counted = conn.execute("SELECT mode, count(*) FROM fills GROUP BY mode").fetchall()
+                top = conn.execute("SELECT coalesce(max(id), 0) FROM fills").fetchone()[0]
+                rows = [(m, n, top) for m, n in counted]
+                self.last_id = int(top)
+            else:
+                rows = conn.execute(
+                    "SELECT mode, count(*), max(id) FROM fills NOT INDEXED WHERE id > ?"
+                    " GROUP BY mode", (self.last_id,),
+                ).fetchall()  # fmt: skip
+        finally:
+            conn.execute("COMMIT")
+        for mode, n, top in rows:
+            self.by_mode[str(mode)] = self.by_mode.get(str(mode), 0) + int(n)
+            self.last_id = max(self.last_id, int(top))
+        return sorted(self.by_mode.items())
+
+
+def _counts(conn: sqlite3.Connection, max_attempts: int, fills: FillCounts) -> dict[str, Any]:
     orders = conn.execute(
         "SELECT mode, state, count(*) FROM orders GROUP BY mode, state"
     ).fetchall()
-    fills = conn.execute("SELECT mode, count(*) FROM fills GROUP BY mode").fetchall()
     outbox = conn.execute(
         "SELECT coalesce(sum(attempts < ?), 0), coalesce(sum(attempts >= ?), 0) FROM outbox"
         " WHERE delivered_at IS NULL",
         (max_attempts, max_attempts),
     ).fetchone()
-    return {"orders": orders, "fills": fills, "outbox": outbox}
+    return {"orders": orders, "fills": fills.read(conn), "outbox": outbox}
 
 
 def _gauge(name: str, help: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
@@ -122,10 +161,15 @@ def _counter(name: str, help: str, labels: Sequence[str] = ()) -> CounterMetricF
     return CounterMetricFamily(f"heliosd_{name}", help, labels=labels)
 
 
-async def gather(service: ServiceBackend) -> list[Metric]:
-    """The state families, read now from the running parts."""
+async def gather(service: ServiceBackend, counted: FillCounts | None = None) -> list[Metric]:
+    """The state families, read now from the running parts (``counted``: the daemon's running
+    count; a new one counts the whole table)."""
     s = service.settings
-    counts = await read_only(service.store.path, lambda c: _counts(c, s.notify.max_attempts))
+    tally = FillCounts() if counted is None else counted
+    async with tally.lock:
+        counts = await read_only(
+            service.store.path, lambda c: _counts(c, s.notify.max_attempts, tally)
+        )
     state = service.store.mode_state()
     out: list[Metric] = []
 
