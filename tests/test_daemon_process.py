@@ -14,25 +14,11 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import SimHandle, write_config
+from heliosd.testing import SimHandle, go_live, write_config
 
 pytestmark = pytest.mark.slow
 
 NOTIFY = "json://127.0.0.1:9/unused"  # a notification target (gate needs one); never reached
-
-
-async def go_live(proc: Any) -> dict[str, Any]:
-    status, body = await proc.arequest(
-        "POST", "/api/trading/mode", {"mode": "LIVE", "reason": "test"}
-    )
-    assert status == 409, body
-    assert body["error"] == "confirmation_required", body
-    token = body["details"]["confirm_token"]
-    status, body = await proc.arequest(
-        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token, "reason": "test"}
-    )
-    assert status == 200, body
-    return body
 
 
 async def history(proc: Any) -> list[tuple[str, str]]:
@@ -49,7 +35,7 @@ async def test_mode_survives_sigterm_and_kill9(
     await proc.astart()
     status, body = await proc.arequest("GET", "/api/trading/mode")
     assert status == 200 and body["mode"] == "PAPER"
-    body = await go_live(proc)
+    body = await go_live(proc.arequest)
     assert body["mode"] == "LIVE"
     uid_user = body["updated_by"]
     assert "uid" in uid_user  # SO_PEERCRED identity recorded
@@ -80,7 +66,7 @@ async def test_out_of_band_sql_is_seen_on_next_read(
     config = write_config(short_dir, sim, notify_url=NOTIFY)
     proc = heliosd_process(config)
     await proc.astart()
-    await go_live(proc)
+    await go_live(proc.arequest)
     db = config.parent / "state" / "heliosd.db"
     conn = sqlite3.connect(db)
     conn.execute("UPDATE trading_mode_state SET current_mode = 'PAPER' WHERE id = 1")

@@ -28,6 +28,7 @@ from heliosd.testing import (
     start_sim,
     write_config,
 )
+from heliosd.testing import go_live as switch_live
 
 
 async def heliosctl(running: RunningDaemon, *args: str) -> tuple[int, str, str]:
@@ -44,13 +45,7 @@ async def go_live(running: RunningDaemon) -> None:
         if market.price_for("BTCZAR", Side.BUY) is not None:
             break
         await asyncio.sleep(0.05)
-    status, body = await running.request("POST", "/api/trading/mode", {"mode": "LIVE"})
-    assert status == 409 and body["error"] == "confirmation_required", body
-    token = body["details"]["confirm_token"]
-    status, body = await running.request(
-        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token}
-    )
-    assert status == 200 and body["mode"] == "LIVE", body
+    await switch_live(running.request)
 
 
 def lines_with(text: str, status: str) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -96,18 +96,6 @@ def net_base_from_fills(rows: list[tuple[Any, ...]], currency: str = "BTC") -> D
 def duplicates(values: list[Any]) -> list[Any]:
     seen: set[Any] = set()
     return sorted({v for v in values if v in seen or seen.add(v)}, key=str)
-
-
-async def go_live(request: Callable[..., Awaitable[tuple[int, Any]]]) -> dict[str, Any]:
-    """PAPER -> LIVE through the gates and the confirmation token."""
-    status, body = await request("POST", "/api/trading/mode", {"mode": "LIVE", "reason": "t"})
-    assert status == 409 and body["error"] == "confirmation_required", body
-    token = body["details"]["confirm_token"]
-    status, body = await request(
-        "POST", "/api/trading/mode", {"mode": "LIVE", "confirm_token": token, "reason": "t"}
-    )
-    assert status == 200, body
-    return dict(body)
 
 
 async def operator_sell(sim: SimHandle, quantity: Decimal) -> None:

@@ -27,13 +27,12 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import DaemonProcess, SimHandle, write_config
+from heliosd.testing import DaemonProcess, SimHandle, go_live, write_config
 
 from .conftest import (
     BTC_MIN,
     NOTIFY,
     duplicates,
-    go_live,
     net_base_from_fills,
     operator_sell,
     read_db,

@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 
 from heliosd.core.types import Mode
-from heliosd.testing import RunningDaemon, SimHandle, start_daemon, write_config
+from heliosd.testing import RunningDaemon, SimHandle, go_live, start_daemon, write_config
 
 from .conftest import (
     NOTIFY,
-    go_live,
     net_base_from_fills,
     read_db,
     sim_base_total,

@@ -24,9 +24,16 @@ from typing import Any
 
 import pytest
 
-from heliosd.testing import DaemonProcess, SimHandle, request_as, start_daemon, write_config
+from heliosd.testing import (
+    DaemonProcess,
+    SimHandle,
+    go_live,
+    request_as,
+    start_daemon,
+    write_config,
+)
 
-from .conftest import NOTIFY, go_live, wait_until
+from .conftest import NOTIFY, wait_until
 
 NOBODY = 65534
 
