@@ -38,6 +38,8 @@ def _to_json(value: Any) -> Any:
         return list(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, msgspec.Struct):  # an answer Struct inside an event (its fields)
+        return msgspec.structs.asdict(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
