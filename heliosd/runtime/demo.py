@@ -18,7 +18,7 @@ import sys
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,6 +27,12 @@ from heliosd.core.pipes import stdout_gone
 from heliosd.core.types import Mode, utcnow
 from heliosd.core.venue import SIMULATOR_NOTE
 from heliosd.runtime.runlock import RunLock
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from heliosd.runtime.daemon import Daemon
+    from heliosd.runtime.service import Service
 
 log = logging.getLogger("heliosd.demo")
 
@@ -65,7 +71,7 @@ def demo_settings(
     secret: str,
     notify_url: str,
     engine: bool,
-) -> tuple[Settings, Any]:
+) -> tuple[Settings, pluggy.PluginManager]:
     from heliosd.plugins.manager import load_with_plugins
 
     path = resources.files("heliosd") / "etc" / "demo.toml"
@@ -143,7 +149,7 @@ def status_label(mode: Mode) -> str:
     return f"LIVE {SIMULATOR_NOTE}" if mode is Mode.LIVE else "PAPER"
 
 
-async def _status(daemon: Any) -> None:
+async def _status(daemon: Daemon) -> None:
     """The demo's status: the terminal's title, and a line of its own now and then."""
     tty = sys.stdout.isatty()
     service = daemon.service
@@ -176,10 +182,13 @@ async def _status(daemon: Any) -> None:
                 sys.stdout.flush()
 
 
-def _status_line(service: Any) -> str:
+def _status_line(service: Service) -> str:
     """Mode (LIVE says it is the simulator), equity, P&L, drawdown, positions, fills."""
+    store, breakers = service.store, service.breakers
+    if store is None or breakers is None:
+        return "status unavailable: not started"
     try:
-        mode = service.store.mode_state().mode
+        mode = store.mode_state().mode
         snap = service.ledgers[mode].peek(utcnow())
         positions = (
             ", ".join(
@@ -189,7 +198,7 @@ def _status_line(service: Any) -> str:
             )
             or "none"
         )
-        halt = service.breakers.halt_reason()
+        halt = breakers.halt_reason()
         line = (
             f"{status_label(mode)} | equity {snap.equity:,.2f} ZAR | day {snap.daily_pnl:+,.2f}"
             f" | dd {snap.drawdown_pct:.2f}% | positions {positions}"
