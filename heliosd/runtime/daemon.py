@@ -96,14 +96,22 @@ class Daemon:
         self._reload_pending = False
         self._reloads: set[asyncio.Task[None]] = set()
         self._shutdown: Shutdown | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._start_cut = False
 
     # ------------------------------------------------------------------ signals
 
     def handle_signal(self, signum: int) -> None:
-        """First SIGTERM/SIGINT: staged shutdown. Second: the remaining stages are cut short,
-        but the store still closes (never an exit with the database open)."""
+        """First SIGTERM/SIGINT: staged shutdown (during startup: once the start is done).
+        Second: the remaining stages are cut short, or the start itself if it is still
+        running, but the store still closes (never an exit with the database open)."""
         self._signals += 1
         name = signal.Signals(signum).name
+        if self._signals >= 2 and self._starting is not None and not self._starting.done():
+            log.error("second signal %s during startup: cutting the start short", name)
+            self._start_cut = True
+            self._starting.cancel()
+            return
         if self._signals >= 2:
             log.error("second signal %s: cutting the shutdown short; closing the store", name)
             if self._shutdown is not None:
@@ -187,12 +195,16 @@ class Daemon:
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> int:
         register_settings_secrets(self.settings)
+        self._starting = loop.create_task(self.service.start())
         try:
-            await self.service.start()
-        except BaseException:
+            await self._starting
+        except BaseException as exc:
             self.state = DaemonState.STOPPED
             with contextlib.suppress(Exception):
                 await self.service.close()
+            if isinstance(exc, asyncio.CancelledError) and self._start_cut:
+                log.error("heliosd stopped during startup (a second signal); store closed")
+                return EXIT_FAILURE
             raise
         self.state = DaemonState.RUNNING
         self.sd.ready()
