@@ -85,8 +85,8 @@ async def dash(daemon: RunningDaemon) -> AsyncIterator[Dash]:
         yield d
     finally:
         if d.proc.returncode is None:
-            # Kill, not TERM, in the fixture: a browser's event stream may still be relayed,
-            # and a graceful stop waits it out (the SIGTERM path has its own test above).
+            # Kill, not TERM, in the fixture: quicker, and the SIGTERM path has its own tests
+            # (a graceful stop gives relays still running a second, bridge.STOP_GRACE_S).
             d.proc.kill()
         # communicate(), not wait(): it drains and closes the pipes, so no transport is left
         # for the garbage collector after the loop has closed.
@@ -490,3 +490,21 @@ async def test_a_taken_port_is_refused_in_one_line(dash: Dash, daemon: RunningDa
     assert proc.returncode == 1, (out, err)
     assert err.decode().startswith(f"heliosctl: cannot listen on 127.0.0.1:{port}: "), err
     assert b"Traceback" not in err and b"token=" not in out
+
+
+async def test_sigterm_stops_the_bridge_promptly_with_an_event_stream_open(dash: Dash) -> None:
+    """An open page's event stream used to hold the bridge's graceful stop for about 15 s
+    (aiohttp waits for open handlers up to its shutdown timeout); relaying a stream is only
+    a connection to the daemon, so the bridge gives them a moment and stops."""
+    session, _csrf = await login(dash)
+    try:
+        async with session.get(f"{dash.base}/api/events") as stream:
+            assert await asyncio.wait_for(stream.content.readline(), 10) == b": connected\n"
+            started = time.monotonic()
+            dash.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(dash.proc.communicate(), 15)
+            took = time.monotonic() - started
+    finally:
+        await session.close()
+    assert dash.proc.returncode == 0
+    assert took < 4, f"the bridge took {took:.1f} s to stop"

@@ -20,6 +20,9 @@ from heliosd.control.dashboard import BRIDGE_HEADER
 BRIDGE_HOST: Final = "127.0.0.1"
 # The control API's body limit, with room for the request line and headers.
 MAX_BODY_BYTES: Final = 128 * 1024
+# How long a stop waits for relays still running (open event streams) before cancelling them.
+STOP_GRACE_S = 1.0
+
 _HOP_BY_HOP: Final = frozenset((
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "content-length",
@@ -48,9 +51,13 @@ class Bridge:
         # otherwise hold its upstream connection until the next event or heartbeat). Safe
         # here, unlike in the daemon: cancelling a relay only closes its connection to the
         # daemon, whose own handler still runs to its end.
+        # On stop, a relay still running is an open page's event stream: aiohttp would wait
+        # up to its 60 s default for it to end by itself (heliosctl dashboard took ~15 s and
+        # more to stop on SIGTERM); one second, then they are cancelled.
         self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, handler_cancellation=True
-        )
+            app, handle_signals=False, access_log=None, handler_cancellation=True,
+            shutdown_timeout=STOP_GRACE_S,
+        )  # fmt: skip
         await self._runner.setup()
         site = web.TCPSite(self._runner, BRIDGE_HOST, self.port)
         await site.start()
