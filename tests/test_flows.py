@@ -9,13 +9,15 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 
+from heliosd.core import clock as core_clock
+from heliosd.core.clock import ManualClock
 from heliosd.core.types import Fill, Flow, Mode, PairInfo, Side, utcnow
 from heliosd.risk.flows import FlowWatcher, fill_effect, load_flows_sql, split_pair
 from heliosd.risk.marks import EquityMarks
@@ -154,6 +156,23 @@ async def test_withdrawal_without_history_is_inferred_after_the_grace(store: Sto
     assert rows[0]["flow_id"].startswith("inferred:ZAR:")
     await w.check({"ZAR": D(84000)})  # settled: nothing more
     assert len(seen["flows"]) == 1
+
+
+async def test_two_inferences_in_one_microsecond_are_both_recorded(store: Store) -> None:
+    """The inferred flow_id carried only the time: with the wall clock held still (or two
+    inferences in one microsecond) the second was dropped as 'already recorded' and its
+    withdrawal read as a loss. Each inference now has an id of its own."""
+    clock = Clock()
+    w, seen = _watcher(store, clock)
+    with core_clock.use(ManualClock(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))):
+        await w.check({"ZAR": D(100000)})
+        for t, zar in ((0.0, D(84000)), (5.1, D(84000)), (5.2, D(70000)), (10.4, D(70000))):
+            clock.t = t
+            await w.check({"ZAR": zar})
+    assert seen["flows"] == [D(-16000), D(-14000)]
+    rows = await store.read(lambda c: load_flows_sql(c, Mode.LIVE))
+    assert sorted(r["amount"] for r in rows) == ["-14000", "-16000"]
+    assert len({r["flow_id"] for r in rows}) == 2 and len({r["at"] for r in rows}) == 1
 
 
 async def test_history_flows_recorded_once(store: Store) -> None:

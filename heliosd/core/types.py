@@ -377,7 +377,7 @@ class Flow:
     transfer between accounts. Never profit or loss: the risk model moves its baselines
     (start-of-day equity, peak) by the flow's value instead.
 
-    ``flow_id`` is the venue's transaction id, or ``inferred:<currency>:<iso time>`` for a
+    ``flow_id`` is the venue's transaction id, or ``inferred:<currency>:<iso time>:<8 hex>`` for a
     balance change that no fill explains. ``amount`` is signed: positive into the account.
     ``kind`` is ``deposit``, ``withdrawal``, ``transfer_in``, ``transfer_out`` or
     ``inferred``.

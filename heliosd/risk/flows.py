@@ -38,7 +38,7 @@ has no flows). Invariants:
      ``HISTORY_TRIES`` times (the history can lag the balance), and then recorded as
      ``inferred``;
   2. without history (no such method, or it fails), the residual is recorded at once as an
-     ``inferred`` flow per currency, ``flow_id`` ``inferred:<currency>:<iso time>``.
+     ``inferred`` flow per currency, ``flow_id`` ``inferred:<currency>:<iso time>:<8 hex>``.
 
   A fill that arrives later than all of that produces the opposite residual and is recorded
   as the opposite inferred flow: at unchanged prices the two cancel in value, so the
@@ -71,6 +71,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -288,7 +289,8 @@ class FlowWatcher:
         if residual:
             at = utcnow()
             inferred = [
-                Flow(f"inferred:{c}:{iso(at)}", c, amount, "inferred", at)
+                # Its own id: a second inference in the same microsecond is not "recorded".
+                Flow(f"inferred:{c}:{iso(at)}:{uuid.uuid4().hex[:8]}", c, amount, "inferred", at)
                 for c, amount in sorted(residual.items())
             ]
             await self.record(inferred, inferred=history is not None)
