@@ -4,10 +4,12 @@ method, local validation, and placement that stays at-most-once through 429/5xx 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -147,41 +149,17 @@ async def test_trade_history_pages_on_until_complete_at_any_page_size() -> None:
 async def test_trade_history_that_does_not_page_on_is_an_error_not_a_short_list() -> None:
     """A venue that answers every page with the same full page (ignoring beforeId): the
     fetch stops with a TransientError instead of looping, or passing two rows off as all."""
-    from aiohttp import web
-
-    rows = [
-        {"price": "1000000", "quantity": "0.001", "currencyPair": "BTCZAR", "side": "buy",
-         "tradedAt": f"2026-01-02T00:00:0{i}.000Z", "sequenceId": i, "id": f"t-{i}",
-         "orderId": f"o-{i}", "fee": "0", "feeCurrency": "BTC"}
-        for i in (2, 1)
-    ]  # fmt: skip
+    rows = [trade_row(i) for i in (2, 1)]
     asked: list[str] = []
 
-    async def time_(request: web.Request) -> web.Response:
-        return web.json_response({"epochTime": int(time.time())})
+    def answer(before: str) -> Any:
+        asked.append(before)
+        return rows
 
-    async def history(request: web.Request) -> web.Response:
-        asked.append(request.query.get("beforeId", ""))
-        return web.json_response(rows)
-
-    app = web.Application()
-    app.router.add_get("/v1/public/time", time_)
-    app.router.add_get("/v1/account/tradehistory", history)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    client = ValrClient(
-        valr_settings(url, url.replace("http", "ws"), SIM_KEY, SIM_SECRET),
-        tuning=fast_valr_tuning(history_page_size=2),
-    )
-    try:
+    async with history_server(answer, page_size=2) as client:
         with pytest.raises(TransientError, match="did not page on from beforeId t-1"):
             await client.trade_history()
-        assert asked == ["", "t-1"]
-    finally:
-        await client.close()
-        await runner.cleanup()
+    assert asked == ["", "t-1"]
 
 
 async def test_orders_are_validated_and_rounded_before_sending() -> None:
@@ -450,25 +428,32 @@ async def test_an_unreadable_trade_history_row_is_named_and_skipped_not_the_whol
     it the account stream's reconcile, so no fill after it was ever recovered. It is now
     logged with its id and skipped; every readable row comes back, and a page of nothing
     but garbled rows still pages on (its ids are new) instead of reading as 'did not page'."""
-    from aiohttp import web
-
-    def row(i: int, price: str = "1000000") -> dict[str, Any]:
-        return {"price": price, "quantity": "0.001", "currencyPair": "BTCZAR", "side": "buy",
-                "tradedAt": f"2026-01-02T00:00:{i:02d}.000Z", "sequenceId": i, "id": f"t-{i}",
-                "orderId": f"o-{i}", "fee": "0", "feeCurrency": "BTC"}  # fmt: skip
-
     pages = {  # newest first, two rows a page: t-6 t-5 | t-4 t-3 (both garbled) | t-2 t-1
-        "": [row(6), row(5, "n/a")],
-        "t-5": [row(4, "0.0I"), row(3, "")],
-        "t-3": [row(2), row(1)],
+        "": [trade_row(6), trade_row(5, "n/a")],
+        "t-5": [trade_row(4, "0.0I"), trade_row(3, "")],
+        "t-3": [trade_row(2), trade_row(1)],
         "t-1": [],
     }
+    async with history_server(pages.__getitem__, page_size=2) as client:
+        with caplog.at_level(logging.ERROR, logger="heliosd.builtin.valr.client"):
+            history_ = await client.trade_history()
+    assert [f.trade_id for f in history_] == ["t-1", "t-2", "t-6"]  # oldest first
+    skipped = [r.getMessage() for r in caplog.records if "unreadable row" in r.getMessage()]
+    assert len(skipped) == 3, skipped
+    assert all(any(f"'t-{i}'" in m for m in skipped) for i in (3, 4, 5)), skipped
+
+
+@contextlib.asynccontextmanager
+async def history_server(answer: Callable[[str], Any], page_size: int) -> AsyncIterator[ValrClient]:
+    """A scripted VALR on loopback that answers ``GET /v1/account/tradehistory`` with
+    ``answer(beforeId)`` (for answers the simulator never gives), and a client of it."""
+    from aiohttp import web
 
     async def time_(request: web.Request) -> web.Response:
         return web.json_response({"epochTime": int(time.time())})
 
     async def history(request: web.Request) -> web.Response:
-        return web.json_response(pages[request.query.get("beforeId", "")])
+        return web.json_response(answer(request.query.get("beforeId", "")))
 
     app = web.Application()
     app.router.add_get("/v1/public/time", time_)
@@ -479,15 +464,17 @@ async def test_an_unreadable_trade_history_row_is_named_and_skipped_not_the_whol
     url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     client = ValrClient(
         valr_settings(url, url.replace("http", "ws"), SIM_KEY, SIM_SECRET),
-        tuning=fast_valr_tuning(history_page_size=2),
+        tuning=fast_valr_tuning(history_page_size=page_size),
     )
     try:
-        with caplog.at_level(logging.ERROR, logger="heliosd.builtin.valr.client"):
-            history_ = await client.trade_history()
-        assert [f.trade_id for f in history_] == ["t-1", "t-2", "t-6"]  # oldest first
-        skipped = [r.getMessage() for r in caplog.records if "unreadable row" in r.getMessage()]
-        assert len(skipped) == 3, skipped
-        assert all(any(f"'t-{i}'" in m for m in skipped) for i in (3, 4, 5)), skipped
+        yield client
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def trade_row(i: int, price: str = "1000000") -> dict[str, Any]:
+    """A trade-history row as VALR writes it (``price`` may be made unreadable)."""
+    return {"price": price, "quantity": "0.001", "currencyPair": "BTCZAR", "side": "buy",
+            "tradedAt": f"2026-01-02T00:00:{i:02d}.000Z", "sequenceId": i, "id": f"t-{i}",
+            "orderId": f"o-{i}", "fee": "0", "feeCurrency": "BTC"}  # fmt: skip
