@@ -28,7 +28,9 @@ The event builders (one per kind in ``heliosd.core.config.EVENT_KINDS``) live in
 Who owns what: :mod:`~heliosd.notify.outbox` (rows), :mod:`~heliosd.notify.filters`
 (:func:`wants`), :mod:`~heliosd.notify.delivery` (:class:`Notifications`),
 :mod:`~heliosd.notify.subscribers` (the event hub), :mod:`~heliosd.notify.notices` (what each
-notification says), :mod:`~heliosd.notify.journal` (the ``event=`` log lines). Every name
+notification says, with :mod:`~heliosd.notify.trade_notices` for orders and fills and
+:mod:`~heliosd.notify.notice_format` for what they share), :mod:`~heliosd.notify.journal`
+(the ``event=`` log lines). Every name
 imported from ``heliosd.notify`` before the split is re-exported here.
 """
 
