@@ -296,6 +296,8 @@ async def test_the_lifecycle_hooks_get_one_typed_view_before_the_api_listens(
         assert view.market is service.market and view.router is service.router
         assert view.breakers is service.breakers
         assert all(view.ledgers[m] is service.ledgers[m] for m in Mode)
+        with pytest.raises(TypeError):  # a look, not a lever: the mapping cannot be changed
+            view.ledgers[Mode.LIVE] = view.ledgers[Mode.PAPER]  # type: ignore[index]
         assert view.mode is Mode.PAPER
         with pytest.raises(dataclasses.FrozenInstanceError):
             view.store = None  # type: ignore[misc]

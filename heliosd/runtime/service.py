@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -283,7 +284,7 @@ class Service(ServiceCalls):
             settings=s,
             store=store,
             market=self.market,
-            ledgers=self.ledgers,
+            ledgers=MappingProxyType(self.ledgers),  # a plugin looks; it cannot swap one
             router=router,
             breakers=breakers,
         )
