@@ -204,9 +204,7 @@ def test_close_cancels_every_spawned_task_however_often_it_is_called(
         assert service._background == set(waiting)  # a finished task is forgotten
         for _ in range(closes):
             await service.close()
-        # Each was told to stop (none of them swallows it): they end as the loop turns.
-        assert all(t.cancelled() or t.cancelling() for t in waiting)
-        await asyncio.gather(*waiting, return_exceptions=True)
+        # Every one has ended by the time close returns (it waits for them, bounded).
         assert all(t.cancelled() for t in waiting)
         assert not service._background
         assert service.store is None  # close() opened nothing

@@ -323,3 +323,7 @@ class Service(ServiceCalls):
             with contextlib.suppress(Exception):
                 await self.runner.flush_marks()
         await self.stack.aclose()
+        # Every cancelled task has ended by the time close returns (one still unwinding
+        # could touch a part the stack just closed, or outlive the daemon in a test).
+        if self._background:  # bounded: a task that swallows its cancellation must not hang us
+            await asyncio.wait(list(self._background), timeout=5)
