@@ -196,7 +196,6 @@ class Stops(StopHalts, StopFollowUp):
                 journal.event("mode_change", from_=was, to=latched.mode, by=actor,
                               reason=f"emergency stop: {reason}")  # fmt: skip
             self.breakers.committed_trip(EMERGENCY, reason, None)
-            board.revoke_all(revoked)
             unresolved = await board.settle(self.settle_timeout())
             unknown = await self.unknown_placements()  # sent earlier, outcome unknown (P5)
             precancelled = {m: n for m, n in zip(modes, await early, strict=True) if n is not None}
