@@ -5,13 +5,10 @@ this release knows, with every table and column that version has and the mode ro
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from heliosd.core.types import utcnow
@@ -23,8 +20,7 @@ class Summary:
     """What a heliosd database holds that decides how the next start behaves."""
 
     schema_version: int
-    mode: str
-    sealed: bool | None  # LIVE only: sealed under this state directory's mode.key
+    mode: str  # after a restore never LIVE (backup_restore sets a LIVE copy to PAPER)
     trading_state: str
     state_reason: str
     epoch: int
@@ -93,7 +89,7 @@ def check_database(conn: sqlite3.Connection, what: str) -> int:
     return version
 
 
-def summarize(conn: sqlite3.Connection, version: int, seal_key: bytes | None) -> Summary:
+def summarize(conn: sqlite3.Connection, version: int) -> Summary:
     """The mode, trading state, epoch, active breakers, run marker and engine choice."""
     if version >= 3:
         row = conn.execute(
@@ -104,16 +100,6 @@ def summarize(conn: sqlite3.Connection, version: int, seal_key: bytes | None) ->
     else:  # no stored state before migration 3; it derives one at the next start
         row = conn.execute("SELECT current_mode FROM trading_mode_state WHERE id = 1").fetchone()
         mode, state, reason, epoch = str(row[0]), "(derived at the next start)", "", 0
-    sealed = None
-    if mode == "LIVE":
-        last = conn.execute(
-            "SELECT new_mode, changed_at, changed_by, seal FROM trading_mode_history"
-            " ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        sealed = bool(
-            seal_key is not None and last is not None and last[0] == "LIVE" and last[3]
-            and hmac.compare_digest(str(last[3]), _seal(seal_key, last[0], last[1], last[2]))
-        )  # fmt: skip
     now = utcnow()
     rows = conn.execute(
         "SELECT name, reason, tripped_at, until FROM breakers WHERE cleared_at IS NULL"
@@ -127,7 +113,7 @@ def summarize(conn: sqlite3.Connection, version: int, seal_key: bytes | None) ->
     run = engine = None
     if version >= 3:
         run, engine = _state_row(conn, "run"), _state_row(conn, "engine")
-    return Summary(version, mode, sealed, state, reason, epoch, breakers, run, engine)
+    return Summary(version, mode, state, reason, epoch, breakers, run, engine)
 
 
 def _expired(until: str | None, now: datetime) -> bool:
@@ -150,16 +136,3 @@ def _state_row(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _seal(key: bytes, new_mode: str, changed_at: str, changed_by: str) -> str:
-    # The same HMAC as heliosd.store.Store.seal: a LIVE is trusted only under this key.
-    msg = f"{new_mode}|{changed_at}|{changed_by}".encode()
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
-
-
-def _seal_key(state_dir: Path) -> bytes | None:
-    try:
-        return bytes.fromhex((state_dir / "mode.key").read_text().strip())
-    except (OSError, ValueError):
-        return None

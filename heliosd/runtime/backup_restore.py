@@ -26,8 +26,9 @@ from pathlib import Path
 
 from heliosd.core.types import utcnow
 from heliosd.runtime.backup import BackupError, _fsync, _fsync_dir, stamp
-from heliosd.runtime.backup_check import Summary, _seal_key, check_database, summarize
+from heliosd.runtime.backup_check import Summary, check_database, summarize
 from heliosd.runtime.runlock import RunLock
+from heliosd.store.timestamps import iso
 
 REPLACED_PREFIX = "heliosd-replaced-"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -107,7 +108,7 @@ def _restore_locked(state_dir: Path, source: Path, actor: str) -> Restored:
                 leftover.unlink()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        summary = summarize(conn, version, _seal_key(state_dir))
+        summary = summarize(conn, version)
         restored_live = _live_counts(conn)
     finally:
         conn.close()
@@ -133,7 +134,7 @@ def _to_paper(conn: sqlite3.Connection, version: int, actor: str) -> bool:
     row = conn.execute("SELECT current_mode FROM trading_mode_state WHERE id = 1").fetchone()
     if row is None or row[0] != "LIVE":
         return False
-    now = utcnow().isoformat(timespec="microseconds")
+    now = iso(utcnow())  # as set_mode writes it: the trigger compares it to updated_at
     who = actor or "heliosd restore"
     conn.execute(
         "INSERT INTO trading_mode_history(old_mode, new_mode, changed_at, changed_by, reason)"
