@@ -33,10 +33,8 @@ class ManualClock:
     """A clock that stands still until moved. Calling it answers the time it shows."""
 
     def __init__(self, start: datetime | None = None, *, tick: timedelta | None = None) -> None:
-        at = system() if start is None else start
-        if at.tzinfo is None:
-            raise ValueError("a ManualClock shows UTC-aware times: give start a tzinfo")
-        self.at = at
+        self.at: datetime
+        self.set(system() if start is None else start)
         # Moved by this much after every reading: a sequence of events stamped one after
         # another, each later than the one before (0: every reading is the same).
         self.tick = timedelta(0) if tick is None else tick
@@ -51,7 +49,7 @@ class ManualClock:
         return self.at
 
     def set(self, at: datetime) -> None:
-        if at.tzinfo is None:
+        if at.tzinfo is None:  # the core's times are all aware (a naive one would not compare)
             raise ValueError("a ManualClock shows UTC-aware times")
         self.at = at
 

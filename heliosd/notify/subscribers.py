@@ -50,9 +50,7 @@ def _ready(value: Any) -> Any:
         return [_ready(v) for v in value]
     if isinstance(value, str):  # a StrEnum, or another str subclass: its text
         return str.__str__(value)
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):  # an IntEnum: its number
+    if isinstance(value, int):  # an IntEnum: its number (bool, final, is plain above)
         return int(value)
     if isinstance(value, float):
         return float(value)

@@ -14,7 +14,8 @@ Two kinds of metric live in that registry:
 * **The state**, read at scrape time from the objects that own it (nothing is counted
   twice): mode, trading state, epoch, equity, peak and drawdown per mode, the limits the
   stops compare them with, orders and fills, stream health, quote ages, the outbox, venue
-  status, clock skew. A scrape gathers them first (database counts on a read-only connection
+  status, clock skew (fills counted once each, incrementally: :class:`FillCounts`). A scrape
+  gathers them first (database counts on a read-only connection
   in a thread, so a scrape never waits in the store's write queue nor holds up an order's
   commit), then hands them to the registry's collector for the one synchronous render.
 
@@ -126,7 +127,6 @@ class FillCounts:
                 counted = conn.execute("SELECT mode, count(*) FROM fills GROUP BY mode").fetchall()
                 top = conn.execute("SELECT coalesce(max(id), 0) FROM fills").fetchone()[0]
                 rows = [(m, n, top) for m, n in counted]
-                self.last_id = int(top)
             else:
                 rows = conn.execute(
                     "SELECT mode, count(*), max(id) FROM fills NOT INDEXED WHERE id > ?"
@@ -161,11 +161,10 @@ def _counter(name: str, help: str, labels: Sequence[str] = ()) -> CounterMetricF
     return CounterMetricFamily(f"heliosd_{name}", help, labels=labels)
 
 
-async def gather(service: ServiceBackend, counted: FillCounts | None = None) -> list[Metric]:
-    """The state families, read now from the running parts (``counted``: the daemon's running
-    count; a new one counts the whole table)."""
+async def gather(service: ServiceBackend, tally: FillCounts) -> list[Metric]:
+    """The state families, read now from the running parts (``tally``: the daemon's running
+    count of its fills)."""
     s = service.settings
-    tally = FillCounts() if counted is None else counted
     async with tally.lock:
         counts = await read_only(
             service.store.path, lambda c: _counts(c, s.notify.max_attempts, tally)

@@ -41,11 +41,15 @@ def _is_not_found(exc: ExchangeRejected) -> bool:
     return exc.venue_code == ORDER_NOT_FOUND or exc.details.get("status") == 404
 
 
+# What a parser raises on a payload it cannot read.
+_UNREADABLE = (parse.ParseError, AttributeError, TypeError, KeyError)
+
+
 def _parsed(fn: Callable[[Any], T], payload: Any, what: str) -> T:
     """Parse a REST answer; an unreadable one is transient (worth a retry, not a guess)."""
     try:
         return fn(payload)
-    except (parse.ParseError, AttributeError, TypeError, KeyError) as exc:
+    except _UNREADABLE as exc:
         raise TransientError(f"VALR sent an unreadable {what}: {exc}") from None
 
 
@@ -191,7 +195,7 @@ class _AccountReads:
                 seen.add(row.get("id"))
                 try:
                     fill = parse.fill(row)
-                except (parse.ParseError, AttributeError, TypeError, KeyError) as exc:
+                except _UNREADABLE as exc:
                     # One unreadable row must not cost every other fill (and the account
                     # stream's readiness, which waits for this fetch): it is named and
                     # skipped; the fill check keeps reporting its order's gap meanwhile.
