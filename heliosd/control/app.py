@@ -15,8 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -42,7 +41,7 @@ from heliosd.control.app_requests import (
     query,
     read_body,
 )
-from heliosd.control.app_sse import _END, _OVERFLOW, _close_stream, format_event
+from heliosd.control.app_sse import pump_events, write_events
 from heliosd.control.backend import JSON, ControlBackend
 from heliosd.control.openapi import build_document
 from heliosd.core.config import Settings
@@ -236,7 +235,7 @@ class ControlApi:
         actor_of(request)
         stream = self.backend.events()
         queue: asyncio.Queue[object] = asyncio.Queue()
-        pump = asyncio.create_task(self._pump(stream, queue))
+        pump = asyncio.create_task(pump_events(stream, queue, SSE_BACKLOG))
         self._pumps.add(pump)
         resp = web.StreamResponse(
             headers={
@@ -247,32 +246,7 @@ class ControlApi:
         )
         try:
             await resp.prepare(request)
-            await resp.write(b": connected\n\n")
-            beat = time.monotonic() + self.heartbeat_s
-            while True:
-                try:
-                    wait = min(SSE_LEFT_CHECK_S, max(0.0, beat - time.monotonic()))
-                    item = await asyncio.wait_for(queue.get(), wait)
-                except TimeoutError:
-                    # A reader that left is noticed here, within a second, not at the next
-                    # write: a quiet stream would otherwise keep its subscriber (and, through
-                    # the dashboard bridge, a connection) until the heartbeat.
-                    transport = request.transport
-                    if transport is None or transport.is_closing():
-                        break
-                    if time.monotonic() >= beat:
-                        await resp.write(b": heartbeat\n\n")
-                        beat = time.monotonic() + self.heartbeat_s
-                    continue
-                if item is _END:
-                    break
-                if item is _OVERFLOW:
-                    await resp.write(
-                        format_event({"type": "overflow", "message": "reader too slow"})
-                    )
-                    break
-                assert isinstance(item, Mapping)
-                await resp.write(format_event(item))
+            await write_events(request, resp, queue, self.heartbeat_s, SSE_LEFT_CHECK_S)
         except ConnectionResetError:
             pass  # the reader went away; nothing to tell anyone
         finally:
@@ -281,23 +255,6 @@ class ControlApi:
                 await pump
             self._pumps.discard(pump)
         return resp
-
-    async def _pump(
-        self, stream: AsyncIterator[Mapping[str, Any]], queue: asyncio.Queue[object]
-    ) -> None:
-        try:
-            async for event in stream:
-                if queue.qsize() >= SSE_BACKLOG:
-                    queue.put_nowait(_OVERFLOW)
-                    return
-                queue.put_nowait(event)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("event stream failed; closing the SSE response")
-        finally:
-            queue.put_nowait(_END)
-            await _close_stream(stream)
 
     async def on_shutdown(self, app: web.Application) -> None:
         # SSE responses never end on their own; end them so shutdown does not wait on them.

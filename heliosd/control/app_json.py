@@ -1,13 +1,12 @@
 """JSON out for the control API: the answer encoder (Decimal and times as strings, a Secret
-never shows itself), :func:`json_response`, :func:`json_error` (the one error shape) and
-:func:`dumps` for server-sent events.
+never shows itself), :func:`json_response` and :func:`json_error` (the one error shape).
+Server-sent events are framed in ``app_sse`` with the same hook.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -41,11 +40,6 @@ def _to_json(value: Any) -> Any:
     if isinstance(value, msgspec.Struct):  # an answer Struct inside an event (its fields)
         return msgspec.structs.asdict(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def dumps(value: Any) -> str:
-    """One line of JSON, for server-sent events (times as ``isoformat()``)."""
-    return json.dumps(value, default=_to_json, ensure_ascii=False, separators=(",", ":"))
 
 
 # Answers: msgspec writes Structs, dicts, Decimals (as strings), enums (their values) and

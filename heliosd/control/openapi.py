@@ -259,7 +259,9 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
     ("GET", "/api/events"): _op(
         "Server-sent events of everything that happens",
         {
-            "description": "`event: <type>` / `data: <json>` per event; a comment every 15 s.",
+            "description": "`event: <type>` / `data: <json>` per event, in order, each once;"
+            " a comment every 15 s. A busy stream writes at most every 10 ms; a reader that"
+            " falls behind gets `dropped` (with a count), or `overflow` and the end.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
     ),
