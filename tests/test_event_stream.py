@@ -133,7 +133,7 @@ async def test_a_quiet_streams_event_is_written_without_waiting_for_another(
         for n in range(3):  # each after a pause longer than the coalescing window
             await asyncio.sleep(SSE_COALESCE_S * 3)
             backend.publish({"type": "tick", "n": n})
-            await reader.frames_until(lambda f, n=n: f"\"n\":{n}" in f[-1], timeout=5)
+            await reader.frames_until(lambda f, n=n: f'"n":{n}' in f[-1], timeout=5)
         assert _seq(reader.events()) == [0, 1, 2]
     finally:
         reader.close()

@@ -1,14 +1,16 @@
 """The in-memory event hub (``GET /api/events``): bounded subscribers that never block a
-publisher."""
+publisher, each with a budget of bulk events (fills, orders) a second, so that a reader
+never costs a burst of fills more than that budget's worth (invariants: Subscription)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from heliosd.core.types import utcnow
 from heliosd.notify.outbox import _json_default, _ts
@@ -57,35 +59,146 @@ def _ready(value: Any) -> Any:
     return _ready(_json_default(value))
 
 
+# What a burst publishes thousands of a second, and what the database holds each of
+# (GET /api/fills, /api/orders): a reader's share of these is budgeted, nothing else is.
+BULK_TYPES: Final = frozenset({"fill", "order"})
+# Bulk events one reader takes a second (and at once, after a quiet second). A person, a
+# page (it lists the last 200) or `heliosctl watch` reads far fewer; a burst of 20,000 fills
+# a second framed for a reader cost the daemon about a sixth of its fill rate
+# (bench/dashboard.py, the fills interference).
+BULK_PER_S: Final = 1000.0
+# A drop is reported within this long even when nothing follows it (a burst that ends).
+DROP_REPORT_S: Final = 0.25
+
+
+class _Missed:
+    """Where events were dropped, in the buffer's order: read as one ``dropped`` item."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 1
+
+
 class Subscription:
     """One subscriber's bounded view of the event stream (an async iterator of dicts).
 
-    A slow subscriber never blocks a publisher: when its buffer is full the oldest event is
-    dropped, and the next item it reads is ``{"type": "dropped", "at", "count"}`` saying how
-    many it missed. Iteration ends after :meth:`close` (or the hub closing) once the buffer is
-    drained. Use as ``async with notes.subscribe() as events: async for ev in events: ...``.
+    A subscriber never blocks a publisher. Invariants, per subscriber
+    (tests/test_event_budget.py searches for violations):
+
+    1. What it reads is what was published while it was subscribed, in publish order, each
+       event once, except that each run of events it missed is one
+       ``{"type": "dropped", "at", "count"}`` item in the run's place, ``count`` the run's
+       length.
+    2. Bulk events (:data:`BULK_TYPES`) taken in any ``t`` seconds are at most
+       ``bulk_per_s * (t + 1)``; the rest are missed.
+    3. When the buffer holds ``maxsize`` events, the oldest bulk event goes: any other
+       event (a halt, a stop, a mode change, a notification) is missed only when ``maxsize``
+       of them wait.
+    4. A miss is readable within :data:`DROP_REPORT_S` even if nothing is published after it.
+
+    Iteration ends after :meth:`close` (or the hub closing) once the buffer is drained. Use
+    as ``async with notes.subscribe() as events: async for ev in events: ...``.
     """
 
-    def __init__(self, maxsize: int, on_close: Callable[[Subscription], None]) -> None:
-        self._items: deque[dict[str, Any]] = deque()
+    def __init__(
+        self,
+        maxsize: int,
+        on_close: Callable[[Subscription], None],
+        *,
+        bulk_per_s: float = BULK_PER_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._items: deque[dict[str, Any] | _Missed] = deque()
+        self._events = 0  # events in _items (a _Missed takes no room: at most one per gap)
         self._maxsize = max(1, maxsize)
-        self._dropped = 0
         self._ready = asyncio.Event()
         self._closed = False
         self._on_close = on_close
+        self._rate = bulk_per_s
+        self._monotonic = monotonic
+        self._tokens = bulk_per_s  # a token bucket holding one second's budget
+        self._refilled = monotonic()
+        self._report: asyncio.TimerHandle | None = None
+
+    def admit_bulk(self) -> bool:
+        """Take one bulk event from the budget; when it is spent, the event is missed here."""
+        if self._closed:
+            return False
+        now = self._monotonic()
+        tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        self._missed_at(len(self._items))
+        return False
 
     def put(self, item: dict[str, Any]) -> None:
         if self._closed:
             return
-        if len(self._items) >= self._maxsize:
-            self._items.popleft()
-            self._dropped += 1
+        if self._events >= self._maxsize:
+            self._evict()
         self._items.append(item)
+        self._events += 1
         self._ready.set()
+
+    def _evict(self) -> None:
+        items = self._items
+        at = next((i for i, e in enumerate(items) if isinstance(e, dict)
+                   and e.get("type") in BULK_TYPES), None)  # fmt: skip
+        if at is None:  # no bulk event waits: the oldest event goes
+            at = next(i for i, e in enumerate(items) if isinstance(e, dict))
+        del items[at]
+        self._events -= 1
+        self._missed_at(at)
+
+    def _missed_at(self, at: int) -> None:
+        """One more event missed at position ``at`` of the buffer (a neighbouring report
+        counts it; otherwise a new one goes there)."""
+        items = self._items
+        before = items[at - 1] if at > 0 else None
+        after = items[at] if at < len(items) else None
+        if isinstance(before, _Missed):
+            before.count += 1
+            if isinstance(after, _Missed):  # the event between two runs went: one run now
+                before.count += after.count
+                del items[at]
+        elif isinstance(after, _Missed):
+            after.count += 1
+        else:
+            items.insert(at, _Missed())
+        if self._report is None:
+            # Read in its place, or woken by this timer if nothing follows (a burst that
+            # ended): waking the reader for each miss would cost a burst what the budget saves.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a synchronous caller): readable at once
+                self._ready.set()
+            else:
+                self._report = loop.call_later(DROP_REPORT_S, self._report_due)
+
+    def _report_due(self) -> None:
+        self._report = None
+        self._ready.set()
+
+    def take(self) -> dict[str, Any] | None:
+        """The next item, or None when nothing waits."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        if isinstance(item, _Missed):
+            return {"type": "dropped", "at": _ts(utcnow()), "count": item.count}
+        self._events -= 1
+        return item
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._report is not None:
+                self._report.cancel()
+                self._report = None
             self._ready.set()
             self._on_close(self)
 
@@ -94,11 +207,9 @@ class Subscription:
 
     async def __anext__(self) -> dict[str, Any]:
         while True:
-            if self._dropped:
-                count, self._dropped = self._dropped, 0
-                return {"type": "dropped", "at": _ts(utcnow()), "count": count}
-            if self._items:
-                return self._items.popleft()
+            item = self.take()
+            if item is not None:
+                return item
             if self._closed:
                 raise StopAsyncIteration
             self._ready.clear()
@@ -118,10 +229,6 @@ class EventHub:
     _subscribers: set[Subscription]
     _closing: bool
 
-    def listening(self) -> bool:
-        """Whether anyone subscribes: a publisher may skip building events nobody reads."""
-        return bool(self._subscribers)
-
     def publish(self, event: Mapping[str, Any]) -> None:
         """Fan ``event`` out to every subscriber; never blocks, never raises.
 
@@ -129,14 +236,26 @@ class EventHub:
         and values are made JSON-ready (Decimal -> str). Notifications appear as
         ``{"type": "notification", "id", "kind", "title", "body", "urgent", "data", "at"}``
         once their outbox row is committed; everything else (orders, fills, verdicts) is
-        published by its owner.
+        published by its owner. A bulk event (:data:`BULK_TYPES`) reaches only the
+        subscribers whose budget admits it (see :class:`Subscription`).
         """
+        self.publish_lazy(str(event.get("type") or "event"), lambda: event)
+
+    def publish_lazy(self, kind: str, build: Callable[[], Mapping[str, Any]]) -> None:
+        """:meth:`publish` the event ``build()`` returns, of type ``kind``, building it only
+        if some subscriber takes it: in a burst of fills, building the events a spent
+        budget would drop was most of a reader's cost."""
         if not self._subscribers:
             return
-        item: dict[str, Any] = json_ready(event)
+        subs = list(self._subscribers)
+        if kind in BULK_TYPES:
+            subs = [sub for sub in subs if sub.admit_bulk()]
+            if not subs:
+                return
+        item: dict[str, Any] = json_ready(build())
         item.setdefault("type", "event")
         item.setdefault("at", _ts(utcnow()))
-        for sub in list(self._subscribers):
+        for sub in subs:
             sub.put(item)
 
     @property
@@ -147,7 +266,7 @@ class EventHub:
     def subscribe(self, maxsize: int = 256) -> Subscription:
         """A new subscriber, registered at once (nothing published after this call is
         missed, except what its bounded buffer drops)."""
-        sub = Subscription(maxsize, self._subscribers.discard)
+        sub = Subscription(maxsize, self._subscribers.discard, bulk_per_s=BULK_PER_S)
         if self._closing:
             sub.close()
         else:

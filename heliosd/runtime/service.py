@@ -175,7 +175,7 @@ class Service(ServiceCalls):
                 counters=self.counters, client=partial(self.clients.__getitem__, mode),
                 enqueue=notifications.record_many,
                 notify_trades=mode is Mode.LIVE or s.notify.paper_trades,
-                publish=notifications.publish, listening=notifications.listening,
+                publish=notifications.publish, publish_lazy=notifications.publish_lazy,
                 on_ledger_change=runner.ledger_changed,
                 on_connection_change=callbacks.connection_changed, watermark=watermark,
                 on_ledger_error=runner.ledger_error_at_runtime,

@@ -89,7 +89,7 @@ class VenueSink(SinkReconciliation):
         on_ledger_change: Callable[[Mode], None],
         on_connection_change: Callable[[Mode, str, bool, str], None],
         watermark: datetime | None = None,
-        listening: Callable[[], bool] = lambda: True,
+        publish_lazy: Callable[[str, Callable[[], dict[str, Any]]], None] | None = None,
         on_ledger_error: Callable[[Mode, LedgerError], None] | None = None,
     ) -> None:
         self.mode = mode
@@ -101,7 +101,9 @@ class VenueSink(SinkReconciliation):
         self._enqueue = enqueue
         self._notify_trades = notify_trades
         self._publish = publish
-        self._listening = listening  # False: nobody reads published fills, skip building them
+        # (kind, build): the hub builds a fill's event only when a reader takes it (none, or
+        # every reader's budget spent, in a burst: then building it would be wasted).
+        self._publish_lazy = publish_lazy or (lambda _kind, build: publish(build()))
         self._on_ledger_change = on_ledger_change
         self._on_connection_change = on_connection_change
         self._on_ledger_error = on_ledger_error
@@ -230,13 +232,12 @@ class VenueSink(SinkReconciliation):
 
     def _fills_done(self, fills: Sequence[Fill], outcomes: list[dict[str, Any] | None]) -> None:
         applied = False
-        publish = self._listening()
         for fill, outcome in zip(fills, outcomes, strict=True):
             if outcome is None:
                 self._fill_marks.pop(fill.trade_id, None)  # kept for nothing otherwise
                 continue  # already stored: a replay, or a late message the fill check beat
             try:
-                self._applied(fill, outcome, publish=publish)
+                self._applied(fill, outcome)
             except Exception:  # one fill the ledger refuses must not drop the others
                 log.exception("fill %s stored but not applied", fill.trade_id)
             applied = True
@@ -248,7 +249,7 @@ class VenueSink(SinkReconciliation):
         if self._pending == 0:
             self._drained.set()
 
-    def _applied(self, fill: Fill, outcome: dict[str, Any], *, publish: bool) -> None:
+    def _applied(self, fill: Fill, outcome: dict[str, Any]) -> None:
         # A fill the ledger cannot read is stored all the same (it is the venue's fact) and
         # reported, never silently skipped: the service trips ledger_error.
         error = self._ledger.apply_or_record(fill, seen=self._fill_marks.pop(fill.trade_id, None))
@@ -268,14 +269,13 @@ class VenueSink(SinkReconciliation):
             if error is None:
                 self._counters.fill_applied(self.mode, order["id"], fill.quantity)
             self._counters.track(order)
-        if publish:
-            self._publish({
-                "type": "fill", "mode": str(self.mode), "trade_id": fill.trade_id,
-                "pair": fill.pair, "side": str(fill.side), "price": str(fill.price),
-                "quantity": str(fill.quantity), "fee": str(fill.fee),
-                "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
-                "order_id": order["id"] if order else None,
-            })  # fmt: skip
+        self._publish_lazy("fill", lambda: {
+            "type": "fill", "mode": str(self.mode), "trade_id": fill.trade_id,
+            "pair": fill.pair, "side": str(fill.side), "price": str(fill.price),
+            "quantity": str(fill.quantity), "fee": str(fill.fee),
+            "fee_currency": fill.fee_currency, "traded_at": iso(fill.traded_at),
+            "order_id": order["id"] if order else None,
+        })  # fmt: skip
 
     async def drain(self) -> None:
         """Wait until every queued fill and status is committed and applied."""
