@@ -199,12 +199,13 @@ def main() -> None:
     parser.add_argument("socket", type=Path)
     parser.add_argument("--scrape-interval", type=float, default=0.1)
     parser.add_argument("--no-refresh", action="store_true", help="the stream only, no page")
+    parser.add_argument("--no-stream", action="store_true", help="no event-stream reader, no page")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     _wait_for_socket(args.socket, 60)
-    sse = SSEClient(args.socket)
-    refresher = None if args.no_refresh else Refresher(args.socket, sse)
+    sse = None if args.no_stream else SSEClient(args.socket)
+    refresher = None if args.no_refresh or sse is None else Refresher(args.socket, sse)
     scraper = Scraper(args.socket, args.scrape_interval) if args.scrape_interval > 0 else None
     sys.stdout.write("ready\n")
     sys.stdout.flush()
@@ -214,11 +215,13 @@ def main() -> None:
         scraper.stop()
     if refresher is not None:
         refresher.stop()
-    sse.close()
+    if sse is not None:
+        sse.close()
     # This process's own CPU (every thread): on a 2-core box it competes with the daemon and
     # the simulator, so dashboard.py reports it beside the daemon's CPU per fill.
-    line: dict[str, Any] = {"events": sse.count, "event_types": dict(sse.types),
-                            "cpu_s": round(time.process_time(), 3)}  # fmt: skip
+    line: dict[str, Any] = {"cpu_s": round(time.process_time(), 3)}
+    if sse is not None:
+        line["events"], line["event_types"] = sse.count, dict(sse.types)
     if refresher is not None:
         line["page_refreshes"] = refresher.refreshes
         line["page_requests"] = refresher.requests

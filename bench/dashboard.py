@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -455,15 +455,16 @@ def metrics_latency(proc: DaemonProcess, n: int, warmup: int) -> dict[str, Any]:
 class Loader:
     """``_dashload.py`` next to a daemon: one event-stream reader and a scraper."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, extra: Sequence[str] = ()) -> None:
         self.interval = interval
+        self.extra = tuple(extra)  # more _dashload.py arguments (--no-refresh, --no-stream)
         self.proc: asyncio.subprocess.Process | None = None
         self.report: dict[str, Any] = {}
 
     async def start(self, socket: Path) -> Callable[[], Awaitable[None]]:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, str(HERE / "_dashload.py"), str(socket),
-            "--scrape-interval", str(self.interval),
+            "--scrape-interval", str(self.interval), *self.extra,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stdout is not None
@@ -553,7 +554,7 @@ async def fills_interference(args: argparse.Namespace, work: Path) -> dict[str, 
     scrapes = []
     for i in range(args.repeats):
         for loaded in _order(i):
-            loader = Loader(args.scrape_interval) if loaded else None
+            loader = Loader(args.scrape_interval, args.loader_args.split()) if loaded else None
             run_dir = work / f"fills-{i}-{int(loaded)}"
             # A fresh simulator each run: the daemon must not catch up the last run's trades.
             with SimProcess() as sim:
@@ -575,6 +576,7 @@ async def fills_interference(args: argparse.Namespace, work: Path) -> dict[str, 
         "sim_cpu_us_per_fill": compare(sim_cpu[False], sim_cpu[True]),
         "loader_cpu_s": [r.get("cpu_s") for r in scrapes],
         "load": scrapes,
+        "loader_args": args.loader_args,
         "how": "fills.run (its burst and paced stream) with _dashload.py on its daemon's socket",
     }
 
@@ -637,6 +639,9 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-interference", action="store_true")
     parser.add_argument("--only-fills", action="store_true", help="only the fills interference")
+    parser.add_argument("--loader-args", default="", help="more _dashload.py arguments for the"
+                        " fills interference, e.g. '--no-refresh' (the stream alone) or"
+                        " '--no-stream' (the scraper alone)")  # fmt: skip
     args = parser.parse_args()
     args.warmup, args.seed_filled, args.seed_resting = 5, 6, 6
     if args.quick:
