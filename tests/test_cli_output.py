@@ -269,3 +269,11 @@ def test_only_plain_loopback_urls_are_the_simulator() -> None:
     assert not is_simulator(ValrSettings(rest_url="https://127.0.0.1", ws_url="wss://127.0.0.1"))
     assert not is_simulator(ValrSettings(rest_url="http://127.0.0.1", ws_url="wss://api.valr.com"))
     assert not is_simulator(ValrSettings(rest_url="http://10.0.0.5:80", ws_url="ws://10.0.0.5"))
+
+
+def test_watch_says_how_many_events_the_stream_left_out_and_where_they_are() -> None:
+    from heliosd.control.display import event_line
+
+    line = event_line("dropped", {"type": "dropped", "count": 47,
+                                  "at": "2026-12-04T20:00:01.000000+00:00"})  # fmt: skip
+    assert "dropped" in line and "47 events not shown" in line and "/api/fills" in line

@@ -54,9 +54,11 @@ async def test_a_halt_in_a_burst_of_fills_reaches_the_reader_and_every_fill_is_c
         applied = sink.fills_applied
         started = loop.time()
         ids = await sim.sim.inject_fills(sim.account, "BTCZAR", BURST)
-        await wait_for(lambda: sink.fills_applied - applied >= BURST // 3, 60, "a third")
+        # The halt goes in while the burst is being applied (the daemon is still taking it).
+        await wait_for(lambda: sink.fills_applied > applied, 60, "the burst's first fills")
         status, _ = await running.request("POST", "/api/trading/halt", {"reason": "mid-burst"})
         assert status == 200
+        at_halt = sink.fills_applied - applied
         await wait_for(lambda: sink.fills_applied - applied >= BURST, 60, "the whole burst")
         elapsed = loop.time() - started
 
@@ -66,15 +68,17 @@ async def test_a_halt_in_a_burst_of_fills_reaches_the_reader_and_every_fill_is_c
             return len(fills) + missed
 
         await wait_for(lambda: accounted() >= BURST, 10, "every fill read or counted")
-        fills, missed, other = tally(reader)
+        fills, missed, _ = tally(reader)
         assert len(fills) + missed == BURST, (len(fills), missed)
         assert len(set(fills)) == len(fills) and set(fills) <= set(ids)  # each once, ours
         assert [t for t in ids if t in set(fills)] == fills  # in the venue's order
         assert 0 < len(fills) <= BUDGET * (elapsed + 1) + 1, (len(fills), elapsed)
         if elapsed < BURST / BUDGET - 1:  # faster than the budget could deliver: some missed
             assert missed > 0
-        print(f"burst {elapsed:.2f} s: {len(fills)} fills read, {missed} counted missed")
-        assert "halt" in other  # never dropped for fills
+        print(f"burst {elapsed:.2f} s: {len(fills)} fills read, {missed} counted missed,"
+              f" the halt answered after {at_halt} fills")  # fmt: skip
+        # Published before the halt's answer; written within the coalescing window.
+        await wait_for(lambda: "halt" in tally(reader)[2], 5, "the halt event on the stream")
         reading.cancel()
         reader.close()
     finally:

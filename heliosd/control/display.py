@@ -232,6 +232,8 @@ def event_line(kind: str, data: Any, now: datetime | None = None) -> str:
         summary = str(data.get("title") or data.get("kind") or "")
         if data.get("urgent"):
             summary = "URGENT " + summary
+    elif kind == "dropped":  # the stream's budget or buffer: the database has every one
+        summary = f"{data.get('count')} events not shown (see heliosctl orders, GET /api/fills)"
     elif kind == "mode":
         summary = f"{data.get('mode')} {data.get('trading_state')} epoch {data.get('epoch')}"
         if data.get("state_reason"):
