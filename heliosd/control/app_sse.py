@@ -4,13 +4,14 @@ subscription.
 
 How a stream is written (the invariant a reader can rely on): every event the backend's
 stream yields is written, in order, exactly once, until the stream ends, the reader leaves,
-or the reader falls :data:`backlog` events behind (then one ``overflow`` event and the end).
-An event that arrives on a quiet stream is written at once. On a busy stream the writer
-waits until :data:`SSE_COALESCE_S` after its last write, then writes everything queued in
-one write (at most :data:`SSE_BATCH` events): in a burst of fills (thousands a second) a
-write per event cost the daemon more than the fills themselves, in syscalls and in wake-ups
-of the reading process on the same cores (bench/dashboard.py, the fills interference). So a
-busy reader sees its events at most that much later, never fewer of them.
+or the reader falls ``backlog`` events behind (then one ``overflow`` event and the end).
+An event is written as soon as the writer runs, together with everything queued behind it
+(at most :data:`SSE_BATCH` events a write): a burst of fills is published a group commit at
+a time, and a write (one send, one wake-up of the reading process) per event cost the
+daemon more than framing them. Waiting a few milliseconds for more to gather was tried and
+dropped: once the hub budgets a reader's fills (heliosd.notify.subscribers) it saved nothing
+in a burst, and at 100 events a second its timers cost about one point of a core
+(bench/RESULTS.md section 10).
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from heliosd.control.app_json import _to_json
 
 log = logging.getLogger(__name__)
 
-# A busy stream writes at most once in this long (a quiet one at once): far below what a
-# person or a script following the stream notices, far above a burst's gap between events.
-SSE_COALESCE_S: Final = 0.01
 # The most events one write carries, so that framing a long backlog never holds the event
 # loop for long (about 3 us an event).
 SSE_BATCH: Final = 500
@@ -93,7 +91,6 @@ async def write_events(
     reader leaves (see the module docstring for when and how much is written)."""
     await resp.write(b": connected\n\n")
     beat = time.monotonic() + heartbeat_s
-    last_write = float("-inf")
     while True:
         if queue.empty():
             try:
@@ -112,14 +109,10 @@ async def write_events(
                 continue
         else:
             first = queue.get_nowait()
-        pause = last_write + SSE_COALESCE_S - time.monotonic()
-        if pause > 0:  # a busy stream: let the rest of the burst gather behind this event
-            await asyncio.sleep(pause)
         frames, ended = _frames(first, queue)
         if frames:
             await resp.write(b"".join(frames))
-            last_write = time.monotonic()
-            beat = last_write + heartbeat_s
+            beat = time.monotonic() + heartbeat_s
         if ended:
             return
 

@@ -260,7 +260,7 @@ OPERATIONS: Final[dict[tuple[str, str], JSON]] = {
         "Server-sent events of everything that happens",
         {
             "description": "`event: <type>` / `data: <json>` per event, in order, each once;"
-            " a comment every 15 s. A busy stream writes at most every 10 ms. Fills and orders:"
+            " a comment every 15 s. Fills and orders:"
             " at most 1,000 a second per reader; each run of missed events is one `dropped`"
             " event (with its count) in its place; `overflow` and the end for a reader that"
             " stops reading.",
