@@ -95,7 +95,10 @@ async def write_events(
         if queue.empty():
             try:
                 wait = min(left_check_s, max(0.0, beat - time.monotonic()))
-                first = await asyncio.wait_for(queue.get(), wait)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the get in a task of
+                # its own, a few loop turns for every event of a quiet stream.
+                async with asyncio.timeout(wait):
+                    first = await queue.get()
             except TimeoutError:
                 # A reader that left is noticed here, within a second, not at the next
                 # write: a quiet stream would otherwise keep its subscriber (and, through
