@@ -110,6 +110,9 @@ async def write_events(
                     await resp.write(b": heartbeat\n\n")
                     beat = time.monotonic() + heartbeat_s
                 continue
+            # One turn of the loop before framing: the rest of what woke us (a group commit's
+            # fills are published in the same turn) joins this write instead of the next.
+            await asyncio.sleep(0)
         else:
             first = queue.get_nowait()
         frames, ended = _frames(first, queue)
