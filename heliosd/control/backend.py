@@ -124,5 +124,6 @@ class ControlBackend(Protocol):
         ...
 
     def events(self) -> AsyncIterator[Mapping[str, Any]]:
-        """Every event as it happens (for GET /api/events, server-sent events)."""
+        """Every event as it happens (for GET /api/events, server-sent events); the daemon's
+        hub budgets a reader's fills and orders (docs/api.md, *Event stream*)."""
         ...
