@@ -5,13 +5,13 @@ this release knows, with every table and column that version has and the mode ro
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from heliosd.core.types import utcnow
+from heliosd.runtime import runstate
 from heliosd.runtime.backup import BackupError
 
 
@@ -112,7 +112,7 @@ def summarize(conn: sqlite3.Connection, version: int) -> Summary:
     ]
     run = engine = None
     if version >= 3:
-        run, engine = _state_row(conn, "run"), _state_row(conn, "engine")
+        run, engine = runstate.get(conn, "run"), runstate.get(conn, "engine")
     return Summary(version, mode, state, reason, epoch, breakers, run, engine)
 
 
@@ -125,14 +125,3 @@ def _expired(until: str | None, now: datetime) -> bool:
         return datetime.fromisoformat(until) <= now
     except (TypeError, ValueError):
         return False
-
-
-def _state_row(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT value FROM daemon_state WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return None
-    try:
-        value = json.loads(row[0])
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
