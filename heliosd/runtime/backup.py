@@ -50,6 +50,20 @@ def stamp() -> str:
 # --------------------------------------------------------------------------- backup
 
 
+def copy_database(src: Path, dest: Path) -> None:
+    """``src`` copied to ``dest`` through SQLite's online backup API, reading ``src`` on a
+    read-only connection (consistent even while the daemon writes it)."""
+    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
 def online_backup(src: Path, dest: Path) -> Path:
     """A consistent copy of the database ``src`` at ``dest`` (0600), through SQLite's online
     backup API on a read-only connection; written as ``.<name>.partial`` and renamed."""
@@ -60,15 +74,7 @@ def online_backup(src: Path, dest: Path) -> Path:
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()
     try:
-        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
-        try:
-            target = sqlite3.connect(partial)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
+        copy_database(src, partial)
         os.chmod(partial, 0o600)
         _fsync(partial)
         os.replace(partial, dest)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heliosd.core.types import utcnow
-from heliosd.runtime.backup import BackupError, _fsync, _fsync_dir, stamp
+from heliosd.runtime.backup import BackupError, _fsync, _fsync_dir, copy_database, stamp
 from heliosd.runtime.backup_check import Summary, check_database, summarize
 from heliosd.runtime.runlock import RunLock
 from heliosd.store.timestamps import iso
@@ -79,7 +79,8 @@ def _restore_locked(state_dir: Path, source: Path, actor: str) -> Restored:
     tmp = state_dir / f".restore-{when}.db"
     try:
         # Check the copy, not the source: what is checked is exactly what is swapped in.
-        _copy_in(source, tmp)
+        copy_database(source, tmp)
+        os.chmod(tmp, 0o600)
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             version = check_database(conn, str(source))
@@ -156,19 +157,6 @@ def _live_counts(conn: sqlite3.Connection) -> tuple[int, int]:
     ).fetchone()
     (orders,) = conn.execute("SELECT COUNT(*) FROM orders WHERE mode = 'LIVE'").fetchone()
     return int(switches), int(orders)
-
-
-def _copy_in(source: Path, tmp: Path) -> None:
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    try:
-        dst = sqlite3.connect(tmp)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    finally:
-        src.close()
-    os.chmod(tmp, 0o600)
 
 
 def _set_aside(db: Path, aside: Path) -> Path | None:
