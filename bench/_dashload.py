@@ -178,6 +178,35 @@ class Refresher:
         self.conn.close()
 
 
+class Burner:
+    """CPU taken from the machine and nothing asked of the daemon: a thread that wakes every
+    ``period_s`` and spins for ``share`` of it (``--burn``). Next to the real load it tells
+    two things apart: what a load costs the daemon in work, and what it costs only by
+    running on the same two cores (wake-ups, caches, a core's time)."""
+
+    def __init__(self, share: float, period_s: float) -> None:
+        self.share = share
+        self.period_s = period_s
+        self.wakes = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="burner", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        spin = self.share * self.period_s
+        while not self._stop.is_set():
+            until = time.thread_time() + spin
+            while time.thread_time() < until:
+                pass
+            self.wakes += 1
+            self._stop.wait(max(0.0, start + self.wakes * self.period_s - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(10)
+
+
 def _wait_for_socket(path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -200,6 +229,15 @@ def main() -> None:
     parser.add_argument("--scrape-interval", type=float, default=0.1)
     parser.add_argument("--no-refresh", action="store_true", help="the stream only, no page")
     parser.add_argument("--no-stream", action="store_true", help="no event-stream reader, no page")
+    parser.add_argument(
+        "--burn",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="also spin this share of one core (0.05: 5%%), asking the daemon"
+        " nothing (use with --no-stream --scrape-interval 0 for a control)",
+    )
+    parser.add_argument("--burn-period-ms", type=float, default=1.0)
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -207,25 +245,37 @@ def main() -> None:
     sse = None if args.no_stream else SSEClient(args.socket)
     refresher = None if args.no_refresh or sse is None else Refresher(args.socket, sse)
     scraper = Scraper(args.socket, args.scrape_interval) if args.scrape_interval > 0 else None
+    burner = Burner(args.burn, args.burn_period_ms / 1e3) if args.burn > 0 else None
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    ready_at, ready_cpu = time.monotonic(), time.process_time()
     while not stop.wait(0.2):  # a short wait: the SIGTERM handler runs between waits
         pass
     if scraper is not None:
         scraper.stop()
+    if burner is not None:
+        burner.stop()
     if refresher is not None:
         refresher.stop()
     if sse is not None:
         sse.close()
     # This process's own CPU (every thread): on a 2-core box it competes with the daemon and
     # the simulator, so dashboard.py reports it beside the daemon's CPU per fill.
-    line: dict[str, Any] = {"cpu_s": round(time.process_time(), 3)}
+    # cpu_share: what it took of one core once ready (its start-up, ~0.1 s of imports, left
+    # out): dashboard.py's control burns that much next to the same daemon.
+    ran = max(1e-9, time.monotonic() - ready_at)
+    line: dict[str, Any] = {
+        "cpu_s": round(time.process_time(), 3),
+        "cpu_share": round((time.process_time() - ready_cpu) / ran, 4),
+    }
     if sse is not None:
         line["events"], line["event_types"] = sse.count, dict(sse.types)
     if refresher is not None:
         line["page_refreshes"] = refresher.refreshes
         line["page_requests"] = refresher.requests
         line["page_failures"] = refresher.failures
+    if burner is not None:
+        line["burn_wakes"] = burner.wakes
     if scraper is not None:
         line["scrapes"] = len(scraper.samples_ms)
         line["scrape_failures"] = scraper.failures

@@ -29,7 +29,11 @@ and a one-time login. Four measurements:
   events, and scraping ``/metrics`` every ``--scrape-interval`` s, 0.1 by default: 150x a
   15 s Prometheus scrape, so that an effect would show), back to back and alternated; the
   ratio loaded / quiet, and the spread of the quiet runs (the noise it is compared with). No
-  target: RESULTS.md says whether it is within noise.
+  target: RESULTS.md says whether it is within noise. The fills figure is also taken next
+  to a **control** (``--no-control`` leaves it out): a ``_dashload.py --burn`` process that
+  asks the daemon nothing and spins the share of a core the loaded runs' loader took, once
+  it was ready. ``loaded_over_control`` is then what the page and scraper cost the daemon in
+  work, net of what any process using that much CPU on the same cores costs it.
 
 Prints one JSON line. ``--quick`` is a smoke-test size (not a measurement).
 """
@@ -500,6 +504,23 @@ def _order(i: int) -> tuple[bool, bool]:
     return (False, True) if i % 2 == 0 else (True, False)
 
 
+# The fills interference's conditions (C_: not the page's LOADED expression above).
+C_QUIET, C_LOADED, C_CONTROL = "quiet", "loaded", "control"
+# Each repeat runs the three conditions in a rotated order (the control after a loaded run
+# in the first, so its share is known): none always runs first or last.
+_ROTATIONS = (
+    (C_LOADED, C_QUIET, C_CONTROL),
+    (C_QUIET, C_CONTROL, C_LOADED),
+    (C_CONTROL, C_LOADED, C_QUIET),
+)
+
+
+def fills_order(i: int, control: bool) -> tuple[str, ...]:
+    if not control:
+        return tuple(C_LOADED if loaded else C_QUIET for loaded in _order(i))
+    return _ROTATIONS[i % 3]
+
+
 async def risk_interference(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     orders = risk_path.intents(risk_path.order_stream(args.risk_orders))
     medians: dict[bool, list[float]] = {False: [], True: []}
@@ -545,40 +566,65 @@ async def risk_interference(args: argparse.Namespace, work: Path) -> dict[str, A
 async def fills_interference(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     fargs = argparse.Namespace(fills=args.fills, paced_fills=args.paced_fills,
                                rate=args.fills_rate, batch=50, repeats=1, sweep=[])  # fmt: skip
-    rates: dict[bool, list[float]] = {False: [], True: []}
-    p99s: dict[bool, list[float]] = {False: [], True: []}
-    # CPU per fill of the daemon and of the simulator, from the burst: whether an open page
-    # makes the daemon do more work per fill, or only takes cores the two would use.
-    daemon_cpu: dict[bool, list[float]] = {False: [], True: []}
-    sim_cpu: dict[bool, list[float]] = {False: [], True: []}
-    scrapes = []
+    control = not args.no_control
+    runs: dict[str, dict[str, list[float]]] = {
+        c: {"rate": [], "p99": [], "daemon_cpu": [], "sim_cpu": []}
+        for c in (C_QUIET, C_LOADED, C_CONTROL)
+    }
+    shares: list[float] = []  # the loader's share of a core once ready, per loaded run
+    loads: dict[str, list[dict[str, Any]]] = {C_LOADED: [], C_CONTROL: []}
     for i in range(args.repeats):
-        for loaded in _order(i):
-            loader = Loader(args.scrape_interval, args.loader_args.split()) if loaded else None
-            run_dir = work / f"fills-{i}-{int(loaded)}"
+        for cond in fills_order(i, control):
+            loader = None
+            if cond == C_LOADED:
+                loader = Loader(args.scrape_interval, args.loader_args.split())
+            elif cond == C_CONTROL:
+                share = f"{statistics.median(shares):.4f}"
+                loader = Loader(0, ["--no-stream", "--burn", share])
+            run_dir = work / f"fills-{i}-{cond}"
             # A fresh simulator each run: the daemon must not catch up the last run's trades.
             with SimProcess() as sim:
                 figures = await fills_bench.run(
                     sim, fargs, run_dir, on_ready=loader.start if loader else None
                 )
             if loader is not None:
-                scrapes.append(loader.report)
-            rates[loaded].append(figures["fills_per_s"])
-            p99s[loaded].append(figures["paced"]["delay_ms"]["p99"])
-            daemon_cpu[loaded].append(figures["burst"][0]["daemon_cpu_us_per_fill"])
-            sim_cpu[loaded].append(figures["burst"][0]["sim_cpu_us_per_fill"])
-    return {
+                loads[cond].append(loader.report)
+                if cond == C_LOADED:
+                    shares.append(float(loader.report["cpu_share"]))
+            r = runs[cond]
+            r["rate"].append(figures["fills_per_s"])
+            r["p99"].append(figures["paced"]["delay_ms"]["p99"])
+            r["daemon_cpu"].append(figures["burst"][0]["daemon_cpu_us_per_fill"])
+            r["sim_cpu"].append(figures["burst"][0]["sim_cpu_us_per_fill"])
+    q, lo = runs[C_QUIET], runs[C_LOADED]
+    out: dict[str, Any] = {
         "burst_fills": args.fills,
         "paced": {"fills": args.paced_fills, "rate_per_s": args.fills_rate},
-        "fills_per_s": compare(rates[False], rates[True]),
-        "paced_p99_ms": compare(p99s[False], p99s[True]),
-        "daemon_cpu_us_per_fill": compare(daemon_cpu[False], daemon_cpu[True]),
-        "sim_cpu_us_per_fill": compare(sim_cpu[False], sim_cpu[True]),
-        "loader_cpu_s": [r.get("cpu_s") for r in scrapes],
-        "load": scrapes,
+        "fills_per_s": compare(q["rate"], lo["rate"]),
+        "paced_p99_ms": compare(q["p99"], lo["p99"]),
+        "daemon_cpu_us_per_fill": compare(q["daemon_cpu"], lo["daemon_cpu"]),
+        "sim_cpu_us_per_fill": compare(q["sim_cpu"], lo["sim_cpu"]),
+        "loader_cpu_s": [r.get("cpu_s") for r in loads[C_LOADED]],
+        "loader_cpu_share": shares,
+        "load": loads[C_LOADED],
         "loader_args": args.loader_args,
         "how": "fills.run (its burst and paced stream) with _dashload.py on its daemon's socket",
     }
+    if control:
+        c = runs[C_CONTROL]
+        out["control"] = {
+            "how": "_dashload.py --no-stream --burn <the loaded runs' median cpu_share>: the"
+            " same CPU taken from the cores, nothing asked of the daemon",
+            "fills_per_s": compare(q["rate"], c["rate"]),
+            "daemon_cpu_us_per_fill": compare(q["daemon_cpu"], c["daemon_cpu"]),
+            "load": loads[C_CONTROL],
+        }
+        out["loaded_over_control"] = {
+            "fills_per_s": compare(c["rate"], lo["rate"]),
+            "paced_p99_ms": compare(c["p99"], lo["p99"]),
+            "daemon_cpu_us_per_fill": compare(c["daemon_cpu"], lo["daemon_cpu"]),
+        }
+    return out
 
 
 # ---------------------------------------------------------------------- main
@@ -639,6 +685,11 @@ def main() -> None:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-interference", action="store_true")
     parser.add_argument("--only-fills", action="store_true", help="only the fills interference")
+    parser.add_argument(
+        "--no-control",
+        action="store_true",
+        help="no control runs (a CPU burner) in the fills interference",
+    )
     parser.add_argument("--loader-args", default="", help="more _dashload.py arguments for the"
                         " fills interference, e.g. '--no-refresh' (the stream alone) or"
                         " '--no-stream' (the scraper alone)")  # fmt: skip

@@ -110,7 +110,14 @@ def test_dashboard_loads_the_page_streams_events_and_scrapes_next_to_the_benchma
     for part in ("risk_path", "fills"):
         load = r["interference"][part]["load"]
         assert load and load[0]["scrapes"] > 0 and load[0]["scrape_failures"] == 0, load
-    assert r["interference"]["fills"]["fills_per_s"]["quiet"][0] > 0
+    fills = r["interference"]["fills"]
+    assert fills["fills_per_s"]["quiet"][0] > 0
+    # The control asked the daemon nothing (no stream, no scrape) and spun what the loaded
+    # run's loader took of a core once ready.
+    control = fills["control"]["load"][0]
+    assert control["burn_wakes"] > 0 and "events" not in control and "scrapes" not in control
+    assert 0 < fills["loader_cpu_share"][0] < 1, fills["loader_cpu_share"]
+    assert fills["loaded_over_control"]["fills_per_s"]["loaded"] == fills["fills_per_s"]["loaded"]
 
 
 @pytest.mark.parametrize(
