@@ -328,7 +328,7 @@ async def _enough(request: Any, n: int) -> list[Any]:
 async def test_a_long_range_is_thinned_to_the_cap_keeping_oldest_and_newest(
     tmp_path: Path,
 ) -> None:
-    from heliosd.risk.equity import MAX_POINTS, load_points, read_only, stamp
+    from heliosd.risk.equity import MAX_POINTS, load_points, stamp
     from heliosd.store import Store
 
     store = await Store.open(tmp_path / "state" / "heliosd.db")
@@ -344,7 +344,7 @@ async def test_a_long_range_is_thinned_to_the_cap_keeping_oldest_and_newest(
             )
 
         await store.write(fill)
-        body = await read_only(store.path, lambda c: load_points(c, Mode.LIVE, None))
+        body = await store.read_aside(lambda c: load_points(c, Mode.LIVE, None))
         points = body["points"]
         assert body["total"] == 25_001 and body["step"] > 1
         assert len(points) <= MAX_POINTS
@@ -354,11 +354,9 @@ async def test_a_long_range_is_thinned_to_the_cap_keeping_oldest_and_newest(
         gaps = {b - a for a, b in pairwise(values[:-1])}  # the newest is added at the end
         assert gaps == {body["step"]}, gaps  # evenly thinned
         since = start + timedelta(minutes=20_000)
-        near = await read_only(store.path, lambda c: load_points(c, Mode.LIVE, since))
+        near = await store.read_aside(lambda c: load_points(c, Mode.LIVE, since))
         assert near["step"] == 1 and len(near["points"]) == 5_001
         assert near["points"][0]["at"] == stamp(since)
-        assert (await read_only(store.path, lambda c: load_points(c, Mode.PAPER, None)))[
-            "points"
-        ] == []
+        assert (await store.read_aside(lambda c: load_points(c, Mode.PAPER, None)))["points"] == []
     finally:
         await store.close()

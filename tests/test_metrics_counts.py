@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from heliosd.risk.equity import read_only
 from heliosd.runtime.metrics import FillCounts
 from heliosd.store import Store
+from heliosd.store.connection import read_only
 from heliosd.testing import search_seed
 
 COLS = ("mode, trade_id, order_id, customer_order_id, exchange_order_id, pair, side, price,"

@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from heliosd.core.protocols import LedgerSnapshot
 from heliosd.core.types import Mode, utcnow
@@ -33,8 +32,6 @@ from heliosd.risk.ledger import decimal_text
 from heliosd.store import Store
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # GET /api/equity answers at most this many points; a longer range is thinned evenly
 # (every step-th point, always the newest), never cut to a window.
@@ -86,20 +83,6 @@ def load_points(
         for r in rows
     ]  # fmt: skip
     return {"mode": str(mode), "points": points, "total": total, "step": step}
-
-
-async def read_only(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """``fn`` on a fresh read-only connection in a thread: never queued behind writes."""
-
-    def run() -> T:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            conn.execute("PRAGMA busy_timeout=2000")
-            return fn(conn)
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(run)
 
 
 class EquityRecorder:
@@ -207,6 +190,6 @@ class EquityRecorder:
         return deleted
 
     async def points(self, mode: Mode, since: datetime | None) -> dict[str, Any]:
-        answer = await read_only(self._store.path, partial(load_points, mode=mode, since=since))
+        answer = await self._store.read_aside(partial(load_points, mode=mode, since=since))
         answer["since"] = None if since is None else stamp(since)
         return answer

@@ -38,7 +38,6 @@ from prometheus_client.registry import Collector
 
 from heliosd import __version__
 from heliosd.core.types import Mode, OrderState, TradingState, utcnow
-from heliosd.risk.equity import read_only
 
 if TYPE_CHECKING:
     from heliosd.runtime.backend import ServiceBackend
@@ -166,9 +165,7 @@ async def gather(service: ServiceBackend, tally: FillCounts) -> list[Metric]:
     count of its fills)."""
     s = service.settings
     async with tally.lock:
-        counts = await read_only(
-            service.store.path, lambda c: _counts(c, s.notify.max_attempts, tally)
-        )
+        counts = await service.store.read_aside(lambda c: _counts(c, s.notify.max_attempts, tally))
     state = service.store.mode_state()
     out: list[Metric] = []
 

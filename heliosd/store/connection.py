@@ -35,6 +35,20 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
 
 
+async def read_only(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` on a fresh read-only connection to the database at ``path``, in a thread."""
+
+    def run() -> T:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            conn.execute("PRAGMA busy_timeout=2000")
+            return fn(conn)
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(run)
+
+
 class Store(ModeReads):
     """See the module docstring. Create with ``await Store.open(path)``."""
 
@@ -106,10 +120,22 @@ class Store(ModeReads):
         return await self.submit(fn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only ``fn(conn)`` on the writer's connection (sees every commit)."""
+        """Run a read-only ``fn(conn)`` on the writer's connection (sees every commit).
+
+        It runs on the writer's thread between group commits, so it waits for them and they
+        for it: for what only displays (the control API's lists), use :meth:`read_aside`."""
         conn = self._db._conn
         result: T = await _in_worker(self._db, fn, conn)
         return result
+
+    async def read_aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` on a read-only connection of its own, in a thread.
+
+        It sees every commit made before it starts (WAL: a reader takes the last commit as
+        its snapshot), as :meth:`read` does, but neither waits behind a group commit nor
+        delays one: a dashboard's refresh in a burst of fills was on the fills' commit path
+        (bench/RESULTS.md, section 10)."""
+        return await read_only(self.path, fn)
 
     async def _write_loop(self) -> None:
         while True:
