@@ -145,9 +145,10 @@ TestBudget.settings = settings(max_examples=200, stateful_step_count=60, deadlin
 def test_admission_is_exactly_a_token_bucket(steps: list[tuple[float, bool]], rate: float) -> None:
     """Invariant 2 bounds what is taken; this pins the other side: an event is admitted
     whenever a plain token bucket (one second's worth, refilled continuously) holds a token,
-    including on admit_bulk's fast path for a burst past its budget (a miss that skips the
-    bucket's arithmetic while no token can have come). ``read``: the reader takes everything
-    between steps, which ends a run of misses (the fast path's other condition)."""
+    including on admit_bulk's fast path for a burst past its budget (a miss that leaves the
+    bucket as it is and counts one more in the buffer's last run of misses). ``read``: the
+    reader takes everything between steps, which ends a run of misses (the fast path's other
+    condition)."""
     clock = Clock()
     hub = Hub()
     sub = Subscription(10_000, hub._subscribers.discard, bulk_per_s=rate, monotonic=clock)

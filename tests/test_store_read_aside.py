@@ -45,3 +45,36 @@ async def test_read_aside_does_not_wait_for_a_commit_and_sees_only_committed_row
     finally:
         release.set()
         await store.close()
+
+
+async def test_the_equity_curve_is_read_beside_an_open_commit(tmp_path: Path) -> None:
+    """The interleaving GET /api/equity guards against: a point being written (its batch open
+    in the writer's thread) while the curve is read. The read answers at once with the
+    committed points, never the half-written one, and the next read has it."""
+    from heliosd.core.types import Mode
+    from heliosd.risk.equity import EquityRecorder
+
+    store = await Store.open(tmp_path / "state" / "heliosd.db")
+    inside, release = threading.Event(), threading.Event()
+    try:
+        recorder = EquityRecorder(store, retention_days=30, kick=lambda _mode: None)
+        row = ("INSERT INTO equity_points(mode, at, kind, equity, peak, day_start_equity,"
+               " daily_pnl) VALUES ('LIVE', ?, 'fill', '100', '100', '100', '0')")  # fmt: skip
+        await store.write(lambda c: c.execute(row, ("2026-12-04T10:00:00.000000+00:00",)))
+
+        def held(conn: sqlite3.Connection) -> None:
+            conn.execute(row, ("2026-12-04T10:01:00.000000+00:00",))
+            inside.set()
+            release.wait(10)
+
+        pending = store.submit(held)
+        assert await asyncio.to_thread(inside.wait, 10)
+        during = await asyncio.wait_for(recorder.points(Mode.LIVE, None), 5)
+        assert [p["at"] for p in during["points"]] == ["2026-12-04T10:00:00.000000+00:00"]
+        release.set()
+        await pending
+        after = await recorder.points(Mode.LIVE, None)
+        assert after["total"] == 2 and after["points"][-1]["at"].startswith("2026-12-04T10:01")
+    finally:
+        release.set()
+        await store.close()

@@ -119,7 +119,6 @@ class Subscription:
         self._monotonic = monotonic
         self._tokens = bulk_per_s  # a token bucket holding one second's budget
         self._refilled = monotonic()
-        self._spent_until = 0.0  # no token before this (monotonic) time; 0: not known spent
         self._report: asyncio.TimerHandle | None = None
 
     def admit_bulk(self) -> bool:
@@ -127,20 +126,20 @@ class Subscription:
         if self._closed:
             return False
         now = self._monotonic()
+        level = self._tokens + (now - self._refilled) * self._rate
         items = self._items
-        if now < self._spent_until and items and type(items[-1]) is _Missed:
-            # The fast path of a burst past the budget (most of its fills): no token yet, and
-            # the run of misses at the tail goes on. The bucket's level is a function of the
-            # time since _refilled, so leaving it alone here changes nothing.
+        if level < 1.0 and items and type(items[-1]) is _Missed:
+            # The fast path of a burst past the budget (most of its fills): no token, and the
+            # run of misses at the tail goes on. The bucket's level is a function of the time
+            # since _refilled, so leaving the bucket alone here changes nothing.
             items[-1].count += 1
             return False
-        tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        tokens = min(self._rate, level)
         self._refilled = now
         if tokens >= 1.0:
             self._tokens = tokens - 1.0
             return True
         self._tokens = tokens
-        self._spent_until = now + (1.0 - tokens) / self._rate
         self._missed_at(len(items))
         return False
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from heliosd.core.errors import HeliosError
 from heliosd.core.types import utcnow
+from heliosd.store.connection import connect_read_only
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def stamp() -> str:
 def copy_database(src: Path, dest: Path) -> None:
     """``src`` copied to ``dest`` through SQLite's online backup API, reading ``src`` on a
     read-only connection (consistent even while the daemon writes it)."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    source = connect_read_only(src)
     try:
         target = sqlite3.connect(dest)
         try:

@@ -28,6 +28,7 @@ from heliosd.core.types import utcnow
 from heliosd.runtime.backup import BackupError, _fsync, _fsync_dir, copy_database, stamp
 from heliosd.runtime.backup_check import Summary, check_database, summarize
 from heliosd.runtime.runlock import RunLock
+from heliosd.store.connection import connect_read_only
 from heliosd.store.timestamps import iso
 
 REPLACED_PREFIX = "heliosd-replaced-"
@@ -107,7 +108,7 @@ def _restore_locked(state_dir: Path, source: Path, actor: str) -> Restored:
         for leftover in (tmp, Path(f"{tmp}-journal"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    conn = connect_read_only(db)
     try:
         summary = summarize(conn, version)
         restored_live = _live_counts(conn)
@@ -115,7 +116,7 @@ def _restore_locked(state_dir: Path, source: Path, actor: str) -> Restored:
         conn.close()
     if replaced is not None:
         with contextlib.suppress(sqlite3.Error):
-            old = sqlite3.connect(f"file:{replaced}?mode=ro", uri=True)
+            old = connect_read_only(replaced)
             try:
                 replaced_live = _live_counts(old)
             finally:

@@ -35,11 +35,17 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the database at ``path`` (its URI built by pathlib, so a
+    ``?``, ``#`` or ``%`` in the path is a character of the name, not of the URI)."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+
 async def read_only(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
     """``fn`` on a fresh read-only connection to the database at ``path``, in a thread."""
 
     def run() -> T:
-        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_read_only(path)
         try:
             conn.execute("PRAGMA busy_timeout=2000")
             return fn(conn)
