@@ -128,10 +128,10 @@ class ServiceBackend:
         return {**await self.get_mode(), **result}
 
     async def mode_history(self, limit: int) -> dict[str, Any]:
-        return {"history": await self.store.read_aside(lambda c: st.history(c, limit))}
+        return {"history": await self.store.read(lambda c: st.history(c, limit))}
 
     async def audit(self, limit: int) -> dict[str, Any]:
-        return {"audit": await self.store.read_aside(lambda c: st.audit_rows(c, limit))}
+        return {"audit": await self.store.read(lambda c: st.audit_rows(c, limit))}
 
     async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         return await self.stops.emergency_stop(reason=reason, actor=actor)
@@ -155,7 +155,7 @@ class ServiceBackend:
 
     async def list_orders(self, *, state: str, limit: int) -> dict[str, Any]:
         open_only = state == "open"
-        rows = await self.store.read_aside(
+        rows = await self.store.read(
             lambda c: od.with_fees(c, od.list_orders(c, open_only=open_only, limit=limit))
         )
         return {"orders": rows}
@@ -182,7 +182,7 @@ class ServiceBackend:
         return out
 
     async def recent_fills(self, limit: int, mode: Mode | None) -> dict[str, Any]:
-        found = await self.store.read_aside(partial(od.recent_fills, limit=limit, mode=mode))
+        found = await self.store.read(partial(od.recent_fills, limit=limit, mode=mode))
         return {"fills": [{"order_id": order_id, "mode": m, **od.fill_json(fill)}
                           for fill, order_id, m in found]}  # fmt: skip
 

@@ -128,8 +128,10 @@ class Store(ModeReads):
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn(conn)`` on the writer's connection (sees every commit).
 
-        It runs on the writer's thread between group commits, so it waits for them and they
-        for it: for what only displays (the control API's lists), use :meth:`read_aside`."""
+        It runs on the writer's thread, queued with the group commits, so a read made after
+        a write was submitted (an order's fill, then GET /api/fills) sees it; the price is
+        that it waits for them and they for it. :meth:`read_aside` does not wait, and so
+        does not promise that."""
         conn = self._db._conn
         result: T = await _in_worker(self._db, fn, conn)
         return result
@@ -138,9 +140,9 @@ class Store(ModeReads):
         """Run a read-only ``fn(conn)`` on a read-only connection of its own, in a thread.
 
         It sees every commit made before it starts (WAL: a reader takes the last commit as
-        its snapshot), as :meth:`read` does, but neither waits behind a group commit nor
-        delays one: a dashboard's refresh in a burst of fills was on the fills' commit path
-        (bench/RESULTS.md, section 10)."""
+        its snapshot), but neither waits behind a group commit nor delays one; so a write
+        submitted and not yet committed is not seen. For reads that tolerate that: the
+        equity curve (its points are submitted, never awaited) and /metrics."""
         return await read_only(self.path, fn)
 
     async def _write_loop(self) -> None:
