@@ -117,6 +117,38 @@ async def test_failing_write_rolls_back_alone_in_a_group_commit(tmp_path: Path) 
         await s.close()
 
 
+async def test_close_during_a_commit_with_a_write_queued_drains_and_returns(
+    tmp_path: Path,
+) -> None:
+    """Shutdown during a burst: close() arrives while one batch commits in the writer's
+    thread and another write waits its turn. Both writes commit and close() returns (it
+    used to hang for good: the wake close() sent was spent on the queued batch)."""
+    s = await Store.open(tmp_path / "heliosd.db")
+    entered, gate = threading.Event(), threading.Event()
+
+    def held(c: sqlite3.Connection) -> None:
+        st.audit(c, actor="t", action="held", outcome="ok")
+        entered.set()
+        gate.wait(10)
+
+    try:
+        first = s.submit(held)
+        assert await asyncio.to_thread(entered.wait, 5)
+        second = s.submit(lambda c: st.audit(c, actor="t", action="queued", outcome="ok"))
+        closing = asyncio.ensure_future(s.close())
+        await asyncio.sleep(0.05)  # close() has sent its wake while the batch is in flight
+        assert not closing.done()
+    finally:
+        gate.set()
+    await asyncio.wait_for(closing, 5)
+    await first
+    await second
+    conn = sqlite3.connect(tmp_path / "heliosd.db")
+    actions = {r[0] for r in conn.execute("SELECT action FROM audit")}
+    conn.close()
+    assert {"held", "queued"} <= actions
+
+
 async def test_fill_stored_once(tmp_path: Path) -> None:
     s = await Store.open(tmp_path / "heliosd.db")
     fill = Fill(

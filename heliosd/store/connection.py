@@ -147,11 +147,14 @@ class Store(ModeReads):
 
     async def _write_loop(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            # Sleep only with nothing queued and not closed, checked each time round: a
+            # close() whose wake lands while a batch is in flight (the wake already set by
+            # a submit) must still end the loop once the queue drains.
             if not self._queue:
                 if self._closed:
                     return
+                await self._wake.wait()
+                self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
             try:
@@ -175,8 +178,6 @@ class Store(ModeReads):
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
-            if self._queue:
-                self._wake.set()
 
     def _run_batch(
         self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
