@@ -8,6 +8,16 @@ returns after the commit; ``submit`` returns a future for callers that must not 
 rolls back alone and fails only its own caller. Reads of the mode go through a second,
 read-only connection (:mod:`heliosd.store.mode_read`).
 
+Reads come in three kinds, by what they promise (the invariant is named for tests):
+- ``read``: on the writer's connection and thread, queued with the group commits.
+- ``read_settled`` (*read-after-submit*): every write submitted before the read began has
+  settled, committed or failed, before the read takes its snapshot, so the read sees each
+  of them that committed. It reads on a connection of its own, in a thread: it waits for
+  at most the commits already in line, never delays one, and never waits for a write
+  submitted after it began (a burst of fills cannot starve it).
+- ``read_aside``: a connection of its own, no waiting at all; a write submitted and not yet
+  committed may be missed.
+
 Durability: WAL with ``synchronous=FULL``: a commit is on disk before the write returns; the
 group commit keeps the fsync count low.
 """
@@ -15,6 +25,7 @@ group commit keeps the fsync count low.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -71,6 +82,15 @@ class Store(ModeReads):
         self._shm_seen: bytes | None = None  # WAL-index header at the last full mode read
         self._seal_key = self._load_seal_key(path.parent / "mode.key")
         self.commits = 0  # for benchmarks and tests: how many group commits ran
+        # read-after-submit: writes are numbered as submitted; ``_settled`` is the number of
+        # the last one whose batch has finished (batches run in submission order). A
+        # counter, not the last write's future, because a caller may cancel that future
+        # while its write still commits.
+        self._submitted = 0
+        self._settled = 0
+        self._settle_waiters: collections.deque[tuple[int, asyncio.Future[None]]] = (
+            collections.deque()
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +138,7 @@ class Store(ModeReads):
             raise RuntimeError("store is closed")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((fn, fut))
+        self._submitted += 1
         self._wake.set()
         return fut
 
@@ -130,8 +151,8 @@ class Store(ModeReads):
 
         It runs on the writer's thread, queued with the group commits, so a read made after
         a write was submitted (an order's fill, then GET /api/fills) sees it; the price is
-        that it waits for them and they for it. :meth:`read_aside` does not wait, and so
-        does not promise that."""
+        that it waits for them and they for it. :meth:`read_settled` keeps that promise (more
+        strictly) without either wait; :meth:`read_aside` does not wait, and does not."""
         conn = self._db._conn
         result: T = await _in_worker(self._db, fn, conn)
         return result
@@ -145,7 +166,36 @@ class Store(ModeReads):
         equity curve (its points are submitted, never awaited) and /metrics."""
         return await read_only(self.path, fn)
 
+    async def read_settled(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` once every write submitted before this call has
+        settled, on a read-only connection of its own, in a thread (see the module
+        docstring: *read-after-submit*). For the control API's lists: an operator who
+        placed an order, then reads the fills or the audit, sees what the order wrote."""
+        target = self._submitted
+        if self._settled < target:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._settle_waiters.append((target, waiter))
+            await waiter
+        return await read_only(self.path, fn)
+
+    def _settle(self, upto: int) -> None:
+        """Writes up to number ``upto`` have settled: release the reads waiting on them."""
+        self._settled = max(self._settled, upto)
+        waiters = self._settle_waiters
+        while waiters and waiters[0][0] <= self._settled:
+            _, waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        finally:
+            # The writer is gone (closed, or died): nothing more will settle, so no read
+            # waits on it; each reads what was committed.
+            self._settle(self._submitted)
+
+    async def _write_batches(self) -> None:
         while True:
             # Sleep only with nothing queued and not closed, checked each time round: a
             # close() whose wake lands while a batch is in flight (the wake already set by
@@ -157,6 +207,7 @@ class Store(ModeReads):
                 self._wake.clear()
                 continue
             batch, self._queue = self._queue, []
+            upto = self._submitted  # the queue held every write not yet in a batch
             try:
                 # aiosqlite's public API runs one statement per thread hop (~65 us each);
                 # _execute runs our whole batch in its worker thread in one hop. It has been
@@ -169,6 +220,7 @@ class Store(ModeReads):
                         fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
                 if not isinstance(exc, Exception):
                     raise
+                self._settle(upto)
                 continue
             self.commits += 1
             for (_, fut), (ok, value) in zip(batch, outcomes, strict=True):
@@ -178,6 +230,7 @@ class Store(ModeReads):
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+            self._settle(upto)
 
     def _run_batch(
         self, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]

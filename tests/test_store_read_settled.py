@@ -1,0 +1,210 @@
+"""Store.read_settled, the *read-after-submit* invariant: a read sees every write submitted
+before it began that committed, reads on a connection of its own (the writer is never held
+by it), and never waits for a write submitted after it began. A real SQLite file; writes
+held open in the writer's thread; and a seeded random search over interleavings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from heliosd.store import Store
+
+
+def _count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM probe").fetchone()[0])
+
+
+def _ids(conn: sqlite3.Connection) -> set[int]:
+    return {int(r[0]) for r in conn.execute("SELECT x FROM probe")}
+
+
+def _insert(x: int, gate: threading.Event | None = None, entered: threading.Event | None = None):  # type: ignore[no-untyped-def]
+    def fn(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO probe VALUES (?)", (x,))
+        if entered is not None:
+            entered.set()
+        if gate is not None:
+            gate.wait(10)
+
+    return fn
+
+
+async def _open(tmp_path: Path) -> Store:
+    store = await Store.open(tmp_path / "state" / "heliosd.db")
+    await store.write(lambda c: c.execute("CREATE TABLE probe(x INTEGER)"))
+    return store
+
+
+async def test_a_read_waits_for_the_write_submitted_before_it_and_sees_it(tmp_path: Path) -> None:
+    store = await _open(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+    try:
+        pending = store.submit(_insert(1, release, entered))
+        assert await asyncio.to_thread(entered.wait, 10)
+        settled = asyncio.ensure_future(store.read_settled(_count))
+        # read_aside answers at once and misses the uncommitted row; read_settled waits.
+        assert await asyncio.wait_for(store.read_aside(_count), 5) == 0
+        await asyncio.sleep(0.2)
+        assert not settled.done()
+        release.set()
+        await pending
+        assert await asyncio.wait_for(settled, 5) == 1
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_a_read_never_waits_for_a_write_submitted_after_it(tmp_path: Path) -> None:
+    """A burst of fills keeps submitting; a page's read must still answer."""
+    store = await _open(tmp_path)
+    first_in, first_go = threading.Event(), threading.Event()
+    second_in, second_go = threading.Event(), threading.Event()
+    try:
+        first = store.submit(_insert(1, first_go, first_in))
+        assert await asyncio.to_thread(first_in.wait, 10)
+        settled = asyncio.ensure_future(store.read_settled(_ids))
+        await asyncio.sleep(0)  # the read has taken its place in line
+        second = store.submit(_insert(2, second_go, second_in))
+        first_go.set()
+        await first
+        assert await asyncio.to_thread(second_in.wait, 10)  # the next batch is open...
+        assert await asyncio.wait_for(settled, 5) == {1}  # ...and the read answered anyway
+        second_go.set()
+        await second
+        assert await store.read_settled(_ids) == {1, 2}
+    finally:
+        first_go.set()
+        second_go.set()
+        await store.close()
+
+
+async def test_a_read_does_not_hold_the_writer(tmp_path: Path) -> None:
+    store = await _open(tmp_path)
+    in_read, read_go = threading.Event(), threading.Event()
+
+    def slow_read(conn: sqlite3.Connection) -> int:
+        n = _count(conn)
+        in_read.set()
+        read_go.wait(10)
+        return n
+
+    try:
+        reading = asyncio.ensure_future(store.read_settled(slow_read))
+        assert await asyncio.to_thread(in_read.wait, 10)
+        # The read is in progress in its thread; a write still commits.
+        await asyncio.wait_for(store.write(_insert(7)), 5)
+        read_go.set()
+        assert await reading == 0  # its snapshot was taken before the write
+        assert await store.read_settled(_count) == 1
+    finally:
+        read_go.set()
+        await store.close()
+
+
+async def test_a_failed_or_cancelled_write_still_settles(tmp_path: Path) -> None:
+    """A write that raises settles (the read answers, without it). A write whose caller
+    cancelled its future still commits, and a read after it waits for and sees it: why the
+    store counts writes instead of keeping the last write's future."""
+    store = await _open(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+
+    def boom(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO probe VALUES (99)")
+        raise ValueError("refused")
+
+    try:
+        failing = store.submit(boom)
+        assert await asyncio.wait_for(store.read_settled(_ids), 5) == set()
+        with pytest.raises(ValueError, match="refused"):
+            await failing
+
+        held = store.submit(_insert(5, release, entered))
+        assert await asyncio.to_thread(entered.wait, 10)
+        held.cancel()
+        settled = asyncio.ensure_future(store.read_settled(_ids))
+        await asyncio.sleep(0.2)
+        assert not settled.done()
+        release.set()
+        assert await asyncio.wait_for(settled, 5) == {5}
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_a_read_waiting_when_the_store_closes_is_answered(tmp_path: Path) -> None:
+    store = await _open(tmp_path)
+    entered, release = threading.Event(), threading.Event()
+    try:
+        store.submit(_insert(3, release, entered))
+        assert await asyncio.to_thread(entered.wait, 10)
+        settled = asyncio.ensure_future(store.read_settled(_ids))
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0.1)
+        release.set()
+        await asyncio.wait_for(closing, 5)
+        assert await asyncio.wait_for(settled, 5) == {3}
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_read_after_submit_holds_under_random_interleavings(tmp_path: Path) -> None:
+    """Random writes (some fail, some are cancelled by their callers, some dawdle in the
+    writer's thread) and reads interleave. Each read must see every write that committed
+    and was submitted before it began, and nothing that had not been submitted when it
+    ended."""
+    seed = int(os.environ.get("HELIOSD_READ_SETTLED_SEED") or random.randrange(2**32))
+    print(f"read_settled seed {seed} (rerun: HELIOSD_READ_SETTLED_SEED={seed})")
+    rng = random.Random(seed)
+    store = await _open(tmp_path)
+    committed: set[int] = set()  # ids whose write will commit (known when submitted)
+    futures: list[asyncio.Future[None]] = []
+    checks: list[asyncio.Future[None]] = []
+    next_id = 0
+
+    async def read_and_check(must: frozenset[int]) -> None:
+        seen = await store.read_settled(_ids)
+        submitted_by_now = set(range(next_id))
+        assert must <= seen, f"seed {seed}: a read missed {sorted(must - seen)}"
+        assert seen <= submitted_by_now, f"seed {seed}: a read saw an unsubmitted write"
+
+    def write(x: int, fails: bool, dawdle: float):  # type: ignore[no-untyped-def]
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO probe VALUES (?)", (x,))
+            if dawdle:
+                threading.Event().wait(dawdle)
+            if fails:
+                raise ValueError(x)
+
+        return fn
+
+    try:
+        for _ in range(300):
+            roll = rng.random()
+            if roll < 0.55:
+                fails = rng.random() < 0.15
+                fut = store.submit(write(next_id, fails, rng.choice([0, 0, 0, 0.002])))
+                if not fails:
+                    committed.add(next_id)
+                if rng.random() < 0.1:
+                    fut.cancel()
+                futures.append(fut)
+                next_id += 1
+            elif roll < 0.85:
+                checks.append(asyncio.ensure_future(read_and_check(frozenset(committed))))
+            else:
+                await asyncio.sleep(rng.choice([0, 0, 0.001]))
+        await asyncio.wait_for(asyncio.gather(*checks), 30)
+        await asyncio.gather(*futures, return_exceptions=True)
+        assert await store.read_settled(_ids) == committed, f"seed {seed}"
+    finally:
+        for check in checks:
+            check.cancel()
+        await asyncio.wait_for(store.close(), 30)
