@@ -58,9 +58,8 @@ class ServiceBackend:
     """Every control API method, each driving exactly one of the parts below.
 
     The lists an operator reads (mode history, audit, orders, fills) go through
-    ``Store.read_settled``: they see every write submitted before the request (an order's
-    fill, answered ``filled`` before its row commits), and a page refreshing them during a
-    burst of fills reads beside the writer, not between its group commits."""
+    ``Store.read``, which sees every write submitted before the request (an order's fill,
+    answered ``filled`` before its row commits), in a burst of fills too."""
 
     def __init__(
         self,
@@ -133,10 +132,10 @@ class ServiceBackend:
         return {**await self.get_mode(), **result}
 
     async def mode_history(self, limit: int) -> dict[str, Any]:
-        return {"history": await self.store.read_settled(lambda c: st.history(c, limit))}
+        return {"history": await self.store.read(lambda c: st.history(c, limit))}
 
     async def audit(self, limit: int) -> dict[str, Any]:
-        return {"audit": await self.store.read_settled(lambda c: st.audit_rows(c, limit))}
+        return {"audit": await self.store.read(lambda c: st.audit_rows(c, limit))}
 
     async def emergency_stop(self, *, reason: str, actor: Actor) -> dict[str, Any]:
         return await self.stops.emergency_stop(reason=reason, actor=actor)
@@ -160,21 +159,21 @@ class ServiceBackend:
 
     async def list_orders(self, *, state: str, limit: int) -> dict[str, Any]:
         open_only = state == "open"
-        rows = await self.store.read_settled(
+        rows = await self.store.read(
             lambda c: od.with_fees(c, od.list_orders(c, open_only=open_only, limit=limit))
         )
         return {"orders": rows}
 
     async def get_order(self, order_id: int) -> dict[str, Any]:
         try:
-            return {"order": await self.store.read_settled(lambda c: od.get_order_row(c, order_id))}
+            return {"order": await self.store.read(lambda c: od.get_order_row(c, order_id))}
         except KeyError:
             raise NotFoundError(f"no order {order_id}") from None
 
     async def order_fills(self, order_id: int) -> dict[str, Any]:
         """Stored fills of one order; for LIVE, checked against VALR's own trade history."""
         row = (await self.get_order(order_id))["order"]
-        fills = await self.store.read_settled(partial(od.fills_of_order, order_id=order_id))
+        fills = await self.store.read(partial(od.fills_of_order, order_id=order_id))
         out: dict[str, Any] = {"order_id": order_id, "mode": row["mode"], "venue_checked": False,
                                "fills": [od.fill_json(f) for f in fills]}  # fmt: skip
         if row["mode"] == "LIVE" and fills:
@@ -187,7 +186,7 @@ class ServiceBackend:
         return out
 
     async def recent_fills(self, limit: int, mode: Mode | None) -> dict[str, Any]:
-        found = await self.store.read_settled(partial(od.recent_fills, limit=limit, mode=mode))
+        found = await self.store.read(partial(od.recent_fills, limit=limit, mode=mode))
         return {"fills": [{"order_id": order_id, "mode": m, **od.fill_json(fill)}
                           for fill, order_id, m in found]}  # fmt: skip
 

@@ -5,11 +5,9 @@ Contract:
 * ``await Store.open(path)`` migrates the file and starts one writer task. ``Store.write(fn)``
   runs ``fn(sqlite3.Connection)`` in a transaction shared with other queued writes (group
   commit) and returns only after COMMIT; ``fn`` must not commit, and a failing ``fn`` rolls
-  back alone. ``Store.submit`` is the same without waiting in line. Reads:
-  ``Store.read`` (on the writer's thread, in line with the commits), ``Store.read_settled``
-  (its own connection, after every write submitted before it has settled) and
-  ``Store.read_aside`` (its own connection, no wait); :mod:`~heliosd.store.connection` says
-  what each promises.
+  back alone. ``Store.submit`` is the same without waiting in line. ``Store.read`` sees
+  every write submitted before it (it waits for them to settle); ``Store.read_aside`` reads
+  on a connection of its own without waiting, and may miss a write not yet committed.
 * ``Store.mode_state()`` is the hot-path mode read: cached, re-read only after some
   connection committed (an out-of-band ``UPDATE`` included). A LIVE row without a sealed,
   confirmed history row is not ``verified``.

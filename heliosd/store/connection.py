@@ -8,13 +8,14 @@ returns after the commit; ``submit`` returns a future for callers that must not 
 rolls back alone and fails only its own caller. Reads of the mode go through a second,
 read-only connection (:mod:`heliosd.store.mode_read`).
 
-Reads come in three kinds, by what they promise (the invariant is named for tests):
-- ``read``: on the writer's connection and thread, queued with the group commits.
-- ``read_settled`` (*read-after-submit*): every write submitted before the read began has
-  settled, committed or failed, before the read takes its snapshot, so the read sees each
-  of them that committed. It reads on a connection of its own, in a thread: it waits for
-  at most the commits already in line, never delays one, and never waits for a write
-  submitted after it began (a burst of fills cannot starve it).
+Reads come in two kinds, by what they promise (the invariant is named for tests):
+- ``read`` (*read-after-submit*): every write submitted before the read began has settled,
+  committed or failed, before the read runs, so it sees each of them that committed (an
+  order answered ``filled`` once its fill was submitted, then GET /api/fills). It then runs
+  on the writer's connection and thread. It waits for the batches in line before it, and
+  for at most the one batch taken after they settle: a burst that keeps submitting cannot
+  starve it. Queueing on the writer's thread alone is not enough: a write queued behind a
+  batch in flight is taken into the next batch, after a read queued meanwhile.
 - ``read_aside``: a connection of its own, no waiting at all; a write submitted and not yet
   committed may be missed.
 
@@ -91,6 +92,9 @@ class Store(ModeReads):
         self._settle_waiters: collections.deque[tuple[int, asyncio.Future[None]]] = (
             collections.deque()
         )
+        self._reads = 0  # reads begun and not yet answered: close() waits for them
+        self._no_reads = asyncio.Event()
+        self._no_reads.set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -124,6 +128,9 @@ class Store(ModeReads):
         self._wake.set()
         if self._writer is not None:
             await self._writer
+        # A read begun before the close may still be waiting on the last batch: it is
+        # answered before the connection goes (reads begun after it are refused).
+        await self._no_reads.wait()
         self._reader.close()
         await self._db.close()
         if self._shm is not None:  # only now: closing it earlier would drop SQLite's locks
@@ -147,15 +154,24 @@ class Store(ModeReads):
         return await self.submit(fn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only ``fn(conn)`` on the writer's connection (sees every commit).
-
-        It runs on the writer's thread, queued with the group commits, so a read made after
-        a write was submitted (an order's fill, then GET /api/fills) sees it; the price is
-        that it waits for them and they for it. :meth:`read_settled` keeps that promise (more
-        strictly) without either wait; :meth:`read_aside` does not wait, and does not."""
-        conn = self._db._conn
-        result: T = await _in_worker(self._db, fn, conn)
-        return result
+        """Run a read-only ``fn(conn)`` on the writer's connection once every write submitted
+        before this call has settled (see the module docstring: *read-after-submit*)."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        self._reads += 1
+        self._no_reads.clear()
+        try:
+            target = self._submitted
+            if self._settled < target:
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._settle_waiters.append((target, waiter))
+                await waiter
+            result: T = await _in_worker(self._db, fn, self._db._conn)
+            return result
+        finally:
+            self._reads -= 1
+            if not self._reads:
+                self._no_reads.set()
 
     async def read_aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn(conn)`` on a read-only connection of its own, in a thread.
@@ -164,18 +180,6 @@ class Store(ModeReads):
         its snapshot), but neither waits behind a group commit nor delays one; so a write
         submitted and not yet committed is not seen. For reads that tolerate that: the
         equity curve (its points are submitted, never awaited) and /metrics."""
-        return await read_only(self.path, fn)
-
-    async def read_settled(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read-only ``fn(conn)`` once every write submitted before this call has
-        settled, on a read-only connection of its own, in a thread (see the module
-        docstring: *read-after-submit*). For the control API's lists: an operator who
-        placed an order, then reads the fills or the audit, sees what the order wrote."""
-        target = self._submitted
-        if self._settled < target:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._settle_waiters.append((target, waiter))
-            await waiter
         return await read_only(self.path, fn)
 
     def _settle(self, upto: int) -> None:

@@ -1,7 +1,7 @@
-"""Store.read_settled, the *read-after-submit* invariant: a read sees every write submitted
-before it began that committed, reads on a connection of its own (the writer is never held
-by it), and never waits for a write submitted after it began. A real SQLite file; writes
-held open in the writer's thread; and a seeded random search over interleavings."""
+"""Store.read, the *read-after-submit* invariant: a read sees every write submitted before
+it began that committed, and a burst that keeps submitting cannot starve it. A real SQLite
+file; writes held open in the writer's thread; and a seeded random search over
+interleavings."""
 
 from __future__ import annotations
 
@@ -48,63 +48,70 @@ async def test_a_read_waits_for_the_write_submitted_before_it_and_sees_it(tmp_pa
     try:
         pending = store.submit(_insert(1, release, entered))
         assert await asyncio.to_thread(entered.wait, 10)
-        settled = asyncio.ensure_future(store.read_settled(_count))
-        # read_aside answers at once and misses the uncommitted row; read_settled waits.
+        reading = asyncio.ensure_future(store.read(_count))
+        # read_aside answers at once and misses the uncommitted row; read waits.
         assert await asyncio.wait_for(store.read_aside(_count), 5) == 0
         await asyncio.sleep(0.2)
-        assert not settled.done()
+        assert not reading.done()
         release.set()
         await pending
-        assert await asyncio.wait_for(settled, 5) == 1
+        assert await asyncio.wait_for(reading, 5) == 1
     finally:
         release.set()
         await store.close()
 
 
-async def test_a_read_never_waits_for_a_write_submitted_after_it(tmp_path: Path) -> None:
-    """A burst of fills keeps submitting; a page's read must still answer."""
+async def test_a_read_waits_for_one_later_batch_at_most(tmp_path: Path) -> None:
+    """A burst of fills keeps submitting; a page's read must still answer. It waits for the
+    batch in flight when it began, and for at most the one batch the writer takes after it:
+    held open here, so the read cannot answer until it commits, then sees it."""
     store = await _open(tmp_path)
     first_in, first_go = threading.Event(), threading.Event()
     second_in, second_go = threading.Event(), threading.Event()
     try:
         first = store.submit(_insert(1, first_go, first_in))
         assert await asyncio.to_thread(first_in.wait, 10)
-        settled = asyncio.ensure_future(store.read_settled(_ids))
+        reading = asyncio.ensure_future(store.read(_ids))
         await asyncio.sleep(0)  # the read has taken its place in line
         second = store.submit(_insert(2, second_go, second_in))
         first_go.set()
         await first
-        assert await asyncio.to_thread(second_in.wait, 10)  # the next batch is open...
-        assert await asyncio.wait_for(settled, 5) == {1}  # ...and the read answered anyway
+        assert await asyncio.to_thread(second_in.wait, 10)  # the next batch is open
+        third = store.submit(_insert(3))  # and more keeps coming
         second_go.set()
-        await second
-        assert await store.read_settled(_ids) == {1, 2}
+        assert await asyncio.wait_for(reading, 5) == {1, 2}
+        await asyncio.gather(second, third)
     finally:
         first_go.set()
         second_go.set()
         await store.close()
 
 
-async def test_a_read_does_not_hold_the_writer(tmp_path: Path) -> None:
+async def test_a_read_is_not_starved_by_a_burst_that_never_stops(tmp_path: Path) -> None:
+    """Writes keep arriving (20 every 2 ms, the fills bench's 10k/s, so the writer always has
+    a batch in flight) for as long as the test reads: each read answers, and sees at least
+    every write submitted before it."""
     store = await _open(tmp_path)
-    in_read, read_go = threading.Event(), threading.Event()
+    stop = False
+    submitted: list[asyncio.Future[None]] = []
 
-    def slow_read(conn: sqlite3.Connection) -> int:
-        n = _count(conn)
-        in_read.set()
-        read_go.wait(10)
-        return n
+    async def burst() -> None:
+        x = 1000
+        while not stop:
+            submitted.extend(store.submit(_insert(x + i)) for i in range(20))
+            x += 20
+            await asyncio.sleep(0.002)
 
+    flood = asyncio.ensure_future(burst())
     try:
-        reading = asyncio.ensure_future(store.read_settled(slow_read))
-        assert await asyncio.to_thread(in_read.wait, 10)
-        # The read is in progress in its thread; a write still commits.
-        await asyncio.wait_for(store.write(_insert(7)), 5)
-        read_go.set()
-        assert await reading == 0  # its snapshot was taken before the write
-        assert await store.read_settled(_count) == 1
+        await asyncio.sleep(0.05)
+        for _ in range(20):
+            before = len(submitted)
+            assert await asyncio.wait_for(store.read(_count), 5) >= before
     finally:
-        read_go.set()
+        stop = True
+        await flood
+        await asyncio.gather(*submitted)
         await store.close()
 
 
@@ -121,18 +128,18 @@ async def test_a_failed_or_cancelled_write_still_settles(tmp_path: Path) -> None
 
     try:
         failing = store.submit(boom)
-        assert await asyncio.wait_for(store.read_settled(_ids), 5) == set()
+        assert await asyncio.wait_for(store.read(_ids), 5) == set()
         with pytest.raises(ValueError, match="refused"):
             await failing
 
         held = store.submit(_insert(5, release, entered))
         assert await asyncio.to_thread(entered.wait, 10)
         held.cancel()
-        settled = asyncio.ensure_future(store.read_settled(_ids))
+        reading = asyncio.ensure_future(store.read(_ids))
         await asyncio.sleep(0.2)
-        assert not settled.done()
+        assert not reading.done()
         release.set()
-        assert await asyncio.wait_for(settled, 5) == {5}
+        assert await asyncio.wait_for(reading, 5) == {5}
     finally:
         release.set()
         await store.close()
@@ -144,12 +151,12 @@ async def test_a_read_waiting_when_the_store_closes_is_answered(tmp_path: Path) 
     try:
         store.submit(_insert(3, release, entered))
         assert await asyncio.to_thread(entered.wait, 10)
-        settled = asyncio.ensure_future(store.read_settled(_ids))
+        reading = asyncio.ensure_future(store.read(_ids))
         closing = asyncio.ensure_future(store.close())
         await asyncio.sleep(0.1)
         release.set()
         await asyncio.wait_for(closing, 5)
-        assert await asyncio.wait_for(settled, 5) == {3}
+        assert await asyncio.wait_for(reading, 5) == {3}
     finally:
         release.set()
         await store.close()
@@ -160,8 +167,8 @@ async def test_read_after_submit_holds_under_random_interleavings(tmp_path: Path
     writer's thread) and reads interleave. Each read must see every write that committed
     and was submitted before it began, and nothing that had not been submitted when it
     ended."""
-    seed = int(os.environ.get("HELIOSD_READ_SETTLED_SEED") or random.randrange(2**32))
-    print(f"read_settled seed {seed} (rerun: HELIOSD_READ_SETTLED_SEED={seed})")
+    seed = int(os.environ.get("HELIOSD_READ_AFTER_SUBMIT_SEED") or random.randrange(2**32))
+    print(f"read-after-submit seed {seed} (rerun: HELIOSD_READ_AFTER_SUBMIT_SEED={seed})")
     rng = random.Random(seed)
     store = await _open(tmp_path)
     committed: set[int] = set()  # ids whose write will commit (known when submitted)
@@ -170,7 +177,7 @@ async def test_read_after_submit_holds_under_random_interleavings(tmp_path: Path
     next_id = 0
 
     async def read_and_check(must: frozenset[int]) -> None:
-        seen = await store.read_settled(_ids)
+        seen = await store.read(_ids)
         submitted_by_now = set(range(next_id))
         assert must <= seen, f"seed {seed}: a read missed {sorted(must - seen)}"
         assert seen <= submitted_by_now, f"seed {seed}: a read saw an unsubmitted write"
@@ -203,7 +210,7 @@ async def test_read_after_submit_holds_under_random_interleavings(tmp_path: Path
                 await asyncio.sleep(rng.choice([0, 0, 0.001]))
         await asyncio.wait_for(asyncio.gather(*checks), 30)
         await asyncio.gather(*futures, return_exceptions=True)
-        assert await store.read_settled(_ids) == committed, f"seed {seed}"
+        assert await store.read(_ids) == committed, f"seed {seed}"
     finally:
         for check in checks:
             check.cancel()
