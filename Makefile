@@ -59,7 +59,8 @@ soak: $(STAMP)
 # Each benchmark prints one JSON line of figures (see bench/README.md); a failing one fails
 # the target after the others have run.
 BENCHES := bench/risk_path.py bench/control.py bench/fills.py bench/emergency_stop.py \
-	bench/drawdown_stop.py bench/monitor_pass.py bench/startup.py bench/dashboard.py
+	bench/drawdown_stop.py bench/monitor_pass.py bench/startup.py bench/dashboard.py \
+	bench/refresh_cost.py
 
 bench: $(STAMP)
 	@status=0; for b in $(BENCHES); do $(PY) $$b || { echo "$$b failed" >&2; status=1; }; done; \

@@ -120,6 +120,14 @@ def test_dashboard_loads_the_page_streams_events_and_scrapes_next_to_the_benchma
     assert fills["loaded_over_control"]["fills_per_s"]["loaded"] == fills["fills_per_s"]["loaded"]
 
 
+def test_refresh_cost_asks_every_page_call_after_the_fills_are_stored() -> None:
+    r = run_bench("refresh_cost.py")
+    assert r["fills_stored"] == 500  # fills.run's burst and paced stream, both stored
+    assert len(r["calls"]) == 11 and r["all_targets_met"], r["calls"]
+    assert all(c["wall_ms"] > 0 for c in r["calls"].values()), r["calls"]
+    assert r["refresh_daemon_cpu_ms"] > 0
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -130,6 +138,7 @@ def test_dashboard_loads_the_page_streams_events_and_scrapes_next_to_the_benchma
         "startup.py",
         "monitor_pass.py",
         "dashboard.py",
+        "refresh_cost.py",
     ],
 )
 def test_every_benchmark_documents_itself(name: str) -> None:
