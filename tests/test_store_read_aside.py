@@ -1,6 +1,7 @@
-"""Store.read_aside: a display read on a connection of its own. It sees every commit made
-before it, never an uncommitted write, and does not wait behind a group commit (a real
-SQLite file, a write held open in the writer's thread)."""
+"""Store.read_aside: a display read on a kept connection of its own. It sees every commit made
+before it (*fresh snapshot*, even after a read that left a cursor half read), never an
+uncommitted write, and does not wait behind a group commit (a real SQLite file, a write held
+open in the writer's thread)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import asyncio
 import sqlite3
 import threading
 from pathlib import Path
+
+import pytest
 
 from heliosd.store import Store
 
@@ -78,3 +81,41 @@ async def test_the_equity_curve_is_read_beside_an_open_commit(tmp_path: Path) ->
     finally:
         release.set()
         await store.close()
+
+
+async def test_a_cursor_left_half_read_pins_no_snapshot_and_no_checkpoint(tmp_path: Path) -> None:
+    """The kept connection's invariant (heliosd.store.aside): a read that returns with a
+    statement still active, its cursor still referenced, must not leave the next read on
+    an old snapshot, nor hold back the WAL checkpoint of a long-running daemon."""
+    db = tmp_path / "state" / "heliosd.db"
+    store = await Store.open(db)
+    kept: list[sqlite3.Cursor] = []
+    try:
+        await store.write(lambda c: c.execute("CREATE TABLE probe(x INTEGER)"))
+        await store.write(lambda c: c.executemany("INSERT INTO probe VALUES (?)", [(1,), (2,)]))
+
+        def half(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute("SELECT x FROM probe ORDER BY x")
+            kept.append(cursor)  # still referenced, one row of two read
+            return int(cursor.fetchone()[0])
+
+        def count(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM probe").fetchone()[0])
+
+        assert await store.read_aside(half) == 1
+        await store.write(lambda c: c.execute("INSERT INTO probe VALUES (3)"))
+        assert await store.read_aside(count) == 3  # a fresh snapshot, not the half read's
+
+        checkpoint = sqlite3.connect(db)
+        try:
+            busy, log, done = checkpoint.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            checkpoint.close()
+        assert busy == 0 and done == log, (busy, log, done)  # no reader holds the WAL back
+        # Many at once share the one connection, one at a time, each answered.
+        assert await asyncio.gather(*(store.read_aside(count) for _ in range(20))) == [3] * 20
+    finally:
+        kept.clear()
+        await store.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.read_aside(count)

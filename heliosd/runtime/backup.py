@@ -29,7 +29,7 @@ from pathlib import Path
 
 from heliosd.core.errors import HeliosError
 from heliosd.core.types import utcnow
-from heliosd.store.connection import connect_read_only
+from heliosd.store.aside import connect_read_only
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from heliosd.core.types import utcnow
 from heliosd.runtime.backup import BackupError, _fsync, _fsync_dir, copy_database, stamp
 from heliosd.runtime.backup_check import Summary, check_database, summarize
 from heliosd.runtime.runlock import RunLock
-from heliosd.store.connection import connect_read_only
+from heliosd.store.aside import connect_read_only
 from heliosd.store.timestamps import iso
 
 REPLACED_PREFIX = "heliosd-replaced-"

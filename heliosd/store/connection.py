@@ -16,8 +16,9 @@ Reads come in two kinds, by what they promise (the invariant is named for tests)
   for at most the one batch taken after they settle: a burst that keeps submitting cannot
   starve it. Queueing on the writer's thread alone is not enough: a write queued behind a
   batch in flight is taken into the next batch, after a read queued meanwhile.
-- ``read_aside``: a connection of its own, no waiting at all; a write submitted and not yet
-  committed may be missed.
+- ``read_aside``: a kept read-only connection in a thread of its own
+  (:mod:`heliosd.store.aside`), no waiting at all; a write submitted and not yet committed
+  may be missed.
 
 Durability: WAL with ``synchronous=FULL``: a commit is on disk before the write returns; the
 group commit keeps the fsync count low.
@@ -37,6 +38,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from heliosd.store.aside import AsideReader, connect_read_only
 from heliosd.store.migrations import _migrate
 from heliosd.store.mode_read import ModeReads, ModeState, _open_wal_index
 
@@ -45,12 +47,6 @@ log = logging.getLogger("heliosd.store")
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
-
-
-def connect_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection to the database at ``path`` (its URI built by pathlib, so a
-    ``?``, ``#`` or ``%`` in the path is a character of the name, not of the URI)."""
-    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
 
 
 async def read_only(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -92,6 +88,7 @@ class Store(ModeReads):
         self._settle_waiters: collections.deque[tuple[int, asyncio.Future[None]]] = (
             collections.deque()
         )
+        self._aside = AsideReader(path)
         self._reads = 0  # reads begun and not yet answered: close() waits for them
         self._no_reads = asyncio.Event()
         self._no_reads.set()
@@ -131,6 +128,7 @@ class Store(ModeReads):
         # A read begun before the close may still be waiting on the last batch: it is
         # answered before the connection goes (reads begun after it are refused).
         await self._no_reads.wait()
+        await self._aside.close()
         self._reader.close()
         await self._db.close()
         if self._shm is not None:  # only now: closing it earlier would drop SQLite's locks
@@ -179,8 +177,9 @@ class Store(ModeReads):
         It sees every commit made before it starts (WAL: a reader takes the last commit as
         its snapshot), but neither waits behind a group commit nor delays one; so a write
         submitted and not yet committed is not seen. For reads that tolerate that: the
-        equity curve (its points are submitted, never awaited) and /metrics."""
-        return await read_only(self.path, fn)
+        equity curve (its points are submitted, never awaited) and /metrics. It runs on a
+        kept connection in a thread of its own (:mod:`heliosd.store.aside`)."""
+        return await self._aside.read(fn)
 
     def _settle(self, upto: int) -> None:
         """Writes up to number ``upto`` have settled: release the reads waiting on them."""
