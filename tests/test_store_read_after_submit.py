@@ -6,6 +6,7 @@ interleavings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from heliosd.runtime.backend import store_alive
 from heliosd.store import Store
 
 
@@ -215,3 +217,28 @@ async def test_read_after_submit_holds_under_random_interleavings(tmp_path: Path
         for check in checks:
             check.cancel()
         await asyncio.wait_for(store.close(), 30)
+
+
+class _WriterKilled(BaseException):
+    """Not an Exception: the writer does not survive it (as with KeyboardInterrupt)."""
+
+
+async def test_a_dead_writer_is_reported_and_reads_do_not_wait_on_it(tmp_path: Path) -> None:
+    store = await _open(tmp_path)
+    await store.write(_insert(1))
+
+    def kill(conn: sqlite3.Connection) -> None:
+        raise _WriterKilled
+
+    try:
+        with pytest.raises(RuntimeError):  # the batch's callers get an Exception
+            await store.write(kill)
+        await asyncio.sleep(0)
+        assert not store.writer_alive
+        assert not await store_alive(store)  # the watchdog's test: it would now restart us
+        orphan = store.submit(_insert(2))  # nothing will ever commit it
+        assert await asyncio.wait_for(store.read(_ids), 5) == {1}  # answered, not stuck
+        assert not orphan.done()
+    finally:
+        with contextlib.suppress(_WriterKilled):
+            await store.close()

@@ -46,7 +46,10 @@ if TYPE_CHECKING:
 
 
 async def store_alive(store: Store) -> bool:
-    """The store answers a read within 5 s (the watchdog's and GET /api/health's test)."""
+    """The store's writer runs and the store answers a read within 5 s (the watchdog's and
+    GET /api/health's test): a dead writer commits nothing, however well reads answer."""
+    if not store.writer_alive:
+        return False
     try:
         await asyncio.wait_for(store.read(lambda c: c.execute("SELECT 1").fetchone()), 5)
     except Exception:

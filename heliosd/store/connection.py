@@ -160,7 +160,8 @@ class Store(ModeReads):
         self._no_reads.clear()
         try:
             target = self._submitted
-            if self._settled < target:
+            # A writer that is gone settles nothing more: read what was committed.
+            if self._settled < target and self.writer_alive:
                 waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._settle_waiters.append((target, waiter))
                 await waiter
@@ -170,6 +171,12 @@ class Store(ModeReads):
             self._reads -= 1
             if not self._reads:
                 self._no_reads.set()
+
+    @property
+    def writer_alive(self) -> bool:
+        """The writer task runs: False once it ended (closed, or died of an exception that
+        was not an ``Exception``, which fails its batch and is not survived)."""
+        return self._writer is not None and not self._writer.done()
 
     async def read_aside(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn(conn)`` on a read-only connection of its own, in a thread.
