@@ -124,7 +124,11 @@ class Store(ModeReads):
         self._closed = True
         self._wake.set()
         if self._writer is not None:
-            await self._writer
+            # Waited for, not awaited: a writer that died has said why (its batch failed
+            # with it, and the watchdog's test fails), and the connections must close still.
+            await asyncio.wait([self._writer])
+            if not self._writer.cancelled() and self._writer.exception() is not None:
+                log.error("store writer had died: %r", self._writer.exception())
         # A read begun before the close may still be waiting on the last batch: it is
         # answered before the connection goes (reads begun after it are refused).
         await self._no_reads.wait()
