@@ -320,7 +320,7 @@ async def http_loads(
     async with aiohttp.ClientSession(cookie_jar=jar) as bridge:
         path = login.get("path", "/dashboard/login")
         async with bridge.get(f"{base}{path}?token={login['token']}", allow_redirects=False) as r:
-            if r.status != 303 or not any(c.key == CSRF_COOKIE for c in jar):
+            if r.status != 303 or not any(c.key.startswith(f"{CSRF_COOKIE}_") for c in jar):
                 raise RuntimeError(f"the dashboard login answered {r.status}")
         out["bridge"] = await _timed_loads(bridge, base, loads, warmup)
     connector = aiohttp.UnixConnector(path=str(proc.socket))

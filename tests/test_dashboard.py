@@ -100,7 +100,7 @@ async def login(dash: Dash) -> tuple[aiohttp.ClientSession, str]:
     async with session.get(dash.login_url, allow_redirects=False) as resp:
         assert resp.status == 303, await resp.text()
         assert resp.headers["Location"] == "/dashboard/"
-    csrf = next(c.value for c in jar if c.key == CSRF_COOKIE)
+    csrf = next(c.value for c in jar if c.key.startswith(f"{CSRF_COOKIE}_"))
     return session, csrf
 
 
@@ -119,10 +119,10 @@ async def test_the_one_time_token_works_once_and_the_cookies_are_strict(dash: Da
         async with plain.get(dash.login_url, allow_redirects=False) as again:
             assert again.status == 403
             assert "already used" in await again.text()
-    session_cookie = next(c for c in cookies if c.startswith(f"{SESSION_COOKIE}="))
+    session_cookie = next(c for c in cookies if re.match(rf"{SESSION_COOKIE}_[0-9a-f]{{8}}=", c))
     flags = {f.strip().lower() for f in session_cookie.split(";")[1:]}
     assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags, flags
-    csrf_cookie = next(c for c in cookies if c.startswith(f"{CSRF_COOKIE}="))
+    csrf_cookie = next(c for c in cookies if re.match(rf"{CSRF_COOKIE}_[0-9a-f]{{8}}=", c))
     assert "samesite=strict" in csrf_cookie.lower() and "httponly" not in csrf_cookie.lower()
 
 
@@ -177,6 +177,46 @@ async def test_a_post_needs_the_csrf_header_then_the_stop_happens_and_is_audited
     assert actors and re.fullmatch(rf"dashboard session [0-9a-f]{{8}} via {user}.*", actors[0]), (
         actors
     )
+
+
+async def test_two_daemons_dashboards_in_one_browser_keep_their_own_sessions(
+    sim: SimHandle, short_dir: Path, dash: Dash, daemon: RunningDaemon
+) -> None:
+    """Cookies are scoped by host, not port: two heliosd@ instances' bridges on 127.0.0.1
+    share one cookie jar. Logging in to the second must not log the first out, and each
+    page finds its own CSRF cookie (named for its daemon, which the page is told)."""
+    other = await start_daemon(write_config(short_dir / "b", sim))
+    other_dash = await open_bridge(other.socket)
+    jar = aiohttp.CookieJar(unsafe=True)  # one browser
+    try:
+        async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+            instances = []
+            for d in (dash, other_dash):
+                async with browser.get(d.login_url, allow_redirects=False) as resp:
+                    assert resp.status == 303, await resp.text()
+                async with browser.get(f"{d.base}/dashboard/") as resp:
+                    page = await resp.text()
+                found = re.search(r'<meta name="heliosd-instance" content="([0-9a-f]{8})">', page)
+                assert found, page[:400]
+                instances.append(found[1])
+            assert instances[0] != instances[1]
+            cookies = {c.key: c.value for c in jar}
+            assert {f"{SESSION_COOKIE}_{i}" for i in instances} <= set(cookies), cookies
+            for d, instance in ((dash, instances[0]), (other_dash, instances[1])):
+                async with browser.get(f"{d.base}/api/trading/mode") as resp:
+                    assert resp.status == 200, await resp.text()  # still logged in
+                csrf = {"X-CSRF-Token": cookies[f"{CSRF_COOKIE}_{instance}"]}
+                async with browser.post(f"{d.base}/api/orders", json={}, headers=csrf) as resp:
+                    # Past the CSRF check (a 403 otherwise), refused by the handler instead.
+                    assert resp.status == 400, await resp.text()
+            # The other daemon's CSRF value is not this one's.
+            wrong = {"X-CSRF-Token": cookies[f"{CSRF_COOKIE}_{instances[1]}"]}
+            async with browser.post(f"{dash.base}/api/orders", json={}, headers=wrong) as resp:
+                assert resp.status == 403
+    finally:
+        other_dash.proc.kill()
+        await asyncio.wait_for(other_dash.proc.communicate(), 15)
+        await other.stop()
 
 
 async def test_sse_through_the_bridge_delivers_an_order_event(

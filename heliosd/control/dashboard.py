@@ -7,8 +7,12 @@ gets a session instead. Contract:
   ``{"token", "expires_in", "path"}``: a one-time login token bound to that caller.
 * ``GET /dashboard/login?token=...`` through the bridge (``heliosctl dashboard``, which sends
   :data:`BRIDGE_HEADER`) or the TCP listener exchanges it, once, for a session: cookie
-  :data:`SESSION_COOKIE` (HttpOnly, SameSite=Strict, Path=/) and :data:`CSRF_COOKIE` (readable
-  by the page, which echoes it in ``X-CSRF-Token``), then redirects to ``/dashboard/``.
+  ``heliosd_session_<instance>`` (HttpOnly, SameSite=Strict, Path=/) and
+  ``heliosd_csrf_<instance>`` (readable by the page, which echoes it in ``X-CSRF-Token``),
+  then redirects to ``/dashboard/``. ``<instance>`` is random per daemon process, and the
+  page is told it (``<meta name="heliosd-instance">``): cookies are scoped by host, not by
+  port, so two ``heliosd@`` instances' dashboards on 127.0.0.1 would otherwise overwrite
+  each other's session, and logging in to one would log the other out.
 * A browser request is served only with a live session cookie; a state-changing one (any
   method but GET/HEAD) also needs ``X-CSRF-Token`` equal to the session's CSRF value and, when
   the browser sends ``Origin``, an Origin naming the same host: else 403. Its Actor is
@@ -33,8 +37,9 @@ from heliosd.control.app import ACTOR_KEY, Handler, actor_of, json_error, json_r
 from heliosd.control.backend import Actor
 
 BRIDGE_HEADER: Final = "X-Heliosd-Bridge"
-SESSION_COOKIE: Final = "heliosd_session"
+SESSION_COOKIE: Final = "heliosd_session"  # the cookies' names begin so: + "_<instance>"
 CSRF_COOKIE: Final = "heliosd_csrf"
+INSTANCE_META: Final = b'<meta name="heliosd-instance" content="">'
 CSRF_HEADER: Final = "X-CSRF-Token"
 LOGIN_TTL_S: Final = 300.0
 SESSION_TTL_S: Final = 12 * 3600.0
@@ -69,6 +74,9 @@ class DashboardSessions:
     def __init__(self, *, login_ttl_s: float = LOGIN_TTL_S, session_ttl_s: float = SESSION_TTL_S):
         self.login_ttl_s = login_ttl_s
         self.session_ttl_s = session_ttl_s
+        self.instance = secrets.token_hex(4)  # in the cookies' names (see the module)
+        self.session_cookie = f"{SESSION_COOKIE}_{self.instance}"
+        self.csrf_cookie = f"{CSRF_COOKIE}_{self.instance}"
         self._logins: dict[str, _Login] = {}
         self._sessions: dict[str, Session] = {}
 
@@ -149,7 +157,7 @@ async def browser_gate(
     """Serve a browser request only with a session (and CSRF for a change); see the module."""
     if request.path == "/dashboard/login":
         return _login(request, sessions)
-    session = sessions.lookup(request.cookies.get(SESSION_COOKIE))
+    session = sessions.lookup(request.cookies.get(sessions.session_cookie))
     if session is None:
         if request.path.startswith("/dashboard"):
             return _refused_page(401, "No dashboard session (or it expired).")
@@ -174,14 +182,15 @@ def _login(request: web.Request, sessions: DashboardSessions) -> web.StreamRespo
         return _refused_page(403, "This login link is unknown, already used or expired.")
     resp = web.Response(status=303, headers={"Location": "/dashboard/"})
     resp.set_cookie(
-        SESSION_COOKIE, session.secret, path="/", httponly=True, samesite="Strict",
+        sessions.session_cookie, session.secret, path="/", httponly=True, samesite="Strict",
         max_age=int(sessions.session_ttl_s),
     )  # fmt: skip
     # Readable by the page on purpose: it is sent back as X-CSRF-Token (double submit),
     # which a cross-site page can neither read nor forge.
     resp.set_cookie(
-        CSRF_COOKIE, session.csrf, path="/", samesite="Strict", max_age=int(sessions.session_ttl_s)
-    )
+        sessions.csrf_cookie, session.csrf, path="/", samesite="Strict",
+        max_age=int(sessions.session_ttl_s),
+    )  # fmt: skip
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
@@ -208,7 +217,9 @@ _HEADERS: Final = {
 
 
 async def _index(request: web.Request) -> web.Response:
-    return web.Response(body=_asset("index.html"), content_type="text/html", headers=_HEADERS)
+    instance = request.app[SESSIONS_KEY].instance.encode()
+    body = _asset("index.html").replace(INSTANCE_META, INSTANCE_META[:-2] + instance + b'">')
+    return web.Response(body=body, content_type="text/html", headers=_HEADERS)
 
 
 async def _static(request: web.Request) -> web.Response:

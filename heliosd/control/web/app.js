@@ -10,9 +10,18 @@ const SLOW_REFRESH_MS = 10000;  // health and prices age without events; nothing
 let riskLimits = {};
 let lastMode = null;
 
+// This daemon's CSRF cookie: its name carries the daemon's instance (the page's meta tag),
+// because another heliosd's dashboard on the same host sets cookies the browser sends here.
 function csrfToken() {
-  const m = document.cookie.match(/(?:^|;\s*)heliosd_csrf=([^;]+)/);
-  return m ? decodeURIComponent(m[1]) : "";
+  const meta = document.querySelector('meta[name="heliosd-instance"]');
+  const name = "heliosd_csrf_" + (meta ? meta.content : "");
+  for (const part of document.cookie.split(";")) {
+    const at = part.indexOf("=");
+    if (at > 0 && part.slice(0, at).trim() === name) {
+      return decodeURIComponent(part.slice(at + 1).trim());
+    }
+  }
+  return "";
 }
 
 async function api(method, path, body) {
