@@ -15,7 +15,7 @@ import pytest
 
 from heliosd.runtime.metrics import FillCounts
 from heliosd.store import Store
-from heliosd.store.connection import read_only
+from heliosd.store.aside import AsideReader
 from heliosd.testing import search_seed
 
 COLS = ("mode, trade_id, order_id, customer_order_id, exchange_order_id, pair, side, price,"
@@ -40,9 +40,9 @@ def full(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     )
 
 
-async def scrape(db: Path, counts: FillCounts) -> list[tuple[str, int]]:
-    async with counts.lock:  # as metrics.gather does
-        return await read_only(db, counts.read)
+async def scrape(reader: AsideReader, counts: FillCounts) -> list[tuple[str, int]]:
+    async with counts.lock:  # as metrics.gather does, on the store's kept aside connection
+        return await reader.read(counts.read)
 
 
 async def test_incremental_counts_equal_a_full_count_through_overlapping_scrapes(
@@ -53,10 +53,15 @@ async def test_incremental_counts_equal_a_full_count_through_overlapping_scrapes
     db = tmp_path / "heliosd.db"
     await (await Store.open(db)).close()
     counts, start = FillCounts(), 0
-    assert await scrape(db, counts) == []
-    for step in range(30):
-        start = insert(db, rng, start)
-        answers = await asyncio.gather(*(scrape(db, counts) for _ in range(rng.randrange(1, 4))))
-        with sqlite3.connect(db) as conn:
-            expected = full(conn)
-        assert all(a == expected for a in answers), f"seed {seed}, step {step}: {answers}"
+    reader = AsideReader(db)
+    try:
+        assert await scrape(reader, counts) == []
+        for step in range(30):
+            start = insert(db, rng, start)
+            scrapes = (scrape(reader, counts) for _ in range(rng.randrange(1, 4)))
+            answers = await asyncio.gather(*scrapes)
+            with sqlite3.connect(db) as conn:
+                expected = full(conn)
+            assert all(a == expected for a in answers), f"seed {seed}, step {step}: {answers}"
+    finally:
+        await reader.close()

@@ -218,7 +218,8 @@ _HEADERS: Final = {
 
 async def _index(request: web.Request) -> web.Response:
     instance = request.app[SESSIONS_KEY].instance.encode()
-    body = _asset("index.html").replace(INSTANCE_META, INSTANCE_META[:-2] + instance + b'">')
+    filled = INSTANCE_META.replace(b'content=""', b'content="%s"' % instance)
+    body = _asset("index.html").replace(INSTANCE_META, filled)
     return web.Response(body=body, content_type="text/html", headers=_HEADERS)
 
 

@@ -14,11 +14,10 @@ would see that old snapshot; in WAL mode it would also hold back every checkpoin
 (3.40 here) lets a pending read statement keep its snapshot after one, and only resetting
 the statement releases it. So the connection records every cursor a read opens
 (:class:`_TrackingConnection`: ``cursor()`` and ``execute()``, what a read uses), and after
-the read each is closed (which resets its
-statement), and a transaction it left open is rolled back. A read that wants one snapshot
-across its statements begins a transaction itself (``/metrics``' fill counts do). One thread
-owns the connection, so reads run one at a
-time, in the order asked. tests/test_store_read_aside.py leaves a cursor half read on
+the read each is closed (which resets its statement), and a transaction it left open is
+rolled back. A read that wants one snapshot across its statements begins a transaction
+itself (``/metrics``' fill counts do). One thread owns the connection, so reads run one at
+a time, in the order asked. tests/test_store_read_aside.py leaves a cursor half read on
 purpose.
 """
 
@@ -35,7 +34,6 @@ T = TypeVar("T")
 
 
 def _read_only_uri(path: Path) -> str:
-    # Built by pathlib, so a ``?``, ``#`` or ``%`` in the path is a character of the name.
     return f"{Path(path).resolve().as_uri()}?mode=ro"
 
 
@@ -93,7 +91,7 @@ class AsideReader:
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn
         if conn is None:
-            conn = self._conn = sqlite3.connect(
+            conn = self._conn = sqlite3.connect(  # connect_read_only's URI, our factory
                 _read_only_uri(self._path), uri=True, isolation_level=None,
                 factory=_TrackingConnection,
             )  # fmt: skip
@@ -104,7 +102,6 @@ class AsideReader:
             conn.reset_all()  # before any ROLLBACK: it alone would leave a snapshot held
             if conn.in_transaction:  # a read that began one (for one snapshot) and raised
                 conn.execute("ROLLBACK")
-                conn.reset_all()
 
     def _close(self) -> None:
         if self._conn is not None:

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from heliosd.store.aside import AsideReader, connect_read_only
+from heliosd.store.aside import AsideReader
 from heliosd.store.migrations import _migrate
 from heliosd.store.mode_read import ModeReads, ModeState, _open_wal_index
 
@@ -47,20 +47,6 @@ log = logging.getLogger("heliosd.store")
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], T]
-
-
-async def read_only(path: Path, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """``fn`` on a fresh read-only connection to the database at ``path``, in a thread."""
-
-    def run() -> T:
-        conn = connect_read_only(path)
-        try:
-            conn.execute("PRAGMA busy_timeout=2000")
-            return fn(conn)
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(run)
 
 
 class Store(ModeReads):
